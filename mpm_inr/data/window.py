@@ -1,0 +1,133 @@
+"""The field window: which frames of which field a run fits, its normalisation, and its coordinates.
+
+One place decides the window (centred at n_frames//2, as in the reference), the held-out frames, the z-score
+statistics and the coordinate normalisation, so training, evaluation and plots can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mpm_inr.errors import ConfigError
+from mpm_inr.models.coordinates import CoordinateSource
+
+# field name -> (array name in the dataset, number of components)
+FIELDS: dict[str, tuple[str, int]] = {"F": ("F", 4), "Jp": ("Jp", 1), "S": ("S", 4), "C": ("C", 4)}
+
+
+def window_bounds(n_frames: int, n_training_frames: int) -> tuple[int, int]:
+    """[start, stop) of the window of n_training_frames centred at n_frames // 2 (the reference's rule)."""
+    if n_training_frames < 2:
+        raise ConfigError(f"data.n_training_frames={n_training_frames} must be >= 2")
+    if n_training_frames > n_frames:
+        raise ConfigError(
+            f"data.n_training_frames={n_training_frames} exceeds the dataset's {n_frames} frames; "
+            f"use at most {n_frames}"
+        )
+    start = max(0, n_frames // 2 - n_training_frames // 2)
+    start = min(start, n_frames - n_training_frames)
+    return start, start + n_training_frames
+
+
+def holdout_mask(n: int, every: int) -> np.ndarray:
+    """True for held-out frames: every `every`-th interior frame, so held-out frames are interpolated."""
+    mask = np.zeros(n, dtype=bool)
+    if every and every > 0:
+        if every < 2:
+            raise ConfigError(f"data.holdout_every={every} must be 0 (off) or >= 2")
+        k = np.arange(n)
+        mask = (k % every == every // 2) & (k > 0) & (k < n - 1)
+    return mask
+
+
+@dataclass
+class FieldWindow:
+    field: str
+    frames: np.ndarray  # (T,) absolute frame indices
+    values: np.ndarray  # (T, N, C) float32, original units
+    positions: np.ndarray  # (T, N, 2)
+    material: np.ndarray  # (N,)
+    object_id: np.ndarray  # (N,)
+    held_out: np.ndarray  # (T,) bool
+    mean: np.ndarray  # (C,)
+    std: np.ndarray  # (C,)
+
+    @property
+    def n_frames(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def n_particles(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.values.shape[2]
+
+    @property
+    def train_frames(self) -> np.ndarray:
+        return np.flatnonzero(~self.held_out)
+
+    @property
+    def test_frames(self) -> np.ndarray:
+        return np.flatnonzero(self.held_out)
+
+    @classmethod
+    def from_dataset(cls, dataset, field: str, n_training_frames: int, holdout_every: int = 0,
+                     normalize: bool = True) -> "FieldWindow":
+        if field not in FIELDS:
+            raise ConfigError(f"unknown field {field!r}; valid: {', '.join(FIELDS)}")
+        array, n_comp = FIELDS[field]
+        start, stop = window_bounds(dataset.n_frames, n_training_frames)
+        values = np.asarray(dataset.read(array, start, stop), dtype=np.float32)
+        values = values.reshape(values.shape[0], values.shape[1], n_comp)
+        positions = np.asarray(dataset.read("x", start, stop), dtype=np.float32)
+        held_out = holdout_mask(stop - start, holdout_every)
+        return cls.from_arrays(field, np.arange(start, stop), values, positions,
+                               dataset.per_particle("type"), dataset.per_particle("object_id"), held_out, normalize)
+
+    @classmethod
+    def from_arrays(cls, field: str, frames: np.ndarray, values: np.ndarray, positions: np.ndarray,
+                    material: np.ndarray, object_id: np.ndarray, held_out: np.ndarray | None = None,
+                    normalize: bool = True) -> "FieldWindow":
+        held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
+        if not np.all(np.isfinite(values)):
+            raise ConfigError(f"field {field} has non-finite values in frames {frames[0]}..{frames[-1]}")
+        if normalize:
+            train = values[~held_out].reshape(-1, values.shape[-1]).astype(np.float64)
+            mean, std = train.mean(0), train.std(0)
+            std = np.where(std > 0, std, 1.0)
+        else:
+            mean, std = np.zeros(values.shape[-1]), np.ones(values.shape[-1])
+        return cls(field, frames, values, positions, np.asarray(material).astype(np.int64),
+                   np.asarray(object_id).astype(np.int64), held_out, mean.astype(np.float32), std.astype(np.float32))
+
+    def normalize(self, values):
+        """Original units -> training units (z-scored per component, or identity when normalize=false)."""
+        mean, std = self._stats_like(values)
+        return (values - mean) / std
+
+    def denormalize(self, values):
+        mean, std = self._stats_like(values)
+        return values * std + mean
+
+    def _stats_like(self, values):
+        if isinstance(values, torch.Tensor):
+            return (torch.as_tensor(self.mean, device=values.device, dtype=values.dtype),
+                    torch.as_tensor(self.std, device=values.device, dtype=values.dtype))
+        return self.mean, self.std
+
+    def coordinate_source(self, t_period: float = 1.0, xy_period: float = 1.0, with_positions: bool = False,
+                          device: torch.device | str = "cpu") -> CoordinateSource:
+        """Normalised coordinates: t in [-1, 1] over the window, x/y box [0, 1] -> [-1, 1], ids -> [-1, 1]."""
+        n = self.n_frames
+        t = torch.linspace(-1.0, 1.0, n) / t_period
+        particle = torch.linspace(-1.0, 1.0, self.n_particles)
+        xy = None
+        if with_positions:
+            xy = (torch.from_numpy(self.positions) * 2.0 - 1.0) / xy_period
+            xy = xy.to(device)
+        return CoordinateSource(t.to(device), particle.to(device), xy)

@@ -1,0 +1,53 @@
+"""The one registry: inr_type -> (coordinate builder, network class).
+
+Adding an inr_type means one network module, one line here and one conf/inr_type/<name>.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from torch import Tensor, nn
+
+from mpm_inr.errors import ConfigError
+from mpm_inr.models import coordinates as coords
+from mpm_inr.models.context import NetworkContext
+from mpm_inr.models.eulerian import HashGridField, PointSiren
+from mpm_inr.models.lagrangian import LatentCodeField, PerParticleHead
+
+CoordinateBuilder = Callable[[coords.CoordinateSource, Tensor, Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class InrType:
+    coordinates: CoordinateBuilder
+    in_dim: int
+    network: type[nn.Module]
+    needs_positions: bool = False
+    description: str = ""
+
+
+INR_TYPES: dict[str, InrType] = {
+    "siren_t": InrType(coords.time_only, 1, PerParticleHead, description="t -> all particles (memorising head)"),
+    "siren_id": InrType(coords.time_and_id, 2, PointSiren, description="(t, particle id scalar)"),
+    "siren_txy": InrType(coords.time_and_position, 3, PointSiren, True, "(t, x, y) Eulerian SIREN"),
+    "ngp": InrType(coords.time_and_position, 3, HashGridField, True, "(t, x, y) hash grid + MLP"),
+    "lagrangian": InrType(coords.time_only, 1, LatentCodeField, description="per-particle codes x SIREN(t) basis"),
+}
+
+
+def get_inr_type(name: str) -> InrType:
+    try:
+        return INR_TYPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown inr_type {name!r}; valid: {', '.join(sorted(INR_TYPES))}") from None
+
+
+def build_network(name: str, ctx: NetworkContext, params: dict[str, Any]) -> nn.Module:
+    """Instantiate the network of `name` from plain keyword params (the model config minus `name`)."""
+    spec = get_inr_type(name)
+    try:
+        return spec.network(ctx, spec.in_dim, **params)
+    except TypeError as err:
+        raise ConfigError(f"bad parameters for inr_type={name}: {err}") from None

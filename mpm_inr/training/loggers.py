@@ -1,0 +1,51 @@
+"""Lightning loggers from the `logger` config group: wandb (offline by default), csv, none."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from mpm_inr.errors import ConfigError
+
+
+def build_logger(cfg: Mapping[str, Any], run_dir: str, run_name: str, flat_config: dict[str, Any]):
+    name = cfg["name"]
+    if name == "none":
+        return None
+    if name == "csv":
+        from pytorch_lightning.loggers import CSVLogger
+
+        return CSVLogger(save_dir=run_dir, name="csv", version="")
+    if name == "wandb":
+        mode = os.environ.get("WANDB_MODE") or cfg.get("mode", "offline")
+        if mode == "disabled":
+            return None
+        from pytorch_lightning.loggers import WandbLogger
+
+        tags = [str(t) for t in (cfg.get("tags") or [])]
+        logger = WandbLogger(project=cfg.get("project", "mpm-inr"), name=cfg.get("run_name") or run_name,
+                             group=cfg.get("group"), job_type=cfg.get("job_type"), tags=tags, save_dir=run_dir,
+                             mode=mode, config=flat_config, reinit="finish_previous")
+        return logger
+    raise ConfigError(f"unknown logger {name!r}; valid: wandb, csv, none")
+
+
+def finish_logger(logger, summary: Mapping[str, Any], image_path: str | None) -> str | None:
+    """Log the final summary (and the field plot) and close the run, so multiruns never share a W&B run."""
+    if logger is None:
+        return None
+    from pytorch_lightning.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        run = logger.experiment
+        run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, list))})
+        if image_path and os.path.exists(image_path):
+            run.log({"field_plot": wandb.Image(image_path)})
+        run_id = run.id
+        run.finish()
+        return run_id
+    logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    logger.finalize("success")
+    return None

@@ -1,0 +1,164 @@
+"""The LightningModule: owns the optimisation step; sampling and data stay on the device.
+
+Manual optimisation runs `steps_per_call` optimiser steps per Lightning `training_step`, so Lightning's
+per-call bookkeeping is paid once per K steps. The only host syncs are the divergence check once per call and
+the scheduled R² estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from mpm_inr.metrics import R2Accumulator
+from mpm_inr.models.coordinates import CoordinateSource
+from mpm_inr.models.registry import CoordinateBuilder
+from mpm_inr.training.optim import build_optimizer, build_scheduler
+from mpm_inr.training.sampler import PointSampler
+
+
+@dataclass
+class TrainSettings:
+    total_steps: int
+    n_points: int
+    sampler: str = "points"
+    frames_per_step: int = 1
+    steps_per_call: int = 50
+    grad_clip: float = 0.0
+    loss: str = "mse"
+    eval_every: int = 500
+    eval_points: int = 65536
+    target_r2: float | None = None
+    max_time_s: float | None = None
+    seed: int = 0
+    inject_nonfinite_step: int | None = None  # fault injection for tests: poison the loss at this step
+
+
+class Diverged(RuntimeError):
+    def __init__(self, step: int) -> None:
+        super().__init__(f"non-finite loss at step {step}")
+        self.step = step
+
+
+class INRModule(pl.LightningModule):
+    def __init__(self, network: nn.Module, coordinates: CoordinateBuilder, source: CoordinateSource,
+                 targets: Tensor, train_frames: Tensor, settings: TrainSettings, optimizer_cfg: dict,
+                 scheduler_cfg: dict, latent_lr_mult: float = 1.0) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.network = network
+        self.coordinates = coordinates
+        self.settings = settings
+        self.optimizer_cfg, self.scheduler_cfg, self.latent_lr_mult = optimizer_cfg, scheduler_cfg, latent_lr_mult
+        self.register_buffer("targets", targets, persistent=False)  # (T, N, C) in training units
+        self.register_buffer("train_frames", train_frames.long(), persistent=False)
+        self.register_buffer("t", source.t, persistent=False)
+        self.register_buffer("particle", source.particle, persistent=False)
+        self.register_buffer("xy", source.xy, persistent=False)
+        self.register_buffer("loss_history", torch.full((settings.total_steps,), float("nan")), persistent=False)
+        self.steps_done = 0
+        self.r2_estimate: float | None = None
+        self.r2_trace: list[tuple[int, float]] = []
+        self.train_seconds = 0.0
+        self.diverged_step: int | None = None
+        self._sampler: PointSampler | None = None
+        self._eval_points: tuple[Tensor, Tensor] | None = None
+        self._started = 0.0
+
+    # --- plumbing -----------------------------------------------------------------------------------------
+    @property
+    def source(self) -> CoordinateSource:
+        return CoordinateSource(self.t, self.particle, self.xy)
+
+    def forward(self, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+        return self.network(self.coordinates(self.source, frame_idx, particle_idx), particle_idx)
+
+    def configure_optimizers(self):
+        opt = build_optimizer(self.network, self.optimizer_cfg, self.latent_lr_mult)
+        return [opt], [build_scheduler(opt, self.scheduler_cfg, self.settings.total_steps)]
+
+    def on_fit_start(self) -> None:
+        s = self.settings
+        n_particles = self.targets.shape[1]
+        self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step, s.seed)
+        g = torch.Generator(device=self.device)
+        g.manual_seed(s.seed + 1)
+        n_eval = min(s.eval_points, self.train_frames.numel() * n_particles)
+        pick = torch.randint(self.train_frames.numel(), (n_eval,), generator=g, device=self.device)
+        self._eval_points = (self.train_frames[pick], torch.randint(n_particles, (n_eval,), generator=g, device=self.device))
+        self._started = time.perf_counter()
+
+    def loss_fn(self, pred: Tensor, target: Tensor) -> Tensor:
+        if self.settings.loss == "huber":
+            return nn.functional.huber_loss(pred, target, delta=1.0)
+        return nn.functional.mse_loss(pred, target)
+
+    # --- the hot loop -------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> None:
+        s = self.settings
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        n = min(s.steps_per_call, s.total_steps - self.steps_done)
+        first = self.steps_done
+        for i in range(n):
+            frame_idx, particle_idx = self._sampler.sample()
+            loss = self.loss_fn(self(frame_idx, particle_idx), self.targets[frame_idx, particle_idx])
+            if s.inject_nonfinite_step is not None and first + i == s.inject_nonfinite_step:
+                loss = loss * float("nan")
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if s.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.network.parameters(), s.grad_clip)
+            opt.step()
+            sched.step()
+            self.loss_history[first + i] = loss.detach()
+        self.steps_done = first + n
+        # One sync per call: stop on the first non-finite loss and remember its step.
+        window = self.loss_history[first:self.steps_done]
+        bad = ~torch.isfinite(window)
+        if bool(bad.any()):
+            self.diverged_step = first + int(bad.nonzero()[0])
+            raise Diverged(self.diverged_step)
+        self.train_seconds = time.perf_counter() - self._started
+        crossed = (first // s.eval_every) != (self.steps_done // s.eval_every) or self.steps_done == s.total_steps
+        if crossed:
+            self.r2_estimate = self.estimate_r2()
+            self.r2_trace.append((self.steps_done, self.r2_estimate))
+            self.log("r2_estimate", self.r2_estimate, on_step=True, logger=True)
+            self.log("loss", float(window[-1]), on_step=True, logger=True)
+            if s.target_r2 is not None and self.r2_estimate >= s.target_r2:
+                self.trainer.should_stop = True
+        if s.max_time_s is not None and self.train_seconds >= s.max_time_s:
+            self.trainer.should_stop = True
+        if self.steps_done >= s.total_steps:
+            self.trainer.should_stop = True
+
+    @torch.no_grad()
+    def estimate_r2(self) -> float:
+        """R² on a fixed random subset of training points, in training units (labelled an estimate)."""
+        frame_idx, particle_idx = self._eval_points
+        acc = R2Accumulator()
+        for lo in range(0, frame_idx.numel(), 16384):
+            f, p = frame_idx[lo:lo + 16384], particle_idx[lo:lo + 16384]
+            acc.update(self.targets[f, p], self(f, p))
+        return float(acc.compute())
+
+    def on_train_end(self) -> None:
+        self.train_seconds = time.perf_counter() - self._started
+
+    @torch.no_grad()
+    def predict_frames(self, frames: Tensor, chunk: int = 65536) -> Tensor:
+        """Predictions (len(frames), N, C) in training units for every particle of the given frames."""
+        n_particles, n_comp = self.targets.shape[1], self.targets.shape[2]
+        frame_idx = frames.to(self.device).repeat_interleave(n_particles)
+        particle_idx = torch.arange(n_particles, device=self.device).repeat(frames.numel())
+        out = torch.empty(frame_idx.numel(), n_comp, device=self.device)
+        for lo in range(0, frame_idx.numel(), chunk):
+            out[lo:lo + chunk] = self(frame_idx[lo:lo + chunk], particle_idx[lo:lo + chunk])
+        return out.view(frames.numel(), n_particles, n_comp)
+
+    def loss_curve(self) -> list[float]:
+        return self.loss_history[: self.steps_done].float().cpu().tolist()

@@ -1,0 +1,72 @@
+"""Contract 2 writers: metrics.json (atomic), analysis.log in the seed's `key: value` style, console table."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else (1e308 if value > 0 else -1e308)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    return value
+
+
+def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
+    path = Path(run_dir) / "metrics.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(_jsonable(dict(metrics)), indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+ANALYSIS_KEYS = ("status", "field_name", "inr_type", "final_r2", "r2_min_component", "final_mse", "pearson_r2",
+                 "slope", "intercept", "total_params", "compression_ratio", "training_time", "training_time_min",
+                 "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
+                 "n_training_frames", "device")
+
+
+def write_analysis_log(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
+    rows = dict(metrics)
+    rows["field_name"] = metrics.get("field")
+    if metrics.get("training_time") is not None:
+        rows["training_time_min"] = metrics["training_time"] / 60.0
+    lines = [f"{k}: {_fmt(rows[k])}" for k in ANALYSIS_KEYS if rows.get(k) is not None]
+    path = Path(run_dir) / "analysis.log"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) < 1e4 else f"{v:.4e}"
+    return str(v)
+
+
+def metrics_table(metrics: Mapping[str, Any]) -> str:
+    """A short fixed-width table for the console; compression always sits beside R²."""
+    keys = [("status", "status"), ("final_r2", "R² (1-SSres/SStot)"), ("r2_min_component", "R² worst component"),
+            ("compression_ratio", "compression (values/params)"), ("slope", "slope"), ("pearson_r2", "Pearson r² (ref.)"),
+            ("holdout_r2", "held-out R²"), ("svd_rank_for_target", "SVD rank for 0.995"),
+            ("final_mse", "MSE (orig. units)"), ("total_params", "params"), ("training_time", "training time [s]"),
+            ("steps", "steps"), ("steps_per_s", "steps/s")]
+    width = max(len(label) for _, label in keys)
+    out = []
+    for key, label in keys:
+        if metrics.get(key) is None:
+            continue
+        out.append(f"  {label:<{width}}  {_fmt(metrics[key])}")
+    return "\n".join(out)

@@ -1,0 +1,74 @@
+"""Range checks on a training config, before any data is generated or any step is taken."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from mpm_inr.errors import ConfigError
+from mpm_inr.models.registry import INR_TYPES
+
+_POSITIVE_MODEL_INTS = ("hidden_dim", "n_layers", "latent_dim", "decoder_hidden", "n_levels", "features_per_level",
+                        "base_resolution")
+
+
+def _check(cond: bool, key: str, value: Any, rule: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}={value} is out of range: {rule}")
+
+
+def _finite_positive(key: str, value: Any) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    _check(ok, key, value, "must be a finite number > 0")
+
+
+def validate_train_config(cfg: Mapping[str, Any]) -> None:
+    """Raise ConfigError (one line) for anything that would make the run meaningless or crash later."""
+    model, opt, data, train = cfg["model"], cfg["optimizer"], cfg["data"], cfg["train"]
+    if model["name"] not in INR_TYPES:
+        raise ConfigError(f"unknown inr_type {model['name']!r}; valid: {', '.join(sorted(INR_TYPES))}")
+    _finite_positive("optimizer.lr", opt["lr"])
+    _finite_positive("optimizer.omega_lr", opt.get("omega_lr", opt["lr"]))
+    _check(opt.get("weight_decay", 0) >= 0, "optimizer.weight_decay", opt.get("weight_decay"), "must be >= 0")
+    for key in _POSITIVE_MODEL_INTS:
+        if key in model:
+            v = model[key]
+            _check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"model.{key}", v, "must be an integer > 0")
+    for key in ("omega", "per_level_scale", "latent_init_std", "latent_lr_mult"):
+        if key in model:
+            _finite_positive(f"model.{key}", model[key])
+    if "log2_table_size" in model:
+        _check(isinstance(model["log2_table_size"], int) and 8 <= model["log2_table_size"] <= 24,
+               "model.log2_table_size", model["log2_table_size"], "must be an integer in [8, 24]")
+    if "decoder" in model:
+        _check(model["decoder"] in ("bilinear", "mlp"), "model.decoder", model["decoder"], "valid: bilinear, mlp")
+    if "shared_codes" in model:
+        _check(model["shared_codes"] in ("none", "material", "object"), "model.shared_codes",
+               model["shared_codes"], "valid: none, material, object")
+    _finite_positive("data.xy_period", data["xy_period"])
+    _finite_positive("data.t_period", data["t_period"])
+    ntf = data["n_training_frames"]
+    _check(isinstance(ntf, int) and ntf >= 2, "data.n_training_frames", ntf, "must be an integer >= 2")
+    he = data["holdout_every"]
+    _check(isinstance(he, int) and (he == 0 or 2 <= he <= ntf // 2), "data.holdout_every", he,
+           "must be 0 (off) or an integer in [2, n_training_frames/2]")
+    for key in ("total_steps", "batch_size", "steps_per_call", "eval_every", "eval_points"):
+        v = train[key]
+        _check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"train.{key}", v, "must be an integer > 0")
+    _check(train["batch_size"] <= ntf, "train.batch_size", train["batch_size"],
+           f"frames per step cannot exceed data.n_training_frames={ntf}")
+    _check(train["grad_clip"] >= 0, "train.grad_clip", train["grad_clip"], "must be >= 0 (0 = off)")
+    _check(train["loss"] in ("mse", "huber"), "train.loss", train["loss"], "valid: mse, huber")
+    _check(train["sampler"] in ("points", "frames"), "train.sampler", train["sampler"], "valid: points, frames")
+    if train.get("target_r2") is not None:
+        _check(0 < train["target_r2"] < 1, "train.target_r2", train["target_r2"], "must be in (0, 1)")
+    if train.get("max_time_s") is not None:
+        _finite_positive("train.max_time_s", train["max_time_s"])
+    _check(cfg["scheduler"]["name"] in ("none", "cosine"), "scheduler", cfg["scheduler"]["name"], "valid: none, cosine")
+    _check(opt["name"] in ("adam", "adamw"), "optimizer", opt["name"], "valid: adam, adamw")
+
+
+def validate_against_dataset(cfg: Mapping[str, Any], n_frames: int) -> None:
+    ntf = cfg["data"]["n_training_frames"]
+    if ntf > n_frames:
+        raise ConfigError(f"data.n_training_frames={ntf} exceeds the dataset's {n_frames} frames; use at most {n_frames}")
