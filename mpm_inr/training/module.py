@@ -14,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from mpm_inr.metrics import R2Accumulator
+from mpm_inr.metrics.streaming import R2Accumulator
 from mpm_inr.models.coordinates import CoordinateSource
 from mpm_inr.models.registry import CoordinateBuilder
 from mpm_inr.training.optim import build_optimizer, build_scheduler
@@ -144,7 +144,7 @@ class INRModule(pl.LightningModule):
         for lo in range(0, frame_idx.numel(), 16384):
             f, p = frame_idx[lo:lo + 16384], particle_idx[lo:lo + 16384]
             acc.update(self.targets[f, p], self(f, p))
-        return float(acc.compute())
+        return float(acc.r2_tensor())
 
     def on_train_end(self) -> None:
         self.train_seconds = time.perf_counter() - self._started

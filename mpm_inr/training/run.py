@@ -1,0 +1,214 @@
+"""One training run end to end: validate -> dataset -> window -> network -> fit -> evaluate -> outputs.
+
+`run_training` takes a plain resolved config dict and a run directory, and always leaves a metrics.json
+(status ok, diverged or failed), so a caller such as the exploration agent never has to guess.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from mpm_inr.data.window import FieldWindow
+from mpm_inr.errors import UserError
+from mpm_inr.models import NetworkContext, build_network, get_inr_type
+from mpm_inr.training.datamodule import FieldWindowDataModule
+from mpm_inr.training.loggers import build_logger, finish_logger
+from mpm_inr.training.module import Diverged, INRModule, TrainSettings
+from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
+from mpm_inr.training.progress import StepProgress
+from mpm_inr.training.validate import validate_train_config
+
+log = logging.getLogger(__name__)
+
+# Keys of the resolved config recorded in metrics.json / W&B as the run's identity.
+SUMMARY_PREFIXES = ("model.", "optimizer.", "scheduler.", "data.", "train.", "field.name", "scenario.name", "seed")
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def resolve_device(trainer_cfg: Mapping[str, Any]) -> str:
+    accel = trainer_cfg.get("accelerator", "auto")
+    if accel == "gpu" and not torch.cuda.is_available():
+        raise UserError("trainer=gpu but no CUDA device is available; use trainer=cpu or trainer=auto")
+    if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()):
+        return "cuda"
+    return "cpu"
+
+
+def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[str] | None = None,
+                 progress: bool = True) -> dict[str, Any]:
+    """Train one INR as configured; returns the metrics dict (also written to run_dir/metrics.json)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wall_start = time.perf_counter()
+    flat = {k: v for k, v in flatten(cfg).items() if k.startswith(SUMMARY_PREFIXES)}
+    base: dict[str, Any] = {
+        "status": "failed", "error": None, "diverged_step": None, "field": cfg["field"]["name"],
+        "inr_type": cfg["model"]["name"], "n_training_frames": cfg["data"]["n_training_frames"],
+        "overrides": list(overrides or []), "config": flat, "study": dict(cfg.get("study") or {}),
+        "torch_version": torch.__version__, "wandb_run_id": None,
+    }
+    logger = None
+    try:
+        validate_train_config(cfg)
+        device = resolve_device(cfg["trainer"])
+        base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+        dataset_path = _dataset(cfg, device, progress)
+        base["dataset"] = str(dataset_path)
+        metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, progress)
+    except Diverged as err:
+        metrics = {**base, "status": "diverged", "diverged_step": err.step, "error": str(err)}
+    except UserError as err:
+        metrics = {**base, "status": "failed", "error": str(err)}
+        write_metrics(run_dir, metrics)
+        raise
+    except Exception as err:  # a bug or a resource failure: record it, then let the caller decide
+        metrics = {**base, "status": "failed", "error": f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]}
+        (run_dir / "traceback.txt").write_text(traceback.format_exc())
+        write_metrics(run_dir, metrics)
+        raise
+    metrics["wall_time"] = time.perf_counter() - wall_start
+    write_metrics(run_dir, metrics)
+    write_analysis_log(run_dir, metrics)
+    return metrics
+
+
+def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
+    from mpm_inr.data.dataset import dataset_dir
+    from mpm_inr.data.generate import ensure_dataset
+
+    data = cfg["data"]
+    if not data.get("generate_if_missing", True):
+        path = dataset_dir(data["root"], cfg["scenario"]["name"], data["seed"])
+        if not (path / "meta.json").exists():
+            raise UserError(f"dataset {path} is missing; run `python generate.py scenario={cfg['scenario']['name']} "
+                            f"seed={data['seed']}` or set data.generate_if_missing=true")
+        return path
+    return ensure_dataset(cfg["scenario"], data["seed"], data["root"], device=device, progress=progress)
+
+
+def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat: dict, base: dict,
+                      progress: bool) -> dict[str, Any]:
+    from mpm_inr.metrics import evaluate_all, svd_baseline
+
+    data, train, model_cfg = cfg["data"], cfg["train"], dict(cfg["model"])
+    pl.seed_everything(cfg.get("seed", 0), workers=False, verbose=False)
+    dm = FieldWindowDataModule(dataset_path, cfg["field"]["name"], data["n_training_frames"],
+                               data["holdout_every"], data["normalize"], train["total_steps"], train["steps_per_call"])
+    window = dm.prepare_window()
+    if train["batch_size"] > len(window.train_frames):
+        raise UserError(f"train.batch_size={train['batch_size']} exceeds the {len(window.train_frames)} training "
+                        f"frames of the window; lower it")
+    inr = get_inr_type(model_cfg.pop("name"))
+    latent_lr_mult = float(model_cfg.pop("latent_lr_mult", 1.0))
+    _configure_precision(train.get("tf32", "auto"), device, inr)
+    ctx = NetworkContext(window.n_particles, window.n_components, torch.from_numpy(window.material),
+                         torch.from_numpy(window.object_id))
+    network = build_network(cfg["model"]["name"], ctx, model_cfg)
+    if train.get("compile") and device == "cuda":
+        network = torch.compile(network)
+    source = window.coordinate_source(data["t_period"], data["xy_period"], inr.needs_positions)
+    targets = window.normalize(torch.from_numpy(window.values))
+    settings = TrainSettings(
+        total_steps=train["total_steps"], n_points=train["batch_size"] * window.n_particles, sampler=train["sampler"],
+        frames_per_step=train["batch_size"], steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
+        loss=train["loss"], eval_every=train["eval_every"], eval_points=train["eval_points"],
+        target_r2=train.get("target_r2"), max_time_s=train.get("max_time_s"), seed=int(cfg.get("seed", 0)),
+        inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
+    module = INRModule(network, inr.coordinates, source, targets, torch.from_numpy(window.train_frames), settings,
+                       dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult)
+    run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
+    logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
+    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=1, logger=logger or False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, log_every_n_steps=1,
+                         callbacks=[StepProgress(train["total_steps"], enabled=progress)])
+    try:
+        trainer.fit(module, datamodule=dm)
+        if module.diverged_step is not None:
+            raise Diverged(module.diverged_step)
+    except Diverged:
+        if logger is not None:
+            finish_logger(logger, {"status": "diverged", "diverged_step": module.diverged_step}, None)
+        raise
+    metrics = _evaluate(module, window, evaluate_all, svd_baseline)
+    metrics.update(base)
+    metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
+                   steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
+                   r2_estimate_trace=module.r2_trace)
+    if cfg["outputs"].get("checkpoint", True):
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    if cfg["outputs"].get("save_predictions", False):
+        save_predictions(run_dir, module)
+    image = None
+    if cfg["outputs"].get("plot", True):
+        image = str(_plot(run_dir, module, window, metrics, list(cfg["field"]["components"])))
+    metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
+    print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
+    return metrics
+
+
+def _configure_precision(tf32: Any, device: str, inr) -> None:
+    """TF32 is safe for the hash-grid MLP, not for sine layers (omega amplifies the 10-bit mantissa error)."""
+    if device != "cuda":
+        return
+    enable = bool(tf32) if tf32 != "auto" else inr.network.__name__ == "HashGridField"
+    torch.backends.cuda.matmul.allow_tf32 = enable
+    torch.backends.cudnn.allow_tf32 = enable
+
+
+def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline) -> dict[str, Any]:
+    """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
+    module.eval()
+    all_frames = torch.arange(window.n_frames)
+    pred = window.denormalize(module.predict_frames(all_frames)).float().cpu().numpy()
+    module.prediction = pred
+    train_idx, test_idx = window.train_frames, window.test_frames
+    n_params = sum(p.numel() for p in module.network.parameters())
+    metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params)
+    svd = svd_baseline(window.values[train_idx], normalize=True)
+    metrics["svd"] = svd
+    metrics["svd_rank_for_target"] = svd.get("rank_for_0.995")
+    metrics["holdout_frames"] = [int(i) for i in test_idx]
+    if len(test_idx):
+        held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params)
+        metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
+    else:
+        metrics["holdout_r2"] = metrics["holdout_mse"] = None
+    metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+    return metrics
+
+
+def _plot(run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict, components: list[str]) -> Path:
+    from mpm_inr.viz.field_plot import plot_field
+
+    path = run_dir / "field.png"
+    train_idx = window.train_frames
+    info = {k: metrics.get(k) for k in ("field", "inr_type", "final_r2", "r2_min_component", "slope",
+                                         "compression_ratio", "total_params", "training_time", "steps", "holdout_r2")}
+    plot_field(path, window.values[train_idx], module.prediction[train_idx], window.positions[train_idx],
+               module.loss_curve(), info, components, metrics.get("ssim") or [],
+               window.field)
+    return path
+
+
+def save_predictions(run_dir: Path, module: INRModule) -> None:
+    np.save(Path(run_dir) / "predictions.npy", module.prediction.astype(np.float32))

@@ -1,0 +1,113 @@
+"""Training engine on a synthetic window: R² improves, early stop, divergence, no per-step host sync."""
+
+import math
+import traceback
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from mpm_inr.data.window import FieldWindow
+from mpm_inr.models import NetworkContext, build_network, get_inr_type
+from mpm_inr.training.module import Diverged, INRModule, TrainSettings
+
+
+def _window(T=20, N=40):
+    t = np.linspace(0, 1, T)[:, None]
+    phase = np.linspace(0, 3, N)[None, :]
+    values = np.stack([np.sin(3 * t + phase), np.cos(2 * t * phase)], -1).astype(np.float32)
+    pos = np.random.default_rng(0).random((T, N, 2)).astype(np.float32)
+    return FieldWindow.from_arrays("F", np.arange(T), values, pos, np.zeros(N), np.zeros(N))
+
+
+def _module(total_steps=200, steps_per_call=20, **kw):
+    w = _window()
+    ctx = NetworkContext(w.n_particles, w.n_components, torch.zeros(w.n_particles), torch.zeros(w.n_particles))
+    torch.manual_seed(0)
+    net = build_network("lagrangian", ctx, dict(latent_dim=4, hidden_dim=32, n_layers=2, omega=10.0))
+    inr = get_inr_type("lagrangian")
+    settings = TrainSettings(total_steps=total_steps, n_points=256, steps_per_call=steps_per_call, eval_every=50,
+                             eval_points=800, **kw)
+    return INRModule(net, inr.coordinates, w.coordinate_source(), w.normalize(torch.from_numpy(w.values)),
+                     torch.from_numpy(w.train_frames), settings, {"name": "adam", "lr": 3e-3},
+                     {"name": "cosine", "eta_min_factor": 0.01}, latent_lr_mult=3.0)
+
+
+def _fit(module):
+    from torch.utils.data import DataLoader
+
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    n_calls = math.ceil(module.settings.total_steps / module.settings.steps_per_call)
+    trainer.fit(module, DataLoader(range(n_calls), batch_size=None))
+    return module
+
+
+def test_r2_improves_with_training():
+    m = _fit(_module(total_steps=300))
+    trace = [r2 for _, r2 in m.r2_trace]
+    assert m.steps_done == 300
+    assert trace[-1] > trace[0] and trace[-1] > 0.5
+    assert not math.isnan(m.loss_history[299])
+
+
+def test_early_stop_when_target_reached():
+    m = _fit(_module(total_steps=2000, target_r2=0.3))
+    assert m.steps_done < 2000
+    assert m.r2_trace[-1][1] >= 0.3
+    assert m.steps_done % 50 == 0 or m.steps_done % 20 == 0
+
+
+def test_divergence_is_detected_with_its_step():
+    m = _module(total_steps=100, inject_nonfinite_step=37)
+    with pytest.raises(Diverged) as err:
+        _fit(m)
+    assert err.value.step == 37
+
+
+class _SyncCounter:
+    """Counts tensor -> host conversions (the operations that force a device sync).
+
+    Adam's step counter is a CPU scalar even when training on a GPU (capturable=False), so reading it is not a
+    device sync; calls from torch/optim are not counted.
+    """
+
+    NAMES = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "cpu")
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+
+            def wrapped(self_, *a, _orig=original, **k):
+                caller = traceback.extract_stack(limit=2)[0].filename
+                if "torch/optim" not in caller:
+                    self.count += 1
+                return _orig(self_, *a, **k)
+
+            monkeypatch.setattr(torch.Tensor, name, wrapped)
+
+
+@pytest.mark.parametrize("steps_per_call", [5, 40])
+def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call):
+    """The inner loop must not sync: syncs per training_step call are the same for K=5 and K=40."""
+    m = _module(total_steps=400, steps_per_call=steps_per_call)
+    m.settings.eval_every = 10**9  # only the end-of-training estimate
+    # run one call outside Lightning, with the sampler prepared as in on_fit_start
+    m.on_fit_start()
+
+    class _T:  # the bits of the trainer that training_step touches
+        should_stop = False
+
+    m._trainer = None
+    m.optimizers = lambda: opt
+    m.lr_schedulers = lambda: sched
+    m.manual_backward = lambda loss: loss.backward()
+    (opt,), (sched,) = m.configure_optimizers()
+    monkeypatch.setattr(type(m), "trainer", property(lambda self: _T), raising=False)
+    m.log = lambda *a, **k: None
+    counter = _SyncCounter(monkeypatch)
+    m.training_step(None, 0)
+    assert m.steps_done == steps_per_call
+    assert counter.count <= 2, f"{counter.count} host syncs in one call of {steps_per_call} steps"

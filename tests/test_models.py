@@ -1,0 +1,94 @@
+"""Networks: shapes for every inr_type, SIREN init, gradient flow to latents, one registry."""
+
+import math
+
+import pytest
+import torch
+
+from mpm_inr.errors import ConfigError
+from mpm_inr.models import INR_TYPES, CoordinateSource, NetworkContext, build_network, get_inr_type
+from mpm_inr.models.hashgrid import HashGridEncoding
+from mpm_inr.models.siren import Siren
+
+N, T, C = 30, 6, 4
+CTX = NetworkContext(N, C, torch.arange(N) % 3, torch.arange(N) // 10)
+PARAMS = {
+    "siren_t": dict(hidden_dim=16, n_layers=2, omega=30.0),
+    "siren_id": dict(hidden_dim=16, n_layers=2, omega=30.0),
+    "siren_txy": dict(hidden_dim=16, n_layers=2, omega=30.0, learn_omega=True),
+    "ngp": dict(n_levels=4, features_per_level=2, log2_table_size=10, base_resolution=4, per_level_scale=2.0,
+                hidden_dim=16, n_layers=2),
+    "lagrangian": dict(latent_dim=4, hidden_dim=16, n_layers=2, omega=10.0),
+}
+
+
+def _source() -> CoordinateSource:
+    return CoordinateSource(torch.linspace(-1, 1, T), torch.linspace(-1, 1, N), torch.rand(T, N, 2) * 2 - 1)
+
+
+@pytest.mark.parametrize("name", sorted(INR_TYPES))
+def test_every_type_maps_points_to_components(name):
+    spec = get_inr_type(name)
+    net = build_network(name, CTX, PARAMS[name])
+    f, p = torch.randint(T, (50,)), torch.randint(N, (50,))
+    out = net(spec.coordinates(_source(), f, p), p)
+    assert out.shape == (50, C)
+    out.square().mean().backward()
+    assert all(q.grad is not None for q in net.parameters() if q.requires_grad)
+
+
+def test_registry_covers_every_config_file():
+    from pathlib import Path
+
+    names = {p.stem for p in (Path(__file__).parents[1] / "conf" / "inr_type").glob("*.yaml")}
+    assert names == set(INR_TYPES)
+
+
+def test_unknown_type_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match="valid: lagrangian, ngp"):
+        get_inr_type("nerf")
+
+
+def test_siren_init_follows_the_paper():
+    torch.manual_seed(0)
+    net = Siren(3, 2, hidden_dim=256, n_layers=3, omega=30.0)
+    first, hidden = net.trunk.layers[0].linear.weight, net.trunk.layers[1].linear.weight
+    assert first.abs().max() <= 1 / 3 + 1e-7 and first.abs().max() > 0.9 / 3
+    bound = math.sqrt(6 / 256) / 30
+    assert hidden.abs().max() <= bound + 1e-7 and hidden.abs().max() > 0.9 * bound
+
+
+def test_lagrangian_latents_receive_gradient_and_group_codes_share():
+    net = build_network("lagrangian", CTX, {**PARAMS["lagrangian"], "shared_codes": "material", "decoder": "mlp"})
+    p = torch.tensor([0, 3, 1])
+    out = net(torch.zeros(3, 1), p)
+    out.sum().backward()
+    assert net.latents.grad[p].abs().sum() > 0
+    assert net.latents.grad[2].abs().sum() == 0  # untouched particle
+    assert net.latents_shared.grad[0].abs().sum() > 0  # particles 0 and 3 are both material 0
+
+
+def test_bilinear_lagrangian_is_a_sum_over_latent_dims():
+    net = build_network("lagrangian", CTX, PARAMS["lagrangian"])
+    p = torch.tensor([5])
+    t = torch.tensor([[0.3]])
+    g = net.basis(t).view(4, C)
+    assert torch.allclose(net(t, p)[0], net.latents[5] @ g, atol=1e-6)
+
+
+def test_hash_grid_interpolates_continuously_and_dense_levels_do_not_collide():
+    enc = HashGridEncoding(2, n_levels=2, features_per_level=1, log2_table_size=12, base_resolution=4, per_level_scale=2)
+    with torch.no_grad():
+        enc.embeddings.copy_(torch.randn_like(enc.embeddings))
+    assert bool(enc.dense.all())
+    x = torch.tensor([[0.5, 0.5], [0.5 + 1e-5, 0.5]])
+    y = enc(x)
+    assert torch.allclose(y[0], y[1], atol=1e-3)
+    # at a grid vertex the encoding returns that vertex's feature exactly
+    v = enc(torch.tensor([[0.25, 0.5]]))[0, 0]
+    assert torch.isclose(v, enc.embeddings[int(1 + 2 * 5)][0])
+
+
+def test_bad_parameters_are_config_errors():
+    with pytest.raises(ConfigError, match="inr_type=siren_txy"):
+        build_network("siren_txy", CTX, {"hidden_dim": 8, "n_layers": 2, "omega": 30.0, "latent_dim": 3})

@@ -1,0 +1,55 @@
+"""Field window: centring, held-out frames, normalisation round trip, coordinates."""
+
+import numpy as np
+import pytest
+import torch
+
+from mpm_inr.data.window import FieldWindow, holdout_mask, window_bounds
+from mpm_inr.errors import ConfigError
+
+
+def test_window_is_centred_like_the_reference():
+    assert window_bounds(10000, 100) == (4950, 5050)
+    assert window_bounds(10000, 48) == (4976, 5024)
+    assert window_bounds(1000, 1000) == (0, 1000)
+    with pytest.raises(ConfigError, match="exceeds the dataset's 1000 frames"):
+        window_bounds(1000, 1001)
+
+
+def test_holdout_is_interior_and_interleaved():
+    m = holdout_mask(10, 2)
+    assert m.tolist() == [False, True, False, True, False, True, False, True, False, False]
+    assert not holdout_mask(10, 0).any()
+
+
+def _window(normalize=True, holdout=None):
+    rng = np.random.default_rng(0)
+    values = rng.normal([1.0, 0.0, 0.0, 1.0], [0.1, 0.01, 0.01, 0.2], size=(8, 5, 4)).astype(np.float32)
+    pos = rng.random((8, 5, 2)).astype(np.float32)
+    return FieldWindow.from_arrays("F", np.arange(8), values, pos, np.zeros(5), np.zeros(5), holdout, normalize)
+
+
+def test_normalisation_round_trips_and_zscores_each_component():
+    w = _window()
+    z = w.normalize(w.values)
+    assert np.allclose(z.reshape(-1, 4).mean(0), 0, atol=1e-5)
+    assert np.allclose(z.reshape(-1, 4).std(0), 1, atol=1e-4)
+    assert np.allclose(w.denormalize(z), w.values, atol=1e-6)
+    zt = w.normalize(torch.from_numpy(w.values))
+    assert torch.allclose(w.denormalize(zt), torch.from_numpy(w.values), atol=1e-6)
+
+
+def test_stats_use_training_frames_only_and_raw_mode_is_identity():
+    held = holdout_mask(8, 2)
+    w = _window(holdout=held)
+    assert np.allclose(w.mean, w.values[~held].reshape(-1, 4).mean(0), atol=1e-6)
+    raw = _window(normalize=False)
+    assert np.array_equal(raw.normalize(raw.values), raw.values)
+
+
+def test_coordinates_share_one_normalisation():
+    w = _window()
+    src = w.coordinate_source(t_period=2.0, xy_period=1.0, with_positions=True)
+    assert torch.allclose(src.t[[0, -1]], torch.tensor([-0.5, 0.5]))
+    assert torch.allclose(src.xy, torch.from_numpy(w.positions) * 2 - 1)
+    assert src.particle[0] == -1 and src.particle[-1] == 1

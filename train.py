@@ -1,0 +1,22 @@
+"""Train one INR on one MPM field: `python train.py field=Jp inr_type=siren_txy optimizer=adam ...`."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mpm_inr.cli import run_hydra_task
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Returns final_r2 so Hydra sweepers can optimise it."""
+    from mpm_inr.training.run import run_training
+
+    return run_hydra_task(cfg, run_training)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
