@@ -1,0 +1,34 @@
+"""Shared fixtures: a small dataset generated once per session, and W&B kept offline."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory) -> Path:
+    """A data root holding discs_small seed 0 (generated once per test session, in seconds)."""
+    from mpm_inr.bench.compose import compose_train_config
+    from mpm_inr.data.generate import ensure_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    cfg = compose_train_config(["scenario=discs_small"])
+    ensure_dataset(cfg["scenario"], 0, root, device="cpu", progress=False)
+    return root
+
+
+@pytest.fixture
+def tiny_train_overrides(data_root) -> list[str]:
+    """Overrides that make any field x inr_type train in about a second on CPU."""
+    return ["scenario=discs_small", f"data.root={data_root}", "data.n_training_frames=20", "trainer=cpu",
+            "logger=none", "train.total_steps=20", "train.steps_per_call=10", "train.eval_every=10",
+            "train.batch_size=1"]

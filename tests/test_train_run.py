@@ -1,0 +1,132 @@
+"""train.py end to end on discs_small: every field x inr_type, outputs, bad input, divergence, W&B."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import matplotlib.image as mpimg
+import pytest
+
+from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.errors import ConfigError
+from mpm_inr.training.run import run_training
+
+from conftest import REPO
+
+FIELDS = ["F", "Jp", "S", "C"]
+TYPES = ["siren_t", "siren_id", "siren_txy", "ngp", "lagrangian"]
+SMALL_MODEL = {"siren_t": ["model.hidden_dim=16"], "siren_id": ["model.hidden_dim=32"],
+               "siren_txy": ["model.hidden_dim=32"], "ngp": ["model.log2_table_size=12", "model.n_levels=4"],
+               "lagrangian": ["model.hidden_dim=32"]}
+CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_training_frames", "dataset", "device",
+                 "torch_version", "final_r2", "final_mse", "r2_per_component", "r2_min_component", "pearson_r2",
+                 "slope", "intercept", "total_params", "n_values", "compression_ratio", "training_time", "wall_time",
+                 "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
+                 "holdout_mse", "holdout_frames", "svd", "overrides", "config", "study", "wandb_run_id"}
+
+
+@pytest.mark.parametrize("field", FIELDS)
+@pytest.mark.parametrize("inr_type", TYPES)
+def test_every_field_and_type_trains(field, inr_type, tiny_train_overrides, tmp_path):
+    overrides = tiny_train_overrides + [f"field={field}", f"inr_type={inr_type}", "outputs.plot=false",
+                                        "outputs.checkpoint=false"] + SMALL_MODEL[inr_type]
+    m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
+    assert m["status"] == "ok" and m["steps"] == 20
+    assert m["field"] == field and m["inr_type"] == inr_type
+    assert len(m["r2_per_component"]) == (1 if field == "Jp" else 4)
+    assert m["compression_ratio"] == pytest.approx(m["n_values"] / m["total_params"])
+
+
+def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
+    overrides = tiny_train_overrides + ["field=F", "outputs.save_predictions=true", "data.holdout_every=4"]
+    m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(on_disk), CONTRACT_KEYS - set(on_disk)
+    assert on_disk["final_r2"] == pytest.approx(m["final_r2"])
+    assert on_disk["holdout_r2"] is not None and len(on_disk["holdout_frames"]) == 4
+    img = mpimg.imread(tmp_path / "field.png")
+    assert img.shape[0] > 400 and img.shape[1] > 600 and img.std() > 0.01
+    import numpy as np
+
+    pred = np.load(tmp_path / "predictions.npy")
+    assert pred.shape == (20, m["n_values"] // (16 * 4), 4)
+    log = (tmp_path / "analysis.log").read_text()
+    assert f"final_r2: {m['final_r2']:.6g}" in log and "compression_ratio:" in log
+    assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_size > 0
+
+
+def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
+    base = tiny_train_overrides + ["field=F", "outputs.plot=false", "outputs.checkpoint=false"]
+    short = run_training(compose_train_config(base + ["train.total_steps=10"]), tmp_path / "a", progress=False)
+    long = run_training(compose_train_config(base + ["train.total_steps=300", "train.steps_per_call=50"]),
+                        tmp_path / "b", progress=False)
+    assert long["final_r2"] > short["final_r2"] + 0.1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.lr=-1e-3", "optimizer.lr=-0.001 is out of range"),
+    ("model.hidden_dim=0", "model.hidden_dim=0 is out of range"),
+    ("train.batch_size=50", "frames per step cannot exceed data.n_training_frames=20"),
+])
+def test_out_of_range_values_fail_before_training(override, message, tiny_train_overrides, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        run_training(compose_train_config(tiny_train_overrides + [override]), tmp_path, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+def _train_cli(args, cwd):
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_bad_inputs_give_one_line_errors(tiny_train_overrides, tmp_path):
+    r = _train_cli(tiny_train_overrides + ["field=Q"], tmp_path)
+    assert r.returncode != 0 and "Could not find 'field/Q'" in r.stderr and "Jp" in r.stderr
+    r = _train_cli(tiny_train_overrides + ["data.n_training_frames=100000"], tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: data.n_training_frames=100000 exceeds")
+
+
+def test_divergence_single_run_and_multirun(tiny_train_overrides, tmp_path):
+    poisoned = tiny_train_overrides + ["+debug.inject_nonfinite_step=13", "hydra.run.dir=" + str(tmp_path / "one")]
+    r = _train_cli(poisoned, tmp_path)
+    assert r.returncode == 1
+    m = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert m["status"] == "diverged" and m["diverged_step"] == 13
+    sweep = tmp_path / "sweep"
+    r = _train_cli(["--multirun"] + tiny_train_overrides + ["+debug.inject_nonfinite_step=13,null",
+                                                            f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    statuses = sorted(json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in (0, 1))
+    assert statuses == ["diverged", "ok"]
+
+
+def test_multirun_with_offline_wandb_leaves_finished_runs(tiny_train_overrides, tmp_path):
+    overrides = [o for o in tiny_train_overrides if not o.startswith("logger=")]
+    sweep = tmp_path / "sweep"
+    env_args = ["--multirun"] + overrides + ["logger=wandb", "field=Jp,F", f"hydra.sweep.dir={sweep}",
+                                              "logger.tags=[test]"]
+    import os
+
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    r = subprocess.run([sys.executable, str(REPO / "train.py"), *env_args], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    from mpm_inr.wandb_offline import read_offline_run
+
+    seen = {}
+    for i in (0, 1):
+        metrics = json.loads((sweep / str(i) / "metrics.json").read_text())
+        run_dirs = list((sweep / str(i) / "wandb").glob("offline-run-*"))
+        assert len(run_dirs) == 1
+        run = read_offline_run(run_dirs[0])
+        assert run.finished and run.exit_code == 0
+        assert run.run_id == metrics["wandb_run_id"]
+        assert run.summary["final_r2"] == pytest.approx(metrics["final_r2"])
+        assert run.summary["compression_ratio"] == pytest.approx(metrics["compression_ratio"])
+        assert run.config["field.name"] == metrics["field"] and run.job_type == metrics["field"]
+        assert "test" in run.tags and any("r2_estimate" in row for row in run.history)
+        seen[metrics["field"]] = run.summary["final_r2"]
+    assert set(seen) == {"Jp", "F"}
