@@ -1,0 +1,164 @@
+"""A tiny stand-in for `train.py` (a real Hydra app, no torch) for agent tests and fault injection.
+
+`write_fake_app(dir)` writes `train.py` + `conf/` with the same config groups and keys the agent mutates. The
+fake trainer takes milliseconds and writes a Contract-2 `metrics.json` whose R² is a smooth deterministic function
+of the config (peaked at lr=1e-4, hidden_dim=256, n_layers=3, omega=30), so policies have a landscape to climb.
+Faults are injected with `fake.*` keys: `fake.diverge_above_lr`, `fake.sleep_s`, `fake.crash=raise|exit|kill|hang|hang_hard`,
+`fake.no_metrics=true`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TRAIN_PY = r'''
+"""Fake trainer for agent tests (see agent/fakeapp.py)."""
+import hashlib, json, math, os, signal, sys, time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+
+def flat(d, p=""):
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, p + k + "."))
+        else:
+            out[p + k] = v
+    return out
+
+
+def write(run_dir, metrics):
+    tmp = run_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=1))
+    os.replace(tmp, run_dir / "metrics.json")
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg):
+    t0 = time.time()
+    c = OmegaConf.to_container(cfg, resolve=True)
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    fake = c["fake"]
+    base = {"status": "failed", "error": None, "diverged_step": None, "field": c["field"]["name"],
+            "inr_type": c["model"]["name"], "n_training_frames": c["data"]["n_training_frames"],
+            "overrides": list(hc.overrides.task), "config": flat({k: c[k] for k in ("model", "optimizer", "data", "train")}),
+            "study": c["study"], "wandb_run_id": None, "device": "cpu", "torch_version": "none", "dataset": "fake"}
+    if fake["sleep_s"]:
+        time.sleep(float(fake["sleep_s"]))
+    crash = fake["crash"]
+    if crash == "raise":
+        raise RuntimeError("fake trainer: injected exception")
+    if crash == "exit":
+        sys.exit(3)
+    if crash == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if crash == "hang":
+        while True:
+            time.sleep(0.05)
+    if crash == "hang_hard":  # ignores the job guard's SIGALRM: only the agent's round deadline stops it
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        while True:
+            time.sleep(0.05)
+    if fake["no_metrics"]:
+        return 0.0
+    lr, h, L, w = c["optimizer"]["lr"], c["model"]["hidden_dim"], c["model"]["n_layers"], c["model"]["omega"]
+    if lr > fake["diverge_above_lr"]:
+        write(run_dir, {**base, "status": "diverged", "diverged_step": 7, "error": "loss became NaN at step 7"})
+        return float("nan")
+    steps, frames = c["train"]["total_steps"], c["data"]["n_training_frames"]
+    field_k = {"Jp": 1.0, "F": 0.5, "S": 3.0, "C": 1.5}[c["field"]["name"]]
+    loss = (0.02 * math.log2(lr / 1e-4) ** 2 + 0.01 * math.log2(h / 256) ** 2 + 0.01 * (L - 3) ** 2
+            + 1e-5 * (w - 30) ** 2 + 0.02 * math.log2(frames / 48) ** 2 / 10) * field_k
+    loss += 0.05 / math.sqrt(max(steps, 1) / 100)
+    digest = hashlib.sha256(json.dumps(base["config"], sort_keys=True).encode() + str(c["seed"]).encode())
+    noise = (int(digest.hexdigest()[:8], 16) / 0xFFFFFFFF - 0.5) * 1e-4
+    r2 = 1.0 - loss / (1.0 + loss) + noise
+    comps = 1 if c["field"]["name"] == "Jp" else 4
+    params = L * h * h + h * (3 + comps)
+    n_values = frames * 1000 * comps
+    m = {**base, "status": "ok", "final_r2": r2, "final_mse": loss * 1e-3, "r2_per_component": [r2] * comps,
+         "r2_min_component": r2, "pearson_r2": min(1.0, r2 + 1e-5), "slope": 1.0 - loss / 10, "intercept": 0.0,
+         "total_params": params, "n_values": n_values, "compression_ratio": n_values / params,
+         "training_time": steps * h * 1e-6, "wall_time": time.time() - t0, "steps": steps,
+         "steps_per_s": steps / max(steps * h * 1e-6, 1e-9), "ssim": [min(1.0, r2 + 0.001)] * comps,
+         "ssim_mean": min(1.0, r2 + 0.001), "kinograph_r2": r2, "kinograph_ssim": min(1.0, r2 + 0.002),
+         "holdout_r2": None, "holdout_mse": None, "holdout_frames": None,
+         "svd": {"rank_for_0.995": 3, "r2_rank": {"1": 0.9}}}
+    (run_dir / "field.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    write(run_dir, m)
+    return r2
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+TRAIN_YAML = """\
+defaults:
+  - _self_
+  - field: Jp
+  - inr_type: siren_txy
+  - optimizer: adam
+  - scheduler: none
+  - logger: none
+seed: 0
+data:
+  n_training_frames: 48
+  xy_period: 1.0
+  t_period: 1.0
+  root: data
+train:
+  total_steps: 100
+  batch_size: 1
+  grad_clip: 0.0
+  loss: mse
+study:
+  name: null
+  node_id: null
+  parent_id: null
+  block: null
+  iteration: null
+  strategy: null
+fake:
+  diverge_above_lr: 0.0005
+  sleep_s: 0
+  crash: none
+  no_metrics: false
+hydra:
+  job:
+    chdir: false
+"""
+
+GROUPS = {
+    "field/Jp.yaml": "name: Jp\ncomponents: [Jp]\n",
+    "field/F.yaml": "name: F\ncomponents: [F00, F01, F10, F11]\n",
+    "field/S.yaml": "name: S\ncomponents: [S00, S01, S10, S11]\n",
+    "field/C.yaml": "name: C\ncomponents: [C00, C01, C10, C11]\n",
+    "inr_type/siren_txy.yaml": "# @package model\nname: siren_txy\nhidden_dim: 256\nn_layers: 3\nomega: 30.0\n"
+                               "learn_omega: false\n",
+    "inr_type/siren_t.yaml": "# @package model\nname: siren_t\nhidden_dim: 256\nn_layers: 3\nomega: 30.0\n"
+                             "learn_omega: false\n",
+    "optimizer/adam.yaml": "name: adam\nlr: 1.0e-4\nomega_lr: 1.0e-4\n",
+    "optimizer/adamw.yaml": "name: adamw\nlr: 1.0e-4\nomega_lr: 1.0e-4\n",
+    "scheduler/none.yaml": "name: none\n",
+    "scheduler/cosine.yaml": "name: cosine\n",
+    "logger/none.yaml": "name: none\n",
+}
+
+
+def write_fake_app(root: str | Path) -> Path:
+    """Write the fake trainer into `root` (train.py + conf/) and return `root`."""
+    root = Path(root)
+    (root / "conf").mkdir(parents=True, exist_ok=True)
+    (root / "train.py").write_text(TRAIN_PY.lstrip())
+    (root / "conf" / "train.yaml").write_text(TRAIN_YAML)
+    for rel, text in GROUPS.items():
+        p = root / "conf" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root

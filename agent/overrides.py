@@ -1,0 +1,283 @@
+"""Validation of the training overrides a policy proposes, before anything runs.
+
+A policy (possibly an LLM) is untrusted input that ends up on a `python train.py` command line. Only keys on an
+allow-list pass, each with a type and a range taken from the seed document; values must be plain literals. Hydra
+syntax beyond `key=value` (`+key`, `~key`, `++key`, `${...}` interpolations, sweeps `a,b`, functions
+`choice(...)`, lists), `hydra.*`, `_target_`, shell metacharacters, NaN/inf and huge values are all rejected with a
+reason. The output is a canonical list of `key=value` strings (sorted by key, shortest round-trip float repr),
+so that equal configs hash equally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import numbers
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mpm_inr.errors import UserError
+
+#: the seed's n_training_frames progression (48 -> 100 -> ... -> 10000)
+FRAMES_PROGRESSION: tuple[int, ...] = (48, 100, 200, 500, 1000, 2000, 5000, 10000)
+FIELDS: tuple[str, ...] = ("Jp", "F", "S", "C")
+INR_TYPES: tuple[str, ...] = ("siren_t", "siren_txy", "siren_id", "ngp", "lagrangian")
+
+
+class OverrideError(UserError):
+    """A proposed override is not allowed; `reasons` lists every problem found."""
+
+    def __init__(self, reasons: Sequence[str]):
+        self.reasons = list(reasons)
+        super().__init__("; ".join(self.reasons))
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Type and allowed values of one key. kind: float | int | bool | choice."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[Any, ...] = ()
+    doc: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.kind == "bool":
+            return "true or false"
+        return f"{self.kind} in [{_fmt(self.lo)}, {_fmt(self.hi)}]"
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return repr(x) if not x.is_integer() or abs(x) < 1e6 else f"{x:.0e}"
+    return str(x)
+
+
+#: the allow-list (docs/contracts.md, Contract 2). Ranges follow the seed; int/float bounds are inclusive.
+ALLOWED: dict[str, Spec] = {
+    "optimizer.lr": Spec("float", 1e-7, 1e-3, doc="learning rate (learning_rate_NNR_f)"),
+    "optimizer.omega_lr": Spec("float", 1e-8, 1e-3, doc="learning rate of omega when model.learn_omega"),
+    "model.hidden_dim": Spec("int", 64, 2048, doc="SIREN / MLP width (hidden_dim_nnr_f)"),
+    "model.n_layers": Spec("int", 2, 6, doc="SIREN depth (n_layers_nnr_f)"),
+    "model.omega": Spec("float", 1.0, 100.0, doc="SIREN frequency (omega_f)"),
+    "model.learn_omega": Spec("bool", doc="learn omega (omega_f_learning)"),
+    "model.latent_dim": Spec("int", 1, 256, doc="lagrangian per-particle latent size"),
+    "model.decoder": Spec("choice", choices=("bilinear", "mlp"), doc="lagrangian decoder"),
+    "model.n_levels": Spec("int", 1, 32, doc="ngp hash-grid levels"),
+    "model.features_per_level": Spec("int", 1, 8, doc="ngp features per level"),
+    "model.log2_table_size": Spec("int", 10, 24, doc="ngp log2 hash-table size"),
+    "model.base_resolution": Spec("int", 2, 512, doc="ngp coarsest resolution"),
+    "model.per_level_scale": Spec("float", 1.05, 4.0, doc="ngp resolution growth per level"),
+    "data.xy_period": Spec("float", 0.01, 100.0, doc="spatial period (nnr_f_xy_period)"),
+    "data.t_period": Spec("float", 0.01, 100.0, doc="temporal period (nnr_f_T_period)"),
+    "data.n_training_frames": Spec("choice", choices=FRAMES_PROGRESSION, doc="window length, seed progression"),
+    "train.batch_size": Spec("int", 1, 32, doc="frames' worth of points per step, never above 32"),
+    "train.total_steps": Spec("int", 10, 2_000_000, doc="optimiser steps"),
+    "train.grad_clip": Spec("float", 0.0, 100.0, doc="gradient clipping max-norm, 0 = off"),
+    "train.loss": Spec("choice", choices=("mse", "huber"), doc="training loss"),
+    "scheduler": Spec("choice", choices=("none", "cosine"), doc="LR schedule (config group)"),
+    "optimizer": Spec("choice", choices=("adam", "adamw"), doc="optimiser (config group)"),
+    "inr_type": Spec("choice", choices=INR_TYPES, doc="INR architecture (config group)"),
+    "field": Spec("choice", choices=FIELDS, doc="MPM field (config group)"),
+    "seed": Spec("int", 0, 2**31 - 1, doc="training seed"),
+}
+
+_KEY_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$", re.IGNORECASE)
+_NUM_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?$")
+_WORD_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+_MAX_LEN = 200
+
+
+def _spec_table(limits: Mapping[str, Sequence[float]] | None,
+                progression: Sequence[int] | None) -> dict[str, Spec]:
+    """The allow-list, with per-study limits applied. Limits may only tighten a range, never widen it."""
+    table = dict(ALLOWED)
+    if progression is not None:
+        frames = tuple(int(f) for f in progression)
+        if not frames or any(f <= 0 for f in frames) or list(frames) != sorted(set(frames)):
+            raise UserError(f"frames progression must be increasing positive integers, got {list(progression)}")
+        table["data.n_training_frames"] = Spec("choice", choices=frames, doc=ALLOWED["data.n_training_frames"].doc)
+    for key, bounds in (limits or {}).items():
+        spec = table.get(key)
+        if spec is None or spec.kind not in ("int", "float"):
+            raise UserError(f"limits: '{key}' is not a numeric allow-listed key")
+        lo, hi = float(bounds[0]), float(bounds[1])
+        lo, hi = max(lo, float(spec.lo)), min(hi, float(spec.hi))  # tighten only
+        if lo > hi:
+            raise UserError(f"limits: range for '{key}' is empty after intersecting with [{spec.lo}, {spec.hi}]")
+        if spec.kind == "int":
+            lo, hi = math.ceil(lo), math.floor(hi)
+        table[key] = Spec(spec.kind, lo, hi, doc=spec.doc)
+    return table
+
+
+@dataclass
+class Validator:
+    """Validates override proposals against the allow-list (optionally tightened per study)."""
+
+    limits: Mapping[str, Sequence[float]] | None = None
+    progression: Sequence[int] | None = None
+    specs: dict[str, Spec] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.specs = _spec_table(self.limits, self.progression)
+
+    def normalise(self, overrides: Mapping[str, Any] | Iterable[str]) -> list[str]:
+        """Canonical sorted `key=value` list, or OverrideError listing every rejected entry."""
+        pairs: list[tuple[Any, Any]] = []
+        reasons: list[str] = []
+        if isinstance(overrides, Mapping):
+            pairs = list(overrides.items())
+        elif isinstance(overrides, (str, bytes)):
+            reasons.append("overrides must be a mapping or a list of key=value strings, not a single string")
+        else:
+            try:
+                items = list(overrides)
+            except TypeError:
+                raise OverrideError([f"overrides must be a mapping or a list, got {type(overrides).__name__}"])
+            for item in items:
+                try:
+                    pairs.append(_split(item))
+                except ValueError as e:
+                    reasons.append(str(e))
+        out: dict[str, str] = {}
+        for key, value in pairs:
+            try:
+                k = self._check_key(key)
+                v = self._check_value(k, value)
+            except ValueError as e:
+                reasons.append(str(e))
+                continue
+            if k in out and out[k] != v:
+                reasons.append(f"{k}: given twice with different values")
+            out[k] = v
+        if reasons:
+            raise OverrideError(reasons)
+        return [f"{k}={out[k]}" for k in sorted(out)]
+
+    def _check_key(self, key: Any) -> str:
+        if not isinstance(key, str):
+            raise ValueError(f"key {_show(key)}: not a string")
+        if len(key) > 80:
+            raise ValueError(f"key {_show(key)}: too long")
+        if key.startswith(("+", "~")):
+            raise ValueError(f"{_show(key)}: '+', '++' and '~' override syntax is not allowed")
+        if not _KEY_RE.match(key):
+            raise ValueError(f"key {_show(key)}: not a plain dotted name")
+        parts = key.split(".")
+        if parts[0] == "hydra":
+            raise ValueError(f"{key}: hydra.* keys are not allowed")
+        if any(p.startswith("_") and p.endswith("_") for p in parts):
+            raise ValueError(f"{key}: special keys (_target_, _partial_, ...) are not allowed")
+        if key not in self.specs:
+            raise ValueError(f"{key}: unknown key (allowed: {', '.join(sorted(self.specs))})")
+        return key
+
+    def _check_value(self, key: str, value: Any) -> str:
+        spec = self.specs[key]
+        if isinstance(value, str):
+            if len(value) > _MAX_LEN:
+                raise ValueError(f"{key}: value too long")
+            if "${" in value or "$" in value:
+                raise ValueError(f"{key}={_show(value)}: interpolations are not allowed")
+            if not _WORD_RE.match(value):
+                raise ValueError(f"{key}={_show(value)}: only plain literals are allowed")
+        if spec.kind == "bool":
+            return _as_bool(key, value)
+        if spec.kind == "choice":
+            return _as_choice(key, value, spec)
+        x = _as_number(key, value, integer=spec.kind == "int")
+        if not (spec.lo <= x <= spec.hi):
+            raise ValueError(f"{key}={_fmt(x)}: out of range, must be {spec.describe()}")
+        return str(int(x)) if spec.kind == "int" else repr(float(x))
+
+
+def _split(item: Any) -> tuple[str, str]:
+    if not isinstance(item, str):
+        raise ValueError(f"override {_show(item)}: not a string")
+    if len(item) > _MAX_LEN:
+        raise ValueError(f"override {_show(item)}: too long")
+    if item.startswith(("+", "~")):
+        raise ValueError(f"{_show(item)}: '+', '++' and '~' override syntax is not allowed")
+    if "=" not in item:
+        raise ValueError(f"override {_show(item)}: expected key=value")
+    key, value = item.split("=", 1)
+    return key, value
+
+
+def _as_bool(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower()
+    raise ValueError(f"{key}={_show(value)}: must be true or false")
+
+
+def _as_choice(key: str, value: Any, spec: Spec) -> str:
+    for c in spec.choices:
+        if isinstance(c, int) and not isinstance(value, bool):
+            try:
+                if _as_number(key, value, integer=True) == c:
+                    return str(c)
+            except ValueError:
+                continue
+        elif isinstance(value, str) and value == c:
+            return c
+    raise ValueError(f"{key}={_show(value)}: must be {spec.describe()}")
+
+
+def _as_number(key: str, value: Any, *, integer: bool) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError(f"{key}={_show(value)}: a boolean is not a number")
+    if isinstance(value, str):
+        if not _NUM_RE.match(value):
+            raise ValueError(f"{key}={_show(value)}: not a plain number")
+        x = float(value)
+    elif isinstance(value, numbers.Real):
+        x = float(value)
+    else:
+        raise ValueError(f"{key}={_show(value)}: not a number")
+    if not math.isfinite(x):
+        raise ValueError(f"{key}={_show(value)}: NaN and infinity are not allowed")
+    if abs(x) > 1e12:
+        raise ValueError(f"{key}={_show(value)}: value too large")
+    if integer:
+        if not float(x).is_integer():
+            raise ValueError(f"{key}={_show(value)}: must be an integer")
+        return int(x)
+    return x
+
+
+def _show(x: Any) -> str:
+    """A short, printable, one-line rendering of untrusted input for reasons."""
+    s = repr(x)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def as_dict(overrides: Iterable[str]) -> dict[str, str]:
+    """`["a=1", "b=x"]` -> `{"a": "1", "b": "x"}` (for already-normalised lists)."""
+    return dict(o.split("=", 1) for o in overrides)
+
+
+def merge(base: Iterable[str], changes: Iterable[str]) -> list[str]:
+    """Later keys win; result sorted by key (the canonical form)."""
+    d = as_dict(base)
+    d.update(as_dict(changes))
+    return [f"{k}={d[k]}" for k in sorted(d)]
+
+
+def diff(parent: Iterable[str], child: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Keys whose value differs between two override lists: key -> (parent value, child value)."""
+    a, b = as_dict(parent), as_dict(child)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def config_hash(overrides: Iterable[str]) -> str:
+    """Hash of a canonical override list: equal configs (same keys and values) get equal hashes."""
+    canon = "\n".join(sorted(overrides))
+    return hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -1,0 +1,63 @@
+"""Compose the trainer's config (conf/train.yaml of a code dir) without running it.
+
+The agent never imports the trainer, but it reads its config: to know a parent's current value before mutating
+it (lr x2 needs the lr), to check that a proposal composes (Hydra would reject it inside the job otherwise), and
+to know which logger keys exist (group/tags are passed only to a logger that has them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ComposeError(ValueError):
+    """The overrides do not compose into a valid trainer config (message is one line)."""
+
+
+@lru_cache(maxsize=512)
+def _compose(conf_dir: str, overrides: tuple[str, ...]) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=list(overrides))
+    except Exception as e:  # hydra raises several unrelated types for bad overrides
+        raise ComposeError(" ".join(str(e).split())[:300]) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def compose_train(code_dir: str | Path, overrides: Sequence[str]) -> DictConfig:
+    """The trainer's composed config (interpolations unresolved) for these overrides."""
+    conf_dir = str((Path(code_dir) / "conf").resolve())
+    if not (Path(conf_dir) / "train.yaml").exists():
+        raise ComposeError(f"{conf_dir}/train.yaml not found")
+    return _compose(conf_dir, tuple(overrides))
+
+
+def value(cfg: DictConfig, key: str) -> Any:
+    """A resolved value by dotted key; config groups (field, inr_type, optimizer, scheduler) give their name."""
+    groups = {"field": "field.name", "inr_type": "model.name", "optimizer": "optimizer.name",
+              "scheduler": "scheduler.name"}
+    try:
+        v = OmegaConf.select(cfg, groups.get(key, key), throw_on_missing=False)
+    except Exception:
+        return None
+    return OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+
+
+def has_key(cfg: DictConfig, key: str) -> bool:
+    node = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node:
+            return False
+        node = node._get_node(part)  # no resolution
+    return True
