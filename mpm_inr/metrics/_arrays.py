@@ -1,0 +1,61 @@
+"""Input coercion shared by the metric functions: numpy or torch in, float64 numpy (T, N, C) out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+try:  # torch is a hard dependency of the project, but metrics must not fail to import without it
+    import torch
+except ImportError:  # pragma: no cover
+    torch = None  # type: ignore[assignment]
+
+
+def to_float64(array: Any) -> np.ndarray:
+    """Return `array` (numpy array, torch tensor on any device, or nested sequence) as a float64 numpy array.
+
+    float64 because R² sums over ~1e7 values of fields whose mean can be large against their spread
+    (Jp ≈ 1 ± 1e-3); float32 sums lose the digits that decide the score.
+    """
+    if torch is not None and isinstance(array, torch.Tensor):
+        return array.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(array, dtype=np.float64)
+
+
+def as_field(array: Any, name: str = "array") -> np.ndarray:
+    """Coerce a field to float64 (T, N, C); a (T, N) array is read as a single component."""
+    values = to_float64(array)
+    if values.ndim == 2:
+        values = values[:, :, None]
+    if values.ndim != 3:
+        raise ValueError(f"{name} must have shape (frames, particles, components), got {values.shape}")
+    if values.size == 0:
+        raise ValueError(f"{name} is empty (shape {values.shape})")
+    return values
+
+
+def as_field_pair(gt: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Coerce ground truth and prediction to float64 (T, N, C) arrays of the same shape."""
+    gt_values = as_field(gt, "gt")
+    pred_values = as_field(pred, "pred")
+    if gt_values.shape != pred_values.shape:
+        raise ValueError(f"gt and pred shapes differ: {gt_values.shape} vs {pred_values.shape}")
+    return gt_values, pred_values
+
+
+def frame_positions(positions: Any, n_frames: int, n_particles: int) -> np.ndarray:
+    """Positions (N, 2) of the middle frame, from positions given as (T, N, 2) or already as (N, 2)."""
+    pos = to_float64(positions)
+    if pos.ndim == 3:
+        if pos.shape[0] != n_frames:
+            raise ValueError(f"positions have {pos.shape[0]} frames, the field has {n_frames}")
+        pos = pos[middle_frame(n_frames)]
+    if pos.ndim != 2 or pos.shape != (n_particles, 2):
+        raise ValueError(f"positions must be (T, {n_particles}, 2) or ({n_particles}, 2), got {to_float64(positions).shape}")
+    return pos
+
+
+def middle_frame(n_frames: int) -> int:
+    """Index of the frame that SSIM and the field plot show: the window's middle, as in the reference."""
+    return n_frames // 2

@@ -1,0 +1,218 @@
+"""Truncated-SVD baseline and its held-out interpolation against explicit reconstructions and hand cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mpm_inr.errors import ConfigError
+from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
+from mpm_inr.metrics.interpolate import (
+    interpolate,
+    interpolate_linear,
+    interpolate_natural_cubic,
+)
+from mpm_inr.metrics.svd import svd_param_count, temporal_basis
+
+
+def low_rank_window(frames: int = 30, particles: int = 40, components: int = 4, seed: int = 0) -> np.ndarray:
+    """Smooth in time, several modes, different component scales and offsets, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, frames)
+    modes = np.stack([np.ones_like(t), t, np.sin(3 * t), np.cos(5 * t) * t], axis=1)  # (T, 4)
+    spatial = rng.normal(size=(4, particles * components)) * [[1.0], [0.5], [0.2], [0.05]]
+    values = (modes @ spatial).reshape(frames, particles, components)
+    values = values * np.array([1.0, 0.01, 10.0, 1.0])[:components] + np.array([1.0, 0.0, -2.0, 5.0])[:components]
+    return values + 1e-4 * rng.normal(size=values.shape)
+
+
+def explicit_rank_r2(values: np.ndarray, rank: int, normalize: bool) -> float:
+    """R² of the rank-k reconstruction built the textbook way with a full numpy SVD."""
+    frames, _, components = values.shape
+    flat = values.reshape(-1, components)
+    mean = flat.mean(axis=0) if normalize else np.zeros(components)
+    std = flat.std(axis=0) if normalize else np.ones(components)
+    matrix = ((values - mean) / std).reshape(frames, -1)
+    u, s, vh = np.linalg.svd(matrix, full_matrices=False)
+    approx = (u[:, :rank] * s[:rank]) @ vh[:rank]
+    return r2_score(values, approx.reshape(values.shape) * std + mean)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_r2_per_rank_matches_explicit_reconstruction(normalize: bool) -> None:
+    values = low_rank_window()
+    baseline = svd_baseline(values, ranks=(1, 2, 3, 4, 8), normalize=normalize)
+    for rank in (1, 2, 3, 4, 8):
+        assert baseline.r2(rank) == pytest.approx(explicit_rank_r2(values, rank, normalize), abs=1e-10)
+    assert np.all(np.diff(baseline.r2_all_ranks) >= -1e-12)  # more rank never hurts
+    assert baseline.r2(baseline.max_rank) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_tall_matrix_takes_the_qr_path() -> None:
+    values = low_rank_window(frames=60, particles=5, components=2)  # 60 frames > 10 columns
+    baseline = svd_baseline(values, ranks=(1, 2, 5))
+    assert baseline.max_rank == 10
+    for rank in (1, 2, 5):
+        assert baseline.r2(rank) == pytest.approx(explicit_rank_r2(values, rank, True), abs=1e-10)
+
+
+def test_temporal_basis_is_an_svd() -> None:
+    matrix = torch.from_numpy(np.random.default_rng(1).normal(size=(8, 50)))
+    basis, coefficients = temporal_basis(matrix)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(8, dtype=torch.float64))
+    torch.testing.assert_close(basis @ coefficients, matrix)
+    torch.testing.assert_close(coefficients.norm(dim=1), torch.linalg.svdvals(matrix))
+
+
+def test_exact_low_rank_fields() -> None:
+    rng = np.random.default_rng(2)
+    temporal = 2.0 + np.sin(np.linspace(0, 3, 20))
+    spatial = rng.normal(size=(30, 3)) + [1.0, -1.0, 0.5]
+    values = temporal[:, None, None] * spatial[None]
+    assert svd_baseline(values, ranks=(1,), normalize=False).r2(1) == pytest.approx(1.0, abs=1e-12)
+    # z-scoring subtracts a per-component constant: rank 1 + one constant mode
+    normalized = svd_baseline(values, ranks=(1, 2))
+    assert normalized.r2(1) < 0.999 and normalized.r2(2) == pytest.approx(1.0, abs=1e-12)
+    assert normalized.rank_for(0.999999) == 2
+
+
+def test_parameter_count_compression_and_contract_entry() -> None:
+    values = low_rank_window(frames=10, particles=5, components=2)  # 100 values, 10 columns
+    baseline = svd_baseline(values, ranks=(2, 64))
+    assert baseline.ranks == (2,)  # rank 64 exceeds min(T, N·C) = 10 and is skipped
+    assert svd_param_count(2, 10, 10) == 2 * (10 + 10 + 1)
+    assert baseline.n_params(2) == 42
+    assert baseline.compression(2) == pytest.approx(100 / 42)
+    assert baseline.per_rank[2]["compression"] == pytest.approx(100 / 42)
+    entry = baseline.as_metrics()
+    assert set(entry) == {"rank_for_0.995", "r2_rank"}
+    assert entry["r2_rank"] == {"2": baseline.r2(2)}
+    assert entry["rank_for_0.995"] == baseline.rank_for(0.995)
+
+
+def test_rank_for_searches_every_rank() -> None:
+    values = low_rank_window()
+    baseline = svd_baseline(values, ranks=(1, 8))
+    target = (baseline.r2(2) + baseline.r2(3)) / 2
+    assert baseline.rank_for(target) == 3  # not a requested rank, still found
+    assert baseline.rank_for(1.5) is None
+
+
+def test_torch_input_and_bad_ranks() -> None:
+    values = low_rank_window()
+    from_numpy = svd_baseline(values, ranks=(2,))
+    from_torch = svd_baseline(torch.from_numpy(values).float(), ranks=(2,))
+    assert from_torch.r2(2) == pytest.approx(from_numpy.r2(2), abs=1e-6)  # float32 input, float64 compute
+    with pytest.raises(ConfigError):
+        svd_baseline(values, ranks=(0, 2))
+    with pytest.raises(ConfigError):
+        svd_baseline(values, ranks=())
+
+
+def test_constant_component_is_reported_as_undefined() -> None:
+    values = low_rank_window(components=2)
+    values[..., 1] = 1.0
+    baseline = svd_baseline(values, ranks=(2,))
+    per_component = baseline.per_rank[2]["r2_per_component"]
+    assert math.isnan(per_component[1]) and not math.isnan(per_component[0])
+    assert baseline.r2(2) == pytest.approx(per_component[0])
+
+
+def test_fast_on_a_full_window() -> None:
+    """100 frames × 9000 particles × 4 components in under a second on CPU."""
+    values = np.random.default_rng(3).normal(size=(100, 9000, 4)).astype(np.float32)
+    assert min(svd_baseline(values).time_s for _ in range(2)) < 1.0
+
+
+# --- held-out frames --------------------------------------------------------------------------------------
+
+
+def linear_in_time_field(frames: int = 21) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(4)
+    t = np.linspace(0.0, 2.0, frames)
+    spatial = rng.normal(size=(25, 4)) + [1.0, 0.0, 0.0, 1.0]
+    return (1.0 + 3.0 * t)[:, None, None] * spatial[None], t
+
+
+@pytest.mark.parametrize("method", ["linear", "cubic"])
+def test_rank_one_linear_in_time_is_recovered_exactly(method: str) -> None:
+    values, t = linear_in_time_field()
+    train, test = np.arange(0, 21, 2), np.arange(1, 21, 2)
+    raw = svd_holdout(values, train, test, t=t, ranks=(1,), method=method, normalize=False)
+    assert raw.r2[1] == pytest.approx(1.0, abs=1e-12)
+    normalized = svd_holdout(values, train, test, t=t, ranks=(2,), method=method)  # + one constant mode
+    assert normalized.r2[2] == pytest.approx(1.0, abs=1e-12)
+    assert normalized.mse[2] == pytest.approx(0.0, abs=1e-20)
+    assert (normalized.n_train_frames, normalized.n_test_frames) == (11, 10)
+
+
+def test_extrapolated_frame_continues_the_line() -> None:
+    values, t = linear_in_time_field()
+    result = svd_holdout(values, np.arange(0, 19), np.array([19, 20]), t=t, ranks=(1,), normalize=False)
+    assert result.r2[1] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_held_out_frames_never_enter_the_fit() -> None:
+    """Replace the test frames by noise: the prediction must still be the training field's interpolation."""
+    values, t = linear_in_time_field()
+    train, test = np.arange(0, 21, 2), np.arange(1, 21, 2)
+    noisy = values.copy()
+    noisy[test] = np.random.default_rng(5).normal(size=noisy[test].shape)
+    result = svd_holdout(noisy, train, test, t=t, ranks=(1,), normalize=False)
+    assert result.r2[1] == pytest.approx(r2_score(noisy[test], values[test]), abs=1e-10)
+
+
+def test_cubic_beats_linear_on_a_smooth_field() -> None:
+    t = np.linspace(0, 2 * np.pi, 25)
+    spatial = np.random.default_rng(6).normal(size=(20, 1))
+    values = np.sin(t)[:, None, None] * spatial[None]
+    train, test = np.arange(0, 25, 3), np.setdiff1d(np.arange(25), np.arange(0, 25, 3))
+    linear = svd_holdout(values, train, test, t=t, ranks=(1,), normalize=False)
+    cubic = svd_holdout(values, train, test, t=t, ranks=(1,), method="cubic", normalize=False)
+    assert cubic.r2[1] > linear.r2[1] and cubic.r2[1] > 0.99
+
+
+def test_holdout_rejects_bad_input() -> None:
+    values, _ = linear_in_time_field()
+    with pytest.raises(ConfigError, match="overlap"):
+        svd_holdout(values, [0, 1, 2], [2, 3])
+    with pytest.raises(ConfigError, match="method"):
+        svd_holdout(values, [0, 2], [1], method="quintic")
+    with pytest.raises(ConfigError, match="0..20"):
+        svd_holdout(values, [0, 2], [21])
+    with pytest.raises(ConfigError, match="at least 2"):
+        svd_holdout(values, [0], [1])
+
+
+# --- interpolation ----------------------------------------------------------------------------------------
+
+
+def test_linear_interpolation_hand_case() -> None:
+    t = np.array([0.0, 1.0, 3.0])
+    y = np.array([[0.0, 1.0], [2.0, 1.0], [6.0, 0.0]])
+    query = np.array([0.5, 2.0, 4.0, -1.0])
+    expected = np.array([[1.0, 1.0], [4.0, 0.5], [8.0, -0.5], [-2.0, 1.0]])
+    np.testing.assert_allclose(interpolate_linear(t, y, query), expected)
+
+
+def test_natural_cubic_matches_scipy_inside_and_is_linear_outside() -> None:
+    scipy_interpolate = pytest.importorskip("scipy.interpolate")
+    rng = np.random.default_rng(7)
+    t = np.sort(rng.uniform(0, 10, 12))
+    y = rng.normal(size=(12, 3))
+    query = np.linspace(t[0], t[-1], 57)
+    reference = scipy_interpolate.CubicSpline(t, y, bc_type="natural")
+    np.testing.assert_allclose(interpolate_natural_cubic(t, y, query), reference(query), atol=1e-12)
+    outside = np.array([t[-1] + 1.0, t[0] - 2.0])
+    expected = np.stack([y[-1] + reference(t[-1], 1), y[0] - 2.0 * reference(t[0], 1)])
+    np.testing.assert_allclose(interpolate_natural_cubic(t, y, outside), expected, atol=1e-12)
+
+
+def test_two_knot_spline_is_linear_and_unknown_method_is_rejected() -> None:
+    t, y, query = np.array([0.0, 2.0]), np.array([[1.0], [5.0]]), np.array([0.5, 3.0])
+    np.testing.assert_allclose(interpolate(t, y, query, "cubic"), interpolate(t, y, query, "linear"))
+    with pytest.raises(ConfigError):
+        interpolate(t, y, query, "nearest")
