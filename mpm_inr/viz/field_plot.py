@@ -1,0 +1,292 @@
+"""The per-run field figure (`field.png`), in the seed's panel layout, plus panel helpers for notebooks.
+
+Layout (seed, "Visualization Panels"):
+
+- 1 component (Jp), 2×3:  [loss] [traces] [info] / [GT] [Pred] [scatter]
+- C components, 4 columns, 1 + ⌈C/2⌉ rows (3×4 for F, S, C):
+  [loss] [traces] [info] [scatter] / [GT c] [GT c+1] [Pred c] [Pred c+1] / ...
+
+Unlike the reference, the Pred panels show the raw prediction (no slope correction) with the GT colour limits,
+so a gain error is visible as a contrast change. Figures are drawn on an Agg canvas owned by the figure (no
+pyplot state), so plotting is safe in worker processes and never opens a window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+
+from mpm_inr.metrics._arrays import (
+    as_field_pair,
+    frame_positions,
+    middle_frame,
+    to_float64,
+)
+from mpm_inr.metrics.regression import r2_score, slope_intercept
+
+GT_COLOR = "tab:green"
+PRED_COLOR = "black"
+PANEL_WIDTH = 4.5  # inches per panel
+PANEL_HEIGHT = 4.0
+
+
+def default_component_names(field_name: str, n_components: int) -> list[str]:
+    """Panel labels as in conf/field: "F00", "F01", "F10", "F11" for 2×2 tensors, "Jp" for one component."""
+    if n_components == 1:
+        return [field_name]
+    suffixes = ["00", "01", "10", "11"] if n_components == 4 else [str(c) for c in range(n_components)]
+    return [f"{field_name}{suffix}" for suffix in suffixes]
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    return values[np.isfinite(values)]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _format_ssim(value: float | None) -> str:
+    """SSIM for a title; undefined scores (NaN, or None once made JSON-safe) read "n/a"."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _loss_series(loss_history: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, losses) from a 1-D sequence of losses or an (K, 2) array of (step, loss) pairs."""
+    history = to_float64(loss_history if loss_history is not None else [])
+    if history.ndim == 2 and history.shape[1] == 2:
+        return history[:, 0], history[:, 1]
+    history = history.reshape(-1)
+    return np.arange(history.size, dtype=np.float64), history
+
+
+def plot_loss(ax: Axes, loss_history: Any) -> None:
+    """Loss curve on a log axis: raw in grey, moving average in red (non-positive and non-finite points dropped)."""
+    steps, losses = _loss_series(loss_history)
+    keep = np.isfinite(losses) & (losses > 0)
+    steps, losses = steps[keep], losses[keep]
+    ax.set_title("training loss")
+    ax.set_xlabel("step")
+    if losses.size == 0:
+        ax.text(0.5, 0.5, "no loss history", ha="center", va="center", transform=ax.transAxes)
+        return
+    ax.plot(steps, losses, color="0.6", linewidth=0.8, label="raw")
+    window = max(1, losses.size // 50)
+    if window > 1:
+        smooth = np.exp(np.convolve(np.log(losses), np.ones(window) / window, mode="valid"))
+        ax.plot(steps[window - 1 :], smooth, color="tab:red", linewidth=1.5, label=f"mean of {window}")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_yscale("log")
+
+
+def trace_particles(n_particles: int, n_traces: int = 10) -> np.ndarray:
+    """Deterministic particle indices spread evenly over 0..N-1."""
+    return np.unique(np.linspace(0, n_particles - 1, min(n_traces, n_particles)).round().astype(np.int64))
+
+
+def plot_traces(ax: Axes, gt: np.ndarray, pred: np.ndarray | None, particles: Sequence[int], label: str = "") -> None:
+    """Time series of the given particles, GT solid and prediction dashed, each centred on its GT mean and
+    stacked 4 standard deviations apart (the seed's convention). gt, pred: (T, N) of one component."""
+    gt = np.asarray(gt, dtype=np.float64)
+    frames = np.arange(gt.shape[0])
+    chosen = gt[:, particles]
+    centre = chosen.mean(axis=0)
+    spread = float((chosen - centre).std())
+    spacing = 4.0 * spread if spread > 0 else 1.0
+    for row, particle in enumerate(particles):
+        offset = row * spacing - centre[row]
+        ax.plot(frames, gt[:, particle] + offset, color=GT_COLOR, linewidth=1.2)
+        if pred is not None:
+            ax.plot(frames, np.asarray(pred)[:, particle] + offset, color=PRED_COLOR, linewidth=1.0, linestyle="--")
+    ax.plot([], [], color=GT_COLOR, label="GT")
+    if pred is not None:
+        ax.plot([], [], color=PRED_COLOR, linestyle="--", label="pred")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_yticks([])
+    ax.set_xlabel("frame in window")
+    ax.set_title(f"{len(particles)} particle traces{label}")
+
+
+def plot_info(ax: Axes, lines: Sequence[str]) -> None:
+    """A text-only panel."""
+    ax.axis("off")
+    ax.text(0.02, 0.98, "\n".join(lines), ha="left", va="top", family="monospace", fontsize=9, transform=ax.transAxes)
+
+
+def plot_scatter(
+    ax: Axes, gt: np.ndarray, pred: np.ndarray, max_points: int = 20_000, seed: int = 0
+) -> tuple[float, float, float]:
+    """Prediction against GT for a subsample of all values (drawing only), with y = x and the fitted line from
+    `slope_intercept` on *all* values (common slope, mean intercept). Returns (r2, slope, intercept)."""
+    r2 = r2_score(gt, pred)
+    slope, intercept = slope_intercept(gt, pred)
+    x = gt.reshape(-1)
+    y = pred.reshape(-1)
+    if x.size > max_points:
+        pick = np.random.default_rng(seed).choice(x.size, size=max_points, replace=False)
+        x, y = x[pick], y[pick]
+    ax.scatter(x, y, s=1.0, alpha=0.3, color="tab:blue", linewidths=0, rasterized=True)
+    low, high = float(_finite(x).min()), float(_finite(x).max())
+    line = np.array([low, high])
+    ax.plot(line, line, color="tab:red", linestyle="--", linewidth=1.2, label="y = x")
+    if math.isfinite(slope):
+        ax.plot(line, slope * line + intercept, color="tab:green", linewidth=1.2, label=f"fit: slope {slope:.4f}")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_xlabel("ground truth")
+    ax.set_ylabel("prediction")
+    ax.set_title(f"pred vs GT: R² {r2:.6f}, slope {slope:.4f}")
+    return r2, slope, intercept
+
+
+def plot_particles(
+    ax: Axes,
+    positions: np.ndarray,
+    values: np.ndarray,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    title: str = "",
+    cmap: str = "viridis",
+    marker_size: float | None = None,
+) -> PathCollection:
+    """Particles at their (x, y) positions coloured by value; the marker size shrinks with the particle count."""
+    positions = np.asarray(positions, dtype=np.float64)
+    if marker_size is None:
+        marker_size = float(np.clip(18_000 / max(len(values), 1), 0.5, 20.0))
+    collection = ax.scatter(
+        positions[:, 0], positions[:, 1], c=values, s=marker_size, vmin=vmin, vmax=vmax,
+        cmap=cmap, linewidths=0, rasterized=True,
+    )
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    return collection
+
+
+def colour_limits(values: np.ndarray) -> tuple[float, float]:
+    """GT colour limits: the 0.5–99.5 percentiles, so a few contact spikes (S) do not wash out the image."""
+    finite = _finite(np.asarray(values, dtype=np.float64))
+    if finite.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(finite, [0.5, 99.5])
+    if high <= low:
+        low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return float(low), float(high)
+
+
+def _layout(n_components: int) -> tuple[int, int]:
+    if n_components == 1:
+        return 2, 3
+    return 1 + math.ceil(n_components / 2), 4
+
+
+def field_figure(
+    gt: Any,
+    pred: Any,
+    positions: Any,
+    loss_history: Any,
+    info: Mapping[str, Any],
+    component_names: Sequence[str] | None = None,
+    ssim: Sequence[float] | None = None,
+    field_name: str = "field",
+    n_traces: int = 10,
+    max_scatter_points: int = 20_000,
+) -> Figure:
+    """Build the field figure (see `plot_field` for the arguments) on its own Agg canvas, without saving it."""
+    gt_values, pred_values = as_field_pair(gt, pred)
+    n_frames, n_particles, n_components = gt_values.shape
+    names = list(component_names) if component_names else default_component_names(field_name, n_components)
+    if len(names) != n_components:
+        raise ValueError(f"{len(names)} component names for {n_components} components")
+    ssim = list(ssim) if ssim else None  # an empty list means "not computed"
+    if ssim is not None and len(ssim) != n_components:
+        raise ValueError(f"{len(ssim)} SSIM values for {n_components} components")
+    frame = middle_frame(n_frames)
+    frame_xy = frame_positions(positions, n_frames, n_particles)
+
+    rows, cols = _layout(n_components)
+    # A fixed layout: constrained/tight layout engines re-measure every tick label and double the drawing time.
+    figure = Figure(figsize=(cols * PANEL_WIDTH, rows * PANEL_HEIGHT))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, cols, squeeze=False)
+    wspace = 0.45 if n_components == 1 else 0.3  # room for the Pred colour bar before the scatter's y label
+    figure.subplots_adjust(left=0.05, right=0.96, bottom=0.06, top=0.95, wspace=wspace, hspace=0.3)
+
+    plot_loss(axes[0, 0], loss_history)
+    most_dynamic = int(np.argmax(gt_values.var(axis=0).mean(axis=0)))
+    plot_traces(
+        axes[0, 1], gt_values[:, :, most_dynamic], pred_values[:, :, most_dynamic],
+        trace_particles(n_particles, n_traces),
+        label=f" ({names[most_dynamic]})",
+    )
+    info_lines = [f"field: {field_name}", f"frames × particles × components: {n_frames} × {n_particles} × {n_components}"]
+    info_lines += [f"{key}: {_format_value(value)}" for key, value in info.items()]
+    plot_info(axes[0, 2], info_lines)
+    scatter_ax = axes[1, 2] if n_components == 1 else axes[0, 3]
+    plot_scatter(scatter_ax, gt_values, pred_values, max_points=max_scatter_points)
+    used = [axes[0, 0], axes[0, 1], axes[0, 2], scatter_ax]
+
+    for component, name in enumerate(names):
+        if n_components == 1:
+            gt_ax, pred_ax = axes[1, 0], axes[1, 1]
+        else:
+            row, col = 1 + component // 2, component % 2
+            gt_ax, pred_ax = axes[row, col], axes[row, col + 2]
+        score = f", SSIM {_format_ssim(ssim[component])}" if ssim is not None else ""
+        gt_frame = gt_values[frame, :, component]
+        vmin, vmax = colour_limits(gt_frame)
+        plot_particles(gt_ax, frame_xy, gt_frame, vmin, vmax, title=f"GT {name} (frame {frame}){score}")
+        collection = plot_particles(
+            pred_ax, frame_xy, pred_values[frame, :, component], vmin, vmax, title=f"Pred {name}{score}"
+        )
+        figure.colorbar(collection, cax=pred_ax.inset_axes((1.03, 0.1, 0.04, 0.8)))
+        used += [gt_ax, pred_ax]
+    for ax in axes.flat:
+        if ax not in used:  # an odd component count leaves the last row half empty
+            ax.axis("off")
+    return figure
+
+
+def plot_field(
+    path: str | Path,
+    gt: Any,
+    pred: Any,
+    positions: Any,
+    loss_history: Any,
+    info: Mapping[str, Any],
+    component_names: Sequence[str] | None = None,
+    ssim: Sequence[float] | None = None,
+    field_name: str = "field",
+    n_traces: int = 10,
+    max_scatter_points: int = 20_000,
+    dpi: int = 80,
+) -> Path:
+    """Write the run's field figure to `path` (PNG) and return the path.
+
+    gt, pred: (T, N, C) in original units; positions: (T, N, 2) (or the middle frame's (N, 2));
+    loss_history: losses, or (step, loss) pairs; info: key → value lines for the info panel (inr_type, R²,
+    slope, compression, time, params, ...); component_names: panel labels such as "F00" (conf/field's
+    `components`; default from field_name); ssim: per-component SSIM shown in the GT/Pred titles (None or []
+    to leave it out). The PNG is 4.5·cols × 4·rows inches at `dpi`.
+    """
+    figure = field_figure(
+        gt, pred, positions, loss_history, info, component_names, ssim, field_name, n_traces, max_scatter_points
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path

@@ -1,0 +1,103 @@
+"""field.png: layout, content and speed for 1- and 4-component fields."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from mpm_inr.viz import field_figure, plot_field, trace_particles
+
+
+def particle_window(frames: int, particles: int, components: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(size=(particles, 2))
+    t = np.linspace(0, 1, frames)[:, None, None]
+    positions = xy[None] + 0.05 * t
+    gt = np.sin(5 * xy[:, :1] + 3 * t + np.arange(components)) + np.arange(components)
+    pred = 0.98 * gt + 0.01 * rng.normal(size=gt.shape)
+    return gt, pred, positions
+
+
+INFO = {"inr_type": "siren_txy", "final_r2": 0.998765, "slope": 0.9876, "compression_ratio": 42.0,
+        "training_time": 12.5, "total_params": 3000}
+
+
+def read_png(path: Path) -> np.ndarray:
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    return image[..., :3]
+
+
+@pytest.mark.parametrize(
+    ("components", "field", "shape"),
+    [(1, "Jp", (2, 3)), (4, "F", (3, 4))],
+)
+def test_png_opens_with_the_seed_layout(tmp_path: Path, components: int, field: str, shape: tuple[int, int]) -> None:
+    gt, pred, positions = particle_window(12, 600, components)
+    ssim = [0.91 + 0.01 * c for c in range(components)]
+    path = plot_field(tmp_path / "run" / "field.png", gt, pred, positions, np.geomspace(1, 1e-3, 300), INFO,
+                      ssim=ssim, field_name=field, dpi=50)
+    image = read_png(path)
+    rows, cols = shape
+    assert image.shape[:2] == (rows * 4 * 50, round(cols * 4.5 * 50))
+    not_white = (image < 0.95).any(axis=2).mean()
+    assert 0.05 < not_white < 0.9  # drawn panels, not a blank canvas
+
+
+def test_panels_carry_titles_ssim_and_info() -> None:
+    gt, pred, positions = particle_window(12, 600, 4)
+    figure = field_figure(gt, pred, positions, [1.0, 0.5, 0.25], INFO, component_names=["S00", "S01", "S10", "S11"],
+                          ssim=[0.9, 0.8, float("nan"), None], field_name="S")
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "GT S00 (frame 6), SSIM 0.9000" in titles and "Pred S01, SSIM 0.8000" in titles
+    assert "Pred S10, SSIM n/a" in titles and "Pred S11, SSIM n/a" in titles
+    assert any(title.startswith("pred vs GT: R²") for title in titles)
+    texts = " ".join(text.get_text() for ax in figure.axes for text in ax.texts)
+    assert "inr_type: siren_txy" in texts and "final_r2: 0.998765" in texts and "field: S" in texts
+
+
+def test_default_labels_and_no_ssim() -> None:
+    gt, pred, positions = particle_window(8, 100, 4)
+    titles = [ax.get_title() for ax in field_figure(gt, pred, positions, [], {}, ssim=[], field_name="C").axes]
+    assert "GT C10 (frame 4)" in titles and "Pred C11" in titles
+    gt, pred, positions = particle_window(8, 100, 1)
+    titles = [ax.get_title() for ax in field_figure(gt, pred, positions, [], {}, field_name="Jp").axes]
+    assert "Pred Jp" in titles and "10 particle traces (Jp)" in titles
+
+
+def test_traces_are_deterministic_and_spread() -> None:
+    picked = trace_particles(9000)
+    assert picked.tolist() == trace_particles(9000).tolist()
+    assert len(picked) == 10 and picked[0] == 0 and picked[-1] == 8999
+    assert np.all(np.abs(np.diff(picked) - 8999 / 9) <= 1)
+    assert trace_particles(3).tolist() == [0, 1, 2]
+
+
+def test_diverged_prediction_and_missing_history_still_plot(tmp_path: Path) -> None:
+    gt, pred, positions = particle_window(6, 200, 1)
+    pred[2:] = np.nan
+    path = plot_field(tmp_path / "field.png", gt, pred, positions[3], [], {}, field_name="Jp", dpi=40)
+    assert read_png(path).std() > 0
+
+
+def test_bad_arguments() -> None:
+    gt, pred, positions = particle_window(6, 100, 4)
+    with pytest.raises(ValueError, match="component names"):
+        field_figure(gt, pred, positions, [1.0], {}, component_names=["a"])
+    with pytest.raises(ValueError, match="SSIM"):
+        field_figure(gt, pred, positions, [1.0], {}, ssim=[1.0])
+
+
+def test_quick_for_a_full_window(tmp_path: Path) -> None:
+    """9000 particles, 4 components, 100 frames: under 3 s."""
+    gt, pred, positions = particle_window(100, 9000, 4)
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        plot_field(tmp_path / "field.png", gt, pred, positions, np.geomspace(1, 1e-4, 5000), INFO, field_name="F")
+        best = min(best, time.perf_counter() - start)
+    assert best < 3.0
