@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 PRICES_AS_OF = "2026-04-23"
 
@@ -30,7 +31,7 @@ class ModelPrice:
     cache_read: float
 
     @classmethod
-    def from_io(cls, input_per_mtok: float, output_per_mtok: float) -> "ModelPrice":
+    def from_io(cls, input_per_mtok: float, output_per_mtok: float) -> ModelPrice:
         """Derive the cache rates from the documented multipliers."""
         return cls(input_per_mtok, output_per_mtok, 1.25 * input_per_mtok, 0.1 * input_per_mtok)
 

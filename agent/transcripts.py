@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 FORMAT = "mpm-inr-llm-transcript/1"
 REDACTED = "[REDACTED]"
@@ -30,7 +31,7 @@ _KEPT_HEADERS = {"anthropic-version", "anthropic-beta", "content-type", "request
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def redact_headers(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import typing
 from pathlib import Path
@@ -13,14 +14,30 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "claude"))
 
-from fakes import (FAKE_KEY, FakeAnthropicAPI, StaticFallback, api_error, make_view, node,  # noqa: E402
-                   standard_nodes, text_reply, tool_reply)
+from fakes import (
+    FAKE_KEY,
+    FakeAnthropicAPI,
+    StaticFallback,
+    api_error,
+    make_view,
+    node,
+    standard_nodes,
+    text_reply,
+    tool_reply,
+)
 
-from agent.llm_cost import PRICES, price_for, usage_cost  # noqa: E402
-from agent.policies import PolicyContext, build_policy  # noqa: E402
-from agent.policies.claude import (DEFAULT_MODEL, END_BLOCK_TOOL, PROPOSE_TOOL, ClaudePolicy,  # noqa: E402
-                                   ClaudeSettings, LLMAccessError, MissingAPIKeyError)
-from mpm_inr.errors import ConfigError, UserError  # noqa: E402
+from agent.llm_cost import PRICES, price_for, usage_cost
+from agent.policies import PolicyContext, build_policy
+from agent.policies.claude import (
+    DEFAULT_MODEL,
+    END_BLOCK_TOOL,
+    PROPOSE_TOOL,
+    ClaudePolicy,
+    ClaudeSettings,
+    LLMAccessError,
+    MissingAPIKeyError,
+)
+from mpm_inr.errors import ConfigError, UserError
 
 
 def child(slot=0, parent=5, strategy="exploit", overrides=None, **extra):
@@ -216,14 +233,13 @@ def test_invalid_replies_are_rejected_with_a_reason(tmp_path, bad, message):
     pol, api, study = make_policy(tmp_path, [tool_reply(PROPOSE_TOOL, bad), tool_reply(PROPOSE_TOOL, bad)])
     [p] = pol.propose(make_view(study, standard_nodes(5)), ["auto"])
     assert p.llm["policy"] == "heuristic" and len(api.requests) == 2
-    import re
     assert re.search(message, transcripts(study)[0]["validation"]["errors"][0]), transcripts(study)[0]["validation"]
 
 
 def test_end_block_off_progression_is_repaired(tmp_path):
     bad = {"next_field": "Jp", "next_n_training_frames": 300, "instruction_edits": "", "summary": "s"}
-    pol, api, study = make_policy(tmp_path, [tool_reply(END_BLOCK_TOOL, bad),
-                                             tool_reply(END_BLOCK_TOOL, {**bad, "next_n_training_frames": 200})])
+    pol, _, study = make_policy(tmp_path, [tool_reply(END_BLOCK_TOOL, bad),
+                                           tool_reply(END_BLOCK_TOOL, {**bad, "next_n_training_frames": 200})])
     d = pol.end_block(make_view(study, standard_nodes(6)))
     assert d.next_n_training_frames == 200 and d.llm["repaired"] is True
     assert "300 is not one of" in transcripts(study)[0]["validation"]["errors"][0]
@@ -344,3 +360,20 @@ def test_rejections_are_shown_to_the_model(tmp_path):
     pol, api, study = make_policy(tmp_path, [tool_reply(PROPOSE_TOOL, {"children": [child()]})])
     pol.propose(make_view(study, standard_nodes(5), rejections=[rejected]), ["auto"])
     assert "node 6: model.n_layers=9: out of range" in api.requests[0]["messages"][0]["content"][0]["text"]
+
+
+def test_key_in_config_is_refused_without_echoing_it():
+    with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY environment variable only") as err:
+        ClaudeSettings.from_config({"api_key": FAKE_KEY})
+    assert FAKE_KEY not in str(err.value)
+
+
+def test_non_json_success_body_falls_back(tmp_path):
+    html = lambda request: httpx2.Response(200, text="<html>proxy error</html>",
+                                           headers={"content-type": "text/html"})
+    study = tmp_path / "jp_study"
+    pol = ClaudePolicy(ClaudeSettings(), study, StaticFallback(), api_key=FAKE_KEY,
+                       http_client=httpx2.Client(transport=httpx2.MockTransport(html)), sleep=lambda s: None)
+    [p] = pol.propose(make_view(study, standard_nodes(5)), ["auto"])
+    assert p.llm["policy"] == "heuristic" and "unusable response" in p.llm["fallback"]
+    assert transcripts(study)[0]["error"]["type"] in ("JSONDecodeError", "ValueError")

@@ -31,15 +31,20 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mpm_inr.errors import ConfigError, UserError
-
 from agent.llm_cost import ModelPrice, estimate_request_usd, png_size, usage_cost
 from agent.overrides import OverrideError, Validator, config_hash, merge
 from agent.policies.base import Policy
 from agent.proposal import BlockEndDecision, Proposal
-from agent.transcripts import TranscriptStore, elide_images, now_iso, redact_headers, scrub
+from agent.transcripts import (
+    TranscriptStore,
+    elide_images,
+    now_iso,
+    redact_headers,
+    scrub,
+)
 from agent.tree import format_scores
 from agent.view import STRATEGIES, StudyView
+from mpm_inr.errors import ConfigError, UserError
 
 #: Not in the installed SDK's DEPRECATED_MODELS (tests/test_policy_claude.py checks it) and priced in
 #: agent.llm_cost: the "speed and intelligence" tier is enough for one-parameter decisions.
@@ -83,14 +88,17 @@ class ClaudeSettings:
     price_output_per_mtok: float | None = None
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], budget: Mapping[str, Any] | None = None) -> "ClaudeSettings":
+    def from_config(cls, cfg: Mapping[str, Any], budget: Mapping[str, Any] | None = None) -> ClaudeSettings:
         """Build from the policy group; `budget` (max_usd, max_iterations) may live in `cfg["budget"]` or apart.
 
         Unknown keys are ignored only if they belong to other layers (name, fallback, transcripts); anything else
         is a one-line ConfigError, so a typo cannot silently leave a default (e.g. an uncapped budget) in place.
         """
         known = {f.name for f in fields(cls)}
-        other = {"name", "_target_", "budget", "fallback", "transcripts", "strict"}
+        other = {"name", "_target_", "budget", "fallback", "transcripts"}
+        if any(w in str(k).lower() for k in cfg if k not in known for w in ("key", "token", "secret")):
+            raise ConfigError(f"policy: the API key is read from the {API_KEY_ENV} environment variable only; "
+                              "remove it from the config")
         bad = sorted(k for k in cfg if k not in known and k not in other)
         if bad:
             raise ConfigError(f"policy: unknown key(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
@@ -270,9 +278,9 @@ def _node_line(view: StudyView, n: Any) -> str:
 def build_prompt(view: StudyView, *, call_type: str, slots: Sequence[str], limit: int) -> str:
     """The user-turn text: instructions, memory, block statistics, UCB scores, nodes, last metrics, allow-list."""
     blk = view.block
-    head = [f"Study {view.name}: block {blk.block}, iteration {view.iteration} "
-            f"({view.iter_in_block}/{view.n_iter_block} within block). Field {view.field}, "
-            f"n_training_frames {view.n_training_frames}, ucb_c {blk.ucb_c:g}."]
+    head = [(f"Study {view.name}: block {blk.block}, iteration {view.iteration} "
+             f"({view.iter_in_block}/{view.n_iter_block} within block). Field {view.field}, "
+             f"n_training_frames {view.n_training_frames}, ucb_c {blk.ucb_c:g}.")]
     if call_type == "propose":
         roles = ", ".join(f"{i}={r}" for i, r in enumerate(slots))
         head.append(f"Call {PROPOSE_TOOL} with exactly {len(slots)} child(ren); slot roles: {roles} "
@@ -392,8 +400,8 @@ def check_children(view: StudyView, slots: Sequence[str], data: Mapping[str, Any
         return [], errors
     children = list(data["children"])
     if sorted(c["slot"] for c in children) != list(range(len(slots))):
-        return [], [f"children must fill slots 0..{len(slots) - 1} exactly once, got "
-                    f"{[c['slot'] for c in children]}"]
+        return [], [(f"children must fill slots 0..{len(slots) - 1} exactly once, got "
+                     f"{[c['slot'] for c in children]}")]
     valid_parents = {n.node_id for n in view.block_nodes if n.finished}
     failed = view.failed_hashes()
     validator = _validator(view)
@@ -559,9 +567,13 @@ class ClaudePolicy:
             try:
                 raw = self._client.messages.with_raw_response.create(**body)
                 record["request"]["headers"] = redact_headers(raw.http_request.headers.items())
-                reply = raw.json()
                 record["response"] = {"status": raw.status_code, "headers": redact_headers(raw.headers.items()),
-                                      "body": reply}
+                                      "body": raw.text()[:2000]}
+                data = raw.json()
+                record["response"]["body"] = data
+                if not isinstance(data, dict):
+                    raise ValueError("the response body is not a JSON object")
+                reply = data
             except anthropic.APIStatusError as e:
                 resp = e.response
                 record["request"]["headers"] = redact_headers(resp.request.headers.items())
@@ -588,6 +600,10 @@ class ClaudePolicy:
                 failure = f"{type(e).__name__}: {self._scrub(str(e))[:200]}"
                 record["error"] = {"type": type(e).__name__, "status": None, "message": failure}
                 retry_headers = {}
+            except (anthropic.AnthropicError, ValueError) as e:  # e.g. a 200 whose body is not JSON
+                reply = None
+                failure = f"unusable response: {type(e).__name__}: {self._scrub(str(e))[:200]}"
+                record["error"] = {"type": type(e).__name__, "status": None, "message": failure}
             record["finished_at"] = now_iso()
             record["duration_s"] = round(time.monotonic() - t0, 3)
             call.http_calls += 1
@@ -682,7 +698,7 @@ class ClaudePolicy:
         for attempt in ("initial", "repair"):
             state: dict[str, Any] = {}
 
-            def validate(reply: dict[str, Any]) -> dict[str, Any]:
+            def validate(reply: dict[str, Any], state: dict[str, Any] = state) -> dict[str, Any]:
                 data, use_id, err = tool_input(reply, tool)
                 errors = [err] if err else []
                 result = None

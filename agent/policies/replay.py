@@ -20,11 +20,10 @@ from typing import Any
 
 import httpx2
 
-from mpm_inr.errors import ConfigError, UserError
-
-from agent.policies.claude import ClaudePolicy, ClaudeSettings, _Call, build_fallback
 from agent.policies.base import Policy
+from agent.policies.claude import ClaudePolicy, ClaudeSettings, _Call, build_fallback
 from agent.transcripts import load_records
+from mpm_inr.errors import ConfigError, UserError
 
 # Sent to the mock transport only; it is not a credential and nothing leaves the process.
 _PLACEHOLDER_KEY = "replay-offline-no-key"
