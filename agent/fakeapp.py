@@ -162,3 +162,114 @@ def write_fake_app(root: str | Path) -> Path:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text)
     return root
+
+
+# ------------------------------------------------------------------------------------------ synthetic journals
+
+FAKE_DEFAULTS = {"optimizer.lr": 1e-4, "model.hidden_dim": 256, "model.n_layers": 3, "model.omega": 30.0,
+                 "train.total_steps": 1000, "data.t_period": 1.0, "data.xy_period": 1.0, "inr_type": "siren_txy",
+                 "seed": 0, "train.batch_size": 1}
+
+
+class SyntheticStudy:
+    """Writes a study journal by hand (no training) for tests of the tree, renderers and policies."""
+
+    def __init__(self, study_dir: str | Path, name: str = "syn", *, n_iter_block: int = 12, field: str = "Jp",
+                 frames: int = 100, ucb_c: float = 1.414, config: dict | None = None):
+        from agent.journal import Journal
+
+        self.dir = Path(study_dir)
+        self.name = name
+        self.journal = Journal(self.dir)
+        self.n_iter_block = n_iter_block
+        self.cfg = {"name": name, "field": field, "n_training_frames": frames, "n_blocks": 4,
+                    "n_iter_block": n_iter_block, "batch": 1, "ucb_c": ucb_c, "seed": 0, "train_overrides": [],
+                    "policy": {"name": "heuristic"}, "launcher": {"name": "basic"}, "inr_type": "siren_txy",
+                    "agent": {"min_compression": 1.0}, **(config or {})}
+        self.t = 1_700_000_000.0
+        self.iteration = 0
+        self.node_id = 0
+        self.block = 0
+        self._emit({"event": "study_start", "name": name, "schema": 1, "config": self.cfg,
+                    "instructions": f"# Instructions: study `{name}` (version 1)\n"})
+        self.start_block(field, frames, ucb_c=ucb_c)
+
+    def _emit(self, ev: dict) -> None:
+        self.t += 1.0
+        self.journal.append({**ev, "t": self.t})
+
+    def start_block(self, field: str, frames: int, *, base: dict | None = None, ucb_c: float = 1.414,
+                    hypothesis: str = "") -> None:
+        from agent.overrides import Validator
+
+        self.block += 1
+        ov = Validator().normalise({"field": field, "data.n_training_frames": frames, **(base or {})})
+        self._emit({"event": "block_start", "block": self.block, "field": field, "n_training_frames": frames,
+                    "base_overrides": ov, "ucb_c": ucb_c, "n_iter_block": self.n_iter_block,
+                    "first_iteration": self.iteration + 1, "hypothesis": hypothesis or f"block {self.block}"})
+
+    def add(self, parent: int | None, changes: dict | None = None, *, status: str = "ok", r2: float = 0.99,
+            strategy: str = "exploit", metrics: dict | None = None, finish: bool = True,
+            run_dir: str | None = None) -> int:
+        """Plan (+ launch + finish) one node; returns its id."""
+        from agent.overrides import Validator, as_dict, config_hash, diff, merge
+        from agent.state import fold
+
+        st = fold(self.journal.read())
+        base = st.nodes[parent].overrides if parent is not None else st.current_block.base_overrides
+        full = merge(base, Validator().normalise(changes or {}))
+        delta = {k: [Validator().canon(k, FAKE_DEFAULTS.get(k) if a is None else a), b]
+                 for k, (a, b) in diff(base, full).items()}
+        self.iteration += 1
+        self.node_id += 1
+        nid = self.node_id
+        mutation = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in delta.items()) or "none"
+        self._emit({"event": "planned", "node_id": nid, "parent_id": parent, "block": self.block,
+                    "iteration": self.iteration, "round": self.iteration, "slot": 0, "role": "auto",
+                    "strategy": strategy, "overrides": full, "changes": delta, "mutation": mutation,
+                    "rationale": "synthetic", "config_hash": config_hash(full), "policy": "heuristic"})
+        rd = run_dir or str(self.dir / "runs" / f"round_{self.iteration:04d}" / f"node_{nid:04d}")
+        self._emit({"event": "launched", "round": self.iteration, "node_ids": [nid], "run_dirs": {str(nid): rd},
+                    "pid": 0, "pgid": 0, "token": "synthetic", "attempt": 1, "launcher": "basic"})
+        if finish:
+            self.finish(nid, status=status, r2=r2, metrics=metrics, overrides=full)
+        return nid
+
+    def finish(self, nid: int, *, status: str = "ok", r2: float = 0.99, metrics: dict | None = None,
+               overrides: list | None = None) -> None:
+        from agent.overrides import as_dict
+
+        ov = {**FAKE_DEFAULTS, **as_dict(overrides or [])}
+        m = {"status": status, "field": ov.get("field", "Jp"), "inr_type": ov.get("inr_type"),
+             "n_training_frames": int(ov.get("data.n_training_frames", 100)),
+             "config": {k: v for k, v in ov.items() if "." in k}}
+        if status == "ok":
+            m.update(final_r2=r2, final_mse=(1 - r2) * 1e-3, slope=1.0 - (1 - r2) / 2, r2_min_component=r2,
+                     total_params=10000, compression_ratio=100.0, training_time=60.0, ssim=[min(1.0, r2)],
+                     kinograph_ssim=min(1.0, r2))
+        else:
+            m.update(error=f"synthetic {status}")
+        m.update(metrics or {})
+        self._emit({"event": "finished", "node_id": nid, "status": status, "error": m.get("error"),
+                    "metrics": m, "run_dir": None})
+
+    def end_block(self, decision: dict | None = None, stats: dict | None = None) -> None:
+        self._emit({"event": "block_end", "block": self.block, "decision": decision or {
+            "next_field": "F", "next_n_training_frames": 100, "instruction_edits": "", "summary": "synthetic"},
+            "stats": stats or {}})
+
+    def state(self):
+        from agent.state import fold
+
+        return fold(self.journal.read())
+
+    def view(self, *, policy_cfg: dict | None = None, rejections=()):
+        from agent.explore import build_view
+        from agent.overrides import Validator, as_dict
+
+        def resolver(overrides, key):
+            return as_dict(overrides).get(key, FAKE_DEFAULTS.get(key))
+
+        cfg = {**self.cfg, "policy": {"name": "heuristic", **(policy_cfg or {})}}
+        return build_view(self.state(), cfg, Validator(progression=self.cfg.get("frames_progression")), self.dir,
+                          resolver=resolver, rejections=rejections)

@@ -160,6 +160,15 @@ class Validator:
             raise OverrideError(reasons)
         return [f"{k}={out[k]}" for k in sorted(out)]
 
+    def canon(self, key: str, value: Any) -> str | None:
+        """The canonical string of one value (None when absent); unvalidatable values are shown as str()."""
+        if value is None:
+            return None
+        try:
+            return self._check_value(key, value) if key in self.specs else str(value)
+        except ValueError:
+            return str(value)
+
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str):
             raise ValueError(f"key {_show(key)}: not a string")

@@ -7,6 +7,8 @@ The journal holds events; this module is the one place that knows how they combi
   the policy's block-end decision;
 - `planned` creates a node (status `planned`), `launched` marks nodes `running` and gives their run dirs,
   `finished` sets the final status and metrics; `rejected` creates a node that never runs;
+- `recovered`: what a restarted agent did with a node left in flight (finished from its metrics.json,
+  relaunch, or lost);
 - `study_end`: the loop stopped on purpose (done, budget).
 
 A node's status moves planned -> running -> ok | diverged | failed | timeout | crashed; `rejected` is final from
@@ -52,8 +54,10 @@ class NodeState:
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    field_png: str | None = None
     wandb_run_id: str | None = None
     launches: int = 0
+    recoveries: int = 0            # relaunches after an agent restart (at most one; see agent.explore)
     t_planned: float | None = None
     t_launched: float | None = None
     t_finished: float | None = None
@@ -199,7 +203,7 @@ def fold(events: list[dict[str, Any]]) -> StudyState:
             nid = int(ev["node_id"])
             if nid in st.nodes:
                 continue  # ids are unique; a duplicate line cannot rewrite history
-            data = {k: v for k, v in ev.items() if k in _NODE_FIELDS and k not in ("status", "launches")}
+            data = {k: v for k, v in ev.items() if k in _NODE_FIELDS and k not in ("status", "launches", "recoveries")}
             for k in ("parent_id", "iteration", "round"):
                 data.setdefault(k, None)
             node = NodeState(**data)
@@ -232,7 +236,12 @@ def fold(events: list[dict[str, Any]]) -> StudyState:
             node.metrics = dict(ev.get("metrics") or {})
             node.run_dir = ev.get("run_dir", node.run_dir)
             node.wandb_run_id = ev.get("wandb_run_id")
+            node.field_png = ev.get("field_png")
             node.t_finished = t
+        elif kind == "recovered":
+            node = st.nodes.get(int(ev["node_id"]))
+            if node is not None and ev.get("action") == "relaunch":
+                node.recoveries += 1
         elif kind == "study_end":
             st.ended = dict(ev)
     return st

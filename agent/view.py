@@ -54,6 +54,7 @@ class StudyView:
     memory_path: Path
     analysis_path: Path
     ucb_path: Path
+    blocks: tuple[BlockState, ...] = ()   # every block so far, the current one last
     recent_rejections: tuple[NodeState, ...] = ()
     field_png: Path | None = None
     resolver: Callable[[Sequence[str], str], Any] | None = field(default=None, compare=False, repr=False)

@@ -1,0 +1,166 @@
+"""`python -m agent <explore|render|report|predict-time> ...`
+
+    python -m agent explore name=jp_study field=Jp policy=heuristic n_blocks=2 n_iter_block=12 batch=1 \
+        launcher=basic 'train_overrides=[scenario=discs_small,train.total_steps=50]'
+    python -m agent render explorations/jp_study
+
+`explore` takes Hydra overrides of conf/explore.yaml (composed with Hydra's compose API, so the agent does not
+create a Hydra run dir of its own); `policy=` and `launcher=` select conf/agent/policy/<name>.yaml and
+conf/agent/launcher/<name>.yaml. User errors print one line `error: ...` and exit 2, before anything runs.
+`report` and `predict-time` are dispatched to `agent.report` and `agent.timemodel`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from mpm_inr.errors import ConfigError, UserError
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+USAGE = ("usage: python -m agent explore name=<study> [field=Jp policy=heuristic launcher=basic n_blocks=2 "
+         "n_iter_block=12 batch=1 'train_overrides=[...]' ...]\n"
+         "       python -m agent render <study dir>\n"
+         "       python -m agent report <study dir> ...\n"
+         "       python -m agent predict-time ...")
+GROUPS = {"policy": "agent/policy", "launcher": "agent/launcher"}
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def split_list(inner: str) -> list[str]:
+    """Split `a=1,b=[x,y],c='p,q'` at top-level commas (brackets and quotes nest)."""
+    items, depth, quote, cur = [], 0, "", []
+    for ch in inner:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append("".join(cur).strip())
+            cur = []
+            continue
+        cur.append(ch)
+    if "".join(cur).strip():
+        items.append("".join(cur).strip())
+    return items
+
+
+def _quote(item: str) -> str:
+    return "'" + item.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def translate(overrides: list[str]) -> list[str]:
+    """`policy=X` / `launcher=X` -> the defaults-list group overrides (unknown options fail with the choices);
+    `train_overrides=[scenario=discs_small,train.total_steps=50]` -> a quoted Hydra list (Hydra's grammar does
+    not allow `=` inside unquoted list items)."""
+    out = []
+    for o in overrides:
+        key, sep, val = o.partition("=")
+        if sep and key == "train_overrides" and val.startswith("[") and val.endswith("]"):
+            items = [i[1:-1] if len(i) >= 2 and i[0] == i[-1] and i[0] in "'\"" else i
+                     for i in split_list(val[1:-1])]
+            out.append("train_overrides=[" + ",".join(_quote(i) for i in items) + "]")
+        elif sep and key in GROUPS:
+            group = GROUPS[key]
+            if val not in _options(group):
+                raise ConfigError(f"unknown {key} '{val}'; choose one of {', '.join(_options(group))}")
+            out.append(f"{group}@{key}={val}")
+        else:
+            out.append(o)
+    return out
+
+
+def compose_explore(overrides: list[str]) -> dict[str, Any]:
+    """The resolved explore config as a plain dict."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    args = translate(overrides)
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose(config_name="explore", overrides=args)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except MissingMandatoryValue as e:
+        key = getattr(e, "full_key", None) or "a required value"
+        raise ConfigError(f"{key} is required, e.g. python -m agent explore name=my_study") from None
+    except UserError:
+        raise
+    except Exception as e:  # Hydra's override / composition errors: keep the message, drop the traceback
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"bad explore option: {msg[:300]}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def cmd_explore(argv: list[str]) -> int:
+    from agent.explore import Explorer
+
+    cfg = compose_explore(argv)
+    return Explorer(cfg).run()
+
+
+def cmd_render(argv: list[str]) -> int:
+    from agent.render import render_all
+
+    if len(argv) != 1:
+        raise ConfigError("usage: python -m agent render <study dir>")
+    d = Path(argv[0])
+    if not (d / "journal.jsonl").exists():
+        raise ConfigError(f"{d} is not a study directory (no journal.jsonl)")
+    written = render_all(d)
+    print(f"rendered {len(written)} file(s) in {d}")
+    return 0
+
+
+def _delegate(module: str, argv: list[str]) -> int:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module:
+            raise ConfigError(f"{module} is not available in this installation") from None
+        raise
+    rc = mod.main(argv)
+    return int(rc or 0)
+
+
+COMMANDS = {
+    "explore": cmd_explore,
+    "render": cmd_render,
+    "report": lambda argv: _delegate("agent.report", argv),
+    "predict-time": lambda argv: _delegate("agent.timemodel", argv),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"error: unknown command '{cmd}'; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[cmd](rest)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
