@@ -1,0 +1,23 @@
+"""Generate an MPM dataset: `python generate.py scenario=discs_3types seed=0 [device=cuda] [root=data]`."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mpm_inr.errors import UserError
+
+
+@hydra.main(config_path="conf", config_name="generate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from mpm_inr.data.generate import generate_from_config
+
+    try:
+        generate_from_config(cfg)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""The on-disk dataset (contract 1): `data/<scenario>_seed<k>/` with meta.json and one float32 .npy per array.
+
+Reading: `open_dataset` validates meta.json against every file (present, header shape and dtype as meta
+states, file size exactly header + data, so truncation is caught) and returns an `MPMDataset` whose arrays are
+memory-mapped: a 100-frame window of a 7 GB dataset reads only that window.
+
+Writing: `DatasetWriter` pre-allocates the .npy files in a temporary directory next to the target, takes
+frames in chunks, writes meta.json (`complete: true`) last and publishes the directory with one atomic
+rename. A crash leaves only a hidden temporary directory that nothing ever loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from mpm_inr.errors import DatasetError
+
+FORMAT = "mpm_inr.dataset/1"
+META = "meta.json"
+
+# name -> (per-particle shape, description, units); frame arrays are (T, N, *shape)
+FRAME_FIELDS: dict[str, tuple[tuple[int, ...], str, str]] = {
+    "x": ((2,), "particle position (x, y); the simulation box is [0, 1]^2", "box length"),
+    "v": ((2,), "particle velocity, the one that moved the particle to x in this frame", "box length / s"),
+    "C": ((2, 2), "APIC affine matrix, C[a][b] ~ dv_a/dx_b, row-major", "1 / s"),
+    "F": ((2, 2), "deformation gradient (elastic part for snow; sqrt(J) I for liquid)", "1"),
+    "Jp": ((), "plastic volume ratio (exactly 1 for liquid and jelly)", "1"),
+    "S": ((2, 2), "saved stress S = -dt * tau, tau = 2 mu (F - R) F^T + lambda J (J - 1) I the Kirchhoff "
+                  "stress of the fixed-corotated model (as the reference saves it; symmetric)",
+          "stress x time (E = youngs_modulus, times s)"),
+}
+PARTICLE_FIELDS: dict[str, tuple[str, str]] = {
+    "type": ("material: 0 liquid, 1 jelly, 2 snow", "1"),
+    "mass": ("particle mass = p_vol * density[type], p_vol = (dx / 2)^2", "density x area"),
+    "object_id": ("object (disc) label", "1"),
+}
+ALL_FIELDS = tuple(FRAME_FIELDS) + tuple(PARTICLE_FIELDS)
+TMP_MARK = ".tmp-"
+
+
+def dataset_dir(root: str | os.PathLike, scenario_name: str, seed: int) -> Path:
+    """Directory of a dataset: `<root>/<scenario>_seed<k>`."""
+    return Path(root) / f"{scenario_name}_seed{int(seed)}"
+
+
+def array_specs(n_frames: int, n_particles: int) -> dict[str, dict[str, Any]]:
+    """The `arrays` section of meta.json: shape, dtype, definition and units of every file."""
+    specs: dict[str, dict[str, Any]] = {}
+    for name, (shape, desc, units) in FRAME_FIELDS.items():
+        specs[name] = {"shape": [n_frames, n_particles, *shape], "dtype": "float32", "per": "frame",
+                       "description": desc, "units": units}
+    for name, (desc, units) in PARTICLE_FIELDS.items():
+        specs[name] = {"shape": [n_particles], "dtype": "float32", "per": "particle", "description": desc,
+                       "units": units}
+    return specs
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """(shape, dtype, fortran_order, data offset) of a .npy file, without reading the data."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        return tuple(shape), np.dtype(dtype), bool(fortran), fh.tell()
+
+
+class MPMDataset:
+    """A validated dataset directory. Arrays are memory-mapped; `read` returns copies of slices."""
+
+    def __init__(self, path: Path, meta: dict) -> None:
+        self.path = path
+        self.meta = meta
+        self._mmaps: dict[str, np.ndarray] = {}
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.meta["n_frames"])
+
+    @property
+    def n_particles(self) -> int:
+        return int(self.meta["n_particles"])
+
+    @property
+    def dt(self) -> float | None:
+        return self.meta.get("dt")
+
+    def mmap(self, name: str) -> np.ndarray:
+        """Read-only memory map of one array (no data is read until it is indexed)."""
+        if name not in self.meta["arrays"]:
+            raise DatasetError(f"dataset {self.path} has no array {name!r}; arrays: {', '.join(self.meta['arrays'])}")
+        if name not in self._mmaps:
+            self._mmaps[name] = np.load(self.path / f"{name}.npy", mmap_mode="r")
+        return self._mmaps[name]
+
+    def read(self, name: str, start: int | None = None, stop: int | None = None) -> np.ndarray:
+        """Frames [start, stop) of a per-frame array (all frames by default), as an in-memory copy."""
+        if name not in FRAME_FIELDS:
+            raise DatasetError(f"{name!r} is not a per-frame array; per-frame arrays: {', '.join(FRAME_FIELDS)}")
+        return np.array(self.mmap(name)[start:stop])
+
+    def per_particle(self, name: str) -> np.ndarray:
+        """A per-particle array (type, mass, object_id), as an in-memory copy."""
+        if name not in PARTICLE_FIELDS:
+            raise DatasetError(f"{name!r} is not a per-particle array; per-particle arrays: "
+                               f"{', '.join(PARTICLE_FIELDS)}")
+        return np.array(self.mmap(name))
+
+    def __repr__(self) -> str:
+        return f"MPMDataset({str(self.path)!r}, frames={self.n_frames}, particles={self.n_particles})"
+
+
+def open_dataset(path: str | os.PathLike) -> MPMDataset:
+    """Open and validate a dataset directory; raises `DatasetError` (one line, names the path and the fix)."""
+    path = Path(path)
+    fix = f"delete {path} and generate it again"
+    if not path.is_dir():
+        raise DatasetError(f"no dataset directory at {path}; generate it with `python generate.py "
+                           f"scenario=<name> seed=<k>`")
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise DatasetError(f"dataset {path} has no {META} (interrupted or foreign directory); {fix}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"dataset {path}: {META} is unreadable ({type(e).__name__}); {fix}") from None
+    if not isinstance(meta, dict) or meta.get("complete") is not True:
+        raise DatasetError(f"dataset {path} is not marked complete in {META}; {fix}")
+    arrays = meta.get("arrays")
+    if not isinstance(arrays, dict) or any(k not in arrays for k in ALL_FIELDS):
+        missing = [k for k in ALL_FIELDS if not isinstance(arrays, dict) or k not in arrays]
+        raise DatasetError(f"dataset {path}: {META} does not describe array(s) {missing}; {fix}")
+    try:
+        T, N = int(meta["n_frames"]), int(meta["n_particles"])
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(f"dataset {path}: {META} lacks n_frames / n_particles; {fix}") from None
+    expected = array_specs(T, N)
+    for name in ALL_FIELDS:
+        spec = arrays[name]
+        want_shape, want_dtype = tuple(expected[name]["shape"]), np.dtype(expected[name]["dtype"])
+        if tuple(spec.get("shape", ())) != want_shape or np.dtype(spec.get("dtype", "V")) != want_dtype:
+            raise DatasetError(f"dataset {path}: {META} states {name} as {spec.get('shape')} "
+                               f"{spec.get('dtype')}, inconsistent with n_frames={T}, n_particles={N}; {fix}")
+        f = path / f"{name}.npy"
+        if not f.is_file():
+            raise DatasetError(f"dataset {path} is missing {f.name}; {fix}")
+        try:
+            shape, dtype, fortran, offset = _npy_header(f)
+        except (OSError, ValueError) as e:
+            raise DatasetError(f"dataset {path}: {f.name} is not a valid .npy file ({e}); {fix}") from None
+        if shape != want_shape or dtype != want_dtype or fortran:
+            raise DatasetError(f"dataset {path}: {f.name} holds {shape} {dtype}, meta.json states "
+                               f"{list(want_shape)} {want_dtype}; {fix}")
+        size, want_size = f.stat().st_size, offset + int(np.prod(shape)) * dtype.itemsize
+        if size != want_size:
+            what = "truncated" if size < want_size else "longer than its header says"
+            raise DatasetError(f"dataset {path}: {f.name} is {what} ({size} of {want_size} bytes); {fix}")
+    return MPMDataset(path, meta)
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def temp_prefix(target: Path) -> str:
+    """Name prefix of temporary directories for a target (host-qualified: pids only mean something locally)."""
+    return f".{target.name}{TMP_MARK}{socket.gethostname()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_temp_dirs(target: Path) -> Iterator[Path]:
+    """Temporary directories of `target` left by dead processes on this host (never loaded, safe to delete)."""
+    prefix = temp_prefix(target)
+    if not target.parent.is_dir():
+        return
+    for p in target.parent.iterdir():
+        if p.is_dir() and p.name.startswith(prefix):
+            pid_s = p.name[len(prefix):].split("-", 1)[0]
+            if pid_s.isdigit() and not _pid_alive(int(pid_s)):
+                yield p
+
+
+def clean_stale_temps(target: Path) -> list[Path]:
+    """Delete stale temporary directories of `target`; returns what was removed."""
+    removed = []
+    for p in list(stale_temp_dirs(target)):
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+def ensure_writable_root(root: Path) -> None:
+    """Create `root` if needed and check that a directory can be created in it (one-line error if not)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DatasetError(f"cannot create dataset root {root}: {e.strerror or e}; pass root=<a writable "
+                           f"directory>") from None
+    if not root.is_dir() or not os.access(root, os.W_OK | os.X_OK):
+        raise DatasetError(f"dataset root {root} is not a writable directory; pass root=<a writable directory>")
+
+
+def check_free_space(root: Path, n_bytes: int, what: str) -> None:
+    free = shutil.disk_usage(root).free
+    if n_bytes > free:
+        raise DatasetError(f"{what} needs {n_bytes / 1e9:.2f} GB but only {free / 1e9:.2f} GB is free under "
+                           f"{root}; free space, use root=<another directory>, or reduce scenario.n_frames")
+
+
+def dataset_nbytes(n_frames: int, n_particles: int) -> int:
+    per_particle = sum(int(np.prod(s)) for s, _, _ in FRAME_FIELDS.values())
+    return 4 * n_particles * (n_frames * per_particle + len(PARTICLE_FIELDS))
+
+
+class DatasetWriter:
+    """Writes a dataset into a temporary sibling directory and publishes it atomically with `commit`.
+
+    Use as a context manager: leaving the block without `commit` (an exception, Ctrl-C) removes the
+    temporary directory. Frame arrays are pre-allocated memmaps filled chunk by chunk, so the frames are never
+    all in RAM.
+    """
+
+    def __init__(self, target: str | os.PathLike, n_frames: int, n_particles: int) -> None:
+        self.target = Path(target)
+        self.n_frames, self.n_particles = int(n_frames), int(n_particles)
+        ensure_writable_root(self.target.parent)
+        check_free_space(self.target.parent, dataset_nbytes(self.n_frames, self.n_particles),
+                         f"dataset {self.target.name}")
+        self.tmp = self.target.parent / f"{temp_prefix(self.target)}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            self.tmp.mkdir()
+        except OSError as e:
+            raise DatasetError(f"cannot write under {self.target.parent}: {e.strerror or e}; pass root=<a "
+                               f"writable directory>") from None
+        self.frames: dict[str, np.memmap] = {}
+        for name, (shape, _, _) in FRAME_FIELDS.items():
+            self.frames[name] = np.lib.format.open_memmap(
+                self.tmp / f"{name}.npy", mode="w+", dtype=np.float32,
+                shape=(self.n_frames, self.n_particles, *shape))
+        self._committed = False
+
+    def write_frames(self, name: str, start: int, values: np.ndarray) -> None:
+        """Frames [start, start + len(values)) of one per-frame array."""
+        self.frames[name][start:start + len(values)] = values
+
+    def write_particle(self, name: str, values: np.ndarray) -> None:
+        values = np.asarray(values, dtype=np.float32)
+        if values.shape != (self.n_particles,):
+            raise ValueError(f"{name}: expected shape ({self.n_particles},), got {values.shape}")
+        np.save(self.tmp / f"{name}.npy", values)
+
+    def flush(self) -> None:
+        for mm in self.frames.values():
+            mm.flush()
+
+    def commit(self, meta: Mapping[str, Any], replace: bool = False) -> Path:
+        """Write meta.json (complete: true) last and rename the directory into place.
+
+        If the target appeared meanwhile (a concurrent generator won the race) and `replace` is false, the
+        existing dataset is kept and this one discarded. With `replace` an existing target is moved aside
+        first and deleted after the rename.
+        """
+        self.flush()
+        self.frames.clear()  # drop the maps before the files are synced and moved
+        full = dict(meta)
+        full.update({"format": FORMAT, "n_frames": self.n_frames, "n_particles": self.n_particles,
+                     "arrays": array_specs(self.n_frames, self.n_particles), "complete": True})
+        for name in ALL_FIELDS:
+            _fsync(self.tmp / f"{name}.npy")
+        meta_tmp = self.tmp / (META + ".part")
+        meta_tmp.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
+        _fsync(meta_tmp)
+        meta_tmp.rename(self.tmp / META)
+        old = None
+        if self.target.exists() and replace:
+            old = self.target.parent / f"{temp_prefix(self.target)}{os.getpid()}-old-{uuid.uuid4().hex[:8]}"
+            self.target.rename(old)
+        try:
+            os.rename(self.tmp, self.target)
+        except OSError:
+            if not self.target.exists():
+                raise
+            shutil.rmtree(self.tmp, ignore_errors=True)  # lost a race against another generator
+        self._committed = True
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return self.target
+
+    def abort(self) -> None:
+        self.frames.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self._committed:
+            self.abort()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
