@@ -39,9 +39,7 @@ def bench_field(field: str, scenario: str, device: str, target: float, ref_cap_s
         ours_wall = time.perf_counter() - t0
     ds = open_dataset(ensure_dataset(cfg["scenario"], seed, root, device=device, progress=False))
     window = FieldWindow.from_dataset(ds, field, frames, 0, normalize=False)
-    t0 = time.perf_counter()
     svd = svd_baseline(window.values, normalize=True)
-    svd_seconds = time.perf_counter() - t0
     values = torch.from_numpy(window.values).to(device)
     positions = torch.from_numpy(window.positions).to(device)
     ref = train_reference(values, positions, field, target, ref_cap_s)
@@ -55,8 +53,9 @@ def bench_field(field: str, scenario: str, device: str, target: float, ref_cap_s
                       "time_cap_s": ref_cap_s, "trace": ref.trace},
         "speedup": (ref.seconds / ours_time) if ref.reached_target and ours_time > 0 else None,
         "speedup_lower_bound": (ref.seconds / ours_time) if not ref.reached_target and ours_time > 0 else None,
-        "svd": {"rank_for_target": svd.get(f"rank_for_{target}", svd.get("rank_for_0.995")), "seconds": svd_seconds,
-                "r2_by_rank": svd.get("r2_rank")},
+        "svd": {"rank_for_target": svd.rank_for(target), "seconds": svd.time_s,
+                "r2_by_rank": {str(r): svd.r2(r) for r in svd.ranks},
+                "compression_at_target": svd.compression(svd.rank_for(target)) if svd.rank_for(target) else None},
     }
 
 

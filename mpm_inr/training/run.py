@@ -185,8 +185,9 @@ def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline
     n_params = sum(p.numel() for p in module.network.parameters())
     metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params)
     svd = svd_baseline(window.values[train_idx], normalize=True)
-    metrics["svd"] = svd
-    metrics["svd_rank_for_target"] = svd.get("rank_for_0.995")
+    metrics["svd"] = {**svd.as_metrics(0.995), "compression_rank": {str(r): svd.compression(r) for r in svd.ranks},
+                      "time_s": svd.time_s}
+    metrics["svd_rank_for_target"] = svd.rank_for(0.995)
     metrics["holdout_frames"] = [int(i) for i in test_idx]
     if len(test_idx):
         held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params)
