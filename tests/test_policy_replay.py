@@ -123,25 +123,27 @@ def test_replay_detects_a_recorded_repair_the_study_no_longer_makes(tmp_path):
 def test_replay_factory_needs_a_transcript_dir_but_no_key(tmp_path, monkeypatch):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     ctx = PolicyContext(study_dir=tmp_path / "s", seed=0, config={})
-    with pytest.raises(ConfigError, match="policy.transcripts"):
-        build_policy("replay", {}, ctx)
+    with pytest.raises(ReplayError, match=r"s/transcripts does not exist"):
+        build_policy("replay", {"transcripts": None}, ctx)  # null: the study's own transcripts/
+    with pytest.raises(ConfigError, match="unknown key"):
+        build_policy("replay", {"transcripts": str(HERE / "basic" / "transcripts"), "modle": "x"}, ctx)
     with pytest.raises(ReplayError, match="does not exist"):
         build_policy("replay", {"transcripts": str(tmp_path / "nope")}, ctx)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReplayError, match="no transcripts"):
         build_policy("replay", {"transcripts": str(tmp_path / "empty")}, ctx)
-    pol = build_policy("replay", {"transcripts": str(HERE / "basic" / "transcripts")}, ctx)
-    assert pol.name == "replay" and pol.settings.model == "claude-sonnet-4-6"
+    pol = build_policy("replay", {"transcripts": str(HERE / "basic" / "transcripts"), "model": "other"}, ctx)
+    assert pol.name == "replay" and pol.settings.model == "claude-sonnet-4-6"  # the recorded model wins
 
 
 def test_replay_reproduces_an_unusable_response(tmp_path):
     """A 200 with a non-JSON body is recorded as text and replays to the same fallback."""
     import httpx2
-
-    from agent.policies.claude import ClaudePolicy
     from fakes import StaticFallback
 
-    html = lambda request: httpx2.Response(200, text="<html>bad gateway</html>",  # noqa: E731
+    from agent.policies.claude import ClaudePolicy
+
+    html = lambda request: httpx2.Response(200, text="<html>bad gateway</html>",
                                            headers={"content-type": "text/html"})
     study = tmp_path / "jp_study"
     live = ClaudePolicy(ClaudeSettings(), study, StaticFallback(), api_key=FAKE_KEY,

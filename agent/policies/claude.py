@@ -572,7 +572,7 @@ class ClaudePolicy:
                 data = raw.json()
                 record["response"]["body"] = data
                 if not isinstance(data, dict):
-                    raise ValueError("the response body is not a JSON object")
+                    raise TypeError("the response body is not a JSON object")
                 reply = data
             except anthropic.APIStatusError as e:
                 resp = e.response
@@ -600,7 +600,7 @@ class ClaudePolicy:
                 failure = f"{type(e).__name__}: {self._scrub(str(e))[:200]}"
                 record["error"] = {"type": type(e).__name__, "status": None, "message": failure}
                 retry_headers = {}
-            except (anthropic.AnthropicError, ValueError) as e:  # e.g. a 200 whose body is not JSON
+            except (anthropic.AnthropicError, ValueError, TypeError) as e:  # e.g. a 200 whose body is not JSON
                 reply = None
                 failure = f"unusable response: {type(e).__name__}: {self._scrub(str(e))[:200]}"
                 record["error"] = {"type": type(e).__name__, "status": None, "message": failure}
