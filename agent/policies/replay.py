@@ -80,8 +80,9 @@ class ReplayPolicy(ClaudePolicy):
 
 
 def build(cfg: Mapping[str, Any], ctx: Any) -> ReplayPolicy:
-    """Factory for `policy=replay`; `cfg["transcripts"]` is the recorded study's transcripts directory."""
-    src = cfg.get("transcripts")
+    """Factory for `policy=replay`: `cfg["transcripts"]` is the recorded study's transcripts directory (null: the
+    study's own `transcripts/`, i.e. re-deciding a claude study in place)."""
+    src = cfg.get("transcripts") or getattr(ctx, "transcripts_dir", None)
     if not src:
         raise ConfigError("policy=replay needs policy.transcripts=<recorded study>/transcripts")
     budget = cfg.get("budget") or (ctx.config.get("budget") if isinstance(getattr(ctx, "config", None), Mapping)
