@@ -1,7 +1,8 @@
 """Dollar estimates for Claude calls, so a study can enforce `budget.max_usd` before it spends.
 
-The prices below are an ESTIMATE copied by hand from Anthropic's public price list as of PRICES_AS_OF; they are
-not fetched and may be stale. Anthropic bills what its console says, not what this table says. Rates are US
+The prices below are an ESTIMATE, copied by hand from Anthropic's published per-model prices as public pages reported
+them on PRICES_AS_OF (Opus 4.5-4.7 $5/$25, Sonnet 4.x $3/$15, Haiku 4.5 $1/$5 per MTok in/out); they are not
+fetched and may be stale. Anthropic bills what its console says, not what this table says. Rates are US
 dollars per million tokens (MTok). Cache writes use the 5-minute rate (1.25x input) and cache reads 0.1x input,
 the multipliers Anthropic documents for every model.
 
