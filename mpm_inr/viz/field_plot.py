@@ -224,7 +224,7 @@ def field_figure(
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, cols, squeeze=False)
     wspace = 0.45 if n_components == 1 else 0.3  # room for the Pred colour bar before the scatter's y label
-    figure.subplots_adjust(left=0.05, right=0.96, bottom=0.06, top=0.95, wspace=wspace, hspace=0.3)
+    figure.subplots_adjust(left=0.05, right=0.93, bottom=0.06, top=0.95, wspace=wspace, hspace=0.3)
 
     plot_loss(axes[0, 0], loss_history)
     most_dynamic = int(np.argmax(gt_values.var(axis=0).mean(axis=0)))
@@ -233,8 +233,9 @@ def field_figure(
         trace_particles(n_particles, n_traces),
         label=f" ({names[most_dynamic]})",
     )
-    info_lines = [f"field: {field_name}", f"frames × particles × components: {n_frames} × {n_particles} × {n_components}"]
+    info_lines = [] if "field" in info else [f"field: {field_name}"]
     info_lines += [f"{key}: {_format_value(value)}" for key, value in info.items()]
+    info_lines.append(f"frames × particles × components: {n_frames} × {n_particles} × {n_components}")
     plot_info(axes[0, 2], info_lines)
     scatter_ax = axes[1, 2] if n_components == 1 else axes[0, 3]
     plot_scatter(scatter_ax, gt_values, pred_values, max_points=max_scatter_points)
