@@ -4,8 +4,8 @@
         launcher=basic 'train_overrides=[scenario=discs_small,train.total_steps=50]'
     python -m agent render explorations/jp_study
 
-`explore` takes Hydra overrides of conf/explore.yaml (composed with Hydra's compose API, so the agent does not
-create a Hydra run dir of its own); `policy=` and `launcher=` select conf/agent/policy/<name>.yaml and
+`explore` takes Hydra overrides of conf/agent/explore.yaml (composed with Hydra's compose API, so the agent does
+not create a Hydra run dir of its own); `policy=` and `launcher=` select conf/agent/policy/<name>.yaml and
 conf/agent/launcher/<name>.yaml. User errors print one line `error: ...` and exit 2, before anything runs.
 `report` and `predict-time` are dispatched to `agent.report` and `agent.timemodel`.
 """
@@ -19,13 +19,13 @@ from typing import Any
 
 from mpm_inr.errors import ConfigError, UserError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[1] / "conf" / "agent"  # its own search path (see explore.yaml)
 USAGE = ("usage: python -m agent explore name=<study> [field=Jp policy=heuristic launcher=basic n_blocks=2 "
          "n_iter_block=12 batch=1 'train_overrides=[...]' ...]\n"
          "       python -m agent render <study dir>\n"
          "       python -m agent report <study dir> ...\n"
          "       python -m agent predict-time ...")
-GROUPS = {"policy": "agent/policy", "launcher": "agent/launcher"}
+GROUPS = ("policy", "launcher")
 
 
 def _options(group: str) -> list[str]:
@@ -59,7 +59,7 @@ def _quote(item: str) -> str:
 
 
 def translate(overrides: list[str]) -> list[str]:
-    """`policy=X` / `launcher=X` -> the defaults-list group overrides (unknown options fail with the choices);
+    """`policy=X` / `launcher=X`: unknown options fail with the list of choices (one line);
     `train_overrides=[scenario=discs_small,train.total_steps=50]` -> a quoted Hydra list (Hydra's grammar does
     not allow `=` inside unquoted list items)."""
     out = []
@@ -70,10 +70,9 @@ def translate(overrides: list[str]) -> list[str]:
                      for i in split_list(val[1:-1])]
             out.append("train_overrides=[" + ",".join(_quote(i) for i in items) + "]")
         elif sep and key in GROUPS:
-            group = GROUPS[key]
-            if val not in _options(group):
-                raise ConfigError(f"unknown {key} '{val}'; choose one of {', '.join(_options(group))}")
-            out.append(f"{group}@{key}={val}")
+            if val not in _options(key):
+                raise ConfigError(f"unknown {key} '{val}'; choose one of {', '.join(_options(key))}")
+            out.append(o)
         else:
             out.append(o)
     return out

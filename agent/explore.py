@@ -122,6 +122,7 @@ class Explorer:
         self.policy: Policy = build_policy(self.policy_name, pol, ctx)
         self._fallback: Policy | None = None
         self.ctx = ctx
+        self.first_base = self._first_base()
         self.journal = Journal(self.study_dir)
         self.lock = StudyLock(self.study_dir)
 
@@ -274,7 +275,8 @@ class Explorer:
         return 0
 
     # ------------------------------------------------------------------ blocks
-    def _start_first_block(self) -> None:
+    def _first_base(self) -> list[str]:
+        """Block 1's base config from `start`, `field`, `n_training_frames`, `inr_type` (checked before running)."""
         c = self.cfg
         start = dict(c.get("start") or {})
         start["field"] = c["field"]
@@ -289,6 +291,11 @@ class Explorer:
             compose_train(self.code_dir, merge_train(self.train_overrides, base))
         except ComposeError as e:
             raise ConfigError(f"start config does not compose with the trainer's config: {e}") from None
+        return base
+
+    def _start_first_block(self) -> None:
+        c = self.cfg
+        base = self.first_base
         self._emit({"event": "block_start", "block": 1, "field": c["field"],
                     "n_training_frames": int(c["n_training_frames"]), "base_overrides": base,
                     "ucb_c": float(c["ucb_c"]), "n_iter_block": int(c["n_iter_block"]), "first_iteration": 1,
@@ -516,13 +523,15 @@ class Explorer:
     # ------------------------------------------------------------------ rounds
     def _job_overrides(self, n: NodeState, st: StudyState, code_dir: Path) -> list[str]:
         ov = merge_train(self.train_overrides, n.overrides)
+        try:  # the same composition as the proposal's validation (cached): study.* values do not change keys
+            cfg = compose_train(code_dir, ov)
+        except ComposeError:
+            cfg = None
         study = {"study.name": self.name, "study.node_id": n.node_id,
                  "study.parent_id": "null" if n.parent_id is None else n.parent_id, "study.block": n.block,
                  "study.iteration": n.iteration, "study.strategy": n.strategy}
         ov += [f"{k}={v}" for k, v in study.items()]
-        try:
-            cfg = compose_train(code_dir, ov)
-        except ComposeError:
+        if cfg is None:
             return ov
         keys = as_dict([o for o in ov if "=" in o])
         if has_key(cfg, "logger.group") and "logger.group" not in keys:

@@ -108,8 +108,10 @@ def visual_line(st_dir: Path, n: NodeState) -> str:
         vals = [v for v in ssim if isinstance(v, (int, float))]
         if vals:
             lo = min(range(len(vals)), key=lambda i: vals[i])
-            quality = ("GT/Pred match well" if min(vals) > 0.95 else
-                       "structure mostly right" if min(vals) > 0.8 else "visible spatial mismatch")
+            r2 = n.r2 if n.r2 is not None else -1.0
+            quality = ("GT/Pred match well" if min(vals) > 0.95 and r2 > 0.99 else
+                       "structure mostly right" if min(vals) > 0.8 and r2 > 0.9 else
+                       "prediction far from GT" if r2 < 0.5 else "partial match")
             parts.append(f"{quality}: SSIM {'/'.join(f'{v:.3f}' for v in vals)}"
                          + (f" (lowest: component {lo})" if len(vals) > 1 else ""))
     if isinstance(comps, list) and len(comps) > 1:

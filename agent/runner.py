@@ -121,7 +121,7 @@ class RoundRunner:
     grace_s: float = 120.0
     python: str = sys.executable
     agent_dir: Path = Path(__file__).resolve().parents[1]
-    poll_s: float = 0.5
+    poll_s: float = 0.2
 
     def command(self, jobs_file: Path, sweep_dir: Path, n_jobs: int) -> list[str]:
         cmd = [self.python, str(Path(self.code_dir) / "train.py"), "--multirun",
@@ -213,13 +213,13 @@ class RoundRunner:
             if rc is not None and (not pending or not group_alive(proc.pid)):
                 break
             if time.time() > deadline:
-                kill_group(proc.pid, token)
+                kill_group(proc.pid, token, proc=proc)
                 killed = True
                 proc.wait()
                 break
             time.sleep(self.poll_s)
         if not killed and group_alive(proc.pid):  # leftovers after the sweeper exited: never leave orphans
-            kill_group(proc.pid, token)
+            kill_group(proc.pid, token, proc=proc)
         collect(final=True)
         return results, never
 
@@ -305,8 +305,10 @@ def _round_pids(token: str) -> list[int]:
     return pids
 
 
-def kill_group(pgid: int | None, token: str | None, grace_s: float = 5.0) -> None:
-    """SIGTERM then SIGKILL the round's process group and any process carrying its token (escaped children)."""
+def kill_group(pgid: int | None, token: str | None, grace_s: float = 5.0,
+               proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM then SIGKILL the round's process group and any process carrying its token (escaped children).
+    `proc` (the group leader, our child) is reaped while waiting, so its zombie does not count as alive."""
     def send(sig: int) -> None:
         if pgid is not None:
             try:
@@ -322,6 +324,8 @@ def kill_group(pgid: int | None, token: str | None, grace_s: float = 5.0) -> Non
     send(signal.SIGTERM)
     end = time.time() + grace_s
     while time.time() < end:
+        if proc is not None:
+            proc.poll()
         alive = (pgid is not None and group_alive(pgid)) or bool(token and _round_pids(token))
         if not alive:
             return
