@@ -11,8 +11,12 @@ still running from the dead agent's round (found by the round's environment toke
 planned or running without a `finished` event:
 - its run dir has a metrics.json (or the job guard recorded a timeout): it is finished from that file, never
   re-run (the run completed; only the agent's bookkeeping was lost);
-- otherwise it is relaunched once, with the same node id, overrides and iteration, in a new round dir;
-- a node that was already relaunched once and is again unfinished is recorded as `crashed` ("lost").
+- otherwise, if it had started (its job guard marker exists) at most once, it is relaunched with the same node
+  id, overrides and iteration, in a new round dir;
+- a node that was in flight at two agent deaths (started twice, never finished) is recorded as `crashed` ("lost").
+Every round is journaled (`launched`, with its environment token) before its process starts, so a restarted
+agent always finds the previous round's processes (this search is local: a job already queued on SLURM by a
+dead agent is not cancelled).
 So no run is ever duplicated and at most the runs in flight are lost. Policies are deterministic given the
 journal, so the resumed study continues as the uninterrupted one would have.
 """
@@ -27,22 +31,38 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mpm_inr.errors import ConfigError, StudyError, UserError
-
 from agent import render
 from agent.instructions import base_instructions
 from agent.journal import SCHEMA_VERSION, Journal, StudyLock
-from agent.overrides import FIELDS, OverrideError, Validator, as_dict, config_hash, diff, merge
+from agent.overrides import (
+    FIELDS,
+    OverrideError,
+    Validator,
+    as_dict,
+    config_hash,
+    diff,
+    merge,
+)
 from agent.policies import PolicyContext, build_policy
 from agent.policies.base import Policy
 from agent.proposal import BlockEndDecision, Proposal
-from agent.runner import MARKER, Job, JobResult, LauncherSpec, RoundRunner, classify, kill_group, read_json, \
-    round_alive
+from agent.runner import (
+    MARKER,
+    Job,
+    JobResult,
+    LauncherSpec,
+    RoundRunner,
+    classify,
+    kill_group,
+    read_json,
+    round_alive,
+)
 from agent.state import NodeState, StudyState, fold
 from agent.stats import best_node, block_stats, principles
 from agent.trainconf import ComposeError, compose_train, has_key, value
 from agent.tree import scores
 from agent.view import STRATEGIES, StudyView, slot_roles
+from mpm_inr.errors import ConfigError, StudyError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -89,7 +109,9 @@ class Explorer:
                  code_mod_handler: Callable[[Proposal, StudyView], tuple[str, str | None]] | None = None):
         self.cfg = dict(cfg)
         self.out = out
-        self.code_mod_handler = code_mod_handler  # issue 6 seam: (proposal, view) -> (code_dir, commit)
+        # issue-6 seam: (proposal, view) -> (code dir to run train.py from, its commit); raise Rejection to refuse.
+        # Without a handler, proposals carrying a code_diff are rejected (recorded, never run).
+        self.code_mod_handler = code_mod_handler
         self._check_config()
         c = self.cfg
         self.name: str = c["name"]
@@ -204,21 +226,23 @@ class Explorer:
                 kill_group(None, ev.get("token"))
         relaunch: list[NodeState] = []
         for n in unfinished:
-            if n.run_dir:
-                rd = Path(n.run_dir)
+            done, started = None, 0
+            for run_dir in n.run_dirs:  # every launch of this node, oldest first
+                rd = Path(run_dir)
                 marker = read_json(rd / MARKER)
+                started += bool(marker and "started" in marker)
                 if (rd / "metrics.json").exists() or (marker and marker.get("outcome") == "timeout"):
-                    res = classify(n.node_id, rd, marker, killed=False, rc=None, log_path=rd.parent / "multirun.log")
-                    self._emit({"event": "recovered", "node_id": n.node_id, "action": "finished"})
-                    self._finish(res)
-                    continue
-            if n.recoveries == 0:
-                self._emit({"event": "recovered", "node_id": n.node_id, "action": "relaunch"})
+                    done = classify(n.node_id, rd, marker, killed=False, rc=None, log_path=rd.parent / "multirun.log")
+            if done is not None:
+                self._emit({"event": "recovered", "node_id": n.node_id, "action": "finished"})
+                self._finish(done)
+            elif started < 2:
+                self._emit({"event": "recovered", "node_id": n.node_id, "action": "relaunch", "started": started})
                 relaunch.append(n)
             else:
-                self._emit({"event": "recovered", "node_id": n.node_id, "action": "lost"})
-                self._finish(JobResult(n.node_id, "crashed", "lost: the agent stopped twice while this run was "
-                                       "in flight", {}, n.run_dir or ""))
+                self._emit({"event": "recovered", "node_id": n.node_id, "action": "lost", "started": started})
+                self._finish(JobResult(n.node_id, "crashed", f"lost: the agent stopped {started} times while this "
+                                       "run was in flight", {}, n.run_dir or ""))
         if relaunch:
             self.out(f"relaunching {len(relaunch)} run(s) that were in flight: nodes "
                      f"{', '.join(str(n.node_id) for n in relaunch)}")
@@ -433,7 +457,7 @@ class Explorer:
     def _plan_round(self, st: StudyState, k: int) -> list[NodeState] | None:
         roles = slot_roles(k) if int(self.cfg["batch"]) > 1 else ["auto"] * k
         slots = list(range(k))
-        accepted: dict[int, tuple[Proposal, list[str], dict, str, str, str | None]] = {}
+        accepted: dict[int, tuple[Any, ...]] = {}
         rejections: list[NodeState] = []
         taken: set[str] = set()
         policy, policy_name, fallback = self.policy, self.policy_name, None
@@ -466,16 +490,26 @@ class Explorer:
                 props = (props + [None] * len(slots))[:len(slots)]
             still: list[int] = []
             for slot, p in zip(slots, props):
+                code: tuple[str | None, str | None] = (None, None)
                 try:
                     if p is None:
                         raise Rejection("the policy returned no proposal for this slot")
                     full, delta, h = self._validate(p, view, taken)
+                    if p.code_diff and self.code_mod_handler is not None:
+                        try:  # issue-6 seam: apply + smoke-test the diff, get (worktree dir, commit)
+                            code = self.code_mod_handler(p, view)
+                        except Rejection:
+                            raise
+                        except Exception as e:
+                            raise Rejection(f"code modification failed: {type(e).__name__}: "
+                                            f"{' '.join(str(e).split())[:300]}") from None
                 except Rejection as r:
                     rejections.append(self._reject(st, p, str(r), policy_name, slot))
                     still.append(slot)
                     continue
                 taken.add(h)
-                accepted[slot] = (p, full, delta, h, policy_name, fallback if policy_name == "heuristic" else None)
+                accepted[slot] = (p, full, delta, h, policy_name, fallback if policy_name == "heuristic" else None,
+                                  code)
             slots = still
         st = self._state()
         blk = st.current_block
@@ -483,11 +517,8 @@ class Explorer:
         round_no = st.rounds + 1
         next_id = st.next_node_id
         for i, slot in enumerate(sorted(accepted)):
-            p, full, delta, h, pname, fb = accepted[slot]
+            p, full, delta, h, pname, fb, (code_dir, commit) = accepted[slot]
             nid = next_id + i
-            code_dir, commit = (None, None)
-            if p.code_diff and self.code_mod_handler is not None:
-                code_dir, commit = self.code_mod_handler(p, self._view(st))
             mutation = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in delta.items()) or (
                 "none (block base config)" if p.parent_id is None else "none (re-run of the parent's config)")
             note = p.mutation if p.mutation and not all(k in p.mutation for k in delta) else ""
@@ -563,10 +594,9 @@ class Explorer:
             by_id = {n.node_id: n for n in group}
             gdir = sweep_dir if len(groups) == 1 else sweep_dir / f"code_{list(groups).index(code_dir)}"
 
-            def on_launch(info: dict[str, Any], _gdir: Path = gdir, _cd: str = code_dir) -> None:
+            def on_launch(info: dict[str, Any], _cd: str = code_dir, by_id: dict = by_id) -> None:
                 self._emit({"event": "launched", "round": round_no, "node_ids": info["node_ids"],
-                            "run_dirs": {str(i): str(_gdir / f"node_{i:04d}") for i in info["node_ids"]},
-                            "pid": info["pid"], "pgid": info["pgid"], "token": info["token"],
+                            "run_dirs": {str(i): d for i, d in info["run_dirs"].items()}, "token": info["token"],
                             "jobs_file": info["jobs_file"], "attempt": info["attempt"],
                             "launcher": self.launcher.name, "code_dir": _cd,
                             "code_commit": by_id[info["node_ids"][0]].code_commit or commit_cache[_cd]})

@@ -212,7 +212,7 @@ class SyntheticStudy:
             strategy: str = "exploit", metrics: dict | None = None, finish: bool = True,
             run_dir: str | None = None) -> int:
         """Plan (+ launch + finish) one node; returns its id."""
-        from agent.overrides import Validator, as_dict, config_hash, diff, merge
+        from agent.overrides import Validator, config_hash, diff, merge
         from agent.state import fold
 
         st = fold(self.journal.read())

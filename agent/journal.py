@@ -136,7 +136,7 @@ class StudyLock:
         self.path = Path(study_dir) / ".lock"
         self.fd: int | None = None
 
-    def acquire(self) -> "StudyLock":
+    def acquire(self) -> StudyLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -158,7 +158,7 @@ class StudyLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> "StudyLock":
+    def __enter__(self) -> StudyLock:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

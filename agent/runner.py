@@ -122,6 +122,7 @@ class RoundRunner:
     python: str = sys.executable
     agent_dir: Path = Path(__file__).resolve().parents[1]
     poll_s: float = 0.2
+    last_pid: int | None = None  # process (group) id of the latest multirun, for tests and diagnostics
 
     def command(self, jobs_file: Path, sweep_dir: Path, n_jobs: int) -> list[str]:
         cmd = [self.python, str(Path(self.code_dir) / "train.py"), "--multirun",
@@ -148,7 +149,8 @@ class RoundRunner:
     def run(self, sweep_dir: Path, jobs: Sequence[Job],
             on_launch: Callable[[dict[str, Any]], None] | None = None,
             on_done: Callable[[JobResult], None] | None = None) -> list[JobResult]:
-        """Run the jobs; `on_launch(info)` fires once per multirun process, `on_done(result)` once per job.
+        """Run the jobs; `on_launch(info)` fires just before each multirun process starts, `on_done(result)` once
+        per job as soon as it ended.
 
         Jobs that never started because a sibling took the whole multirun down (possible with the basic launcher,
         where all jobs share one process: a SIGKILL or an out-of-memory kill of one ends the rest) are launched
@@ -176,17 +178,19 @@ class RoundRunner:
         cmd = self.command(jobs_file, sweep_dir, len(jobs))
         token = uuid.uuid4().hex
         log_path = sweep_dir / "multirun.log"
+        if on_launch:  # BEFORE the process exists: a restarted agent can then always find (and stop) it by token
+            on_launch({"token": token, "jobs_file": str(jobs_file), "attempt": attempt,
+                       "node_ids": [j.node_id for j in jobs],
+                       "run_dirs": {j.node_id: str(sweep_dir / j.subdir) for j in jobs}, "command": cmd,
+                       "deadline_s": self.deadline_s(len(jobs))})
         with open(log_path, "ab") as log:
             log.write(("$ " + " ".join(cmd) + "\n").encode())
             log.flush()
             proc = subprocess.Popen(cmd, cwd=str(self.code_dir), env=child_env([self.code_dir, self.agent_dir], token),
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
+        self.last_pid = proc.pid
         deadline = time.time() + self.deadline_s(len(jobs))
-        if on_launch:
-            on_launch({"pid": proc.pid, "pgid": proc.pid, "token": token, "jobs_file": str(jobs_file),
-                       "attempt": attempt, "node_ids": [j.node_id for j in jobs], "command": cmd,
-                       "deadline_s": self.deadline_s(len(jobs))})
         pending = {j.node_id: j for j in jobs}
         results: dict[int, JobResult] = {}
         never: list[Job] = []

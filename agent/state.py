@@ -54,10 +54,11 @@ class NodeState:
     error: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     run_dir: str | None = None
+    run_dirs: list[str] = field(default_factory=list)   # one per launch (a relaunch gets a new one)
     field_png: str | None = None
     wandb_run_id: str | None = None
     launches: int = 0
-    recoveries: int = 0            # relaunches after an agent restart (at most one; see agent.explore)
+    recoveries: int = 0            # relaunch decisions after agent restarts (audit; rule in agent.explore)
     t_planned: float | None = None
     t_launched: float | None = None
     t_finished: float | None = None
@@ -203,7 +204,8 @@ def fold(events: list[dict[str, Any]]) -> StudyState:
             nid = int(ev["node_id"])
             if nid in st.nodes:
                 continue  # ids are unique; a duplicate line cannot rewrite history
-            data = {k: v for k, v in ev.items() if k in _NODE_FIELDS and k not in ("status", "launches", "recoveries")}
+            data = {k: v for k, v in ev.items()
+                    if k in _NODE_FIELDS and k not in ("status", "launches", "recoveries", "run_dirs")}
             for k in ("parent_id", "iteration", "round"):
                 data.setdefault(k, None)
             node = NodeState(**data)
@@ -223,8 +225,11 @@ def fold(events: list[dict[str, Any]]) -> StudyState:
                 if node is None or node.finished:
                     continue
                 node.status = "running"
+                node.round = int(ev.get("round", node.round or 0))
                 node.launches += 1
                 node.run_dir = run_dirs.get(str(nid), node.run_dir)
+                if node.run_dir and node.run_dir not in node.run_dirs:
+                    node.run_dirs.append(node.run_dir)
                 node.code_commit = ev.get("code_commit", node.code_commit)
                 node.t_launched = t
         elif kind == "finished":

@@ -9,11 +9,10 @@ import sys
 
 import pytest
 
-from mpm_inr.errors import StudyError
-
 from agent.fakeapp import SyntheticStudy
 from agent.journal import Journal, StudyLock
 from agent.state import fold
+from mpm_inr.errors import StudyError
 
 
 def test_append_read_roundtrip_is_strict_json(tmp_path):

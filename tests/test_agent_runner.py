@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.fakeapp import write_fake_app
-from agent.runner import Job, LauncherSpec, RoundRunner, child_env
+from agent.runner import MARKER, Job, LauncherSpec, RoundRunner, child_env
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -24,8 +24,14 @@ def run(app, tmp_path, jobs, launcher="basic", per_run_s=20.0, grace_s=30.0, **p
     runner = RoundRunner(code_dir=app, launcher=LauncherSpec(launcher, params), per_run_s=per_run_s,
                          grace_s=grace_s)
     launches, done = [], []
+
+    def on_launch(info):
+        assert not list((tmp_path / "round").glob(f"node_{info['node_ids'][0]:04d}/{MARKER}")) or \
+            info["attempt"] > 1  # called before the process starts
+        launches.append({**info, "runner": runner})
+
     res = runner.run(tmp_path / "round", [Job(i, ov, f"node_{i:04d}") for i, ov in jobs],
-                     on_launch=launches.append, on_done=done.append)
+                     on_launch=on_launch, on_done=done.append)
     return {r.node_id: r for r in res}, launches, done
 
 
@@ -62,7 +68,7 @@ def test_round_deadline_kills_a_job_that_ignores_its_limit(app, tmp_path):
     res, launches, _ = run(app, tmp_path, [(1, ["fake.crash=hang_hard"])], per_run_s=1.0, grace_s=3.0)
     assert res[1].status == "timeout" and "round deadline" in res[1].error
     assert time.time() - t0 < 30
-    pid = launches[0]["pid"]
+    pid = launches[0]["runner"].last_pid
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # nothing of the round is left running
 

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mpm_inr.errors import ConfigError
-
 from agent.policies.base import Policy
+from mpm_inr.errors import ConfigError
 
 FACTORIES: dict[str, str] = {
     "heuristic": "agent.policies.heuristic",

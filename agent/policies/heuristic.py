@@ -32,10 +32,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.overrides import FIELDS, OverrideError, Validator, as_dict, config_hash, merge
+from agent.overrides import (
+    FIELDS,
+    OverrideError,
+    Validator,
+    as_dict,
+    config_hash,
+    merge,
+)
 from agent.proposal import BlockEndDecision, Proposal
-from agent.stats import Effect, best_node, effects, fmt_num, grade, mutated, node_regime, principles
 from agent.state import NodeState
+from agent.stats import (
+    Effect,
+    best_node,
+    effects,
+    fmt_num,
+    grade,
+    mutated,
+    node_regime,
+    principles,
+)
 from agent.tree import format_r2
 from agent.view import StudyView
 
@@ -78,7 +94,7 @@ class Settings:
     stochastic_spread: float = 0.1
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], explore: Mapping[str, Any], seed: int) -> "Settings":
+    def from_config(cls, cfg: Mapping[str, Any], explore: Mapping[str, Any], seed: int) -> Settings:
         agent = dict(explore.get("agent") or {})
         return cls(seed=seed, params=tuple(cfg.get("params") or DEFAULT_PARAMS),
                    success_r2=float(cfg.get("success_r2", 0.95)), robust_r2=float(cfg.get("robust_r2", 0.99)),
@@ -576,7 +592,7 @@ class HeuristicPolicy:
 
 
 def _same_but_seed(a: NodeState, b: NodeState) -> bool:
-    strip = lambda n: sorted(o for o in n.overrides if not o.startswith("seed="))  # noqa: E731
+    strip = lambda n: sorted(o for o in n.overrides if not o.startswith("seed="))
     return strip(a) == strip(b)
 
 
@@ -638,4 +654,4 @@ def build(cfg: Mapping[str, Any], ctx) -> HeuristicPolicy:
     return HeuristicPolicy(Settings.from_config(cfg, ctx.config, int(cfg.get("seed", ctx.seed))))
 
 
-__all__ = ["HeuristicPolicy", "Settings", "build", "describe_result", "observe", "memory_notes", "node_regime"]
+__all__ = ["HeuristicPolicy", "Settings", "build", "describe_result", "memory_notes", "node_regime", "observe"]
