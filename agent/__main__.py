@@ -22,7 +22,7 @@ from mpm_inr.errors import ConfigError, UserError
 CONF = Path(__file__).resolve().parents[1] / "conf" / "agent"  # its own search path (see explore.yaml)
 USAGE = ("usage: python -m agent explore name=<study> [field=Jp policy=heuristic launcher=basic n_blocks=2 "
          "n_iter_block=12 batch=1 'train_overrides=[...]' ...]\n"
-         "       python -m agent render <study dir>\n"
+         "       python -m agent render <study dir> [--no-report]\n"
          "       python -m agent report <study dir> ...\n"
          "       python -m agent predict-time ...")
 GROUPS = ("policy", "launcher")
@@ -111,15 +111,31 @@ def cmd_explore(argv: list[str]) -> int:
 
 
 def cmd_render(argv: list[str]) -> int:
+    """Re-render the study's files from its journal, then its report (agent.report) unless --no-report."""
     from agent.render import render_all
 
-    if len(argv) != 1:
-        raise ConfigError("usage: python -m agent render <study dir>")
-    d = Path(argv[0])
+    with_report = "--no-report" not in argv
+    args = [a for a in argv if a != "--no-report"]
+    if len(args) != 1:
+        raise ConfigError("usage: python -m agent render <study dir> [--no-report]")
+    d = Path(args[0])
     if not (d / "journal.jsonl").exists():
         raise ConfigError(f"{d} is not a study directory (no journal.jsonl)")
     written = render_all(d)
     print(f"rendered {len(written)} file(s) in {d}")
+    if with_report:
+        try:
+            from agent.report import write_report
+        except ModuleNotFoundError as e:
+            if e.name != "agent.report":
+                raise
+            return 0
+        try:
+            files = write_report(d)
+        except UserError as e:  # the journal's files are rendered; say why the report is not
+            print(f"warning: report not rendered: {e}", file=sys.stderr)
+            return 0
+        print(f"rendered the report: {files['report.md']} and {files['report.html']}")
     return 0
 
 

@@ -195,7 +195,14 @@ class Explorer:
         finally:
             self.lock.release()
 
+    def _clean_stale_temp_files(self) -> None:
+        """Remove half-written render/jobs temp files of a killed agent (we hold the study lock)."""
+        for pattern in (".*.tmp*", "configs/.*.tmp*", "instructions/.*.tmp*", "runs/*/jobs*.tmp"):
+            for p in self.study_dir.glob(pattern):
+                p.unlink(missing_ok=True)
+
     def _run(self) -> int:
+        self._clean_stale_temp_files()
         st = self._state()
         if not st.name:
             if any(self.study_dir.glob("runs/*")):

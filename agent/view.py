@@ -42,7 +42,8 @@ class StudyView:
     iter_in_block: int                    # 1-based position of that iteration in its block
     n_iter_block: int
     nodes: tuple[NodeState, ...]          # every node of the study, rejected proposals included
-    block_nodes: tuple[NodeState, ...]    # launched nodes of the current block (the UCB tree)
+    block_nodes: tuple[NodeState, ...]    # finished nodes of the current block (the UCB tree; all of them
+                                          # when a policy is asked, since rounds finish before the next)
     ucb: tuple[UCBScore, ...]             # sorted by UCB, highest first
     stats: BlockStats
     established: tuple[Effect, ...]       # principles supported by >= 3 consistent runs
