@@ -145,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if args.seed < 0:
                 raise DatasetError(f"--seed must be a non-negative integer, got {args.seed}")
-            root = Path(args.root)
-            ensure_writable_root(root)
-            out = import_reference(args.npy, dataset_dir(root, args.name, args.seed), args.name, args.seed,
+            out = import_reference(args.npy, dataset_dir(args.root, args.name, args.seed), args.name, args.seed,
                                    args.dt, args.overwrite)
             print(f"wrote {out} (use it with scenario={args.name} data.seed={args.seed})")
     except UserError as err:
