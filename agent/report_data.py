@@ -1,0 +1,451 @@
+"""The numbers behind the landscape report, computed from a study's journal (and the run dirs it references).
+
+Everything here is a pure function of `journal.jsonl`, the `metrics.json` of the runs it names (read only to fill
+keys a journal event lacks) and, for the held-out SVD baseline, the dataset window itself. The report, the W&B
+study run and the landscape notebook all call these functions, so they can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.journal import Journal
+from agent.overrides import as_dict
+from agent.state import StudyState, fold
+from mpm_inr.errors import StudyError
+
+#: keys whose value lives under another name in metrics.json's flat `config`
+GROUP_KEYS = {"inr_type": "model.name", "optimizer": "optimizer.name", "scheduler": "scheduler.name",
+              "field": "field.name"}
+SVD_METHODS = ("linear", "cubic")
+
+
+def num(x: Any) -> float | None:
+    """A finite float, or None (bools and strings are not numbers here)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return None
+    return float(x)
+
+
+def neglog(r2: float) -> float:
+    """-log10(1 - R²), so 0.999 and 0.9999 are one unit apart (1 - R² floored at 1e-12)."""
+    return -math.log10(max(1.0 - r2, 1e-12))
+
+
+def median(values: Iterable[Any]) -> float | None:
+    vals = [v for v in (num(x) for x in values) if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+@dataclass
+class RunRecord:
+    """One launched node of the study with the metrics it finished with."""
+
+    node_id: int
+    parent_id: int | None
+    block: int
+    iteration: int | None
+    strategy: str
+    status: str
+    error: str | None
+    field: str
+    inr_type: str
+    frames: int | None
+    overrides: list[str]
+    changes: dict[str, Any]
+    mutation: str
+    metrics: dict[str, Any]
+    run_dir: Path | None
+
+    def m(self, key: str) -> float | None:
+        return num(self.metrics.get(key))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.r2 is not None
+
+    @property
+    def r2(self) -> float | None:
+        return self.m("final_r2") if self.status == "ok" else None
+
+    @property
+    def time(self) -> float | None:
+        return self.m("training_time")
+
+    @property
+    def compression(self) -> float | None:
+        return self.m("compression_ratio")
+
+    @property
+    def holdout_r2(self) -> float | None:
+        return self.m("holdout_r2") if self.status == "ok" else None
+
+    @property
+    def device(self) -> str:
+        return str(self.metrics.get("device") or "?")
+
+    @property
+    def holdout_every(self) -> int:
+        v = (self.metrics.get("config") or {}).get("data.holdout_every")
+        if v is None:
+            v = as_dict(self.overrides).get("data.holdout_every", 0)
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            return 0
+
+    @property
+    def dataset(self) -> str | None:
+        d = self.metrics.get("dataset")
+        return str(d) if d else None
+
+    def value(self, key: str) -> Any:
+        """The run's resolved value of an override key (metrics config first, then its overrides)."""
+        cfg = self.metrics.get("config") or {}
+        ck = GROUP_KEYS.get(key, key)
+        if ck in cfg:
+            return cfg[ck]
+        if key == "inr_type":
+            return self.inr_type
+        return _maybe_num(as_dict(self.overrides).get(key))
+
+    def config_text(self, skip: Sequence[str] = ("field", "data.n_training_frames")) -> str:
+        ov = as_dict(self.overrides)
+        return ", ".join(f"{k}={v}" for k, v in sorted(ov.items()) if k not in skip) or "(trainer defaults)"
+
+    def canonical(self) -> tuple[str, ...]:
+        """The config without the training seed: runs sharing it are repeats of one config."""
+        return tuple(sorted(o for o in self.overrides if not o.startswith("seed=")))
+
+
+def _maybe_num(x: Any) -> Any:
+    if isinstance(x, str):
+        for conv in (int, float):
+            try:
+                return conv(x)
+            except ValueError:
+                pass
+    return x
+
+
+@dataclass
+class Study:
+    dir: Path
+    name: str
+    state: StudyState
+    events: list[dict[str, Any]]
+    runs: list[RunRecord]
+    min_compression: float = 1.0
+
+    @property
+    def ok_runs(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def finished_runs(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.status not in ("planned", "running")]
+
+    def fields(self) -> list[str]:
+        order = {"Jp": 0, "F": 1, "S": 2, "C": 3}
+        return sorted({r.field for r in self.runs}, key=lambda f: (order.get(f, 9), f))
+
+
+def resolve_run_dir(study_dir: Path, recorded: str | None) -> Path | None:
+    """The run dir as recorded, or, when the study was moved/copied, the same `runs/...` path under study_dir."""
+    if not recorded:
+        return None
+    p = Path(recorded)
+    if p.is_dir():
+        return p
+    parts = p.parts
+    if "runs" in parts:
+        i = len(parts) - 1 - parts[::-1].index("runs")
+        moved = study_dir.joinpath(*parts[i:])
+        if moved.is_dir():
+            return moved
+    return None
+
+
+def _read_metrics(run_dir: Path | None) -> dict[str, Any]:
+    if run_dir is None:
+        return {}
+    try:
+        data = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_study(study_dir: str | Path, events: list[dict[str, Any]] | None = None) -> Study:
+    """Fold the journal (or the given prefix of its events) into run records."""
+    d = Path(study_dir)
+    if events is None:
+        if not (d / "journal.jsonl").exists():
+            raise StudyError(f"{d} is not a study directory (no journal.jsonl)")
+        events = Journal(d).read()
+    st = fold(events)
+    if not st.name:
+        raise StudyError(f"{d}/journal.jsonl has no study_start event")
+    default_inr = str(st.config.get("inr_type") or "")
+    runs = []
+    for n in st.launched_nodes():
+        run_dir = resolve_run_dir(d, n.run_dir)
+        metrics = dict(n.metrics)
+        if n.finished:
+            for k, v in _read_metrics(run_dir).items():  # the journal wins; metrics.json fills the gaps
+                metrics.setdefault(k, v)
+        blk = st.block(n.block)
+        ov = as_dict(n.overrides)
+        frames = metrics.get("n_training_frames") or ov.get("data.n_training_frames") or (
+            blk.n_training_frames if blk else None)
+        runs.append(RunRecord(
+            node_id=n.node_id, parent_id=n.parent_id, block=n.block, iteration=n.iteration, strategy=n.strategy,
+            status=n.status, error=n.error,
+            field=str(metrics.get("field") or ov.get("field") or (blk.field if blk else "?")),
+            inr_type=str(metrics.get("inr_type") or ov.get("inr_type") or default_inr or "?"),
+            frames=int(frames) if frames is not None else None, overrides=list(n.overrides),
+            changes=dict(n.changes), mutation=n.mutation, metrics=metrics, run_dir=run_dir))
+    agent = st.config.get("agent") or {}
+    return Study(d, st.name, st, list(events), runs, float(agent.get("min_compression", 1.0)))
+
+
+def block_end_prefixes(events: Sequence[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+    """For every ended block, the journal as it was right after that block's `block_end` event."""
+    out = {}
+    for i, ev in enumerate(events):
+        if ev.get("event") == "block_end":
+            out[int(ev["block"])] = list(events[: i + 1])
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ regimes
+
+
+def best_run(runs: Sequence[RunRecord], min_compression: float = 1.0) -> RunRecord | None:
+    """Highest R² among runs whose compression is at least min_compression (else highest R² overall)."""
+    ok = [r for r in runs if r.ok]
+    if not ok:
+        return None
+
+    def key(r: RunRecord) -> tuple:
+        c = r.compression
+        return (c is None or c >= min_compression, r.r2, -r.node_id)
+
+    return max(ok, key=key)
+
+
+@dataclass
+class Regime:
+    field: str
+    inr_type: str
+    frames: int | None
+    runs: list[RunRecord]
+    best: RunRecord | None
+
+    @property
+    def n_ok(self) -> int:
+        return sum(r.ok for r in self.runs)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(r.status not in ("ok", "planned", "running") for r in self.runs)
+
+
+def regimes(study: Study) -> list[Regime]:
+    groups: dict[tuple[str, str, int | None], list[RunRecord]] = {}
+    for r in study.finished_runs:
+        groups.setdefault((r.field, r.inr_type, r.frames), []).append(r)
+    order = {f: i for i, f in enumerate(study.fields())}
+    out = [Regime(f, i, fr, rs, best_run(rs, study.min_compression)) for (f, i, fr), rs in groups.items()]
+    return sorted(out, key=lambda g: (order.get(g.field, 9), g.inr_type, g.frames or 0))
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points (lower x, higher y), ordered by x."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+# ------------------------------------------------------------------------------------------------ SVD
+
+
+@dataclass
+class SVDWindow:
+    """The truncated-SVD baseline of one window (dataset, field, frames, holdout), from the runs' metrics."""
+
+    dataset: str | None
+    field: str
+    frames: int | None
+    holdout_every: int
+    r2: dict[int, float]
+    compression: dict[int, float]
+    time_s: float | None
+    rank_for_target: int | None
+    node_ids: list[int]
+
+    @property
+    def label(self) -> str:
+        name = Path(self.dataset).name if self.dataset else "?"
+        return f"{self.field} {name} {self.frames} frames" + (
+            f" holdout_every={self.holdout_every}" if self.holdout_every else "")
+
+
+def svd_windows(runs: Sequence[RunRecord]) -> list[SVDWindow]:
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r in runs:
+        if r.ok and isinstance(r.metrics.get("svd"), dict) and r.metrics["svd"].get("r2_rank"):
+            groups.setdefault((r.dataset, r.field, r.frames, r.holdout_every), []).append(r)
+    out = []
+    for (ds, fld, frames, hold), rs in groups.items():
+        svd = rs[0].metrics["svd"]
+        r2 = {int(k): float(v) for k, v in svd["r2_rank"].items() if num(v) is not None}
+        comp = {int(k): float(v) for k, v in (svd.get("compression_rank") or {}).items() if num(v) is not None}
+        rank_key = next((k for k in svd if k.startswith("rank_for_")), None)
+        out.append(SVDWindow(ds, fld, frames, hold, dict(sorted(r2.items())), dict(sorted(comp.items())),
+                             median(r.metrics["svd"].get("time_s") for r in rs),
+                             svd.get(rank_key) if rank_key else None, [r.node_id for r in rs]))
+    return sorted(out, key=lambda w: (w.field, w.frames or 0, str(w.dataset)))
+
+
+@dataclass
+class SVDHeldOut:
+    """SVD held-out R² per rank (temporal coefficients interpolated), or why it is missing."""
+
+    window: tuple[str | None, str, int | None, int]
+    r2: dict[str, dict[int, float]] = field(default_factory=dict)   # method -> rank -> R²
+    time_s: dict[str, float] = field(default_factory=dict)
+    n_test_frames: int | None = None
+    source: str = ""           # "metrics.json" or "computed from <dataset>"
+    missing: str | None = None
+
+
+def dataset_path(recorded: str | None, data_root: str | Path | None) -> Path | None:
+    if not recorded:
+        return None
+    p = Path(recorded)
+    if (p / "meta.json").exists():
+        return p
+    if data_root is not None:
+        q = Path(data_root) / p.name
+        if (q / "meta.json").exists():
+            return q
+    return None
+
+
+def svd_heldout(runs: Sequence[RunRecord], data_root: str | Path | None = None,
+                methods: Sequence[str] = SVD_METHODS) -> list[SVDHeldOut]:
+    """For every window with held-out runs: SVD held-out R² from metrics.json (`svd.holdout`) if recorded,
+    else `mpm_inr.metrics.svd.svd_holdout` on the dataset window (found at its recorded path or under data_root)."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r in runs:
+        if r.holdout_r2 is not None:
+            groups.setdefault((r.dataset, r.field, r.frames, r.holdout_every), []).append(r)
+    out = []
+    for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2] or 0, str(kv[0][0]))):
+        res = SVDHeldOut(key)
+        recorded = (rs[0].metrics.get("svd") or {}).get("holdout")
+        for rec in ([recorded] if isinstance(recorded, dict) else recorded if isinstance(recorded, list) else []):
+            if isinstance(rec, dict) and rec.get("r2_rank"):
+                res.r2[str(rec.get("method", "linear"))] = {int(k): float(v) for k, v in rec["r2_rank"].items()
+                                                           if num(v) is not None}
+                res.source = "metrics.json"
+        if not res.r2:
+            _compute_heldout(res, rs[0], data_root, methods)
+        out.append(res)
+    return out
+
+
+def _compute_heldout(res: SVDHeldOut, run: RunRecord, data_root: str | Path | None,
+                     methods: Sequence[str]) -> None:
+    ds_path = dataset_path(run.dataset, data_root)
+    if ds_path is None:
+        res.missing = (f"dataset {run.dataset or '(not recorded)'} not found"
+                       + ("" if data_root else "; pass --data-root to point at a copy"))
+        return
+    from mpm_inr.data import open_dataset
+    from mpm_inr.data.window import FieldWindow
+    from mpm_inr.metrics.svd import svd_holdout
+
+    window = FieldWindow.from_dataset(open_dataset(ds_path), run.field, int(run.frames or 0), run.holdout_every)
+    for method in methods:
+        h = svd_holdout(window.values, window.train_frames, window.test_frames, method=method)
+        res.r2[method] = {k: float(v) for k, v in h.r2.items()}
+        res.time_s[method] = h.time_s
+        res.n_test_frames = h.n_test_frames
+    res.source = f"computed from {ds_path}"
+
+
+# ------------------------------------------------------------------------------------------------ effects
+
+
+@dataclass
+class Marginal:
+    field: str
+    param: str
+    rows: list[tuple[Any, int, float | None, float | None]]  # (value, runs, median R², median time)
+
+
+def _sort_key(v: Any) -> tuple:
+    n = num(v)
+    return (0, n, "") if n is not None else (1, 0.0, str(v))
+
+
+def marginal_effects(study: Study) -> list[Marginal]:
+    """Per field and mutated parameter: median R² and training time of the ok runs at each value."""
+    out = []
+    for fld in study.fields():
+        runs = [r for r in study.ok_runs if r.field == fld]
+        params = sorted({k for r in study.runs if r.field == fld for k in r.changes if k != "seed"})
+        for p in params:
+            by_val: dict[Any, list[RunRecord]] = {}
+            for r in runs:
+                v = r.value(p)
+                by_val.setdefault(v if not isinstance(v, list) else str(v), []).append(r)
+            rows = [(v, len(rs), median(r.r2 for r in rs), median(r.time for r in rs))
+                    for v, rs in sorted(by_val.items(), key=lambda kv: _sort_key(kv[0]))]
+            out.append(Marginal(fld, p, rows))
+    return out
+
+
+@dataclass
+class Spread:
+    config: tuple[str, ...]
+    runs: list[RunRecord]
+
+    @property
+    def ok(self) -> list[RunRecord]:
+        return [r for r in self.runs if r.ok]
+
+    @property
+    def r2s(self) -> list[float]:
+        return [r.r2 for r in self.ok if r.r2 is not None]
+
+    @property
+    def spread(self) -> float | None:
+        v = self.r2s
+        return max(v) - min(v) if len(v) >= 2 else None
+
+    @property
+    def time_spread(self) -> float | None:
+        t = [r.time for r in self.ok if r.time is not None]
+        return max(t) - min(t) if len(t) >= 2 else None
+
+
+def robustness(study: Study) -> list[Spread]:
+    """Configs (seed aside) that ran more than once, with the spread of their R²."""
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    for r in study.finished_runs:
+        groups.setdefault(r.canonical(), []).append(r)
+    out = [Spread(k, rs) for k, rs in groups.items() if len(rs) >= 2]
+    return sorted(out, key=lambda s: min(r.node_id for r in s.runs))

@@ -1,0 +1,405 @@
+"""A fitted training-time model: predict how long a config trains before running it.
+
+    training_time ≈ a · W + c · steps + b          (one fit per device)
+    W = steps · points_per_step · FLOPs_per_point  (forward FLOPs of the network for one query point)
+
+`a` is the device's cost of arithmetic, `c` its fixed cost per optimiser step (Python, kernel launches, the
+optimiser update) and `b` the start-up inside the timed loop. The three coefficients are fitted by non-negative
+least squares on a study's successful runs (time cannot get cheaper with more work); with fewer than four runs
+on a device the model drops terms (W + b, then W alone), so it never has more terms than data.
+
+FLOPs per point count the multiply-adds of the linear layers (2 per weight) plus a nominal cost per activation;
+this is a proxy whose scale the fit absorbs, what matters is that it grows with width, depth, latent size and
+hash-grid levels the way the real cost does.
+
+Fit quality is reported as the R² of the fit, the median relative error in-sample and leave-one-out (each run
+predicted by the model fitted without it), which is the honest estimate of the error of a prediction.
+
+    python -m agent predict-time [--study DIR]... [--device NAME] [--code-dir DIR] <train overrides...>
+
+predicts one config's training_time. By default the model is fitted on the recorded study
+`tests/fixtures/study_tiny` (CPU runs of discs_small); pass `--study` (repeatable) to fit on your own studies and
+`--device` to pick a device when the studies ran on several.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mpm_inr.errors import ConfigError, UserError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_STUDY = REPO / "tests" / "fixtures" / "study_tiny"
+#: nominal FLOPs of one sine / ReLU / SiLU evaluation (the fit's scale absorbs the exact value)
+ACT_FLOPS = 8.0
+#: number of components of each field (Contract 1)
+FIELD_COMPONENTS = {"Jp": 1, "F": 4, "S": 4, "C": 4}
+TERMS = ("W", "steps", "1")
+TERM_UNITS = {"W": "s/GFLOP", "steps": "ms/step", "1": "s"}
+
+
+# ------------------------------------------------------------------------------------------------ FLOPs
+
+
+def _dense(n_in: int, n_out: int, act: bool = True) -> float:
+    return 2.0 * n_in * n_out + n_out + (ACT_FLOPS * n_out if act else 0.0)
+
+
+def _trunk(n_in: int, width: int, depth: int) -> float:
+    """A SIREN trunk: `depth` sine layers of `width` (first from n_in)."""
+    return _dense(n_in, width) + (depth - 1) * _dense(width, width)
+
+
+def _int(model: Mapping[str, Any], key: str, inr_type: str) -> int:
+    v = model.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        raise ConfigError(f"inr_type={inr_type} needs a numeric model.{key} to estimate its cost, got {v!r}")
+    return int(v)
+
+
+def flops_per_point(inr_type: str, model: Mapping[str, Any], n_components: int) -> float:
+    """Forward FLOPs of one query point for `inr_type` with model params `model` (keys without `model.`)."""
+    if inr_type in ("siren_txy", "siren_id"):
+        h, n = _int(model, "hidden_dim", inr_type), _int(model, "n_layers", inr_type)
+        return _trunk(3 if inr_type == "siren_txy" else 2, h, n) + _dense(h, n_components, act=False)
+    if inr_type == "siren_t":
+        h, n = _int(model, "hidden_dim", inr_type), _int(model, "n_layers", inr_type)
+        return _trunk(1, h, n) + 2.0 * h * n_components + n_components  # per-particle head row
+    if inr_type == "lagrangian":
+        h, n, k = (_int(model, key, inr_type) for key in ("hidden_dim", "n_layers", "latent_dim"))
+        decoder = model.get("decoder", "bilinear")
+        if decoder == "mlp":
+            dh = _int(model, "decoder_hidden", inr_type)
+            return _trunk(1, h, n) + _dense(h + k, dh) + _dense(dh, n_components, act=False)
+        return _trunk(1, h, n) + _dense(h, k * n_components, act=False) + 2.0 * k * n_components
+    if inr_type == "ngp":
+        levels, feats = _int(model, "n_levels", inr_type), _int(model, "features_per_level", inr_type)
+        h, n = _int(model, "hidden_dim", inr_type), _int(model, "n_layers", inr_type)
+        d = 3
+        corners = 2 ** d
+        # per level: 2^d corner indices (d mults + d xors), weights (d mults), feature blend (2 F per corner)
+        encoding = levels * corners * (3.0 * d + 2.0 * feats)
+        width, mlp = levels * feats, 0.0
+        for _ in range(n):
+            mlp += _dense(width, h)
+            width = h
+        return encoding + mlp + _dense(width, n_components, act=False)
+    raise ConfigError(f"no cost model for inr_type {inr_type!r}; known: siren_t, siren_txy, siren_id, lagrangian, ngp")
+
+
+def model_params(flat_config: Mapping[str, Any]) -> dict[str, Any]:
+    """`model.*` keys of a flat dotted config, without the prefix."""
+    return {k[len("model."):]: v for k, v in flat_config.items() if k.startswith("model.")}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one training run costs, in the terms of the model."""
+
+    inr_type: str
+    steps: int
+    points_per_step: int
+    flops_per_point: float
+
+    @property
+    def work(self) -> float:
+        """W in FLOPs."""
+        return float(self.steps) * self.points_per_step * self.flops_per_point
+
+    def features(self, terms: Sequence[str] = TERMS) -> np.ndarray:
+        values = {"W": self.work / 1e9, "steps": self.steps / 1e3, "1": 1.0}
+        return np.array([values[t] for t in terms])
+
+
+def workload(inr_type: str, flat_config: Mapping[str, Any], steps: int, n_particles: int,
+             n_components: int) -> Workload:
+    batch = flat_config.get("train.batch_size")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"train.batch_size must be a positive integer to estimate the cost, got {batch!r}")
+    return Workload(inr_type, int(steps), int(batch) * int(n_particles),
+                    flops_per_point(inr_type, model_params(flat_config), n_components))
+
+
+def run_workload(metrics: Mapping[str, Any]) -> Workload | None:
+    """The workload of a finished run from its metrics.json (None when the run lacks what it needs)."""
+    cfg = metrics.get("config") or {}
+    steps, n_values, inr = metrics.get("steps"), metrics.get("n_values"), metrics.get("inr_type")
+    frames = metrics.get("n_training_frames")
+    n_comp = FIELD_COMPONENTS.get(str(metrics.get("field")))
+    if not (isinstance(steps, int) and isinstance(n_values, int) and isinstance(frames, int) and n_comp and inr):
+        return None
+    train_frames = frames - len(metrics.get("holdout_frames") or [])
+    if train_frames <= 0 or n_values % (train_frames * n_comp):
+        return None
+    try:
+        return workload(str(inr), cfg, steps, n_values // (train_frames * n_comp), n_comp)
+    except ConfigError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ fit
+
+
+def nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares for a handful of columns: the best of every active set (exact)."""
+    n_cols = x.shape[1]
+    best, best_res = np.zeros(n_cols), float(np.sum(y * y))
+    for k in range(1, n_cols + 1):
+        for cols in itertools.combinations(range(n_cols), k):
+            sub = x[:, cols]
+            coef, *_ = np.linalg.lstsq(sub, y, rcond=None)
+            if np.any(coef < 0):
+                continue
+            res = float(np.sum((sub @ coef - y) ** 2))
+            if res < best_res - 1e-15 * max(1.0, best_res):
+                best_res = res
+                best = np.zeros(n_cols)
+                best[list(cols)] = coef
+    return best
+
+
+def terms_for(n: int) -> tuple[str, ...]:
+    """Model terms a device with n runs can support (never more terms than runs)."""
+    return TERMS if n >= 4 else ("W", "1") if n >= 2 else ("W",)
+
+
+@dataclass
+class DeviceFit:
+    device: str
+    terms: tuple[str, ...]
+    coef: np.ndarray
+    node_ids: list[int]
+    sources: list[str]
+    actual: np.ndarray
+    fitted: np.ndarray
+    loo: np.ndarray | None            # leave-one-out predictions (None with < 4 runs)
+    work_range: tuple[float, float]   # FLOPs
+    steps_range: tuple[int, int]
+
+    @property
+    def n(self) -> int:
+        return len(self.node_ids)
+
+    def predict(self, w: Workload) -> float:
+        return float(w.features(self.terms) @ self.coef)
+
+    @property
+    def r2(self) -> float | None:
+        if self.n < 2:
+            return None
+        ss_tot = float(np.sum((self.actual - self.actual.mean()) ** 2))
+        if ss_tot <= 0:
+            return None
+        return 1.0 - float(np.sum((self.actual - self.fitted) ** 2)) / ss_tot
+
+    @staticmethod
+    def _rel(pred: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        return np.abs(pred - actual) / np.maximum(actual, 1e-9)
+
+    @property
+    def median_rel_error(self) -> float:
+        return float(np.median(self._rel(self.fitted, self.actual)))
+
+    @property
+    def loo_rel_errors(self) -> np.ndarray | None:
+        return None if self.loo is None else self._rel(self.loo, self.actual)
+
+    @property
+    def loo_median_rel_error(self) -> float | None:
+        e = self.loo_rel_errors
+        return None if e is None else float(np.median(e))
+
+    @property
+    def loo_max_rel_error(self) -> float | None:
+        e = self.loo_rel_errors
+        return None if e is None else float(np.max(e))
+
+    def formula(self) -> str:
+        parts = []
+        for t, c in zip(self.terms, self.coef):
+            if t == "W":
+                parts.append(f"{c:.4g} s/GFLOP · W")
+            elif t == "steps":
+                parts.append(f"{c:.4g} ms · steps")
+            else:
+                parts.append(f"{c:.4g} s")
+        return "time ≈ " + " + ".join(parts)
+
+    def quality(self) -> str:
+        r2 = "-" if self.r2 is None else f"{self.r2:.3f}"
+        loo = ("leave-one-out median error " + f"{self.loo_median_rel_error:.0%}, max {self.loo_max_rel_error:.0%}"
+               if self.loo is not None else "no leave-one-out estimate (< 4 runs)")
+        return f"{self.n} runs, fit R² {r2}, median error {self.median_rel_error:.0%}, {loo}"
+
+
+@dataclass
+class Sample:
+    node_id: int
+    device: str
+    time_s: float
+    work: Workload
+    source: str = ""
+
+
+@dataclass
+class TimeModel:
+    fits: dict[str, DeviceFit] = field(default_factory=dict)
+    skipped: int = 0  # ok runs without the metrics the model needs
+
+    def device(self, name: str | None) -> DeviceFit:
+        if not self.fits:
+            raise UserError("no successful run with a training_time to fit a time model on")
+        if name is None:
+            if len(self.fits) == 1:
+                return next(iter(self.fits.values()))
+            raise ConfigError(f"the runs come from several devices; pick one with --device "
+                              f"({', '.join(sorted(self.fits))})")
+        if name not in self.fits:
+            raise ConfigError(f"no fitted runs on device {name!r}; fitted devices: {', '.join(sorted(self.fits))}")
+        return self.fits[name]
+
+
+def _fit_xy(samples: Sequence[Sample], terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    x = np.stack([s.work.features(terms) for s in samples])
+    y = np.array([s.time_s for s in samples], dtype=np.float64)
+    return x, y
+
+
+def fit_device(device: str, samples: Sequence[Sample]) -> DeviceFit:
+    terms = terms_for(len(samples))
+    x, y = _fit_xy(samples, terms)
+    coef = nnls(x, y)
+    loo = None
+    if len(samples) >= 4:
+        loo = np.empty(len(samples))
+        for i in range(len(samples)):
+            keep = [j for j in range(len(samples)) if j != i]
+            loo_terms = terms_for(len(keep))
+            xi, yi = _fit_xy([samples[j] for j in keep], loo_terms)
+            loo[i] = float(samples[i].work.features(loo_terms) @ nnls(xi, yi))
+    works = [s.work.work for s in samples]
+    steps = [s.work.steps for s in samples]
+    return DeviceFit(device, tuple(terms), coef, [s.node_id for s in samples], [s.source for s in samples], y,
+                     x @ coef, loo, (min(works), max(works)), (min(steps), max(steps)))
+
+
+def fit(samples: Sequence[Sample], skipped: int = 0) -> TimeModel:
+    by_dev: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_dev.setdefault(s.device, []).append(s)
+    return TimeModel({d: fit_device(d, ss) for d, ss in sorted(by_dev.items())}, skipped)
+
+
+def samples_from_runs(runs: Sequence[Any], source: str = "") -> tuple[list[Sample], int]:
+    """(samples, skipped) from report RunRecords (agent.report_data): ok runs with a positive training_time."""
+    out, skipped = [], 0
+    for r in runs:
+        if r.status != "ok":
+            continue
+        t = r.metrics.get("training_time")
+        w = run_workload(r.metrics)
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0 or w is None:
+            skipped += 1
+            continue
+        out.append(Sample(r.node_id, str(r.metrics.get("device") or "?"), float(t), w, source))
+    return out, skipped
+
+
+def fit_studies(study_dirs: Sequence[str | Path]) -> TimeModel:
+    from agent.report_data import load_study
+
+    samples: list[Sample] = []
+    skipped = 0
+    for d in study_dirs:
+        study = load_study(d)
+        s, k = samples_from_runs(study.runs, study.name)
+        samples += s
+        skipped += k
+    return fit(samples, skipped)
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Workload, dict[str, Any]]:
+    """The workload of a training config given as overrides of the trainer's conf/train.yaml."""
+    from omegaconf import OmegaConf
+
+    from agent.trainconf import ComposeError, compose_train
+    from mpm_inr.sim.scenarios import disc_index
+
+    try:
+        composed = compose_train(code_dir, list(overrides))
+        # only the groups that set the cost (others, e.g. logger, interpolate Hydra's runtime config)
+        cfg = {k: OmegaConf.to_container(composed[k], resolve=True) for k in ("model", "train", "field", "scenario")}
+    except ComposeError as e:
+        raise ConfigError(f"the overrides do not compose with {code_dir}/conf/train.yaml: {e}") from None
+    flat = _flatten(cfg)
+    field_name = str(cfg["field"]["name"])
+    n_particles = int(disc_index(cfg["scenario"]).numel())
+    steps = cfg["train"]["total_steps"]
+    return workload(str(cfg["model"]["name"]), flat, int(steps), n_particles, FIELD_COMPONENTS[field_name]), cfg
+
+
+def _pretty_flops(x: float) -> str:
+    for unit, scale in (("PFLOP", 1e15), ("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3g} {unit}"
+    return f"{x:.3g} FLOP"
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse that raises a one-line ConfigError instead of printing usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"bad {self.prog.removeprefix('python -m agent ')} arguments: {message} "
+                          f"(see {self.prog} --help)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgParser(prog="python -m agent predict-time",
+                       description="Predict a training config's training_time from a fitted model.")
+    parser.add_argument("--study", action="append", default=None,
+                        help=f"study dir to fit on (repeatable; default {DEFAULT_STUDY.relative_to(REPO)})")
+    parser.add_argument("--device", default=None, help="device name as in metrics.json (cpu, or the GPU name)")
+    parser.add_argument("--code-dir", default=str(REPO), help="repo whose conf/train.yaml the overrides apply to")
+    parser.add_argument("overrides", nargs="*", help="training overrides, e.g. inr_type=siren_txy train.total_steps=500")
+    try:
+        args = parser.parse_args(list(argv or []))
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    studies = [Path(s) for s in (args.study or [DEFAULT_STUDY])]
+    for s in studies:
+        if not (s / "journal.jsonl").exists():
+            raise ConfigError(f"{s} is not a study directory (no journal.jsonl)")
+    model = fit_studies(studies)
+    dev = model.device(args.device)
+    w, _ = config_workload(args.overrides, Path(args.code_dir))
+    t = dev.predict(w)
+    print(f"predicted training_time: {t:.1f} s on {dev.device}  ({w.inr_type}, {w.steps} steps x "
+          f"{w.points_per_step} points x {_pretty_flops(w.flops_per_point)}/point = {_pretty_flops(w.work)})")
+    print(f"model: {dev.formula()}")
+    print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
+    lo, hi = dev.work_range
+    if w.work > 2 * hi or w.work < lo / 2:
+        print(f"note: W = {_pretty_flops(w.work)} is outside the fitted range {_pretty_flops(lo)} - "
+              f"{_pretty_flops(hi)}: this is an extrapolation")
+    return 0
