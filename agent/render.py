@@ -375,12 +375,16 @@ def memory_text(st_dir: Path, st: StudyState) -> str:
         obs.append(f"Failures: {'; '.join(fails[-8:])}.")
     if s.rerun_spread is not None:
         obs.append(f"Re-run spread {s.rerun_spread:.4f}" + (" > 0.1: stochastic." if s.stochastic else "."))
+    ids = {n.node_id for n in nodes}
+    obs += [f"[{e.level}] {e.statement()}" for e in ev if ids & set(e.nodes)][:15]  # evidence, current levels
     notes: list[str] = []
-    for n in nodes:
+    for n in nodes:  # the policy's own notes (an LLM's memory updates)
         for u in n.memory_updates or []:
-            if u not in notes:
+            if u not in notes and u not in obs:
                 notes.append(u)
     obs += notes[-15:]
+    if blk.ended:
+        obs.append(f"Block ended: {' '.join((blk.decision.get('summary') or '-').split())}")
     out += [f"- {o}" for o in obs] or ["- (no run finished yet)"]
     text = "\n".join(out) + "\n"
     return text

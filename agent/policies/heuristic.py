@@ -471,8 +471,7 @@ class HeuristicPolicy:
                                           rationale="preferred strategy had no untried config left")
             if p is None:
                 raise_no_candidate(view)
-            p.observation = observe(view)
-            p.memory_updates = memory_notes(view)
+            p.observation = observe(view)  # evidence lines are rendered from the journal, not stored twice
             out.append(p)
         return out
 
@@ -637,17 +636,6 @@ def describe_result(view: StudyView, n: NodeState) -> str:
     if isinstance(m.get("compression_ratio"), (int, float)):
         s += f", compression {m['compression_ratio']:.3g}"
     return s + "."
-
-
-def memory_notes(view: StudyView) -> list[str]:
-    """Evidence touched by the latest round, at its evidence level (established needs >= 3 consistent runs)."""
-    done = [n for n in view.nodes if n.launched and n.finished]
-    if not done:
-        return []
-    last_round = max((n.round or 0) for n in done)
-    latest = {n.node_id for n in done if (n.round or 0) == last_round}
-    inr = str(view.value(None, "inr_type") or "?")
-    return [f"[{e.level}] {e.statement()}" for e in effects(view.nodes, inr) if latest & set(e.nodes)]
 
 
 def build(cfg: Mapping[str, Any], ctx) -> HeuristicPolicy:
