@@ -496,7 +496,7 @@ class Explorer:
                 props = list(props or []) if isinstance(props, (list, tuple)) else []
                 props = (props + [None] * len(slots))[:len(slots)]
             still: list[int] = []
-            for slot, p in zip(slots, props):
+            for slot, p in zip(slots, props, strict=True):
                 code: tuple[str | None, str | None] = (None, None)
                 try:
                     if p is None:

@@ -121,7 +121,7 @@ class Journal:
             try:
                 ev = json.loads(line)
             except json.JSONDecodeError as e:
-                raise StudyError(f"{self.path}: line {i} is corrupt ({e.msg}); the journal was edited or damaged")
+                raise StudyError(f"{self.path}: line {i} is corrupt ({e.msg}); the journal was edited or damaged") from None
             if not isinstance(ev, dict) or "event" not in ev:
                 raise StudyError(f"{self.path}: line {i} is not a journal event")
             events.append(ev)
@@ -146,7 +146,7 @@ class StudyLock:
                 holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             finally:
                 os.close(fd)
-            raise StudyError(f"study {self.path.parent} is in use by {holder}; wait for it to finish or stop it")
+            raise StudyError(f"study {self.path.parent} is in use by {holder}; wait for it to finish or stop it") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"agent pid {os.getpid()}\n".encode())
         self.fd = fd

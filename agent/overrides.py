@@ -139,7 +139,7 @@ class Validator:
             try:
                 items = list(overrides)
             except TypeError:
-                raise OverrideError([f"overrides must be a mapping or a list, got {type(overrides).__name__}"])
+                raise OverrideError([f"overrides must be a mapping or a list, got {type(overrides).__name__}"]) from None
             for item in items:
                 try:
                     pairs.append(_split(item))

@@ -87,7 +87,7 @@ def block_stats(nodes: Sequence[NodeState], *, min_compression: float = 1.0, pla
     later = nodes[1:]
     if later:
         prev_ids = [n.node_id for n in nodes[:-1]]
-        st.branching_rate = sum(n.parent_id != p for n, p in zip(later, prev_ids)) / len(later)
+        st.branching_rate = sum(n.parent_id != p for n, p in zip(later, prev_ids, strict=True)) / len(later)
 
     children = [n for n in nodes if n.parent_id in by_id]
     if children:

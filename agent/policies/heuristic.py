@@ -642,4 +642,4 @@ def build(cfg: Mapping[str, Any], ctx) -> HeuristicPolicy:
     return HeuristicPolicy(Settings.from_config(cfg, ctx.config, int(cfg.get("seed", ctx.seed))))
 
 
-__all__ = ["HeuristicPolicy", "Settings", "build", "describe_result", "memory_notes", "node_regime", "observe"]
+__all__ = ["HeuristicPolicy", "Settings", "build", "describe_result", "node_regime", "observe"]
