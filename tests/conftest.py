@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# One intra-op thread per test process: OpenMP threads spin-wait, and on a busy 2-core machine (parallel
+# subprocess tests, CI neighbours) two of them made a tiny matmul 30x slower than one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")

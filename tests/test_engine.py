@@ -29,7 +29,7 @@ def _module(total_steps=200, steps_per_call=20, **kw):
     inr = get_inr_type("lagrangian")
     settings = TrainSettings(total_steps=total_steps, n_points=256, steps_per_call=steps_per_call, eval_every=50,
                              eval_points=800, **kw)
-    return INRModule(net, inr.coordinates, w.coordinate_source(), w.normalize(torch.from_numpy(w.values)),
+    return INRModule(net, inr, w.coordinate_source(), w.normalize(torch.from_numpy(w.values)),
                      torch.from_numpy(w.train_frames), settings, {"name": "adam", "lr": 3e-3},
                      {"name": "cosine", "eta_min_factor": 0.01}, latent_lr_mult=3.0)
 

@@ -92,3 +92,13 @@ def test_hash_grid_interpolates_continuously_and_dense_levels_do_not_collide():
 def test_bad_parameters_are_config_errors():
     with pytest.raises(ConfigError, match="inr_type=siren_txy"):
         build_network("siren_txy", CTX, {"hidden_dim": 8, "n_layers": 2, "omega": 30.0, "latent_dim": 3})
+
+
+@pytest.mark.parametrize("name", [n for n, t in INR_TYPES.items() if t.time_grid])
+def test_time_grid_query_equals_point_query(name):
+    spec = get_inr_type(name)
+    net = build_network(name, CTX, PARAMS[name])
+    f, p = torch.randint(T, (64,)), torch.randint(N, (64,))
+    grid = spec.query(net, _source(), f, p)
+    points = net(spec.coordinates(_source(), f, p), p)
+    assert torch.allclose(grid, points, atol=1e-5)

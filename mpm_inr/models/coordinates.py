@@ -33,3 +33,16 @@ def time_and_position(src: CoordinateSource, frame_idx: Tensor, particle_idx: Te
     if src.xy is None:
         raise RuntimeError("this inr_type needs particle positions; the window was built without them")
     return torch.cat((src.t[frame_idx].unsqueeze(-1), src.xy[frame_idx, particle_idx]), dim=-1)
+
+
+def query_points(network, builder, src: CoordinateSource, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+    """Generic query: build per-point coordinates, run the network on each point."""
+    return network(builder(src, frame_idx, particle_idx), particle_idx)
+
+
+def query_time_grid(network, builder, src: CoordinateSource, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+    """For networks whose shared part sees only t: run it on the window's T frames, then gather per point.
+
+    Equivalent to query_points (tested), but costs O(T) network evaluations instead of O(batch).
+    """
+    return network.forward_grid(src.t.unsqueeze(-1), frame_idx, particle_idx)

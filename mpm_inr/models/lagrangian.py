@@ -28,6 +28,11 @@ class PerParticleHead(nn.Module):
         h = self.trunk(coords)
         return torch.einsum("bh,bhc->bc", h, self.weight[particle_idx]) + self.bias[particle_idx]
 
+    def forward_grid(self, t_grid: Tensor, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+        """Same as forward, but the trunk runs once per frame of the window instead of once per point."""
+        h = self.trunk(t_grid)[frame_idx]
+        return torch.einsum("bh,bhc->bc", h, self.weight[particle_idx]) + self.bias[particle_idx]
+
 
 class LatentCodeField(nn.Module):
     """Per-particle latent codes z_i in R^K and a temporal basis g(t).
@@ -68,8 +73,14 @@ class LatentCodeField(nn.Module):
         return z
 
     def forward(self, coords: Tensor, particle_idx: Tensor) -> Tensor:
+        return self._decode(self.basis(coords), particle_idx)
+
+    def forward_grid(self, t_grid: Tensor, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+        """The temporal basis depends on t only: evaluate it once per frame (T << batch), then gather."""
+        return self._decode(self.basis(t_grid)[frame_idx], particle_idx)
+
+    def _decode(self, basis: Tensor, particle_idx: Tensor) -> Tensor:
         z = self.codes(particle_idx)
         if self.decoder == "bilinear":
-            g = self.basis(coords).view(-1, self.latent_dim, self.n_components)
-            return torch.einsum("bk,bkc->bc", z, g)
-        return self.head(torch.cat((self.basis(coords), z), dim=-1))
+            return torch.einsum("bk,bkc->bc", z, basis.view(-1, self.latent_dim, self.n_components))
+        return self.head(torch.cat((basis, z), dim=-1))

@@ -26,14 +26,22 @@ class InrType:
     network: type[nn.Module]
     needs_positions: bool = False
     description: str = ""
+    time_grid: bool = False  # the shared network sees only t: evaluate it per frame, not per point
+
+    def query(self, network: nn.Module, src: coords.CoordinateSource, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+        """Predictions (B, C) in training units for the given (frame, particle) points."""
+        run = coords.query_time_grid if self.time_grid else coords.query_points
+        return run(network, self.coordinates, src, frame_idx, particle_idx)
 
 
 INR_TYPES: dict[str, InrType] = {
-    "siren_t": InrType(coords.time_only, 1, PerParticleHead, description="t -> all particles (memorising head)"),
+    "siren_t": InrType(coords.time_only, 1, PerParticleHead, description="t -> all particles (memorising head)",
+                       time_grid=True),
     "siren_id": InrType(coords.time_and_id, 2, PointSiren, description="(t, particle id scalar)"),
     "siren_txy": InrType(coords.time_and_position, 3, PointSiren, True, "(t, x, y) Eulerian SIREN"),
     "ngp": InrType(coords.time_and_position, 3, HashGridField, True, "(t, x, y) hash grid + MLP"),
-    "lagrangian": InrType(coords.time_only, 1, LatentCodeField, description="per-particle codes x SIREN(t) basis"),
+    "lagrangian": InrType(coords.time_only, 1, LatentCodeField, description="per-particle codes x SIREN(t) basis",
+                          time_grid=True),
 }
 
 

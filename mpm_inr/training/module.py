@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mpm_inr.metrics.streaming import R2Accumulator
 from mpm_inr.models.coordinates import CoordinateSource
-from mpm_inr.models.registry import CoordinateBuilder
+from mpm_inr.models.registry import InrType
 from mpm_inr.training.optim import build_optimizer, build_scheduler
 from mpm_inr.training.sampler import PointSampler
 
@@ -45,13 +45,13 @@ class Diverged(RuntimeError):
 
 
 class INRModule(pl.LightningModule):
-    def __init__(self, network: nn.Module, coordinates: CoordinateBuilder, source: CoordinateSource,
+    def __init__(self, network: nn.Module, inr: InrType, source: CoordinateSource,
                  targets: Tensor, train_frames: Tensor, settings: TrainSettings, optimizer_cfg: dict,
                  scheduler_cfg: dict, latent_lr_mult: float = 1.0) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.network = network
-        self.coordinates = coordinates
+        self.inr = inr
         self.settings = settings
         self.optimizer_cfg, self.scheduler_cfg, self.latent_lr_mult = optimizer_cfg, scheduler_cfg, latent_lr_mult
         self.register_buffer("targets", targets, persistent=False)  # (T, N, C) in training units
@@ -75,7 +75,7 @@ class INRModule(pl.LightningModule):
         return CoordinateSource(self.t, self.particle, self.xy)
 
     def forward(self, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
-        return self.network(self.coordinates(self.source, frame_idx, particle_idx), particle_idx)
+        return self.inr.query(self.network, self.source, frame_idx, particle_idx)
 
     def configure_optimizers(self):
         opt = build_optimizer(self.network, self.optimizer_cfg, self.latent_lr_mult)

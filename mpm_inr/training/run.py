@@ -132,7 +132,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         loss=train["loss"], eval_every=train["eval_every"], eval_points=train["eval_points"],
         target_r2=train.get("target_r2"), max_time_s=train.get("max_time_s"), seed=int(cfg.get("seed", 0)),
         inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
-    module = INRModule(network, inr.coordinates, source, targets, torch.from_numpy(window.train_frames), settings,
+    module = INRModule(network, inr, source, targets, torch.from_numpy(window.train_frames), settings,
                        dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult)
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
