@@ -45,7 +45,8 @@ faults: $(STAMP)  ## fault-injection suite with its summary table
 
 explore: $(STAMP)  ## a short offline study on discs_small (1 block x 4 iterations)
 	$(PY) -m agent explore name=demo_study field=Jp policy=heuristic n_blocks=1 n_iter_block=4 \
-		'train_overrides=[scenario=discs_small,train.total_steps=300,trainer=cpu]' $(ARGS)
+		'train_overrides=[scenario=discs_small,train.total_steps=300,trainer=cpu]' \
+		'limits={train.total_steps:[10,300]}' $(ARGS)
 
 wandb-sync: $(STAMP)  ## sync every offline W&B run (needs WANDB_API_KEY and network)
 	@find . -path ./$(VENV) -prune -o -type d -name 'offline-run-*' -print | while read -r d; do $(VENV)/bin/wandb sync "$$d"; done
