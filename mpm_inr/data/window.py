@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mpm_inr.errors import ConfigError
+from mpm_inr.errors import ConfigError, DatasetError
 from mpm_inr.models.coordinates import CoordinateSource
 
 # field name -> (array name in the dataset, number of components)
@@ -96,6 +96,12 @@ class FieldWindow:
         held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
         if not np.all(np.isfinite(values)):
             raise ConfigError(f"field {field} has non-finite values in frames {frames[0]}..{frames[-1]}")
+        # the network reads these too: a NaN here would surface later as a misleading 'diverged' run
+        for what, arr in (("positions (x.npy)", positions), ("material (type.npy)", material),
+                          ("object ids (object_id.npy)", object_id)):
+            if not np.all(np.isfinite(arr)):
+                raise DatasetError(f"{what} have non-finite values in frames {frames[0]}..{frames[-1]}: the "
+                                   f"dataset is corrupt; delete it and generate it again")
         if normalize:
             train = values[~held_out].reshape(-1, values.shape[-1]).astype(np.float64)
             mean, std = train.mean(0), train.std(0)
