@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mpm_inr.sim.material import (JELLY, LIQUID, SNOW, MaterialParams, hardening, lame, material_update,
-                                  saved_stress_reference, svd2x2, mm)
+                                  saved_stress_reference, svd2x2, svd2x2_polar, mm)
 
 P = MaterialParams()
 
@@ -97,3 +97,16 @@ def test_inverted_snow_element_does_not_produce_nan():
     mtype = np.array([SNOW, SNOW])
     out = material_update(_cf(F).float(), torch.ones(2), torch.from_numpy(mtype), 7.5e-5, P)
     assert torch.isfinite(out.S).all() and torch.isfinite(out.F).all() and torch.isfinite(out.Jp).all()
+
+
+def test_trig_free_svd_matches_closed_form_svd():
+    F = _random_F(3000, seed=3)
+    F[5] = [[1.0, 2.0], [2.0, -1.0]]  # q == 0: a pure reflection-like matrix
+    U, s, Vh = svd2x2(_cf(F))
+    s2, R, K = svd2x2_polar(_cf(F))
+    np.testing.assert_allclose(s2.numpy(), s.numpy(), atol=1e-12)
+    np.testing.assert_allclose(_np(R), _np(mm(U, Vh)), atol=1e-9)
+    alt = np.stack([np.full(3000, 1.1), np.full(3000, 0.9)])  # arbitrary replacement singular values
+    via_uv = mm(U * torch.from_numpy(alt)[None], Vh)
+    via_rk = 0.5 * (1.1 + 0.9) * R + 0.5 * (1.1 - 0.9) * K
+    np.testing.assert_allclose(_np(via_rk), _np(via_uv), atol=1e-9)

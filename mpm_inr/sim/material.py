@@ -101,15 +101,46 @@ def svd2x2(F: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 # ------------------------------------------------------------------------------------------- the material law
-def hardening(Jp_old: Tensor, mtype: Tensor, p: MaterialParams) -> Tensor:
-    """h per particle from the plastic volume ratio *before* this step's plasticity; jelly is constant."""
-    h = torch.exp(p.hardening_coeff * (1.0 - Jp_old)).clamp_(p.hardening_min, p.hardening_max)
-    return torch.where(mtype == JELLY, p.jelly_hardening, h)
+@dataclass
+class ParticleMaterial:
+    """Per-particle constants of the material law, built once per simulation from the material types.
+
+    The material-dependent branches of the law become clamps with per-particle bounds and products with
+    per-particle coefficients: on CPU `torch.where` costs about three elementwise ops, a clamp one.
+    """
+
+    liquid: Tensor  # bool (N,)
+    snow: Tensor  # bool (N,)
+    h_lo: Tensor  # hardening bounds: [h_min, h_max], or [0.3, 0.3] for jelly (constant h)
+    h_hi: Tensor
+    mu0: Tensor  # mu0 for solids, 0 for the liquid
+    sig_lo: Tensor  # snow: [snow_sig_min, snow_sig_max]; others: (-inf, inf), i.e. no plasticity
+    sig_hi: Tensor
+
+    @classmethod
+    def build(cls, mtype: Tensor, p: MaterialParams, dtype: torch.dtype = torch.float32) -> "ParticleMaterial":
+        def per(values: tuple[float, float, float]) -> Tensor:
+            return torch.tensor(values, dtype=dtype, device=mtype.device)[mtype]
+
+        inf = float("inf")
+        hj = p.jelly_hardening
+        return cls(liquid=mtype == LIQUID, snow=mtype == SNOW,
+                   h_lo=per((p.hardening_min, hj, p.hardening_min)), h_hi=per((p.hardening_max, hj, p.hardening_max)),
+                   mu0=per((0.0, p.mu0, p.mu0)),
+                   sig_lo=per((-inf, -inf, p.snow_sig_min)), sig_hi=per((inf, inf, p.snow_sig_max)))
 
 
-def lame(h: Tensor, mtype: Tensor, p: MaterialParams) -> tuple[Tensor, Tensor]:
+def hardening(Jp_old: Tensor, mtype: Tensor | ParticleMaterial, p: MaterialParams) -> Tensor:
+    """h per particle from the plastic volume ratio *before* this step's plasticity, clamped to
+    [hardening_min, hardening_max]; jelly has the constant h = jelly_hardening."""
+    pm = mtype if isinstance(mtype, ParticleMaterial) else ParticleMaterial.build(mtype, p, Jp_old.dtype)
+    return torch.clamp(torch.exp(p.hardening_coeff * (1.0 - Jp_old)), pm.h_lo, pm.h_hi)
+
+
+def lame(h: Tensor, mtype: Tensor | ParticleMaterial, p: MaterialParams) -> tuple[Tensor, Tensor]:
     """(mu, lambda) per particle; the liquid has no shear modulus."""
-    return torch.where(mtype == LIQUID, 0.0, p.mu0 * h), p.lambda0 * h
+    pm = mtype if isinstance(mtype, ParticleMaterial) else ParticleMaterial.build(mtype, p, h.dtype)
+    return pm.mu0 * h, p.lambda0 * h
 
 
 def kirchhoff_stress(F: Tensor, R: Tensor, J: Tensor, mu: Tensor, lam: Tensor) -> Tensor:
@@ -137,23 +168,48 @@ class MaterialUpdate:
     S: Tensor
 
 
-def material_update(F_trial: Tensor, Jp: Tensor, mtype: Tensor, dt: float, p: MaterialParams) -> MaterialUpdate:
+def svd2x2_polar(F: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The same sign-fixed SVD as `svd2x2`, in a trig-free form that the material step uses.
+
+    With e, f, g, h = (a + d)/2, (a - d)/2, (c + b)/2, (c - b)/2 of F = [[a, b], [c, d]], q = |(e, h)| and
+    r = |(f, g)|, F = q R + r K where R = U Vh is the polar rotation (angle atan2(h, e)) and K is a
+    reflection (angle atan2(g, f), times diag(1, -1)). Then s = (q + r, q - r) and, for any replacement
+    singular values s', U diag(s') Vh = (s'1 + s'2)/2 R + (s'1 - s'2)/2 K. No atan2, sin or cos is needed.
+    Returns (s (2, N), R (2, 2, N), K (2, 2, N)); where q or r is 0 the angle is taken as 0, as atan2(0, 0).
+    """
+    a, b, c, d = F[0, 0], F[0, 1], F[1, 0], F[1, 1]
+    e, f = 0.5 * (a + d), 0.5 * (a - d)
+    g, h = 0.5 * (c + b), 0.5 * (c - b)
+    q = torch.sqrt(e * e + h * h)
+    r = torch.sqrt(f * f + g * g)
+    qpos, rpos = q > 0, r > 0
+    qs, rs = torch.where(qpos, q, 1.0), torch.where(rpos, r, 1.0)
+    cr, sr = torch.where(qpos, e / qs, 1.0), h / qs  # h == 0 where q == 0
+    ck, sk = torch.where(rpos, f / rs, 1.0), g / rs  # g == 0 where r == 0
+    R = torch.stack((torch.stack((cr, -sr)), torch.stack((sr, cr))))
+    K = torch.stack((torch.stack((ck, sk)), torch.stack((sk, -ck))))
+    return torch.stack((q + r, q - r)), R, K
+
+
+def material_update(F_trial: Tensor, Jp: Tensor, mtype: Tensor | ParticleMaterial, dt: float,
+                    p: MaterialParams) -> MaterialUpdate:
     """Hardening, SVD, snow plasticity, F reconstruction and stress, in the reference's order (spec 3.2-3.6).
 
-    `F_trial` is (I + dt C) F as (2, 2, N). The hardening uses `Jp` before this step's update. No 1e-6 I is
-    added to F (the reference's HEAD drift bug). Jp of liquid and jelly is left untouched (exactly 1).
+    `F_trial` is (I + dt C) F as (2, 2, N); `mtype` the material types or their prebuilt `ParticleMaterial`.
+    The hardening uses `Jp` before this step's update. No 1e-6 I is added to F (the reference's HEAD drift
+    bug). Jp of liquid and jelly is left untouched (exactly 1).
     """
-    mu, lam = lame(hardening(Jp, mtype, p), mtype, p)
-    U, sig, Vh = svd2x2(F_trial)
+    pm = mtype if isinstance(mtype, ParticleMaterial) else ParticleMaterial.build(mtype, p, F_trial.dtype)
+    mu, lam = lame(hardening(Jp, pm, p), pm, p)
+    sig, R, K = svd2x2_polar(F_trial)
     fl = p.sig_floor
-    sig = torch.where(sig < fl, fl + 0.01 * (sig - fl), sig)
-    snow = mtype == SNOW
-    sig_p = torch.where(snow, sig.clamp(p.snow_sig_min, p.snow_sig_max), sig)
-    Jp_new = torch.where(snow, Jp * ((sig[0] / sig_p[0]) * (sig[1] / sig_p[1])), Jp)
+    sig = torch.maximum(sig, fl + 0.01 * (sig - fl))  # soft floor: below fl, sig -> fl + 0.01 (sig - fl)
+    sig_p = torch.clamp(sig, pm.sig_lo, pm.sig_hi)  # snow plasticity (a no-op for the other materials)
+    Jp_new = torch.where(pm.snow, Jp * ((sig[0] / sig_p[0]) * (sig[1] / sig_p[1])), Jp)
     J = (sig_p[0] * sig_p[1]).clamp(min=p.min_J)
-    F_solid = mm(U * sig_p[None], Vh)
-    F_new = torch.where(mtype == LIQUID, torch.sqrt(J) * _eye(F_trial), F_solid)
-    tau = kirchhoff_stress(F_new, mm(U, Vh), J, mu, lam)
+    F_solid = (0.5 * (sig_p[0] + sig_p[1])) * R + (0.5 * (sig_p[0] - sig_p[1])) * K  # U diag(sig_p) Vh
+    F_new = torch.where(pm.liquid, torch.sqrt(J) * _eye(F_trial), F_solid)
+    tau = kirchhoff_stress(F_new, R, J, mu, lam)
     return MaterialUpdate(F=F_new, Jp=Jp_new, S=(-dt) * tau)
 
 
@@ -181,6 +237,6 @@ def saved_stress_reference(F: np.ndarray, Jp_prev: np.ndarray, mtype: np.ndarray
 
 
 __all__ = [
-    "LIQUID", "JELLY", "SNOW", "MATERIAL_NAMES", "MaterialParams", "MaterialUpdate", "hardening", "lame", "mm",
-    "rotation", "svd2x2", "kirchhoff_stress", "material_update", "saved_stress_reference",
+    "LIQUID", "JELLY", "SNOW", "MATERIAL_NAMES", "MaterialParams", "MaterialUpdate", "ParticleMaterial", "hardening", "lame", "mm",
+    "rotation", "svd2x2", "svd2x2_polar", "kirchhoff_stress", "material_update", "saved_stress_reference",
 ]

@@ -23,7 +23,7 @@ from typing import Mapping
 import torch
 from torch import Tensor
 
-from mpm_inr.sim.material import MaterialParams, material_update, mm
+from mpm_inr.sim.material import MaterialParams, ParticleMaterial, material_update, mm
 
 
 @dataclass(frozen=True)
@@ -188,11 +188,15 @@ def g2p(A: Tensor, flat: Tensor, vg: Tensor, n_grid: int) -> tuple[Tensor, Tenso
 
 # ----------------------------------------------------------------------------------------------- the step
 def mpm_step(s: MPMState, gp: GridParams, mp: MaterialParams, lo: Tensor, hi: Tensor,
-             fric: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Pure function: the state after one step, as (x, v, C, F, Jp, S). Allocates new tensors."""
+             fric: Tensor | None, material: ParticleMaterial | None = None
+             ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Pure function: the state after one step, as (x, v, C, F, Jp, S). Allocates new tensors.
+
+    `material` is the prebuilt per-particle table of `s.mtype` (built here when not given).
+    """
     dt = gp.dt
     F_trial = s.F + dt * mm(s.C, s.F)
-    mat = material_update(F_trial, s.Jp, s.mtype, dt, mp)
+    mat = material_update(F_trial, s.Jp, s.mtype if material is None else material, dt, mp)
     Q = mat.S + s.mass * s.C  # the stress factor dt * p_vol * 4 / dx^2 is exactly dt, already in S
     A, flat = stencil(s.x, gp.n_grid)
     grid = p2g(A, flat, s.mass, s.v, Q, gp.n_grid)
@@ -216,6 +220,7 @@ class MPMSimulator:
         self.material = material
         self.device = state.x.device
         self._lo, self._hi, self._fric = wall_bounds(grid, self.device, state.x.dtype)
+        self._pm = ParticleMaterial.build(state.mtype, material, state.x.dtype)
         self._graph: torch.cuda.CUDAGraph | None = None
         self.n_steps = 0
         if cuda_graph is None:
@@ -228,7 +233,7 @@ class MPMSimulator:
     def _step_eager(self) -> None:
         s = self.state
         with torch.inference_mode():
-            out = mpm_step(s, self.grid, self.material, self._lo, self._hi, self._fric)
+            out = mpm_step(s, self.grid, self.material, self._lo, self._hi, self._fric, self._pm)
             for name, t in zip(MPMState.FRAME_FIELDS, out):
                 getattr(s, name).copy_(t)
 
