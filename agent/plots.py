@@ -180,7 +180,9 @@ def _scatter_runs(ax, runs: Sequence[RunRecord], xkey: str, ykey: str, styles) -
 def _legend_below(fig: Figure, ax, top_in: float = 0.55, left: float = 0.08, right: float = 0.98) -> None:
     """The axes' legend under the plots, with a bottom margin sized to its rows (fixed layout, no tight bbox)."""
     handles, labels = ax.get_legend_handles_labels()
-    ncol = max(1, min(3, len(labels)))
+    width = fig.get_size_inches()[0]
+    longest = max((len(label) for label in labels), default=1)
+    ncol = max(1, min(3, len(labels), int(width / (0.07 * longest + 0.6))))  # ~14 characters per inch at 7 pt
     rows = -(-len(labels) // ncol)
     height = fig.get_size_inches()[1]
     bottom_in = 0.6 + 0.18 * rows
@@ -210,7 +212,10 @@ def _svd_points(ax, windows: Sequence[SVDWindow], xkey: str, heldout: dict | Non
             xy = [(xx, neglog(r2[k]), k) for xx, k in zip(x, ranks) if xx is not None and xx > 0]
             if not xy:
                 continue
-            label = f"SVD {w.label}" + (f" ({method})" if method else "")
+            several = len({v.dataset for v in windows}) > 1
+            label = (f"SVD, {w.frames} frames" + (f" of {w.label}" if several else "")
+                     + (f" (hold-out every {w.holdout_every})" if w.holdout_every and not method else "")
+                     + (f" ({method} interpolation)" if method else ""))
             ax.plot([p[0] for p in xy], [p[1] for p in xy], color="tab:red", ls="--" if j == 0 else ":", marker="_",
                     ms=12, lw=1, label=label, zorder=1)
             for xx, yy, k in xy:

@@ -120,7 +120,11 @@ class RunRecord:
         return ", ".join(f"{k}={v}" for k, v in sorted(ov.items()) if k not in skip) or "(trainer defaults)"
 
     def canonical(self) -> tuple[str, ...]:
-        """The config without the training seed: runs sharing it are repeats of one config."""
+        """The config without the training seed: runs sharing it are repeats of one config. The resolved config
+        of metrics.json when recorded (so `model.n_layers=3` equals the default 3), else the overrides."""
+        cfg = self.metrics.get("config")
+        if isinstance(cfg, dict) and cfg:
+            return ("resolved",) + tuple(sorted(f"{k}={v!r}" for k, v in cfg.items() if k != "seed"))
         return tuple(sorted(o for o in self.overrides if not o.startswith("seed=")))
 
 

@@ -1,0 +1,176 @@
+"""The training-time model: FLOPs per point, the non-negative fit, leave-one-out error, predict-time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_report_helpers import FIXTURE, make_study, metrics
+
+from agent.__main__ import main as agent_main
+from agent.report_data import load_study
+from agent.timemodel import (
+    ACT_FLOPS,
+    Sample,
+    Workload,
+    config_workload,
+    fit,
+    fit_studies,
+    flops_per_point,
+    nnls,
+    run_workload,
+    samples_from_runs,
+    terms_for,
+)
+from mpm_inr.errors import ConfigError
+
+#: The stated error of the model on recorded data: the leave-one-out median relative error on the recorded study
+#: is 61 % (max 154 %): CPU runs of discs_small on a shared 2-core machine, whose wall-clock times carry the load of
+#: other jobs (see tests/fixtures/study_tiny/README.md). The bound is that figure, not a hope.
+LOO_MEDIAN_BOUND = 0.62
+LOO_MAX_BOUND = 1.55
+
+
+def test_flops_by_hand():
+    # siren_txy, width 4, 2 sine layers, 1 component: 3->4 (sine), 4->4 (sine), 4->1 (linear)
+    a = ACT_FLOPS
+    expected = (2 * 3 * 4 + 4 + a * 4) + (2 * 4 * 4 + 4 + a * 4) + (2 * 4 * 1 + 1)
+    assert flops_per_point("siren_txy", {"hidden_dim": 4, "n_layers": 2}, 1) == expected
+    # lagrangian bilinear K=2, C=4: trunk 1->4, 4->4; head 4->8; <z, g> 2*K*C
+    expected = (2 * 1 * 4 + 4 + a * 4) + (2 * 4 * 4 + 4 + a * 4) + (2 * 4 * 8 + 8) + 2 * 2 * 4
+    assert flops_per_point("lagrangian", {"hidden_dim": 4, "n_layers": 2, "latent_dim": 2}, 4) == expected
+
+
+@pytest.mark.parametrize("inr,base,grow", [
+    ("siren_txy", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
+    ("siren_id", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
+    ("siren_t", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
+    ("lagrangian", {"hidden_dim": 64, "n_layers": 3, "latent_dim": 8}, ["hidden_dim", "n_layers", "latent_dim"]),
+    ("ngp", {"n_levels": 16, "features_per_level": 2, "hidden_dim": 64, "n_layers": 2},
+     ["n_levels", "features_per_level", "hidden_dim", "n_layers"]),
+])
+def test_flops_grow_with_every_size_knob(inr, base, grow):
+    f0 = flops_per_point(inr, base, 4)
+    assert f0 > 0 and flops_per_point(inr, base, 1) < f0
+    for key in grow:
+        assert flops_per_point(inr, {**base, key: base[key] * 2}, 4) > f0, key
+
+
+def test_flops_errors():
+    with pytest.raises(ConfigError, match="no cost model"):
+        flops_per_point("transformer", {}, 1)
+    with pytest.raises(ConfigError, match="model.hidden_dim"):
+        flops_per_point("siren_txy", {"n_layers": 3}, 1)
+
+
+def test_nnls_recovers_and_stays_non_negative():
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(1, 10, 20), rng.uniform(1, 10, 20), np.ones(20)])
+    assert nnls(x, x @ np.array([2.0, 0.5, 3.0])) == pytest.approx([2.0, 0.5, 3.0])
+    coef = nnls(x, x @ np.array([2.0, -1.0, 3.0]))
+    assert (coef >= 0).all() and coef[1] == 0
+    unconstrained, *_ = np.linalg.lstsq(x[:, [0, 2]], x @ np.array([2.0, -1.0, 3.0]), rcond=None)
+    if (unconstrained >= 0).all():
+        assert coef[[0, 2]] == pytest.approx(unconstrained)
+
+
+def _samples(a: float, c: float, b: float, device: str = "cpu", n: int = 8, noise: float = 0.0) -> list[Sample]:
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(n):
+        w = Workload("siren_txy", int(rng.integers(100, 5000)), 1800, float(rng.uniform(1e4, 1e5)))
+        t = a * w.work / 1e9 + c * w.steps / 1e3 + b
+        out.append(Sample(i + 1, device, t * (1 + noise * rng.standard_normal()), w))
+    return out
+
+
+def test_fit_recovers_a_known_law_per_device():
+    model = fit(_samples(0.5, 2.0, 1.5) + _samples(0.02, 30.0, 4.0, device="NVIDIA H100"))
+    cpu, gpu = model.device("cpu"), model.device("NVIDIA H100")
+    assert cpu.coef == pytest.approx([0.5, 2.0, 1.5], rel=1e-6)
+    assert gpu.coef == pytest.approx([0.02, 30.0, 4.0], rel=1e-6)
+    assert cpu.r2 == pytest.approx(1.0) and cpu.loo_max_rel_error < 1e-6
+    with pytest.raises(ConfigError, match="several devices"):
+        model.device(None)
+    with pytest.raises(ConfigError, match="no fitted runs on device 'tpu'"):
+        model.device("tpu")
+
+
+def test_fewer_runs_fewer_terms_and_no_loo():
+    assert terms_for(1) == ("W",) and terms_for(3) == ("W", "1") and len(terms_for(4)) == 3
+    f = fit(_samples(0.5, 2.0, 1.5, n=3)).device(None)
+    assert f.terms == ("W", "1") and f.loo is None and "no leave-one-out" in f.quality()
+
+
+def test_noisy_law_loo_error_is_reported_honestly():
+    f = fit(_samples(0.5, 2.0, 1.5, n=12, noise=0.1)).device("cpu")
+    assert 0.01 < f.loo_median_rel_error < 0.3
+    assert f.loo_max_rel_error >= f.loo_median_rel_error
+
+
+def test_workload_of_recorded_runs():
+    study = load_study(FIXTURE)
+    for r in study.ok_runs:
+        w = run_workload(r.metrics)
+        assert w is not None
+        assert w.points_per_step == r.metrics["config"]["train.batch_size"] * 900  # discs_small: 9 discs x 100
+        assert w.steps == r.metrics["steps"]
+    # a synthetic run with a held-out window: particles = n_values / (train frames x components)
+    m = metrics("F", holdout_every=4, n_particles=300, batch=3)
+    assert run_workload(m).points_per_step == 900
+    assert run_workload({**m, "steps": None}) is None
+
+
+def test_model_predicts_recorded_held_out_runs_within_the_stated_error():
+    study = load_study(FIXTURE)
+    samples, skipped = samples_from_runs(study.runs)
+    assert skipped == 0 and len(samples) >= 8
+    f = fit(samples).device("cpu")
+    assert f.loo is not None and f.loo_median_rel_error <= LOO_MEDIAN_BOUND, f.quality()
+    assert f.loo_max_rel_error <= LOO_MAX_BOUND, f.quality()
+    assert f.r2 is not None and f.r2 > 0.5  # the steps and FLOPs explain most of the spread despite the noise
+
+
+def test_predict_time_cli(capsys):
+    overrides = ["scenario=discs_small", "train.total_steps=400", "train.batch_size=2", "inr_type=lagrangian",
+                 "model.hidden_dim=128"]
+    assert agent_main(["predict-time", *overrides]) == 0
+    out = capsys.readouterr().out
+    w, _ = config_workload(overrides)
+    dev = fit_studies([FIXTURE]).device(None)
+    assert w.points_per_step == 1800 and w.steps == 400
+    assert f"predicted training_time: {dev.predict(w):.1f} s on cpu" in out
+    assert "leave-one-out median error" in out and "tests/fixtures/study_tiny" in out
+    assert agent_main(["predict-time", "--study", str(FIXTURE), "scenario=discs_3types",
+                       "train.total_steps=2000000"]) == 0
+    assert "extrapolation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["inr_type=nope"], "do not compose"),
+    (["model.hidden_dim=abc"], "needs a numeric model.hidden_dim"),
+    (["--device", "tpu"], "no fitted runs on device 'tpu'"),
+    (["--study", "/nonexistent"], "not a study directory"),
+    (["--bogus"], "bad predict-time arguments"),
+])
+def test_predict_time_errors(args, msg, capsys):
+    assert agent_main(["predict-time", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and msg in err and "\n" not in err
+
+
+def test_report_time_model_section_matches_fit(tmp_path):
+    from test_report_helpers import md_table
+
+    from agent.report import write_report
+
+    runs = [{"metrics": metrics(time_s=1.0 + s.work.work / 1e9 * 0.5, steps=s.work.steps, hidden=h)}
+            for s, h in zip(_samples(0.5, 0.0, 1.0, n=6), (32, 64, 128, 64, 32, 256))]
+    for i, r in enumerate(runs[1:]):
+        r["parent"] = i
+    d = make_study(tmp_path / "s", [runs])
+    study = load_study(d)
+    f = fit(samples_from_runs(study.runs)[0]).device("cpu")
+    md = write_report(d, tmp_path / "o")["report.md"].read_text()
+    (row,) = md_table(md, "| device | runs | a | c | b |")
+    assert row[0] == "cpu" and row[1] == "6"
+    assert row[2] == f"{f.coef[0]:.4g} s/GFLOP" and row[5] == f"{f.r2:.3g}"
