@@ -56,6 +56,7 @@ def test_bad_seed_exits_2_with_one_line_error(tmp_path):
     (["overwrite=maybe"], "overwrite must be true or false"),
     (["scenario.physics.dt=-1"], "scenario physics.dt must be >"),
     (["scenario.init.radius=0.3"], "wall band"),
+    (["threads=0"], "threads must be a positive integer"),
 ])
 def test_bad_config_values_raise_user_error(tmp_path, overrides, needle):
     """What generate.py prints as `error: ...` (in-process: the same function, without a subprocess each)."""

@@ -179,8 +179,15 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
 
 
 def generate_from_config(cfg: Mapping) -> Path:
-    """Body of `python generate.py`: keys scenario, seed, root, device, overwrite, progress (optional)."""
+    """Body of `python generate.py`: keys scenario, seed, root, device, overwrite, progress, threads."""
     seed = check_seed(cfg.get("seed"))
+    threads = cfg.get("threads")
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
+        import torch
+
+        torch.set_num_threads(threads)
     progress = cfg.get("progress", True)
     target = dataset_dir(cfg.get("root", "data"), _plain(cfg["scenario"]).get("name", "?"), seed)
     existed = target.exists() and not cfg.get("overwrite", False)
