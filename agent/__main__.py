@@ -13,6 +13,8 @@ conf/agent/launcher/<name>.yaml. User errors print one line `error: ...` and exi
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,20 @@ COMMANDS = {
 }
 
 
+_KEY_RE = re.compile(r"sk-ant-[A-Za-z0-9_-]{8,}")
+
+
+def redact(message: str) -> str:
+    """Errors may echo a command-line value back (Hydra does): never print an API key into a terminal log."""
+    from agent.runner import SECRET_ENV
+
+    for name in SECRET_ENV:
+        value = os.environ.get(name, "").strip()
+        if len(value) >= 8:
+            message = message.replace(value, "[REDACTED]")
+    return _KEY_RE.sub("[REDACTED]", message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -170,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[cmd](rest)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {redact(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted; re-run the same command to resume", file=sys.stderr)
