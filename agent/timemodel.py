@@ -183,6 +183,7 @@ class DeviceFit:
     loo: np.ndarray | None            # leave-one-out predictions (None with < 4 runs)
     work_range: tuple[float, float]   # FLOPs
     steps_range: tuple[int, int]
+    inr_types: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -288,7 +289,8 @@ def fit_device(device: str, samples: Sequence[Sample]) -> DeviceFit:
     works = [s.work.work for s in samples]
     steps = [s.work.steps for s in samples]
     return DeviceFit(device, tuple(terms), coef, [s.node_id for s in samples], [s.source for s in samples], y,
-                     x @ coef, loo, (min(works), max(works)), (min(steps), max(steps)))
+                     x @ coef, loo, (min(works), max(works)), (min(steps), max(steps)),
+                     tuple(sorted({s.work.inr_type for s in samples})))
 
 
 def fit(samples: Sequence[Sample], skipped: int = 0) -> TimeModel:
@@ -398,6 +400,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{w.points_per_step} points x {_pretty_flops(w.flops_per_point)}/point = {_pretty_flops(w.work)})")
     print(f"model: {dev.formula()}")
     print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
+    if w.inr_type not in dev.inr_types:
+        print(f"note: no fitted run used inr_type={w.inr_type} (fitted: {', '.join(dev.inr_types)}); its cost per "
+              "FLOP may differ")
     lo, hi = dev.work_range
     if w.work > 2 * hi or w.work < lo / 2:
         print(f"note: W = {_pretty_flops(w.work)} is outside the fitted range {_pretty_flops(lo)} - "

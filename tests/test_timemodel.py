@@ -140,9 +140,12 @@ def test_predict_time_cli(capsys):
     assert w.points_per_step == 1800 and w.steps == 400
     assert f"predicted training_time: {dev.predict(w):.1f} s on cpu" in out
     assert "leave-one-out median error" in out and "tests/fixtures/study_tiny" in out
-    assert agent_main(["predict-time", "--study", str(FIXTURE), "scenario=discs_3types",
+    assert agent_main(["predict-time", "--study", str(FIXTURE), "scenario=discs_3types", "inr_type=lagrangian",
                        "train.total_steps=2000000"]) == 0
-    assert "extrapolation" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "extrapolation" in out and "no fitted run used inr_type" not in out
+    assert agent_main(["predict-time", "inr_type=siren_txy", "scenario=discs_small"]) == 0
+    assert "no fitted run used inr_type=siren_txy (fitted: lagrangian)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args,msg", [
