@@ -124,7 +124,8 @@ class RunRecord:
         of metrics.json when recorded (so `model.n_layers=3` equals the default 3), else the overrides."""
         cfg = self.metrics.get("config")
         if isinstance(cfg, dict) and cfg:
-            return ("resolved",) + tuple(sorted(f"{k}={v!r}" for k, v in cfg.items() if k != "seed"))
+            return ("resolved",) + tuple(sorted(f"{k}={v!r}" for k, v in cfg.items()
+                                                if k != "seed" and not k.startswith(("study.", "logger."))))
         return tuple(sorted(o for o in self.overrides if not o.startswith("seed=")))
 
 
