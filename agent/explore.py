@@ -6,6 +6,10 @@ reason and the policy is asked again, then the heuristic fills the slot) -> jour
 one `python train.py --multirun` (agent.runner) -> journal each job's `finished` as soon as it ends -> re-render.
 After the block's last iteration the policy's block-end decision picks the next regime.
 
+With `codemod.enabled=true` (issue 6, agent.codemod.handler) a proposal may carry a code diff: it is guarded,
+smoke-tested and committed on the study's own branch `explore/<name>` before it runs, and reverted if the run
+fails; every node then runs from an export of that branch at a known commit (`code_dir`, `code_commit`).
+
 Resume rule (a `kill -9` at any moment): re-running the same command acquires the study lock, kills any process
 still running from the dead agent's round (found by the round's environment token), then, for every node
 planned or running without a `finished` event:
@@ -28,6 +32,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +152,13 @@ class Explorer:
         self.first_base = self._first_base()
         self.journal = Journal(self.study_dir)
         self.lock = StudyLock(self.study_dir)
+        if self.code_mod_handler is None and (c.get("codemod") or {}).get("enabled"):
+            # issue 6: the study's branch, guardrails, smoke test (imported only when enabled)
+            from agent.codemod.handler import CodeModHandler
+
+            self.code_mod_handler = CodeModHandler(c, study_dir=self.study_dir, code_dir=self.code_dir,
+                                                   emit=self._emit, events=self.journal.read, state=self._state,
+                                                   out=self.out, python=self.runner.python)
 
     # ------------------------------------------------------------------ config
     def _check_config(self) -> None:
@@ -210,6 +222,7 @@ class Explorer:
             self._emit({"event": "study_start", "name": self.name, "schema": SCHEMA_VERSION, "config": self.cfg,
                         "instructions": base_instructions(self.name, self.cfg, self.validator.specs)})
             self.out(f"study {self.name}: started in {self.study_dir}")
+            self._start_code()
         else:
             old = st.config
             if old.get("n_iter_block") != self.cfg["n_iter_block"]:
@@ -217,9 +230,16 @@ class Explorer:
                                  f"pass n_iter_block={old.get('n_iter_block')} to resume it")
             self._emit({"event": "resume", "config": self.cfg})
             self.out(f"study {self.name}: resuming ({st.n_iterations} iterations, {len(st.blocks)} block(s))")
+            self._start_code()
             self._recover(st)
         self._render()
         return self._loop()
+
+    def _start_code(self) -> None:
+        """A code-modification handler with a `start()` sets up (or, on resume, reconciles) the study's code."""
+        start = getattr(self.code_mod_handler, "start", None)
+        if callable(start):
+            start()
 
     # ------------------------------------------------------------------ recovery
     def _recover(self, st: StudyState) -> None:
@@ -502,9 +522,12 @@ class Explorer:
                     if p is None:
                         raise Rejection("the policy returned no proposal for this slot")
                     full, delta, h = self._validate(p, view, taken)
-                    if p.code_diff and self.code_mod_handler is not None:
-                        try:  # issue-6 seam: apply + smoke-test the diff, get (worktree dir, commit)
-                            code = self.code_mod_handler(p, view)
+                    handler = self.code_mod_handler
+                    if handler is not None and (p.code_diff or getattr(handler, "pins_code", False)):
+                        try:  # issue-6 seam: apply + smoke-test the diff, get (code dir, commit); the view is
+                            # the slot's own (its iteration number), as the planned event will record it
+                            code = handler(p, replace(view, iteration=view.iteration + slot,
+                                                      iter_in_block=view.iter_in_block + slot))
                         except Rejection:
                             raise
                         except Exception as e:
@@ -529,6 +552,11 @@ class Explorer:
             mutation = "; ".join(f"{k}: {a} -> {b}" for k, (a, b) in delta.items()) or (
                 "none (block base config)" if p.parent_id is None else "none (re-run of the parent's config)")
             note = p.mutation if p.mutation and not all(k in p.mutation for k in delta) else ""
+            if p.code_diff:  # the code change is the mutation; config changes (if any) follow it
+                mutation = (p.mutation or "[code] code modification") + (f"; {mutation}" if delta else "")
+                note = ""
+            if isinstance(p.llm, Mapping) and p.llm.get("policy"):  # a policy that fell back internally says so
+                pname, fb = str(p.llm["policy"]), p.llm.get("fallback") or fb
             ev = {"event": "planned", "node_id": nid, "parent_id": p.parent_id, "block": blk.block,
                   "iteration": st.n_iterations + 1 + i, "round": round_no, "slot": slot, "role": roles[slot],
                   "strategy": p.strategy, "overrides": full, "changes": delta, "mutation": mutation,
@@ -548,6 +576,8 @@ class Explorer:
         assert blk is not None
         ok = isinstance(p, Proposal)
         parent = p.parent_id if ok and isinstance(p.parent_id, int) and not isinstance(p.parent_id, bool) else None
+        if ok and isinstance(p.llm, Mapping) and p.llm.get("policy"):  # the policy that actually decided
+            policy_name = str(p.llm["policy"])
         ev = {"event": "rejected", "node_id": nid, "parent_id": parent, "block": blk.block, "slot": slot,
               "strategy": str(p.strategy)[:60] if ok else "", "mutation": str(p.mutation)[:300] if ok else "",
               "rationale": str(p.rationale)[:500] if ok else "",
@@ -614,6 +644,9 @@ class Explorer:
         self._render()
 
     def _finish(self, res: JobResult) -> None:
+        hook = getattr(self.code_mod_handler, "on_finished", None)
+        if callable(hook):  # issue 6: keep or revert a code change once its run ended (may reword the error)
+            res = hook(res)
         png = Path(res.run_dir) / "field.png" if res.run_dir else None
         self._emit({"event": "finished", "node_id": res.node_id, "status": res.status, "error": res.error,
                     "metrics": res.metrics, "run_dir": res.run_dir, "wandb_run_id": res.wandb_run_id,

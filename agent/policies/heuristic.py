@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.codemod.library import propose_modification
 from agent.overrides import (
     FIELDS,
     OverrideError,
@@ -444,6 +445,7 @@ class HeuristicPolicy:
         self._round_params = set()
         out: list[Proposal] = []
         baseline_done = bool(view.block_nodes)
+        code_done = False
         for i, role in enumerate(slots):
             rng = self._rng(view, i)
             p: Proposal | None = None
@@ -456,6 +458,9 @@ class HeuristicPolicy:
             if p is None and not view.block_nodes and i > 0:
                 p = self._mutate_from(view, [None], rng, taken, strategy="explore", pick="random",
                                       rationale="first round of the block: vary the base config")
+            if p is None and not code_done and role in ("auto", "explore"):
+                p = propose_modification(view)  # issue 6: only when R² is stuck and codemod.enabled (else None)
+                code_done = p is not None
             if p is None:
                 if role == "auto":
                     p = self._auto(view, rng, taken)

@@ -1,0 +1,67 @@
+"""A tiny git repository for code-modification tests and demos: the fake trainer + the real allow-listed modules.
+
+`write_toy_repo(dir)` writes and commits (on branch `main`):
+- `train.py` + `conf/`: agent.fakeapp's fake trainer, extended to report which code it ran: `metrics.json` gets
+  `code_marker` (the value of `mpm_inr.models.toy.MARKER`, imported from the code dir the run started in) and
+  `code_sha256` (hashes of the allow-listed files it sits next to); a run with `train.total_steps` above
+  `toy.MAX_STEPS` crashes, so a change can pass the smoke test (few steps) and still fail its run;
+- `mpm_inr/models/toy.py` (no torch: imports in milliseconds), and copies of this repository's
+  `mpm_inr/models/siren.py`, `mpm_inr/training/{optim,module,run}.py`, so the library's and the recorded Claude
+  diffs apply to it exactly as they do here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from agent.codemod.gitops import AGENT_IDENT
+from agent.fakeapp import TRAIN_PY, write_fake_app
+
+REPO = Path(__file__).resolve().parents[2]
+COPIED = ("mpm_inr/models/siren.py", "mpm_inr/training/optim.py", "mpm_inr/training/module.py",
+          "mpm_inr/training/run.py")
+HASHED = COPIED + ("mpm_inr/models/toy.py",)
+TOY = 'MARKER = "base"\nMAX_STEPS = 1000000\n'
+
+_ANCHOR = '    (run_dir / "field.png").write_bytes(b"\\x89PNG\\r\\n\\x1a\\n")\n'
+_MARKERS = '''    import mpm_inr.models.toy as toy
+    here = Path(__file__).resolve().parent
+    m["code_marker"] = toy.MARKER
+    m["code_sha256"] = {rel: hashlib.sha256((here / rel).read_bytes()).hexdigest()
+                        for rel in HASHED if (here / rel).exists()}
+    if steps > toy.MAX_STEPS:
+        raise RuntimeError(f"toy: {steps} steps > MAX_STEPS={toy.MAX_STEPS}")
+'''
+
+
+def toy_train_py() -> str:
+    if _ANCHOR not in TRAIN_PY:
+        raise RuntimeError("agent.fakeapp.TRAIN_PY changed: update agent.codemod.toyrepo._ANCHOR")
+    text = TRAIN_PY.replace(_ANCHOR, _MARKERS + _ANCHOR, 1)
+    return text.replace("\n\ndef flat(", f"\n\nHASHED = {HASHED!r}\n\n\ndef flat(", 1)
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *AGENT_IDENT, *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def write_toy_repo(root: str | Path) -> Path:
+    """Create the repository at `root` (see module docstring) and return its path."""
+    root = Path(root)
+    write_fake_app(root)
+    (root / "train.py").write_text(toy_train_py().lstrip())
+    for rel in COPIED:
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / rel, dst)
+    (root / "mpm_inr" / "__init__.py").write_text('"""Toy copy of mpm_inr for code-modification tests."""\n')
+    (root / "mpm_inr" / "models" / "__init__.py").write_text('"""Toy models package (no torch import)."""\n')
+    (root / "mpm_inr" / "models" / "toy.py").write_text(TOY)
+    (root / ".gitignore").write_text("__pycache__/\n*.pyc\n")
+    _git(root, "init", "--quiet", "-b", "main")
+    _git(root, "add", "--all")
+    _git(root, "commit", "--quiet", "-m", "toy repository")
+    return root
