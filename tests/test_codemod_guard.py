@@ -147,6 +147,9 @@ def test_allowed_imports_pass():
     ok = ["import math", "from torch import nn", "import torch.nn.functional as F", "from typing import Any",
           "from mpm_inr.models.context import NetworkContext", "from __future__ import annotations"]
     check_patches(parse(patch("mpm_inr/models/siren.py", ok)), S)
+    loose = CodeModSettings(enabled=True, allowed_imports=("os", "socket", "math"))  # config cannot open these
+    assert "process / OS access" in refused(patch("mpm_inr/models/siren.py", ["import os"]), loose)
+    assert "not in codemod.allowed_imports" in refused(patch("mpm_inr/models/siren.py", ["import torch"]), loose)
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -177,6 +180,16 @@ def changed(text: str, old: str, new: str) -> str:
      "        getattr(torch, 'lo' + 'ad')\n        return nn.functional.mse_loss(pred, target)\n", "getattr"),
     ("        return nn.functional.mse_loss(pred, target)\n",
      "        m = 'subprocess'\n        return nn.functional.mse_loss(pred, target)\n", "'subprocess'"),
+    ("            opt.step()\n",  # memorising the ground truth into the network, to look it up at evaluation
+     "            opt.step()\n            self.network.cheat = self.targets.clone()\n", "'targets'"),
+    ("            opt.step()\n", "            opt.step()\n            w = self.trainer.datamodule\n", "'datamodule'"),
+    ("            opt.step()\n", "            opt.step()\n            torch.ops.load_library('x.so')\n",
+     "'load_library'"),
+    ("            opt.step()\n", "            opt.step()\n            ().__class__.__base__.__subclasses__()\n",
+     "'__base__'"),
+    ("            opt.step()\n",
+     ("            opt.step()\n            try:\n                1 / 0\n            except ZeroDivisionError as e:\n"
+      "                e.__traceback__.tb_frame.f_back\n"), "introspection"),
 ])
 def test_source_checks_protect_the_evaluation_path_and_refuse_hidden_access(old, new, msg):
     with pytest.raises(GuardError) as e:

@@ -105,7 +105,7 @@ def test_good_hostile_broken_and_failing_changes_in_the_loop(tmp_path):
                                         after=('MARKER = "base"', 'MARKER = "patched"')))]}
     out: list[str] = []
     ex = Explorer(cfg, out=out.append)
-    ex.policy = Scripted(root / "s", script, cfg)
+    ex.policy, ex.policy_name = Scripted(root / "s", script, cfg), "scripted"
     assert ex.run() == 0
     d = root / "s"
     st = fold(Journal(d).read())

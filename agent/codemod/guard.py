@@ -12,6 +12,10 @@ Two passes, both before anything runs:
 
 The protected list and the forbidden imports are fixed here; the config can narrow the allow-list or the allowed
 imports (`codemod.allow`, `codemod.allowed_imports`) but never open these.
+
+This is a static screen of the usual ways out (imports, builtins, torch's native/file entry points, introspection,
+the ground truth held by the training module), not a sandbox: an accepted change still runs with the user's
+rights, in a subprocess without the API key. Keep `codemod.enabled` off for policies you do not trust.
 """
 
 from __future__ import annotations
@@ -83,7 +87,15 @@ FORBIDDEN_NAMES = frozenset((
     "write_text", "write_bytes", "read_text", "read_bytes", "mkdir", "chmod", "Path", "load", "save", "hub",
     "load_inline", "fromfile", "tofile", "memmap", "os", "sys", "subprocess", "socket", "shutil", "pathlib",
     "train_seconds", "_started", "perf_counter", "process_time", "monotonic",
+    # native code, processes and files reachable through torch attributes without an import
+    "load_library", "from_file", "cpp_extension", "distributed", "multiprocessing", "_C", "classes",
+    # frame / traceback introspection (reaching other objects' locals, e.g. the ground truth)
+    "f_locals", "f_globals", "f_back", "f_builtins", "tb_frame", "gi_frame", "cr_frame", "_getframe",
+    # the ground truth and the trainer that holds the data: the training step already has what it needs
+    "targets", "datamodule", "trainer",
 ))
+#: dunder attributes a change may use (anything else, e.g. __subclasses__ or __traceback__, is refused)
+SAFE_DUNDERS = frozenset(("__init__", "__name__", "__future__", "__all__"))
 _TOKENS = re.compile(r"__import__|\bimportlib\b|\beval\s*\(|\bexec\s*\(|\bcompile\s*\(")
 #: the run's timing (training_time, steps_per_s in metrics.json) is measured with these: no line using them may change
 _TIMING = re.compile(r"\btrain_seconds\b|\b_started\b|\bperf_counter\b")
@@ -276,19 +288,6 @@ def check_sources(path: str, old: str | None, new: str | None, settings: CodeMod
             why = import_reason(mod, settings)
             if why:
                 raise GuardError(f"{path}: {why}")
-    old_names, new_names = _names(old_tree), _names(new_tree)
-    for name in sorted(FORBIDDEN_NAMES):
-        if new_names[name] > old_names[name]:
-            raise GuardError(f"{path}: the change adds a use of '{name}' (file, process, network or dynamic-code "
-                             f"access, or the run's timing, is not allowed in code modifications)")
-    old_str, new_str = _strings(old_tree), _strings(new_tree)
-    for s, count in new_str.items():
-        if count > old_str[s] and (s in FORBIDDEN_NAMES or (s.startswith("__") and s.endswith("__"))
-                                   or any(s == m or s.startswith(m + ".") for m in FORBIDDEN_IMPORTS)):
-            raise GuardError(f"{path}: the change adds the string {s!r} (a forbidden name as a string)")
-    if _dynamic_attr_calls(new_tree) > _dynamic_attr_calls(old_tree):
-        raise GuardError(f"{path}: the change adds getattr/setattr/hasattr with a computed or private attribute "
-                         f"name")
     if _timing_statements(new_tree) != _timing_statements(old_tree):
         raise GuardError(f"{path}: the change alters how the run's training time is measured (train_seconds)")
     protected = PROTECTED_FUNCTIONS.get(path, ())
@@ -298,6 +297,24 @@ def check_sources(path: str, old: str | None, new: str | None, settings: CodeMod
             if before.get(fn) != after.get(fn):
                 raise GuardError(f"{path}: the change alters {fn}, part of the evaluation path (predictions and "
                                  f"the run's timing are measured through it)")
+    old_names, new_names = _names(old_tree), _names(new_tree)
+    for name in sorted(new_names):
+        if new_names[name] <= old_names[name]:
+            continue
+        if name in FORBIDDEN_NAMES:
+            raise GuardError(f"{path}: the change adds a use of '{name}' (file, process, network, dynamic-code or "
+                             f"ground-truth access, or the run's timing, is not allowed in code modifications)")
+        if name.startswith("__") and name.endswith("__") and name not in SAFE_DUNDERS:
+            raise GuardError(f"{path}: the change adds a use of '{name}' (introspection is not allowed in code "
+                             f"modifications)")
+    old_str, new_str = _strings(old_tree), _strings(new_tree)
+    for s, count in new_str.items():
+        if count > old_str[s] and (s in FORBIDDEN_NAMES or (s.startswith("__") and s.endswith("__"))
+                                   or any(s == m or s.startswith(m + ".") for m in FORBIDDEN_IMPORTS)):
+            raise GuardError(f"{path}: the change adds the string {s!r} (a forbidden name as a string)")
+    if _dynamic_attr_calls(new_tree) > _dynamic_attr_calls(old_tree):
+        raise GuardError(f"{path}: the change adds getattr/setattr/hasattr with a computed or private attribute "
+                         f"name")
 
 
 def changed_lines(patches: Iterable[FilePatch]) -> tuple[int, int]:
