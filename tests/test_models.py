@@ -102,3 +102,22 @@ def test_time_grid_query_equals_point_query(name):
     grid = spec.query(net, _source(), f, p)
     points = net(spec.coordinates(_source(), f, p), p)
     assert torch.allclose(grid, points, atol=1e-5)
+
+
+@pytest.mark.parametrize("decoder", ["bilinear", "mlp"])
+@pytest.mark.parametrize("name", [n for n, t in INR_TYPES.items() if t.time_grid])
+def test_dense_window_query_equals_point_query(name, decoder):
+    params = {**PARAMS[name], "decoder": decoder} if name == "lagrangian" else PARAMS[name]
+    if name != "lagrangian" and decoder == "mlp":
+        pytest.skip("decoder applies to lagrangian only")
+    spec = get_inr_type(name)
+    net = build_network(name, CTX, params)
+    frames = torch.tensor([0, 2, 5])
+    dense = spec.query_frames(net, _source(), frames)
+    f, p = frames.repeat_interleave(N), torch.arange(N).repeat(3)
+    assert torch.allclose(dense.reshape(-1, C), spec.query(net, _source(), f, p), atol=1e-5)
+
+
+def test_dense_query_refuses_point_types():
+    with pytest.raises(ConfigError, match="time-only inr_type"):
+        get_inr_type("siren_txy").query_frames(None, _source(), torch.tensor([0]))

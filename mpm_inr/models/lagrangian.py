@@ -33,6 +33,10 @@ class PerParticleHead(nn.Module):
         h = self.trunk(t_grid)[frame_idx]
         return torch.einsum("bh,bhc->bc", h, self.weight[particle_idx]) + self.bias[particle_idx]
 
+    def forward_dense(self, t_frames: Tensor) -> Tensor:
+        """Every particle at the given frames: (F, 1) -> (F, N, C) as one matrix product."""
+        return torch.einsum("fh,nhc->fnc", self.trunk(t_frames), self.weight) + self.bias
+
 
 class LatentCodeField(nn.Module):
     """Per-particle latent codes z_i in R^K and a temporal basis g(t).
@@ -78,6 +82,17 @@ class LatentCodeField(nn.Module):
     def forward_grid(self, t_grid: Tensor, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
         """The temporal basis depends on t only: evaluate it once per frame (T << batch), then gather."""
         return self._decode(self.basis(t_grid)[frame_idx], particle_idx)
+
+    def forward_dense(self, t_frames: Tensor) -> Tensor:
+        """Every particle at the given frames: (F, 1) -> (F, N, C); bilinear is a single matrix product."""
+        basis = self.basis(t_frames)
+        n_frames, n_particles = t_frames.shape[0], self.latents.shape[0]
+        if self.decoder == "bilinear":
+            z = self.codes(torch.arange(n_particles, device=basis.device))
+            return torch.einsum("nk,fkc->fnc", z, basis.view(n_frames, self.latent_dim, self.n_components))
+        frame_idx = torch.arange(n_frames, device=basis.device).repeat_interleave(n_particles)
+        particle_idx = torch.arange(n_particles, device=basis.device).repeat(n_frames)
+        return self._decode(basis[frame_idx], particle_idx).view(n_frames, n_particles, self.n_components)
 
     def _decode(self, basis: Tensor, particle_idx: Tensor) -> Tensor:
         z = self.codes(particle_idx)

@@ -33,6 +33,13 @@ class InrType:
         run = coords.query_time_grid if self.time_grid else coords.query_points
         return run(network, self.coordinates, src, frame_idx, particle_idx)
 
+    def query_frames(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor) -> Tensor:
+        """Every particle at the given frames, (F, N, C); dense for time-only types (one matrix product)."""
+        if not self.time_grid:
+            raise ConfigError("dense whole-window queries (train.sampler=full) need a time-only inr_type: "
+                              + ", ".join(name for name, t in INR_TYPES.items() if t.time_grid))
+        return network.forward_dense(src.t[frames].unsqueeze(-1))
+
 
 INR_TYPES: dict[str, InrType] = {
     "siren_t": InrType(coords.time_only, 1, PerParticleHead, description="t -> all particles (memorising head)",

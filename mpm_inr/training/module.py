@@ -66,6 +66,7 @@ class INRModule(pl.LightningModule):
         self.train_seconds = 0.0
         self.diverged_step: int | None = None
         self._sampler: PointSampler | None = None
+        self._dense_targets: Tensor | None = None
         self._eval_points: tuple[Tensor, Tensor] | None = None
         self._started = 0.0
 
@@ -84,7 +85,12 @@ class INRModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         s = self.settings
         n_particles = self.targets.shape[1]
-        self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step, s.seed)
+        if s.sampler == "full":
+            self.inr.query_frames(self.network, self.source, self.train_frames[:1])  # fail early if unsupported
+            self._dense_targets = self.targets[self.train_frames]
+        else:
+            self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step,
+                                         s.seed)
         g = torch.Generator(device=self.device)
         g.manual_seed(s.seed + 1)
         n_eval = min(s.eval_points, self.train_frames.numel() * n_particles)
@@ -104,8 +110,12 @@ class INRModule(pl.LightningModule):
         n = min(s.steps_per_call, s.total_steps - self.steps_done)
         first = self.steps_done
         for i in range(n):
-            frame_idx, particle_idx = self._sampler.sample()
-            loss = self.loss_fn(self(frame_idx, particle_idx), self.targets[frame_idx, particle_idx])
+            if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
+                loss = self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
+                                    self._dense_targets)
+            else:
+                frame_idx, particle_idx = self._sampler.sample()
+                loss = self.loss_fn(self(frame_idx, particle_idx), self.targets[frame_idx, particle_idx])
             if s.inject_nonfinite_step is not None and first + i == s.inject_nonfinite_step:
                 loss = loss * float("nan")
             opt.zero_grad(set_to_none=True)
@@ -153,6 +163,10 @@ class INRModule(pl.LightningModule):
     def predict_frames(self, frames: Tensor, chunk: int = 65536) -> Tensor:
         """Predictions (len(frames), N, C) in training units for every particle of the given frames."""
         n_particles, n_comp = self.targets.shape[1], self.targets.shape[2]
+        if self.inr.time_grid:
+            step = max(1, chunk // n_particles)
+            return torch.cat([self.inr.query_frames(self.network, self.source, frames[i:i + step].to(self.device))
+                              for i in range(0, frames.numel(), step)])
         frame_idx = frames.to(self.device).repeat_interleave(n_particles)
         particle_idx = torch.arange(n_particles, device=self.device).repeat(frames.numel())
         out = torch.empty(frame_idx.numel(), n_comp, device=self.device)

@@ -59,7 +59,11 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
            f"frames per step cannot exceed data.n_training_frames={ntf}")
     _check(train["grad_clip"] >= 0, "train.grad_clip", train["grad_clip"], "must be >= 0 (0 = off)")
     _check(train["loss"] in ("mse", "huber"), "train.loss", train["loss"], "valid: mse, huber")
-    _check(train["sampler"] in ("points", "frames"), "train.sampler", train["sampler"], "valid: points, frames")
+    _check(train["sampler"] in ("points", "frames", "full"), "train.sampler", train["sampler"],
+           "valid: points, frames, full")
+    if train["sampler"] == "full" and not INR_TYPES[model["name"]].time_grid:
+        raise ConfigError(f"train.sampler=full needs a time-only inr_type (lagrangian, siren_t), not {model['name']}; "
+                          f"use train.sampler=points")
     if train.get("target_r2") is not None:
         _check(0 < train["target_r2"] < 1, "train.target_r2", train["target_r2"], "must be in (0, 1)")
     if train.get("max_time_s") is not None:
