@@ -137,8 +137,12 @@ class StudyLock:
         self.fd: int | None = None
 
     def acquire(self) -> StudyLock:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # the first thing a study writes: a bad root= is a user error, reported in one line
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StudyError(f"cannot write the study directory {self.path.parent}: {e.strerror or e}; pass "
+                             f"root=<a writable directory>") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
