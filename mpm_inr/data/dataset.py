@@ -231,6 +231,44 @@ def dataset_nbytes(n_frames: int, n_particles: int) -> int:
     return 4 * n_particles * (n_frames * per_particle + len(PARTICLE_FIELDS))
 
 
+class NpyChunkWriter:
+    """A pre-allocated .npy file filled block by block along its first axis with plain file writes.
+
+    Why not a writable memmap: every page written through a map stays mapped, so the process's resident
+    size grows to the whole file (6 GB for discs_3types) even though the data is on disk. Plain writes
+    keep the process small; the file is complete (header + data) from the start, only zeros until written.
+    """
+
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: Any = np.float32) -> None:
+        self.path, self.shape, self.dtype = Path(path), tuple(int(n) for n in shape), np.dtype(dtype)
+        mm = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=self.shape)
+        self.offset = mm.offset  # header length; the data is allocated (sparse) but nothing is mapped in
+        del mm
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+        self._fh = open(self.path, "r+b")
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        """Rows [start, start + len(block)) of the array."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or not 0 <= start <= self.shape[0] - len(block):
+            raise ValueError(f"{self.path.name}: block {block.shape} at row {start} does not fit {self.shape}")
+        self._fh.seek(self.offset + start * self.row_bytes)
+        self._fh.write(memoryview(block).cast("B"))
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def discard(self) -> None:
+        """Close without syncing (the file is about to be deleted)."""
+        self._fh.close()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+
 class DatasetWriter:
     """Writes a dataset into a temporary sibling directory and publishes it atomically with `commit`.
 
@@ -250,16 +288,19 @@ class DatasetWriter:
             self.tmp.mkdir()
         except OSError as e:
             raise DatasetError(f"cannot write under {self.target.parent}: {e.strerror or e}; {_ROOT_FIX}") from None
-        self.frames: dict[str, np.memmap] = {}
-        for name, (shape, _, _) in FRAME_FIELDS.items():
-            self.frames[name] = np.lib.format.open_memmap(
-                self.tmp / f"{name}.npy", mode="w+", dtype=np.float32,
-                shape=(self.n_frames, self.n_particles, *shape))
+        self.frames: dict[str, NpyChunkWriter] = {}
         self._committed = False
+        try:
+            for name, (shape, _, _) in FRAME_FIELDS.items():
+                self.frames[name] = NpyChunkWriter(self.tmp / f"{name}.npy",
+                                                   (self.n_frames, self.n_particles, *shape))
+        except BaseException:
+            self.abort()
+            raise
 
     def write_frames(self, name: str, start: int, values: np.ndarray) -> None:
         """Frames [start, start + len(values)) of one per-frame array."""
-        self.frames[name][start:start + len(values)] = values
+        self.frames[name].write(start, values)
 
     def write_particle(self, name: str, values: np.ndarray) -> None:
         values = np.asarray(values, dtype=np.float32)
@@ -268,8 +309,8 @@ class DatasetWriter:
         np.save(self.tmp / f"{name}.npy", values)
 
     def flush(self) -> None:
-        for mm in self.frames.values():
-            mm.flush()
+        for w in self.frames.values():
+            w.flush()
 
     def commit(self, meta: Mapping[str, Any], replace: bool = False) -> Path:
         """Write meta.json (complete: true) last and rename the directory into place.
@@ -278,12 +319,13 @@ class DatasetWriter:
         existing dataset is kept and this one discarded. With `replace` an existing target is moved aside
         first and deleted after the rename.
         """
-        self.flush()
-        self.frames.clear()  # drop the maps before the files are synced and moved
+        for w in self.frames.values():
+            w.close()  # flush + fsync
+        self.frames.clear()
         full = dict(meta)
         full.update({"format": FORMAT, "n_frames": self.n_frames, "n_particles": self.n_particles,
                      "arrays": array_specs(self.n_frames, self.n_particles), "complete": True})
-        for name in ALL_FIELDS:
+        for name in PARTICLE_FIELDS:
             _fsync(self.tmp / f"{name}.npy")
         meta_tmp = self.tmp / (META + ".part")
         meta_tmp.write_text(json.dumps(full, indent=2, sort_keys=False) + "\n")
@@ -305,6 +347,8 @@ class DatasetWriter:
         return self.target
 
     def abort(self) -> None:
+        for w in self.frames.values():
+            w.discard()
         self.frames.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
 

@@ -7,13 +7,14 @@ with the device per step: frames are staged on the device and copied to the memo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
@@ -58,13 +59,45 @@ def _json_norm(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
 
+def check_threads(threads: Any) -> int | None:
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
+    return threads
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with n torch CPU threads (None: unchanged), restoring the previous setting after.
+
+    Why: the step's tensors are small, so a second thread gains ~1.5x on an idle machine but costs several x
+    when another process competes for the cores (the OpenMP workers wait on each other at every op).
+    """
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def generate_dataset(scenario_cfg: Mapping, seed: int, target: str | os.PathLike, device: Any = "cpu",
-                     progress: bool = True, replace: bool = False) -> Path:
+                     progress: bool = True, replace: bool = False, threads: int | None = None) -> Path:
     """Simulate `scenario_cfg.n_frames` frames and write the dataset to `target` (atomically).
 
     Frame k is the state after k steps; frame 0 is the initial condition. Raises `DatasetError` if the
     simulation produces a non-finite value (the scenario is unstable), leaving nothing behind.
     """
+    with torch_threads(check_threads(threads)):
+        return _generate(scenario_cfg, seed, target, device, progress, replace)
+
+
+def _generate(scenario_cfg: Mapping, seed: int, target: str | os.PathLike, device: Any, progress: bool,
+              replace: bool) -> Path:
     import torch
 
     from mpm_inr.sim import GENERATOR_VERSION, MPMSimulator, initial_state, physics_params, validate_scenario
@@ -150,12 +183,13 @@ def _scenario_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
 
 
 def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, device: Any = "cpu",
-                   progress: bool = True, overwrite: bool = False) -> Path:
+                   progress: bool = True, overwrite: bool = False, threads: int | None = None) -> Path:
     """Path of the dataset for (scenario, seed) under `root`, generated first if it is not there.
 
     A cached dataset is validated (`open_dataset`) and, if it was generated here, must come from the same
     scenario config (otherwise `DatasetError` names the differing keys). Imported datasets (from the
     reference layout) are taken as they are. Temporary directories of crashed generations are removed.
+    `threads` sets torch's CPU threads for the generation only (None: leave them as they are).
     """
     from mpm_inr.sim import validate_scenario
 
@@ -175,25 +209,20 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
                 raise DatasetError(f"dataset {target} was generated from a different scenario config "
                                    f"(differs in {', '.join(diff)}); delete it or regenerate with overwrite=true")
         return target
-    return generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite)
+    return generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite,
+                            threads=threads)
 
 
 def generate_from_config(cfg: Mapping) -> Path:
     """Body of `python generate.py`: keys scenario, seed, root, device, overwrite, progress, threads."""
     seed = check_seed(cfg.get("seed"))
-    threads = cfg.get("threads")
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
-        import torch
-
-        torch.set_num_threads(threads)
+    threads = check_threads(cfg.get("threads"))
     progress = cfg.get("progress", True)
     target = dataset_dir(cfg.get("root", "data"), _plain(cfg["scenario"]).get("name", "?"), seed)
     existed = target.exists() and not cfg.get("overwrite", False)
     t0 = time.perf_counter()
     path = ensure_dataset(cfg["scenario"], seed, cfg.get("root", "data"), device=cfg.get("device", "cpu"),
-                          progress=bool(progress), overwrite=cfg.get("overwrite", False))
+                          progress=bool(progress), overwrite=cfg.get("overwrite", False), threads=threads)
     ds = open_dataset(path)
     how = "cached, not regenerated" if existed else f"generated in {time.perf_counter() - t0:.1f} s"
     print(f"dataset {path}: {ds.n_frames} frames x {ds.n_particles} particles ({how})")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mpm_inr.data.dataset import DatasetWriter, dataset_dir, ensure_writable_root, open_dataset, check_free_space
+from mpm_inr.data.dataset import (DatasetWriter, NpyChunkWriter, check_free_space, dataset_dir, ensure_writable_root,
+                                  open_dataset)
 from mpm_inr.errors import DatasetError, UserError
 
 N_COLUMNS = 21
@@ -47,8 +48,9 @@ def export_reference(dataset_path: str | os.PathLike, out_file: str | os.PathLik
     ensure_writable_root(out.parent)
     check_free_space(out.parent, (s1 - s0) * N * N_COLUMNS * 4, f"export to {out}")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    out_writer = None
     try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(s1 - s0, N, N_COLUMNS))
+        out_writer = NpyChunkWriter(tmp, (s1 - s0, N, N_COLUMNS))
         per_particle = {k: ds.per_particle(k) for k in PARTICLE_COLUMNS}
         index = np.arange(N, dtype=np.float32)
         K = _chunk_frames(N)
@@ -60,11 +62,12 @@ def export_reference(dataset_path: str | os.PathLike, out_file: str | os.PathLik
                 block[:, :, c0:c1] = ds.read(name, a, b).reshape(b - a, N, c1 - c0)
             for name, col in PARTICLE_COLUMNS.items():
                 block[:, :, col] = per_particle[name]
-            arr[a - s0:b - s0] = block
-        arr.flush()
-        del arr
+            out_writer.write(a - s0, block)
+        out_writer.close()
         os.replace(tmp, out)
     except BaseException:
+        if out_writer is not None:
+            out_writer.discard()
         tmp.unlink(missing_ok=True)
         raise
     return out
@@ -97,7 +100,7 @@ def import_reference(npy_file: str | os.PathLike, target: str | os.PathLike, sce
             b = min(a + K, T)
             block = np.asarray(arr[a:b], dtype=np.float32)
             for name, (c0, c1) in FRAME_COLUMNS.items():
-                shape = writer.frames[name].shape[2:]
+                shape = writer.frames[name].shape[2:]  # NpyChunkWriter.shape
                 writer.write_frames(name, a, block[:, :, c0:c1].reshape(b - a, N, *shape))
         first = np.asarray(arr[0], dtype=np.float32)
         for name, col in PARTICLE_COLUMNS.items():
