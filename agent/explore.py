@@ -375,6 +375,20 @@ class Explorer:
                     "stats": view.stats.to_dict()})
         self.out(f"block {view.block.block} ended: {decision.summary}")
         self._render()
+        self._study_wandb(view.block.block)
+
+    def _study_wandb(self, block: int) -> None:
+        """Study-level W&B run + report at each block end (agent.wandb_study); never stops the study."""
+        try:
+            from agent.wandb_study import log_block_end
+
+            run_dir = log_block_end(self.study_dir, block)
+        except Exception as e:  # W&B or plotting trouble must not stop a study
+            self.out(f"warning: study W&B run not updated at block {block}: {type(e).__name__}: "
+                     f"{' '.join(str(e).split())[:200]}")
+            return
+        if run_dir is not None:
+            self.out(f"block {block}: study W&B run written to {run_dir}")
 
     def _check_decision(self, d: Any) -> str | None:
         if not isinstance(d, BlockEndDecision):

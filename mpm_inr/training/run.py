@@ -29,7 +29,8 @@ from mpm_inr.training.validate import validate_train_config
 log = logging.getLogger(__name__)
 
 # Keys of the resolved config recorded in metrics.json / W&B as the run's identity.
-SUMMARY_PREFIXES = ("model.", "optimizer.", "scheduler.", "data.", "train.", "field.name", "scenario.name", "seed")
+SUMMARY_PREFIXES = ("model.", "optimizer.", "scheduler.", "data.", "train.", "field.name", "scenario.name", "seed",
+                    "study.")
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -106,7 +107,7 @@ def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
 
 def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat: dict, base: dict,
                       progress: bool) -> dict[str, Any]:
-    from mpm_inr.metrics import evaluate_all, svd_baseline
+    from mpm_inr.metrics import evaluate_all, svd_baseline, svd_holdout
 
     data, train, model_cfg = cfg["data"], cfg["train"], dict(cfg["model"])
     pl.seed_everything(cfg.get("seed", 0), workers=False, verbose=False)
@@ -148,7 +149,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         if logger is not None:
             finish_logger(logger, {"status": "diverged", "diverged_step": module.diverged_step}, None)
         raise
-    metrics = _evaluate(module, window, evaluate_all, svd_baseline)
+    metrics = _evaluate(module, window, evaluate_all, svd_baseline, svd_holdout)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
@@ -175,7 +176,7 @@ def _configure_precision(tf32: Any, device: str, inr) -> None:
     torch.backends.cudnn.allow_tf32 = enable
 
 
-def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline) -> dict[str, Any]:
+def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline, svd_holdout) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
     module.eval()
     all_frames = torch.arange(window.n_frames)
@@ -192,6 +193,9 @@ def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline
     if len(test_idx):
         held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params)
         metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
+        # SVD gets a fair chance on held-out frames too: its temporal coefficients interpolated in t.
+        metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method).as_metrics()
+                                     for method in ("linear", "cubic")]
     else:
         metrics["holdout_r2"] = metrics["holdout_mse"] = None
     metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
