@@ -13,11 +13,19 @@ from typing import Any, Mapping
 
 
 def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, warmup: int = 20,
-              seed: int = 0, repeats: int = 3) -> dict:
+              seed: int = 0, repeats: int = 3, threads: int | None = None) -> dict:
     """Time `n_steps` steps `repeats` times after `warmup` steps; report the best repeat (least disturbed).
 
     On CUDA the step is replayed from a CUDA graph (as generation does) and the timing syncs only at the ends.
+    `threads` sets torch's CPU threads for the measurement (None: as configured; generation uses 1).
     """
+    from mpm_inr.data.generate import check_threads, torch_threads
+
+    with torch_threads(check_threads(threads)):
+        return _bench(scenario_cfg, device, n_steps, warmup, seed, repeats)
+
+
+def _bench(scenario_cfg: Mapping, device: Any, n_steps: int, warmup: int, seed: int, repeats: int) -> dict:
     import torch
 
     from mpm_inr.data.generate import resolve_device

@@ -270,3 +270,13 @@ def test_floor_is_separating_and_friction_damps_sliding(friction):
         assert vx > 0.99  # separating, frictionless: the floor does not touch the tangential velocity
     else:
         assert vx < 0.85  # sticky floor brakes the sliding disc
+
+
+def test_bench_sim_reports_rate():
+    from mpm_inr.bench_sim import bench_sim
+
+    r = bench_sim(scenario("discs_small"), "cpu", n_steps=5, warmup=1, repeats=2, threads=1)
+    assert r["steps_per_s"] > 0 and r["n_particles"] == 900 and r["finite"] and r["torch_threads"] == 1
+    assert r["extrapolated_s_for_n_frames"] == pytest.approx(999 / r["steps_per_s"])
+    with pytest.raises(ConfigError):
+        bench_sim(scenario("discs_small"), "cpu", n_steps=0)
