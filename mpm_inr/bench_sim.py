@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, warmup: int = 20,
@@ -30,7 +31,12 @@ def _bench(scenario_cfg: Mapping, device: Any, n_steps: int, warmup: int, seed: 
 
     from mpm_inr.data.generate import resolve_device
     from mpm_inr.errors import ConfigError
-    from mpm_inr.sim import MPMSimulator, initial_state, physics_params, validate_scenario
+    from mpm_inr.sim import (
+        MPMSimulator,
+        initial_state,
+        physics_params,
+        validate_scenario,
+    )
 
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
         raise ConfigError(f"n_steps must be a positive integer, got {n_steps!r}")

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from mpm_inr.data import dataset_dir, ensure_dataset, open_dataset
 from mpm_inr.data.dataset import ALL_FIELDS, FRAME_FIELDS, temp_prefix
-from mpm_inr.data.reference_layout import export_reference, import_reference, main as ref_main
+from mpm_inr.data.reference_layout import export_reference, import_reference
+from mpm_inr.data.reference_layout import main as ref_main
 from mpm_inr.errors import ConfigError, DatasetError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hydra import compose, initialize_config_dir
 
 from mpm_inr.data import open_dataset
@@ -26,7 +25,7 @@ def compose_generate(overrides: list[str]):
 def generate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HYDRA_FULL_ERROR="0")
     return subprocess.run([sys.executable, str(REPO / "generate.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_generate_writes_then_reuses_dataset(tmp_path):

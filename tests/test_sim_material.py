@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from mpm_inr.sim.material import (JELLY, LIQUID, SNOW, MaterialParams, hardening, lame, material_update,
-                                  saved_stress_reference, svd2x2, svd2x2_polar, mm)
+from mpm_inr.sim.material import (
+    JELLY,
+    LIQUID,
+    SNOW,
+    MaterialParams,
+    hardening,
+    lame,
+    material_update,
+    mm,
+    saved_stress_reference,
+    svd2x2,
+    svd2x2_polar,
+)
 
 P = MaterialParams()
 

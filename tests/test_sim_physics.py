@@ -12,8 +12,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mpm_inr.errors import ConfigError
-from mpm_inr.sim import (JELLY, LIQUID, SNOW, MPMSimulator, disc_index, initial_state, physics_params,
-                         validate_scenario)
+from mpm_inr.sim import (
+    LIQUID,
+    SNOW,
+    MPMSimulator,
+    disc_index,
+    initial_state,
+    physics_params,
+    validate_scenario,
+)
 from mpm_inr.sim.material import saved_stress_reference
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -33,8 +40,8 @@ def run(cfg: dict, seed: int, n_steps: int, every: int = 1) -> dict[str, np.ndar
     out: dict[str, list] = {k: [] for k in ("x", "v", "C", "F", "Jp", "S")}
     for k in range(n_steps + 1):
         if k % every == 0:
-            for name in out:
-                out[name].append(sim.state.frame_view(name).numpy().copy())
+            for name, frames in out.items():
+                frames.append(sim.state.frame_view(name).numpy().copy())
         if k < n_steps:
             sim.step()
     return {k: np.stack(v) for k, v in out.items()}

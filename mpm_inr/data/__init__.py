@@ -6,8 +6,15 @@
 - `mpm_inr.data.window`: the training window of one field.
 """
 
-from mpm_inr.data.dataset import (ALL_FIELDS, FRAME_FIELDS, PARTICLE_FIELDS, DatasetWriter, MPMDataset,
-                                  dataset_dir, open_dataset)
+from mpm_inr.data.dataset import (
+                                  ALL_FIELDS,
+                                  FRAME_FIELDS,
+                                  PARTICLE_FIELDS,
+                                  DatasetWriter,
+                                  MPMDataset,
+                                  dataset_dir,
+                                  open_dataset,
+)
 from mpm_inr.data.generate import ensure_dataset, generate_dataset
 
 __all__ = [

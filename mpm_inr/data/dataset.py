@@ -16,8 +16,9 @@ import os
 import shutil
 import socket
 import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Self
 
 import numpy as np
 
@@ -33,8 +34,8 @@ FRAME_FIELDS: dict[str, tuple[tuple[int, ...], str, str]] = {
     "C": ((2, 2), "APIC affine matrix, C[a][b] ~ dv_a/dx_b, row-major", "1 / s"),
     "F": ((2, 2), "deformation gradient (elastic part for snow; sqrt(J) I for liquid)", "1"),
     "Jp": ((), "plastic volume ratio (exactly 1 for liquid and jelly)", "1"),
-    "S": ((2, 2), "saved stress S = -dt * tau, tau = 2 mu (F - R) F^T + lambda J (J - 1) I the Kirchhoff "
-                  "stress of the fixed-corotated model (as the reference saves it; symmetric)",
+    "S": ((2, 2), ("saved stress S = -dt * tau, tau = 2 mu (F - R) F^T + lambda J (J - 1) I the Kirchhoff "
+                   "stress of the fixed-corotated model (as the reference saves it; symmetric)"),
           "stress x time (E = youngs_modulus, times s)"),
 }
 PARTICLE_FIELDS: dict[str, tuple[str, str]] = {
@@ -245,7 +246,7 @@ class NpyChunkWriter:
         self.offset = mm.offset  # header length; the data is allocated (sparse) but nothing is mapped in
         del mm
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
-        self._fh = open(self.path, "r+b")
+        self._fh = open(self.path, "r+b")  # noqa: SIM115 - held open across chunk writes, closed in close()
 
     def write(self, start: int, block: np.ndarray) -> None:
         """Rows [start, start + len(block)) of the array."""
@@ -352,7 +353,7 @@ class DatasetWriter:
         self.frames.clear()
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -13,13 +13,20 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
-from mpm_inr.data.dataset import (FRAME_FIELDS, DatasetWriter, clean_stale_temps, dataset_dir,
-                                  ensure_writable_root, open_dataset)
+from mpm_inr.data.dataset import (
+    FRAME_FIELDS,
+    DatasetWriter,
+    clean_stale_temps,
+    dataset_dir,
+    ensure_writable_root,
+    open_dataset,
+)
 from mpm_inr.errors import ConfigError, DatasetError
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -33,7 +40,7 @@ def check_seed(seed: Any) -> int:
     return int(seed)
 
 
-def resolve_device(device: Any) -> "torch.device":  # noqa: F821 - torch imported lazily
+def resolve_device(device: Any) -> torch.device:  # noqa: F821 - torch imported lazily
     """'cpu', 'cuda' (or 'cuda:<k>') or 'auto' (cuda when available) -> torch.device."""
     import torch
 
@@ -100,7 +107,13 @@ def _generate(scenario_cfg: Mapping, seed: int, target: str | os.PathLike, devic
               replace: bool) -> Path:
     import torch
 
-    from mpm_inr.sim import GENERATOR_VERSION, MPMSimulator, initial_state, physics_params, validate_scenario
+    from mpm_inr.sim import (
+        GENERATOR_VERSION,
+        MPMSimulator,
+        initial_state,
+        physics_params,
+        validate_scenario,
+    )
 
     cfg = validate_scenario(scenario_cfg)
     seed = check_seed(seed)
@@ -146,7 +159,7 @@ def _generate(scenario_cfg: Mapping, seed: int, target: str | os.PathLike, devic
                 "device": str(dev),
                 "cuda_graph": sim.uses_cuda_graph,
                 "torch_version": torch.__version__,
-                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "generation_seconds": round(time.perf_counter() - t0, 3),
             }
             return writer.commit(meta, replace=replace)

@@ -19,8 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mpm_inr.data.dataset import (DatasetWriter, NpyChunkWriter, check_free_space, dataset_dir, ensure_writable_root,
-                                  open_dataset)
+from mpm_inr.data.dataset import (
+    DatasetWriter,
+    NpyChunkWriter,
+    check_free_space,
+    dataset_dir,
+    ensure_writable_root,
+    open_dataset,
+)
 from mpm_inr.errors import DatasetError, UserError
 
 N_COLUMNS = 21
@@ -114,7 +120,7 @@ def import_reference(npy_file: str | os.PathLike, target: str | os.PathLike, sce
             "generator_version": "reference layout (MPM_pytorch generated_data_0.npy)",
             "dt": float(dt),
             "frame_time": "frame k as in the source file (the reference saves the state after k steps)",
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         return writer.commit(meta, replace=overwrite)
 

@@ -5,12 +5,29 @@ Public API: `MPMState`, `MPMSimulator`, `GridParams`, `MaterialParams`, `initial
 """
 
 from mpm_inr.sim.material import JELLY, LIQUID, MATERIAL_NAMES, SNOW, MaterialParams
-from mpm_inr.sim.scenarios import disc_index, initial_state, physics_params, validate_scenario
+from mpm_inr.sim.scenarios import (
+    disc_index,
+    initial_state,
+    physics_params,
+    validate_scenario,
+)
 from mpm_inr.sim.step import GridParams, MPMSimulator, MPMState, mpm_step
 
 GENERATOR_VERSION = "mpm_inr.sim/1"
 
 __all__ = [
-    "GENERATOR_VERSION", "GridParams", "JELLY", "LIQUID", "MATERIAL_NAMES", "MPMSimulator", "MPMState",
-    "MaterialParams", "SNOW", "disc_index", "initial_state", "mpm_step", "physics_params", "validate_scenario",
+    "GENERATOR_VERSION",
+    "JELLY",
+    "LIQUID",
+    "MATERIAL_NAMES",
+    "SNOW",
+    "GridParams",
+    "MPMSimulator",
+    "MPMState",
+    "MaterialParams",
+    "disc_index",
+    "initial_state",
+    "mpm_step",
+    "physics_params",
+    "validate_scenario",
 ]

@@ -9,8 +9,8 @@ slower in torch on CPU). The 2x2 SVD is closed form; `torch.linalg.svd` on thous
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ class MaterialParams:
         return self.youngs_modulus * nu / ((1.0 + nu) * (1.0 - 2.0 * nu))
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "MaterialParams":
+    def from_config(cls, cfg: Mapping) -> MaterialParams:
         """Build from the `physics` mapping of a scenario config (keys named as the fields)."""
         kw = {}
         for f in fields(cls):
@@ -118,7 +118,7 @@ class ParticleMaterial:
     sig_hi: Tensor
 
     @classmethod
-    def build(cls, mtype: Tensor, p: MaterialParams, dtype: torch.dtype = torch.float32) -> "ParticleMaterial":
+    def build(cls, mtype: Tensor, p: MaterialParams, dtype: torch.dtype = torch.float32) -> ParticleMaterial:
         def per(values: tuple[float, float, float]) -> Tensor:
             return torch.tensor(values, dtype=dtype, device=mtype.device)[mtype]
 
@@ -237,6 +237,20 @@ def saved_stress_reference(F: np.ndarray, Jp_prev: np.ndarray, mtype: np.ndarray
 
 
 __all__ = [
-    "LIQUID", "JELLY", "SNOW", "MATERIAL_NAMES", "MaterialParams", "MaterialUpdate", "ParticleMaterial", "hardening", "lame", "mm",
-    "rotation", "svd2x2", "svd2x2_polar", "kirchhoff_stress", "material_update", "saved_stress_reference",
+    "JELLY",
+    "LIQUID",
+    "MATERIAL_NAMES",
+    "SNOW",
+    "MaterialParams",
+    "MaterialUpdate",
+    "ParticleMaterial",
+    "hardening",
+    "kirchhoff_stress",
+    "lame",
+    "material_update",
+    "mm",
+    "rotation",
+    "saved_stress_reference",
+    "svd2x2",
+    "svd2x2_polar",
 ]

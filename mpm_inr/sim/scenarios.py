@@ -14,7 +14,8 @@ Particles are uniform by area inside a disc (r = R sqrt(u1), theta = 2 pi u2), a
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

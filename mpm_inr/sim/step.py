@@ -17,8 +17,8 @@ There is no host sync inside a step, so on CUDA the step can be captured in a CU
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Mapping
 
 import torch
 from torch import Tensor
@@ -47,7 +47,7 @@ class GridParams:
         return (0.5 * self.dx) ** 2
 
     @classmethod
-    def from_config(cls, cfg: Mapping) -> "GridParams":
+    def from_config(cls, cfg: Mapping) -> GridParams:
         kw = {}
         for f in fields(cls):
             if f.name in cfg and cfg[f.name] is not None:
@@ -84,10 +84,10 @@ class MPMState:
         t = getattr(self, name)
         return t.movedim(-1, 0)
 
-    def to(self, device: torch.device | str) -> "MPMState":
+    def to(self, device: torch.device | str) -> MPMState:
         return MPMState(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
-    def clone(self) -> "MPMState":
+    def clone(self) -> MPMState:
         return MPMState(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
 
 
