@@ -8,6 +8,7 @@ and a proposal that re-runs the failed config is rejected with a reason, never l
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -132,11 +133,58 @@ def test_dying_jobs_become_failed_nodes_and_are_not_retried(app, tmp_path, monke
     assert retried == 0 and led.duplicated == 0 and not led.lost
 
 
+def test_real_out_of_memory_is_a_failed_node(tmp_path, monkeypatch, data_root, fault_row):
+    """The real train.py under an address-space limit (as a cgroup or a smaller GPU imposes): a proposal whose
+    hash grid needs 12.7 GB fails to allocate, the run is recorded as failed with the allocator's message, its
+    sibling in the same multirun trains normally, and a retry of the same config is rejected."""
+    import resource
+
+    import agent.runner
+    from agent.explore import Rejection
+
+    real_popen = subprocess.Popen
+
+    class Limited(real_popen):  # type: ignore[misc, valid-type]
+        def __init__(self, args, *a, **k):
+            if "--multirun" in [str(x) for x in args]:
+                k["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+            super().__init__(args, *a, **k)
+
+    monkeypatch.setattr(agent.runner.subprocess, "Popen", Limited)
+    huge = {"inr_type": "ngp", "model.n_levels": 32, "model.features_per_level": 8, "model.log2_table_size": 24}
+    policy = Script([huge, {"inr_type": "ngp"}])
+    train = (f"train_overrides=[scenario=discs_small,data.root={data_root},trainer=cpu,logger=none,"
+             "train.total_steps=20,train.steps_per_call=10,train.eval_every=10,outputs.checkpoint=false,"
+             "outputs.plot=false]")
+    ex = explorer(REPO, tmp_path, policy, "n_iter_block=2", "batch=2", train, "timeout.per_run_s=300")
+    assert ex.run() == 0
+    st = state(tmp_path / "s")
+    oom, small = (st.nodes.get(1), st.nodes.get(2))
+    problems = []
+    if oom is None or oom.status != "failed" or "can't allocate memory" not in (oom.error or ""):
+        problems.append(f"huge node: {oom.status if oom else None} {oom.error if oom else None}")
+    if small is None or small.status != "ok":
+        problems.append(f"sibling: {small.status if small else None} {small.error if small else None}")
+    try:
+        ex._validate(Proposal(parent_id=None, strategy="explore", overrides=huge, mutation="m", rationale="r"),
+                     ex._view(ex._state()), set())
+        problems.append("a retry of the failed config was accepted")
+    except Rejection as r:
+        if "already failed" not in str(r):
+            problems.append(f"retry rejected for another reason: {r}")
+    fault_row("real out-of-memory in train.py (address-space limit, 12.7 GB hash grid)", trials=2,
+              survived=2 - len(problems),
+              notes=f"status {oom.status if oom else None}: {(oom.error or '')[:120] if oom else ''}; "
+                    f"the sibling job of the same multirun: {small.status if small else None}; a retry is rejected"
+                    + ("; PROBLEMS: " + " | ".join(problems) if problems else ""))
+    assert not problems, problems
+
+
 def test_heuristic_study_with_config_triggered_failures(app, tmp_path, monkeypatch, fault_row):
     """The offline policy on a landscape with holes: every failure is recorded, none is re-run, the loop ends."""
     monkeypatch.setenv(RULES_ENV, rules(({"model.hidden_dim": 512}, "cuda_oom"), ({"model.n_layers": 4}, "raise"),
                                         ({"model.hidden_dim": 128}, "kill"), ({"model.n_layers": 2}, "oom")))
-    ex = explorer(app, tmp_path, None, "n_iter_block=10", "batch=1", "agent.min_compression=0",
+    ex = explorer(app, tmp_path, None, "n_iter_block=8", "batch=2", "agent.min_compression=0",
                   "policy.params=[model.hidden_dim,model.n_layers,optimizer.lr]")
     assert ex.run() == 0
     st = state(tmp_path / "s")
@@ -147,7 +195,7 @@ def test_heuristic_study_with_config_triggered_failures(app, tmp_path, monkeypat
     ucb = (tmp_path / "s" / "ucb_scores.txt").read_text()
     memory = (tmp_path / "s" / "s_memory.md").read_text()
     problems = []
-    if len(nodes) != 10 or not st.ended:
+    if len(nodes) != 8 or not st.ended:
         problems.append(f"the loop stopped after {len(nodes)} nodes")
     if not failed:
         problems.append("no proposal hit a fault: the test exercised nothing")
@@ -187,7 +235,7 @@ def test_diverging_runs_are_recorded_and_the_loop_goes_on(app, tmp_path, data_ro
         problems.append("real: the loop did not reach the end of the study")
     n_real = len(st.launched_nodes())
     # 2. the fake trainer: runs above lr 1.5e-4 diverge, the rest are fine; the study carries on around them
-    fake = explorer(app, tmp_path / "fake", None, "n_iter_block=8", "batch=2",
+    fake = explorer(app, tmp_path / "fake", None, "n_iter_block=6", "batch=2",
                     "train_overrides=[fake.diverge_above_lr=1.5e-4]", "start={optimizer.lr:1.4e-4}",
                     "policy.params=[optimizer.lr,model.n_layers]", "agent.min_compression=0")
     assert fake.run() == 0
@@ -195,13 +243,13 @@ def test_diverging_runs_are_recorded_and_the_loop_goes_on(app, tmp_path, data_ro
     div = [n for n in st.launched_nodes() if n.status == "diverged"]
     if not div or not all("NaN" in (n.error or "") for n in div):
         problems.append(f"fake: diverged nodes {[(n.node_id, n.error) for n in div]}")
-    if len(st.launched_nodes()) != 8 or not st.ended or not any(n.is_ok for n in st.launched_nodes()):
+    if len(st.launched_nodes()) != 6 or not st.ended or not any(n.is_ok for n in st.launched_nodes()):
         problems.append("fake: the loop did not go on past the divergences")
     led = ledger(tmp_path / "fake" / "s", injected=True)
     fault_row("diverging run (NaN injected in the real train.py; fake above an lr)", trials=n_real + len(div),
               survived=n_real + len(div) - len(problems), lost=len(led.lost), duplicated=led.duplicated,
               notes=f"{n_real} real runs diverged at the injected step 5 (status diverged, diverged_step 5); "
-                    f"{len(div)} of 8 fake runs diverged, the others ran on"
+                    f"{len(div)} of 6 fake runs diverged, the others ran on"
                     + ("; PROBLEMS: " + " | ".join(problems) if problems else ""))
     assert not problems, problems
 

@@ -42,7 +42,7 @@ def test_second_agent_on_a_study_refuses(tmp_path, fault_row):
     env = base_env()
     args = lambda name: agent_cmd("explore", f"name={name}", f"root={tmp_path}", f"code_dir={app}",
                                   "n_training_frames=48", "n_blocks=1", "n_iter_block=3",
-                                  "train_overrides=[fake.sleep_s=0.5]")
+                                  "train_overrides=[fake.sleep_s=0.3]")
     results, problems = [], []
     # 1. while an agent runs a study, the same command again
     a = spawn(args("busy"), env, tmp_path / "a.log")
@@ -125,7 +125,7 @@ def test_planted_api_key_leaks_nowhere(tmp_path, data_root, fault_row):
     t0 = time.time()
     try:
         r = subprocess.run(agent_cmd("explore", "name=secret", f"root={root}", "policy=claude",
-                                     "policy.backoff_base_s=0.01", "n_blocks=1", "n_iter_block=2",
+                                     "policy.backoff_base_s=0.01", "n_blocks=1", "n_iter_block=1",
                                      "n_training_frames=48", train),
                            check=False, cwd=cwd, env=env, capture_output=True, timeout=900)
         # the key typed into a wrong override by mistake: the one-line error must not print it back
@@ -150,9 +150,9 @@ def test_planted_api_key_leaks_nowhere(tmp_path, data_root, fault_row):
     problems = []
     if r.returncode != 0:
         problems.append(f"the study failed: {r.stderr.decode(errors='replace')[-300:]}")
-    if len(st.launched_nodes()) != 2 or not all(n.status == "ok" for n in st.launched_nodes()):
+    if len(st.launched_nodes()) != 1 or not all(n.status == "ok" for n in st.launched_nodes()):
         problems.append(f"runs: {[(n.node_id, n.status, n.error) for n in st.launched_nodes()]}")
-    if len(wandb_runs) != 2 or len(transcripts) < 3 or not all(c.get("field.name") == "Jp" for c in configs):
+    if len(wandb_runs) != 1 or len(transcripts) < 2 or not all(c.get("field.name") == "Jp" for c in configs):
         problems.append(f"{len(wandb_runs)} offline W&B runs, {len(transcripts)} transcripts: the scan would "
                         "prove little")
     if not all(c["auth"] == f"Bearer {key}" for c in _FakeAPI.calls):
