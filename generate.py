@@ -5,6 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from mpm_inr.cli import precheck_overrides
 from mpm_inr.errors import UserError
 
 
@@ -20,4 +21,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    precheck_overrides("generate")
     main()

@@ -7,7 +7,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mpm_inr.cli import run_hydra_task
+from mpm_inr.cli import precheck_overrides, run_hydra_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -19,4 +19,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    precheck_overrides("train")
     sys.exit(main())

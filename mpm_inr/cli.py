@@ -10,6 +10,65 @@ from omegaconf import DictConfig, OmegaConf
 from mpm_inr.errors import UserError
 
 
+_HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion",
+                "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--package", "-p",
+                "--resolve", "--experimental-rerun")
+
+
+def precheck_overrides(config_name: str, argv: list[str] | None = None) -> None:
+    """Compose the command line once before @hydra.main, so a typo gives one line, not Hydra's multi-line dump.
+
+    Runs for single runs only (sweep syntax like field=F,Jp is Hydra's to expand) and exits 2 with
+    `error: ...` naming the problem and, for a bad group option, the valid choices. It also checks that the run
+    directory can be created, before Hydra tries to.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-m", "--multirun") or a.split("=")[0] in _HYDRA_FLAGS for a in argv):
+        return
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
+    if run_dir is not None:
+        _check_creatable(Path(run_dir))
+    _ = cfg
+
+
+def _one_line(err: Exception) -> str:
+    """Hydra's message, its 'Available options' list folded onto the same line."""
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    if not lines:
+        return type(err).__name__
+    head, rest = lines[0], lines[1:]
+    if rest and rest[0].startswith("Available options"):
+        options = []
+        for line in rest[1:]:
+            if line.startswith("Config search path"):
+                break
+            options.append(line)
+        return f"{head}; valid: {', '.join(options)}"
+    return " ".join([head] + [r for r in rest if not r.startswith("Set the environment variable")])
+
+
+def _check_creatable(path) -> None:
+    try:  # Hydra would create it next anyway; doing it here turns an OSError into one line
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create run directory {path}: {err.strerror}; pass a writable hydra.run.dir",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

@@ -111,3 +111,23 @@ def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call):
     m.training_step(None, 0)
     assert m.steps_done == steps_per_call
     assert counter.count <= 2, f"{counter.count} host syncs in one call of {steps_per_call} steps"
+
+
+def test_held_out_frames_are_never_sampled():
+    from mpm_inr.data.window import holdout_mask
+    from mpm_inr.training.sampler import PointSampler
+
+    held = holdout_mask(40, 4)
+    train_frames = torch.from_numpy(np.flatnonzero(~held))
+    s = PointSampler(train_frames, 10, 5000, seed=0)
+    seen = torch.cat([s.sample()[0] for _ in range(20)]).unique()
+    assert not set(seen.tolist()) & set(np.flatnonzero(held).tolist())
+    assert set(seen.tolist()) == set(train_frames.tolist())
+
+
+def test_full_sampler_trains_on_every_training_point():
+    m = _module(total_steps=60, steps_per_call=20, sampler="full")
+    m.settings.eval_every = 20
+    _fit(m)
+    assert m._dense_targets.shape[0] == len(m.train_frames)
+    assert m.r2_trace[-1][1] > m.r2_trace[0][1]
