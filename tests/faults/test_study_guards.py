@@ -35,6 +35,7 @@ from .harness import (
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+KEY_PREFIX = "sk-ant-api03-"
 
 
 def test_second_agent_on_a_study_refuses(tmp_path, fault_row):
@@ -83,7 +84,7 @@ def _variants(key: str) -> dict[str, bytes]:
     """Encodings of the key a leak could take (raw, tail without the prefix, base64 at 3 alignments, hex,
     UTF-16)."""
     raw = key.encode()
-    out = {"raw": raw, "random part": key.split("-")[-1].encode(), "hex": raw.hex().encode(),
+    out = {"raw": raw, "random part": key[len(KEY_PREFIX):].encode(), "hex": raw.hex().encode(),
            "utf-16-le": key.encode("utf-16-le")}
     for shift in range(3):
         b64 = base64.b64encode(b"x" * shift + raw)
@@ -109,7 +110,7 @@ def test_planted_api_key_leaks_nowhere(tmp_path, data_root, fault_row):
     sys.path.insert(0, str(REPO / "tests"))
     from test_policy_claude_e2e import _FakeAPI  # the e2e test's fake Anthropic API
 
-    key = "sk-ant-api03-" + secrets.token_urlsafe(48)
+    key = KEY_PREFIX + secrets.token_urlsafe(48)
     home, tmp, cwd = (tmp_path / n for n in ("home", "tmp", "cwd"))
     for p in (home, tmp, cwd):
         p.mkdir()
@@ -161,7 +162,7 @@ def test_planted_api_key_leaks_nowhere(tmp_path, data_root, fault_row):
         problems.append("the typo'd override was accepted")
     fault_row("planted ANTHROPIC_API_KEY: every byte scanned", trials=n_files + 4, survived=n_files + 4 - len(hits),
               notes=f"{n_files} files, {n_bytes / 1e6:.1f} MB (study with {len(transcripts)} transcripts, "
-                    f"{len(wandb_runs)} offline W&B runs, HOME, TMPDIR, cwd) + agent stdout/stderr of the study "
+                    f"{len(list(d.rglob('offline-run-*')))} offline W&B runs (training + study), HOME, TMPDIR, cwd) + agent stdout/stderr of the study "
                     f"and of a typo'd override carrying the key; raw, base64, hex and UTF-16 forms; "
                     f"{time.time() - t0:.0f} s" + (f"; FOUND IN: {hits[:6]}" if hits else "")
                     + ("; PROBLEMS: " + " | ".join(problems) if problems else ""))
