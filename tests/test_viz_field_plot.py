@@ -90,14 +90,3 @@ def test_bad_arguments() -> None:
         field_figure(gt, pred, positions, [1.0], {}, component_names=["a"])
     with pytest.raises(ValueError, match="SSIM"):
         field_figure(gt, pred, positions, [1.0], {}, ssim=[1.0])
-
-
-def test_quick_for_a_full_window(tmp_path: Path) -> None:
-    """9000 particles, 4 components, 100 frames: under 3 s."""
-    gt, pred, positions = particle_window(100, 9000, 4)
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        plot_field(tmp_path / "field.png", gt, pred, positions, np.geomspace(1, 1e-4, 5000), INFO, field_name="F")
-        best = min(best, time.perf_counter() - start)
-    assert best < 3.0

@@ -26,8 +26,8 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     """Raise ConfigError (one line) for anything that would make the run meaningless or crash later."""
     model, opt, data, train = cfg["model"], cfg["optimizer"], cfg["data"], cfg["train"]
     for key, seed in (("seed", cfg.get("seed", 0)), ("data.seed", data.get("seed", 0))):
-        _check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32, key, seed,
-               "must be an integer in [0, 2**32 - 1]")
+        if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32):
+            raise ConfigError(f"{key}={seed}: seed must be a non-negative integer below 2**32")
     if model["name"] not in INR_TYPES:
         raise ConfigError(f"unknown inr_type {model['name']!r}; valid: {', '.join(sorted(INR_TYPES))}")
     _finite_positive("optimizer.lr", opt["lr"])
