@@ -97,7 +97,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     wall = time.time() - _T0
     sim_note = ("" if _SIM["passed"] or _SIM["failed"] else
-                "\nThe simulator check (discs_3types, 10 000 steps, seeds 0-9: about 80 s per seed on one CPU core) "
+                "\nThe simulator check (discs_3types, 10 000 steps, seeds 0-9: 50 s per seed on an idle CPU core, 8 min "
+                "in all at best) "
                 "is tests/test_sim_slow.py; it runs with `make test-slow`, or here with "
                 "`make faults ARGS=tests/test_sim_slow.py`.\n")
     text = (f"# Fault-injection suite (`make faults`)\n\n{_table(rows)}\n"
