@@ -585,7 +585,7 @@ class Explorer:
         return planned
 
     def _reject(self, st: StudyState, p: Any, reason: str, policy_name: str, slot: int) -> NodeState:
-        nid = st.next_node_id
+        nid = self._state().next_node_id  # not `st`'s: an earlier rejection of this attempt may have taken it
         blk = st.current_block
         assert blk is not None
         ok = isinstance(p, Proposal)
