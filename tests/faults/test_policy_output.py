@@ -321,7 +321,7 @@ class Scripted:
 
 def test_each_rejection_of_an_attempt_keeps_its_own_node(app, tmp_path, fault_row):
     """Two proposals of one round rejected in the same attempt: both journaled under distinct node ids, and the
-    policy's next view shows both reasons (bug: agent/explore.py `_reject` took the id from the attempt's
+    policy's next view shows both reasons (regression test: `_reject` used to take the id from the attempt's
     stale state, so the second rejection reused the first one's id and vanished from the folded state)."""
     pol = Scripted([{"hydra.run.dir": "/tmp/pwn"}, {"model.hidden_dim": 10**9}, {}, {"model.n_layers": 2}])
     ex = Explorer(compose_explore([f"code_dir={app}", f"root={tmp_path}", "name=r", "n_training_frames=48",
