@@ -172,6 +172,9 @@ class Explorer:
             v = c.get(key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{key}={v!r}: must be a positive integer")
+        seed = c.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seed={seed!r}: the policy seed must be a non-negative integer")
         uc = c.get("ucb_c")
         if not isinstance(uc, (int, float)) or not 0 < float(uc) <= 10:
             raise ConfigError(f"ucb_c={uc!r}: must be a number in (0, 10] (the seed uses 0.5-3.0)")

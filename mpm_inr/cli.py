@@ -36,12 +36,42 @@ def precheck_overrides(config_name: str, argv: list[str] | None = None) -> None:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+        print(f"error: {_unknown_key_hint(err, conf_dir, config_name) or _one_line(err)}", file=sys.stderr)
         sys.exit(2)
     run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
     if run_dir is not None:
         _check_creatable(Path(run_dir))
     _ = cfg
+
+
+def _unknown_key_hint(err: Exception, conf_dir, config_name: str) -> str | None:
+    """For 'Could not override KEY', name the closest real keys instead of Hydra's advice to append +KEY."""
+    import difflib
+    import re
+
+    match = re.search(r"Could not override '([^']+)'", str(err))
+    if not match:
+        return None
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose(config_name=config_name)
+    keys = list(dict.fromkeys(list(_dotted_keys(cfg)) + [p.name for p in conf_dir.iterdir() if p.is_dir()]))
+    key = match.group(1)
+    close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else "see the keys with --cfg job"
+    return f"unknown key {key}; {hint}"
+
+
+def _dotted_keys(node, prefix: str = ""):
+    from omegaconf import DictConfig
+
+    for k in node.keys():
+        value = node._get_node(k)
+        name = f"{prefix}{k}"
+        yield name
+        if isinstance(value, DictConfig):
+            yield from _dotted_keys(value, name + ".")
 
 
 def _one_line(err: Exception) -> str:
