@@ -10,6 +10,12 @@ writes, atomically:
 - `<name>_memory.md`: working memory with the seed's structure (Knowledge Base: Regime Comparison Table,
   Established Principles, Open Questions; Previous Block Summary; Current Block: Block Info, Hypothesis,
   Iterations This Block, Emerging Observations last), kept under ~500 lines;
+- code modifications (`code` events, read through agent.codemod.history): a node that ran a modification gets
+  the seed's CODE MODIFICATION block (file, change, hypothesis, commit, +X -Y, and its Result: kept, or "code
+  modification failed: <reason>" with the revert commit); a refused or smoke-failed attempt is its rejected
+  proposal's line ("code modification rejected: <reason>" / "code modification failed: <reason>", with the
+  iteration it was for); the memory's Emerging Observations list them as "Code mod iter N: <note>", and block
+  summaries count them;
 - `configs/iter_NNN.yaml`: the config snapshot of every iteration (overrides + the trainer's resolved config);
 - `instructions/<name>_instructions_vNNN.md` (every version) and `<name>_instructions.md` (the latest).
 
@@ -26,6 +32,7 @@ from typing import Any
 
 import yaml
 
+from agent.codemod.history import CodeHistory, code_history, log_fields, short
 from agent.instructions import render_versions
 from agent.journal import Journal
 from agent.overrides import as_dict
@@ -138,7 +145,32 @@ def observation_line(st: StudyState, n: NodeState) -> str:
     return describe_result(_V(), n)  # type: ignore[arg-type]
 
 
-def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | None, *, full: bool = True) -> str:
+def _code(st_dir: Path, code: CodeHistory | None) -> CodeHistory:
+    return code if code is not None else code_history(Journal(st_dir).read())
+
+
+def code_block(st: StudyState, n: NodeState, code: CodeHistory) -> list[str]:
+    """The seed's CODE MODIFICATION block of a node that ran a code change, with its commit and its result."""
+    c = code.find(n.node_id, "committed")
+    if c is None:
+        return [(f"CODE MODIFICATION: commit {n.code_commit or '?'} (no code event in the journal; the diff is the "
+                f"node's code_diff)")]
+    e = c.event
+    fields = log_fields(n.log_entry)
+    branch = (code.base or {}).get("branch") or f"explore/{st.name}"
+    lines = ["CODE MODIFICATION:", f"  File: {', '.join(str(f) for f in e.get('files') or []) or '?'}"]
+    if fields.get("Function"):
+        lines.append(f"  Function: {' '.join(fields['Function'].split())[:160]}")
+    lines += [f"  Change: {e.get('description') or '-'}", f"  Hypothesis: {e.get('hypothesis') or '-'}",
+              (f"  Commit: {short(e.get('commit'))} on {branch}, Changes: +{e.get('added', '?')} "
+              f"-{e.get('removed', '?')} (git show {short(e.get('commit'))})")]
+    v = code.find(n.node_id, "kept", "reverted")
+    lines.append(f"  Result: {v.text if v is not None else 'no verdict recorded'}")
+    return lines
+
+
+def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | None, *, full: bool = True,
+              code: CodeHistory | None = None) -> str:
     blk = st.block(n.block)
     m = n.metrics
     ov = as_dict(n.overrides)
@@ -147,8 +179,10 @@ def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | Non
              f"Node: id={n.node_id}, parent={'root' if n.parent_id is None else n.parent_id}",
              f"Mode/Strategy: {n.strategy}" + (f" (fallback from {n.fallback})" if n.fallback else ""),
              f"Config: {cfg or '(trainer defaults)'}"]
+    code = _code(st_dir, code)
+    lines += [f"Code branch: {r.text}" for r in code.notes if r.action == "reset" and r.iteration == n.iteration]
     if n.code_diff:
-        lines.append("CODE MODIFICATION: see the journal (code_diff) and commit " + str(n.code_commit))
+        lines += code_block(st, n, code)
     if n.is_ok:
         lines.append("Metrics: " + ", ".join(f"{k}={_metric(m, k)}" for k in (
             "final_r2", "final_mse", "slope", "r2_min_component", "total_params", "compression_ratio",
@@ -187,25 +221,36 @@ def _next_parents(st: StudyState) -> dict[int, str | None]:
     return out
 
 
-def analysis_text(st_dir: Path, st: StudyState) -> str:
+def analysis_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None) -> str:
     cfg = st.config
+    code = _code(st_dir, code)
     out = [f"# Experiment log: {st.name}", "",
-           f"Started {_utc(st.t_start)}; policy {(cfg.get('policy') or {}).get('name')}, launcher "
+           (f"Started {_utc(st.t_start)}; policy {(cfg.get('policy') or {}).get('name')}, launcher "
            f"{(cfg.get('launcher') or {}).get('name')}, batch {cfg.get('batch')}, n_iter_block "
-           f"{cfg.get('n_iter_block')}. Rendered from journal.jsonl; do not edit.", ""]
+           f"{cfg.get('n_iter_block')}. Rendered from journal.jsonl; do not edit."), ""]
+    if code.base is not None:
+        out += [f"Code modifications: {code.base_line()}", ""]
     nxt = _next_parents(st)
     for blk in st.blocks:
-        out += [f"# Block {blk.block}: field={blk.field}, n_training_frames={blk.n_training_frames}, "
-                f"ucb_c={blk.ucb_c:g}", "",
+        out += [(f"# Block {blk.block}: field={blk.field}, n_training_frames={blk.n_training_frames}, "
+                f"ucb_c={blk.ucb_c:g}"), "",
                 f"Base config: {', '.join(blk.base_overrides) or '(trainer defaults)'}",
                 f"Hypothesis: {blk.hypothesis or '-'}", ""]
         block_all = sorted((n for n in st.nodes.values() if n.block == blk.block), key=lambda n: n.node_id)
         for n in block_all:
             if not n.launched:
-                out += [f"### Rejected proposal (node {n.node_id}, {n.policy or '?'}): {n.error}",
-                        f"Proposed: parent={n.parent_id}, strategy={n.strategy}, mutation={n.mutation or '-'}", ""]
+                note = code.find(n.node_id, "rejected", "smoke_failed", "failed")
+                if note is None:
+                    out.append(f"### Rejected proposal (node {n.node_id}, {n.policy or '?'}): {n.error}")
+                else:
+                    out.append(f"### Rejected proposal (node {n.node_id}, {n.policy or '?'}, code modification for "
+                               f"iteration {note.iteration}): {note.text}")
+                out.append(f"Proposed: parent={n.parent_id}, strategy={n.strategy}, mutation={n.mutation or '-'}")
+                if note is not None and note.event.get("log"):
+                    out.append(f"Smoke test log: {_rel(st_dir, str(note.event['log']))}")
+                out.append("")
             elif n.finished:
-                out += [log_entry(st_dir, st, n, nxt.get(n.node_id)), ""]
+                out += [log_entry(st_dir, st, n, nxt.get(n.node_id), code=code), ""]
             else:
                 out += [f"## Iter {n.iteration}: {n.status}",
                         f"Node: id={n.node_id}, parent={'root' if n.parent_id is None else n.parent_id}",
@@ -222,6 +267,9 @@ def analysis_text(st_dir: Path, st: StudyState) -> str:
                 out.append(f"- Principle: {p}")
             for q in d.get("open_questions") or []:
                 out.append(f"- Open question: {q}")
+            code_line = code.summary(blk.block)
+            if code_line:
+                out.append(code_line)
             edits = (d.get("instruction_edits") or "").strip()
             out.append(f"INSTRUCTIONS EDITED: {edits.splitlines()[0].lstrip('- ')}" + (
                 f" (+{len(edits.splitlines()) - 1} more)" if len(edits.splitlines()) > 1 else "")
@@ -293,16 +341,16 @@ def _maybe_num(x: Any) -> Any:
     return x
 
 
-def memory_text(st_dir: Path, st: StudyState) -> str:
-    mc = _min_comp(st)
+def memory_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None) -> str:
+    code = _code(st_dir, code)
     inr_default = str(st.config.get("inr_type") or "default")
     ev = effects(list(st.nodes.values()), inr_default)
     established = [e for e in ev if e.level == "established"]
     open_q = [e for e in ev if e.level in ("tentative", "contradicted")]
     out = [f"# Working Memory: {st.name}", "", "## Knowledge Base (accumulated across all blocks)", "",
            "### Regime Comparison Table", "",
-           "| Block | INR Type | Field | n_frames | Best R² | Best slope | Optimal lr | Optimal hidden_dim | "
-           "Optimal n_layers | Optimal omega | Optimal total_steps | Training time (min) | Key finding |",
+           ("| Block | INR Type | Field | n_frames | Best R² | Best slope | Optimal lr | Optimal hidden_dim | "
+           "Optimal n_layers | Optimal omega | Optimal total_steps | Training time (min) | Key finding |"),
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     ended = [b for b in st.blocks if b.ended]
     out += [regime_row(st, b) for b in ended[-40:]]
@@ -330,6 +378,9 @@ def memory_text(st_dir: Path, st: StudyState) -> str:
         out += [f"## Previous Block Summary (Block {prev.block})", "", prev.decision.get("summary") or "-"]
         edits = (prev.decision.get("instruction_edits") or "").strip()
         out += [f"INSTRUCTIONS EDITED: {len(edits.splitlines())} rule(s)" if edits else "INSTRUCTIONS: no edit"]
+        code_line = code.summary(prev.block)
+        if code_line:
+            out.append(code_line)
     else:
         out += ["## Previous Block Summary", "", "- (first block)"]
     out += ["", "---", ""]
@@ -340,15 +391,18 @@ def memory_text(st_dir: Path, st: StudyState) -> str:
     done = [n for n in nodes if n.finished]
     last = blk.first_iteration + blk.n_iter_block - 1
     out += [f"## Current Block (Block {blk.block})", "", "### Block Info", "",
-            f"Field: field_name={blk.field}, inr_type={_inr(st, None, blk)}, n_training_frames="
-            f"{blk.n_training_frames}, ucb_c={blk.ucb_c:g}",
+            (f"Field: field_name={blk.field}, inr_type={_inr(st, None, blk)}, n_training_frames="
+            f"{blk.n_training_frames}, ucb_c={blk.ucb_c:g}"),
             f"Iterations: {blk.first_iteration} to {last} ({len(done)} done"
             + (", block ended" if blk.ended else "") + ")",
-            f"Base config: {', '.join(blk.base_overrides) or '(trainer defaults)'}",
-            "", "### Hypothesis", "", blk.hypothesis or "-", "", "### Iterations This Block", ""]
+            f"Base config: {', '.join(blk.base_overrides) or '(trainer defaults)'}"]
+    if code.base is not None:
+        out.append(f"Code: {code.base_line()}; head now {short(code.head)}")
+    out += ["", "### Hypothesis", "", blk.hypothesis or "-", "", "### Iterations This Block", ""]
+    obs = emerging_observations(st, blk, code, ev)
     nxt = _next_parents(st)
-    entries = [log_entry(st_dir, st, n, nxt.get(n.node_id), full=False) for n in done]
-    budget = MEMORY_MAX_LINES - len(out) - 40
+    entries = [log_entry(st_dir, st, n, nxt.get(n.node_id), full=False, code=code) for n in done]
+    budget = MEMORY_MAX_LINES - len(out) - len(obs) - 6
     kept: list[str] = []
     for e in reversed(entries):  # newest first until the line budget is used, then note the omission
         if sum(x.count("\n") + 2 for x in kept) + e.count("\n") + 2 > budget:
@@ -359,7 +413,19 @@ def memory_text(st_dir: Path, st: StudyState) -> str:
     for e in kept:
         out += [e, ""]
     out += ["### Emerging Observations", ""]
-    s = block_stats(nodes, min_compression=mc)
+    out += [f"- {o}" for o in obs] or ["- (no run finished yet)"]
+    text = "\n".join(out) + "\n"
+    return text
+
+
+#: code notes listed under Emerging Observations (the newest of the block; the analysis keeps all)
+CODE_NOTES_IN_MEMORY = 12
+
+
+def emerging_observations(st: StudyState, blk: BlockState, code: CodeHistory, ev: list) -> list[str]:
+    nodes = st.block_nodes(blk.block)
+    done = [n for n in nodes if n.finished]
+    s = block_stats(nodes, min_compression=_min_comp(st))
     obs = []
     if s.best_node is not None:
         obs.append(f"Best so far: node {s.best_node}, R² {format_r2(s.best_r2)}.")
@@ -383,11 +449,15 @@ def memory_text(st_dir: Path, st: StudyState) -> str:
             if u not in notes and u not in obs:
                 notes.append(u)
     obs += notes[-15:]
+    code_notes = code.of_block(blk.block)
+    if len(code_notes) > CODE_NOTES_IN_MEMORY:
+        obs.append(f"Code mod: {len(code_notes) - CODE_NOTES_IN_MEMORY} earlier code note(s) of this block are in "
+                   f"the analysis file.")
+    obs += [f"Code mod iter {c.iteration if c.iteration is not None else '?'}: {c.text}"
+            for c in code_notes[-CODE_NOTES_IN_MEMORY:]]
     if blk.ended:
         obs.append(f"Block ended: {' '.join((blk.decision.get('summary') or '-').split())}")
-    out += [f"- {o}" for o in obs] or ["- (no run finished yet)"]
-    text = "\n".join(out) + "\n"
-    return text
+    return obs
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -410,15 +480,17 @@ def instruction_versions(st: StudyState) -> list[str]:
 def render_all(study_dir: str | Path) -> list[Path]:
     """Re-render every derived file of a study from its journal; returns the paths written."""
     d = Path(study_dir)
-    st = fold(Journal(d).read())
+    events = Journal(d).read()
+    st = fold(events)
+    code = code_history(events)
     if not st.name:
         from mpm_inr.errors import StudyError
 
         raise StudyError(f"{d} has no study journal (journal.jsonl with a study_start event)")
     written: dict[Path, str] = {
         d / "ucb_scores.txt": ucb_text(st),
-        d / f"{st.name}_analysis.md": analysis_text(d, st),
-        d / f"{st.name}_memory.md": memory_text(d, st),
+        d / f"{st.name}_analysis.md": analysis_text(d, st, code),
+        d / f"{st.name}_memory.md": memory_text(d, st, code),
     }
     for n in st.launched_nodes():
         written[d / "configs" / f"iter_{n.iteration:03d}.yaml"] = config_snapshot(st, n)

@@ -35,9 +35,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.codemod import gitops
+from agent.codemod import gitops, layout
 from agent.codemod.diffparse import DiffError, FilePatch, parse
 from agent.codemod.guard import GuardError, changed_lines, check_patches, check_sources
+from agent.codemod.history import journaled_head, log_fields
 from agent.codemod.settings import CodeModSettings
 from agent.codemod.smoke import run_smoke
 from agent.explore import Rejection, merge_train
@@ -48,8 +49,6 @@ from agent.state import FAILED_STATUSES, StudyState
 from agent.trainconf import ComposeError, compose_train, has_key, value
 from agent.view import StudyView
 from mpm_inr.errors import ConfigError, StudyError
-
-_KV = re.compile(r"^\s*(File|Function|Change|Hypothesis)\s*:\s*(.+?)\s*$", re.MULTILINE)
 
 
 class CodeModHandler:
@@ -70,9 +69,9 @@ class CodeModHandler:
         if top is None or top != self.code_dir:
             raise ConfigError(f"codemod.enabled=true needs code_dir ({self.code_dir}) to be the root of a git "
                               f"repository" + (f" (it is inside {top})" if top else ""))
-        self.branch = f"explore/{self.name}"
-        root = self.study_dir / "code"
-        self.work, self.commits, self.smoke_dir = root / "work", root / "commits", root / "smoke"
+        self.branch = layout.branch(self.name)
+        d = self.study_dir
+        self.work, self.commits, self.smoke_dir = layout.worktree(d), layout.commits_dir(d), layout.smoke_dir(d)
         self.emit, self.events, self.state, self.out, self.python = emit, events, state, out, python
         self.train_overrides = [str(o) for o in (cfg.get("train_overrides") or [])]
         self.validator = Validator(limits=cfg.get("limits") or None, progression=cfg.get("frames_progression"))
@@ -150,17 +149,7 @@ class CodeModHandler:
 
     def journaled_head(self, events: Sequence[Mapping[str, Any]]) -> str | None:
         """The branch head the journal vouches for (a commit no planned node uses does not count)."""
-        planned = {e.get("code_commit") for e in events if e.get("event") == "planned" and e.get("code_diff")}
-        head = None
-        for e in events:
-            if e.get("event") != "code":
-                continue
-            a = e.get("action")
-            if a in ("base", "reverted", "reset"):
-                head = e.get("head")
-            elif a == "committed" and e.get("commit") in planned:
-                head = e.get("commit")
-        return head
+        return journaled_head(events)
 
     def _reconcile(self, events: list[dict[str, Any]], code: list[dict[str, Any]]) -> None:
         want = self.journaled_head(events)
@@ -337,7 +326,7 @@ class CodeModHandler:
 
 def describe(p: Proposal) -> tuple[str, str]:
     """(one-line description, hypothesis) of a code proposal, from its CODE MODIFICATION log block if present."""
-    fields = {k: v for k, v in _KV.findall(p.log_entry or "")}
+    fields = log_fields(p.log_entry)
     mutation = re.sub(r"^\[code\]\s*(?:[a-z0-9_]+:\s*)?", "", (p.mutation or "").strip())
     desc = fields.get("Change") or mutation or (p.rationale or "").strip() or "code modification"
     hyp = fields.get("Hypothesis") or " ".join((p.rationale or "").split()) or "none stated"

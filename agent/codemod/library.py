@@ -19,14 +19,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.codemod import layout
 from agent.codemod.settings import CodeModSettings
 from agent.proposal import Proposal
 from agent.state import NodeState
 from agent.stats import best_node
 from agent.view import StudyView
 
-REPO = Path(__file__).resolve().parents[2]
-WORKTREE = ("code", "work")           # <study>/code/work: the study's worktree (agent.codemod.handler)
+REPO = layout.REPO
 _CODE_ID = re.compile(r"^\[code\] ([a-z0-9_]+):")
 
 
@@ -133,10 +133,7 @@ LIBRARY: dict[str, Modification] = {m.id: m for m in (
 
 def source_root(view: StudyView) -> Path:
     """Where the study's current code is: its worktree once it has one, else its code_dir (or this repo)."""
-    work = view.study_dir.joinpath(*WORKTREE)
-    if (work / ".git").exists():
-        return work
-    return Path(view.config.get("code_dir") or REPO)
+    return layout.source_root(view.study_dir, view.config.get("code_dir"))
 
 
 def code_id(node: NodeState) -> str | None:
