@@ -122,3 +122,131 @@ def test_files_snapshots_and_instruction_versions(tmp_path):
     assert "(version 1)" in (d / "instructions" / "syn_instructions_v001.md").read_text()
     ucb = (d / "ucb_scores.txt").read_text()
     assert ucb.startswith("=== UCB scores (block 2") and "Node 6" in ucb and "Node 1:" not in ucb
+
+
+# ------------------------------------------------------------------------------------------ code modifications
+
+SHA_A, SHA_B, SHA_R, BASE = "a" * 40, "b" * 40, "c" * 40, "d" * 40
+REFUSED = "code change refused: touches mpm_inr/metrics/r2.py: code modifications may not change the metrics code"
+SMOKE = ("code modification failed: smoke test (import): SyntaxError: invalid syntax (mpm_inr/models/siren.py, "
+         "line 12); the change was discarded (git reset --hard dddddddddddd)")
+CRASH = "code modification failed: run crashed: no metrics.json: RuntimeError: boom"
+
+
+def code_node(s: SyntheticStudy, parent: int, commit: str, verdict: dict, *, status: str = "ok",
+              r2: float = 0.95, error: str | None = None) -> int:
+    """A node that ran a committed code change, with the events the handler and the Explorer write."""
+    st = s.state()
+    s.iteration += 1
+    s.node_id += 1
+    nid, it = s.node_id, s.iteration
+    s._emit({"event": "code", "action": "committed", "commit": commit, "parent": BASE, "head": commit,
+             "iteration": it, "block": s.block, "parent_id": parent, "files": ["mpm_inr/models/siren.py"],
+             "added": 4, "removed": 1, "description": f"residual block {it}",
+             "hypothesis": f"skips help deep SIRENs ({it})", "message": "...", "smoke_s": 1.0})
+    s._emit({"event": "planned", "node_id": nid, "parent_id": parent, "block": s.block, "iteration": it,
+             "round": it, "slot": 0, "role": "auto", "strategy": "code-modification",
+             "overrides": st.nodes[parent].overrides, "changes": {}, "mutation": f"[code] residual {it}",
+             "rationale": "stuck", "config_hash": f"h{nid}", "policy": "claude", "code_diff": "diff --git ...",
+             "code_commit": commit, "code_dir": f"/x/{commit[:12]}",
+             "log_entry": "CODE MODIFICATION:\n  File: mpm_inr/models/siren.py\n  Function: SIREN.forward\n"})
+    s._emit({"event": "launched", "round": it, "node_ids": [nid], "run_dirs": {str(nid): str(s.dir / f"r{nid}")},
+             "code_commit": commit})
+    s._emit({"event": "code", "node_id": nid, "commit": commit, **verdict})
+    s.finish(nid, status=status, r2=r2, metrics={"error": error} if error else None,
+             overrides=st.nodes[parent].overrides)
+    return nid
+
+
+def code_rejection(s: SyntheticStudy, action: str, reason: str, parent: int) -> None:
+    """A refused code proposal: the handler's code event, then the Explorer's `rejected` node (same reason)."""
+    s._emit({"event": "code", "action": action, "reason": reason, "iteration": s.iteration + 1, "block": s.block,
+             "parent_id": parent, "stage": "guardrail" if action == "rejected" else "import",
+             **({"rollback": "reset", "log": str(s.dir / "code" / "smoke" / "x" / "import.log")}
+                if action == "smoke_failed" else {})})
+    s.node_id += 1
+    s._emit({"event": "rejected", "node_id": s.node_id, "block": s.block, "parent_id": parent,
+             "strategy": "code-modification", "mutation": "[code] x", "reason": reason, "policy": "claude"})
+
+
+def build_code(tmp_path: Path, *, end: bool = True) -> SyntheticStudy:
+    s = SyntheticStudy(tmp_path / "cm", n_iter_block=8)
+    s._emit({"event": "code", "action": "base", "branch": "explore/cm", "base_commit": BASE, "head": BASE,
+             "dirty_files": [], "worktree": str(s.dir / "code" / "work")})
+    a = s.add(None, strategy="baseline", r2=0.90)
+    b = s.add(a, {"optimizer.lr": 2e-4}, r2=0.93)
+    s.add(b, {"model.hidden_dim": 512}, r2=0.92)
+    s.add(b, {"model.n_layers": 4}, r2=0.925)
+    code_rejection(s, "rejected", REFUSED, b)
+    code_rejection(s, "smoke_failed", SMOKE, b)
+    code_node(s, b, SHA_A, {"action": "kept", "r2": 0.95, "parent_r2": 0.93}, r2=0.95)
+    code_node(s, b, SHA_B, {"action": "reverted", "revert_commit": SHA_R, "head": SHA_R, "rollback": "revert",
+                            "reason": CRASH}, status="crashed", error=f"{CRASH} (reverted by commit {SHA_R[:12]})")
+    if end:
+        s.end_block({"next_field": "F", "next_n_training_frames": 100, "summary": "code block", "principles": []})
+        s.start_block("F", 100)
+        s.add(None, strategy="baseline", r2=0.9)
+    return s
+
+
+def test_memory_shows_code_modifications_while_their_block_runs(tmp_path):
+    s = build_code(tmp_path, end=False)
+    text = memory_text(s.dir, s.state())
+    assert "Code: study code on branch explore/cm, from commit dddddddddddd; head now cccccccccccc" in text
+    obs = text[text.index("### Emerging Observations"):]
+    assert "- Code mod iter 5: code modification rejected: touches mpm_inr/metrics/r2.py" in obs
+    assert f"- Code mod iter 5: {SMOKE}" in obs  # "code modification failed: <reason>", not doubled
+    assert ('- Code mod iter 5: code modification committed: aaaaaaaaaaaa "[Iter 5] residual block 5"; File: '
+            'mpm_inr/models/siren.py; Changes: +4 -1; Hypothesis: skips help deep SIRENs (5)') in obs
+    assert "- Code mod iter 5: code modification kept: aaaaaaaaaaaa (R² 0.950000 vs parent 0.930000)" in obs
+    assert f"- Code mod iter 6: {CRASH}; reverted by commit cccccccccccc" in obs
+    iters = text[text.index("### Iterations This Block"):text.index("### Emerging Observations")]
+    entry6 = iters[iters.index("## Iter 6:"):]
+    for line in ("CODE MODIFICATION:", "  File: mpm_inr/models/siren.py", "  Function: SIREN.forward",
+                 "  Change: residual block 6", "  Hypothesis: skips help deep SIRENs (6)",
+                 "  Commit: bbbbbbbbbbbb on explore/cm, Changes: +4 -1 (git show bbbbbbbbbbbb)",
+                 f"  Result: {CRASH}; reverted by commit cccccccccccc"):
+        assert line in entry6, line
+    assert "Result: code modification kept" in iters[iters.index("## Iter 5:"):iters.index("## Iter 6:")]
+
+
+def test_analysis_and_previous_block_show_code_modifications(tmp_path):
+    s = build_code(tmp_path)
+    ana = analysis_text(s.dir, s.state())
+    assert "Code modifications: study code on branch explore/cm, from commit dddddddddddd" in ana
+    assert ("### Rejected proposal (node 5, claude, code modification for iteration 5): code modification "
+            "rejected: touches mpm_inr/metrics/r2.py") in ana
+    assert f"### Rejected proposal (node 6, claude, code modification for iteration 5): {SMOKE}" in ana
+    assert "Smoke test log: code/smoke/x/import.log" in ana
+    e5 = ana[ana.index("## Iter 5:"):ana.index("## Iter 6:")]
+    assert "Commit: aaaaaaaaaaaa on explore/cm, Changes: +4 -1" in e5 and "Result: code modification kept" in e5
+    assert f"Result: {CRASH}; reverted by commit cccccccccccc" in ana[ana.index("## Iter 6:"):]
+    summary = ("Code modifications in block 1: 2 committed (1 kept, 1 reverted), 1 failed before running (smoke "
+               'test), 1 rejected; kept: aaaaaaaaaaaa "residual block 5".')
+    assert summary in ana[ana.index("## Block 1 summary"):]
+    mem = memory_text(s.dir, s.state())
+    prev = mem[mem.index("## Previous Block Summary (Block 1)"):mem.index("## Current Block")]
+    assert summary in prev
+    assert "Code mod iter" not in mem[mem.index("## Current Block"):]  # block 2 has no code notes
+
+
+def test_code_rendering_is_deterministic_and_grows_only(tmp_path):
+    s = build_code(tmp_path)
+    paths = render_all(s.dir)
+    first = {p: p.read_bytes() for p in paths}
+    for p in paths:
+        p.unlink()
+    assert render_all(s.dir) == paths and {p: p.read_bytes() for p in paths} == first
+    r = subprocess.run([sys.executable, "-m", "agent", "render", str(s.dir), "--no-report"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert {p: p.read_bytes() for p in paths} == first
+    # an analysis rendered mid-block keeps every finished entry and rejected-proposal line
+    e = build_code(tmp_path / "early", end=False)
+    early = analysis_text(e.dir, e.state())
+    final = first[s.dir / "syn_analysis.md"].decode()
+    entries = re.split(r"\n(?=## Iter |### Rejected)", early)[1:]
+    assert len(entries) == 8
+    for entry in entries:
+        if "Next: pending" not in entry:
+            assert entry.strip() in final, entry[:80]

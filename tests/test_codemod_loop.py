@@ -22,6 +22,7 @@ from agent.journal import Journal
 from agent.policies import PolicyContext
 from agent.policies.heuristic import build as build_heuristic
 from agent.proposal import Proposal
+from agent.render import render_all
 from agent.state import fold
 from agent.stats import best_node
 
@@ -157,3 +158,22 @@ def test_good_hostile_broken_and_failing_changes_in_the_loop(tmp_path):
                               text=True, check=True).stdout.split()
     assert sorted(branches) == ["explore/s", "main"]
     assert (d / "code" / "work" / TOY).read_text().startswith('MARKER = "patched"')
+    # the memory the policy reads next shows every step, in the seed's "Code mod iter N: result" form
+    memory = (d / "s_memory.md").read_text()
+    obs = memory[memory.index("### Emerging Observations"):]
+    assert "- Code mod iter 4: code modification rejected: code modifications are not allowed in the first 4" in obs
+    assert "- Code mod iter 5: code modification rejected: touches mpm_inr/training/run.py" in obs
+    assert "- Code mod iter 5: code modification failed: smoke test (import): SyntaxError" in obs
+    assert (f'- Code mod iter 5: code modification committed: {n5.code_commit[:12]} "[Iter 5] good change"; '
+            f"File: {TOY}; Changes: +1 -1; Hypothesis: the good change shows in the run's code marker") in obs
+    assert (f"- Code mod iter 6: code modification failed: run crashed: no metrics.json: RuntimeError: toy: 100 "
+            f"steps > MAX_STEPS=50; reverted by commit {reverted[0]['revert_commit'][:12]}") in obs
+    entry6 = memory[memory.index("## Iter 6:"):memory.index("## Iter 7:")]
+    assert "  Result: code modification failed: run crashed" in entry6 and n6.code_commit[:12] in entry6
+    analysis = (d / "s_analysis.md").read_text()
+    assert "(node 7, scripted, code modification for iteration 5): code modification failed: smoke test" in analysis
+    # re-rendering from the journal alone gives the same text
+    for p in (d / "s_memory.md", d / "s_analysis.md"):
+        p.unlink()
+    render_all(d)
+    assert (d / "s_memory.md").read_text() == memory and (d / "s_analysis.md").read_text() == analysis

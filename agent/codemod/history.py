@@ -49,7 +49,11 @@ def _r2(v: Any) -> str:
 
 
 def note_text(e: Mapping[str, Any]) -> str:
-    """The one-line note of one `code` event (see the module docstring)."""
+    """The one-line note of one `code` event (see the module docstring), at most NOTE_CHARS characters."""
+    return _one(_note(e))
+
+
+def _note(e: Mapping[str, Any]) -> str:
     a = e.get("action")
     reason = str(e.get("reason") or "no reason recorded")
     if a == "rejected":
