@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import render
+from agent.identity import ConfigIdentity
 from agent.instructions import base_instructions
 from agent.journal import SCHEMA_VERSION, Journal, StudyLock
 from agent.overrides import (
@@ -44,9 +45,9 @@ from agent.overrides import (
     OverrideError,
     Validator,
     as_dict,
-    config_hash,
     diff,
     merge,
+    merge_train,
 )
 from agent.policies import PolicyContext, build_policy
 from agent.policies.base import Policy
@@ -87,12 +88,6 @@ def _split_kv(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def merge_train(train_overrides: Sequence[str], node_overrides: Sequence[str]) -> list[str]:
-    """Base training overrides then the node's; a node key replaces a base key (Hydra rejects duplicates)."""
-    node = as_dict(node_overrides)
-    return [o for o in train_overrides if o.split("=", 1)[0] not in node] + list(node_overrides)
-
-
 def git_commit(code_dir: Path) -> str | None:
     """HEAD of the code dir (+ "-dirty" with uncommitted changes to tracked files), or None outside git."""
     try:
@@ -126,6 +121,7 @@ class Explorer:
             raise ConfigError(f"code_dir {self.code_dir} has no train.py")
         self.train_overrides = [str(o) for o in (c.get("train_overrides") or [])]
         _split_kv(self.train_overrides)
+        self.identity = ConfigIdentity(self.code_dir, self.train_overrides)
         agent = c.get("agent") or {}
         self.validator = Validator(limits=c.get("limits") or None, progression=c.get("frames_progression"))
         self.min_compression = float(agent.get("min_compression", 1.0))
@@ -197,7 +193,7 @@ class Explorer:
 
     def _view(self, st: StudyState, rejections: Sequence[NodeState] = ()) -> StudyView:
         return build_view(st, self.cfg, self.validator, self.study_dir, resolver=self._resolve,
-                          rejections=rejections)
+                          rejections=rejections, identity=self.identity)
 
     def _render(self) -> None:
         render.render_all(self.study_dir)
@@ -479,15 +475,15 @@ class Explorer:
                 raise Rejection("code modifications are disabled in this study (no code-modification handler)")
         parent_ov = view.overrides_of(p.parent_id)
         full = merge(parent_ov, changes)
-        h = config_hash(full)
+        h = view.config_id(full)  # the resolved config's identity: a spelled-out default is no new config
         for n in view.nodes:
-            if n.launched and n.is_failed and n.config_hash == h and not p.code_diff:
+            if n.launched and n.is_failed and not p.code_diff and view.config_id(n.overrides) == h:
                 raise Rejection(f"this exact config already failed as node {n.node_id} ({n.status}: "
                                 f"{n.error or '-'}); change something")
         if h in taken:
             raise Rejection("duplicate of another proposal of this round")
         for n in view.block_nodes:
-            if n.config_hash == h and p.strategy != "robustness-test" and not p.code_diff:
+            if p.strategy != "robustness-test" and not p.code_diff and view.config_id(n.overrides) == h:
                 raise Rejection(f"duplicate of node {n.node_id} in this block (only a robustness-test re-runs a "
                                 f"config)")
         try:
@@ -680,8 +676,10 @@ class Explorer:
 
 def build_view(st: StudyState, cfg: Mapping[str, Any], validator: Validator, study_dir: Path, *,
                resolver: Callable[[Sequence[str], str], Any] | None = None,
-               rejections: Sequence[NodeState] = ()) -> StudyView:
-    """The policy's read-only view of a study state (also used by tests on synthetic journals)."""
+               rejections: Sequence[NodeState] = (),
+               identity: Callable[[Sequence[str]], str] | None = None) -> StudyView:
+    """The policy's read-only view of a study state (also used by tests on synthetic journals). `identity` is the
+    study's config identity (agent.identity.ConfigIdentity); without it configs compare by override list."""
     blk = st.current_block
     if blk is None:
         raise StudyError("the study has no block yet")
@@ -705,7 +703,7 @@ def build_view(st: StudyState, cfg: Mapping[str, Any], validator: Validator, stu
         mutable=tuple((cfg.get("policy") or {}).get("params") or ()), config=dict(cfg),
         instructions_path=paths["instructions"], memory_path=paths["memory"], analysis_path=paths["analysis"],
         ucb_path=paths["ucb"], blocks=tuple(st.blocks), recent_rejections=tuple(rejections),
-        field_png=Path(with_png[-1].field_png) if with_png else None, resolver=resolver)
+        field_png=Path(with_png[-1].field_png) if with_png else None, resolver=resolver, identity=identity)
 
 
 def run_explore(cfg: Mapping[str, Any]) -> int:

@@ -280,6 +280,12 @@ def merge(base: Iterable[str], changes: Iterable[str]) -> list[str]:
     return [f"{k}={d[k]}" for k in sorted(d)]
 
 
+def merge_train(train_overrides: Iterable[str], node_overrides: Sequence[str]) -> list[str]:
+    """A study's base training overrides then a node's; a node key replaces a base key (Hydra rejects duplicates)."""
+    node = as_dict(node_overrides)
+    return [o for o in train_overrides if o.split("=", 1)[0] not in node] + list(node_overrides)
+
+
 def diff(parent: Iterable[str], child: Iterable[str]) -> dict[str, tuple[str | None, str | None]]:
     """Keys whose value differs between two override lists: key -> (parent value, child value)."""
     a, b = as_dict(parent), as_dict(child)
@@ -287,6 +293,8 @@ def diff(parent: Iterable[str], child: Iterable[str]) -> dict[str, tuple[str | N
 
 
 def config_hash(overrides: Iterable[str]) -> str:
-    """Hash of a canonical override list: equal configs (same keys and values) get equal hashes."""
+    """Hash of a canonical override list (same keys and values). Not a config's identity: a spelled-out default
+    and an absent key differ here; agent.identity resolves them (and falls back to this for configs that do not
+    compose)."""
     canon = "\n".join(sorted(overrides))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -47,7 +47,7 @@ class NodeState:
     code_diff: str | None = None
     code_dir: str | None = None
     code_commit: str | None = None
-    config_hash: str = ""
+    config_hash: str = ""          # as recorded; compare configs with agent.identity (StudyView.config_id)
     policy: str = ""
     fallback: str | None = None
     status: str = "planned"

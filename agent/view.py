@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.identity import identity_of
 from agent.overrides import Spec, as_dict
 from agent.state import BlockState, NodeState
 from agent.stats import BlockStats, Effect
@@ -59,6 +60,8 @@ class StudyView:
     recent_rejections: tuple[NodeState, ...] = ()
     field_png: Path | None = None
     resolver: Callable[[Sequence[str], str], Any] | None = field(default=None, compare=False, repr=False)
+    # the study's config identity (agent.identity): configs are compared by resolved values, never by strings
+    identity: Callable[[Sequence[str]], str] | None = field(default=None, compare=False, repr=False)
 
     # --- convenience for policies ---
     @property
@@ -103,8 +106,18 @@ class StudyView:
             return self.resolver(self.overrides_of(node_id), key)
         return None
 
+    def config_id(self, overrides: Sequence[str]) -> str:
+        """The identity of a full override list (agent.identity). Nodes are always re-identified from their
+        overrides, never by the journal's stored `config_hash` (older journals stored an override-list hash)."""
+        return identity_of(self.identity, overrides)
+
     def failed_hashes(self) -> set[str]:
-        return {n.config_hash for n in self.nodes if n.launched and n.is_failed}
+        """Identities of every config that failed anywhere in the study."""
+        return {self.config_id(n.overrides) for n in self.nodes if n.launched and n.is_failed}
 
     def all_hashes(self) -> set[str]:
-        return {n.config_hash for n in self.nodes if n.launched}
+        return {self.config_id(n.overrides) for n in self.nodes if n.launched}
+
+    def block_hashes(self) -> set[str]:
+        """Identities of the configs run in the current block's tree."""
+        return {self.config_id(n.overrides) for n in self.block_nodes}

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.llm_cost import ModelPrice, estimate_request_usd, png_size, usage_cost
-from agent.overrides import OverrideError, Validator, config_hash, merge
+from agent.overrides import OverrideError, Validator, merge
 from agent.policies.base import Policy
 from agent.proposal import BlockEndDecision, Proposal
 from agent.transcripts import (
@@ -420,7 +420,7 @@ def check_children(view: StudyView, slots: Sequence[str], data: Mapping[str, Any
             errors.append(f"{where}.overrides: {e}")
             continue
         full = merge(view.overrides_of(parent), normal)
-        if config_hash(full) in failed:
+        if view.config_id(full) in failed:
             errors.append(f"{where}: this configuration already failed; choose another change")
             continue
         out.append({**c, "overrides": dict(o.split("=", 1) for o in normal)})

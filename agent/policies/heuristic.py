@@ -38,7 +38,6 @@ from agent.overrides import (
     OverrideError,
     Validator,
     as_dict,
-    config_hash,
     merge,
 )
 from agent.proposal import BlockEndDecision, Proposal
@@ -201,11 +200,11 @@ class HeuristicPolicy:
             changes = self._validator(view).normalise(cand.changes)
         except OverrideError:
             return None
-        return config_hash(merge(view.overrides_of(cand.parent_id), changes))
+        return view.config_id(merge(view.overrides_of(cand.parent_id), changes))
 
     def _fresh(self, view: StudyView, cands: list[Candidate], taken: set[str]) -> list[Candidate]:
         """Drop candidates whose config failed anywhere, ran in this block, or is taken by an earlier slot."""
-        bad = view.failed_hashes() | {n.config_hash for n in view.block_nodes} | taken
+        bad = view.failed_hashes() | view.block_hashes() | taken
         out = []
         for c in cands:
             h = self._child_hash(view, c)
@@ -451,7 +450,7 @@ class HeuristicPolicy:
             p: Proposal | None = None
             if not baseline_done:
                 baseline_done = True
-                base_hash = config_hash(view.block.base_overrides)
+                base_hash = view.config_id(view.block.base_overrides)
                 if base_hash not in view.failed_hashes():
                     taken.add(base_hash)
                     p = self._baseline(view)

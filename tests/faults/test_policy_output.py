@@ -341,14 +341,11 @@ def test_each_rejection_of_an_attempt_keeps_its_own_node(app, tmp_path, fault_ro
     assert ok, (ids, [n.error for n in folded], shown)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open bug: agent/explore.py _validate hashes the override list, not the resolved config, so a default spelled "
-    "out by the policy trains the same config twice; fix: hash the resolved allow-listed keys from compose_train, "
-    "and use the same hash in the heuristic's _fresh, StudyView.failed_hashes and the claude check_children"))
 def test_a_spelled_out_default_is_not_a_new_config(app, tmp_path, fault_row):
     """{optimizer.lr: 1e-4} from root, when the block's base config already trains with lr=1e-4, is the
-    baseline again: the same run must not be launched twice (bug: the duplicate check hashes override lists,
-    so an explicit default and an absent key count as different configs)."""
+    baseline again: the same run must not be launched twice (regression test: the duplicate check used to hash
+    override lists, so an explicit default and an absent key counted as different configs; it now compares the
+    resolved config, agent.identity)."""
     pol = Scripted([{}, {"optimizer.lr": 1e-4}, {"model.n_layers": 2}])
     ex = Explorer(compose_explore([f"code_dir={app}", f"root={tmp_path}", "name=d", "n_training_frames=48",
                                    "n_blocks=1", "n_iter_block=2", "batch=1"]), out=lambda s: None)
@@ -360,6 +357,8 @@ def test_a_spelled_out_default_is_not_a_new_config(app, tmp_path, fault_row):
     fault_row("a default value spelled out by the policy (same run, other override list)", trials=1,
               survived=int(not same), duplicated=len(same),
               notes=("rejected as a duplicate" if not same else
-                     f"node(s) {same} re-ran node 1's resolved config (identical R²); BUG agent/explore.py "
-                     "_validate: config_hash over override lists, not the resolved config"))
+                     f"node(s) {same} re-ran node 1's resolved config (identical R²); BUG: the loop's gate "
+                     "compares override lists, not agent.identity"))
     assert not same, f"nodes {same} duplicate node 1"
+    rejected = [n for n in state(tmp_path / "d").nodes.values() if n.status == "rejected"]
+    assert [n.error for n in rejected] and "duplicate of node 1" in rejected[0].error, [n.error for n in rejected]
