@@ -16,7 +16,8 @@ from mpm_inr.errors import ConfigError
 #: the seed's rule: never modify code in the first 4 iterations of a block (config may only raise it)
 MIN_PROTECT_FIRST = 4
 
-DEFAULT_ALLOW = ("mpm_inr/models/*.py", "mpm_inr/training/module.py", "mpm_inr/training/optim.py")
+# the training step first: with a character limit, the prompt shows files in this order (agent.policies.code_context)
+DEFAULT_ALLOW = ("mpm_inr/training/optim.py", "mpm_inr/training/module.py", "mpm_inr/models/*.py")
 DEFAULT_IMPORTS = ("__future__", "math", "typing", "dataclasses", "functools", "itertools", "collections",
                    "collections.abc", "enum", "torch", "mpm_inr.errors", "mpm_inr.models",
                    "mpm_inr.training.optim", "mpm_inr.training.sampler")
