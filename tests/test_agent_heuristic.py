@@ -255,3 +255,34 @@ def test_rules_written_at_a_block_end_change_later_behaviour(tmp_path, rules):
     p = one(v)
     assert p.strategy == "exploit"
     assert (p.parent_id == a) == rules
+
+
+def test_failed_nodes_are_never_exploit_parents_and_rank_last(tmp_path):
+    """With min_compression=1, an ok node below it scores R=0 like a crash, so a crashed leaf's exploration
+    bonus tops the UCB list: the heuristic used to chain children on crashes. Every child here is made to crash,
+    and no proposal may ever take a failed node as parent."""
+    s = SyntheticStudy(tmp_path)
+    a = s.add(None, r2=0.9, metrics={"compression_ratio": 0.5})
+    s.add(a, {"optimizer.lr": 2e-4}, status="crashed")
+    s.add(a, {"optimizer.lr": 5e-5}, status="failed")
+    v = s.view()
+    assert v.ucb[0].status != "ok", "the scenario needs a failed node on top of the UCB list"
+    p = policy(min_compression=1.0)
+    ranked = p._ranked_parents(v)
+    statuses = [v.node(i).status for i in ranked]
+    assert statuses == sorted(statuses, key=lambda st: st != "ok")  # every ok node before any failed one
+    assert p._ranked_parents(v, failed=False) == [a]
+    for _ in range(5):
+        v = s.view()
+        for role in ("auto", "exploit"):
+            prop = one(v, policy(min_compression=1.0), role=role)
+            assert prop.parent_id is None or v.node(prop.parent_id).is_ok, (role, prop)
+        s.add(prop.parent_id, prop.overrides, status="crashed", strategy=prop.strategy)
+
+
+def test_exploit_from_root_when_every_node_failed(tmp_path):
+    s = SyntheticStudy(tmp_path)
+    s.add(None, status="crashed")
+    s.add(None, {"model.hidden_dim": 128}, status="timeout", strategy="explore")
+    prop = one(s.view(), role="exploit")
+    assert prop.parent_id is None and prop.strategy == "exploit"

@@ -237,12 +237,16 @@ class HeuristicPolicy:
             return rng.choice(good)
         return max(scored, key=lambda t: (t[1] if t[1] is not None else 0.0, -t[2], rng.random()))[0]
 
-    def _ranked_parents(self, view: StudyView) -> list[int]:
-        ranked = [s.node_id for s in view.ucb]
+    def _ranked_parents(self, view: StudyView, *, failed: bool = True) -> list[int]:
+        """Parents in UCB order, every successful node before any failed one (a failed node's exploration bonus
+        can outscore a weak successful node, and chaining children on crashes wastes the block). With
+        `failed=False` failed nodes are left out: they are never exploit parents."""
+        ok = [s.node_id for s in view.ucb if s.status == "ok"]
+        bad = [s.node_id for s in view.ucb if s.status != "ok"] if failed else []
         if self._adjust(view)["good_parents_only"]:
             good = {s.node_id for s in view.ucb if s.r2 is not None and s.r2 >= self.s.success_r2}
-            ranked = [i for i in ranked if i in good] + [i for i in ranked if i not in good]
-        return ranked
+            ok = [i for i in ok if i in good] + [i for i in ok if i not in good]
+        return ok + bad
 
     def _recent_strategies(self, view: StudyView) -> list[str]:
         return [n.strategy for n in view.block_nodes[-self.s.cooldown:]]
@@ -294,7 +298,7 @@ class HeuristicPolicy:
                         rationale=why)
 
     def _exploit(self, view, rng, taken, *, second: bool = False) -> Proposal | None:
-        parents = self._ranked_parents(view)
+        parents = self._ranked_parents(view, failed=False)
         if second and len(parents) > 1:
             parents = parents[1:] + parents[:1]
         top = parents[0] if parents else None
