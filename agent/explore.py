@@ -27,6 +27,7 @@ journal, so the resumed study continues as the uninterrupted one would have.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
@@ -121,6 +122,7 @@ class Explorer:
             raise ConfigError(f"code_dir {self.code_dir} has no train.py")
         self.train_overrides = [str(o) for o in (c.get("train_overrides") or [])]
         _split_kv(self.train_overrides)
+        self._check_train_overrides()
         self.identity = ConfigIdentity(self.code_dir, self.train_overrides)
         agent = c.get("agent") or {}
         self.validator = Validator(limits=c.get("limits") or None, progression=c.get("frames_progression"))
@@ -177,6 +179,44 @@ class Explorer:
         t = c.get("timeout") or {}
         if not float(t.get("per_run_s", 1)) > 0:
             raise ConfigError("timeout.per_run_s must be > 0")
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """A negative, NaN or zero cap would stop the study at once or never: refuse it before anything runs."""
+        budget = self.cfg.get("budget") or {}
+        if not isinstance(budget, Mapping):
+            raise ConfigError(f"budget={budget!r}: must be a mapping, e.g. budget.max_usd=5")
+        usd, its = budget.get("max_usd"), budget.get("max_iterations")
+        if usd is not None and (isinstance(usd, bool) or not isinstance(usd, (int, float))
+                                or not math.isfinite(usd) or usd <= 0):
+            raise ConfigError(f"budget.max_usd={usd!r}: must be a positive number of dollars, or null for no cap")
+        if its is not None and (isinstance(its, bool) or not isinstance(its, int) or its < 1):
+            raise ConfigError(f"budget.max_iterations={its!r}: must be a positive integer (training runs), or null "
+                              f"for no cap")
+
+    def _check_train_overrides(self) -> None:
+        """train_overrides go under every node's overrides, so a bad group option there could hide behind a
+        node's own (field=Q under field=Jp) and a key the study sets itself would never take effect."""
+        conf = self.code_dir / "conf"
+        for o in self.train_overrides:
+            key, _, val = o.partition("=")
+            key = key.lstrip("+")
+            if not re.match(r"^[A-Za-z0-9_]+$", key) or not (conf / key).is_dir():
+                continue  # a plain key, or Hydra syntax the composition itself checks
+            options = sorted(p.stem for p in (conf / key).glob("*.yaml"))
+            if val not in options:
+                raise ConfigError(f"train_overrides: {key}={val} is not an option of the trainer's '{key}' group; "
+                                  f"choose one of {', '.join(options)}")
+        own = {"field": "field", "data.n_training_frames": "n_training_frames"}
+        if self.cfg.get("inr_type"):
+            own["inr_type"] = "inr_type"
+        own.update({str(k): f"start={{{k}: ...}}" for k in (self.cfg.get("start") or {})})
+        for o in self.train_overrides:
+            key = o.split("=", 1)[0].lstrip("+")
+            if key in own:
+                opt = own[key]
+                raise ConfigError(f"train_overrides: {o} would be replaced by the study's own {key} in every run; "
+                                  f"set it with the explore option {opt if '=' in opt else opt + '=...'} instead")
 
     # ------------------------------------------------------------------ state helpers
     def _state(self) -> StudyState:

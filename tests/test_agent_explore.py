@@ -277,3 +277,25 @@ def test_missing_api_key_and_locked_study(app, tmp_path):
         r = _agent("explore", "name=held", f"root={tmp_path}", f"code_dir={app}")
     assert r.returncode == 2 and r.stderr.startswith("error: study") and "in use by agent pid" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "held" / "journal.jsonl").exists()
+
+
+@pytest.mark.parametrize("extra,msg", [
+    ("train_overrides=[field=Q]", "field=Q is not an option of the trainer's 'field' group; choose one of C, F, Jp, S"),
+    ("train_overrides=[fake.sleep_s=0,optimizer=sgd]", "choose one of adam, adamw"),
+    ("train_overrides=[field=F]", "would be replaced by the study's own field in every run"),
+    ("budget.max_usd=-1", "budget.max_usd=-1: must be a positive number"),
+    ("budget.max_usd=nan", "budget.max_usd=nan"),
+    ("budget.max_usd=0", "budget.max_usd=0"),
+    ("budget.max_iterations=0", "budget.max_iterations=0: must be a positive integer"),
+    ("budget.max_iterations=-3", "budget.max_iterations=-3"),
+    ("budget.max_iterations=true", "budget.max_iterations=True"),
+])
+def test_bad_train_overrides_and_budgets_fail_before_anything_runs(app, tmp_path, monkeypatch, extra, msg):
+    from mpm_inr.errors import ConfigError
+
+    spawned: list = []
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: spawned.append(a))
+    with pytest.raises(ConfigError) as e:
+        Explorer(cfg(app, tmp_path, extra), out=lambda s: None).run()
+    assert msg in str(e.value) and "\n" not in str(e.value)
+    assert not spawned and not (tmp_path / "s").exists()
