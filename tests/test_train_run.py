@@ -130,3 +130,22 @@ def test_multirun_with_offline_wandb_leaves_finished_runs(tiny_train_overrides, 
         assert "test" in run.tags and any("r2_estimate" in row for row in run.history)
         seen[metrics["field"]] = run.summary["final_r2"]
     assert set(seen) == {"Jp", "F"}
+
+
+def test_a_constant_field_is_a_clear_error_not_nan(tiny_train_overrides, tmp_path, monkeypatch):
+    """discs_small seed 1 has Jp == 1 everywhere in its window: R² is undefined, so say so before training."""
+    from mpm_inr.errors import UserError
+    from mpm_inr.training.datamodule import FieldWindowDataModule
+
+    original = FieldWindowDataModule.prepare_window
+
+    def constant(self):
+        window = original(self)
+        window.values[...] = 1.0
+        return window
+
+    monkeypatch.setattr(FieldWindowDataModule, "prepare_window", constant)
+    overrides = tiny_train_overrides + ["field=Jp"]
+    with pytest.raises(UserError, match="constant over the training frames"):
+        run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"

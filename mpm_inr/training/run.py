@@ -114,6 +114,9 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     dm = FieldWindowDataModule(dataset_path, cfg["field"]["name"], data["n_training_frames"],
                                data["holdout_every"], data["normalize"], train["total_steps"], train["steps_per_call"])
     window = dm.prepare_window()
+    if not (np.ptp(window.values[window.train_frames], axis=(0, 1)) > 0).any():
+        raise UserError(f"field {cfg['field']['name']} is constant over the training frames of {dataset_path.name} "
+                        f"(R² is undefined); pick another data.seed, scenario or n_training_frames")
     if train["batch_size"] > len(window.train_frames):
         raise UserError(f"train.batch_size={train['batch_size']} exceeds the {len(window.train_frames)} training "
                         f"frames of the window; lower it")
