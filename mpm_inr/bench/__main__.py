@@ -6,6 +6,10 @@ import argparse
 import sys
 
 
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpm_inr.bench")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -14,9 +18,13 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--scenario", default=None, help="default: discs_small on CPU, discs_3types on GPU")
     tr.add_argument("--device", default=None, choices=["cpu", "cuda"])
     tr.add_argument("--target", type=float, default=0.995)
-    tr.add_argument("--ref-cap", type=float, default=120.0, help="seconds of reference training per field")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--ref-cap", type=float, default=60.0, help="seconds of reference training per field")
+    tr.add_argument("--no-reference", action="store_true", help="skip the reference recipe")
+    tr.add_argument("--seeds", default="0,1,2", help="dataset seeds; the first one is used for speed and held-out")
     tr.add_argument("--frames", type=int, default=100)
+    tr.add_argument("--holdout-every", type=int, default=4, help="k: hold out every k-th frame (0: skip that part)")
+    tr.add_argument("--eulerian", default="siren_txy,ngp", help="Eulerian types raced in the held-out part")
+    tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
     tr.add_argument("--root", default="data")
     tr.add_argument("--out", default="bench_results")
     sm = sub.add_parser("sim", help="simulator steps/s")
@@ -26,10 +34,20 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--out", default="bench_results")
     args = parser.parse_args(argv)
     if args.command == "train":
-        from mpm_inr.bench.train_bench import run
+        import torch
 
-        run(args.fields.split(","), args.scenario, args.device, args.target, args.ref_cap, args.seed, args.frames,
-            args.root, args.out)
+        from mpm_inr.bench.train_bench import BenchSettings, run
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            settings = BenchSettings(
+                fields=_csv(args.fields), scenario=args.scenario or ("discs_3types" if device == "cuda" else "discs_small"),
+                device=device, target=args.target, ref_cap_s=args.ref_cap, seeds=[int(x) for x in _csv(args.seeds)],
+                frames=args.frames, root=args.root, holdout_every=args.holdout_every, eulerian=_csv(args.eulerian),
+                eulerian_cap_s=args.eulerian_cap, reference=not args.no_reference)
+        except ValueError as err:
+            parser.error(str(err))
+        run(settings, args.out)
     else:
         from mpm_inr.bench.sim_bench import run as run_sim
 

@@ -1,15 +1,23 @@
-"""`python -m mpm_inr.bench train`: time to R² >= target per field, ours vs the reference recipe, plus SVD.
+"""`python -m mpm_inr.bench train`: per field, ours vs the reference recipe vs SVD, on one device, in one process.
 
-All three run in this process, on the same window and the same device. Ours runs the default per-field
-recipe with early stop at the target (R² estimated on a schedule, then measured on every value at the end).
+Three parts, all in the same process, on the same windows and the same device:
+1. speed (first seed): time to R² >= target for our default recipe (early stop at the target, R² estimated on a
+   schedule, then measured on every value at the end) and for the reference recipe (capped), with the SVD rank
+   the target needs;
+2. seeds: our default recipe on every dataset seed, with medians (R², slope, compression, time);
+3. held-out frames (`holdout_every=k`): training-frame and held-out R² for SVD (temporal coefficients
+   interpolated linearly and by a cubic spline), our default (Lagrangian) recipe, and the best Eulerian type
+   trained under the same wall-time cap for every Eulerian type.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field as dc_field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,74 +27,246 @@ import torch
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.bench.reference_recipe import train_reference
 
+# Eulerian recipes raced in the held-out comparison: each type's config defaults plus what made it train at
+# all in our measurements (ngp: a larger lr and more frames per step; see README "ngp").
+EULERIAN_RECIPES: dict[str, list[str]] = {
+    "siren_txy": [],
+    "ngp": ["optimizer.lr=1e-2", "train.batch_size=8", "model.log2_table_size=16"],
+}
 
-def bench_field(field: str, scenario: str, device: str, target: float, ref_cap_s: float, seed: int,
-                frames: int, root: str) -> dict[str, Any]:
+
+@dataclass
+class BenchSettings:
+    fields: list[str]
+    scenario: str
+    device: str
+    target: float = 0.995
+    ref_cap_s: float = 60.0
+    seeds: list[int] = dc_field(default_factory=lambda: [0, 1, 2])
+    frames: int = 100
+    root: str = "data"
+    holdout_every: int = 4
+    eulerian: list[str] = dc_field(default_factory=lambda: list(EULERIAN_RECIPES))
+    eulerian_cap_s: float = 30.0
+    reference: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
+        if unknown:
+            raise ValueError(f"unknown Eulerian type(s) {unknown}; choose from {', '.join(EULERIAN_RECIPES)}")
+        if not self.seeds:
+            raise ValueError("at least one dataset seed is needed")
+
+
+def train_once(s: BenchSettings, field: str, seed: int, extra: list[str]) -> tuple[dict[str, Any], float]:
+    """One training run through the real entry path (compose -> run_training); returns metrics and wall time."""
+    from mpm_inr.errors import UserError
+    from mpm_inr.training.run import run_training
+
+    trainer = "gpu" if s.device == "cuda" else "cpu"
+    overrides = [f"field={field}", f"scenario={s.scenario}", f"data.seed={seed}", f"data.root={s.root}",
+                 f"data.n_training_frames={s.frames}", "logger=none", f"trainer={trainer}", "outputs.plot=false",
+                 "outputs.checkpoint=false", *extra]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_train_config(overrides, tmp)
+        t0 = time.perf_counter()
+        try:
+            metrics = run_training(cfg, tmp, overrides, progress=False)
+        except UserError as err:  # e.g. a field that is constant in this seed's window: recorded, not fatal
+            metrics = {"status": "failed", "error": str(err)}
+        return metrics, time.perf_counter() - t0
+
+
+def _ours_summary(m: dict[str, Any], wall: float, target: float) -> dict[str, Any]:
+    if m["status"] != "ok":
+        return {"status": m["status"], "error": m.get("error"), "reached": False}
+    return {"status": "ok", "final_r2": m["final_r2"], "slope": m["slope"], "compression_ratio": m["compression_ratio"],
+            "training_time_s": m["training_time"], "end_to_end_s": wall, "steps": m["steps"],
+            "inr_type": m["inr_type"], "reached": m["final_r2"] >= target}
+
+
+def _window(s: BenchSettings, field: str, seed: int, holdout_every: int):
     from mpm_inr.data.dataset import open_dataset
     from mpm_inr.data.generate import ensure_dataset
     from mpm_inr.data.window import FieldWindow
-    from mpm_inr.metrics.svd import svd_baseline
-    from mpm_inr.training.run import run_training
 
-    trainer = "gpu" if device == "cuda" else "cpu"
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [f"field={field}", f"scenario={scenario}", f"data.seed={seed}", f"data.root={root}",
-                     f"data.n_training_frames={frames}", "logger=none", f"trainer={trainer}",
-                     f"train.target_r2={target}", "outputs.plot=false", "outputs.checkpoint=false"]
-        cfg = compose_train_config(overrides, tmp)
-        t0 = time.perf_counter()
-        ours = run_training(cfg, tmp, overrides, progress=False)
-        ours_wall = time.perf_counter() - t0
-    ds = open_dataset(ensure_dataset(cfg["scenario"], seed, root, device=device, progress=False))
-    window = FieldWindow.from_dataset(ds, field, frames, 0, normalize=False)
+    scenario_cfg = compose_train_config([f"scenario={s.scenario}"])["scenario"]
+    ds = open_dataset(ensure_dataset(scenario_cfg, seed, s.root, device=s.device, progress=False))
+    return FieldWindow.from_dataset(ds, field, s.frames, holdout_every, normalize=False)
+
+
+def _svd_holdout(s: BenchSettings, field: str, seed: int) -> dict[str, Any]:
+    """SVD fitted on the training frames at the smallest rank reaching the target there; held-out frames get
+    its temporal coefficients interpolated in t (linear and cubic spline)."""
+    from mpm_inr.metrics.svd import svd_baseline, svd_holdout
+
+    window = _window(s, field, seed, s.holdout_every)
+    train, test = window.train_frames, window.test_frames
+    fit = svd_baseline(window.values[train], normalize=True)
+    rank = fit.rank_for(s.target) or fit.max_rank
+    out = {"rank": rank, "train_r2": fit.r2(rank), "compression": fit.compression(rank)}
+    for method in ("linear", "cubic"):
+        out[f"holdout_r2_{method}"] = svd_holdout(window.values, train, test, ranks=(rank,), method=method).r2[rank]
+    return out
+
+
+def speed(s: BenchSettings, field: str) -> dict[str, Any]:
+    """Time to target on the first seed: ours (early stop at the target), the reference recipe, SVD."""
+    from mpm_inr.metrics.svd import svd_baseline
+
+    seed = s.seeds[0]
+    metrics, wall = train_once(s, field, seed, [f"train.target_r2={s.target}"])
+    window = _window(s, field, seed, 0)
     svd = svd_baseline(window.values, normalize=True)
-    values = torch.from_numpy(window.values).to(device)
-    positions = torch.from_numpy(window.positions).to(device)
-    ref = train_reference(values, positions, field, target, ref_cap_s)
-    ours_time = ours["training_time"]
-    return {
-        "field": field, "target_r2": target,
-        "ours": {"final_r2": ours["final_r2"], "slope": ours["slope"], "compression_ratio": ours["compression_ratio"],
-                 "training_time_s": ours_time, "end_to_end_s": ours_wall, "steps": ours["steps"],
-                 "inr_type": ours["inr_type"], "reached": ours["final_r2"] >= target},
-        "reference": {"r2": ref.r2, "seconds": ref.seconds, "steps": ref.steps, "reached": ref.reached_target,
-                      "time_cap_s": ref_cap_s, "trace": ref.trace},
-        "speedup": (ref.seconds / ours_time) if ref.reached_target and ours_time > 0 else None,
-        "speedup_lower_bound": (ref.seconds / ours_time) if not ref.reached_target and ours_time > 0 else None,
-        "svd": {"rank_for_target": svd.rank_for(target), "seconds": svd.time_s,
+    out: dict[str, Any] = {
+        "field": field, "seed": seed, "target_r2": s.target, "ours": _ours_summary(metrics, wall, s.target),
+        "svd": {"rank_for_target": svd.rank_for(s.target), "seconds": svd.time_s,
                 "r2_by_rank": {str(r): svd.r2(r) for r in svd.ranks},
-                "compression_at_target": svd.compression(svd.rank_for(target)) if svd.rank_for(target) else None},
+                "compression_at_target": svd.compression(svd.rank_for(s.target)) if svd.rank_for(s.target) else None},
+        "reference": None, "speedup": None, "speedup_lower_bound": None,
     }
+    if s.reference and metrics["status"] == "ok":
+        values = torch.from_numpy(window.values).to(s.device)
+        positions = torch.from_numpy(window.positions).to(s.device)
+        ref = train_reference(values, positions, field, s.target, s.ref_cap_s)
+        ours_time = metrics["training_time"]
+        out["reference"] = {"r2": ref.r2, "seconds": ref.seconds, "steps": ref.steps, "reached": ref.reached_target,
+                            "time_cap_s": s.ref_cap_s, "trace": ref.trace}
+        if ours_time > 0 and metrics["final_r2"] >= s.target:
+            key = "speedup" if ref.reached_target else "speedup_lower_bound"
+            out[key] = ref.seconds / ours_time
+    return out
+
+
+def seed_sweep(s: BenchSettings, field: str, first: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Our default recipe (no early stop) on every seed, and the medians."""
+    runs = []
+    for seed in s.seeds:
+        metrics, wall = train_once(s, field, seed, [])
+        runs.append({"seed": seed, **_ours_summary(metrics, wall, s.target)})
+    keys = ("final_r2", "slope", "compression_ratio", "training_time_s", "end_to_end_s")
+    done = [r for r in runs if r["status"] == "ok"]
+    median = {k: statistics.median(r[k] for r in done) if done else None for k in keys}
+    ok = all(r["status"] == "ok" and r["final_r2"] >= s.target and 0.99 <= r["slope"] <= 1.01 for r in runs)
+    return {"field": field, "runs": runs, "median": median, "all_seeds_meet_target": ok}
+
+
+def holdout(s: BenchSettings, field: str) -> dict[str, Any]:
+    """Training-frame and held-out R²: SVD (interpolated), our default, and the best Eulerian type (capped)."""
+    seed = s.seeds[0]
+    common = [f"data.holdout_every={s.holdout_every}"]
+    ours, ours_wall = train_once(s, field, seed, common)
+    svd = _svd_holdout(s, field, seed)
+    if ours["status"] != "ok":
+        return {"field": field, "seed": seed, "holdout_every": s.holdout_every, "svd": svd, "error": ours["error"]}
+    eulerian = []
+    for name in s.eulerian:
+        m, wall = train_once(s, field, seed, [f"inr_type={name}", *common, *EULERIAN_RECIPES[name],
+                                              f"train.max_time_s={s.eulerian_cap_s}"])
+        if m["status"] != "ok":
+            continue
+        eulerian.append({"inr_type": name, "train_r2": m["final_r2"], "holdout_r2": m["holdout_r2"],
+                         "compression_ratio": m["compression_ratio"], "training_time_s": m["training_time"],
+                         "steps": m["steps"], "overrides": EULERIAN_RECIPES[name]})
+    best = max(eulerian, key=lambda e: e["holdout_r2"], default=None)
+    return {"field": field, "seed": seed, "holdout_every": s.holdout_every, "svd": svd,
+            "ours": {"inr_type": ours["inr_type"], "train_r2": ours["final_r2"], "holdout_r2": ours["holdout_r2"],
+                     "compression_ratio": ours["compression_ratio"], "training_time_s": ours["training_time"]},
+            "eulerian": eulerian, "best_eulerian": best["inr_type"] if best else None,
+            "eulerian_cap_s": s.eulerian_cap_s}
+
+
+def _f(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
 
 
 def markdown(results: dict[str, Any]) -> str:
+    seeds = ", ".join(str(x) for x in results["seeds"])
     lines = [f"# Training benchmark — {results['device']} — torch {results['torch']} — {results['date']}", "",
-             f"scenario `{results['scenario']}`, {results['frames']} frames, dataset seed {results['seed']}, "
-             f"target R² {results['target_r2']}", "",
-             "| field | ours: type | ours: time to target [s] | ours: R² | compression | reference: time [s] | "
-             "reference: R² | speed-up | SVD rank for target |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in results["fields"]:
+             f"scenario `{results['scenario']}`, {results['frames']} frames, target R² {results['target_r2']}, "
+             f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end.", "",
+             f"## Speed: time to R² ≥ {results['target_r2']} (dataset seed {results['seeds'][0]})", "",
+             "| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
+             "reference: time [s] | reference: R² | speed-up | SVD rank for target |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["speed"]:
         o, ref = r["ours"], r["reference"]
-        ref_time = f"{ref['seconds']:.1f}" if ref["reached"] else f"not reached in {ref['time_cap_s']:.0f}"
+        if o["status"] != "ok":
+            lines.append(f"| {r['field']} | failed: {o['error']} | | | | | | | | {r['svd']['rank_for_target']} |")
+            continue
+        if ref is None:
+            ref_time, ref_r2 = "not run", "-"
+        else:
+            ref_time = f"{ref['seconds']:.1f}" if ref["reached"] else f"not reached in {ref['time_cap_s']:.0f}"
+            ref_r2 = f"{ref['r2']:.4f}"
         speed = f"{r['speedup']:.0f}x" if r["speedup"] else (
             f">{r['speedup_lower_bound']:.0f}x" if r["speedup_lower_bound"] else "-")
-        lines.append(f"| {r['field']} | {o['inr_type']} | {o['training_time_s']:.1f} | {o['final_r2']:.5f} | "
-                     f"{o['compression_ratio']:.1f} | {ref_time} | {ref['r2']:.4f} | {speed} | "
+        lines.append(f"| {r['field']} | {o['inr_type']} | {o['training_time_s']:.1f} | {o['end_to_end_s']:.1f} | "
+                     f"{o['final_r2']:.5f} | {o['compression_ratio']:.1f} | {ref_time} | {ref_r2} | {speed} | "
                      f"{r['svd']['rank_for_target']} |")
+    if results["seed_sweep"]:
+        lines += ["", f"## Default recipe on every seed (no early stop): median over seeds {seeds}", "",
+                  "| field | type | median R² | median slope | median compression | median time [s] | "
+                  "per-seed R² | all seeds ≥ target, slope in [0.99, 1.01] |", "|---|---|---|---|---|---|---|---|"]
+        for r in results["seed_sweep"]:
+            m = r["median"]
+            per = " / ".join(f"{x['final_r2']:.5f}" if x["status"] == "ok" else f"seed {x['seed']} failed: {x['error']}"
+                             for x in r["runs"])
+            kind = next((x["inr_type"] for x in r["runs"] if x["status"] == "ok"), "-")
+            lines.append(f"| {r['field']} | {kind} | {_f(m['final_r2'], '.5f')} | {_f(m['slope'], '.4f')} | "
+                         f"{_f(m['compression_ratio'], '.1f')} | {_f(m['training_time_s'], '.1f')} | {per} | "
+                         f"{'yes' if r['all_seeds_meet_target'] else 'NO'} |")
+    if results["holdout"]:
+        h0 = results["holdout"][0]
+        lines += ["", f"## Held-out frames (every {h0['holdout_every']}th frame never trained on; dataset seed "
+                  f"{h0['seed']}; Eulerian types capped at {h0['eulerian_cap_s']:.0f} s)", "",
+                  "| field | SVD rank | SVD train R² | SVD held-out R² (linear / cubic) | ours: type | ours train R² | "
+                  "ours held-out R² | ours compression | best Eulerian | its train R² | its held-out R² | "
+                  "its compression |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in results["holdout"]:
+            sv = r["svd"]
+            if "error" in r:
+                lines.append(f"| {r['field']} | {sv['rank']} | {sv['train_r2']:.5f} | - | failed: {r['error']} "
+                             "| | | | | | | |")
+                continue
+            o = r["ours"]
+            e = next((x for x in r["eulerian"] if x["inr_type"] == r["best_eulerian"]), None)
+            eul = (f"{e['inr_type']} | {e['train_r2']:.4f} | {e['holdout_r2']:.4f} | {e['compression_ratio']:.2f}"
+                   if e else "- | - | - | -")
+            lines.append(f"| {r['field']} | {sv['rank']} | {sv['train_r2']:.5f} | "
+                         f"{_f(sv.get('holdout_r2_linear'), '.5f')} / {_f(sv.get('holdout_r2_cubic'), '.5f')} | "
+                         f"{o['inr_type']} | {o['train_r2']:.5f} | {o['holdout_r2']:.5f} | "
+                         f"{o['compression_ratio']:.1f} | {eul} |")
     return "\n".join(lines) + "\n"
 
 
-def run(fields: list[str], scenario: str | None, device: str | None, target: float, ref_cap_s: float, seed: int,
-        frames: int, root: str, out_dir: str) -> dict[str, Any]:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    scenario = scenario or ("discs_3types" if device == "cuda" else "discs_small")
-    results = {"device": torch.cuda.get_device_name() if device == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-               "torch": torch.__version__, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-               "scenario": scenario, "frames": frames, "seed": seed, "target_r2": target,
-               "fields": [bench_field(f, scenario, device, target, ref_cap_s, seed, frames, root) for f in fields]}
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "device": device_name(s.device), "torch": torch.__version__,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
+        "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": []}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "train_bench.json").write_text(json.dumps(results, indent=2))
-    (out / "train_bench.md").write_text(markdown(results))
+
+    def save() -> None:  # after every part, so an interrupted benchmark still leaves what it measured
+        (out / "train_bench.json").write_text(json.dumps(results, indent=2))
+        (out / "train_bench.md").write_text(markdown(results))
+
+    for f in s.fields:
+        results["speed"].append(speed(s, f))
+        save()
+    for f in s.fields:
+        results["seed_sweep"].append(seed_sweep(s, f))
+        save()
+    if s.holdout_every > 0:
+        for f in s.fields:
+            results["holdout"].append(holdout(s, f))
+            save()
     print(markdown(results))
     return results

@@ -1,0 +1,41 @@
+"""`python -m mpm_inr.bench train` on a tiny window: every part runs and its tables agree with its JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mpm_inr.bench.__main__ import main
+from mpm_inr.bench.train_bench import BenchSettings, markdown, run
+
+
+def test_bench_parts_and_tables(data_root, tmp_path):
+    s = BenchSettings(fields=["Jp"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
+                      ref_cap_s=0.5, holdout_every=4, eulerian=["siren_txy"], eulerian_cap_s=0.5)
+    results = run(s, str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    assert saved["seeds"] == [0] and saved["frames"] == 20
+    speed, sweep, held = saved["speed"][0], saved["seed_sweep"][0], saved["holdout"][0]
+    assert speed["ours"]["status"] == "ok" and speed["reference"]["time_cap_s"] == 0.5
+    assert speed["reference"]["steps"] > 0 and speed["svd"]["rank_for_target"] >= 1
+    # The reference is capped well below its need: a reached target would make `speedup` exact instead.
+    assert (speed["speedup"] is None) != (speed["speedup_lower_bound"] is None) or not speed["ours"]["reached"]
+    assert [r["seed"] for r in sweep["runs"]] == [0]
+    assert sweep["median"]["final_r2"] == pytest.approx(sweep["runs"][0]["final_r2"])
+    assert held["holdout_every"] == 4 and held["best_eulerian"] == "siren_txy"
+    assert held["eulerian"][0]["training_time_s"] < 5.0  # the cap held
+    for key in ("holdout_r2_linear", "holdout_r2_cubic", "train_r2"):
+        assert -1.0 < held["svd"][key] <= 1.0
+    table = (tmp_path / "train_bench.md").read_text()
+    assert table == markdown(results)
+    for heading in ("## Speed", "## Default recipe on every seed", "## Held-out frames"):
+        assert heading in table
+    assert f"{held['ours']['holdout_r2']:.5f}" in table
+
+
+def test_bench_cli_rejects_unknown_eulerian_type(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--eulerian", "siren_xyz", "--device", "cpu"])
+    assert err.value.code == 2
+    assert "unknown Eulerian type" in capsys.readouterr().err
