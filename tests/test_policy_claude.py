@@ -377,3 +377,16 @@ def test_non_json_success_body_falls_back(tmp_path):
     [p] = pol.propose(make_view(study, standard_nodes(5)), ["auto"])
     assert p.llm["policy"] == "heuristic" and "unusable response" in p.llm["fallback"]
     assert transcripts(study)[0]["error"]["type"] in ("JSONDecodeError", "ValueError")
+
+
+def test_propose_prompt_carries_the_code_modification_section_and_end_block_does_not(tmp_path):
+    end = {"next_field": "F", "next_n_training_frames": 100, "instruction_edits": "", "summary": "s",
+           "principles": [], "ucb_c": 1.0, "next_overrides": {}}
+    pol, api, study = make_policy(tmp_path, [tool_reply(PROPOSE_TOOL, {"children": [child()]}),
+                                             tool_reply(END_BLOCK_TOOL, end)])
+    view = make_view(study, standard_nodes(6))
+    pol.propose(view, ["auto"])
+    pol.end_block(view)
+    propose_text, end_text = (r["messages"][0]["content"][0]["text"] for r in api.requests)
+    assert "## Code modifications" in propose_text
+    assert "## Code modifications" not in end_text

@@ -34,6 +34,7 @@ from typing import Any
 from agent.llm_cost import ModelPrice, estimate_request_usd, png_size, usage_cost
 from agent.overrides import OverrideError, Validator, merge
 from agent.policies.base import Policy
+from agent.policies.code_context import code_section_for_view
 from agent.proposal import BlockEndDecision, Proposal
 from agent.transcripts import (
     TranscriptStore,
@@ -319,6 +320,8 @@ def build_prompt(view: StudyView, *, call_type: str, slots: Sequence[str], limit
                         + "\n".join(f"- node {n.node_id}: {n.error}" for n in view.recent_rejections))
     sections.append("## Allowed overrides (key: type and range; meaning)\n"
                     + "\n".join(f"{k}: {s.describe()}; {s.doc}" for k, s in sorted(view.specs.items())))
+    if call_type == "propose":
+        sections.append(code_section_for_view(view, n_slots=len(slots), max_chars=limit))
     plot = "attached below" if view.field_png is not None and Path(view.field_png).is_file() \
         else "no plot available for the last run"
     sections.append(f"## Field plot of the last run: {plot}")
