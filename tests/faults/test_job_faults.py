@@ -237,7 +237,7 @@ def test_diverging_runs_are_recorded_and_the_loop_goes_on(app, tmp_path, data_ro
     # 2. the fake trainer: runs above lr 1.5e-4 diverge, the rest are fine; the study carries on around them
     fake = explorer(app, tmp_path / "fake", None, "n_iter_block=6", "batch=2",
                     "train_overrides=[fake.diverge_above_lr=1.5e-4]", "start={optimizer.lr:1.4e-4}",
-                    "policy.params=[optimizer.lr,model.n_layers]", "agent.min_compression=0")
+                    "policy.params=[optimizer.lr]", "agent.min_compression=0")
     assert fake.run() == 0
     st = state(tmp_path / "fake" / "s")
     div = [n for n in st.launched_nodes() if n.status == "diverged"]
