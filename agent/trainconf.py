@@ -14,6 +14,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mpm_inr.confres import register as _register_conf_resolvers
+
+_register_conf_resolvers()  # conf/ uses them; they belong to the config contract, not to the trainer
+
 
 class ComposeError(ValueError):
     """The overrides do not compose into a valid trainer config (message is one line)."""

@@ -1,0 +1,30 @@
+"""conf/ resolvers: presets tuned at 100 frames scale K and steps with longer windows, wherever conf/ is composed."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.trainconf import compose_train, value
+from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.confres import frames_scaled
+
+from conftest import REPO
+
+
+@pytest.mark.parametrize(("base", "frames", "expected"), [(16, 20, 16), (16, 100, 16), (16, 400, 32),
+                                                          (16, 1000, 51), (600, 1000, 1898), (4, 101, 5)])
+def test_frames_scaled(base, frames, expected):
+    assert frames_scaled(base, frames) == expected
+
+
+def test_presets_scale_with_the_window_and_explicit_values_win():
+    s400 = compose_train_config(["field=S", "data.n_training_frames=400"])
+    assert (s400["model"]["latent_dim"], s400["train"]["total_steps"]) == (32, 1200)
+    pinned = compose_train_config(["field=S", "data.n_training_frames=400", "model.latent_dim=20"])
+    assert pinned["model"]["latent_dim"] == 20
+    assert compose_train_config(["field=C"])["model"]["latent_dim"] == 18
+
+
+def test_the_agent_resolves_the_same_values():
+    cfg = compose_train(REPO, ["field=S", "data.n_training_frames=1000"])
+    assert value(cfg, "model.latent_dim") == 51 and value(cfg, "train.total_steps") == 1898
