@@ -98,7 +98,7 @@ def compose_explore(overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(f"{key} is required, e.g. python -m agent explore name=my_study") from None
     except UserError:
         raise
-    except Exception as e:  # Hydra's override / composition errors: keep the message, drop the traceback
+    except Exception as e:  # noqa: BLE001 - Hydra's override / composition errors: keep the message, drop the traceback
         msg = " ".join(str(e).split())
         raise ConfigError(f"bad explore option: {msg[:300]}") from None
     finally:

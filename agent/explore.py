@@ -93,11 +93,11 @@ def git_commit(code_dir: Path) -> str | None:
     """HEAD of the code dir (+ "-dirty" with uncommitted changes to tracked files), or None outside git."""
     try:
         head = subprocess.run(["git", "-C", str(code_dir), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10)
+                              timeout=10, check=False)
         if head.returncode != 0:
             return None
         dirty = subprocess.run(["git", "-C", str(code_dir), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=30)
+                               capture_output=True, text=True, timeout=30, check=False)
         return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -400,7 +400,7 @@ class Explorer:
             problem = self._check_decision(decision)
         except UserError:
             raise
-        except Exception as e:  # a broken policy must not stop the study: the heuristic decides instead
+        except Exception as e:  # noqa: BLE001 - a broken policy must not stop the study: the heuristic decides instead
             decision, problem = None, f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         fallback = None
         if problem is not None:
@@ -422,7 +422,7 @@ class Explorer:
             from agent.wandb_study import log_block_end
 
             run_dir = log_block_end(self.study_dir, block)
-        except Exception as e:  # W&B or plotting trouble must not stop a study
+        except Exception as e:  # noqa: BLE001 - W&B or plotting trouble must not stop a study
             self.out(f"warning: study W&B run not updated at block {block}: {type(e).__name__}: "
                      f"{' '.join(str(e).split())[:200]}")
             return
@@ -510,9 +510,8 @@ class Explorer:
             if k in ("field", "data.n_training_frames"):
                 raise Rejection(f"{k} changes only between blocks (block-end decision), not within block "
                                 f"{view.block.block}")
-        if p.code_diff:
-            if self.code_mod_handler is None:
-                raise Rejection("code modifications are disabled in this study (no code-modification handler)")
+        if p.code_diff and self.code_mod_handler is None:
+            raise Rejection("code modifications are disabled in this study (no code-modification handler)")
         parent_ov = view.overrides_of(p.parent_id)
         full = merge(parent_ov, changes)
         h = view.config_id(full)  # the resolved config's identity: a spelled-out default is no new config
@@ -583,7 +582,7 @@ class Explorer:
                                                       iter_in_block=view.iter_in_block + slot))
                         except Rejection:
                             raise
-                        except Exception as e:
+                        except Exception as e:  # noqa: BLE001 - any failure of a code mod rejects the proposal
                             raise Rejection(f"code modification failed: {type(e).__name__}: "
                                             f"{' '.join(str(e).split())[:300]}") from None
                 except Rejection as r:

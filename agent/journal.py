@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from mpm_inr.errors import StudyError
 
@@ -136,7 +136,7 @@ class StudyLock:
         self.path = Path(study_dir) / ".lock"
         self.fd: int | None = None
 
-    def acquire(self) -> StudyLock:
+    def acquire(self) -> Self:
         try:  # the first thing a study writes: a bad root= is a user error, reported in one line
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -162,7 +162,7 @@ class StudyLock:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self) -> StudyLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

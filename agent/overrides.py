@@ -171,7 +171,7 @@ class Validator:
 
     def _check_key(self, key: Any) -> str:
         if not isinstance(key, str):
-            raise ValueError(f"key {_show(key)}: not a string")
+            raise ValueError(f"key {_show(key)}: not a string")  # noqa: TRY004 - normalise() catches ValueError
         if len(key) > 80:
             raise ValueError(f"key {_show(key)}: too long")
         if key.startswith(("+", "~")):
@@ -208,7 +208,7 @@ class Validator:
 
 def _split(item: Any) -> tuple[str, str]:
     if not isinstance(item, str):
-        raise ValueError(f"override {_show(item)}: not a string")
+        raise ValueError(f"override {_show(item)}: not a string")  # noqa: TRY004 - normalise() catches ValueError
     if len(item) > _MAX_LEN:
         raise ValueError(f"override {_show(item)}: too long")
     if item.startswith(("+", "~")):
@@ -242,7 +242,7 @@ def _as_choice(key: str, value: Any, spec: Spec) -> str:
 
 def _as_number(key: str, value: Any, *, integer: bool) -> float | int:
     if isinstance(value, bool):
-        raise ValueError(f"{key}={_show(value)}: a boolean is not a number")
+        raise ValueError(f"{key}={_show(value)}: a boolean is not a number")  # noqa: TRY004 - normalise() catches ValueError
     if isinstance(value, str):
         if not _NUM_RE.match(value):
             raise ValueError(f"{key}={_show(value)}: not a plain number")
@@ -250,7 +250,7 @@ def _as_number(key: str, value: Any, *, integer: bool) -> float | int:
     elif isinstance(value, numbers.Real):
         x = float(value)
     else:
-        raise ValueError(f"{key}={_show(value)}: not a number")
+        raise ValueError(f"{key}={_show(value)}: not a number")  # noqa: TRY004 - normalise() catches ValueError
     if not math.isfinite(x):
         raise ValueError(f"{key}={_show(value)}: NaN and infinity are not allowed")
     if abs(x) > 1e12:

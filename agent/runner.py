@@ -135,7 +135,7 @@ class RoundRunner:
         if self.launcher.name == "joblib":
             params.setdefault("n_jobs", n_jobs)
         if self.launcher.name.startswith("submitit"):
-            params.setdefault("timeout_min", int(math.ceil(self.per_run_s / 60.0)) + 1)
+            params.setdefault("timeout_min", math.ceil(self.per_run_s / 60.0) + 1)
         for k, v in sorted(params.items()):
             if not re.match(r"^[a-z_][a-z0-9_]*$", k):
                 raise UserError(f"launcher parameter name {k!r} is not a plain identifier")

@@ -113,8 +113,8 @@ def format_scores(items: Sequence[UCBScore], *, block: int, first_iteration: int
     """`ucb_scores.txt` in the seed's line format (empty string when the block has no node yet)."""
     if not items:
         return ""
-    lines = [f"=== UCB scores (block {block}, iterations {first_iteration}-{last_iteration}, "
-             f"N={len(items)}, c={c:g}) ===", ""]
+    lines = [(f"=== UCB scores (block {block}, iterations {first_iteration}-{last_iteration}, "
+              f"N={len(items)}, c={c:g}) ==="), ""]
     for s in items:
         parent = "root" if s.parent_id is None else str(s.parent_id)
         slope = "nan" if s.slope is None else f"{s.slope:.4f}"

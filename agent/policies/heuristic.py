@@ -153,7 +153,7 @@ class HeuristicPolicy:
         if clamp:
             y = min(max(y, float(spec.lo)), float(spec.hi))
         if spec.kind == "int":
-            y = int(round(y))
+            y = round(y)
         else:
             y = float(f"{y:.6g}")
         if not (spec.lo <= y <= spec.hi) or y == x:
@@ -567,8 +567,8 @@ class HeuristicPolicy:
     def _summary(self, view: StudyView, best: NodeState | None) -> str:
         st, blk = view.stats, view.block
         inr = str(view.value(None, "inr_type") or "?")
-        parts = [f"Block {blk.block} ({blk.field}, {inr}, {blk.n_training_frames} frames): {st.n_nodes} runs, "
-                 f"{st.n_ok} ok, {st.n_failed} failed."]
+        parts = [(f"Block {blk.block} ({blk.field}, {inr}, {blk.n_training_frames} frames): {st.n_nodes} runs, "
+                  f"{st.n_ok} ok, {st.n_failed} failed.")]
         if best is not None:
             ch = ", ".join(f"{k}={v}" for k, v in sorted(as_dict(best.overrides).items())
                            if k not in ("field", "data.n_training_frames"))
