@@ -32,7 +32,7 @@ def _compose(conf_dir: str, overrides: tuple[str, ...]) -> DictConfig:
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
             cfg = compose(config_name="train", overrides=list(overrides))
-    except Exception as e:  # hydra raises several unrelated types for bad overrides
+    except Exception as e:  # noqa: BLE001 - hydra raises several unrelated types for bad overrides
         raise ComposeError(" ".join(str(e).split())[:300]) from None
     finally:
         GlobalHydra.instance().clear()
@@ -53,7 +53,7 @@ def value(cfg: DictConfig, key: str) -> Any:
               "scheduler": "scheduler.name"}
     try:
         v = OmegaConf.select(cfg, groups.get(key, key), throw_on_missing=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a key that does not select or resolve has no value
         return None
     return OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
 
