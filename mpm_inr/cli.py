@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from mpm_inr.errors import UserError
-
 
 _HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion",
                 "-sc", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--package", "-p",
@@ -66,7 +66,7 @@ def _unknown_key_hint(err: Exception, conf_dir, config_name: str) -> str | None:
 def _dotted_keys(node, prefix: str = ""):
     from omegaconf import DictConfig
 
-    for k in node.keys():
+    for k in node:
         value = node._get_node(k)
         name = f"{prefix}{k}"
         yield name

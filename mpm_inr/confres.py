@@ -19,7 +19,7 @@ def frames_scaled(base: int, frames: int) -> int:
     base, frames = int(base), int(frames)
     if frames <= REFERENCE_FRAMES:
         return base
-    return int(math.ceil(base * math.sqrt(frames / REFERENCE_FRAMES)))
+    return math.ceil(base * math.sqrt(frames / REFERENCE_FRAMES))
 
 
 def register() -> None:

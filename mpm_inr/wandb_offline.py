@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 _BLOCK = 32768
 _FILE_HEADER = struct.Struct("<4sHB")  # ident ':W&B', magic, version

@@ -19,10 +19,10 @@ from mpm_inr.models.siren import Siren
 
 # Best documented siren_txy settings at 100 frames (reference results table): width, depth, omega, lr.
 REFERENCE_SETTINGS: dict[str, dict] = {
-    "Jp": dict(hidden_dim=512, n_layers=3, omega=7.5, lr=4e-5),
-    "F": dict(hidden_dim=256, n_layers=4, omega=12.0, lr=5e-5),
-    "C": dict(hidden_dim=640, n_layers=3, omega=25.0, lr=2e-5),
-    "S": dict(hidden_dim=1280, n_layers=3, omega=48.0, lr=2e-5),
+    "Jp": {"hidden_dim": 512, "n_layers": 3, "omega": 7.5, "lr": 4e-5},
+    "F": {"hidden_dim": 256, "n_layers": 4, "omega": 12.0, "lr": 5e-5},
+    "C": {"hidden_dim": 640, "n_layers": 3, "omega": 25.0, "lr": 2e-5},
+    "S": {"hidden_dim": 1280, "n_layers": 3, "omega": 48.0, "lr": 2e-5},
 }
 REFERENCE_TOTAL_STEPS = {"Jp": 200_000, "F": 150_000, "C": 150_000, "S": 300_000}
 

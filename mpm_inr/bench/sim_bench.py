@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -17,7 +17,7 @@ def run(scenario: str, device: str | None, n_steps: int, out_dir: str) -> list[d
     devices = [device] if device else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     # One thread on CPU, as generation uses: a second OpenMP thread gains ~1.5x idle but loses 6x under load.
     results = [bench_sim(cfg, d, n_steps=n_steps, **({"threads": 1} if d == "cpu" else {})) for d in devices]
-    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [f"# Simulator benchmark — {scenario} — {date}", "",
              "| device | particles | grid | steps/s | ms/step | time for all frames [s] | threads |",
              "|---|---|---|---|---|---|---|"]

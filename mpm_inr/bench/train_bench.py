@@ -17,8 +17,9 @@ import platform
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field as dc_field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,14 +156,14 @@ def holdout(s: BenchSettings, field: str) -> dict[str, Any]:
     """Training-frame and held-out R²: SVD (interpolated), our default, and the best Eulerian type (capped)."""
     seed = s.seeds[0]
     common = [f"data.holdout_every={s.holdout_every}"]
-    ours, ours_wall = train_once(s, field, seed, common)
+    ours, _ = train_once(s, field, seed, common)
     svd = _svd_holdout(s, field, seed)
     if ours["status"] != "ok":
         return {"field": field, "seed": seed, "holdout_every": s.holdout_every, "svd": svd, "error": ours["error"]}
     eulerian = []
     for name in s.eulerian:
-        m, wall = train_once(s, field, seed, [f"inr_type={name}", *common, *EULERIAN_RECIPES[name],
-                                              f"train.max_time_s={s.eulerian_cap_s}"])
+        m, _ = train_once(s, field, seed, [f"inr_type={name}", *common, *EULERIAN_RECIPES[name],
+                                           f"train.max_time_s={s.eulerian_cap_s}"])
         if m["status"] != "ok":
             continue
         eulerian.append({"inr_type": name, "train_r2": m["final_r2"], "holdout_r2": m["holdout_r2"],
@@ -183,11 +184,11 @@ def _f(x: float | None, fmt: str) -> str:
 def markdown(results: dict[str, Any]) -> str:
     seeds = ", ".join(str(x) for x in results["seeds"])
     lines = [f"# Training benchmark — {results['device']} — torch {results['torch']} — {results['date']}", "",
-             f"scenario `{results['scenario']}`, {results['frames']} frames, target R² {results['target_r2']}, "
-             f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end.", "",
+             (f"scenario `{results['scenario']}`, {results['frames']} frames, target R² {results['target_r2']}, "
+              f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end."), "",
              f"## Speed: time to R² ≥ {results['target_r2']} (dataset seed {results['seeds'][0]})", "",
-             "| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
-             "reference: time [s] | reference: R² | speed-up | SVD rank for target |",
+             ("| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
+              "reference: time [s] | reference: R² | speed-up | SVD rank for target |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["speed"]:
         o, ref = r["ours"], r["reference"]
@@ -206,8 +207,8 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{r['svd']['rank_for_target']} |")
     if results["seed_sweep"]:
         lines += ["", f"## Default recipe on every seed (no early stop): median over seeds {seeds}", "",
-                  "| field | type | median R² | median slope | median compression | median time [s] | "
-                  "per-seed R² | all seeds ≥ target, slope in [0.99, 1.01] |", "|---|---|---|---|---|---|---|---|"]
+                  ("| field | type | median R² | median slope | median compression | median time [s] | "
+                   "per-seed R² | all seeds ≥ target, slope in [0.99, 1.01] |"), "|---|---|---|---|---|---|---|---|"]
         for r in results["seed_sweep"]:
             m = r["median"]
             per = " / ".join(f"{x['final_r2']:.5f}" if x["status"] == "ok" else f"seed {x['seed']} failed: {x['error']}"
@@ -218,11 +219,11 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{'yes' if r['all_seeds_meet_target'] else 'NO'} |")
     if results["holdout"]:
         h0 = results["holdout"][0]
-        lines += ["", f"## Held-out frames (every {h0['holdout_every']}th frame never trained on; dataset seed "
-                  f"{h0['seed']}; Eulerian types capped at {h0['eulerian_cap_s']:.0f} s)", "",
-                  "| field | SVD rank | SVD train R² | SVD held-out R² (linear / cubic) | ours: type | ours train R² | "
-                  "ours held-out R² | ours compression | best Eulerian | its train R² | its held-out R² | "
-                  "its compression |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", (f"## Held-out frames (every {h0['holdout_every']}th frame never trained on; dataset seed "
+                       f"{h0['seed']}; Eulerian types capped at {h0['eulerian_cap_s']:.0f} s)"), "",
+                  ("| field | SVD rank | SVD train R² | SVD held-out R² (linear / cubic) | ours: type | ours train R² | "
+                   "ours held-out R² | ours compression | best Eulerian | its train R² | its held-out R² | "
+                   "its compression |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["holdout"]:
             sv = r["svd"]
             if "error" in r:
@@ -249,7 +250,7 @@ def device_name(device: str) -> str:
 def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
     results: dict[str, Any] = {
         "device": device_name(s.device), "torch": torch.__version__,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
         "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": []}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ class FieldWindow:
 
     @classmethod
     def from_dataset(cls, dataset, field: str, n_training_frames: int, holdout_every: int = 0,
-                     normalize: bool = True) -> "FieldWindow":
+                     normalize: bool = True) -> FieldWindow:
         if field not in FIELDS:
             raise ConfigError(f"unknown field {field!r}; valid: {', '.join(FIELDS)}")
         array, n_comp = FIELDS[field]
@@ -92,7 +92,7 @@ class FieldWindow:
     @classmethod
     def from_arrays(cls, field: str, frames: np.ndarray, values: np.ndarray, positions: np.ndarray,
                     material: np.ndarray, object_id: np.ndarray, held_out: np.ndarray | None = None,
-                    normalize: bool = True) -> "FieldWindow":
+                    normalize: bool = True) -> FieldWindow:
         held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
         if not np.all(np.isfinite(values)):
             raise ConfigError(f"field {field} has non-finite values in frames {frames[0]}..{frames[-1]}")

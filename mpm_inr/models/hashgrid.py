@@ -36,7 +36,7 @@ class HashGridEncoding(nn.Module):
         self.table_size = 2**log2_table_size
         resolutions, sizes, dense = [], [], []
         for level in range(n_levels):
-            res = int(math.floor(base_resolution * per_level_scale**level))
+            res = math.floor(base_resolution * per_level_scale**level)
             n_dense = (res + 1) ** in_dim
             resolutions.append(res)
             dense.append(n_dense <= self.table_size)

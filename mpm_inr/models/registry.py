@@ -5,8 +5,9 @@ Adding an inr_type means one network module, one line here and one conf/inr_type
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from torch import Tensor, nn
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,8 +27,8 @@ def parameter_groups(network: nn.Module, lr: float, omega_lr: float, latent_lr_m
 
 def build_optimizer(network: nn.Module, cfg: Mapping[str, Any], latent_lr_mult: float = 1.0) -> torch.optim.Optimizer:
     groups = parameter_groups(network, cfg["lr"], cfg.get("omega_lr", cfg["lr"]), latent_lr_mult)
-    kwargs = dict(betas=tuple(cfg.get("betas", (0.9, 0.999))), eps=cfg.get("eps", 1e-8),
-                  weight_decay=cfg.get("weight_decay", 0.0))
+    kwargs = {"betas": tuple(cfg.get("betas", (0.9, 0.999))), "eps": cfg.get("eps", 1e-8),
+              "weight_decay": cfg.get("weight_decay", 0.0)}
     name = cfg["name"]
     if name == "adam":
         return torch.optim.Adam(groups, **kwargs)

@@ -29,4 +29,4 @@ class StepProgress(pl.Callback):
             self.bar.close()
             self.bar = None
 
-    on_exception = lambda self, trainer, pl_module, exc: self.on_train_end(trainer, pl_module)  # noqa: E731
+    on_exception = lambda self, trainer, pl_module, exc: self.on_train_end(trainer, pl_module)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -66,7 +67,6 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
         "overrides": list(overrides or []), "config": flat, "study": dict(cfg.get("study") or {}),
         "torch_version": torch.__version__, "wandb_run_id": None,
     }
-    logger = None
     try:
         validate_train_config(cfg)
         device = resolve_device(cfg["trainer"])

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from mpm_inr.errors import ConfigError
 from mpm_inr.models.registry import INR_TYPES
