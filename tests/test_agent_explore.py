@@ -81,7 +81,7 @@ def test_batch_round_runs_slot_roles_together(app, tmp_path):
     rounds = Counter(ev["round"] for ev in st.launches)
     assert sorted(rounds.values()) == [1, 1]  # two multiruns: 3 + 2 children
     first = [n for n in st.launched_nodes() if n.iteration <= 3]
-    assert [n.strategy for n in first][0] == "baseline" and all(n.parent_id is None for n in first)
+    assert first[0].strategy == "baseline" and all(n.parent_id is None for n in first)
     assert len({n.config_hash for n in st.launched_nodes()}) == 5
     assert [n.role for n in st.launched_nodes()][3:] == ["exploit", "exploit"]
 
@@ -90,12 +90,12 @@ class HostilePolicy:
     """Returns dangerous or invalid proposals; the loop must journal and reject them, never run them."""
 
     name = "hostile"
-    BAD = [
+    BAD = (
         (None, {"hydra.run.dir": "/tmp/pwn"}), (None, {"optimizer.lr": "${oc.env:ANTHROPIC_API_KEY}"}),
         (None, {"+model.x": 1}), (None, {"model._target_": "os.system"}), (None, {"optimizer.lr": "1e-4; rm -rf /"}),
         (None, {"optimizer.lr": float("nan")}), (None, {"model.hidden_dim": 10**9}), (None, {"field": "F"}),
         (None, {"unknown": 1}), (999, {"optimizer.lr": 2e-4}),
-    ]
+    )
 
     def __init__(self):
         self.calls = 0
@@ -201,7 +201,7 @@ def test_resume_after_sigkill_duplicates_nothing(app, tmp_path):
             os.kill(p.pid, signal.SIGKILL)
             kills += 1
         p.wait()
-    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert kills >= 2
     journal_invariants(d, 4)
@@ -244,7 +244,7 @@ def test_resume_finishes_a_run_that_completed_after_the_agent_died(app, tmp_path
 
 def _agent(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "agent", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env=env)
+                          timeout=120, env=env, check=False)
 
 
 @pytest.mark.parametrize("args,msg", [

@@ -72,7 +72,7 @@ def test_second_lock_on_same_study_refuses(tmp_path):
             StudyLock(tmp_path).acquire()
         code = ("import sys; from agent.journal import StudyLock\n"
                 "try:\n    StudyLock(sys.argv[1]).acquire()\nexcept Exception as e:\n    print(e); sys.exit(3)\n")
-        r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False)
         assert r.returncode == 3 and "in use" in r.stdout
     StudyLock(tmp_path).acquire().release()  # released: free again
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO
 
 from agent.trainconf import compose_train, value
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.confres import frames_scaled
-
-from conftest import REPO
 
 
 @pytest.mark.parametrize(("base", "frames", "expected"), [(16, 20, 16), (16, 100, 16), (16, 400, 32),

@@ -25,7 +25,7 @@ def _module(total_steps=200, steps_per_call=20, **kw):
     w = _window()
     ctx = NetworkContext(w.n_particles, w.n_components, torch.zeros(w.n_particles), torch.zeros(w.n_particles))
     torch.manual_seed(0)
-    net = build_network("lagrangian", ctx, dict(latent_dim=4, hidden_dim=32, n_layers=2, omega=10.0))
+    net = build_network("lagrangian", ctx, {"latent_dim": 4, "hidden_dim": 32, "n_layers": 2, "omega": 10.0})
     inr = get_inr_type("lagrangian")
     settings = TrainSettings(total_steps=total_steps, n_points=256, steps_per_call=steps_per_call, eval_every=50,
                              eval_points=800, **kw)

@@ -6,19 +6,25 @@ import pytest
 import torch
 
 from mpm_inr.errors import ConfigError
-from mpm_inr.models import INR_TYPES, CoordinateSource, NetworkContext, build_network, get_inr_type
+from mpm_inr.models import (
+    INR_TYPES,
+    CoordinateSource,
+    NetworkContext,
+    build_network,
+    get_inr_type,
+)
 from mpm_inr.models.hashgrid import HashGridEncoding
 from mpm_inr.models.siren import Siren
 
 N, T, C = 30, 6, 4
 CTX = NetworkContext(N, C, torch.arange(N) % 3, torch.arange(N) // 10)
 PARAMS = {
-    "siren_t": dict(hidden_dim=16, n_layers=2, omega=30.0),
-    "siren_id": dict(hidden_dim=16, n_layers=2, omega=30.0),
-    "siren_txy": dict(hidden_dim=16, n_layers=2, omega=30.0, learn_omega=True),
-    "ngp": dict(n_levels=4, features_per_level=2, log2_table_size=10, base_resolution=4, per_level_scale=2.0,
-                hidden_dim=16, n_layers=2),
-    "lagrangian": dict(latent_dim=4, hidden_dim=16, n_layers=2, omega=10.0),
+    "siren_t": {"hidden_dim": 16, "n_layers": 2, "omega": 30.0},
+    "siren_id": {"hidden_dim": 16, "n_layers": 2, "omega": 30.0},
+    "siren_txy": {"hidden_dim": 16, "n_layers": 2, "omega": 30.0, "learn_omega": True},
+    "ngp": {"n_levels": 4, "features_per_level": 2, "log2_table_size": 10, "base_resolution": 4,
+            "per_level_scale": 2.0, "hidden_dim": 16, "n_layers": 2},
+    "lagrangian": {"latent_dim": 4, "hidden_dim": 16, "n_layers": 2, "omega": 10.0},
 }
 
 
@@ -86,7 +92,7 @@ def test_hash_grid_interpolates_continuously_and_dense_levels_do_not_collide():
     assert torch.allclose(y[0], y[1], atol=1e-3)
     # at a grid vertex the encoding returns that vertex's feature exactly
     v = enc(torch.tensor([[0.25, 0.5]]))[0, 0]
-    assert torch.isclose(v, enc.embeddings[int(1 + 2 * 5)][0])
+    assert torch.isclose(v, enc.embeddings[1 + 2 * 5][0])
 
 
 def test_bad_parameters_are_config_errors():
