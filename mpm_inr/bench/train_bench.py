@@ -139,7 +139,7 @@ def speed(s: BenchSettings, field: str) -> dict[str, Any]:
     return out
 
 
-def seed_sweep(s: BenchSettings, field: str, first: dict[str, Any] | None = None) -> dict[str, Any]:
+def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
     """Our default recipe (no early stop) on every seed, and the medians."""
     runs = []
     for seed in s.seeds:
