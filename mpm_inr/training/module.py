@@ -137,8 +137,9 @@ class INRModule(pl.LightningModule):
         if crossed:
             self.r2_estimate = self.estimate_r2()
             self.r2_trace.append((self.steps_done, self.r2_estimate))
-            self.log("r2_estimate", self.r2_estimate, on_step=True, logger=True)
-            self.log("loss", float(window[-1]), on_step=True, logger=True)
+            if self.logger is not None:  # logger=none: nothing to log to (Lightning would warn every time)
+                self.log("r2_estimate", self.r2_estimate, on_step=True, logger=True)
+                self.log("loss", float(window[-1]), on_step=True, logger=True)
             if s.target_r2 is not None and self.r2_estimate >= s.target_r2:
                 self.trainer.should_stop = True
         if s.max_time_s is not None and self.train_seconds >= s.max_time_s:
