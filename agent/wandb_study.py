@@ -20,10 +20,12 @@ for the run is also written to the study dir (report.md, report.html) when `bloc
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ from agent.report_data import (
     svd_windows,
 )
 from mpm_inr.errors import StudyError
+
+log = logging.getLogger(__name__)
 
 SECRET_RE = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
 JOURNAL_COLUMNS = ["node_id", "parent_id", "block", "iteration", "strategy", "status", "field", "inr_type", "frames",
@@ -163,8 +167,29 @@ def log_block_end(study_dir: str | Path, block: int, *, mode: str | None = None,
         run.summary["last_block"] = block
         run.finish()
     if mode == "offline":
+        _wait_until_written(run_dir)
         for old in (d / "wandb").glob(f"offline-run-*-{rid}"):
             if old.resolve() != run_dir.resolve():
                 shutil.rmtree(old, ignore_errors=True)
         return run_dir
     return None
+
+
+def _wait_until_written(run_dir: Path, timeout_s: float = 30.0) -> None:
+    """`run.finish()` can return before W&B's writer process has flushed the offline record (seen on a loaded CI
+    machine: a record without its run header). Wait for the exit record so callers read a complete run."""
+    deadline = time.monotonic() + timeout_s
+    while not _record_complete(run_dir):
+        if time.monotonic() > deadline:
+            log.warning("W&B offline record in %s still incomplete after %.0f s", run_dir, timeout_s)
+            return
+        time.sleep(0.1)
+
+
+def _record_complete(run_dir: Path) -> bool:
+    from mpm_inr.wandb_offline import read_offline_run
+
+    try:
+        return read_offline_run(run_dir).finished
+    except Exception:  # noqa: BLE001 - a half-written record fails in several ways (missing, short, bad protobuf)
+        return False
