@@ -129,5 +129,10 @@ def test_full_sampler_trains_on_every_training_point():
     m = _module(total_steps=60, steps_per_call=20, sampler="full")
     m.settings.eval_every = 20
     _fit(m)
-    assert m._dense_targets.shape[0] == len(m.train_frames)
+    if m._packed is not None:  # bilinear + MSE: the Gram form holds the targets as (N, F·C)
+        packed, sq = m._packed
+        assert packed.shape == (m.targets.shape[1], len(m.train_frames) * m.targets.shape[2])
+        assert float(sq) == pytest.approx(float((m.targets[m.train_frames].double() ** 2).sum()), rel=1e-6)
+    else:
+        assert m._dense_targets.shape[0] == len(m.train_frames)
     assert m.r2_trace[-1][1] > m.r2_trace[0][1]

@@ -94,6 +94,23 @@ class LatentCodeField(nn.Module):
         particle_idx = torch.arange(n_particles, device=basis.device).repeat(n_frames)
         return self._decode(basis[frame_idx], particle_idx).view(n_frames, n_particles, self.n_components)
 
+    def dense_sse(self, t_frames: Tensor, targets_by_particle: Tensor, targets_sq: Tensor) -> Tensor | None:
+        """Sum of squared errors over every particle x frame x component, without forming the prediction.
+
+        For the bilinear decoder pred = Z·G, so ||ZG - Y||² = Σ_fc g_fcᵀ (ZᵀZ) g_fc - 2<G, ZᵀY> + ||Y||²: two
+        K-row matrix products instead of materialising (and back-propagating through) F·N·C values, about 5x
+        faster per step on a CPU. targets_by_particle: (N, F·C) in the frames' order; targets_sq: ||Y||².
+        None for the mlp decoder (not bilinear).
+        """
+        if self.decoder != "bilinear":
+            return None
+        n_frames, n_particles = t_frames.shape[0], self.latents.shape[0]
+        g = self.basis(t_frames).view(n_frames, self.latent_dim, self.n_components)
+        z = self.codes(torch.arange(n_particles, device=g.device))
+        zz = z.T @ z
+        zy = (z.T @ targets_by_particle).view(self.latent_dim, n_frames, self.n_components)
+        return torch.einsum("fkc,kl,flc->", g, zz, g) - 2 * torch.einsum("fkc,kfc->", g, zy) + targets_sq
+
     def _decode(self, basis: Tensor, particle_idx: Tensor) -> Tensor:
         z = self.codes(particle_idx)
         if self.decoder == "bilinear":

@@ -41,6 +41,19 @@ class InrType:
                               + ", ".join(name for name, t in INR_TYPES.items() if t.time_grid))
         return network.forward_dense(src.t[frames].unsqueeze(-1))
 
+    def dense_sse(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
+                  targets_by_particle: Tensor, targets_sq: Tensor) -> Tensor | None:
+        """Σ (pred - target)² over the given frames without forming the prediction, where the network can
+        (bilinear latent codes); None otherwise. targets_by_particle is (N, F·C), see `pack_by_particle`."""
+        fn = getattr(network, "dense_sse", None) if self.time_grid else None
+        return None if fn is None else fn(src.t[frames].unsqueeze(-1), targets_by_particle, targets_sq)
+
+
+def pack_by_particle(targets: Tensor) -> Tensor:
+    """(F, N, C) -> (N, F·C), contiguous: the layout `dense_sse` multiplies by."""
+    n_frames, n_particles, n_comp = targets.shape
+    return targets.permute(1, 0, 2).reshape(n_particles, n_frames * n_comp).contiguous()
+
 
 INR_TYPES: dict[str, InrType] = {
     "siren_t": InrType(coords.time_only, 1, PerParticleHead, description="t -> all particles (memorising head)",

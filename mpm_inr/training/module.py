@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mpm_inr.metrics.streaming import R2Accumulator
 from mpm_inr.models.coordinates import CoordinateSource
-from mpm_inr.models.registry import InrType
+from mpm_inr.models.registry import InrType, pack_by_particle
 from mpm_inr.training.optim import build_optimizer, build_scheduler
 from mpm_inr.training.sampler import PointSampler
 
@@ -67,6 +67,7 @@ class INRModule(pl.LightningModule):
         self.diverged_step: int | None = None
         self._sampler: PointSampler | None = None
         self._dense_targets: Tensor | None = None
+        self._packed: tuple[Tensor, Tensor] | None = None  # (targets by particle, ||Y||²) for the Gram-form MSE
         self._eval_points: tuple[Tensor, Tensor] | None = None
         self._started = 0.0
 
@@ -88,6 +89,12 @@ class INRModule(pl.LightningModule):
         if s.sampler == "full":
             self.inr.query_frames(self.network, self.source, self.train_frames[:1])  # fail early if unsupported
             self._dense_targets = self.targets[self.train_frames]
+            if s.loss == "mse":  # bilinear codes: the same MSE in Gram form, never materialising the prediction
+                packed = pack_by_particle(self._dense_targets)
+                sq = (self._dense_targets.double() ** 2).sum().float()
+                if self.inr.dense_sse(self.network, self.source, self.train_frames[:1],
+                                      pack_by_particle(self._dense_targets[:1]), sq) is not None:
+                    self._packed, self._dense_targets = (packed, sq), None
         else:
             self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step,
                                          s.seed)
@@ -110,7 +117,11 @@ class INRModule(pl.LightningModule):
         n = min(s.steps_per_call, s.total_steps - self.steps_done)
         first = self.steps_done
         for i in range(n):
-            if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
+            if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
+                packed, sq = self._packed
+                sse = self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq)
+                loss = sse / (packed.numel())
+            elif self._dense_targets is not None:  # sampler=full: every training point, one matrix product
                 loss = self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
                                     self._dense_targets)
             else:
@@ -124,7 +135,7 @@ class INRModule(pl.LightningModule):
                 torch.nn.utils.clip_grad_norm_(self.network.parameters(), s.grad_clip)
             opt.step()
             sched.step()
-            self.loss_history[first + i] = loss.detach()
+            self.loss_history[first + i] = loss.detach().clamp_min(0)  # the Gram form can round to -1e-7
         self.steps_done = first + n
         # One sync per call: stop on the first non-finite loss and remember its step.
         window = self.loss_history[first:self.steps_done]
