@@ -117,16 +117,7 @@ class INRModule(pl.LightningModule):
         n = min(s.steps_per_call, s.total_steps - self.steps_done)
         first = self.steps_done
         for i in range(n):
-            if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
-                packed, sq = self._packed
-                sse = self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq)
-                loss = sse / (packed.numel())
-            elif self._dense_targets is not None:  # sampler=full: every training point, one matrix product
-                loss = self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
-                                    self._dense_targets)
-            else:
-                frame_idx, particle_idx = self._sampler.sample()
-                loss = self.loss_fn(self(frame_idx, particle_idx), self.targets[frame_idx, particle_idx])
+            loss = self.step_loss()
             if s.inject_nonfinite_step is not None and first + i == s.inject_nonfinite_step:
                 loss = loss * float("nan")
             opt.zero_grad(set_to_none=True)
@@ -157,6 +148,17 @@ class INRModule(pl.LightningModule):
             self.trainer.should_stop = True
         if self.steps_done >= s.total_steps:
             self.trainer.should_stop = True
+
+    def step_loss(self) -> Tensor:
+        """The loss of one optimiser step, by the sampler's path (the one place every step's loss comes from)."""
+        if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
+            packed, sq = self._packed
+            return self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq) / packed.numel()
+        if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
+            return self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
+                                self._dense_targets)
+        frame_idx, particle_idx = self._sampler.sample()
+        return self.loss_fn(self(frame_idx, particle_idx), self.targets[frame_idx, particle_idx])
 
     @torch.no_grad()
     def estimate_r2(self) -> float:

@@ -260,15 +260,15 @@ def test_inf_loss_is_divergence(data_root, tmp_path, monkeypatch, fault_row):
     from mpm_inr.training import module as module_mod
     from mpm_inr.training.run import run_training
 
-    real_loss = module_mod.INRModule.loss_fn
+    real_loss = module_mod.INRModule.step_loss
     calls = {"n": 0}
 
-    def inf_at_7(self, pred, target):
+    def inf_at_7(self):
         calls["n"] += 1
-        loss = real_loss(self, pred, target)
+        loss = real_loss(self)
         return loss * float("inf") if calls["n"] == 8 else loss  # the 8th optimiser step is step 7
 
-    monkeypatch.setattr(module_mod.INRModule, "loss_fn", inf_at_7)
+    monkeypatch.setattr(module_mod.INRModule, "step_loss", inf_at_7)
     cfg = compose_train_config(["scenario=discs_small", f"data.root={data_root}", "trainer=cpu", "logger=none",
                                 "train.total_steps=30", "train.steps_per_call=10", "train.eval_every=10",
                                 "data.n_training_frames=20", "outputs.plot=false", "outputs.checkpoint=false"])
