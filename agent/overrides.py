@@ -68,6 +68,8 @@ ALLOWED: dict[str, Spec] = {
     "model.learn_omega": Spec("bool", doc="learn omega (omega_f_learning)"),
     "model.latent_dim": Spec("int", 1, 256, doc="lagrangian per-particle latent size"),
     "model.decoder": Spec("choice", choices=("bilinear", "mlp"), doc="lagrangian decoder"),
+    "model.basis_groups": Spec("choice", choices=("none", "material", "object"),
+                               doc="lagrangian: one temporal basis per material / object"),
     "model.n_levels": Spec("int", 1, 32, doc="ngp hash-grid levels"),
     "model.features_per_level": Spec("int", 1, 8, doc="ngp features per level"),
     "model.log2_table_size": Spec("int", 10, 24, doc="ngp log2 hash-table size"),

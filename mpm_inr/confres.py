@@ -1,8 +1,9 @@
 """OmegaConf resolvers used by conf/ (part of the config contract: whoever composes conf/ registers them).
 
-`${frames_scaled:BASE,${data.n_training_frames}}` scales a per-field default tuned at 100 frames to a longer
-window. Measured on an H200 (discs_3types): the latent size K an MPM field needs grows roughly with the square
-root of the window (S: K 16 at 100 frames, 32 at 400, 48 at 1000 for R² ≥ 0.995), and so do the steps.
+`${frames_scaled:BASE,${data.n_training_frames}[,POWER]}` scales a per-field default tuned at 100 frames to a
+longer window: BASE * (frames / 100) ** POWER, POWER 0.5 unless given. Measured on discs_3types: the latent size K
+most MPM fields need grows roughly with the square root of the window (S: K 16 at 100 frames, 32 at 400, 48 at
+1000 for R² ≥ 0.995), and so do the steps; C needs more (its per-disc SVD rank for 0.995 goes 12 -> 36 -> 72).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from omegaconf import OmegaConf
 REFERENCE_FRAMES = 100
 
 
-def frames_scaled(base: int, frames: int) -> int:
-    """base at <= 100 frames, base * sqrt(frames / 100) (rounded up) beyond."""
-    base, frames = int(base), int(frames)
+def frames_scaled(base: int, frames: int, power: float = 0.5) -> int:
+    """base at <= 100 frames, base * (frames / 100) ** power (rounded up) beyond."""
+    base, frames, power = int(base), int(frames), float(power)
+    if not 0 <= power <= 1:
+        raise ValueError(f"frames_scaled power must be in [0, 1], got {power}")
     if frames <= REFERENCE_FRAMES:
         return base
-    return math.ceil(base * math.sqrt(frames / REFERENCE_FRAMES))
+    return math.ceil(base * (frames / REFERENCE_FRAMES) ** power - 1e-9)
 
 
 def register() -> None:

@@ -16,6 +16,14 @@ def test_frames_scaled(base, frames, expected):
     assert frames_scaled(base, frames) == expected
 
 
+@pytest.mark.parametrize(("power", "frames", "expected"), [(0.75, 400, 51), (0.75, 1000, 102), (1, 400, 72),
+                                                           (0, 1000, 18), (0.75, 50, 18)])
+def test_frames_scaled_with_a_power(power, frames, expected):
+    assert frames_scaled(18, frames, power) == expected
+    with pytest.raises(ValueError, match="power must be in"):
+        frames_scaled(18, frames, 1.5)
+
+
 def test_presets_scale_with_the_window_and_explicit_values_win():
     s400 = compose_train_config(["field=S", "data.n_training_frames=400"])
     assert (s400["model"]["latent_dim"], s400["train"]["total_steps"]) == (32, 1200)

@@ -21,11 +21,13 @@ def _window(T=20, N=40):
     return FieldWindow.from_arrays("F", np.arange(T), values, pos, np.zeros(N), np.zeros(N))
 
 
-def _module(total_steps=200, steps_per_call=20, **kw):
+def _module(total_steps=200, steps_per_call=20, object_id=None, basis_groups="none", **kw):
     w = _window()
-    ctx = NetworkContext(w.n_particles, w.n_components, torch.zeros(w.n_particles), torch.zeros(w.n_particles))
+    objects = torch.zeros(w.n_particles) if object_id is None else object_id
+    ctx = NetworkContext(w.n_particles, w.n_components, torch.zeros(w.n_particles), objects)
     torch.manual_seed(0)
-    net = build_network("lagrangian", ctx, {"latent_dim": 4, "hidden_dim": 32, "n_layers": 2, "omega": 10.0})
+    net = build_network("lagrangian", ctx, {"latent_dim": 4, "hidden_dim": 32, "n_layers": 2, "omega": 10.0,
+                                            "basis_groups": basis_groups})
     inr = get_inr_type("lagrangian")
     settings = TrainSettings(total_steps=total_steps, n_points=256, steps_per_call=steps_per_call, eval_every=50,
                              eval_points=800, **kw)
@@ -125,13 +127,25 @@ def test_held_out_frames_are_never_sampled():
     assert set(seen.tolist()) == set(train_frames.tolist())
 
 
+def test_gram_loss_with_padded_groups_is_the_mean_over_real_points_only():
+    objects = torch.cat((torch.zeros(31), torch.ones(6), torch.full((3,), 2.0)))  # unequal: 31 / 6 / 3 particles
+    m = _module(total_steps=20, sampler="full", object_id=objects, basis_groups="object")
+    m.on_fit_start()
+    packed, _, n_values = m._packed
+    assert packed.shape[:2] == (3, 31) and n_values == len(m.train_frames) * 40 * 2
+    dense = m.inr.query_frames(m.network, m.source, m.train_frames)
+    torch.testing.assert_close(m.step_loss(), torch.nn.functional.mse_loss(dense, m.targets[m.train_frames]),
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_full_sampler_trains_on_every_training_point():
     m = _module(total_steps=60, steps_per_call=20, sampler="full")
     m.settings.eval_every = 20
     _fit(m)
-    if m._packed is not None:  # bilinear + MSE: the Gram form holds the targets as (N, F·C)
-        packed, sq = m._packed
-        assert packed.shape == (m.targets.shape[1], len(m.train_frames) * m.targets.shape[2])
+    if m._packed is not None:  # bilinear + MSE: the Gram form holds the targets as (groups, N, F·C)
+        packed, sq, n_values = m._packed
+        assert packed.shape == (1, m.targets.shape[1], len(m.train_frames) * m.targets.shape[2])
+        assert n_values == packed.numel()
         assert float(sq) == pytest.approx(float((m.targets[m.train_frames].double() ** 2).sum()), rel=1e-6)
     else:
         assert m._dense_targets.shape[0] == len(m.train_frames)

@@ -110,18 +110,35 @@ def test_time_grid_query_equals_point_query(name):
     assert torch.allclose(grid, points, atol=1e-5)
 
 
-@pytest.mark.parametrize("decoder", ["bilinear", "mlp"])
+@pytest.mark.parametrize(("decoder", "basis_groups"), [("bilinear", "none"), ("mlp", "none"), ("bilinear", "object"),
+                                                       ("mlp", "material")])
 @pytest.mark.parametrize("name", [n for n, t in INR_TYPES.items() if t.time_grid])
-def test_dense_window_query_equals_point_query(name, decoder):
-    params = {**PARAMS[name], "decoder": decoder} if name == "lagrangian" else PARAMS[name]
-    if name != "lagrangian" and decoder == "mlp":
-        pytest.skip("decoder applies to lagrangian only")
+def test_dense_window_query_equals_point_query(name, decoder, basis_groups):
+    params = {**PARAMS[name], "decoder": decoder, "basis_groups": basis_groups} if name == "lagrangian" else PARAMS[name]
+    if name != "lagrangian" and (decoder, basis_groups) != ("bilinear", "none"):
+        pytest.skip("decoder and basis_groups apply to lagrangian only")
     spec = get_inr_type(name)
     net = build_network(name, CTX, params)
     frames = torch.tensor([0, 2, 5])
     dense = spec.query_frames(net, _source(), frames)
     f, p = frames.repeat_interleave(N), torch.arange(N).repeat(3)
     assert torch.allclose(dense.reshape(-1, C), spec.query(net, _source(), f, p), atol=1e-5)
+    assert torch.allclose(dense.reshape(-1, C), net(spec.coordinates(_source(), f, p), p), atol=1e-5)
+
+
+def test_per_object_bases_give_each_object_its_own_curves_and_learn_the_embedding():
+    net = build_network("lagrangian", CTX, {**PARAMS["lagrangian"], "basis_groups": "object"})
+    assert net.n_basis_groups == 3 and net.group_sizes == [10, 10, 10]
+    with torch.no_grad():
+        net.latents[:] = 1.0  # one code everywhere: any difference comes from the basis
+    t = torch.full((4, 1), 0.3)
+    out = net(t, torch.tensor([0, 9, 10, 25]))  # objects 0, 0, 1, 2
+    assert torch.allclose(out[0], out[1]) and not torch.allclose(out[0], out[2])
+    assert not torch.allclose(out[2], out[3])
+    out.square().sum().backward()
+    assert net.group_embedding.grad.abs().sum(dim=1).gt(0).all()
+    with pytest.raises(ValueError, match="unknown basis_groups 'disc'"):
+        build_network("lagrangian", CTX, {**PARAMS["lagrangian"], "basis_groups": "disc"})
 
 
 def test_dense_query_refuses_point_types():

@@ -41,18 +41,17 @@ class InrType:
                               + ", ".join(name for name, t in INR_TYPES.items() if t.time_grid))
         return network.forward_dense(src.t[frames].unsqueeze(-1))
 
+    def pack_dense_targets(self, network: nn.Module, targets: Tensor) -> Tensor | None:
+        """The training targets (F, N, C) in the layout the network's Gram-form `dense_sse` multiplies by, or
+        None where the network has no Gram form (only bilinear latent codes have one)."""
+        fn = getattr(network, "pack_targets", None) if self.time_grid else None
+        return None if fn is None else fn(targets)
+
     def dense_sse(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
-                  targets_by_particle: Tensor, targets_sq: Tensor) -> Tensor | None:
-        """Σ (pred - target)² over the given frames without forming the prediction, where the network can
-        (bilinear latent codes); None otherwise. targets_by_particle is (N, F·C), see `pack_by_particle`."""
-        fn = getattr(network, "dense_sse", None) if self.time_grid else None
-        return None if fn is None else fn(src.t[frames].unsqueeze(-1), targets_by_particle, targets_sq)
-
-
-def pack_by_particle(targets: Tensor) -> Tensor:
-    """(F, N, C) -> (N, F·C), contiguous: the layout `dense_sse` multiplies by."""
-    n_frames, n_particles, n_comp = targets.shape
-    return targets.permute(1, 0, 2).reshape(n_particles, n_frames * n_comp).contiguous()
+                  packed_targets: Tensor, targets_sq: Tensor) -> Tensor:
+        """Σ (pred - target)² over the given frames without forming the prediction; packed_targets comes from
+        `pack_dense_targets` for the same frames."""
+        return network.dense_sse(src.t[frames].unsqueeze(-1), packed_targets, targets_sq)
 
 
 INR_TYPES: dict[str, InrType] = {

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from mpm_inr.metrics.streaming import R2Accumulator
 from mpm_inr.models.coordinates import CoordinateSource
-from mpm_inr.models.registry import InrType, pack_by_particle
+from mpm_inr.models.registry import InrType
 from mpm_inr.training.optim import build_optimizer, build_scheduler
 from mpm_inr.training.sampler import PointSampler
 
@@ -67,7 +67,7 @@ class INRModule(pl.LightningModule):
         self.diverged_step: int | None = None
         self._sampler: PointSampler | None = None
         self._dense_targets: Tensor | None = None
-        self._packed: tuple[Tensor, Tensor] | None = None  # (targets by particle, ||Y||²) for the Gram-form MSE
+        self._packed: tuple[Tensor, Tensor, int] | None = None  # (packed targets, ||Y||², count) for the Gram-form MSE
         self._eval_points: tuple[Tensor, Tensor] | None = None
         self._started = 0.0
 
@@ -89,12 +89,10 @@ class INRModule(pl.LightningModule):
         if s.sampler == "full":
             self.inr.query_frames(self.network, self.source, self.train_frames[:1])  # fail early if unsupported
             self._dense_targets = self.targets[self.train_frames]
-            if s.loss == "mse":  # bilinear codes: the same MSE in Gram form, never materialising the prediction
-                packed = pack_by_particle(self._dense_targets)
+            packed = self.inr.pack_dense_targets(self.network, self._dense_targets) if s.loss == "mse" else None
+            if packed is not None:  # bilinear codes: the same MSE in Gram form, never materialising the prediction
                 sq = (self._dense_targets.double() ** 2).sum().float()
-                if self.inr.dense_sse(self.network, self.source, self.train_frames[:1],
-                                      pack_by_particle(self._dense_targets[:1]), sq) is not None:
-                    self._packed, self._dense_targets = (packed, sq), None
+                self._packed, self._dense_targets = (packed, sq, self._dense_targets.numel()), None
         else:
             self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step,
                                          s.seed)
@@ -152,8 +150,8 @@ class INRModule(pl.LightningModule):
     def step_loss(self) -> Tensor:
         """The loss of one optimiser step, by the sampler's path (the one place every step's loss comes from)."""
         if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
-            packed, sq = self._packed
-            return self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq) / packed.numel()
+            packed, sq, n_values = self._packed  # n_values: the packed layout may hold zero padding rows
+            return self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq) / n_values
         if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
             return self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
                                 self._dense_targets)

@@ -10,7 +10,7 @@ from mpm_inr.errors import ConfigError
 from mpm_inr.models.registry import INR_TYPES
 
 _POSITIVE_MODEL_INTS = ("hidden_dim", "n_layers", "latent_dim", "decoder_hidden", "n_levels", "features_per_level",
-                        "base_resolution")
+                        "base_resolution", "group_embedding_dim")
 
 
 def _check(cond: bool, key: str, value: Any, rule: str) -> None:
@@ -46,9 +46,10 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
                "model.log2_table_size", model["log2_table_size"], "must be an integer in [8, 24]")
     if "decoder" in model:
         _check(model["decoder"] in ("bilinear", "mlp"), "model.decoder", model["decoder"], "valid: bilinear, mlp")
-    if "shared_codes" in model:
-        _check(model["shared_codes"] in ("none", "material", "object"), "model.shared_codes",
-               model["shared_codes"], "valid: none, material, object")
+    for key in ("shared_codes", "basis_groups"):
+        if key in model:
+            _check(model[key] in ("none", "material", "object"), f"model.{key}", model[key],
+                   "valid: none, material, object")
     _finite_positive("data.xy_period", data["xy_period"])
     _finite_positive("data.t_period", data["t_period"])
     ntf = data["n_training_frames"]
