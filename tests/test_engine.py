@@ -150,3 +150,17 @@ def test_full_sampler_trains_on_every_training_point():
     else:
         assert m._dense_targets.shape[0] == len(m.train_frames)
     assert m.r2_trace[-1][1] > m.r2_trace[0][1]
+
+
+@pytest.mark.slow  # about 30 s of compilation per case on one CPU thread
+@pytest.mark.parametrize("sampler", ["full", "points"])
+def test_compiled_step_loss_trains_like_the_eager_one(sampler):
+    """train.compile compiles the per-step loss, so the Gram-form path is compiled too (not only forward)."""
+    from torch._dynamo.utils import counters
+
+    eager = _fit(_module(total_steps=40, sampler=sampler))
+    counters.clear()
+    compiled = _fit(_module(total_steps=40, sampler=sampler, compile=True))
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo really captured the step
+    assert compiled.steps_done == 40
+    torch.testing.assert_close(compiled.loss_history, eager.loss_history, rtol=2e-3, atol=1e-5)

@@ -35,6 +35,7 @@ class TrainSettings:
     target_r2: float | None = None
     max_time_s: float | None = None
     seed: int = 0
+    compile: bool = False  # torch.compile the per-step loss (every sampler path), not just the network's forward
     inject_nonfinite_step: int | None = None  # fault injection for tests: poison the loss at this step
 
 
@@ -69,6 +70,7 @@ class INRModule(pl.LightningModule):
         self._dense_targets: Tensor | None = None
         self._packed: tuple[Tensor, Tensor, int] | None = None  # (packed targets, ||Y||², count) for the Gram-form MSE
         self._eval_points: tuple[Tensor, Tensor] | None = None
+        self._loss_impl = torch.compile(self._eager_step_loss) if settings.compile else self._eager_step_loss
         self._started = 0.0
 
     # --- plumbing -----------------------------------------------------------------------------------------
@@ -149,6 +151,9 @@ class INRModule(pl.LightningModule):
 
     def step_loss(self) -> Tensor:
         """The loss of one optimiser step, by the sampler's path (the one place every step's loss comes from)."""
+        return self._loss_impl()
+
+    def _eager_step_loss(self) -> Tensor:
         if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
             packed, sq, n_values = self._packed  # n_values: the packed layout may hold zero padding rows
             return self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq) / n_values

@@ -126,8 +126,6 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     ctx = NetworkContext(window.n_particles, window.n_components, torch.from_numpy(window.material),
                          torch.from_numpy(window.object_id))
     network = build_network(cfg["model"]["name"], ctx, model_cfg)
-    if train.get("compile") and device == "cuda":
-        network = torch.compile(network)
     source = window.coordinate_source(data["t_period"], data["xy_period"], inr.needs_positions)
     targets = window.normalize(torch.from_numpy(window.values))
     settings = TrainSettings(
@@ -135,6 +133,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         frames_per_step=train["batch_size"], steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
         loss=train["loss"], eval_every=train["eval_every"], eval_points=train["eval_points"],
         target_r2=train.get("target_r2"), max_time_s=train.get("max_time_s"), seed=int(cfg.get("seed", 0)),
+        compile=bool(train.get("compile", False)),
         inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
     module = INRModule(network, inr, source, targets, torch.from_numpy(window.train_frames), settings,
                        dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult)
