@@ -151,19 +151,18 @@ class LatentCodeField(nn.Module):
     def dense_sse(self, t_frames: Tensor, packed_targets: Tensor, targets_sq: Tensor) -> Tensor:
         """Sum of squared errors over every particle x frame x component, without forming the prediction.
 
-        For the bilinear decoder each group's prediction is Z_g·G_g, so ||Z_g G_g - Y_g||² =
-        Σ_fc g_fcᵀ (Z_gᵀZ_g) g_fc - 2<G_g, Z_gᵀY_g> + ||Y_g||²: K-row matrix products, batched over groups,
-        instead of materialising (and back-propagating through) F·N·C values, about 5x faster per step on a CPU.
+        For the bilinear decoder each group's prediction is Z_g·B_g (B_g: K x F·C), so ||Z_g B_g - Y_g||² =
+        <Z_gᵀZ_g, B_g B_gᵀ> - 2<B_g, Z_gᵀY_g> + ||Y_g||²: K-row matrix products, batched over groups, instead of
+        materialising (and back-propagating through) F·N·C values, about 5x faster per step on a CPU.
         packed_targets: from `pack_targets`; targets_sq: ||Y||².
         """
         n_frames, n_groups = t_frames.shape[0], self.n_basis_groups
         basis = self.basis_per_group(t_frames).view(n_frames, n_groups, self.latent_dim, self.n_components)
+        basis = basis.permute(1, 2, 0, 3).reshape(n_groups, self.latent_dim, n_frames * self.n_components)
         codes = self._pad_rows(self.codes(torch.arange(self.latents.shape[0], device=basis.device)))
         codes_t = codes.transpose(1, 2)
-        zz = torch.bmm(codes_t, codes)
-        zy = torch.bmm(codes_t, packed_targets).view(n_groups, self.latent_dim, n_frames, self.n_components)
-        return (targets_sq + torch.einsum("fgkc,gkl,fglc->", basis, zz, basis)
-                - 2 * torch.einsum("fgkc,gkfc->", basis, zy))
+        zz, zy = torch.bmm(codes_t, codes), torch.bmm(codes_t, packed_targets)
+        return targets_sq + (zz * torch.bmm(basis, basis.transpose(1, 2))).sum() - 2 * (basis * zy).sum()
 
     def _pad_rows(self, rows: Tensor) -> Tensor:
         """(N, D) per-particle rows -> (G, max group size, D); without groups a free view."""
