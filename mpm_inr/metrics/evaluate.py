@@ -38,8 +38,11 @@ METRIC_KEYS = (
 )
 
 
-def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 64) -> dict[str, Any]:
+def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 64,
+                 device: str = "cpu") -> dict[str, Any]:
     """Every final metric of Contract 2 for a (T, N, C) prediction in original units.
+
+    device: where the kinograph SSIM (the one costly score, an N x T image per component) is computed.
 
     positions: (T, N, 2) particle positions of the window (or the middle frame's (N, 2)), used for the gridded
     SSIM. Values are Python floats/ints/lists; undefined scores are NaN (the metrics.json writer turns them
@@ -65,6 +68,6 @@ def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 
         "ssim": ssim,
         "ssim_mean": nanmean(ssim),
         "kinograph_r2": kinograph_r2(gt_values, pred_values),
-        "kinograph_ssim": kinograph_ssim(gt_values, pred_values),
+        "kinograph_ssim": kinograph_ssim(gt_values, pred_values, device=device),
     }
 

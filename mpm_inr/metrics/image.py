@@ -84,6 +84,32 @@ def ssim_image(
     return float(ssim_map[mask].mean())  # every occupied cell is on the border: use them rather than nothing
 
 
+def ssim_interior_torch(gt_image: Any, pred_image: Any, data_range: float, device: str) -> float:
+    """`ssim_image` without a mask, computed with torch on `device` (float64): the same number, for big images.
+
+    The score is the mean over the interior, where the 11-tap window fits, so no border mode is involved: two
+    'valid' separable convolutions with scikit-image's Gaussian taps (σ 1.5, truncated at 3.5σ) give exactly
+    the interior of its filtered images. A 9000 x 1000 kinograph takes 5 s per component in scikit-image on one
+    CPU thread and milliseconds on a GPU (and is slower than scikit-image with torch on a CPU, so use a GPU).
+    """
+    import torch
+
+    a = torch.as_tensor(np.asarray(gt_image), dtype=torch.float64, device=device)
+    b = torch.as_tensor(np.asarray(pred_image), dtype=torch.float64, device=device)
+    radius = int(3.5 * SSIM_SIGMA + 0.5)
+    if min(a.shape) < 2 * radius + 1 or not (np.isfinite(data_range) and data_range > 0):
+        return ssim_image(np.asarray(gt_image), np.asarray(pred_image), data_range)  # small or flat: the CPU rules
+    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64, device=device) / SSIM_SIGMA) ** 2)
+    taps = taps / taps.sum()
+    filtered = torch.stack((a, b, a * a, b * b, a * b)).unsqueeze(1)
+    filtered = torch.nn.functional.conv2d(filtered, taps.view(1, 1, -1, 1))
+    ux, uy, uxx, uyy, uxy = torch.nn.functional.conv2d(filtered, taps.view(1, 1, 1, -1)).squeeze(1)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2  # K1, K2 of Wang et al.
+    numerator = (2 * ux * uy + c1) * (2 * (uxy - ux * uy) + c2)
+    denominator = (ux * ux + uy * uy + c1) * ((uxx - ux * ux) + (uyy - uy * uy) + c2)
+    return float((numerator / denominator).mean())
+
+
 def grid_particles(positions: np.ndarray, values: np.ndarray, grid: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Bin particles into a grid×grid image by averaging the values of the particles in each cell.
 
@@ -153,10 +179,19 @@ def kinograph_r2(gt: Any, pred: Any) -> float:
     return nanmean([nanmean(per_frame[:, c]) for c in range(per_frame.shape[1])])
 
 
-def kinograph_ssim(gt: Any, pred: Any) -> float:
-    """Mean over components of the SSIM of the particles × frames image, data_range from the GT image."""
+def kinograph_ssim(gt: Any, pred: Any, device: str = "cpu", use_torch: bool | None = None) -> float:
+    """Mean over components of the SSIM of the particles × frames image, data_range from the GT image.
+
+    On a GPU (or with use_torch=True) the same score is computed with torch on `device` (`ssim_interior_torch`);
+    on a CPU scikit-image is faster."""
     gt_values, pred_values = as_field_pair(gt, pred)
-    scores = [
-        ssim_image(gt_values[:, :, c].T, pred_values[:, :, c].T) for c in range(gt_values.shape[2])
-    ]
+    use_torch = not device.startswith("cpu") if use_torch is None else use_torch
+    scores = []
+    for c in range(gt_values.shape[2]):
+        gt_image, pred_image = gt_values[:, :, c].T, pred_values[:, :, c].T
+        if not use_torch:
+            scores.append(ssim_image(gt_image, pred_image))
+        else:
+            data_range = float(np.ptp(gt_image))
+            scores.append(ssim_interior_torch(gt_image, pred_image, data_range, device))
     return nanmean(scores)
