@@ -186,10 +186,10 @@ def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline
     module.prediction = pred
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = sum(p.numel() for p in module.network.parameters())
-    device = str(module.device)  # the kinograph SSIM runs there (torch) when it is a GPU
+    device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
     metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params,
                            device=device)
-    svd = svd_baseline(window.values[train_idx], normalize=True)
+    svd = svd_baseline(window.values[train_idx], normalize=True, device=device)
     metrics["svd"] = {**svd.as_metrics(0.995), "compression_rank": {str(r): svd.compression(r) for r in svd.ranks},
                       "time_s": svd.time_s}
     metrics["svd_rank_for_target"] = svd.rank_for(0.995)
@@ -199,8 +199,8 @@ def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline
                             device=device)
         metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
         # SVD gets a fair chance on held-out frames too: its temporal coefficients interpolated in t.
-        metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method).as_metrics()
-                                     for method in ("linear", "cubic")]
+        metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method,
+                                                 device=device).as_metrics() for method in ("linear", "cubic")]
     else:
         metrics["holdout_r2"] = metrics["holdout_mse"] = None
     metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
