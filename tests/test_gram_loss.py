@@ -52,7 +52,7 @@ def test_training_uses_the_gram_form_for_full_batch_mse_only(loss, uses_gram, ti
     original = LatentCodeField.dense_sse
     monkeypatch.setattr(LatentCodeField, "dense_sse", lambda self, *a: calls.append(1) or original(self, *a))
     overrides = tiny_train_overrides + ["field=S", "inr_type=lagrangian", "train.sampler=full", f"train.loss={loss}",
-                                        "outputs.plot=false", "outputs.checkpoint=false"]
+                                        "model.codes=learned", "outputs.plot=false", "outputs.checkpoint=false"]
     m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
     assert m["status"] == "ok" and m["steps"] == 20
     assert len(calls) == (20 if uses_gram else 0)  # one Gram-form loss per optimiser step

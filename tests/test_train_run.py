@@ -57,7 +57,7 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
 
 
 def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
-    base = tiny_train_overrides + ["field=F", "outputs.plot=false", "outputs.checkpoint=false"]
+    base = tiny_train_overrides + ["field=F", "model.codes=learned", "outputs.plot=false", "outputs.checkpoint=false"]
     short = run_training(compose_train_config(base + ["train.total_steps=10"]), tmp_path / "a", progress=False)
     long = run_training(compose_train_config(base + ["train.total_steps=300", "train.steps_per_call=50"]),
                         tmp_path / "b", progress=False)

@@ -53,6 +53,14 @@ class InrType:
         `pack_dense_targets` for the same frames."""
         return network.dense_sse(src.t[frames].unsqueeze(-1), packed_targets, targets_sq)
 
+    def refresh_codes(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
+                      packed_targets: Tensor) -> None:
+        """Networks that solve their codes from the basis (instead of learning them) store the solution for the
+        current basis; the others have nothing to do."""
+        fn = getattr(network, "refresh_codes", None)
+        if fn is not None:
+            fn(src.t[frames].unsqueeze(-1), packed_targets)
+
 
 INR_TYPES: dict[str, InrType] = {
     "siren_t": InrType(coords.time_only, 1, PerParticleHead, description="t -> all particles (memorising head)",

@@ -128,6 +128,8 @@ class INRModule(pl.LightningModule):
             sched.step()
             self.loss_history[first + i] = loss.detach().clamp_min(0)  # the Gram form can round to -1e-7
         self.steps_done = first + n
+        if self._packed is not None:  # solved codes: match them to the basis the last step left, before any eval
+            self.inr.refresh_codes(self.network, self.source, self.train_frames, self._packed[0])
         # One sync per call: stop on the first non-finite loss and remember its step.
         window = self.loss_history[first:self.steps_done]
         bad = ~torch.isfinite(window)

@@ -38,7 +38,7 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
         if key in model:
             v = model[key]
             _check(isinstance(v, int) and not isinstance(v, bool) and v > 0, f"model.{key}", v, "must be an integer > 0")
-    for key in ("omega", "per_level_scale", "latent_init_std", "latent_lr_mult"):
+    for key in ("omega", "per_level_scale", "latent_init_std", "latent_lr_mult", "time_scale"):
         if key in model:
             _finite_positive(f"model.{key}", model[key])
     if "log2_table_size" in model:
@@ -50,6 +50,13 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
         if key in model:
             _check(model[key] in ("none", "material", "object"), f"model.{key}", model[key],
                    "valid: none, material, object")
+    if "codes" in model:
+        _check(model["codes"] in ("learned", "solved"), "model.codes", model["codes"], "valid: learned, solved")
+        if model["codes"] == "solved":
+            _check(model.get("decoder", "bilinear") == "bilinear" and model.get("shared_codes", "none") == "none",
+                   "model.codes", "solved", "needs model.decoder=bilinear and model.shared_codes=none")
+            _check(train["sampler"] == "full" and train["loss"] == "mse", "model.codes", "solved",
+                   "needs train.sampler=full and train.loss=mse (the codes are solved from every training point)")
     _finite_positive("data.xy_period", data["xy_period"])
     _finite_positive("data.t_period", data["t_period"])
     ntf = data["n_training_frames"]
