@@ -26,12 +26,14 @@ def test_frames_scaled_with_a_power(power, frames, expected):
 
 def test_presets_scale_with_the_window_and_explicit_values_win():
     s400 = compose_train_config(["field=S", "data.n_training_frames=400"])
-    assert (s400["model"]["latent_dim"], s400["train"]["total_steps"]) == (46, 1200)
+    assert (s400["model"]["latent_dim"], s400["train"]["total_steps"], s400["model"]["time_scale"]) == (46, 400, 4)
     pinned = compose_train_config(["field=S", "data.n_training_frames=400", "model.latent_dim=20"])
     assert pinned["model"]["latent_dim"] == 20
-    assert compose_train_config(["field=C"])["model"]["latent_dim"] == 18
+    c100 = compose_train_config(["field=C"])
+    assert (c100["model"]["latent_dim"], c100["model"]["time_scale"], c100["model"]["codes"]) == (18, 1, "solved")
 
 
 def test_the_agent_resolves_the_same_values():
     cfg = compose_train(REPO, ["field=S", "data.n_training_frames=1000"])
-    assert value(cfg, "model.latent_dim") == 90 and value(cfg, "train.total_steps") == 1898
+    assert value(cfg, "model.latent_dim") == 90 and value(cfg, "train.total_steps") == 633
+    assert value(cfg, "model.time_scale") == 10
