@@ -127,3 +127,29 @@ def test_training_with_solved_codes_ends_with_codes_matching_the_basis(tiny_trai
     # the final loss (codes solved for the basis before the last step) and the final R² (codes refreshed after
     # it) describe nearly the same model; with stale codes the metric would lag the loss
     assert m["final_r2"] > 1 - 1.5 * m["loss_curve_tail"][-1]
+
+
+@pytest.mark.parametrize("basis_groups", ["none", "object"])
+def test_compressed_targets_give_the_same_solved_loss_and_gradient(basis_groups):
+    net, src, y = _setup(basis_groups=basis_groups)
+    frames = torch.tensor([0, 5, 9, 14])  # 4 frames x 3 components = 12 values per particle, groups of 10-30
+    packed = INR.pack_dense_targets(net, y[frames])
+    small = INR.loss_targets(net, packed)
+    assert small.shape[1] == 12 < packed.shape[1]  # the padded group of 30 rows became 12
+    sq = (y[frames] ** 2).sum()
+    full_sse = INR.dense_sse(net, src, frames, packed, sq)
+    g_full = torch.autograd.grad(full_sse, [p for p in net.parameters() if p is not net.latents])
+    small_sse = INR.dense_sse(net, src, frames, small, sq)
+    g_small = torch.autograd.grad(small_sse, [p for p in net.parameters() if p is not net.latents])
+    assert float(small_sse) == pytest.approx(float(full_sse), rel=1e-4)
+    for a, b in zip(g_full, g_small, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_targets_stay_real_rows_for_learned_codes_or_too_few_particles():
+    learned, src, y = _setup(codes="learned")
+    packed = INR.pack_dense_targets(learned, y)
+    assert INR.loss_targets(learned, packed) is packed  # per-particle codes need each particle's row
+    solved, _src, _y = _setup()
+    packed = INR.pack_dense_targets(solved, y)  # 15 frames x 3 = 45 values > half of the largest group (30)
+    assert INR.loss_targets(solved, packed) is packed

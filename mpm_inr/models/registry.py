@@ -53,6 +53,12 @@ class InrType:
         `pack_dense_targets` for the same frames."""
         return network.dense_sse(src.t[frames].unsqueeze(-1), packed_targets, targets_sq)
 
+    def loss_targets(self, network: nn.Module, packed_targets: Tensor) -> Tensor:
+        """What `dense_sse` should multiply by in training steps: the network may replace the packed targets by a
+        smaller equivalent (solved codes); otherwise the packed targets themselves."""
+        fn = getattr(network, "loss_targets", None)
+        return packed_targets if fn is None else fn(packed_targets)
+
     def refresh_codes(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
                       packed_targets: Tensor) -> None:
         """Networks that solve their codes from the basis (instead of learning them) store the solution for the

@@ -68,7 +68,8 @@ class INRModule(pl.LightningModule):
         self.diverged_step: int | None = None
         self._sampler: PointSampler | None = None
         self._dense_targets: Tensor | None = None
-        self._packed: tuple[Tensor, Tensor, int] | None = None  # (packed targets, ||Y||², count) for the Gram-form MSE
+        # Gram-form MSE: (targets the loss multiplies by, ||Y||², count of real values, the packed targets themselves)
+        self._packed: tuple[Tensor, Tensor, int, Tensor] | None = None
         self._eval_points: tuple[Tensor, Tensor] | None = None
         self._loss_impl = torch.compile(self._eager_step_loss) if settings.compile else self._eager_step_loss
         self._started = 0.0
@@ -94,7 +95,8 @@ class INRModule(pl.LightningModule):
             packed = self.inr.pack_dense_targets(self.network, self._dense_targets) if s.loss == "mse" else None
             if packed is not None:  # bilinear codes: the same MSE in Gram form, never materialising the prediction
                 sq = (self._dense_targets.double() ** 2).sum().float()
-                self._packed, self._dense_targets = (packed, sq, self._dense_targets.numel()), None
+                step_targets = self.inr.loss_targets(self.network, packed)
+                self._packed, self._dense_targets = (step_targets, sq, self._dense_targets.numel(), packed), None
         else:
             self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step,
                                          s.seed)
@@ -129,7 +131,7 @@ class INRModule(pl.LightningModule):
             self.loss_history[first + i] = loss.detach().clamp_min(0)  # the Gram form can round to -1e-7
         self.steps_done = first + n
         if self._packed is not None:  # solved codes: match them to the basis the last step left, before any eval
-            self.inr.refresh_codes(self.network, self.source, self.train_frames, self._packed[0])
+            self.inr.refresh_codes(self.network, self.source, self.train_frames, self._packed[3])
         # One sync per call: stop on the first non-finite loss and remember its step.
         window = self.loss_history[first:self.steps_done]
         bad = ~torch.isfinite(window)
@@ -157,7 +159,7 @@ class INRModule(pl.LightningModule):
 
     def _eager_step_loss(self) -> Tensor:
         if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
-            packed, sq, n_values = self._packed  # n_values: the packed layout may hold zero padding rows
+            packed, sq, n_values, _ = self._packed  # n_values: the packed layout may hold zero padding rows
             return self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq) / n_values
         if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
             return self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
