@@ -131,7 +131,7 @@ def test_gram_loss_with_padded_groups_is_the_mean_over_real_points_only():
     objects = torch.cat((torch.zeros(31), torch.ones(6), torch.full((3,), 2.0)))  # unequal: 31 / 6 / 3 particles
     m = _module(total_steps=20, sampler="full", object_id=objects, basis_groups="object")
     m.on_fit_start()
-    packed, _, n_values = m._packed
+    packed, n_values = m._packed.packed, m._packed.n_values
     assert packed.shape[:2] == (3, 31) and n_values == len(m.train_frames) * 40 * 2
     dense = m.inr.query_frames(m.network, m.source, m.train_frames)
     torch.testing.assert_close(m.step_loss(), torch.nn.functional.mse_loss(dense, m.targets[m.train_frames]),
@@ -143,7 +143,7 @@ def test_full_sampler_trains_on_every_training_point():
     m.settings.eval_every = 20
     _fit(m)
     if m._packed is not None:  # bilinear + MSE: the Gram form holds the targets as (groups, N, F·C)
-        packed, sq, n_values = m._packed
+        packed, sq, n_values = m._packed.packed, m._packed.sq, m._packed.n_values
         assert packed.shape == (1, m.targets.shape[1], len(m.train_frames) * m.targets.shape[2])
         assert n_values == packed.numel()
         assert float(sq) == pytest.approx(float((m.targets[m.train_frames].double() ** 2).sum()), rel=1e-6)

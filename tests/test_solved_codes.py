@@ -147,7 +147,7 @@ def test_compressed_targets_give_the_same_solved_loss_and_gradient(basis_groups)
 
 
 def test_targets_stay_real_rows_for_learned_codes_or_too_few_particles():
-    learned, src, y = _setup(codes="learned")
+    learned, _src, y = _setup(codes="learned")
     packed = INR.pack_dense_targets(learned, y)
     assert INR.loss_targets(learned, packed) is packed  # per-particle codes need each particle's row
     solved, _src, _y = _setup()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -37,6 +38,15 @@ class TrainSettings:
     seed: int = 0
     compile: bool = False  # torch.compile the per-step loss (every sampler path), not just the network's forward
     inject_nonfinite_step: int | None = None  # fault injection for tests: poison the loss at this step
+
+
+class GramTargets(NamedTuple):
+    """What the Gram-form MSE needs, built once at fit start."""
+
+    packed: Tensor  # the targets in the network's packed layout (real rows; solved codes are refreshed from these)
+    for_loss: Tensor  # what each step's loss multiplies by: `packed`, or a smaller equivalent (solved codes)
+    sq: Tensor  # ||Y||²
+    n_values: int  # real values (the packed layout may hold zero padding rows)
 
 
 class Diverged(RuntimeError):
@@ -68,8 +78,7 @@ class INRModule(pl.LightningModule):
         self.diverged_step: int | None = None
         self._sampler: PointSampler | None = None
         self._dense_targets: Tensor | None = None
-        # Gram-form MSE: (targets the loss multiplies by, ||Y||², count of real values, the packed targets themselves)
-        self._packed: tuple[Tensor, Tensor, int, Tensor] | None = None
+        self._packed: GramTargets | None = None
         self._eval_points: tuple[Tensor, Tensor] | None = None
         self._loss_impl = torch.compile(self._eager_step_loss) if settings.compile else self._eager_step_loss
         self._started = 0.0
@@ -95,8 +104,9 @@ class INRModule(pl.LightningModule):
             packed = self.inr.pack_dense_targets(self.network, self._dense_targets) if s.loss == "mse" else None
             if packed is not None:  # bilinear codes: the same MSE in Gram form, never materialising the prediction
                 sq = (self._dense_targets.double() ** 2).sum().float()
-                step_targets = self.inr.loss_targets(self.network, packed)
-                self._packed, self._dense_targets = (step_targets, sq, self._dense_targets.numel(), packed), None
+                self._packed = GramTargets(packed, self.inr.loss_targets(self.network, packed), sq,
+                                           self._dense_targets.numel())
+                self._dense_targets = None
         else:
             self._sampler = PointSampler(self.train_frames, n_particles, s.n_points, s.sampler, s.frames_per_step,
                                          s.seed)
@@ -131,7 +141,7 @@ class INRModule(pl.LightningModule):
             self.loss_history[first + i] = loss.detach().clamp_min(0)  # the Gram form can round to -1e-7
         self.steps_done = first + n
         if self._packed is not None:  # solved codes: match them to the basis the last step left, before any eval
-            self.inr.refresh_codes(self.network, self.source, self.train_frames, self._packed[3])
+            self.inr.refresh_codes(self.network, self.source, self.train_frames, self._packed.packed)
         # One sync per call: stop on the first non-finite loss and remember its step.
         window = self.loss_history[first:self.steps_done]
         bad = ~torch.isfinite(window)
@@ -159,8 +169,8 @@ class INRModule(pl.LightningModule):
 
     def _eager_step_loss(self) -> Tensor:
         if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
-            packed, sq, n_values, _ = self._packed  # n_values: the packed layout may hold zero padding rows
-            return self.inr.dense_sse(self.network, self.source, self.train_frames, packed, sq) / n_values
+            g = self._packed
+            return self.inr.dense_sse(self.network, self.source, self.train_frames, g.for_loss, g.sq) / g.n_values
         if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
             return self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
                                 self._dense_targets)
