@@ -53,3 +53,29 @@ def test_coordinates_share_one_normalisation():
     assert torch.allclose(src.t[[0, -1]], torch.tensor([-0.5, 0.5]))
     assert torch.allclose(src.xy, torch.from_numpy(w.positions) * 2 - 1)
     assert src.particle[0] == -1 and src.particle[-1] == 1
+
+
+def test_chunked_stats_match_float64_numpy_far_from_zero():
+    from mpm_inr.data.window import _component_stats
+
+    rng = np.random.default_rng(0)
+    values = (1.0 + 1e-3 * rng.standard_normal((75, 40, 4))).astype(np.float32)  # like F: identity + small strain
+    values[..., 3] *= 1e4
+    keep = np.ones(75, dtype=bool)
+    keep[::4] = False
+    mean, std = _component_stats(values, keep)
+    ref = values[keep].reshape(-1, 4).astype(np.float64)
+    np.testing.assert_allclose(mean, ref.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(std, ref.std(0), rtol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_finiteness_check_finds_one_bad_value(bad):
+    from mpm_inr.data.window import _all_finite
+
+    values = np.ones((10, 7, 2), dtype=np.float32)
+    assert _all_finite(values) and _all_finite(np.arange(5))
+    values[9, 6, 1] = bad
+    assert not _all_finite(values)
+    big = np.full((4, 3), np.finfo(np.float32).max, dtype=np.float32)  # finite, and its float64 sum stays finite
+    assert _all_finite(big)

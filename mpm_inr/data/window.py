@@ -18,6 +18,35 @@ from mpm_inr.models.coordinates import CoordinateSource
 FIELDS: dict[str, tuple[str, int]] = {"F": ("F", 4), "Jp": ("Jp", 1), "S": ("S", 4), "C": ("C", 4)}
 
 
+_STATS_CHUNK = 32  # frames per float64 chunk in `_component_stats` (a few MB at 9000 particles)
+
+
+def _all_finite(arr: np.ndarray) -> bool:
+    """True when no value is NaN or ±inf. A float64 sum is non-finite exactly when some term is (float32 terms
+    cannot overflow it), and it needs no temporary mask of the whole window."""
+    arr = np.asarray(arr)
+    if not np.issubdtype(arr.dtype, np.floating):
+        return True
+    return bool(np.isfinite(np.add.reduce(arr.reshape(-1), dtype=np.float64)))
+
+
+def _component_stats(values: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per component over the selected frames, accumulated in float64 chunk by chunk
+    (two passes, so no cancellation for fields far from zero, like F near identity) instead of a float64 copy of
+    the whole window: at 1000 frames x 9000 particles that copy and its variance took 2.5 s."""
+    picked = np.flatnonzero(frames)
+    n_comp = values.shape[-1]
+    count = picked.size * int(np.prod(values.shape[1:-1]))
+
+    def chunks():
+        for lo in range(0, picked.size, _STATS_CHUNK):
+            yield values[picked[lo:lo + _STATS_CHUNK]].reshape(-1, n_comp).astype(np.float64)
+
+    mean = sum(chunk.sum(0) for chunk in chunks()) / count
+    var = sum(np.square(chunk - mean).sum(0) for chunk in chunks()) / count
+    return mean, np.sqrt(var)
+
+
 def window_bounds(n_frames: int, n_training_frames: int) -> tuple[int, int]:
     """[start, stop) of the window of n_training_frames centred at n_frames // 2 (the reference's rule)."""
     if n_training_frames < 2:
@@ -94,17 +123,16 @@ class FieldWindow:
                     material: np.ndarray, object_id: np.ndarray, held_out: np.ndarray | None = None,
                     normalize: bool = True) -> FieldWindow:
         held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
-        if not np.all(np.isfinite(values)):
+        if not _all_finite(values):
             raise ConfigError(f"field {field} has non-finite values in frames {frames[0]}..{frames[-1]}")
         # the network reads these too: a NaN here would surface later as a misleading 'diverged' run
         for what, arr in (("positions (x.npy)", positions), ("material (type.npy)", material),
                           ("object ids (object_id.npy)", object_id)):
-            if not np.all(np.isfinite(arr)):
+            if not _all_finite(arr):
                 raise DatasetError(f"{what} have non-finite values in frames {frames[0]}..{frames[-1]}: the "
                                    f"dataset is corrupt; delete it and generate it again")
         if normalize:
-            train = values[~held_out].reshape(-1, values.shape[-1]).astype(np.float64)
-            mean, std = train.mean(0), train.std(0)
+            mean, std = _component_stats(values, ~held_out)
             std = np.where(std > 0, std, 1.0)
         else:
             mean, std = np.zeros(values.shape[-1]), np.ones(values.shape[-1])
