@@ -98,6 +98,8 @@ ROWS = [
     Row("train: batch larger than the window", "train", ["train.batch_size=500", "data.n_training_frames=48"],
         "cannot exceed data.n_training_frames=48"),
     Row("train: hash table out of range", "train", ["inr_type=ngp", "model.log2_table_size=30"], "[8, 24]"),
+    Row("train: solved codes with a loss they cannot solve", "train", ["field=S", "train.loss=huber"],
+        "otherwise set model.codes=learned"),
     Row("train: trainer=gpu without CUDA", "train", ["trainer=gpu"], "use trainer=cpu"),
     Row("train: missing dataset, generation disabled", "train", ["data.root={tmp}/empty"],
         "python generate.py scenario=discs_small seed=0"),

@@ -54,9 +54,11 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
         _check(model["codes"] in ("learned", "solved"), "model.codes", model["codes"], "valid: learned, solved")
         if model["codes"] == "solved":
             _check(model.get("decoder", "bilinear") == "bilinear" and model.get("shared_codes", "none") == "none",
-                   "model.codes", "solved", "needs model.decoder=bilinear and model.shared_codes=none")
+                   "model.codes", "solved",
+                   "needs model.decoder=bilinear and model.shared_codes=none; otherwise set model.codes=learned")
             _check(train["sampler"] == "full" and train["loss"] == "mse", "model.codes", "solved",
-                   "needs train.sampler=full and train.loss=mse (the codes are solved from every training point)")
+                   "needs train.sampler=full and train.loss=mse (the codes are solved from every training point); "
+                   "otherwise set model.codes=learned")
     _finite_positive("data.xy_period", data["xy_period"])
     _finite_positive("data.t_period", data["t_period"])
     ntf = data["n_training_frames"]
