@@ -25,7 +25,7 @@ def test_normalises_types_and_sorts():
 
 
 @pytest.mark.parametrize("key,value", [
-    ("optimizer.lr", 1e-7), ("optimizer.lr", 1e-3), ("train.batch_size", 32), ("model.hidden_dim", 64),
+    ("optimizer.lr", 1e-7), ("optimizer.lr", 1e-1), ("train.batch_size", 32), ("model.hidden_dim", 64),
     ("model.hidden_dim", 2048), ("model.n_layers", 2), ("model.n_layers", 6), ("model.omega", 1),
     ("model.omega", 100), ("data.n_training_frames", 48), ("data.n_training_frames", 10000),
 ])
@@ -34,7 +34,7 @@ def test_seed_range_bounds_are_inclusive(key, value):
 
 
 @pytest.mark.parametrize("key,value", [
-    ("optimizer.lr", 2e-3), ("optimizer.lr", 1e-8), ("train.batch_size", 33), ("model.hidden_dim", 32),
+    ("optimizer.lr", 0.2), ("optimizer.lr", 1e-8), ("train.batch_size", 33), ("model.hidden_dim", 32),
     ("model.hidden_dim", 4096), ("model.n_layers", 1), ("model.n_layers", 7), ("model.omega", 0.5),
     ("model.omega", 101), ("data.n_training_frames", 150), ("model.hidden_dim", 256.5),
     ("model.learn_omega", "yes"), ("model.n_layers", True), ("field", "X"), ("inr_type", "resnet"),
