@@ -58,7 +58,8 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-#: the allow-list (docs/contracts.md, Contract 2). Ranges follow the seed, widened where our own defaults lie outside it; int/float bounds are inclusive.
+#: the allow-list (docs/contracts.md, Contract 2). Ranges follow the seed, widened where our own defaults lie
+#: outside it; int/float bounds are inclusive.
 ALLOWED: dict[str, Spec] = {
     # the seed's SIRENs stay below 1e-3, but the hash grid (1e-2) and the lagrangian presets (3e-3) train above it:
     # a cap at 1e-3 would let a study inherit those rates and never propose them
