@@ -83,6 +83,16 @@ class RunRecord:
         return self.m("compression_ratio")
 
     @property
+    def svd_same_params(self) -> tuple[int, float] | None:
+        """(rank, R²) of the truncated SVD storing at most as many numbers as this run (metrics.json
+        `svd.same_params`); None for runs that did not record it or for which even rank 1 is larger."""
+        svd = self.metrics.get("svd")
+        same = svd.get("same_params") if isinstance(svd, dict) else None
+        if not isinstance(same, dict) or num(same.get("r2")) is None or not isinstance(same.get("rank"), int):
+            return None
+        return same["rank"], float(same["r2"])
+
+    @property
     def holdout_r2(self) -> float | None:
         return self.m("holdout_r2") if self.status == "ok" else None
 

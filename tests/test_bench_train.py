@@ -33,6 +33,8 @@ def test_bench_parts_and_tables(data_root, tmp_path):
     for heading in ("## Speed", "## Default recipe on every seed", "## Held-out frames"):
         assert heading in table
     assert f"{held['ours']['holdout_r2']:.5f}" in table
+    same = sweep["runs"][0]["svd_r2_same_params"]  # the SVD with no more numbers than our model
+    assert -1.0 < same <= 1.0 and f"| {same:.5f} |" in table
 
 
 def test_bench_cli_rejects_unknown_eulerian_type(capsys):

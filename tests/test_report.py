@@ -75,12 +75,13 @@ def test_regime_table_matches_the_journal(fixture_report):
         best = max(eligible, key=lambda m: (m["final_r2"], -m["node_id"]))
         assert r[4] == f"{best['final_r2']:.6f}"
         assert r[6] == f"{best['compression_ratio']:.3g}"
-        assert r[7] == f"{best['training_time']:.3g}"
-        assert r[8] == str(best["steps"])
-        assert r[9] == f"{best['holdout_r2']:.6f}"
-        assert r[10] == str(best["node_id"])
+        assert r[7] == "-"  # the fixture predates svd.same_params
+        assert r[8] == f"{best['training_time']:.3g}"
+        assert r[9] == str(best["steps"])
+        assert r[10] == f"{best['holdout_r2']:.6f}"
+        assert r[11] == str(best["node_id"])
         svd = best["svd"]
-        assert r[12].startswith(f"rank {svd['rank_for_0.995']} ")
+        assert r[13].startswith(f"rank {svd['rank_for_0.995']} ")
 
 
 def test_svd_tables_and_summary_match_the_journal(fixture_report):
@@ -255,7 +256,7 @@ def test_marginal_effects_and_robustness_numbers(tmp_path):
     rows = md_table(md, "| node | block | status | error |")
     assert rows == [["5", "1", "diverged", "loss became NaN at step 10", "-"]]
     rows = md_table(md, "| field | inr_type | frames | ok/runs |")
-    assert rows[0][3] == "5/6" and rows[0][4] == "0.960000" and rows[0][10] == "2"
+    assert rows[0][3] == "5/6" and rows[0][4] == "0.960000" and rows[0][11] == "2"
 
 
 def test_regimes_split_by_field_inr_and_frames(tmp_path):
@@ -276,7 +277,22 @@ def test_compression_rule_for_the_best_run(tmp_path):
             {"metrics": metrics(r2=0.95), "parent": 0}]
     d = make_study(tmp_path / "s", [runs])
     rows = md_table(write_report(d, tmp_path / "o")["report.md"].read_text(), "| field | inr_type | frames |")
-    assert rows[0][4] == "0.950000" and rows[0][10] == "2"
+    assert rows[0][4] == "0.950000" and rows[0][11] == "2"
+
+
+def test_svd_at_the_same_parameter_count_sits_beside_each_run(tmp_path):
+    runs = [{"metrics": metrics(r2=0.99, time_s=5, same_params=(8, 0.9985))},
+            {"metrics": metrics(r2=0.995, time_s=4), "parent": 0}]  # recorded before svd.same_params existed
+    d = make_study(tmp_path / "s", [runs])
+    md = write_report(d, tmp_path / "o")["report.md"].read_text()
+    header = "| field | inr_type | frames | ok/runs | best R² | slope | compression | SVD at same params |"
+    assert md_table(md, header)[0][7] == "-"  # the best run (node 2) has no record of it
+    front = md_table(md, "| node | inr_type | frames | R² | -log10(1-R²) |")
+    assert {r[0]: r[7] for r in front} == {"2": "-"}
+    d = make_study(tmp_path / "s2", [runs[:1]])
+    md = write_report(d, tmp_path / "o2")["report.md"].read_text()
+    assert md_table(md, header)[0][7] == "0.998500 (rank 8)"
+    assert md_table(md, "| node | inr_type | frames | R² | -log10(1-R²) |")[0][7] == "0.998500 (rank 8)"
 
 
 def test_moved_study_finds_its_run_dirs(tmp_path):

@@ -21,8 +21,10 @@ def metrics(field: str = "Jp", inr: str = "lagrangian", r2: float = 0.99, time_s
             hidden: int = 64, layers: int = 3, latent: int = 8, batch: int = 2, n_particles: int = 900,
             frames: int = 48, holdout_every: int = 0, holdout_r2: float | None = None, device: str = "cpu",
             dataset: str = "/nonexistent/discs_small_seed0", total_params: int = 10000, lr: float = 1e-3,
-            seed: int = 0, svd_r2: dict[int, float] | None = None) -> dict[str, Any]:
-    """A metrics.json-like dict (Contract 2) for a run with these settings."""
+            seed: int = 0, svd_r2: dict[int, float] | None = None,
+            same_params: tuple[int, float] | None = None) -> dict[str, Any]:
+    """A metrics.json-like dict (Contract 2) for a run with these settings; same_params: (rank, R²) of the SVD
+    within the run's parameter count, recorded as `svd.same_params` (absent, as in older runs, if None)."""
     c = COMPONENTS[field]
     hold = [k for k in range(frames) if holdout_every and k % holdout_every == holdout_every // 2
             and 0 < k < frames - 1]
@@ -37,7 +39,10 @@ def metrics(field: str = "Jp", inr: str = "lagrangian", r2: float = 0.99, time_s
         "holdout_r2": holdout_r2, "holdout_frames": hold,
         "svd": {"rank_for_0.995": next((k for k, v in sorted(svd_r2.items()) if v >= 0.995), None),
                 "r2_rank": {str(k): v for k, v in svd_r2.items()},
-                "compression_rank": {str(k): n_values / (k * (t + cols + 1)) for k in svd_r2}, "time_s": 0.05},
+                "compression_rank": {str(k): n_values / (k * (t + cols + 1)) for k in svd_r2}, "time_s": 0.05,
+                **({} if same_params is None else {"same_params": {
+                    "rank": same_params[0], "r2": same_params[1],
+                    "compression": n_values / (same_params[0] * (t + cols + 1))}})},
         "config": {"model.name": inr, "model.hidden_dim": hidden, "model.n_layers": layers,
                    "model.latent_dim": latent, "model.decoder": "bilinear", "model.decoder_hidden": 64,
                    "model.n_levels": 16, "model.features_per_level": 2, "optimizer.lr": lr,

@@ -91,6 +91,12 @@ def test_parameter_count_compression_and_contract_entry() -> None:
     assert set(entry) == {"rank_for_0.995", "r2_rank"}
     assert entry["r2_rank"] == {"2": baseline.r2(2)}
     assert entry["rank_for_0.995"] == baseline.rank_for(0.995)
+    # an INR of 63 parameters competes with rank 3 (63 numbers); of 62, with rank 2; below 21, with nothing
+    assert baseline.as_metrics(model_params=63)["same_params"] == {
+        "rank": 3, "r2": baseline.r2(3), "compression": pytest.approx(100 / 63)}
+    assert baseline.same_params(62)["rank"] == 2 and baseline.rank_within(21) == 1
+    assert baseline.same_params(20) is None and baseline.rank_within(20) is None
+    assert baseline.rank_within(10**9) == baseline.max_rank == 10  # never past the matrix's rank
 
 
 def test_rank_for_searches_every_rank() -> None:

@@ -23,7 +23,8 @@ CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_tra
                  "torch_version", "final_r2", "final_mse", "r2_per_component", "r2_min_component", "pearson_r2",
                  "slope", "intercept", "total_params", "n_values", "compression_ratio", "training_time", "wall_time",
                  "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
-                 "holdout_mse", "holdout_frames", "svd", "overrides", "config", "study", "wandb_run_id"}
+                 "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "overrides", "config", "study",
+                 "wandb_run_id"}
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -53,6 +54,9 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
     assert pred.shape == (20, m["n_values"] // (15 * 4), 4)
     log = (tmp_path / "analysis.log").read_text()
     assert f"final_r2: {m['final_r2']:.6g}" in log and "compression_ratio:" in log
+    same, per_rank = on_disk["svd"]["same_params"], 15 + m["n_values"] // 15 + 1  # training frames + columns + 1
+    assert same["rank"] * per_rank <= m["total_params"] < (same["rank"] + 1) * per_rank
+    assert on_disk["svd_r2_same_params"] == same["r2"] and f"svd_r2_same_params: {same['r2']:.6g}" in log
     assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_size > 0
 
 

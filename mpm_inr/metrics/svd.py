@@ -136,6 +136,19 @@ class SVDBaseline:
         reached = np.flatnonzero(self.r2_all_ranks >= target)
         return int(reached[0]) + 1 if reached.size else None
 
+    def rank_within(self, n_params: int) -> int | None:
+        """Largest rank that stores at most n_params numbers (an INR's budget); None if even rank 1 needs more."""
+        largest = n_params // (self.n_frames + self.n_particles * self.n_components + 1)
+        return min(int(largest), self.max_rank) if largest >= 1 else None
+
+    def same_params(self, n_params: int) -> dict[str, Any] | None:
+        """The SVD an INR of n_params parameters has to beat: the best rank within the same budget, its R² and
+        compression (at least the INR's). None when rank 1 alone is larger than the INR."""
+        rank = self.rank_within(n_params)
+        if rank is None:
+            return None
+        return {"rank": rank, "r2": self.r2(rank), "compression": self.compression(rank)}
+
     @property
     def per_rank(self) -> dict[int, dict[str, Any]]:
         """For each requested rank: r2, r2_per_component, n_params, compression."""
@@ -149,12 +162,16 @@ class SVDBaseline:
             for rank in self.ranks
         }
 
-    def as_metrics(self, target: float = 0.995) -> dict[str, Any]:
-        """The `svd` entry of metrics.json: {"rank_for_0.995": int|None, "r2_rank": {"1": r2, ...}}."""
-        return {
+    def as_metrics(self, target: float = 0.995, model_params: int | None = None) -> dict[str, Any]:
+        """The `svd` entry of metrics.json: {"rank_for_0.995": int|None, "r2_rank": {"1": r2, ...}}, and with
+        model_params also "same_params": `same_params(model_params)`."""
+        out: dict[str, Any] = {
             f"rank_for_{target:g}": self.rank_for(target),
             "r2_rank": {str(rank): self.r2(rank) for rank in self.ranks},
         }
+        if model_params is not None:
+            out["same_params"] = self.same_params(model_params)
+        return out
 
 
 def svd_baseline(

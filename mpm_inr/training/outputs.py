@@ -35,9 +35,9 @@ def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
 
 
 ANALYSIS_KEYS = ("status", "field_name", "inr_type", "final_r2", "r2_min_component", "final_mse", "pearson_r2",
-                 "slope", "intercept", "total_params", "compression_ratio", "training_time", "training_time_min",
-                 "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
-                 "n_training_frames", "device")
+                 "slope", "intercept", "total_params", "compression_ratio", "svd_r2_same_params", "training_time",
+                 "training_time_min", "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim",
+                 "holdout_r2", "n_training_frames", "device")
 
 
 def write_analysis_log(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
@@ -61,7 +61,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     """A short fixed-width table for the console; compression always sits beside R²."""
     keys = [("status", "status"), ("final_r2", "R² (1-SSres/SStot)"), ("r2_min_component", "R² worst component"),
             ("compression_ratio", "compression (values/params)"), ("slope", "slope"), ("pearson_r2", "Pearson r² (ref.)"),
-            ("holdout_r2", "held-out R²"), ("svd_rank_for_target", "SVD rank for 0.995"),
+            ("svd_r2_same_params", "SVD R² at as many params"), ("holdout_r2", "held-out R²"),
+            ("svd_rank_for_target", "SVD rank for 0.995"),
             ("final_mse", "MSE (orig. units)"), ("total_params", "params"), ("training_time", "training time [s]"),
             ("steps", "steps"), ("steps_per_s", "steps/s")]
     width = max(len(label) for _, label in keys)

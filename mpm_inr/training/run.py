@@ -190,9 +190,10 @@ def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline
     metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params,
                            device=device)
     svd = svd_baseline(window.values[train_idx], normalize=True, device=device)
-    metrics["svd"] = {**svd.as_metrics(0.995), "compression_rank": {str(r): svd.compression(r) for r in svd.ranks},
-                      "time_s": svd.time_s}
+    metrics["svd"] = {**svd.as_metrics(0.995, n_params),
+                      "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}, "time_s": svd.time_s}
     metrics["svd_rank_for_target"] = svd.rank_for(0.995)
+    metrics["svd_r2_same_params"] = (metrics["svd"]["same_params"] or {}).get("r2")
     metrics["holdout_frames"] = [int(i) for i in test_idx]
     if len(test_idx):
         held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params,
