@@ -71,7 +71,8 @@ def _rel(st_dir: Path, p: str | None) -> str:
 
 def _metric(m: dict[str, Any], key: str, digits: int = 4) -> str:
     v = m.get(key)
-    if isinstance(v, float) and key in ("final_r2", "r2_min_component", "holdout_r2", "kinograph_r2"):
+    if isinstance(v, float) and key in ("final_r2", "r2_min_component", "holdout_r2", "kinograph_r2",
+                                        "svd_r2_same_params"):
         return format_r2(v)
     if isinstance(v, float) and key == "final_mse":
         return f"{v:.4e}"
@@ -184,9 +185,10 @@ def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | Non
     if n.code_diff:
         lines += code_block(st, n, code)
     if n.is_ok:
-        lines.append("Metrics: " + ", ".join(f"{k}={_metric(m, k)}" for k in (
-            "final_r2", "final_mse", "slope", "r2_min_component", "total_params", "compression_ratio",
-            "training_time")))
+        keys = ("final_r2", "final_mse", "slope", "r2_min_component", "total_params", "compression_ratio",
+                "svd_r2_same_params", "training_time")  # svd_r2_same_params: absent from runs before it existed
+        lines.append("Metrics: " + ", ".join(f"{k}={_metric(m, k)}" for k in keys
+                                             if k != "svd_r2_same_params" or m.get(k) is not None))
     else:
         lines.append(f"Metrics: none ({n.status}: {n.error or 'no reason recorded'})")
     lines.append(f"Field: field_name={m.get('field') or ov.get('field') or (blk.field if blk else '?')}, "

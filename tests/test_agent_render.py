@@ -250,3 +250,13 @@ def test_code_rendering_is_deterministic_and_grows_only(tmp_path):
     for entry in entries:
         if "Next: pending" not in entry:
             assert entry.strip() in final, entry[:80]
+
+
+def test_metrics_line_shows_the_same_size_svd_when_the_run_recorded_it(tmp_path):
+    s = SyntheticStudy(tmp_path / "svd")
+    s.add(None, r2=0.999, metrics={"svd_r2_same_params": 0.9985})
+    s.add(1, {"optimizer.lr": 1e-4}, r2=0.998)  # a run from before svd_r2_same_params existed
+    text = analysis_text(s.dir, s.state())
+    first, second = text[text.index("## Iter 1:"):text.index("## Iter 2:")], text[text.index("## Iter 2:"):]
+    assert "compression_ratio=100, svd_r2_same_params=0.998500, training_time=60" in first
+    assert "svd_r2_same_params" not in second and "compression_ratio=100, training_time=60" in second
