@@ -109,7 +109,10 @@ class LatentCodeField(nn.Module):
         self.register_buffer("basis_group", group, persistent=False)
         self.register_buffer("group_order", order, persistent=False)
         self.register_buffer("group_padded", padded, persistent=False)
-        self.register_buffer("_real_slots", (padded != ctx.n_particles).flatten(), persistent=False)
+        # integer indices, not a boolean mask: masked indexing syncs with the host on a GPU (it must count first)
+        real_slots = torch.flatten(torch.nonzero(padded.flatten() != ctx.n_particles))
+        self.register_buffer("_real_slots", real_slots, persistent=False)  # slot positions in the padded layout
+        self.register_buffer("_slot_particles", padded.flatten()[real_slots], persistent=False)  # their particles
 
     @property
     def n_basis_groups(self) -> int:
@@ -208,7 +211,7 @@ class LatentCodeField(nn.Module):
         step), so evaluation and checkpoints see a consistent model. No-op for learned codes."""
         if self.solve_codes:
             codes = self._solved_codes(self._packed_basis(t_frames), packed_targets)
-            self.latents[self.group_padded.flatten()[self._real_slots]] = codes.flatten(0, 1)[self._real_slots]
+            self.latents.index_copy_(0, self._slot_particles, codes.flatten(0, 1).index_select(0, self._real_slots))
 
     def _packed_basis(self, t_frames: Tensor) -> Tensor:
         """(F, 1) -> (G, K, F·C), the basis in the layout `pack_targets` gives the targets."""
