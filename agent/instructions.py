@@ -33,7 +33,9 @@ def base_instructions(name: str, cfg: Mapping[str, Any], specs: Mapping[str, Spe
 Map the training landscape of INRs of MPM particle fields: which configurations reach R² > 0.995 (excellent),
 with slope ~1.0, at what training time and compression ratio. Grades: excellent R² > 0.995, good 0.990-0.995,
 moderate 0.90-0.99, poor < 0.90. R² is 1 - SS_res/SS_tot over every particle and training frame, original units
-(docs/contracts.md); it can be negative.
+(docs/contracts.md); it can be negative. Read it beside `svd_r2_same_params`: the R² of the truncated SVD of the
+same window that stores no more numbers than the model. A model below it has not beaten a linear baseline of its
+own size.
 
 ## Loop
 - A study is `n_blocks` = {cfg.get('n_blocks')} blocks of `n_iter_block` = {cfg.get('n_iter_block')} iterations.

@@ -390,3 +390,14 @@ def test_propose_prompt_carries_the_code_modification_section_and_end_block_does
     propose_text, end_text = (r["messages"][0]["content"][0]["text"] for r in api.requests)
     assert "## Code modifications" in propose_text
     assert "## Code modifications" not in end_text
+
+
+def test_node_lines_carry_the_same_size_svd_beside_compression():
+    from types import SimpleNamespace
+
+    from agent.policies.claude import _node_line
+
+    node = SimpleNamespace(node_id=3, parent_id=1, iteration=3, status="ok", strategy="exploit", changes={},
+                           mutation="", error=None, metrics={"final_r2": 0.999, "compression_ratio": 20.5,
+                                                             "svd_r2_same_params": 0.9985, "training_time": 3.0})
+    assert "compression_ratio=20.5; svd_r2_same_params=0.998500; training_time=3.0s" in _node_line(None, node)

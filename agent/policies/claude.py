@@ -59,7 +59,7 @@ _RETRY_STATUS = {408, 409, 429}
 _FATAL_STATUS = {401: "was rejected (401 authentication error)", 403: "lacks permission (403)"}
 _METRIC_KEYS = ("status", "error", "diverged_step", "final_r2", "final_mse", "r2_per_component", "r2_min_component",
                 "pearson_r2", "slope", "intercept", "total_params", "n_values", "compression_ratio",
-                "training_time", "wall_time", "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2",
+                "svd_r2_same_params", "training_time", "wall_time", "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2",
                 "kinograph_ssim", "holdout_r2", "holdout_mse", "svd", "inr_type", "field", "n_training_frames")
 
 
@@ -267,7 +267,7 @@ def _node_line(view: StudyView, n: Any) -> str:
         parts.append(f"mutation {n.mutation}")
     m = n.metrics or {}
     for key, fmt in (("final_r2", "{:.6f}"), ("slope", "{:.4f}"), ("compression_ratio", "{:.3g}"),
-                     ("training_time", "{:.1f}s")):
+                     ("svd_r2_same_params", "{:.6f}"), ("training_time", "{:.1f}s")):
         v = m.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             parts.append(f"{key}={fmt.format(v)}")
