@@ -310,9 +310,10 @@ def timemodel_section(doc: Doc, study: Study, model: TimeModel) -> None:
     if not model.fits:
         doc.p("No successful run with a training_time: no time model.")
         return
-    doc.p("time ≈ a·W + c·steps + b per device, W = steps × points per step × forward FLOPs per point "
-          "(agent.timemodel.flops_per_point), fitted by non-negative least squares on the successful runs; fewer "
-          "terms with fewer than 4 runs. Leave-one-out: each run predicted by the model fitted without it.")
+    doc.p("time ≈ a·W + c·steps + b per device, W = steps × FLOPs per step (forward and backward on the step's "
+          "sampler path: metrics.json `flops_per_step`, from mpm_inr.training.cost), fitted by non-negative least "
+          "squares on the successful runs; fewer terms with fewer than 4 runs. Leave-one-out: each run predicted "
+          "by the model fitted without it.")
     rows = []
     for dev, f in sorted(model.fits.items()):
         coef = {t: c for t, c in zip(f.terms, f.coef)}

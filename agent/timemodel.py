@@ -1,16 +1,17 @@
 """A fitted training-time model: predict how long a config trains before running it.
 
     training_time ≈ a · W + c · steps + b          (one fit per device)
-    W = steps · points_per_step · FLOPs_per_point  (forward FLOPs of the network for one query point)
+    W = steps · FLOPs per step                     (forward and backward, by the step's sampler path)
 
 `a` is the device's cost of arithmetic, `c` its fixed cost per optimiser step (Python, kernel launches, the
 optimiser update) and `b` the start-up inside the timed loop. The three coefficients are fitted by non-negative
 least squares on a study's successful runs (time cannot get cheaper with more work); with fewer than four runs
 on a device the model drops terms (W + b, then W alone), so it never has more terms than data.
 
-FLOPs per point count the multiply-adds of the linear layers (2 per weight) plus a nominal cost per activation;
-this is a proxy whose scale the fit absorbs, what matters is that it grows with width, depth, latent size and
-hash-grid levels the way the real cost does.
+FLOPs per step come from `mpm_inr.training.cost.step_flops`, the one cost model of the project: runs record it as
+`flops_per_step` in metrics.json, and runs recorded before it existed get it from their config. It is a proxy
+whose scale the fit absorbs; what matters is that it grows with width, depth, latent size, hash-grid levels and
+the sampler path the way the real cost does.
 
 Fit quality is reported as the R² of the fit, the median relative error in-sample and leave-one-out (each run
 predicted by the model fitted without it), which is the honest estimate of the error of a prediction.
@@ -35,64 +36,17 @@ from typing import Any
 import numpy as np
 
 from mpm_inr.errors import ConfigError, UserError
+from mpm_inr.training.cost import DataShape, step_flops
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STUDY = REPO / "tests" / "fixtures" / "study_tiny"
-#: nominal FLOPs of one sine / ReLU / SiLU evaluation (the fit's scale absorbs the exact value)
-ACT_FLOPS = 8.0
 #: number of components of each field (Contract 1)
 FIELD_COMPONENTS = {"Jp": 1, "F": 4, "S": 4, "C": 4}
 TERMS = ("W", "steps", "1")
 TERM_UNITS = {"W": "s/GFLOP", "steps": "ms/step", "1": "s"}
 
 
-# ------------------------------------------------------------------------------------------------ FLOPs
-
-
-def _dense(n_in: int, n_out: int, act: bool = True) -> float:
-    return 2.0 * n_in * n_out + n_out + (ACT_FLOPS * n_out if act else 0.0)
-
-
-def _trunk(n_in: int, width: int, depth: int) -> float:
-    """A SIREN trunk: `depth` sine layers of `width` (first from n_in)."""
-    return _dense(n_in, width) + (depth - 1) * _dense(width, width)
-
-
-def _int(model: Mapping[str, Any], key: str, inr_type: str) -> int:
-    v = model.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ConfigError(f"inr_type={inr_type} needs a numeric model.{key} to estimate its cost, got {v!r}")
-    return int(v)
-
-
-def flops_per_point(inr_type: str, model: Mapping[str, Any], n_components: int) -> float:
-    """Forward FLOPs of one query point for `inr_type` with model params `model` (keys without `model.`)."""
-    if inr_type in ("siren_txy", "siren_id"):
-        h, n = _int(model, "hidden_dim", inr_type), _int(model, "n_layers", inr_type)
-        return _trunk(3 if inr_type == "siren_txy" else 2, h, n) + _dense(h, n_components, act=False)
-    if inr_type == "siren_t":
-        h, n = _int(model, "hidden_dim", inr_type), _int(model, "n_layers", inr_type)
-        return _trunk(1, h, n) + 2.0 * h * n_components + n_components  # per-particle head row
-    if inr_type == "lagrangian":
-        h, n, k = (_int(model, key, inr_type) for key in ("hidden_dim", "n_layers", "latent_dim"))
-        decoder = model.get("decoder", "bilinear")
-        if decoder == "mlp":
-            dh = _int(model, "decoder_hidden", inr_type)
-            return _trunk(1, h, n) + _dense(h + k, dh) + _dense(dh, n_components, act=False)
-        return _trunk(1, h, n) + _dense(h, k * n_components, act=False) + 2.0 * k * n_components
-    if inr_type == "ngp":
-        levels, feats = _int(model, "n_levels", inr_type), _int(model, "features_per_level", inr_type)
-        h, n = _int(model, "hidden_dim", inr_type), _int(model, "n_layers", inr_type)
-        d = 3
-        corners = 2 ** d
-        # per level: 2^d corner indices (d mults + d xors), weights (d mults), feature blend (2 F per corner)
-        encoding = levels * corners * (3.0 * d + 2.0 * feats)
-        width, mlp = levels * feats, 0.0
-        for _ in range(n):
-            mlp += _dense(width, h)
-            width = h
-        return encoding + mlp + _dense(width, n_components, act=False)
-    raise ConfigError(f"no cost model for inr_type {inr_type!r}; known: siren_t, siren_txy, siren_id, lagrangian, ngp")
+# ------------------------------------------------------------------------------------------------ work
 
 
 def model_params(flat_config: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,41 +60,41 @@ class Workload:
 
     inr_type: str
     steps: int
-    points_per_step: int
-    flops_per_point: float
+    flops_per_step: float
 
     @property
     def work(self) -> float:
         """W in FLOPs."""
-        return float(self.steps) * self.points_per_step * self.flops_per_point
+        return float(self.steps) * self.flops_per_step
 
     def features(self, terms: Sequence[str] = TERMS) -> np.ndarray:
         values = {"W": self.work / 1e9, "steps": self.steps / 1e3, "1": 1.0}
         return np.array([values[t] for t in terms])
 
 
-def workload(inr_type: str, flat_config: Mapping[str, Any], steps: int, n_particles: int,
-             n_components: int) -> Workload:
-    batch = flat_config.get("train.batch_size")
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ConfigError(f"train.batch_size must be a positive integer to estimate the cost, got {batch!r}")
-    return Workload(inr_type, int(steps), int(batch) * int(n_particles),
-                    flops_per_point(inr_type, model_params(flat_config), n_components))
+def workload(inr_type: str, flat_config: Mapping[str, Any], steps: int, shape: DataShape) -> Workload:
+    """The workload of `steps` steps of a config given as a flat dotted dict (`model.*`, `train.*` keys)."""
+    train = {k[len("train."):]: v for k, v in flat_config.items() if k.startswith("train.")}
+    return Workload(inr_type, int(steps), step_flops(inr_type, model_params(flat_config), train, shape))
 
 
 def run_workload(metrics: Mapping[str, Any]) -> Workload | None:
-    """The workload of a finished run from its metrics.json (None when the run lacks what it needs)."""
+    """The workload of a finished run from its metrics.json (None when the run lacks what it needs): its recorded
+    `flops_per_step`, or, for runs recorded before that key, the cost of its config (ungrouped bases only)."""
     cfg = metrics.get("config") or {}
     steps, n_values, inr = metrics.get("steps"), metrics.get("n_values"), metrics.get("inr_type")
     frames = metrics.get("n_training_frames")
     n_comp = FIELD_COMPONENTS.get(str(metrics.get("field")))
     if not (isinstance(steps, int) and isinstance(n_values, int) and isinstance(frames, int) and n_comp and inr):
         return None
+    recorded = metrics.get("flops_per_step")
+    if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and recorded > 0:
+        return Workload(str(inr), steps, float(recorded))
     train_frames = frames - len(metrics.get("holdout_frames") or [])
     if train_frames <= 0 or n_values % (train_frames * n_comp):
         return None
     try:
-        return workload(str(inr), cfg, steps, n_values // (train_frames * n_comp), n_comp)
+        return workload(str(inr), cfg, steps, DataShape(train_frames, n_values // (train_frames * n_comp), n_comp))
     except ConfigError:
         return None
 
@@ -343,22 +297,28 @@ def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Workload, dict[str, Any]]:
     """The workload of a training config given as overrides of the trainer's conf/train.yaml."""
+    import torch
     from omegaconf import OmegaConf
 
     from agent.trainconf import ComposeError, compose_train
-    from mpm_inr.sim.scenarios import disc_index
+    from mpm_inr.data.window import holdout_mask
+    from mpm_inr.sim.scenarios import initial_state
 
     try:
         composed = compose_train(code_dir, list(overrides))
         # only the groups that set the cost (others, e.g. logger, interpolate Hydra's runtime config)
-        cfg = {k: OmegaConf.to_container(composed[k], resolve=True) for k in ("model", "train", "field", "scenario")}
+        cfg = {k: OmegaConf.to_container(composed[k], resolve=True)
+               for k in ("model", "train", "field", "scenario", "data")}
     except ComposeError as e:
         raise ConfigError(f"the overrides do not compose with {code_dir}/conf/train.yaml: {e}") from None
     flat = _flatten(cfg)
-    field_name = str(cfg["field"]["name"])
-    n_particles = int(disc_index(cfg["scenario"]).numel())
-    steps = cfg["train"]["total_steps"]
-    return workload(str(cfg["model"]["name"]), flat, int(steps), n_particles, FIELD_COMPONENTS[field_name]), cfg
+    frames = int(cfg["data"]["n_training_frames"])
+    frames -= int(holdout_mask(frames, int(cfg["data"]["holdout_every"])).sum())
+    state = initial_state(cfg["scenario"], seed=0)  # group sizes do not depend on the seed
+    groups = {kind: [int(c) for c in torch.bincount(ids) if c > 0]
+              for kind, ids in (("material", state.mtype), ("object", state.object_id))}
+    shape = DataShape(frames, int(state.x.shape[1]), FIELD_COMPONENTS[str(cfg["field"]["name"])], groups)
+    return workload(str(cfg["model"]["name"]), flat, int(cfg["train"]["total_steps"]), shape), cfg
 
 
 def _pretty_flops(x: float) -> str:
@@ -397,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     w, _ = config_workload(args.overrides, Path(args.code_dir))
     t = dev.predict(w)
     print(f"predicted training_time: {t:.1f} s on {dev.device}  ({w.inr_type}, {w.steps} steps x "
-          f"{w.points_per_step} points x {_pretty_flops(w.flops_per_point)}/point = {_pretty_flops(w.work)})")
+          f"{_pretty_flops(w.flops_per_step)}/step = {_pretty_flops(w.work)})")
     print(f"model: {dev.formula()}")
     print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
     if w.inr_type not in dev.inr_types:

@@ -1,4 +1,6 @@
-"""The training-time model: FLOPs per point, the non-negative fit, leave-one-out error, predict-time."""
+"""The training-time model: the non-negative fit, leave-one-out error, workloads of runs, predict-time.
+
+The FLOP proxy itself (mpm_inr.training.cost) is tested in test_cost.py."""
 
 from __future__ import annotations
 
@@ -9,57 +11,24 @@ from test_report_helpers import FIXTURE, make_study, metrics
 from agent.__main__ import main as agent_main
 from agent.report_data import load_study
 from agent.timemodel import (
-    ACT_FLOPS,
     Sample,
     Workload,
     config_workload,
     fit,
     fit_studies,
-    flops_per_point,
     nnls,
     run_workload,
     samples_from_runs,
     terms_for,
 )
 from mpm_inr.errors import ConfigError
+from mpm_inr.training.cost import STEP_FACTOR, DataShape, flops_per_point, step_flops
 
 #: The stated error of the model on recorded data: the leave-one-out median relative error on the recorded study
 #: is 61 % (max 154 %): CPU runs of discs_small on a shared 2-core machine, whose wall-clock times carry the load of
 #: other jobs (see tests/fixtures/study_tiny/README.md). The bound is that figure, not a hope.
 LOO_MEDIAN_BOUND = 0.62
 LOO_MAX_BOUND = 1.55
-
-
-def test_flops_by_hand():
-    # siren_txy, width 4, 2 sine layers, 1 component: 3->4 (sine), 4->4 (sine), 4->1 (linear)
-    a = ACT_FLOPS
-    expected = (2 * 3 * 4 + 4 + a * 4) + (2 * 4 * 4 + 4 + a * 4) + (2 * 4 * 1 + 1)
-    assert flops_per_point("siren_txy", {"hidden_dim": 4, "n_layers": 2}, 1) == expected
-    # lagrangian bilinear K=2, C=4: trunk 1->4, 4->4; head 4->8; <z, g> 2*K*C
-    expected = (2 * 1 * 4 + 4 + a * 4) + (2 * 4 * 4 + 4 + a * 4) + (2 * 4 * 8 + 8) + 2 * 2 * 4
-    assert flops_per_point("lagrangian", {"hidden_dim": 4, "n_layers": 2, "latent_dim": 2}, 4) == expected
-
-
-@pytest.mark.parametrize("inr,base,grow", [
-    ("siren_txy", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
-    ("siren_id", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
-    ("siren_t", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
-    ("lagrangian", {"hidden_dim": 64, "n_layers": 3, "latent_dim": 8}, ["hidden_dim", "n_layers", "latent_dim"]),
-    ("ngp", {"n_levels": 16, "features_per_level": 2, "hidden_dim": 64, "n_layers": 2},
-     ["n_levels", "features_per_level", "hidden_dim", "n_layers"]),
-])
-def test_flops_grow_with_every_size_knob(inr, base, grow):
-    f0 = flops_per_point(inr, base, 4)
-    assert f0 > 0 and flops_per_point(inr, base, 1) < f0
-    for key in grow:
-        assert flops_per_point(inr, {**base, key: base[key] * 2}, 4) > f0, key
-
-
-def test_flops_errors():
-    with pytest.raises(ConfigError, match="no cost model"):
-        flops_per_point("transformer", {}, 1)
-    with pytest.raises(ConfigError, match="model.hidden_dim"):
-        flops_per_point("siren_txy", {"n_layers": 3}, 1)
 
 
 def test_nnls_recovers_and_stays_non_negative():
@@ -77,7 +46,7 @@ def _samples(a: float, c: float, b: float, device: str = "cpu", n: int = 8, nois
     rng = np.random.default_rng(1)
     out = []
     for i in range(n):
-        w = Workload("siren_txy", int(rng.integers(100, 5000)), 1800, float(rng.uniform(1e4, 1e5)))
+        w = Workload("siren_txy", int(rng.integers(100, 5000)), 1800 * float(rng.uniform(1e4, 1e5)))
         t = a * w.work / 1e9 + c * w.steps / 1e3 + b
         out.append(Sample(i + 1, device, t * (1 + noise * rng.standard_normal()), w))
     return out
@@ -112,12 +81,22 @@ def test_workload_of_recorded_runs():
     for r in study.ok_runs:
         w = run_workload(r.metrics)
         assert w is not None
-        assert w.points_per_step == r.metrics["config"]["train.batch_size"] * 900  # discs_small: 9 discs x 100
+        # recorded before flops_per_step: the cost of its config, batch x 900 points (discs_small: 9 discs x 100)
+        cfg = r.metrics["config"]
+        model = {k[len("model."):]: v for k, v in cfg.items() if k.startswith("model.")}
+        points = cfg["train.batch_size"] * 900
+        n_comp = {"Jp": 1, "F": 4, "S": 4, "C": 4}[r.field]
+        assert w.flops_per_step == pytest.approx(STEP_FACTOR * points * flops_per_point("lagrangian", model, n_comp))
         assert w.steps == r.metrics["steps"]
     # a synthetic run with a held-out window: particles = n_values / (train frames x components)
     m = metrics("F", holdout_every=4, n_particles=300, batch=3)
-    assert run_workload(m).points_per_step == 900
+    assert run_workload(m).flops_per_step == pytest.approx(
+        STEP_FACTOR * 900 * flops_per_point("lagrangian", {"hidden_dim": 64, "n_layers": 3, "latent_dim": 8}, 4))
     assert run_workload({**m, "steps": None}) is None
+    # a run that recorded its own cost keeps it (its config alone would not give the group sizes)
+    grouped = {**m, "flops_per_step": 1.5e9, "config": {**m["config"], "model.basis_groups": "object"}}
+    assert run_workload(grouped).flops_per_step == 1.5e9
+    assert run_workload({**grouped, "flops_per_step": None}) is None
 
 
 def test_model_predicts_recorded_held_out_runs_within_the_stated_error():
@@ -135,9 +114,10 @@ def test_predict_time_cli(capsys):
                  "model.hidden_dim=128"]
     assert agent_main(["predict-time", *overrides]) == 0
     out = capsys.readouterr().out
-    w, _ = config_workload(overrides)
+    w, cfg = config_workload(overrides)
     dev = fit_studies([FIXTURE]).device(None)
-    assert w.points_per_step == 1800 and w.steps == 400
+    shape = DataShape(100, 900, 1, {"object": [100] * 9, "material": [300] * 3})  # discs_small, Jp
+    assert w.steps == 400 and w.flops_per_step == step_flops("lagrangian", cfg["model"], cfg["train"], shape)
     assert f"predicted training_time: {dev.predict(w):.1f} s on cpu" in out
     assert "leave-one-out median error" in out and "tests/fixtures/study_tiny" in out
     assert agent_main(["predict-time", "--study", str(FIXTURE), "scenario=discs_3types", "inr_type=lagrangian",

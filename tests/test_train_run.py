@@ -12,6 +12,7 @@ from conftest import REPO
 
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.errors import ConfigError
+from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.run import run_training
 
 FIELDS = ["F", "Jp", "S", "C"]
@@ -23,8 +24,8 @@ CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_tra
                  "torch_version", "final_r2", "final_mse", "r2_per_component", "r2_min_component", "pearson_r2",
                  "slope", "intercept", "total_params", "n_values", "compression_ratio", "training_time", "wall_time",
                  "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
-                 "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "overrides", "config", "study",
-                 "wandb_run_id"}
+                 "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "flops_per_step", "overrides",
+                 "config", "study", "wandb_run_id"}
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -57,6 +58,11 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
     same, per_rank = on_disk["svd"]["same_params"], 15 + m["n_values"] // 15 + 1  # training frames + columns + 1
     assert same["rank"] * per_rank <= m["total_params"] < (same["rank"] + 1) * per_rank
     assert on_disk["svd_r2_same_params"] == same["r2"] and f"svd_r2_same_params: {same['r2']:.6g}" in log
+    cfg = compose_train_config(overrides)  # the cost model's estimate for this run's path and window
+    assert cfg["model"]["basis_groups"] == "none"  # F's preset: one basis, so no group sizes needed
+    shape = DataShape(15, m["n_values"] // (15 * 4), 4)
+    assert on_disk["flops_per_step"] == pytest.approx(step_flops("lagrangian", dict(cfg["model"]),
+                                                                 dict(cfg["train"]), shape))
     assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_size > 0
 
 

@@ -18,8 +18,9 @@ import pytorch_lightning as pl
 import torch
 
 from mpm_inr.data.window import FieldWindow
-from mpm_inr.errors import UserError
+from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.models import NetworkContext, build_network, get_inr_type
+from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
 from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
@@ -155,7 +156,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
-                   r2_estimate_trace=module.r2_trace)
+                   r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
     if cfg["outputs"].get("checkpoint", True):
         (run_dir / "checkpoints").mkdir(exist_ok=True)
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -167,6 +168,18 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
     print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
     return metrics
+
+
+def _step_flops(cfg, window: FieldWindow) -> float | None:
+    """The cost model's FLOPs of one step of this run (the agent's time model fits time against it)."""
+    groups = {kind: [int(c) for c in np.bincount(ids) if c > 0]
+              for kind, ids in (("material", window.material), ("object", window.object_id))}
+    shape = DataShape(len(window.train_frames), window.n_particles, window.n_components, groups)
+    model = dict(cfg["model"])
+    try:
+        return step_flops(str(model["name"]), model, dict(cfg["train"]), shape)
+    except ConfigError:  # a type without a cost model: the run is fine, the time model skips it
+        return None
 
 
 def _configure_precision(tf32: Any, device: str, inr) -> None:

@@ -1,0 +1,101 @@
+"""The FLOP proxy of one training step (mpm_inr.training.cost): by hand, per path, and as runs record it."""
+
+from __future__ import annotations
+
+import pytest
+
+from mpm_inr.errors import ConfigError
+from mpm_inr.training.cost import (
+    ACT_FLOPS,
+    STEP_FACTOR,
+    DataShape,
+    flops_per_point,
+    split_costs,
+    step_flops,
+)
+
+LAGRANGIAN = {"hidden_dim": 64, "n_layers": 3, "latent_dim": 18, "basis_groups": "object", "group_embedding_dim": 4,
+              "codes": "solved"}
+GRAM = {"sampler": "full", "loss": "mse", "batch_size": 2}
+DISCS = DataShape(100, 9000, 4, {"object": [1000] * 9, "material": [3000] * 3})
+
+
+def test_flops_by_hand():
+    # siren_txy, width 4, 2 sine layers, 1 component: 3->4 (sine), 4->4 (sine), 4->1 (linear)
+    a = ACT_FLOPS
+    expected = (2 * 3 * 4 + 4 + a * 4) + (2 * 4 * 4 + 4 + a * 4) + (2 * 4 * 1 + 1)
+    assert flops_per_point("siren_txy", {"hidden_dim": 4, "n_layers": 2}, 1) == expected
+    # lagrangian bilinear K=2, C=4: trunk 1->4, 4->4; head 4->8 (all t alone); <z, g> 2*K*C per point
+    per_t = (2 * 1 * 4 + 4 + a * 4) + (2 * 4 * 4 + 4 + a * 4) + (2 * 4 * 8 + 8)
+    assert split_costs("lagrangian", {"hidden_dim": 4, "n_layers": 2, "latent_dim": 2}, 4) == (per_t, 2 * 2 * 4)
+    assert flops_per_point("lagrangian", {"hidden_dim": 4, "n_layers": 2, "latent_dim": 2}, 4) == per_t + 16
+
+
+@pytest.mark.parametrize("inr,base,grow", [
+    ("siren_txy", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
+    ("siren_id", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
+    ("siren_t", {"hidden_dim": 64, "n_layers": 3}, ["hidden_dim", "n_layers"]),
+    ("lagrangian", {"hidden_dim": 64, "n_layers": 3, "latent_dim": 8}, ["hidden_dim", "n_layers", "latent_dim"]),
+    ("ngp", {"n_levels": 16, "features_per_level": 2, "hidden_dim": 64, "n_layers": 2},
+     ["n_levels", "features_per_level", "hidden_dim", "n_layers"]),
+])
+def test_flops_grow_with_every_size_knob(inr, base, grow):
+    f0 = flops_per_point(inr, base, 4)
+    assert f0 > 0 and flops_per_point(inr, base, 1) < f0
+    for key in grow:
+        assert flops_per_point(inr, {**base, key: base[key] * 2}, 4) > f0, key
+
+
+def test_flops_errors():
+    with pytest.raises(ConfigError, match="no cost model"):
+        flops_per_point("transformer", {}, 1)
+    with pytest.raises(ConfigError, match="model.hidden_dim"):
+        flops_per_point("siren_txy", {"n_layers": 3}, 1)
+    with pytest.raises(ConfigError, match="object group sizes"):
+        step_flops("lagrangian", LAGRANGIAN, GRAM, DataShape(100, 9000, 4))
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        step_flops("siren_txy", {"hidden_dim": 8, "n_layers": 2}, {"sampler": "points", "batch_size": 0}, DISCS)
+
+
+def test_point_samplers_evaluate_the_whole_network_per_point():
+    model = {"hidden_dim": 64, "n_layers": 3, "latent_dim": 8}
+    for sampler in ("points", "frames"):
+        train = {"sampler": sampler, "batch_size": 3, "loss": "mse"}
+        assert step_flops("lagrangian", model, train, DISCS) == STEP_FACTOR * 3 * 9000 * flops_per_point(
+            "lagrangian", model, 4)
+
+
+def test_full_sampler_runs_the_time_network_once_per_frame_and_group():
+    huber = {**GRAM, "loss": "huber"}  # no Gram form: every point decoded
+    model = {**LAGRANGIAN, "codes": "learned"}
+    per_t, per_point = split_costs("lagrangian", model, 4)
+    assert step_flops("lagrangian", model, huber, DISCS) == STEP_FACTOR * 100 * (9 * per_t + 9000 * per_point)
+    siren = {"hidden_dim": 32, "n_layers": 2}
+    assert step_flops("siren_txy", siren, huber, DISCS) == STEP_FACTOR * 100 * 9000 * flops_per_point(
+        "siren_txy", siren, 4)
+
+
+def test_gram_path_by_hand_with_and_without_cholesky_rows():
+    k, values = 18, 400  # 100 frames x 4 components
+    per_t, _ = split_costs("lagrangian", LAGRANGIAN, 4)
+
+    def expected(rows: int, solve: bool) -> float:
+        group = 2 * k * k * values + 4 * k * values * rows + 2 * k * k * rows + (k ** 3 if solve else 0)
+        return STEP_FACTOR * (100 * 9 * per_t + 9 * group)
+
+    # 1000 particles per disc >= 2 x 400 values: solved codes multiply by 400 Cholesky rows, learned ones by 1000
+    assert step_flops("lagrangian", LAGRANGIAN, GRAM, DISCS) == pytest.approx(expected(400, True))
+    learned = {**LAGRANGIAN, "codes": "learned"}
+    assert step_flops("lagrangian", learned, GRAM, DISCS) == pytest.approx(expected(1000, False))
+    # groups are padded to the largest; 700 < 2 x 400 keeps the real rows
+    uneven = DataShape(100, 9000, 4, {"object": [700] * 8 + [3400]})
+    assert step_flops("lagrangian", LAGRANGIAN, GRAM, uneven) == pytest.approx(expected(400, True))
+    small = DataShape(100, 6300, 4, {"object": [700] * 9})
+    assert step_flops("lagrangian", LAGRANGIAN, GRAM, small) == pytest.approx(expected(700, True))
+
+
+def test_gram_path_is_far_cheaper_than_decoding_every_point():
+    """Why the proxy follows the path: the presets' step costs a fraction of a per-point evaluation's."""
+    points = {"sampler": "points", "batch_size": 100, "loss": "mse"}  # the same 900 000 points, decoded
+    assert step_flops("lagrangian", LAGRANGIAN, GRAM, DISCS) < 0.2 * step_flops("lagrangian", LAGRANGIAN, points,
+                                                                                DISCS)
