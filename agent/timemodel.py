@@ -297,7 +297,6 @@ def _flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Workload, dict[str, Any]]:
     """The workload of a training config given as overrides of the trainer's conf/train.yaml."""
-    import torch
     from omegaconf import OmegaConf
 
     from agent.trainconf import ComposeError, compose_train
@@ -315,9 +314,7 @@ def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Wo
     frames = int(cfg["data"]["n_training_frames"])
     frames -= int(holdout_mask(frames, int(cfg["data"]["holdout_every"])).sum())
     state = initial_state(cfg["scenario"], seed=0)  # group sizes do not depend on the seed
-    groups = {kind: [int(c) for c in torch.bincount(ids) if c > 0]
-              for kind, ids in (("material", state.mtype), ("object", state.object_id))}
-    shape = DataShape(frames, int(state.x.shape[1]), FIELD_COMPONENTS[str(cfg["field"]["name"])], groups)
+    shape = DataShape.of_particles(frames, FIELD_COMPONENTS[str(cfg["field"]["name"])], state.mtype, state.object_id)
     return workload(str(cfg["model"]["name"]), flat, int(cfg["train"]["total_steps"]), shape), cfg
 
 

@@ -99,3 +99,12 @@ def test_gram_path_is_far_cheaper_than_decoding_every_point():
     points = {"sampler": "points", "batch_size": 100, "loss": "mse"}  # the same 900 000 points, decoded
     assert step_flops("lagrangian", LAGRANGIAN, GRAM, DISCS) < 0.2 * step_flops("lagrangian", LAGRANGIAN, points,
                                                                                 DISCS)
+
+
+def test_shape_of_particles_counts_the_groups_that_exist():
+    import numpy as np
+    import torch
+
+    material = np.array([0, 0, 2, 2, 2])  # no jelly: two material groups, not three
+    shape = DataShape.of_particles(50, 4, material, torch.tensor([3, 1, 1, 3, 3]))
+    assert shape == DataShape(50, 5, 4, {"material": [2, 3], "object": [2, 3]})

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mpm_inr.errors import ConfigError
 
 #: nominal FLOPs of one sine / ReLU / SiLU evaluation (the fit's scale absorbs the exact value)
@@ -38,6 +40,13 @@ class DataShape:
     n_particles: int
     n_components: int
     group_sizes: Mapping[str, Sequence[int]] = field(default_factory=dict)  # 'material' / 'object' -> particles
+
+    @classmethod
+    def of_particles(cls, n_frames: int, n_components: int, material: Any, object_id: Any) -> DataShape:
+        """The shape of a window from its per-particle material and object ids (numpy arrays or CPU tensors)."""
+        ids = {"material": np.asarray(material), "object": np.asarray(object_id)}
+        groups = {kind: [int(c) for c in np.bincount(v.astype(np.int64)) if c > 0] for kind, v in ids.items()}
+        return cls(int(n_frames), int(ids["object"].shape[0]), int(n_components), groups)
 
 
 def _dense(n_in: int, n_out: int, act: bool = True) -> float:

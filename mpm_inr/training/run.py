@@ -172,9 +172,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
 
 def _step_flops(cfg, window: FieldWindow) -> float | None:
     """The cost model's FLOPs of one step of this run (the agent's time model fits time against it)."""
-    groups = {kind: [int(c) for c in np.bincount(ids) if c > 0]
-              for kind, ids in (("material", window.material), ("object", window.object_id))}
-    shape = DataShape(len(window.train_frames), window.n_particles, window.n_components, groups)
+    shape = DataShape.of_particles(len(window.train_frames), window.n_components, window.material, window.object_id)
     model = dict(cfg["model"])
     try:
         return step_flops(str(model["name"]), model, dict(cfg["train"]), shape)
