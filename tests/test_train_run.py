@@ -25,7 +25,7 @@ CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_tra
                  "slope", "intercept", "total_params", "n_values", "compression_ratio", "training_time", "wall_time",
                  "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
                  "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "flops_per_step", "overrides",
-                 "config", "study", "wandb_run_id"}
+                 "config", "study", "wandb_run_id", "dataset_provenance"}
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -46,6 +46,10 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert CONTRACT_KEYS <= set(on_disk), CONTRACT_KEYS - set(on_disk)
     assert on_disk["final_r2"] == pytest.approx(m["final_r2"])
+    from mpm_inr.sim import GENERATOR_VERSION
+
+    made = on_disk["dataset_provenance"]
+    assert made["generator_version"] == GENERATOR_VERSION and made["seed"] == 0 and made["device"] == "cpu"
     assert on_disk["holdout_r2"] is not None and on_disk["holdout_frames"] == [2, 6, 10, 14, 18]
     img = mpimg.imread(tmp_path / "field.png")
     assert img.shape[0] > 400 and img.shape[1] > 600 and img.std() > 0.01

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -73,7 +74,7 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
         device = resolve_device(cfg["trainer"])
         base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
         dataset_path = _dataset(cfg, device, progress)
-        base["dataset"] = str(dataset_path)
+        base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
         metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, progress)
     except Diverged as err:
         metrics = {**base, "status": "diverged", "diverged_step": err.step, "error": str(err)}
@@ -90,6 +91,14 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
     write_metrics(run_dir, metrics)
     write_analysis_log(run_dir, metrics)
     return metrics
+
+
+def _provenance(dataset_path: Path) -> dict[str, Any]:
+    """How the dataset was made. The discs collide chaotically, so a rounding-level change anywhere in the
+    simulator, the torch build or the device gives a different trajectory by mid-run: a result is reproducible
+    from a dataset made the same way, not from its seed alone."""
+    meta = json.loads((dataset_path / "meta.json").read_text())
+    return {key: meta.get(key) for key in ("generator_version", "seed", "device", "torch_version", "created")}
 
 
 def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
