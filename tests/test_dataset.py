@@ -97,6 +97,21 @@ def test_cached_dataset_is_reused_not_regenerated(built):
     assert (built / "x.npy").stat().st_mtime_ns == before
 
 
+def test_cached_dataset_from_another_simulator_version_is_used_with_a_warning(copy_of, caplog):
+    from mpm_inr.sim import GENERATOR_VERSION
+
+    assert open_dataset(copy_of).meta["generator_version"] == GENERATOR_VERSION
+    with caplog.at_level("WARNING", logger="mpm_inr.data.generate"):
+        ensure_dataset(small_scenario(), 0, copy_of.parent, progress=False)
+    assert not caplog.records  # made by this code: nothing to say
+    meta = json.loads((copy_of / "meta.json").read_text())
+    (copy_of / "meta.json").write_text(json.dumps({**meta, "generator_version": "mpm_inr.sim/0"}))
+    with caplog.at_level("WARNING", logger="mpm_inr.data.generate"):
+        assert ensure_dataset(small_scenario(), 0, copy_of.parent, progress=False) == copy_of  # kept, not replaced
+    [record] = caplog.records
+    assert "made by simulator mpm_inr.sim/0" in record.getMessage() and "overwrite=true" in record.getMessage()
+
+
 def test_cached_dataset_from_other_config_is_refused(built):
     with pytest.raises(DatasetError, match="n_frames"):
         ensure_dataset(small_scenario(n_frames=N_FRAMES + 1), 0, built.parent, progress=False)

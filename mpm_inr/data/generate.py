@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import logging
 import os
 import sys
 import time
@@ -28,6 +29,8 @@ from mpm_inr.data.dataset import (
     open_dataset,
 )
 from mpm_inr.errors import ConfigError, DatasetError
+
+log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "cuda", "auto")
 CHUNK_BYTES = 64 * 2**20  # frames staged on the device between two copies to disk
@@ -204,7 +207,7 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
     reference layout) are taken as they are. Temporary directories of crashed generations are removed.
     `threads` sets torch's CPU threads for the generation only (None: leave them as they are).
     """
-    from mpm_inr.sim import validate_scenario
+    from mpm_inr.sim import GENERATOR_VERSION, validate_scenario
 
     cfg = validate_scenario(scenario_cfg)
     seed = check_seed(seed)
@@ -221,6 +224,11 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
             if diff:
                 raise DatasetError(f"dataset {target} was generated from a different scenario config "
                                    f"(differs in {', '.join(diff)}); delete it or regenerate with overwrite=true")
+            made_by = ds.meta.get("generator_version")
+            if made_by != GENERATOR_VERSION:  # still valid data, but not this seed's trajectory any more
+                log.warning("dataset %s was made by simulator %s, this code makes %s: its trajectory differs from "
+                            "a fresh generation of seed %d; regenerate with overwrite=true to reproduce results "
+                            "made with this code", target, made_by, GENERATOR_VERSION, seed)
         return target
     return generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite,
                             threads=threads)

@@ -1,7 +1,10 @@
 """2D MLS-MPM simulator (APIC, quadratic B-splines, fixed-corotated elasticity, snow plasticity).
 
 Public API: `MPMState`, `MPMSimulator`, `GridParams`, `MaterialParams`, `initial_state`, `validate_scenario`,
-`physics_params`, `GENERATOR_VERSION` (stored in every dataset's meta.json; bump it when the numbers change).
+`physics_params`, `GENERATOR_VERSION` (stored in every dataset's meta.json). Bump it whenever the numbers change,
+even at the level of float rounding: the discs collide chaotically, so a reordered sum gives another trajectory by
+mid-run, and `ensure_dataset` warns about cached datasets of another version. (Commit 6aad869c changed the
+rounding without a bump; datasets made before it carry the same version and a different trajectory.)
 """
 
 from mpm_inr.sim.material import JELLY, LIQUID, MATERIAL_NAMES, SNOW, MaterialParams
