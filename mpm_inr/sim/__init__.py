@@ -4,7 +4,7 @@ Public API: `MPMState`, `MPMSimulator`, `GridParams`, `MaterialParams`, `initial
 `physics_params`, `GENERATOR_VERSION` (stored in every dataset's meta.json). Bump it whenever the numbers change,
 even at the level of float rounding: the discs collide chaotically, so a reordered sum gives another trajectory by
 mid-run, and `ensure_dataset` warns about cached datasets of another version. (Commit 6aad869c changed the
-rounding without a bump; datasets made before it carry the same version and a different trajectory.)
+rounding without a bump, so "mpm_inr.sim/1" names two trajectories per seed; "/2" is the one after it.)
 """
 
 from mpm_inr.sim.material import JELLY, LIQUID, MATERIAL_NAMES, SNOW, MaterialParams
@@ -16,7 +16,7 @@ from mpm_inr.sim.scenarios import (
 )
 from mpm_inr.sim.step import GridParams, MPMSimulator, MPMState, mpm_step
 
-GENERATOR_VERSION = "mpm_inr.sim/1"
+GENERATOR_VERSION = "mpm_inr.sim/2"  # /2: since commit 6aad869c (trig-free SVD projection); /1 was ambiguous
 
 __all__ = [
     "GENERATOR_VERSION",
