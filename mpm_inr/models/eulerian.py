@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import Tensor, nn
 
+from mpm_inr.models import flops
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.hashgrid import HashGridEncoding
 from mpm_inr.models.siren import Siren
@@ -19,6 +23,12 @@ class PointSiren(nn.Module):
 
     def forward(self, coords: Tensor, particle_idx: Tensor) -> Tensor:
         return self.net(coords)
+
+    @staticmethod
+    def flop_costs(model: Mapping[str, Any], in_dim: int, n_components: int) -> tuple[float, float]:
+        """(FLOPs per t alone, per point) of a forward pass (mpm_inr.training.cost): all of it per point."""
+        h, n = flops.size(model, "hidden_dim"), flops.size(model, "n_layers")
+        return 0.0, flops.siren_trunk(in_dim, h, n) + flops.dense(h, n_components, act=False)
 
 
 class HashGridField(nn.Module):
@@ -40,3 +50,16 @@ class HashGridField(nn.Module):
 
     def forward(self, coords: Tensor, particle_idx: Tensor) -> Tensor:
         return self.mlp(self.encoding((coords + 1.0) * 0.5))
+
+    @staticmethod
+    def flop_costs(model: Mapping[str, Any], in_dim: int, n_components: int) -> tuple[float, float]:
+        """(FLOPs per t alone, per point) of a forward pass: per level 2^d corner indices (d mults + d xors),
+        weights (d mults) and the feature blend (2 F per corner), then the MLP; all of it per point."""
+        levels, feats = flops.size(model, "n_levels"), flops.size(model, "features_per_level")
+        h, n = flops.size(model, "hidden_dim"), flops.size(model, "n_layers")
+        encoding = levels * 2 ** in_dim * (3.0 * in_dim + 2.0 * feats)
+        width, mlp = levels * feats, 0.0
+        for _ in range(n):
+            mlp += flops.dense(width, h)
+            width = h
+        return 0.0, encoding + mlp + flops.dense(width, n_components, act=False)

@@ -6,9 +6,14 @@ free per-particle parameters (a head row or a latent code) and only time goes th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from mpm_inr.errors import ConfigError
+from mpm_inr.models import flops
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.siren import Siren, SirenTrunk
 
@@ -36,6 +41,12 @@ class PerParticleHead(nn.Module):
     def forward_dense(self, t_frames: Tensor) -> Tensor:
         """Every particle at the given frames: (F, 1) -> (F, N, C) as one matrix product."""
         return torch.einsum("fh,nhc->fnc", self.trunk(t_frames), self.weight) + self.bias
+
+    @staticmethod
+    def flop_costs(model: Mapping[str, Any], in_dim: int, n_components: int) -> tuple[float, float]:
+        """(FLOPs of the trunk, which sees t alone; FLOPs of the per-particle head row per point)."""
+        h, n = flops.size(model, "hidden_dim"), flops.size(model, "n_layers")
+        return flops.siren_trunk(in_dim, h, n), 2.0 * h * n_components + n_components
 
 
 class LatentCodeField(nn.Module):
@@ -251,6 +262,55 @@ class LatentCodeField(nn.Module):
         if self.decoder == "bilinear":
             return torch.einsum("bk,bkc->bc", z, basis.view(-1, self.latent_dim, self.n_components))
         return self.head(torch.cat((basis, z), dim=-1))
+
+
+    # --- cost estimates (mpm_inr.training.cost), from the model config alone -----------------------------------
+
+    @staticmethod
+    def flop_costs(model: Mapping[str, Any], in_dim: int, n_components: int) -> tuple[float, float]:
+        """(FLOPs of one basis evaluation, which sees t (and the group embedding) alone; decoding FLOPs per point)."""
+        h, n, k = (flops.size(model, key) for key in ("hidden_dim", "n_layers", "latent_dim"))
+        grouped = model.get("basis_groups", "none") != "none"
+        embedding = flops.size(model, "group_embedding_dim") if grouped else 0
+        trunk = flops.siren_trunk(in_dim + embedding, h, n)
+        if model.get("decoder", "bilinear") == "mlp":
+            dh = flops.size(model, "decoder_hidden")
+            return trunk, flops.dense(h + k, dh) + flops.dense(dh, n_components, act=False)
+        return trunk + flops.dense(h, k * n_components, act=False), 2.0 * k * n_components
+
+    @staticmethod
+    def t_evals_per_frame(model: Mapping[str, Any], group_sizes: Mapping[str, Sequence[int]]) -> int:
+        """Basis evaluations per frame on the whole-window path: one per basis group."""
+        return len(_group_sizes(model, group_sizes, 1))
+
+    @staticmethod
+    def gram_flops(model: Mapping[str, Any], n_frames: int, n_components: int, n_particles: int,
+                   group_sizes: Mapping[str, Sequence[int]]) -> float | None:
+        """Forward FLOPs of `dense_sse` beyond the basis: per group the K x K basis Gram, the two K x values x rows
+        products, the codes' K x K Gram and, for solved codes, the K x K solve. rows: the padded group size, or
+        the values per particle where `loss_targets` swaps in Cholesky rows. None for the mlp decoder."""
+        if model.get("decoder", "bilinear") != "bilinear":
+            return None
+        k = flops.size(model, "latent_dim")
+        sizes = _group_sizes(model, group_sizes, n_particles)
+        values = n_frames * n_components
+        solved = model.get("codes", "learned") == "solved"
+        rows = max(sizes)  # groups are padded to the largest
+        if solved and rows >= 2 * values:
+            rows = values
+        per_group = 2.0 * k * k * values + 4.0 * k * values * rows + 2.0 * k * k * rows + (k ** 3 if solved else 0.0)
+        return len(sizes) * per_group
+
+
+def _group_sizes(model: Mapping[str, Any], group_sizes: Mapping[str, Sequence[int]], n_particles: int) -> Sequence[int]:
+    """Particles per basis group for the cost estimates: all particles in one group unless basis_groups is set."""
+    kind = model.get("basis_groups", "none")
+    if kind == "none":
+        return (n_particles,)
+    sizes = group_sizes.get(kind)
+    if not sizes:
+        raise ConfigError(f"the cost of model.basis_groups={kind} needs the {kind} group sizes of the window")
+    return sizes
 
 
 def _particle_groups(ctx: NetworkContext, kind: str, knob: str) -> Tensor | None:
