@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from mpm_inr.errors import ConfigError, UserError
-from mpm_inr.training.cost import DataShape, step_flops
+from mpm_inr.training.cost import DataShape, step_flops, step_path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STUDY = REPO / "tests" / "fixtures" / "study_tiny"
@@ -61,6 +61,7 @@ class Workload:
     inr_type: str
     steps: int
     flops_per_step: float
+    path: str = ""  # mpm_inr.training.cost.step_path: points | full | gram ("" when unknown)
 
     @property
     def work(self) -> float:
@@ -74,8 +75,12 @@ class Workload:
 
 def workload(inr_type: str, flat_config: Mapping[str, Any], steps: int, shape: DataShape) -> Workload:
     """The workload of `steps` steps of a config given as a flat dotted dict (`model.*`, `train.*` keys)."""
-    train = {k[len("train."):]: v for k, v in flat_config.items() if k.startswith("train.")}
-    return Workload(inr_type, int(steps), step_flops(inr_type, model_params(flat_config), train, shape))
+    model, train = model_params(flat_config), _train_params(flat_config)
+    return Workload(inr_type, int(steps), step_flops(inr_type, model, train, shape), step_path(inr_type, model, train))
+
+
+def _train_params(flat_config: Mapping[str, Any]) -> dict[str, Any]:
+    return {k[len("train."):]: v for k, v in flat_config.items() if k.startswith("train.")}
 
 
 def run_workload(metrics: Mapping[str, Any]) -> Workload | None:
@@ -89,7 +94,11 @@ def run_workload(metrics: Mapping[str, Any]) -> Workload | None:
         return None
     recorded = metrics.get("flops_per_step")
     if isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and recorded > 0:
-        return Workload(str(inr), steps, float(recorded))
+        try:
+            path = step_path(str(inr), model_params(cfg), _train_params(cfg))
+        except ConfigError:
+            path = ""
+        return Workload(str(inr), steps, float(recorded), path)
     train_frames = frames - len(metrics.get("holdout_frames") or [])
     if train_frames <= 0 or n_values % (train_frames * n_comp):
         return None
@@ -138,6 +147,7 @@ class DeviceFit:
     work_range: tuple[float, float]   # FLOPs
     steps_range: tuple[int, int]
     inr_types: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()  # the step paths of the fitted runs
 
     @property
     def n(self) -> int:
@@ -244,7 +254,8 @@ def fit_device(device: str, samples: Sequence[Sample]) -> DeviceFit:
     steps = [s.work.steps for s in samples]
     return DeviceFit(device, tuple(terms), coef, [s.node_id for s in samples], [s.source for s in samples], y,
                      x @ coef, loo, (min(works), max(works)), (min(steps), max(steps)),
-                     tuple(sorted({s.work.inr_type for s in samples})))
+                     tuple(sorted({s.work.inr_type for s in samples})),
+                     tuple(sorted({s.work.path for s in samples if s.work.path})))
 
 
 def fit(samples: Sequence[Sample], skipped: int = 0) -> TimeModel:
@@ -357,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{_pretty_flops(w.flops_per_step)}/step = {_pretty_flops(w.work)})")
     print(f"model: {dev.formula()}")
     print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
+    if w.path and dev.paths and w.path not in dev.paths:
+        print(f"note: no fitted run took the '{w.path}' step path (fitted: {', '.join(dev.paths)}); its cost per "
+              "FLOP may differ: fit on a study of such runs (--study) for a prediction worth its stated error")
     if w.inr_type not in dev.inr_types:
         print(f"note: no fitted run used inr_type={w.inr_type} (fitted: {', '.join(dev.inr_types)}); its cost per "
               "FLOP may differ")

@@ -12,6 +12,7 @@ from mpm_inr.training.cost import (
     flops_per_point,
     split_costs,
     step_flops,
+    step_path,
 )
 
 LAGRANGIAN = {"hidden_dim": 64, "n_layers": 3, "latent_dim": 18, "basis_groups": "object", "group_embedding_dim": 4,
@@ -123,3 +124,13 @@ def test_every_registered_type_estimates_its_own_cost_from_its_config(sampler):
             continue  # whole-window steps need a time-only type (validate.py refuses the others)
         cost = step_flops(name, model, train, DISCS)
         assert 0 < cost < 1e15, name
+
+
+def test_step_path_names_the_branch_step_flops_takes():
+    siren = {"hidden_dim": 32, "n_layers": 2}
+    assert step_path("siren_txy", siren, {"sampler": "points"}) == "points"
+    assert step_path("lagrangian", LAGRANGIAN, {"sampler": "frames", "loss": "mse"}) == "points"
+    assert step_path("lagrangian", LAGRANGIAN, GRAM) == "gram"
+    assert step_path("lagrangian", LAGRANGIAN, {**GRAM, "loss": "huber"}) == "full"
+    assert step_path("lagrangian", {**LAGRANGIAN, "decoder": "mlp"}, GRAM) == "full"
+    assert step_path("siren_t", siren, GRAM) == "full"  # no Gram form: every point decoded

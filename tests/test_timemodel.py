@@ -119,13 +119,16 @@ def test_predict_time_cli(capsys):
     shape = DataShape(100, 900, 1, {"object": [100] * 9, "material": [300] * 3})  # discs_small, Jp
     assert w.steps == 400 and w.flops_per_step == step_flops("lagrangian", cfg["model"], cfg["train"], shape)
     assert f"predicted training_time: {dev.predict(w):.1f} s on cpu" in out
+    # the preset's Gram-form steps against a fit of point-sampled runs: said, not hidden
+    assert w.path == "gram" and dev.paths == ("points",) and "no fitted run took the 'gram' step path" in out
     assert "leave-one-out median error" in out and "tests/fixtures/study_tiny" in out
     assert agent_main(["predict-time", "--study", str(FIXTURE), "scenario=discs_3types", "inr_type=lagrangian",
                        "train.total_steps=2000000"]) == 0
     out = capsys.readouterr().out
     assert "extrapolation" in out and "no fitted run used inr_type" not in out
     assert agent_main(["predict-time", "inr_type=siren_txy", "scenario=discs_small"]) == 0
-    assert "no fitted run used inr_type=siren_txy (fitted: lagrangian)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no fitted run used inr_type=siren_txy (fitted: lagrangian)" in out and "step path" not in out
 
 
 @pytest.mark.parametrize("args,msg", [

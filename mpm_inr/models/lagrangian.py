@@ -284,13 +284,16 @@ class LatentCodeField(nn.Module):
         return len(_group_sizes(model, group_sizes, 1))
 
     @staticmethod
+    def has_gram_form(model: Mapping[str, Any]) -> bool:
+        """Whether `dense_sse` can compute the MSE without decoding points (the bilinear decoder)."""
+        return model.get("decoder", "bilinear") == "bilinear"
+
+    @staticmethod
     def gram_flops(model: Mapping[str, Any], n_frames: int, n_components: int, n_particles: int,
-                   group_sizes: Mapping[str, Sequence[int]]) -> float | None:
+                   group_sizes: Mapping[str, Sequence[int]]) -> float:
         """Forward FLOPs of `dense_sse` beyond the basis: per group the K x K basis Gram, the two K x values x rows
         products, the codes' K x K Gram and, for solved codes, the K x K solve. rows: the padded group size, or
-        the values per particle where `loss_targets` swaps in Cholesky rows. None for the mlp decoder."""
-        if model.get("decoder", "bilinear") != "bilinear":
-            return None
+        the values per particle where `loss_targets` swaps in Cholesky rows."""
         k = flops.size(model, "latent_dim")
         sizes = _group_sizes(model, group_sizes, n_particles)
         values = n_frames * n_components

@@ -67,6 +67,18 @@ def flops_per_point(inr_type: str, model: Mapping[str, Any], n_components: int) 
     return sum(split_costs(inr_type, model, n_components))
 
 
+def step_path(inr_type: str, model: Mapping[str, Any], train: Mapping[str, Any]) -> str:
+    """Which path a step takes: 'points' (sampled query points), 'gram' (every point, the Gram-form MSE of
+    bilinear codes) or 'full' (every point, decoded). The cost per FLOP differs between paths."""
+    from mpm_inr.models.registry import get_inr_type
+
+    if train.get("sampler") != "full":
+        return "points"
+    has_gram_form = getattr(get_inr_type(inr_type).network, "has_gram_form", None)
+    gram = train.get("loss", "mse") == "mse" and has_gram_form is not None and has_gram_form(model)
+    return "gram" if gram else "full"
+
+
 def step_flops(inr_type: str, model: Mapping[str, Any], train: Mapping[str, Any], shape: DataShape) -> float:
     """FLOPs of one optimiser step (forward and backward) on the path `train.sampler` / `train.loss` select.
 
@@ -75,16 +87,15 @@ def step_flops(inr_type: str, model: Mapping[str, Any], train: Mapping[str, Any]
 
     network = get_inr_type(inr_type).network
     per_t, per_point = split_costs(inr_type, model, shape.n_components)
-    if train.get("sampler") != "full":
+    path = step_path(inr_type, model, train)
+    if path == "points":
         batch = train.get("batch_size")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"train.batch_size must be a positive integer to estimate the cost, got {batch!r}")
         return STEP_FACTOR * batch * shape.n_particles * (per_t + per_point)
     evals = getattr(network, "t_evals_per_frame", None)
     evals = 1 if evals is None else evals(model, shape.group_sizes)
-    gram = getattr(network, "gram_flops", None) if train.get("loss", "mse") == "mse" else None
-    extra = None if gram is None else gram(model, shape.n_frames, shape.n_components, shape.n_particles,
-                                           shape.group_sizes)
-    if extra is not None:  # the Gram form: the basis per frame and group, never a decoded point
+    if path == "gram":  # the basis per frame and group, then Gram products; never a decoded point
+        extra = network.gram_flops(model, shape.n_frames, shape.n_components, shape.n_particles, shape.group_sizes)
         return STEP_FACTOR * (shape.n_frames * evals * per_t + extra)
     return STEP_FACTOR * shape.n_frames * (evals * per_t + shape.n_particles * per_point)
