@@ -8,8 +8,9 @@ optimiser update) and `b` the start-up inside the timed loop. The three coeffici
 least squares on a study's successful runs (time cannot get cheaper with more work); with fewer than four runs
 on a device the model drops terms (W + b, then W alone), so it never has more terms than data.
 
-FLOPs per step come from `mpm_inr.training.cost.step_flops`, the one cost model of the project: runs record it as
-`flops_per_step` in metrics.json, and runs recorded before it existed get it from their config. It is a proxy
+FLOPs per step come from `mpm_inr.training.cost.step_flops` (each network's own `flop_costs` along the step's
+path): runs record it as `flops_per_step` in metrics.json, and runs recorded before it existed get it from their
+config. It is a proxy
 whose scale the fit absorbs; what matters is that it grows with width, depth, latent size, hash-grid levels and
 the sampler path the way the real cost does.
 
