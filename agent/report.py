@@ -170,7 +170,7 @@ def regime_section(doc: Doc, study: Study, windows: Sequence[SVDWindow]) -> None
         win = next((w for w in windows if b is not None and b.node_id in w.node_ids), None)
         svd = "-"
         if win is not None and win.rank_for_target is not None:
-            comp = win.compression.get(win.rank_for_target)
+            comp = win.compression_at(win.rank_for_target)
             svd = f"rank {win.rank_for_target}" + (f" ({comp:.3g}×)" if comp else "")
         elif win is not None:
             svd = f"none ≤ rank {max(win.r2, default=0)}"

@@ -309,6 +309,14 @@ class SVDWindow:
     rank_for_target: int | None
     node_ids: list[int]
 
+    def compression_at(self, rank: int) -> float | None:
+        """Compression of any rank, also one the runs did not record (the rank for the target is rarely a
+        recorded power of two): a rank-k SVD stores k·(T + columns + 1) numbers (`svd_param_count`), linear in k."""
+        if rank in self.compression:
+            return self.compression[rank]
+        known = next(iter(self.compression.items()), None)
+        return known[1] * known[0] / rank if known else None
+
     @property
     def label(self) -> str:
         name = Path(self.dataset).name if self.dataset else "?"

@@ -369,12 +369,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{_pretty_flops(w.flops_per_step)}/step = {_pretty_flops(w.work)})")
     print(f"model: {dev.formula()}")
     print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
-    if w.path and dev.paths and w.path not in dev.paths:
-        print(f"note: no fitted run took the '{w.path}' step path (fitted: {', '.join(dev.paths)}); its cost per "
-              "FLOP may differ: fit on a study of such runs (--study) for a prediction worth its stated error")
+    # one caveat on the cost per FLOP: another network says more than another step path of the same network
     if w.inr_type not in dev.inr_types:
         print(f"note: no fitted run used inr_type={w.inr_type} (fitted: {', '.join(dev.inr_types)}); its cost per "
               "FLOP may differ")
+    elif w.path and dev.paths and w.path not in dev.paths:
+        print(f"note: no fitted run took the '{w.path}' step path (fitted: {', '.join(dev.paths)}); its cost per "
+              "FLOP may differ: fit on a study of such runs (--study) for a prediction worth its stated error")
     lo, hi = dev.work_range
     if w.work > 2 * hi or w.work < lo / 2:
         print(f"note: W = {_pretty_flops(w.work)} is outside the fitted range {_pretty_flops(lo)} - "

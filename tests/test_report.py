@@ -32,6 +32,7 @@ from agent.report_data import (
     svd_heldout,
     svd_windows,
 )
+from mpm_inr.metrics.svd import svd_param_count
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
@@ -69,19 +70,27 @@ def test_regime_table_matches_the_journal(fixture_report):
     for m in ok:
         groups.setdefault((m["field"], m["inr_type"], str(m["n_training_frames"])), []).append(m)
     assert {(r[0], r[1], r[2]) for r in rows} == set(groups)
+    derived: list[bool] = []
     for r in rows:
         runs = groups[(r[0], r[1], r[2])]
         eligible = [m for m in runs if m["compression_ratio"] >= 1.0] or runs
         best = max(eligible, key=lambda m: (m["final_r2"], -m["node_id"]))
         assert r[4] == f"{best['final_r2']:.6f}"
         assert r[6] == f"{best['compression_ratio']:.3g}"
-        assert r[7] == "-"  # the fixture predates svd.same_params
+        same = best["svd"]["same_params"]  # the largest SVD rank with no more numbers than the model
+        assert r[7] == f"{same['r2']:.6f} (rank {same['rank']})"
         assert r[8] == f"{best['training_time']:.3g}"
         assert r[9] == str(best["steps"])
         assert r[10] == f"{best['holdout_r2']:.6f}"
         assert r[11] == str(best["node_id"])
         svd = best["svd"]
-        assert r[13].startswith(f"rank {svd['rank_for_0.995']} ")
+        # the compression of the rank for 0.995, also where it is not a recorded rank (those are powers of two)
+        rank = svd["rank_for_0.995"]
+        derived.append(str(rank) not in svd["compression_rank"])
+        frames = best["n_training_frames"] - len(best["holdout_frames"])
+        stored = svd_param_count(rank, frames, best["n_values"] // frames)
+        assert r[13] == f"rank {rank} ({best['n_values'] / stored:.3g}×)"
+    assert any(derived)  # the fixture's F window needs rank 3
 
 
 def test_svd_tables_and_summary_match_the_journal(fixture_report):
