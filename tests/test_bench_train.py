@@ -35,6 +35,8 @@ def test_bench_parts_and_tables(data_root, tmp_path):
     assert f"{held['ours']['holdout_r2']:.5f}" in table
     same = sweep["runs"][0]["svd_r2_same_params"]  # the SVD with no more numbers than our model
     assert -1.0 < same <= 1.0 and f"| {same:.5f} |" in table
+    made = json.loads((data_root / "discs_small_seed0" / "meta.json").read_text())["fingerprint"]["sha256"]
+    assert saved["datasets"] == {"0": made} and f"seed 0 `{made[:16]}`" in table  # which bytes were measured
 
 
 def test_bench_cli_rejects_unknown_eulerian_type(capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,7 +15,17 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from mpm_inr.data import dataset_dir, ensure_dataset, open_dataset
-from mpm_inr.data.dataset import ALL_FIELDS, FRAME_FIELDS, temp_prefix
+from mpm_inr.data.dataset import (
+    ALL_FIELDS,
+    FRAME_FIELDS,
+    PARTICLE_FIELDS,
+    DatasetWriter,
+    combined_digest,
+    compute_fingerprint,
+    recorded_fingerprint,
+    temp_prefix,
+)
+from mpm_inr.data.generate import verify_dataset
 from mpm_inr.data.reference_layout import export_reference, import_reference
 from mpm_inr.data.reference_layout import main as ref_main
 from mpm_inr.errors import ConfigError, DatasetError
@@ -89,6 +100,60 @@ def test_same_seed_regenerates_identical_arrays(built, tmp_path):
     again = ensure_dataset(small_scenario(), 0, tmp_path, progress=False)
     for name in ALL_FIELDS:
         assert np.array_equal(np.load(built / f"{name}.npy"), np.load(again / f"{name}.npy")), name
+    assert recorded_fingerprint(open_dataset(again)) == recorded_fingerprint(open_dataset(built))
+
+
+def test_fingerprint_names_the_bytes(built, tmp_path):
+    """Hashed while written = hashed from the files; each array's digest is that of its raw float32 data."""
+    ds = open_dataset(built)
+    fp = ds.meta["fingerprint"]
+    assert fp == compute_fingerprint(ds)
+    assert list(fp["arrays"]) == list(ALL_FIELDS) and fp["sha256"] == combined_digest(fp["arrays"])
+    for name in ("F", "object_id"):
+        assert fp["arrays"][name] == hashlib.sha256(np.load(built / f"{name}.npy").tobytes()).hexdigest()
+    other = open_dataset(ensure_dataset(small_scenario(), 1, tmp_path, progress=False))
+    assert recorded_fingerprint(other) != fp["sha256"]
+    assert other.meta["fingerprint"]["arrays"]["type"] != fp["arrays"]["type"]  # another seed, other discs
+
+
+def test_writer_fingerprints_rows_written_out_of_order(tmp_path):
+    rng = np.random.default_rng(0)
+    with DatasetWriter(tmp_path / "toy_seed0", 5, 3) as w:
+        blocks = {name: rng.standard_normal((5, 3, *shape)).astype(np.float32)
+                  for name, (shape, _, _) in FRAME_FIELDS.items()}
+        for name, values in blocks.items():
+            w.write_frames(name, 3, values[3:])  # the tail first: the digest is read back from the file
+            w.write_frames(name, 0, values[:3])
+        for name in PARTICLE_FIELDS:
+            w.write_particle(name, np.arange(3))
+        ds = open_dataset(w.commit({"source": "test"}))
+    assert ds.meta["fingerprint"] == compute_fingerprint(ds)
+    assert ds.meta["fingerprint"]["arrays"]["x"] == hashlib.sha256(blocks["x"].tobytes()).hexdigest()
+
+
+def test_verify_detects_data_changed_after_writing(copy_of):
+    assert verify_dataset(open_dataset(copy_of)).endswith("verified: every array matches meta.json")
+    with open(copy_of / "S.npy", "r+b") as fh:  # one bit of the last value; size and header unchanged
+        fh.seek(-1, os.SEEK_END)
+        last = fh.read(1)
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([last[0] ^ 1]))
+    ds = open_dataset(copy_of)  # the cheap checks at open pass
+    with pytest.raises(DatasetError, match="the data of S.npy changed after it was written") as err:
+        verify_dataset(ds)
+    assert "\n" not in str(err.value) and "generate it again" in str(err.value)
+
+
+def test_verify_records_the_fingerprint_of_a_dataset_made_before_them(copy_of):
+    meta = json.loads((copy_of / "meta.json").read_text())
+    recorded = meta.pop("fingerprint")
+    (copy_of / "meta.json").write_text(json.dumps(meta))
+    ds = open_dataset(copy_of)
+    assert recorded_fingerprint(ds) is None
+    assert "computed and recorded in meta.json" in verify_dataset(ds)
+    again = open_dataset(copy_of)
+    assert again.meta["fingerprint"] == recorded and again.meta["seed"] == meta["seed"]
+    assert "verified" in verify_dataset(again)
 
 
 def test_cached_dataset_is_reused_not_regenerated(built):
@@ -237,6 +302,7 @@ def test_reference_layout_round_trip(built, tmp_path):
     back = import_reference(ref, tmp_path / "imported_seed42", "imported", 42)
     ds2 = open_dataset(back)
     assert ds2.meta["source"] == "imported"
+    assert recorded_fingerprint(ds2) == recorded_fingerprint(ds)  # the same bytes, whichever way they came
     for name in ALL_FIELDS:
         a = ds.read(name) if name in FRAME_FIELDS else ds.per_particle(name)
         b = ds2.read(name) if name in FRAME_FIELDS else ds2.per_particle(name)

@@ -39,6 +39,18 @@ def test_generate_writes_then_reuses_dataset(tmp_path):
     assert "generated" in r.stdout
     r2 = generate(tmp_path, *args)
     assert r2.returncode == 0 and "cached" in r2.stdout
+    digest = ds.meta["fingerprint"]["sha256"]
+    assert f"fingerprint {digest[:16]}" in r.stdout and f"fingerprint {digest[:16]}" in r2.stdout
+    r3 = generate(tmp_path, *args, "verify=true")
+    assert r3.returncode == 0 and f"fingerprint {digest[:16]} verified" in r3.stdout
+    with open(out / "Jp.npy", "r+b") as fh:  # one flipped bit in the last value
+        fh.seek(-1, os.SEEK_END)
+        last = fh.read(1)
+        fh.seek(-1, os.SEEK_END)
+        fh.write(bytes([last[0] ^ 1]))
+    r4 = generate(tmp_path, *args, "verify=true")
+    assert r4.returncode == 2 and r4.stderr.count("\n") == 1
+    assert r4.stderr.startswith(f"error: dataset {out}: the data of Jp.npy changed after it was written")
 
 
 def test_bad_seed_exits_2_with_one_line_error(tmp_path):
@@ -56,6 +68,7 @@ def test_bad_seed_exits_2_with_one_line_error(tmp_path):
     (["scenario.physics.dt=-1"], "scenario physics.dt must be >"),
     (["scenario.init.radius=0.3"], "wall band"),
     (["threads=0"], "threads must be a positive integer"),
+    (["verify=yes"], "verify must be true or false"),
 ])
 def test_bad_config_values_raise_user_error(tmp_path, overrides, needle):
     """What generate.py prints as `error: ...` (in-process: the same function, without a subprocess each)."""

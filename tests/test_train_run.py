@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
@@ -50,6 +51,8 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
 
     made = on_disk["dataset_provenance"]
     assert made["generator_version"] == GENERATOR_VERSION and made["seed"] == 0 and made["device"] == "cpu"
+    dataset_meta = json.loads((Path(on_disk["dataset"]) / "meta.json").read_text())
+    assert made["fingerprint"] == dataset_meta["fingerprint"]["sha256"]
     assert on_disk["holdout_r2"] is not None and on_disk["holdout_frames"] == [2, 6, 10, 14, 18]
     img = mpimg.imread(tmp_path / "field.png")
     assert img.shape[0] > 400 and img.shape[1] > 600 and img.std() > 0.01

@@ -87,14 +87,18 @@ def _ours_summary(m: dict[str, Any], wall: float, target: float) -> dict[str, An
             "svd_r2_same_params": m.get("svd_r2_same_params")}
 
 
-def _window(s: BenchSettings, field: str, seed: int, holdout_every: int):
+def _dataset(s: BenchSettings, seed: int):
     from mpm_inr.data.dataset import open_dataset
     from mpm_inr.data.generate import ensure_dataset
-    from mpm_inr.data.window import FieldWindow
 
     scenario_cfg = compose_train_config([f"scenario={s.scenario}"])["scenario"]
-    ds = open_dataset(ensure_dataset(scenario_cfg, seed, s.root, device=s.device, progress=False))
-    return FieldWindow.from_dataset(ds, field, s.frames, holdout_every, normalize=False)
+    return open_dataset(ensure_dataset(scenario_cfg, seed, s.root, device=s.device, progress=False))
+
+
+def _window(s: BenchSettings, field: str, seed: int, holdout_every: int):
+    from mpm_inr.data.window import FieldWindow
+
+    return FieldWindow.from_dataset(_dataset(s, seed), field, s.frames, holdout_every, normalize=False)
 
 
 def _svd_holdout(s: BenchSettings, field: str, seed: int) -> dict[str, Any]:
@@ -190,6 +194,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [f"# Training benchmark — {results['device']} — torch {results['torch']} — {results['date']}", "",
              (f"scenario `{results['scenario']}`, {results['frames']} frames, target R² {results['target_r2']}, "
               f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end."), "",
+             "Dataset fingerprints (sha256 of the arrays, first 16 hex digits; the same seed made by another "
+             "simulator version, torch build or device is another trajectory): "
+             + ", ".join(f"seed {k} `{(v or 'not recorded')[:16]}`" for k, v in results["datasets"].items()), "",
              f"## Speed: time to R² ≥ {results['target_r2']} (dataset seed {results['seeds'][0]})", "",
              ("| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
               "reference: time [s] | reference: R² | speed-up | SVD rank for target |"),
@@ -258,6 +265,9 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
         "device": device_name(s.device), "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
         "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": []}
+    from mpm_inr.data.dataset import recorded_fingerprint
+
+    results["datasets"] = {str(seed): recorded_fingerprint(_dataset(s, seed)) for seed in s.seeds}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 

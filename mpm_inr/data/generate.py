@@ -23,10 +23,14 @@ import numpy as np
 from mpm_inr.data.dataset import (
     FRAME_FIELDS,
     DatasetWriter,
+    MPMDataset,
     clean_stale_temps,
     dataset_dir,
     ensure_writable_root,
     open_dataset,
+    record_fingerprint,
+    recorded_fingerprint,
+    verify_fingerprint,
 )
 from mpm_inr.errors import ConfigError, DatasetError
 
@@ -235,10 +239,13 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
 
 
 def generate_from_config(cfg: Mapping) -> Path:
-    """Body of `python generate.py`: keys scenario, seed, root, device, overwrite, progress, threads."""
+    """Body of `python generate.py`: keys scenario, seed, root, device, overwrite, progress, threads, verify."""
     seed = check_seed(cfg.get("seed"))
     threads = check_threads(cfg.get("threads"))
     progress = cfg.get("progress", True)
+    verify = cfg.get("verify", False)
+    if not isinstance(verify, bool):
+        raise ConfigError(f"verify must be true or false, got {verify!r}")
     target = dataset_dir(cfg.get("root", "data"), _plain(cfg["scenario"]).get("name", "?"), seed)
     existed = target.exists() and not cfg.get("overwrite", False)
     t0 = time.perf_counter()
@@ -246,5 +253,23 @@ def generate_from_config(cfg: Mapping) -> Path:
                           progress=bool(progress), overwrite=cfg.get("overwrite", False), threads=threads)
     ds = open_dataset(path)
     how = "cached, not regenerated" if existed else f"generated in {time.perf_counter() - t0:.1f} s"
-    print(f"dataset {path}: {ds.n_frames} frames x {ds.n_particles} particles ({how})")
+    print(f"dataset {path}: {ds.n_frames} frames x {ds.n_particles} particles ({how}), "
+          f"fingerprint {_short(recorded_fingerprint(ds))}")
+    if verify:
+        print(verify_dataset(ds))
     return path
+
+
+def _short(digest: str | None) -> str:
+    return digest[:16] if digest else "not recorded (made before fingerprints; verify=true records it)"
+
+
+def verify_dataset(ds: MPMDataset) -> str:
+    """Recompute a dataset's fingerprint: compare it with the recorded one (`DatasetError` on a mismatch), or
+    record it for a dataset made before fingerprints. Returns the one-line outcome."""
+    found = verify_fingerprint(ds)
+    if recorded_fingerprint(ds) is None:
+        record_fingerprint(ds, found)
+        return (f"fingerprint {found['sha256'][:16]} computed and recorded in meta.json: it vouches for the data "
+                f"from now on, not for how it was made")
+    return f"fingerprint {found['sha256'][:16]} verified: every array matches meta.json"

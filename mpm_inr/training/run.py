@@ -94,11 +94,14 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
 
 
 def _provenance(dataset_path: Path) -> dict[str, Any]:
-    """How the dataset was made. The discs collide chaotically, so a rounding-level change anywhere in the
-    simulator, the torch build or the device gives a different trajectory by mid-run: a result is reproducible
-    from a dataset made the same way, not from its seed alone."""
+    """How the dataset was made, and which bytes it holds. The discs collide chaotically, so a rounding-level
+    change anywhere in the simulator, the torch build or the device gives a different trajectory by mid-run: a
+    result is reproducible from a dataset with the same fingerprint, not from its seed alone."""
     meta = json.loads((dataset_path / "meta.json").read_text())
-    return {key: meta.get(key) for key in ("generator_version", "seed", "device", "torch_version", "created")}
+    out = {key: meta.get(key) for key in ("generator_version", "seed", "device", "torch_version", "created")}
+    fingerprint = meta.get("fingerprint")  # None for datasets made before fingerprints
+    out["fingerprint"] = fingerprint.get("sha256") if isinstance(fingerprint, dict) else None
+    return out
 
 
 def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
