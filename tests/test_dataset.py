@@ -116,6 +116,33 @@ def test_fingerprint_names_the_bytes(built, tmp_path):
     assert other.meta["fingerprint"]["arrays"]["type"] != fp["arrays"]["type"]  # another seed, other discs
 
 
+#: Fingerprint of discs_small seed 0, 40 frames, per (simulator version, torch build, machine, CPU capability).
+#: Bit-identical output is only promised on one platform: another vector ISA may round differently, and there the
+#: test skips. Where it runs it catches what review missed before (commit 6aad869c): simulator numbers changed
+#: without a GENERATOR_VERSION bump. Changing the numbers: bump GENERATOR_VERSION, then pin the new fingerprint.
+PINNED_FINGERPRINTS = {
+    ("mpm_inr.sim/2", "2.13.0+cpu", "x86_64", "AVX2"):
+        "a8573bd1a26f8a5bfa73687f469a9af7d962bcf3914e10002dd7da8256d62c26",
+}
+
+
+def test_simulator_output_changes_only_with_a_version_bump(built):
+    import platform
+
+    import torch
+
+    from mpm_inr.sim import GENERATOR_VERSION
+
+    assert any(k[0] == GENERATOR_VERSION for k in PINNED_FINGERPRINTS), (
+        f"GENERATOR_VERSION {GENERATOR_VERSION} has no pinned fingerprint: add one to PINNED_FINGERPRINTS")
+    key = (GENERATOR_VERSION, torch.__version__, platform.machine(), torch.backends.cpu.get_cpu_capability())
+    if key not in PINNED_FINGERPRINTS:
+        pytest.skip(f"no fingerprint pinned for torch {key[1]} on {key[2]} {key[3]}")
+    assert recorded_fingerprint(open_dataset(built)) == PINNED_FINGERPRINTS[key], (
+        "the simulator's output changed: bump GENERATOR_VERSION in mpm_inr/sim/__init__.py and pin the new "
+        "fingerprint, so that datasets of the old trajectory are reported as such")
+
+
 def test_writer_fingerprints_rows_written_out_of_order(tmp_path):
     rng = np.random.default_rng(0)
     with DatasetWriter(tmp_path / "toy_seed0", 5, 3) as w:

@@ -5,6 +5,8 @@ Public API: `MPMState`, `MPMSimulator`, `GridParams`, `MaterialParams`, `initial
 even at the level of float rounding: the discs collide chaotically, so a reordered sum gives another trajectory by
 mid-run, and `ensure_dataset` warns about cached datasets of another version. (Commit 6aad869c changed the
 rounding without a bump, so "mpm_inr.sim/1" names two trajectories per seed; "/2" is the one after it.)
+`tests/test_dataset.py` pins the fingerprint of a short trajectory per version and platform, and fails when the
+numbers change under an unchanged version.
 """
 
 from mpm_inr.sim.material import JELLY, LIQUID, MATERIAL_NAMES, SNOW, MaterialParams
