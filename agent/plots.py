@@ -258,7 +258,7 @@ def heldout_figure(study: Study, field: str, windows: Sequence[SVDWindow], held:
     for h in held:
         if h.window[1] != field or not h.r2:
             continue
-        w = next((w for w in windows if (w.dataset, w.field, w.frames, w.holdout_every) == h.window), None)
+        w = next((w for w in windows if w.key == h.key), None)
         if w is not None:
             ys += _svd_points(ax, [w], "compression", heldout=h.r2)
     ax.set_xscale("log")

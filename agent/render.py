@@ -36,7 +36,7 @@ from agent.codemod.history import CodeHistory, code_history, log_fields, short
 from agent.instructions import render_versions
 from agent.journal import Journal
 from agent.overrides import as_dict
-from agent.state import BlockState, NodeState, StudyState, fold
+from agent.state import BlockState, NodeState, StudyState, data_change, fold
 from agent.stats import block_stats, effects, fmt_num, grade
 from agent.tree import format_r2, format_scores, scores
 
@@ -194,6 +194,9 @@ def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | Non
     lines.append(f"Field: field_name={m.get('field') or ov.get('field') or (blk.field if blk else '?')}, "
                  f"inr_type={_inr(st, n, blk)}, n_training_frames="
                  f"{m.get('n_training_frames') or ov.get('data.n_training_frames') or '?'}")
+    change = data_change(st, n)
+    if change:
+        lines.append(f"Data warning: {change}")
     lines.append(f"Mutation: {n.mutation or 'none'}")
     lines.append(f"Parent rule: {n.rationale or '-'}")
     if full:

@@ -34,11 +34,13 @@ from agent import plots
 from agent.render import write_atomic
 from agent.report_data import (
     SVD_METHODS,
+    DataUse,
     RunRecord,
     Study,
     SVDHeldOut,
     SVDWindow,
     best_run,
+    data_uses,
     load_study,
     marginal_effects,
     median,
@@ -155,6 +157,29 @@ def summary_section(doc: Doc, study: Study) -> None:
           + (f" on {', '.join(devices)}" if devices else "") + f". Policy: {(st.config.get('policy') or {}).get('name')}"
           f"; min_compression {study.min_compression:g}."
           + (f" Study stopped: {st.ended.get('reason')}." if st.ended else " The study has not ended."))
+    data_section(doc, data_uses(study.runs))
+
+
+def data_section(doc: Doc, uses: Sequence[DataUse]) -> None:
+    """Which bytes the runs trained on. A seed names a trajectory only with the simulator version, torch build and
+    device, so a dataset regenerated during a study (another node, another GPU) silently changes the data."""
+    if not uses:
+        return
+    def fp(f: str | None) -> str:
+        return f"fingerprint {f[:16]}" if f else "no fingerprint recorded"
+    doc.p("Data: " + "; ".join(f"{u.name} (" + ", ".join(f"{fp(f)}: {len(nodes)} run(s)"
+                                                         for f, nodes in u.fingerprints.items()) + ")"
+                               for u in uses) + ".")
+    for u in (u for u in uses if u.mixed):
+        doc.p(f"Warning: the runs on {u.name} trained on {sum(f is not None for f in u.fingerprints)} different "
+              "trajectories (" + "; ".join(f"{f[:16]}: nodes {_ids(nodes)}" for f, nodes in u.fingerprints.items()
+                                           if f) + "). The dataset was made again during the study, by another "
+              "simulator version, torch build or device; the discs collide chaotically, so R² across these groups "
+              "are not comparable. The SVD baselines below are computed per trajectory.")
+
+
+def _ids(nodes: Sequence[int]) -> str:
+    return ", ".join(str(n) for n in sorted(nodes))
 
 
 def regime_section(doc: Doc, study: Study, windows: Sequence[SVDWindow]) -> None:
@@ -250,12 +275,13 @@ def heldout_section(doc: Doc, study: Study, windows: Sequence[SVDWindow], held: 
                "compression", "time [s]", "node"], rows)
     for h in held:
         ds, fld, frames, k = h.window
-        name = Path(ds).name if ds else "?"
+        w = next((w for w in windows if w.key == h.key), None)
+        name = (Path(ds).name if ds else "?") + (f" (data {w.fingerprint[:8]})" if w and w.name_fingerprint
+                                                  and w.fingerprint else "")
         if h.missing:
             doc.p(f"SVD held-out baseline of {fld} {name} {frames} frames (holdout_every={k}): not available, "
                   f"{h.missing}.")
             continue
-        w = next((w for w in windows if (w.dataset, w.field, w.frames, w.holdout_every) == h.window), None)
         methods = [m for m in SVD_METHODS if m in h.r2] + sorted(set(h.r2) - set(SVD_METHODS))
         ranks = sorted({rk for m in methods for rk in h.r2[m]})
         doc.p(f"SVD held-out R² of {fld} {name} {frames} frames, holdout_every={k} ({h.source}"

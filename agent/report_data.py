@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.journal import Journal
 from agent.overrides import as_dict
-from agent.state import StudyState, fold
+from agent.state import StudyState, data_identity, fold
 from mpm_inr.errors import StudyError
 
 #: keys whose value lives under another name in metrics.json's flat `config`
@@ -114,6 +114,26 @@ class RunRecord:
     def dataset(self) -> str | None:
         d = self.metrics.get("dataset")
         return str(d) if d else None
+
+    @property
+    def data_fingerprint(self) -> str | None:
+        """sha256 of the dataset's arrays this run trained on (`dataset_provenance.fingerprint`; None for runs
+        recorded before fingerprints or on datasets made before them)."""
+        return data_identity(self.metrics)[1]
+
+    @property
+    def data_key(self) -> tuple[str, str]:
+        """Which data the run saw: the dataset's name and fingerprint (its path where no fingerprint was recorded).
+        Copies of the same bytes under different roots (node-local data on a cluster) share a key; two
+        trajectories under one name (a dataset regenerated mid-study by another simulator version, torch build or
+        device: the discs collide chaotically) do not."""
+        name, fp = data_identity(self.metrics)
+        return name or "?", fp or (self.dataset or "?")
+
+    @property
+    def window_key(self) -> tuple:
+        """The data window a run fitted: its data, field, frames and held-out frames."""
+        return self.data_key, self.field, self.frames, self.holdout_every
 
     def value(self, key: str) -> Any:
         """The run's resolved value of an override key (metrics config first, then its overrides)."""
@@ -308,6 +328,9 @@ class SVDWindow:
     time_s: float | None
     rank_for_target: int | None
     node_ids: list[int]
+    key: tuple = ()                 # RunRecord.window_key of its runs
+    fingerprint: str | None = None
+    name_fingerprint: bool = False  # another window of the same name, field and frames saw other data
 
     def compression_at(self, rank: int) -> float | None:
         """Compression of any rank, also one the runs did not record (the rank for the target is rarely a
@@ -320,32 +343,61 @@ class SVDWindow:
     @property
     def label(self) -> str:
         name = Path(self.dataset).name if self.dataset else "?"
-        return f"{self.field} {name} {self.frames} frames" + (
+        data = f" (data {self.fingerprint[:8]})" if self.name_fingerprint and self.fingerprint else ""
+        return f"{self.field} {name}{data} {self.frames} frames" + (
             f" holdout_every={self.holdout_every}" if self.holdout_every else "")
 
 
 def svd_windows(runs: Sequence[RunRecord]) -> list[SVDWindow]:
+    """One SVD baseline per window of data the runs fitted (RunRecord.window_key)."""
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
         if r.ok and isinstance(r.metrics.get("svd"), dict) and r.metrics["svd"].get("r2_rank"):
-            groups.setdefault((r.dataset, r.field, r.frames, r.holdout_every), []).append(r)
+            groups.setdefault(r.window_key, []).append(r)
     out = []
-    for (ds, fld, frames, hold), rs in groups.items():
+    for key, rs in groups.items():
+        _, fld, frames, hold = key
         svd = rs[0].metrics["svd"]
         r2 = {int(k): float(v) for k, v in svd["r2_rank"].items() if num(v) is not None}
         comp = {int(k): float(v) for k, v in (svd.get("compression_rank") or {}).items() if num(v) is not None}
         rank_key = next((k for k in svd if k.startswith("rank_for_")), None)
-        out.append(SVDWindow(ds, fld, frames, hold, dict(sorted(r2.items())), dict(sorted(comp.items())),
+        out.append(SVDWindow(rs[0].dataset, fld, frames, hold, dict(sorted(r2.items())), dict(sorted(comp.items())),
                              median(r.metrics["svd"].get("time_s") for r in rs),
-                             svd.get(rank_key) if rank_key else None, [r.node_id for r in rs]))
-    return sorted(out, key=lambda w: (w.field, w.frames or 0, str(w.dataset)))
+                             svd.get(rank_key) if rank_key else None, [r.node_id for r in rs], key,
+                             rs[0].data_fingerprint))
+    names = [(w.key[0][0], *w.key[1:]) for w in out]
+    for w, name in zip(out, names):
+        w.name_fingerprint = names.count(name) > 1
+    return sorted(out, key=lambda w: (w.field, w.frames or 0, str(w.dataset), str(w.fingerprint)))
+
+
+@dataclass
+class DataUse:
+    """One dataset name of the study and the data its finished runs saw: fingerprint -> node ids."""
+
+    name: str
+    fingerprints: dict[str | None, list[int]]  # None: runs that recorded no fingerprint
+
+    @property
+    def mixed(self) -> bool:
+        """Runs under this name saw more than one trajectory: their numbers are not comparable."""
+        return len([f for f in self.fingerprints if f is not None]) > 1
+
+
+def data_uses(runs: Sequence[RunRecord]) -> list[DataUse]:
+    out: dict[str, dict[str | None, list[int]]] = {}
+    for r in runs:
+        if r.dataset:
+            out.setdefault(r.data_key[0], {}).setdefault(r.data_fingerprint, []).append(r.node_id)
+    return [DataUse(name, fps) for name, fps in sorted(out.items())]
 
 
 @dataclass
 class SVDHeldOut:
     """SVD held-out R² per rank (temporal coefficients interpolated), or why it is missing."""
 
-    window: tuple[str | None, str, int | None, int]
+    window: tuple[str | None, str, int | None, int]  # (dataset path, field, frames, holdout_every)
+    key: tuple = ()                                    # RunRecord.window_key of its runs
     r2: dict[str, dict[int, float]] = field(default_factory=dict)   # method -> rank -> R²
     time_s: dict[str, float] = field(default_factory=dict)
     n_test_frames: int | None = None
@@ -373,10 +425,10 @@ def svd_heldout(runs: Sequence[RunRecord], data_root: str | Path | None = None,
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
         if r.holdout_r2 is not None:
-            groups.setdefault((r.dataset, r.field, r.frames, r.holdout_every), []).append(r)
+            groups.setdefault(r.window_key, []).append(r)
     out = []
     for key, rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][2] or 0, str(kv[0][0]))):
-        res = SVDHeldOut(key)
+        res = SVDHeldOut((rs[0].dataset, *key[1:]), key)
         recorded = (rs[0].metrics.get("svd") or {}).get("holdout")
         for rec in ([recorded] if isinstance(recorded, dict) else recorded if isinstance(recorded, list) else []):
             if isinstance(rec, dict) and rec.get("r2_rank"):

@@ -19,6 +19,7 @@ same recovery cannot change history.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 FINAL_STATUSES = ("ok", "diverged", "failed", "timeout", "crashed", "rejected")
@@ -78,6 +79,10 @@ class NodeState:
         return self.status == "ok"
 
     @property
+    def data_identity(self) -> tuple[str | None, str | None]:
+        return data_identity(self.metrics)
+
+    @property
     def is_failed(self) -> bool:
         return self.status in FAILED_STATUSES
 
@@ -91,6 +96,33 @@ class NodeState:
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def data_identity(metrics: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(dataset name, fingerprint) of the data a run trained on, from its metrics.json (Contract 2): the
+    fingerprint is None for runs recorded before it or on datasets made before it."""
+    path = metrics.get("dataset")
+    prov = metrics.get("dataset_provenance")
+    fp = prov.get("fingerprint") if isinstance(prov, dict) else None
+    name = Path(str(path)).name if path else None
+    return name, fp if isinstance(fp, str) and fp else None
+
+
+def data_change(st: StudyState, n: NodeState) -> str | None:
+    """One line when run `n` trained on other bytes than the study's earlier runs under the same dataset name (the
+    dataset was made again mid-study, e.g. on another node's GPU: the discs collide chaotically, so it is another
+    trajectory); None otherwise."""
+    name, fp = n.data_identity
+    if fp is None or n.t_finished is None:
+        return None
+    # runs that finished before this one (not later ones: a rendered entry never changes as the journal grows)
+    before = sorted({o_fp for o in st.nodes.values() if o.t_finished is not None and o.t_finished < n.t_finished
+                     for o_name, o_fp in [o.data_identity] if o_name == name and o_fp and o_fp != fp})
+    if not before:
+        return None
+    return (f"node {n.node_id} trained on {name} with fingerprint {fp[:16]}, earlier runs on "
+            f"{', '.join(f[:16] for f in before)}: the dataset was made again (another simulator version, torch "
+            f"build or device), so R² across them are not comparable")
 
 
 @dataclass

@@ -260,3 +260,24 @@ def test_metrics_line_shows_the_same_size_svd_when_the_run_recorded_it(tmp_path)
     first, second = text[text.index("## Iter 1:"):text.index("## Iter 2:")], text[text.index("## Iter 2:"):]
     assert "compression_ratio=100, svd_r2_same_params=0.998500, training_time=60" in first
     assert "svd_r2_same_params" not in second and "compression_ratio=100, training_time=60" in second
+
+
+def test_a_run_on_other_bytes_under_the_same_dataset_name_gets_a_data_warning(tmp_path):
+    """A dataset made again mid-study (another node's GPU, another torch build) is another trajectory: the entry
+    of the first run on the new bytes says so, in the log the policy reads; earlier entries never change."""
+    def data(fp: str, root: str = "/data") -> dict:
+        return {"dataset": f"{root}/discs_3types_seed0", "dataset_provenance": {"fingerprint": fp}}
+
+    a, b = "a" * 64, "b" * 64
+    s = SyntheticStudy(tmp_path / "fp")
+    s.add(None, r2=0.999, metrics=data(a))
+    s.add(1, {"optimizer.lr": 1e-4}, r2=0.998, metrics=data(a, root="/scratch/node7"))  # same bytes, other root
+    before = analysis_text(s.dir, s.state())
+    s.add(1, {"optimizer.lr": 2e-4}, r2=0.997, metrics=data(b))
+    s.add(1, {"optimizer.lr": 3e-4}, r2=0.996)  # recorded no fingerprint: nothing to compare
+    text = analysis_text(s.dir, s.state())
+    assert text.startswith(before[:before.index("## Iter 2:")]) and "Data warning" not in before
+    entries = {k: text[text.index(f"## Iter {k}:"):] for k in (3, 4)}
+    assert (f"Data warning: node 3 trained on discs_3types_seed0 with fingerprint {b[:16]}, earlier runs on "
+            f"{a[:16]}: the dataset was made again") in entries[3]
+    assert entries[3].count("Data warning") == 1 and "Data warning" not in entries[4]

@@ -223,6 +223,34 @@ def test_heldout_svd_is_computed_on_the_same_window(fixture_report, data_root):
             assert r[1] == f"{hh.r2['linear'][int(r[0])]:.6f}" and r[2] == f"{hh.r2['cubic'][int(r[0])]:.6f}"
 
 
+def test_runs_on_other_bytes_under_one_dataset_name_are_flagged_and_kept_apart(tmp_path):
+    """A dataset made again mid-study (another node's GPU) is another trajectory under the same name: the report
+    warns and computes the SVD per trajectory; the same bytes under two roots are one window."""
+    a, b = "a" * 64, "b" * 64
+    runs = [{"metrics": metrics("F", r2=0.99, dataset="/node1/data/discs_small_seed0", fingerprint=a,
+                                svd_r2={1: 0.9, 4: 0.999})},
+            {"metrics": metrics("F", r2=0.98, dataset="/node2/data/discs_small_seed0", fingerprint=a,
+                                svd_r2={1: 0.9, 4: 0.999}), "parent": 0},
+            {"metrics": metrics("F", r2=0.97, dataset="/node3/data/discs_small_seed0", fingerprint=b,
+                                svd_r2={1: 0.8, 4: 0.99}), "parent": 0}]
+    d = make_study(tmp_path / "s", [runs])
+    md = write_report(d, tmp_path / "out")["report.md"].read_text()
+    assert f"Data: discs_small_seed0 (fingerprint {a[:16]}: 2 run(s), fingerprint {b[:16]}: 1 run(s))." in md
+    assert (f"Warning: the runs on discs_small_seed0 trained on 2 different trajectories ({a[:16]}: nodes 1, 2; "
+            f"{b[:16]}: nodes 3).") in md
+    windows = svd_windows(load_study(d).runs)
+    assert sorted((w.fingerprint, w.node_ids) for w in windows) == [(a, [1, 2]), (b, [3])]
+    assert f"window F discs_small_seed0 (data {a[:8]}) 48 frames" in md
+    assert f"window F discs_small_seed0 (data {b[:8]}) 48 frames" in md
+    rows = {r[0]: r[1] for r in md_tables(md, "| rank | R² | compression | time [s] |")[1]}
+    assert rows["4"] == "0.990000"  # trajectory b's own SVD
+    # one trajectory, recorded without fingerprints: one line, no warning, no fingerprint in the labels
+    d2 = make_study(tmp_path / "s2", [[{"metrics": metrics("F")}, {"metrics": metrics("F"), "parent": 0}]])
+    md2 = write_report(d2, tmp_path / "out2")["report.md"].read_text()
+    assert "Data: discs_small_seed0 (no fingerprint recorded: 2 run(s))." in md2
+    assert "Warning:" not in md2 and "(data " not in md2
+
+
 def test_study_without_holdout_says_so_plainly(tmp_path):
     d = make_study(tmp_path / "s", [[{"metrics": metrics(r2=0.9)}, {"metrics": metrics(r2=0.95), "parent": 0}]])
     md = write_report(d, tmp_path / "out")["report.md"].read_text()

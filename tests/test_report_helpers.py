@@ -22,9 +22,10 @@ def metrics(field: str = "Jp", inr: str = "lagrangian", r2: float = 0.99, time_s
             frames: int = 48, holdout_every: int = 0, holdout_r2: float | None = None, device: str = "cpu",
             dataset: str = "/nonexistent/discs_small_seed0", total_params: int = 10000, lr: float = 1e-3,
             seed: int = 0, svd_r2: dict[int, float] | None = None,
-            same_params: tuple[int, float] | None = None) -> dict[str, Any]:
+            same_params: tuple[int, float] | None = None, fingerprint: str | None = None) -> dict[str, Any]:
     """A metrics.json-like dict (Contract 2) for a run with these settings; same_params: (rank, R²) of the SVD
-    within the run's parameter count, recorded as `svd.same_params` (absent, as in older runs, if None)."""
+    within the run's parameter count, recorded as `svd.same_params` (absent, as in older runs, if None);
+    fingerprint: the dataset's, in `dataset_provenance` (absent if None)."""
     c = COMPONENTS[field]
     hold = [k for k in range(frames) if holdout_every and k % holdout_every == holdout_every // 2
             and 0 < k < frames - 1]
@@ -43,6 +44,7 @@ def metrics(field: str = "Jp", inr: str = "lagrangian", r2: float = 0.99, time_s
                 **({} if same_params is None else {"same_params": {
                     "rank": same_params[0], "r2": same_params[1],
                     "compression": n_values / (same_params[0] * (t + cols + 1))}})},
+        **({} if fingerprint is None else {"dataset_provenance": {"fingerprint": fingerprint}}),
         "config": {"model.name": inr, "model.hidden_dim": hidden, "model.n_layers": layers,
                    "model.latent_dim": latent, "model.decoder": "bilinear", "model.decoder_hidden": 64,
                    "model.n_levels": 16, "model.features_per_level": 2, "optimizer.lr": lr,
