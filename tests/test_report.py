@@ -207,8 +207,9 @@ def test_heldout_svd_is_computed_on_the_same_window(fixture_report, data_root):
     # 1e-6: the simulator is bit-deterministic on one platform only, and a generation on another CPU or torch build
     # drifts (~1e-5 in F by frame 600 of discs_small), while another window or field would be off by far more
     base = svd_baseline(win.values[win.train_frames])
+    same_bytes = open_dataset(path).meta["fingerprint"]["sha256"] == run.data_fingerprint  # this platform: yes
     for k, v in run.metrics["svd"]["r2_rank"].items():
-        assert base.r2(int(k)) == pytest.approx(v, abs=1e-4)
+        assert base.r2(int(k)) == pytest.approx(v, abs=1e-9 if same_bytes else 1e-4)
     h = next(h for h in held if h.window[1] == run.field)
     for method in ("linear", "cubic"):
         direct = svd_holdout(win.values, win.train_frames, win.test_frames, method=method)
