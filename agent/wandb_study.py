@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 SECRET_RE = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
 JOURNAL_COLUMNS = ["node_id", "parent_id", "block", "iteration", "strategy", "status", "field", "inr_type", "frames",
                    "final_r2", "slope", "compression_ratio", "svd_r2_same_params", "training_time", "steps",
-                   "holdout_r2", "device", "mutation", "overrides", "error"]
+                   "holdout_r2", "device", "data_fingerprint", "mutation", "overrides", "error"]
 
 
 def run_id(study: Study) -> str:
@@ -77,7 +77,8 @@ def journal_rows(study: Study) -> list[list[Any]]:
         rows.append([r.node_id, r.parent_id, r.block, r.iteration, r.strategy, r.status, r.field, r.inr_type,
                      r.frames, r.r2, m.get("slope"), m.get("compression_ratio"), m.get("svd_r2_same_params"), r.time,
                      r.metrics.get("steps"),
-                     r.holdout_r2, r.device, r.mutation, " ".join(r.overrides), r.error])
+                     r.holdout_r2, r.device, (r.data_fingerprint or "")[:16] or None, r.mutation,
+                     " ".join(r.overrides), r.error])
     return rows
 
 

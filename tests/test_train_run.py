@@ -143,6 +143,8 @@ def test_multirun_with_offline_wandb_leaves_finished_runs(tiny_train_overrides, 
         assert run.summary["final_r2"] == pytest.approx(metrics["final_r2"])
         assert run.summary["compression_ratio"] == pytest.approx(metrics["compression_ratio"])
         assert run.config["field.name"] == metrics["field"] and run.job_type == metrics["field"]
+        fingerprint = metrics["dataset_provenance"]["fingerprint"]  # which bytes: a key dashboards can group by
+        assert run.summary["dataset_fingerprint"] == fingerprint and run.config["data.fingerprint"] == fingerprint[:16]
         assert "test" in run.tags and any("r2_estimate" in row for row in run.history)
         seen[metrics["field"]] = run.summary["final_r2"]
     assert set(seen) == {"Jp", "F"}

@@ -21,7 +21,8 @@ def _study(tmp_path):
            "changes": {"model.hidden_dim": [64, 128]}, "overrides": ["field=Jp", "data.n_training_frames=48",
                                                                     "model.hidden_dim=128"]},
           {"status": "failed", "error": "boom", "metrics": metrics("Jp"), "parent": 1}]
-    b2 = [{"metrics": metrics("S", r2=0.8, time_s=9.0)}, {"metrics": metrics("S", r2=0.85, time_s=4.0), "parent": 0}]
+    b2 = [{"metrics": metrics("S", r2=0.8, time_s=9.0, fingerprint="c" * 64)},
+          {"metrics": metrics("S", r2=0.85, time_s=4.0), "parent": 0}]
     cfg = {"name": "wb", "policy": {"name": "claude", "api_key": "sk-secret-123", "model": "m"},
            "agent": {"min_compression": 1.0}, "n_iter_block": 3}
     return make_study(tmp_path / "wb", [b1, b2], name="wb", config=cfg)
@@ -71,6 +72,7 @@ def test_block_end_run_logs_journal_plots_and_report(tmp_path, monkeypatch):
             r = next(x for x in study.runs if x.node_id == rec[0])
             assert rec[r2_col] == (pytest.approx(r.r2) if r.r2 is not None else None)
             assert rec[JOURNAL_COLUMNS.index("status")] == r.status
+            assert rec[JOURNAL_COLUMNS.index("data_fingerprint")] == ("c" * 16 if r.node_id == 4 else None)
         for key in ["tree"] + [f"pareto/{f}" for f in {r.field for r in study.runs if r.block <= b}]:
             assert row[f"{key}/_type"] == "image-file", key
             png = (run_dir / "files" / row[f"{key}/path"]).read_bytes()

@@ -42,6 +42,11 @@ def finish_logger(logger, summary: Mapping[str, Any], image_path: str | None) ->
 
         run = logger.experiment
         run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, list))})
+        provenance = summary.get("dataset_provenance")
+        fingerprint = provenance.get("fingerprint") if isinstance(provenance, Mapping) else None
+        if fingerprint:  # which bytes the run saw, as a config key so dashboards can group and filter by it
+            run.summary["dataset_fingerprint"] = fingerprint
+            run.config.update({"data.fingerprint": fingerprint[:16]}, allow_val_change=True)
         if image_path and os.path.exists(image_path):
             run.log({"field_plot": wandb.Image(image_path)})
         run_id = run.id
