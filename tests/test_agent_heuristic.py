@@ -189,6 +189,13 @@ def test_principle_test_challenges_an_established_principle(tmp_path):
     assert int(p.overrides["model.hidden_dim"]) > int(s.view().value(p.parent_id, "model.hidden_dim"))
 
 
+def test_block_summary_names_the_base_config_when_it_won(tmp_path):
+    s = SyntheticStudy(tmp_path, n_iter_block=2)
+    a = s.add(None, strategy="baseline", r2=0.99)
+    s.add(a, {"model.hidden_dim": 512}, r2=0.95)
+    assert "Best R² 0.990000 (node 1, good; the block base config)." in policy().end_block(s.view()).summary
+
+
 def test_end_block_rotates_field_then_raises_frames(tmp_path):
     s = SyntheticStudy(tmp_path, n_iter_block=3)
     a = s.add(None, r2=0.9)

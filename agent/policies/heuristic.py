@@ -572,7 +572,8 @@ class HeuristicPolicy:
         if best is not None:
             ch = ", ".join(f"{k}={v}" for k, v in sorted(as_dict(best.overrides).items())
                            if k not in ("field", "data.n_training_frames"))
-            parts.append(f"Best R² {format_r2(best.r2)} (node {best.node_id}, {grade(best)}; {ch}).")
+            parts.append(f"Best R² {format_r2(best.r2)} (node {best.node_id}, {grade(best)}; "
+                         f"{ch or 'the block base config'}).")
         rates = []
         if st.branching_rate is not None:
             rates.append(f"branching {st.branching_rate:.0%}")
