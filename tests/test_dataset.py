@@ -183,6 +183,22 @@ def test_verify_records_the_fingerprint_of_a_dataset_made_before_them(copy_of):
     assert "verified" in verify_dataset(again)
 
 
+def test_verify_on_a_read_only_dataset_says_so_and_prints_the_fingerprint(copy_of, monkeypatch):
+    meta = json.loads((copy_of / "meta.json").read_text())
+    recorded = meta.pop("fingerprint")
+    (copy_of / "meta.json").write_text(json.dumps(meta))
+    before = (copy_of / "meta.json").read_bytes()
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "write_text", refuse)  # as root, chmod would not stop the write
+    with pytest.raises(DatasetError, match="cannot record the fingerprint") as err:
+        verify_dataset(open_dataset(copy_of))
+    assert recorded["sha256"] in str(err.value) and "\n" not in str(err.value)
+    assert (copy_of / "meta.json").read_bytes() == before and not (copy_of / "meta.json.part").exists()
+
+
 def test_cached_dataset_is_reused_not_regenerated(built):
     before = (built / "x.npy").stat().st_mtime_ns
     assert ensure_dataset(small_scenario(), 0, built.parent, progress=False) == built

@@ -234,9 +234,15 @@ def record_fingerprint(ds: MPMDataset, fingerprint: Mapping[str, Any]) -> None:
     meta = dict(ds.meta)
     meta["fingerprint"] = dict(fingerprint)
     part = ds.path / (META + ".part")
-    part.write_text(json.dumps(meta, indent=2) + "\n")
-    _fsync(part)
-    part.replace(ds.path / META)
+    try:
+        part.write_text(json.dumps(meta, indent=2) + "\n")
+        _fsync(part)
+        part.replace(ds.path / META)
+    except OSError as e:
+        part.unlink(missing_ok=True)
+        raise DatasetError(f"cannot record the fingerprint in {ds.path / META} ({e.strerror or e}); it is "
+                           f"{fingerprint['sha256']}: keep it with your results, or copy the dataset somewhere "
+                           f"writable") from None
     ds.meta = meta
 
 
