@@ -96,13 +96,10 @@ _SYNCING_OPS = ("aten::nonzero", "aten::nonzero_static", "aten::masked_select", 
                 "aten::unique_consecutive", "aten::is_nonzero", "aten::repeat_interleave")
 
 
-@pytest.mark.parametrize("steps_per_call", [5, 40])
-@pytest.mark.parametrize("recipe", ["points", "presets"])
-def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call, recipe):
-    """The inner loop must not sync: syncs per training_step call are the same for K=5 and K=40.
-
-    'presets' is the path every field's default takes: every point per step in Gram form, one basis per object,
-    codes solved each step (float64 solves), Cholesky rows instead of the particles, codes refreshed per call."""
+def _recipe_module(recipe: str, steps_per_call: int) -> INRModule:
+    """'points': random points per step. 'presets': the path every field's default takes: every point per step in
+    Gram form, one basis per object, codes solved each step (float64 solves), Cholesky rows instead of the
+    particles, codes refreshed per call."""
     if recipe == "points":
         m = _module(total_steps=400, steps_per_call=steps_per_call)
     else:
@@ -110,21 +107,33 @@ def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call, recipe):
         m = _module(total_steps=400, steps_per_call=steps_per_call, window=w, object_id=torch.arange(200) // 100,
                     basis_groups="object", codes="solved", sampler="full")
     m.settings.eval_every = 10**9  # only the end-of-training estimate
-    # run one call outside Lightning, with the sampler prepared as in on_fit_start
-    m.on_fit_start()
-    if recipe == "presets":
-        assert m._packed is not None and m._packed.for_loss.shape[1:] == (20, 20) != m._packed.packed.shape[1:]
+    return m
 
-    class _T:  # the bits of the trainer that training_step touches
+
+def _call_outside_lightning(m: INRModule, monkeypatch) -> None:
+    """Prepare the sampler as on_fit_start does and give training_step the bits of the trainer it touches."""
+    m.on_fit_start()
+
+    class _T:
         should_stop = False
 
     m._trainer = None
+    (opt,), (sched,) = m.configure_optimizers()
     m.optimizers = lambda: opt
     m.lr_schedulers = lambda: sched
     m.manual_backward = lambda loss: loss.backward()
-    (opt,), (sched,) = m.configure_optimizers()
     monkeypatch.setattr(type(m), "trainer", property(lambda self: _T), raising=False)
     m.log = lambda *a, **k: None
+
+
+@pytest.mark.parametrize("steps_per_call", [5, 40])
+@pytest.mark.parametrize("recipe", ["points", "presets"])
+def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call, recipe):
+    """The inner loop must not sync: syncs per training_step call are the same for K=5 and K=40."""
+    m = _recipe_module(recipe, steps_per_call)
+    _call_outside_lightning(m, monkeypatch)
+    if recipe == "presets":
+        assert m._packed is not None and m._packed.for_loss.shape[1:] == (20, 20) != m._packed.packed.shape[1:]
     counter = _SyncCounter(monkeypatch)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         m.training_step(None, 0)
@@ -134,6 +143,30 @@ def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call, recipe):
     # conversions counted above. item() itself is left to the counter: Adam and CPU LAPACK call it on CPU values.
     syncing = {e.key: e.count for e in prof.key_averages() if e.key in _SYNCING_OPS}
     assert sum(syncing.values()) <= 2, syncing
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("recipe", ["points", "presets"])
+def test_cuda_syncs_per_call_do_not_grow_with_steps(monkeypatch, recipe):
+    """On a GPU, the driver's own count: CUDA's sync debug mode warns at every synchronising operation (library
+    calls included, which the CPU test above cannot see). A call of 40 steps syncs no more than a call of 5."""
+    import warnings
+
+    syncs = {}
+    for steps_per_call in (5, 40):
+        m = _recipe_module(recipe, steps_per_call).to("cuda")
+        _call_outside_lightning(m, monkeypatch)
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                m.training_step(None, 0)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        assert m.steps_done == steps_per_call
+        syncs[steps_per_call] = sum("synchroniz" in str(w.message) for w in caught)
+    assert syncs[40] == syncs[5] <= 2, syncs
 
 
 def test_held_out_frames_are_never_sampled():
