@@ -149,6 +149,7 @@ class DeviceFit:
     steps_range: tuple[int, int]
     inr_types: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()  # the step paths of the fitted runs
+    loo_models: list[tuple[tuple[str, ...], np.ndarray]] = field(default_factory=list)  # (terms, coef) per left-out run
 
     @property
     def n(self) -> int:
@@ -156,6 +157,14 @@ class DeviceFit:
 
     def predict(self, w: Workload) -> float:
         return float(w.features(self.terms) @ self.coef)
+
+    def predict_range(self, w: Workload) -> tuple[float, float] | None:
+        """The lowest and highest prediction of the leave-one-out fits: how much this one prediction hangs on single
+        runs (large far outside the fitted range). None with < 4 runs."""
+        if not self.loo_models:
+            return None
+        preds = [float(w.features(terms) @ coef) for terms, coef in self.loo_models]
+        return min(preds), max(preds)
 
     @property
     def r2(self) -> float | None:
@@ -243,20 +252,21 @@ def fit_device(device: str, samples: Sequence[Sample]) -> DeviceFit:
     terms = terms_for(len(samples))
     x, y = _fit_xy(samples, terms)
     coef = nnls(x, y)
-    loo = None
+    loo, loo_models = None, []
     if len(samples) >= 4:
         loo = np.empty(len(samples))
         for i in range(len(samples)):
             keep = [j for j in range(len(samples)) if j != i]
             loo_terms = terms_for(len(keep))
             xi, yi = _fit_xy([samples[j] for j in keep], loo_terms)
-            loo[i] = float(samples[i].work.features(loo_terms) @ nnls(xi, yi))
+            loo_models.append((tuple(loo_terms), nnls(xi, yi)))
+            loo[i] = float(samples[i].work.features(loo_terms) @ loo_models[-1][1])
     works = [s.work.work for s in samples]
     steps = [s.work.steps for s in samples]
     return DeviceFit(device, tuple(terms), coef, [s.node_id for s in samples], [s.source for s in samples], y,
                      x @ coef, loo, (min(works), max(works)), (min(steps), max(steps)),
                      tuple(sorted({s.work.inr_type for s in samples})),
-                     tuple(sorted({s.work.path for s in samples if s.work.path})))
+                     tuple(sorted({s.work.path for s in samples if s.work.path})), loo_models)
 
 
 def fit(samples: Sequence[Sample], skipped: int = 0) -> TimeModel:
@@ -364,9 +374,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     model = fit_studies(studies)
     dev = model.device(args.device)
     w, _ = config_workload(args.overrides, Path(args.code_dir))
-    t = dev.predict(w)
+    t, spread = dev.predict(w), dev.predict_range(w)
     print(f"predicted training_time: {t:.1f} s on {dev.device}  ({w.inr_type}, {w.steps} steps x "
-          f"{_pretty_flops(w.flops_per_step)}/step = {_pretty_flops(w.work)})")
+          f"{_pretty_flops(w.flops_per_step)}/step = {_pretty_flops(w.work)})"
+          + (f"; leave-one-out fits: {spread[0]:.1f}-{spread[1]:.1f} s" if spread else ""))
     print(f"model: {dev.formula()}")
     print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
     # one caveat on the cost per FLOP: another network says more than another step path of the same network

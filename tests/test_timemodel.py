@@ -59,6 +59,9 @@ def test_fit_recovers_a_known_law_per_device():
     assert cpu.coef == pytest.approx([0.5, 2.0, 1.5], rel=1e-6)
     assert gpu.coef == pytest.approx([0.02, 30.0, 4.0], rel=1e-6)
     assert cpu.r2 == pytest.approx(1.0) and cpu.loo_max_rel_error < 1e-6
+    far = Workload("siren_txy", 50_000, 1e10)  # 10x the largest fitted work: a noiseless law still holds there
+    lo, hi = cpu.predict_range(far)
+    assert lo == pytest.approx(hi, rel=1e-6) and lo == pytest.approx(cpu.predict(far), rel=1e-6)
     with pytest.raises(ConfigError, match="several devices"):
         model.device(None)
     with pytest.raises(ConfigError, match="no fitted runs on device 'tpu'"):
@@ -69,6 +72,18 @@ def test_fewer_runs_fewer_terms_and_no_loo():
     assert terms_for(1) == ("W",) and terms_for(3) == ("W", "1") and len(terms_for(4)) == 3
     f = fit(_samples(0.5, 2.0, 1.5, n=3)).device(None)
     assert f.terms == ("W", "1") and f.loo is None and "no leave-one-out" in f.quality()
+    assert f.predict_range(Workload("siren_txy", 100, 1e6)) is None
+
+
+def test_leave_one_out_fits_bracket_the_prediction_of_a_noisy_law():
+    f = fit(_samples(0.5, 2.0, 1.5, n=12, noise=0.1)).device("cpu")
+    near, far = Workload("siren_txy", 2000, 5e7), Workload("siren_txy", 50_000, 1e10)  # inside / 500x beyond
+    spread = {}
+    for name, w in (("near", near), ("far", far)):
+        lo, hi = f.predict_range(w)
+        assert lo <= f.predict(w) <= hi
+        spread[name] = (hi - lo) / f.predict(w)
+    assert spread["far"] > spread["near"]  # far outside the fitted range a prediction hangs more on single runs
 
 
 def test_noisy_law_loo_error_is_reported_honestly():
@@ -123,7 +138,9 @@ def test_predict_time_cli(capsys):
     dev = fit_studies([FIXTURE]).device(None)
     shape = DataShape(100, 900, 1, {"object": [100] * 9, "material": [300] * 3})  # discs_small, Jp
     assert w.steps == 400 and w.flops_per_step == step_flops("lagrangian", cfg["model"], cfg["train"], shape)
+    lo, hi = dev.predict_range(w)
     assert f"predicted training_time: {dev.predict(w):.1f} s on cpu" in out
+    assert f"; leave-one-out fits: {lo:.1f}-{hi:.1f} s" in out
     # the presets' Gram-form steps, the path the recorded study took: no caveat
     assert w.path == "gram" and dev.paths == ("gram",) and "step path" not in out
     assert "leave-one-out median error" in out and "tests/fixtures/study_tiny" in out
