@@ -64,7 +64,7 @@ from agent.runner import (
     read_json,
     round_alive,
 )
-from agent.state import NodeState, StudyState, data_change, fold
+from agent.state import NodeState, StudyState, data_changes, fold
 from agent.stats import best_node, block_stats, principles
 from agent.trainconf import ComposeError, compose_train, has_key, value
 from agent.tree import scores
@@ -711,7 +711,7 @@ class Explorer:
                  f"{n.mutation if n else ''}): {res.status}"
                  + (f" R²={r2:.6f}" if r2 is not None else f" ({res.error})" if res.error else "")
                  + (f" in {t:.1f} s" if isinstance(t, (int, float)) else ""))
-        change = data_change(st, n) if n is not None else None
+        change = data_changes(st).get(res.node_id)
         if change:
             self.out(f"  warning: {change}")
 

@@ -36,7 +36,7 @@ from agent.codemod.history import CodeHistory, code_history, log_fields, short
 from agent.instructions import render_versions
 from agent.journal import Journal
 from agent.overrides import as_dict
-from agent.state import BlockState, NodeState, StudyState, data_change, fold
+from agent.state import BlockState, NodeState, StudyState, data_changes, fold
 from agent.stats import block_stats, effects, fmt_num, grade
 from agent.tree import format_r2, format_scores, scores
 
@@ -171,7 +171,7 @@ def code_block(st: StudyState, n: NodeState, code: CodeHistory) -> list[str]:
 
 
 def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | None, *, full: bool = True,
-              code: CodeHistory | None = None) -> str:
+              code: CodeHistory | None = None, data_warnings: dict[int, str] | None = None) -> str:
     blk = st.block(n.block)
     m = n.metrics
     ov = as_dict(n.overrides)
@@ -194,7 +194,7 @@ def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | Non
     lines.append(f"Field: field_name={m.get('field') or ov.get('field') or (blk.field if blk else '?')}, "
                  f"inr_type={_inr(st, n, blk)}, n_training_frames="
                  f"{m.get('n_training_frames') or ov.get('data.n_training_frames') or '?'}")
-    change = data_change(st, n)
+    change = (data_changes(st) if data_warnings is None else data_warnings).get(n.node_id)
     if change:
         lines.append(f"Data warning: {change}")
     lines.append(f"Mutation: {n.mutation or 'none'}")
@@ -236,6 +236,7 @@ def analysis_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None)
     if code.base is not None:
         out += [f"Code modifications: {code.base_line()}", ""]
     nxt = _next_parents(st)
+    warnings = data_changes(st)
     for blk in st.blocks:
         out += [(f"# Block {blk.block}: field={blk.field}, n_training_frames={blk.n_training_frames}, "
                 f"ucb_c={blk.ucb_c:g}"), "",
@@ -255,7 +256,7 @@ def analysis_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None)
                     out.append(f"Smoke test log: {_rel(st_dir, str(note.event['log']))}")
                 out.append("")
             elif n.finished:
-                out += [log_entry(st_dir, st, n, nxt.get(n.node_id), code=code), ""]
+                out += [log_entry(st_dir, st, n, nxt.get(n.node_id), code=code, data_warnings=warnings), ""]
             else:
                 out += [f"## Iter {n.iteration}: {n.status}",
                         f"Node: id={n.node_id}, parent={'root' if n.parent_id is None else n.parent_id}",
@@ -406,7 +407,9 @@ def memory_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None) -
     out += ["", "### Hypothesis", "", blk.hypothesis or "-", "", "### Iterations This Block", ""]
     obs = emerging_observations(st, blk, code, ev)
     nxt = _next_parents(st)
-    entries = [log_entry(st_dir, st, n, nxt.get(n.node_id), full=False, code=code) for n in done]
+    warnings = data_changes(st)
+    entries = [log_entry(st_dir, st, n, nxt.get(n.node_id), full=False, code=code, data_warnings=warnings)
+               for n in done]
     budget = MEMORY_MAX_LINES - len(out) - len(obs) - 6
     kept: list[str] = []
     for e in reversed(entries):  # newest first until the line budget is used, then note the omission

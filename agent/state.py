@@ -18,6 +18,7 @@ same recovery cannot change history.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,21 +109,29 @@ def data_identity(metrics: dict[str, Any]) -> tuple[str | None, str | None]:
     return name, fp if isinstance(fp, str) and fp else None
 
 
-def data_change(st: StudyState, n: NodeState) -> str | None:
-    """One line when run `n` trained on other bytes than the study's earlier runs under the same dataset name (the
-    dataset was made again mid-study, e.g. on another node's GPU: the discs collide chaotically, so it is another
-    trajectory); None otherwise."""
-    name, fp = n.data_identity
-    if fp is None or n.t_finished is None:
-        return None
-    # runs that finished before this one (not later ones: a rendered entry never changes as the journal grows)
-    before = sorted({o_fp for o in st.nodes.values() if o.t_finished is not None and o.t_finished < n.t_finished
-                     for o_name, o_fp in [o.data_identity] if o_name == name and o_fp and o_fp != fp})
-    if not before:
-        return None
-    return (f"node {n.node_id} trained on {name} with fingerprint {fp[:16]}, earlier runs on "
-            f"{', '.join(f[:16] for f in before)}: the dataset was made again (another simulator version, torch "
-            f"build or device), so R² across them are not comparable")
+def data_changes(st: StudyState) -> dict[int, str]:
+    """node id -> one line, for the first run on each new trajectory: other bytes than the runs under the same dataset
+    name that finished before it (the dataset was made again mid-study, e.g. on another node's GPU: the discs collide
+    chaotically, so it is another trajectory). Later runs never change a node's line, so rendered entries stay
+    as they were when the journal grows. One pass over the runs in the order they finished."""
+    done = sorted((n for n in st.nodes.values() if n.t_finished is not None), key=lambda n: n.t_finished)
+    seen: dict[str | None, set[str]] = {}
+    out: dict[int, str] = {}
+    for _, group in itertools.groupby(done, key=lambda n: n.t_finished):
+        same_time = list(group)  # runs finished at the same instant do not count as earlier for each other
+        for n in same_time:
+            name, fp = n.data_identity
+            known = seen.get(name, set())
+            before = sorted(known) if fp and fp not in known else []  # the first run on each new trajectory
+            if before:
+                out[n.node_id] = (f"node {n.node_id} trained on {name} with fingerprint {fp[:16]}, earlier runs on "
+                                  f"{', '.join(f[:16] for f in before)}: the dataset was made again (another "
+                                  f"simulator version, torch build or device), so R² across them are not comparable")
+        for n in same_time:
+            name, fp = n.data_identity
+            if fp:
+                seen.setdefault(name, set()).add(fp)
+    return out
 
 
 @dataclass

@@ -275,9 +275,10 @@ def test_a_run_on_other_bytes_under_the_same_dataset_name_gets_a_data_warning(tm
     before = analysis_text(s.dir, s.state())
     s.add(1, {"optimizer.lr": 2e-4}, r2=0.997, metrics=data(b))
     s.add(1, {"optimizer.lr": 3e-4}, r2=0.996)  # recorded no fingerprint: nothing to compare
+    s.add(1, {"optimizer.lr": 4e-4}, r2=0.996, metrics=data(b))  # b again: said once, at its first run
     text = analysis_text(s.dir, s.state())
     assert text.startswith(before[:before.index("## Iter 2:")]) and "Data warning" not in before
-    entries = {k: text[text.index(f"## Iter {k}:"):] for k in (3, 4)}
+    entries = {k: text[text.index(f"## Iter {k}:"):] for k in (3, 4, 5)}
     assert (f"Data warning: node 3 trained on discs_3types_seed0 with fingerprint {b[:16]}, earlier runs on "
             f"{a[:16]}: the dataset was made again") in entries[3]
     assert entries[3].count("Data warning") == 1 and "Data warning" not in entries[4]
