@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -97,11 +96,11 @@ def _provenance(dataset_path: Path) -> dict[str, Any]:
     """How the dataset was made, and which bytes it holds. The discs collide chaotically, so a rounding-level
     change anywhere in the simulator, the torch build or the device gives a different trajectory by mid-run: a
     result is reproducible from a dataset with the same fingerprint, not from its seed alone."""
-    meta = json.loads((dataset_path / "meta.json").read_text())
-    out = {key: meta.get(key) for key in ("generator_version", "seed", "device", "torch_version", "created")}
-    fingerprint = meta.get("fingerprint")  # None for datasets made before fingerprints
-    out["fingerprint"] = fingerprint.get("sha256") if isinstance(fingerprint, dict) else None
-    return out
+    from mpm_inr.data.dataset import open_dataset, recorded_fingerprint
+
+    ds = open_dataset(dataset_path)
+    out = {key: ds.meta.get(key) for key in ("generator_version", "seed", "device", "torch_version", "created")}
+    return {**out, "fingerprint": recorded_fingerprint(ds)}  # None for datasets made before fingerprints
 
 
 def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
