@@ -149,13 +149,14 @@ def test_host_syncs_do_not_grow_with_steps(monkeypatch, steps_per_call, recipe):
 @pytest.mark.parametrize("recipe", ["points", "presets"])
 def test_cuda_syncs_per_call_do_not_grow_with_steps(monkeypatch, recipe):
     """On a GPU, the driver's own count: CUDA's sync debug mode warns at every synchronising operation (library
-    calls included, which the CPU test above cannot see). A call of 40 steps syncs no more than a call of 5."""
+    calls included, which the CPU test above cannot see). A call of 40 steps syncs no more often than a call of 5.
+
+    Each module makes one uncounted call first, also in warn mode: it takes CUDA's one-off lazy set-up and any
+    warning that is issued once per process. On an H100 (torch 2.11) a first call without it counted
+    {5 steps: 2, 40 steps: 1}; per-step syncs would count at least 5 and 40."""
     import warnings
 
-    syncs = {}
-    for steps_per_call in (5, 40):
-        m = _recipe_module(recipe, steps_per_call).to("cuda")
-        _call_outside_lightning(m, monkeypatch)
+    def syncs_in_one_call(m: INRModule) -> int:
         torch.cuda.synchronize()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -164,9 +165,16 @@ def test_cuda_syncs_per_call_do_not_grow_with_steps(monkeypatch, recipe):
                 m.training_step(None, 0)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
-        assert m.steps_done == steps_per_call
-        syncs[steps_per_call] = sum("synchroniz" in str(w.message) for w in caught)
-    assert syncs[40] == syncs[5] <= 2, syncs
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    syncs = {}
+    for steps_per_call in (5, 40):
+        m = _recipe_module(recipe, steps_per_call).to("cuda")
+        _call_outside_lightning(m, monkeypatch)
+        syncs_in_one_call(m)
+        syncs[steps_per_call] = syncs_in_one_call(m)
+        assert m.steps_done == 2 * steps_per_call
+    assert syncs[40] <= syncs[5] <= 2, syncs
 
 
 def test_held_out_frames_are_never_sampled():
