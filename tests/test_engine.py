@@ -177,6 +177,23 @@ def test_cuda_syncs_per_call_do_not_grow_with_steps(monkeypatch, recipe):
     assert syncs[40] <= syncs[5] <= 2, syncs
 
 
+def test_training_time_counts_the_set_up_of_the_targets(monkeypatch):
+    """The Gram factor of the targets is computed once before the first step; it is part of the method's cost."""
+    import time
+
+    m = _recipe_module("presets", 5)
+    original = type(m.inr).loss_targets
+
+    def slow_loss_targets(self, network, packed):
+        time.sleep(0.3)
+        return original(self, network, packed)
+
+    monkeypatch.setattr(type(m.inr), "loss_targets", slow_loss_targets)
+    _call_outside_lightning(m, monkeypatch)
+    m.training_step(None, 0)
+    assert m.train_seconds >= 0.3
+
+
 def test_held_out_frames_are_never_sampled():
     from mpm_inr.data.window import holdout_mask
     from mpm_inr.training.sampler import PointSampler

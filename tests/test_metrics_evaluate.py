@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from mpm_inr.metrics import (
     METRIC_KEYS,
@@ -18,6 +19,7 @@ from mpm_inr.metrics import (
     slope_intercept,
     ssim_per_component,
 )
+from mpm_inr.metrics._arrays import frame_chunks
 
 # docs/contracts.md, Contract 2: the metric keys computed from (gt, pred, positions, n_params)
 CONTRACT_KEYS = {
@@ -71,3 +73,42 @@ def test_undefined_scores_are_nan() -> None:
     assert math.isnan(metrics["r2_per_component"][1]) and math.isnan(metrics["ssim"][1])
     assert metrics["final_r2"] == 1.0 and metrics["r2_min_component"] == 1.0
     assert metrics["ssim_mean"] == 1.0  # the mean skips the undefined component
+
+
+def _kinograph_r2_by_hand(gt: np.ndarray, pred: np.ndarray) -> float:
+    g, p = gt.astype(np.float64), pred.astype(np.float64)
+    ss_tot = ((g - g.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    ss_res = ((p - g) ** 2).sum(axis=1)
+    return float(np.mean(1.0 - ss_res / ss_tot, axis=0).mean())
+
+
+def test_a_window_of_several_chunks_gives_the_same_metrics() -> None:
+    """evaluate_all sums a few whole frames at a time in float64; many chunks must give the one-pass numbers."""
+    gt, pred, positions = window(90, 1500)  # 540 000 values: three CPU chunks
+    chunks = list(frame_chunks(gt, pred))
+    assert [g.shape[0] for g, _ in chunks] == [43, 43, 4] and chunks[0][0].dtype == torch.float64
+    metrics = evaluate_all(gt, pred, positions, n_params=1000)
+    assert metrics["final_r2"] == pytest.approx(r2_score(gt, pred), rel=1e-12)
+    assert metrics["r2_per_component"] == pytest.approx(r2_per_component(gt, pred), rel=1e-12)
+    assert metrics["pearson_r2"] == pytest.approx(pearson_r2(gt, pred), rel=1e-12)
+    assert (metrics["slope"], metrics["intercept"]) == pytest.approx(slope_intercept(gt, pred), rel=1e-12)
+    assert metrics["kinograph_r2"] == pytest.approx(_kinograph_r2_by_hand(gt, pred), rel=1e-12)
+
+
+def test_a_non_finite_prediction_is_never_averaged_away() -> None:
+    gt, pred, positions = window(12, 300)
+    pred[3, 7, 2] = np.nan
+    metrics = evaluate_all(gt, pred, positions, n_params=10)
+    for key in ("final_r2", "final_mse", "pearson_r2", "slope", "kinograph_r2"):
+        assert math.isnan(metrics[key]), key
+    pred[3, 7, 2] = np.inf
+    metrics = evaluate_all(gt, pred, positions, n_params=10)
+    assert metrics["final_r2"] == -math.inf and metrics["kinograph_r2"] == -math.inf
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_evaluation_gives_the_cpu_numbers() -> None:
+    gt, pred, positions = window(90, 1500)
+    on_cpu, on_gpu = (evaluate_all(gt, pred, positions, n_params=1000, device=d) for d in ("cpu", "cuda"))
+    for key in ("final_r2", "final_mse", "pearson_r2", "slope", "intercept", "kinograph_r2", "kinograph_ssim"):
+        assert on_gpu[key] == pytest.approx(on_cpu[key], rel=1e-10), key

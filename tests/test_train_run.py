@@ -26,7 +26,7 @@ CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_tra
                  "slope", "intercept", "total_params", "n_values", "compression_ratio", "training_time", "wall_time",
                  "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
                  "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "flops_per_step", "overrides",
-                 "config", "study", "wandb_run_id", "dataset_provenance"}
+                 "config", "study", "wandb_run_id", "dataset_provenance", "timings"}
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -71,6 +71,11 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
     assert on_disk["flops_per_step"] == pytest.approx(step_flops("lagrangian", dict(cfg["model"]),
                                                                  dict(cfg["train"]), shape))
     assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_size > 0
+    phases = on_disk["timings"]  # where the time went: every phase, together within the run's wall time
+    assert set(phases) == {"dataset", "window", "fit", "evaluation", "svd", "outputs"}
+    assert all(v >= 0 for v in phases.values()) and sum(phases.values()) <= on_disk["wall_time"]
+    assert on_disk["training_time"] <= phases["fit"] and phases["outputs"] > 0  # the plot and checkpoint were made
+    assert f"wall_time: {on_disk['wall_time']:.6g}" in log
 
 
 def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
@@ -111,6 +116,7 @@ def test_divergence_single_run_and_multirun(tiny_train_overrides, tmp_path):
     assert r.returncode == 1
     m = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert m["status"] == "diverged" and m["diverged_step"] == 13
+    assert set(m["timings"]) == {"dataset", "window", "fit"}  # how far it got: no evaluation of a diverged run
     sweep = tmp_path / "sweep"
     r = _train_cli(["--multirun"] + tiny_train_overrides + ["+debug.inject_nonfinite_step=13,null",
                                                             f"hydra.sweep.dir={sweep}"], tmp_path)
@@ -146,6 +152,7 @@ def test_multirun_with_offline_wandb_leaves_finished_runs(tiny_train_overrides, 
         fingerprint = metrics["dataset_provenance"]["fingerprint"]  # which bytes: a key dashboards can group by
         assert run.summary["dataset_fingerprint"] == fingerprint and run.config["data.fingerprint"] == fingerprint[:16]
         assert "test" in run.tags and any("r2_estimate" in row for row in run.history)
+        assert run.summary["time_evaluation"] == pytest.approx(metrics["timings"]["evaluation"])
         seen[metrics["field"]] = run.summary["final_r2"]
     assert set(seen) == {"Jp", "F"}
 

@@ -89,3 +89,13 @@ def test_bad_arguments() -> None:
         field_figure(gt, pred, positions, [1.0], {}, component_names=["a"])
     with pytest.raises(ValueError, match="SSIM"):
         field_figure(gt, pred, positions, [1.0], {}, ssim=[1.0])
+
+
+def test_a_given_fit_is_drawn_as_given() -> None:
+    """A run passes the R², slope and intercept its metrics already hold, so the plot does not recompute them."""
+    gt, pred, positions = particle_window(12, 600, 4)
+    figure = field_figure(gt, pred, positions, [1.0], {}, field_name="F", fit=(0.5, 2.0, 0.25))
+    titles = [ax.get_title() for ax in figure.axes]
+    assert "pred vs GT: R² 0.500000, slope 2.0000" in titles
+    legends = " ".join(t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts())
+    assert "fit: slope 2.0000" in legends

@@ -16,9 +16,15 @@ import warnings
 from typing import Any
 
 import numpy as np
+import torch
 from skimage.metrics import structural_similarity
 
-from mpm_inr.metrics._arrays import as_field_pair, frame_positions, middle_frame
+from mpm_inr.metrics._arrays import (
+    as_field_pair,
+    frame_chunks,
+    frame_positions,
+    middle_frame,
+)
 
 SSIM_SIGMA = 1.5
 SSIM_MAX_WINDOW = 11  # 2 * int(3.5 * sigma + 0.5) + 1, the Gaussian filter's extent in scikit-image
@@ -92,8 +98,6 @@ def ssim_interior_torch(gt_image: Any, pred_image: Any, data_range: float, devic
     the interior of its filtered images. A 9000 x 1000 kinograph takes 5 s per component in scikit-image on one
     CPU thread and milliseconds on a GPU (and is slower than scikit-image with torch on a CPU, so use a GPU).
     """
-    import torch
-
     a = torch.as_tensor(np.asarray(gt_image), dtype=torch.float64, device=device)
     b = torch.as_tensor(np.asarray(pred_image), dtype=torch.float64, device=device)
     radius = int(3.5 * SSIM_SIGMA + 0.5)
@@ -146,7 +150,7 @@ def ssim_per_component(gt: Any, pred: Any, positions: Any, grid: int = 64) -> li
     """
     if grid < MIN_GRID:
         raise ValueError(f"grid must be at least {MIN_GRID} cells for an {SSIM_MAX_WINDOW}-pixel SSIM window, got {grid}")
-    gt_values, pred_values = as_field_pair(gt, pred)
+    gt_values, pred_values = as_field_pair(gt, pred, float64=False)  # grid_particles upcasts the one frame it reads
     n_frames, n_particles, _ = gt_values.shape
     frame = middle_frame(n_frames)
     frame_xy = frame_positions(positions, n_frames, n_particles)
@@ -168,15 +172,28 @@ def kinograph_r2(gt: Any, pred: Any) -> float:
     mean, which isolates spatial fidelity from the temporal trend. Frames where all particles share one value
     are undefined and skipped (the reference scored them 0). No slope correction.
     """
-    gt_values, pred_values = as_field_pair(gt, pred)
-    centred = gt_values - gt_values.mean(axis=1, keepdims=True)
-    ss_tot = np.einsum("tnc,tnc->tc", centred, centred)
-    residual = pred_values - gt_values
-    ss_res = np.einsum("tnc,tnc->tc", residual, residual)
-    defined = gt_values.max(axis=1) != gt_values.min(axis=1)
+    gt_values, pred_values = as_field_pair(gt, pred, float64=False)
+    sums = [kinograph_frame_sums(g, p) for g, p in frame_chunks(gt_values, pred_values)]
+    return kinograph_r2_from_sums(torch.cat(sums, dim=1).cpu().numpy())
+
+
+def kinograph_frame_sums(gt: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """(3, t, C): per frame and component, SS_res and SS_tot across particles, and 1 where the frame's ground
+    truth is not constant, for float64 chunks of whole frames (t, N, C)."""
+    centred = gt - gt.mean(dim=1, keepdim=True)
+    residual = pred - gt
+    defined = gt.amax(dim=1) != gt.amin(dim=1)
+    return torch.stack([(residual * residual).sum(dim=1), (centred * centred).sum(dim=1), defined.to(gt.dtype)])
+
+
+def kinograph_r2_from_sums(sums: np.ndarray) -> float:
+    """The kinograph R² from `kinograph_frame_sums` of every frame, concatenated along frames: (3, T, C)."""
+    ss_res, ss_tot, defined = sums[0], sums[1], sums[2] > 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        per_frame = np.where(defined, 1.0 - ss_res / np.where(defined, ss_tot, 1.0), np.nan)
-    return nanmean([nanmean(per_frame[:, c]) for c in range(per_frame.shape[1])])
+        per_frame = 1.0 - ss_res / np.where(defined, ss_tot, 1.0)
+    # Undefined frames (and components without a defined frame) are left out; a non-finite prediction is not.
+    per_component = [per_frame[defined[:, c], c].mean() for c in range(per_frame.shape[1]) if defined[:, c].any()]
+    return float(np.mean(per_component)) if per_component else float("nan")
 
 
 def kinograph_ssim(gt: Any, pred: Any, device: str = "cpu", use_torch: bool | None = None) -> float:
@@ -184,7 +201,7 @@ def kinograph_ssim(gt: Any, pred: Any, device: str = "cpu", use_torch: bool | No
 
     On a GPU (or with use_torch=True) the same score is computed with torch on `device` (`ssim_interior_torch`);
     on a CPU scikit-image is faster."""
-    gt_values, pred_values = as_field_pair(gt, pred)
+    gt_values, pred_values = as_field_pair(gt, pred, float64=False)  # each image is upcast on its own
     use_torch = not device.startswith("cpu") if use_torch is None else use_torch
     scores = []
     for c in range(gt_values.shape[2]):
@@ -192,6 +209,6 @@ def kinograph_ssim(gt: Any, pred: Any, device: str = "cpu", use_torch: bool | No
         if not use_torch:
             scores.append(ssim_image(gt_image, pred_image))
         else:
-            data_range = float(np.ptp(gt_image))
+            data_range = float(gt_image.max()) - float(gt_image.min())  # in float64, as ssim_image takes it
             scores.append(ssim_interior_torch(gt_image, pred_image, data_range, device))
     return nanmean(scores)

@@ -37,11 +37,14 @@ def finish_logger(logger, summary: Mapping[str, Any], image_path: str | None) ->
         return None
     from pytorch_lightning.loggers import WandbLogger
 
+    # The phases done so far (all but the outputs, which include this call) as scalars a dashboard can plot.
+    phases = {f"time_{k}": v for k, v in (summary.get("timings") or {}).items()}
     if isinstance(logger, WandbLogger):
         import wandb
 
         run = logger.experiment
         run.summary.update({k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool, list))})
+        run.summary.update(phases)
         provenance = summary.get("dataset_provenance")
         fingerprint = provenance.get("fingerprint") if isinstance(provenance, Mapping) else None
         if fingerprint:  # which bytes the run saw, as a config key so dashboards can group and filter by it
@@ -52,6 +55,7 @@ def finish_logger(logger, summary: Mapping[str, Any], image_path: str | None) ->
         run_id = run.id
         run.finish()
         return run_id
-    logger.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    scalars = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    logger.log_metrics({**scalars, **phases})
     logger.finalize("success")
     return None

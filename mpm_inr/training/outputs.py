@@ -36,7 +36,7 @@ def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
 
 ANALYSIS_KEYS = ("status", "field_name", "inr_type", "final_r2", "r2_min_component", "final_mse", "pearson_r2",
                  "slope", "intercept", "total_params", "compression_ratio", "svd_r2_same_params", "training_time",
-                 "training_time_min", "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim",
+                 "training_time_min", "wall_time", "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim",
                  "holdout_r2", "n_training_frames", "device")
 
 
@@ -65,10 +65,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
             ("svd_rank_for_target", "SVD rank for 0.995"),
             ("final_mse", "MSE (orig. units)"), ("total_params", "params"), ("training_time", "training time [s]"),
             ("steps", "steps"), ("steps_per_s", "steps/s")]
-    width = max(len(label) for _, label in keys)
-    out = []
-    for key, label in keys:
-        if metrics.get(key) is None:
-            continue
-        out.append(f"  {label:<{width}}  {_fmt(metrics[key])}")
-    return "\n".join(out)
+    rows = [(label, _fmt(metrics[key])) for key, label in keys if metrics.get(key) is not None]
+    if metrics.get("timings"):  # where the run's time went besides the training loop
+        rows.append(("time by phase [s]", " · ".join(f"{k} {v:.2f}" for k, v in metrics["timings"].items())))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"  {label:<{width}}  {value}" for label, value in rows)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,26 @@ log = logging.getLogger(__name__)
 # Keys of the resolved config recorded in metrics.json / W&B as the run's identity.
 SUMMARY_PREFIXES = ("model.", "optimizer.", "scheduler.", "data.", "train.", "field.name", "scenario.name", "seed",
                     "study.")
+
+
+class PhaseClock:
+    """Wall seconds of each phase of a run (metrics.json `timings`): where a run's time goes besides the
+    optimisation loop that `training_time` measures. On CUDA a phase ends with a device sync, so the kernels it
+    queued are charged to it rather than to the next phase; these syncs sit between phases, never in the loop."""
+
+    def __init__(self) -> None:
+        self.device = "cpu"
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -61,20 +82,23 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
+    clock = PhaseClock()
     flat = {k: v for k, v in flatten(cfg).items() if k.startswith(SUMMARY_PREFIXES)}
     base: dict[str, Any] = {
         "status": "failed", "error": None, "diverged_step": None, "field": cfg["field"]["name"],
         "inr_type": cfg["model"]["name"], "n_training_frames": cfg["data"]["n_training_frames"],
         "overrides": list(overrides or []), "config": flat, "study": dict(cfg.get("study") or {}),
         "torch_version": torch.__version__, "wandb_run_id": None,
+        "timings": clock.seconds,  # filled as phases end, so a failed run still says how far it got
     }
     try:
         validate_train_config(cfg)
-        device = resolve_device(cfg["trainer"])
+        device = clock.device = resolve_device(cfg["trainer"])
         base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-        dataset_path = _dataset(cfg, device, progress)
-        base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
-        metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, progress)
+        with clock.phase("dataset"):
+            dataset_path = _dataset(cfg, device, progress)
+            base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
+        metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress)
     except Diverged as err:
         metrics = {**base, "status": "diverged", "diverged_step": err.step, "error": str(err)}
     except UserError as err:
@@ -118,9 +142,34 @@ def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
 
 
 def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat: dict, base: dict,
-                      progress: bool) -> dict[str, Any]:
-    from mpm_inr.metrics import evaluate_all, svd_baseline, svd_holdout
+                      clock: PhaseClock, progress: bool) -> dict[str, Any]:
+    with clock.phase("window"):
+        dm, window, module = _build(cfg, dataset_path, device)
+    run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
+    logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
+    with clock.phase("fit"):
+        trainer = _fit(cfg["train"], module, dm, device, logger, progress)
+    metrics = _evaluate(module, window, clock)
+    metrics.update(base)
+    metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
+                   steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
+                   r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
+    with clock.phase("outputs"):
+        if cfg["outputs"].get("checkpoint", True):
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+        if cfg["outputs"].get("save_predictions", False):
+            save_predictions(run_dir, module)
+        image = None
+        if cfg["outputs"].get("plot", True):
+            image = str(_plot(run_dir, module, window, metrics, list(cfg["field"]["components"])))
+        metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
+    print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
+    return metrics
 
+
+def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule, FieldWindow, INRModule]:
+    """The data module, its window, and the LightningModule around a fresh network."""
     data, train, model_cfg = cfg["data"], cfg["train"], dict(cfg["model"])
     pl.seed_everything(cfg.get("seed", 0), workers=False, verbose=False)
     dm = FieldWindowDataModule(dataset_path, cfg["field"]["name"], data["n_training_frames"],
@@ -149,8 +198,12 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
     module = INRModule(network, inr, source, targets, torch.from_numpy(window.train_frames), settings,
                        dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult)
-    run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
-    logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
+    return dm, window, module
+
+
+def _fit(train: Mapping[str, Any], module: INRModule, dm: FieldWindowDataModule, device: str, logger,
+         progress: bool) -> pl.Trainer:
+    """trainer.fit; a diverged run finishes its logger and raises Diverged."""
     trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=1, logger=logger or False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, log_every_n_steps=1,
@@ -163,22 +216,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         if logger is not None:
             finish_logger(logger, {"status": "diverged", "diverged_step": module.diverged_step}, None)
         raise
-    metrics = _evaluate(module, window, evaluate_all, svd_baseline, svd_holdout)
-    metrics.update(base)
-    metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
-                   steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
-                   r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
-    if cfg["outputs"].get("checkpoint", True):
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
-    if cfg["outputs"].get("save_predictions", False):
-        save_predictions(run_dir, module)
-    image = None
-    if cfg["outputs"].get("plot", True):
-        image = str(_plot(run_dir, module, window, metrics, list(cfg["field"]["components"])))
-    metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
-    print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
-    return metrics
+    return trainer
 
 
 def _step_flops(cfg, window: FieldWindow) -> float | None:
@@ -200,33 +238,35 @@ def _configure_precision(tf32: Any, device: str, inr) -> None:
     torch.backends.cudnn.allow_tf32 = enable
 
 
-def _evaluate(module: INRModule, window: FieldWindow, evaluate_all, svd_baseline, svd_holdout) -> dict[str, Any]:
+def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
-    module.eval()
-    all_frames = torch.arange(window.n_frames)
-    pred = window.denormalize(module.predict_frames(all_frames)).float().cpu().numpy()
-    module.prediction = pred
+    from mpm_inr.metrics import evaluate_all, svd_baseline, svd_holdout
+
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = sum(p.numel() for p in module.network.parameters())
     device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
-    metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params,
-                           device=device)
-    svd = svd_baseline(window.values[train_idx], normalize=True, device=device)
-    metrics["svd"] = {**svd.as_metrics(0.995, n_params),
-                      "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}, "time_s": svd.time_s}
-    metrics["svd_rank_for_target"] = svd.rank_for(0.995)
-    metrics["svd_r2_same_params"] = (metrics["svd"]["same_params"] or {}).get("r2")
-    metrics["holdout_frames"] = [int(i) for i in test_idx]
-    if len(test_idx):
-        held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params,
-                            device=device)
-        metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
-        # SVD gets a fair chance on held-out frames too: its temporal coefficients interpolated in t.
-        metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method,
-                                                 device=device).as_metrics() for method in ("linear", "cubic")]
-    else:
+    with clock.phase("evaluation"):
+        module.eval()
+        pred = window.denormalize(module.predict_frames(torch.arange(window.n_frames))).float().cpu().numpy()
+        module.prediction = pred
+        metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params,
+                               device=device)
+        metrics["holdout_frames"] = [int(i) for i in test_idx]
         metrics["holdout_r2"] = metrics["holdout_mse"] = None
-    metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+        if len(test_idx):
+            held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params,
+                                device=device)
+            metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
+        metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+    with clock.phase("svd"):
+        svd = svd_baseline(window.values[train_idx], normalize=True, device=device)
+        metrics["svd"] = {**svd.as_metrics(0.995, n_params),
+                          "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}, "time_s": svd.time_s}
+        metrics["svd_rank_for_target"] = svd.rank_for(0.995)
+        metrics["svd_r2_same_params"] = (metrics["svd"]["same_params"] or {}).get("r2")
+        if len(test_idx):  # SVD gets a fair chance on held-out frames too: its temporal coefficients interpolated in t
+            metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method,
+                                                     device=device).as_metrics() for method in ("linear", "cubic")]
     return metrics
 
 
@@ -238,8 +278,8 @@ def _plot(run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict, 
     info = {k: metrics.get(k) for k in ("field", "inr_type", "final_r2", "r2_min_component", "slope",
                                          "compression_ratio", "total_params", "training_time", "steps", "holdout_r2")}
     plot_field(path, window.values[train_idx], module.prediction[train_idx], window.positions[train_idx],
-               module.loss_curve(), info, components, metrics.get("ssim") or [],
-               window.field)
+               module.loss_curve(), info, components, metrics.get("ssim") or [], window.field,
+               fit=(metrics["final_r2"], metrics["slope"], metrics["intercept"]))
     return path
 
 

@@ -126,12 +126,16 @@ def plot_info(ax: Axes, lines: Sequence[str]) -> None:
 
 
 def plot_scatter(
-    ax: Axes, gt: np.ndarray, pred: np.ndarray, max_points: int = 20_000, seed: int = 0
+    ax: Axes, gt: np.ndarray, pred: np.ndarray, max_points: int = 20_000, seed: int = 0,
+    fit: tuple[float, float, float] | None = None,
 ) -> tuple[float, float, float]:
     """Prediction against GT for a subsample of all values (drawing only), with y = x and the fitted line from
-    `slope_intercept` on *all* values (common slope, mean intercept). Returns (r2, slope, intercept)."""
-    r2 = r2_score(gt, pred)
-    slope, intercept = slope_intercept(gt, pred)
+    `slope_intercept` on *all* values (common slope, mean intercept). Returns (r2, slope, intercept).
+
+    fit: (R², slope, intercept) already computed on all values (a run's metrics), so they are not computed twice."""
+    if fit is None:
+        fit = (r2_score(gt, pred), *slope_intercept(gt, pred))
+    r2, slope, intercept = fit
     x = gt.reshape(-1)
     y = pred.reshape(-1)
     if x.size > max_points:
@@ -205,9 +209,10 @@ def field_figure(
     field_name: str = "field",
     n_traces: int = 10,
     max_scatter_points: int = 20_000,
+    fit: tuple[float, float, float] | None = None,
 ) -> Figure:
     """Build the field figure (see `plot_field` for the arguments) on its own Agg canvas, without saving it."""
-    gt_values, pred_values = as_field_pair(gt, pred)
+    gt_values, pred_values = as_field_pair(gt, pred, float64=False)  # a float64 copy of the window costs more than a panel
     n_frames, n_particles, n_components = gt_values.shape
     names = list(component_names) if component_names else default_component_names(field_name, n_components)
     if len(names) != n_components:
@@ -227,7 +232,7 @@ def field_figure(
     figure.subplots_adjust(left=0.05, right=0.93, bottom=0.06, top=0.95, wspace=wspace, hspace=0.3)
 
     plot_loss(axes[0, 0], loss_history)
-    most_dynamic = int(np.argmax(gt_values.var(axis=0).mean(axis=0)))
+    most_dynamic = int(np.argmax(gt_values.var(axis=0, dtype=np.float64).mean(axis=0)))
     plot_traces(
         axes[0, 1], gt_values[:, :, most_dynamic], pred_values[:, :, most_dynamic],
         trace_particles(n_particles, n_traces),
@@ -238,7 +243,7 @@ def field_figure(
     info_lines.append(f"frames × particles × components: {n_frames} × {n_particles} × {n_components}")
     plot_info(axes[0, 2], info_lines)
     scatter_ax = axes[1, 2] if n_components == 1 else axes[0, 3]
-    plot_scatter(scatter_ax, gt_values, pred_values, max_points=max_scatter_points)
+    plot_scatter(scatter_ax, gt_values, pred_values, max_points=max_scatter_points, fit=fit)
     used = [axes[0, 0], axes[0, 1], axes[0, 2], scatter_ax]
 
     for component, name in enumerate(names):
@@ -275,6 +280,7 @@ def plot_field(
     n_traces: int = 10,
     max_scatter_points: int = 20_000,
     dpi: int = 80,
+    fit: tuple[float, float, float] | None = None,
 ) -> Path:
     """Write the run's field figure to `path` (PNG) and return the path.
 
@@ -282,10 +288,11 @@ def plot_field(
     loss_history: losses, or (step, loss) pairs; info: key → value lines for the info panel (inr_type, R²,
     slope, compression, time, params, ...); component_names: panel labels such as "F00" (conf/field's
     `components`; default from field_name); ssim: per-component SSIM shown in the GT/Pred titles (None or []
-    to leave it out). The PNG is 4.5·cols × 4·rows inches at `dpi`.
+    to leave it out); fit: (R², slope, intercept) on all values if already known (else computed here). The PNG
+    is 4.5·cols × 4·rows inches at `dpi`.
     """
     figure = field_figure(
-        gt, pred, positions, loss_history, info, component_names, ssim, field_name, n_traces, max_scatter_points
+        gt, pred, positions, loss_history, info, component_names, ssim, field_name, n_traces, max_scatter_points, fit
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
