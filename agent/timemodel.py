@@ -4,7 +4,8 @@
     W = steps · FLOPs per step                     (forward and backward, by the step's sampler path)
 
 `a` is the device's cost of arithmetic, `c` its fixed cost per optimiser step (Python, kernel launches, the
-optimiser update) and `b` the start-up inside the timed loop. The three coefficients are fitted by non-negative
+optimiser update) and `b` the start-up inside the timed loop (the targets' packing and Gram factor, which grow
+with the window, not with the steps). The three coefficients are fitted by non-negative
 least squares on a study's successful runs (time cannot get cheaper with more work); with fewer than four runs
 on a device the model drops terms (W + b, then W alone), so it never has more terms than data.
 
