@@ -134,19 +134,21 @@ def test_kinograph_ssim_is_the_mean_of_per_component_image_ssim() -> None:
     assert kinograph_ssim(gt, pred) == pytest.approx(np.mean(expected), abs=1e-12)
 
 
+@pytest.mark.parametrize("use_torch", [False, True])
 @pytest.mark.parametrize("shape", [(11, 11), (20, 30), (57, 13), (200, 90)])
-def test_torch_interior_ssim_is_the_scikit_image_score(shape) -> None:
-    from mpm_inr.metrics.image import ssim_interior_torch
+def test_interior_ssim_is_the_scikit_image_score(shape, use_torch) -> None:
+    from mpm_inr.metrics.image import ssim_interior
 
     rng = np.random.default_rng(shape[0])
     gt = np.cumsum(rng.normal(size=shape), axis=1)
     pred = 0.8 * gt + rng.normal(scale=0.5, size=shape)
-    assert ssim_interior_torch(gt, pred, float(np.ptp(gt)), "cpu") == pytest.approx(ssim_image(gt, pred), abs=1e-12)
+    score = ssim_interior(gt, pred, float(np.ptp(gt)), "cpu", use_torch=use_torch)
+    assert score == pytest.approx(ssim_image(gt, pred), abs=1e-12)
     flat = np.ones(shape)
-    assert math.isnan(ssim_interior_torch(flat, pred, 0.0, "cpu"))  # no spread in the ground truth: undefined
+    assert math.isnan(ssim_interior(flat, pred, 0.0, "cpu", use_torch=use_torch))  # no spread in the GT: undefined
 
 
-def test_kinograph_ssim_on_torch_matches_scikit_image() -> None:
+def test_kinograph_ssim_on_torch_matches_scipy() -> None:
     rng = np.random.default_rng(5)
     gt = np.cumsum(rng.normal(size=(40, 300, 3)), axis=0)
     pred = gt + rng.normal(size=gt.shape)

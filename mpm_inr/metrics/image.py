@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.ndimage import correlate1d
 from skimage.metrics import structural_similarity
 
 from mpm_inr.metrics._arrays import (
@@ -90,24 +91,34 @@ def ssim_image(
     return float(ssim_map[mask].mean())  # every occupied cell is on the border: use them rather than nothing
 
 
-def ssim_interior_torch(gt_image: Any, pred_image: Any, data_range: float, device: str) -> float:
-    """`ssim_image` without a mask, computed with torch on `device` (float64): the same number, for big images.
+def ssim_interior(gt_image: Any, pred_image: Any, data_range: float, device: str = "cpu",
+                  use_torch: bool | None = None) -> float:
+    """`ssim_image` without a mask, for big images (the kinograph): the same number, 3x faster on a CPU.
 
-    The score is the mean over the interior, where the 11-tap window fits, so no border mode is involved: two
-    'valid' separable convolutions with scikit-image's Gaussian taps (σ 1.5, truncated at 3.5σ) give exactly
-    the interior of its filtered images. A 9000 x 1000 kinograph takes 5 s per component in scikit-image on one
-    CPU thread and milliseconds on a GPU (and is slower than scikit-image with torch on a CPU, so use a GPU).
+    The score is the mean over the interior, where the 11-tap window fits, so no border mode is involved: the
+    separable filter with scikit-image's Gaussian taps (σ 1.5, truncated at 3.5σ) gives exactly the interior of
+    its filtered images. On a CPU the filter is scipy's `correlate1d` in float64 (scikit-image itself also filters
+    the border and keeps more temporaries: 1.2 s against 0.36 s for a 9000 x 400 image on one thread). On a
+    GPU (or with use_torch=True) it is two 'valid' torch convolutions on `device`, milliseconds for 9000 x 1000.
     """
-    a = torch.as_tensor(np.asarray(gt_image), dtype=torch.float64, device=device)
-    b = torch.as_tensor(np.asarray(pred_image), dtype=torch.float64, device=device)
+    a, b = np.asarray(gt_image, dtype=np.float64), np.asarray(pred_image, dtype=np.float64)
     radius = int(3.5 * SSIM_SIGMA + 0.5)
     if min(a.shape) < 2 * radius + 1 or not (np.isfinite(data_range) and data_range > 0):
-        return ssim_image(np.asarray(gt_image), np.asarray(pred_image), data_range)  # small or flat: the CPU rules
-    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64, device=device) / SSIM_SIGMA) ** 2)
-    taps = taps / taps.sum()
-    filtered = torch.stack((a, b, a * a, b * b, a * b)).unsqueeze(1)
-    filtered = torch.nn.functional.conv2d(filtered, taps.view(1, 1, -1, 1))
-    ux, uy, uxx, uyy, uxy = torch.nn.functional.conv2d(filtered, taps.view(1, 1, 1, -1)).squeeze(1)
+        return ssim_image(a, b, data_range)  # small or flat: scikit-image's rules
+    taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / SSIM_SIGMA) ** 2)
+    taps /= taps.sum()
+    use_torch = not device.startswith("cpu") if use_torch is None else use_torch
+    if use_torch:
+        images = torch.as_tensor(np.stack((a, b)), device=device)
+        a_t, b_t = images[0], images[1]
+        kernel = torch.as_tensor(taps, device=device)
+        filtered = torch.stack((a_t, b_t, a_t * a_t, b_t * b_t, a_t * b_t)).unsqueeze(1)
+        filtered = torch.nn.functional.conv2d(filtered, kernel.view(1, 1, -1, 1))
+        ux, uy, uxx, uyy, uxy = torch.nn.functional.conv2d(filtered, kernel.view(1, 1, 1, -1)).squeeze(1)
+    else:
+        interior = (slice(radius, -radius), slice(radius, -radius))
+        ux, uy, uxx, uyy, uxy = (correlate1d(correlate1d(image, taps, axis=0), taps, axis=1)[interior]
+                                 for image in (a, b, a * a, b * b, a * b))
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2  # K1, K2 of Wang et al.
     numerator = (2 * ux * uy + c1) * (2 * (uxy - ux * uy) + c2)
     denominator = (ux * ux + uy * uy + c1) * ((uxx - ux * ux) + (uyy - uy * uy) + c2)
@@ -197,18 +208,12 @@ def kinograph_r2_from_sums(sums: np.ndarray) -> float:
 
 
 def kinograph_ssim(gt: Any, pred: Any, device: str = "cpu", use_torch: bool | None = None) -> float:
-    """Mean over components of the SSIM of the particles × frames image, data_range from the GT image.
-
-    On a GPU (or with use_torch=True) the same score is computed with torch on `device` (`ssim_interior_torch`);
-    on a CPU scikit-image is faster."""
+    """Mean over components of the SSIM of the particles × frames image, data_range from the GT image
+    (`ssim_interior` on `device`: scipy on a CPU, torch on a GPU or with use_torch=True)."""
     gt_values, pred_values = as_field_pair(gt, pred, float64=False)  # each image is upcast on its own
-    use_torch = not device.startswith("cpu") if use_torch is None else use_torch
     scores = []
     for c in range(gt_values.shape[2]):
         gt_image, pred_image = gt_values[:, :, c].T, pred_values[:, :, c].T
-        if not use_torch:
-            scores.append(ssim_image(gt_image, pred_image))
-        else:
-            data_range = float(gt_image.max()) - float(gt_image.min())  # in float64, as ssim_image takes it
-            scores.append(ssim_interior_torch(gt_image, pred_image, data_range, device))
+        data_range = float(gt_image.max()) - float(gt_image.min())  # in float64, as ssim_image takes it
+        scores.append(ssim_interior(gt_image, pred_image, data_range, device, use_torch))
     return nanmean(scores)
