@@ -1,4 +1,5 @@
-"""Input coercion shared by the metric functions: numpy or torch in, float64 numpy (T, N, C) out."""
+"""Input coercion shared by the metric functions: numpy or torch in, float64 numpy (T, N, C) out, or float64
+torch chunks of whole frames on a device (`frame_chunks`) for the passes over a whole window."""
 
 from __future__ import annotations
 

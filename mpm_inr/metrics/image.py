@@ -5,7 +5,8 @@ Wang et al. (2004) — an 11-tap Gaussian window (σ = 1.5), population covarian
 explicit `data_range` taken from the *ground-truth* image (max − min), so the score never depends on what the
 prediction did. Images smaller than 11 pixels on a side use the largest odd window that fits (at least 3);
 smaller images, and ground truth without any spread (data_range 0), score NaN ("undefined"), and averages over
-components skip NaN.
+components skip NaN. Big images (the kinograph) are scored by `ssim_interior`, which computes that same number
+(to 1e-12) faster: scipy on a CPU, torch on a GPU.
 
 Unlike the reference, no prediction is slope-corrected before scoring: a prediction at half amplitude must lose.
 """
