@@ -50,9 +50,9 @@ def json_safe(value: Any) -> Any:
 class BaselineCache:
     """The entries of one window: `svd` (a dict) and `points[codec][exponent]` (CodecPoint records)."""
 
-    def __init__(self, directories: list[Path], key: dict[str, Any]) -> None:
+    def __init__(self, directories: list[str | os.PathLike], key: dict[str, Any]) -> None:
         self.key = {"format": FORMAT, **key}
-        self.paths = [directory / _file_name(key) for directory in directories]
+        self.paths = [Path(directory) / _file_name(key) for directory in directories]
         self.svd: dict[str, Any] = {}
         self.points: dict[str, dict[str, dict[str, Any]]] = {}
         self.hits = self.misses = 0
