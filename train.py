@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -18,6 +20,13 @@ def main(cfg: DictConfig) -> float:
     return run_hydra_task(cfg, run_training)
 
 
+def validate(cfg: Mapping[str, Any]) -> None:
+    """The run's range checks, imported here so a typo in a group option is reported before torch is loaded."""
+    from mpm_inr.training.validate import validate_train_config
+
+    validate_train_config(cfg)
+
+
 if __name__ == "__main__":
-    precheck_overrides("train")
+    precheck_overrides("train", validate=validate)
     sys.exit(main())

@@ -208,7 +208,8 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
 
     A cached dataset is validated (`open_dataset`) and, if it was generated here, must come from the same
     scenario config (otherwise `DatasetError` names the differing keys). Imported datasets (from the
-    reference layout) are taken as they are. Temporary directories of crashed generations are removed.
+    reference layout) are taken as they are. Temporary directories of crashed generations are removed. The root
+    must be writable only when the dataset has to be generated.
     `threads` sets torch's CPU threads for the generation only (None: leave them as they are).
     """
     from mpm_inr.sim import GENERATOR_VERSION, validate_scenario
@@ -218,9 +219,8 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
     if not isinstance(overwrite, bool):
         raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
     root = Path(root)
-    ensure_writable_root(root)
     target = dataset_dir(root, cfg["name"], seed)
-    clean_stale_temps(target)
+    clean_stale_temps(target)  # best effort: on a read-only root they stay, and nothing ever loads them
     if target.exists() and not overwrite:
         ds = open_dataset(target)
         if ds.meta.get("source", "generated") == "generated":
@@ -234,6 +234,7 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
                             "a fresh generation of seed %d; regenerate with overwrite=true to reproduce results "
                             "made with this code", target, made_by, GENERATOR_VERSION, seed)
         return target
+    ensure_writable_root(root)  # only generating writes: a cached dataset on a read-only mount is read as it is
     return generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite,
                             threads=threads)
 

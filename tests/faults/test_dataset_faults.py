@@ -148,7 +148,7 @@ def _window_error(d: Path, field: str, inr_type: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("array,field,inr_type", [("Jp", "Jp", "siren_t"), ("x", "Jp", "siren_txy")])
 def test_non_finite_values_in_the_window_are_refused(pristine, tmp_path, array, field, inr_type, fault_row):
     """A NaN written into the training window (the target field, or the positions a siren_txy reads) must be
-    reported as bad data before training, not surface later as a 'diverged' run."""
+    reported as bad data before training, not surface later as a 'diverged' run, naming its frame and particle."""
     d = tmp_path / "data" / pristine.name
     shutil.copytree(pristine, d)
     arr = np.load(d / f"{array}.npy", mmap_mode="r+")
@@ -156,7 +156,8 @@ def test_non_finite_values_in_the_window_are_refused(pristine, tmp_path, array, 
     arr.flush()
     del arr
     err = _window_error(d, field, inr_type, tmp_path / "run")
-    ok = err.startswith("UserError") and "non-finite" in err
+    ok = (err.startswith(f"UserError: {array}.npy of dataset {d} holds nan at frame {N_FRAMES // 2}, particle 7")
+          and err.endswith("delete it and generate it again"))
     fault_row(f"NaN inside the training window ({array}.npy, {inr_type})", trials=1, survived=int(ok),
               notes=err[:300])
     assert ok, err
