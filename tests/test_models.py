@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.bench.reference_recipe import REFERENCE_RECIPES, reference_network
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import (
     INR_TYPES,
@@ -13,8 +15,6 @@ from mpm_inr.models import (
     build_network,
     get_inr_type,
 )
-from mpm_inr.bench.compose import compose_train_config
-from mpm_inr.bench.reference_recipe import REFERENCE_RECIPES, reference_network
 from mpm_inr.models.hashgrid import HashGridEncoding
 from mpm_inr.models.siren import Siren
 
