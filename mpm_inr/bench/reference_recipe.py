@@ -12,8 +12,10 @@ biases (`head_init="reference"`, `bias_init="fan_in"` in `mpm_inr.models.siren`)
 
 Per-field settings are the best documented siren_txy rows at 100 frames (its appendix
 `appendix_INR_training_knowledge.md` §1, summarised in shared/reference/reference_agent_loop.md "Campaigns").
-S has two documented rows that disagree with the reference's own memory, so both are benchmarked. Nothing here
-is tuned or weakened.
+S has two documented rows that disagree with the reference's own memory, so both are benchmarked. The appendix
+names no scheduler for F, Jp and C; they get the cosine schedule that the reference's code applies to every field
+since its iteration 125 (within a cap of a few thousand steps it changes their lr by under 1 %). Nothing here is
+tuned or weakened.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from mpm_inr.metrics.streaming import R2Accumulator
 from mpm_inr.models.siren import Siren
 
-REFERENCE_GRAD_CLIP = 1.0  # max norm; in data_train_INR since campaign A (seed document, "Block 17")
+REFERENCE_GRAD_CLIP = 1.0  # max norm; in data_train_INR since campaign A (landscape_study.md, "Block 17")
 REFERENCE_ETA_MIN_FACTOR = 0.01
 
 
