@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mpm_inr.bench.__main__ import main
+from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.bench.train_bench import BenchSettings, markdown, run
 
 
@@ -20,7 +21,9 @@ def test_bench_parts_and_tables(data_root, tmp_path):
     (ref,) = speed["reference"]  # Jp has one documented reference recipe
     assert speed["ours"]["status"] == "ok" and ref["time_cap_s"] == 0.5 and ref["recipe"] == "Jp"
     assert ref["steps"] > 0 and speed["svd"]["rank_for_target"] >= 1
-    assert ref["seconds"] < 0.5 + 0.5  # the cap is checked every step, not every 200 steps
+    # the cap is checked every step, not every 200 steps: it overshoots by at most about one step (no wall-clock bound,
+    # which a busy machine would break)
+    assert ref["seconds"] - 0.5 <= 3 * ref["seconds"] / ref["steps"]
     assert ref["sine_layers"] == ref["n_layers_nnr_f"] + 1 and ref["params"] == 790_529  # 512 wide, 3 + 1 sine layers
     assert ref["pearson_r2"] >= ref["r2"]  # Pearson r² forgives gain and offset errors, never the reverse
     # The reference is capped well below its need: it stops at the cap, so its speed-up is a lower bound.
@@ -31,7 +34,8 @@ def test_bench_parts_and_tables(data_root, tmp_path):
     assert [r["seed"] for r in sweep["runs"]] == [0]
     assert sweep["median"]["final_r2"] == pytest.approx(sweep["runs"][0]["final_r2"])
     assert held["holdout_every"] == 4 and held["best_eulerian"] == "siren_txy"
-    assert held["eulerian"][0]["training_time_s"] < 5.0  # the cap held
+    planned = compose_train_config(["inr_type=siren_txy", "field=Jp"])["train"]["total_steps"]
+    assert held["eulerian"][0]["steps"] < planned  # the time cap, not the step count, ended it
     for key in ("holdout_r2_linear", "holdout_r2_cubic", "train_r2"):
         assert -1.0 < held["svd"][key] <= 1.0
     table = (tmp_path / "train_bench.md").read_text()
