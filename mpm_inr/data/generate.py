@@ -227,10 +227,11 @@ def _ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, d
     clean_stale_temps(target)
     if target.exists() and not overwrite:
         return _checked_cache(target, cfg, seed), "cached"
-    t0 = time.perf_counter()
     with generation_lock(target):
         if target.exists() and not overwrite:  # the process we waited for has just made it
             return _checked_cache(target, cfg, seed), "made by another process while this one waited"
+        t0 = time.perf_counter()
+        clean_stale_temps(target)  # again: one we waited for may have died (kill -9) since the first look
         path = generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite,
                                 threads=threads)
     return path, f"generated in {time.perf_counter() - t0:.1f} s"
