@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
 import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -170,6 +172,23 @@ def _check_creatable(path: Path) -> None:
         sys.exit(2)
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT: what a shell reports for a command stopped with Ctrl-C
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(what_is_left: str) -> Iterator[None]:
+    """Ctrl-C as one line `error: interrupted; <what_is_left>` and exit 130, not a 20-40-line traceback.
+
+    Cleanup has run by the time the KeyboardInterrupt arrives here (context managers and finally blocks on its
+    way up), so the line can say what is left on disk.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {what_is_left}", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_EXIT)
+
+
 def is_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -177,8 +196,14 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def run_hydra_task(cfg: DictConfig, task: Callable[..., dict[str, Any]]) -> float:
-    """Run a training task inside Hydra; a failing job of a --multirun never stops its siblings."""
+def run_hydra_task(cfg: DictConfig, task: Callable[..., dict[str, Any]]) -> float | None:
+    """Run a training task inside Hydra; a failing job of a --multirun never stops its siblings.
+
+    Returns final_r2 for a sweeper to optimise, or None for a failed job of a --multirun (and for an undefined
+    R²): the Optuna sweeper records None as a failed trial and goes on, while a NaN aborts its whole sweep
+    (its `study.tell` rejects NaN, then rejects the failure it reports instead). What a job did is in its
+    metrics.json, which is what the agent reads; the return value is only for sweepers.
+    """
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -189,16 +214,17 @@ def run_hydra_task(cfg: DictConfig, task: Callable[..., dict[str, Any]]) -> floa
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if multirun:
-            return float("nan")
+            return None
         sys.exit(err.exit_code)
     except Exception as err:  # recorded in metrics.json + traceback.txt by the task
         if multirun:
             print(f"error: job failed: {type(err).__name__}: {err}", file=sys.stderr)
-            return float("nan")
+            return None
         raise
     if metrics.get("status") != "ok":
         print(f"error: run {metrics.get('status')}: {metrics.get('error')}", file=sys.stderr)
         if not multirun:
             sys.exit(1)
-        return float("nan")
-    return float(metrics["final_r2"])
+        return None
+    r2 = float(metrics["final_r2"])
+    return r2 if math.isfinite(r2) else None

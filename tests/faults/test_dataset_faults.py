@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from mpm_inr.data import dataset_dir, ensure_dataset, open_dataset
-from mpm_inr.data.dataset import ALL_FIELDS, temp_prefix
+from mpm_inr.data.dataset import ALL_FIELDS, TMP_MARK, temp_prefix
 from mpm_inr.errors import DatasetError, UserError
 
 from .harness import REPO, base_env, kill9, one_line_error, spawn, wait_for
@@ -227,7 +227,7 @@ def test_killed_generation_is_never_used_and_is_regenerated(tmp_path, rng, fault
             continue  # finished before the kill point: not a kill
         kill9(p)
         trials += 1
-        leftovers = [q for q in root.iterdir() if q.name.startswith(".")]
+        leftovers = [q for q in root.iterdir() if TMP_MARK in q.name]  # (a lock file may stay too: harmless)
         try:
             open_dataset(target)
             outcome = "complete: killed after the atomic rename"
@@ -238,7 +238,7 @@ def test_killed_generation_is_never_used_and_is_regenerated(tmp_path, rng, fault
             problems.append(f"trial {trials}: a partial {target} is visible")
         path = ensure_dataset(sc, 0, root, progress=False)
         same = all(np.array_equal(np.load(path / f"{n}.npy"), np.load(ref / f"{n}.npy")) for n in ALL_FIELDS)
-        left = [q.name for q in root.iterdir() if q.name.startswith(".")]
+        left = [q.name for q in root.iterdir() if TMP_MARK in q.name]
         if not same or left or outcome.startswith("unexpected"):
             problems.append(f"trial {trials}: {outcome}, regenerated identical={same}, left over {left}")
         outcomes.append(f"{outcome} ({len(leftovers)} temp dir(s) left by the kill)")
