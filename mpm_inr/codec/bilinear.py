@@ -80,12 +80,13 @@ def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
     """Least-squares codes of every group and their KLT. values: (F, N, C) training frames, original units."""
     fits = []
     for basis, idx in zip(bases, members, strict=True):
-        targets = (values[:, idx, :].astype(np.float64) - mean).transpose(1, 0, 2).reshape(idx.size, -1)
-        gram = _ridged(basis @ basis.T)
+        targets = (values[:, idx, :].astype(np.float64) - mean).transpose(1, 0, 2).reshape(idx.size, basis.shape[1])
+        gram = basis @ basis.T
         target_basis = targets @ basis.T
-        codes = np.linalg.solve(gram, target_basis.T).T  # (n, K)
-        lower = np.linalg.cholesky(gram)
-        _, _, vt = np.linalg.svd(codes @ lower, full_matrices=False)
+        codes = np.linalg.solve(_ridged(gram), target_basis.T).T  # (n, K)
+        lower = np.linalg.cholesky(_ridged(gram))
+        # a group whose particles are all constant has no codes, and no directions
+        vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if idx.size else np.zeros((0, basis.shape[0]))
         rotation = np.linalg.solve(lower.T, vt.T).T  # Vᵀ L⁻¹: rows of rotation·basis are orthonormal
         fits.append(GroupFit(gram, target_basis, float(np.einsum("ij,ij->", targets, targets)), rotation,
                              codes @ lower @ vt.T))

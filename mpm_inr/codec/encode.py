@@ -68,12 +68,7 @@ def encode_model(network: nn.Module, model_cfg: Mapping[str, Any], window: Field
     """Encode a trained network of `window` into `path`; returns the numbers for metrics.json, with the R²
     recomputed from the arrays decoded from the written file."""
     started = time.perf_counter()
-    inr = get_inr_type(str(model_cfg["name"]))
-    if inr.needs_positions:
-        raise format.CodecError(
-            f"inr_type={model_cfg['name']} reads each particle's position at every frame, as many numbers as the "
-            f"field itself, so a file of it would not compress; the codec takes "
-            f"{', '.join(n for n, t in INR_TYPES.items() if not t.needs_positions)}")
+    refuse_positions(str(model_cfg["name"]))
     network = copy.deepcopy(network).cpu().float().eval()
     constant = constant_particles(window.values)
     blobs, meta = particle_blobs(window.material, window.object_id, constant)
@@ -102,6 +97,15 @@ def encode_model(network: nn.Module, model_cfg: Mapping[str, Any], window: Field
             "step": kind_meta.get("step"), "constant_particles": int(constant.sum()),
             "bytes_by_part": {name: len(blob) for name, blob in {**blobs, **kind_blobs}.items()},
             "encode_s": encode_s, "decode_s": decode_s}
+
+
+def refuse_positions(inr_type: str) -> None:
+    """Eulerian types read each particle's position at every frame, as many numbers as the field itself, so a
+    file of one would not compress: refused in one line."""
+    if get_inr_type(inr_type).needs_positions:
+        raise format.CodecError(f"inr_type={inr_type} reads every particle's position at every frame, so its file "
+                                f"would not compress; the codec takes "
+                                f"{', '.join(n for n, t in INR_TYPES.items() if not t.needs_positions)}")
 
 
 def goal_r2(target: float | None, ceiling: float, growth: float) -> float:

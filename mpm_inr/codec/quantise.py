@@ -70,9 +70,13 @@ def quantise_tensor(x: np.ndarray, bits: int) -> np.ndarray | tuple[np.ndarray, 
     if bits == 16 or x.size < _SMALL or x.ndim < 2:
         return _half_if_exactish(x)
     rows = x.reshape(x.shape[0], -1)
-    scale = _half_if_exactish(np.abs(rows).max(axis=1) / (2 ** (bits - 1) - 1))
-    scale = np.where(scale > 0, scale, np.ones_like(scale))
-    return smallest_int(np.rint(rows / scale.astype(np.float32)[:, None]).astype(np.int64)).reshape(x.shape), scale
+    levels = 2 ** (bits - 1) - 1
+    exact = np.abs(rows).max(axis=1) / levels
+    scale = _half_if_exactish(exact)
+    scale = np.where(scale.astype(np.float64) < exact, np.nextafter(scale, np.inf, dtype=scale.dtype), scale)
+    scale = np.where(scale > 0, scale, np.ones_like(scale))  # rounded up: no weight needs more than `levels`
+    ints = np.clip(np.rint(rows / scale.astype(np.float32)[:, None]), -levels, levels).astype(np.int64)
+    return smallest_int(ints).reshape(x.shape), scale
 
 
 def _half_if_exactish(x: np.ndarray) -> np.ndarray:
