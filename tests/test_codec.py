@@ -188,3 +188,5 @@ def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
     assert err.count("\n") == 1 and "checkpoint" in err and "outputs.checkpoint=true" in err
     assert codec_main(["encode", str(tmp_path / "nowhere")]) == 2
     assert "metrics.json" in capsys.readouterr().err
+    assert codec_main(["encode", str(tmp_path), "--weight-bits", "8,x"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err

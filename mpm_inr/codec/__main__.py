@@ -46,16 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
-    except ValueError as err:  # argument parsing of comma lists
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
     return 0
 
 
 def _encode(args) -> dict:
+    try:
+        bits = [int(b) for b in args.weight_bits.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"--weight-bits={args.weight_bits!r} must be comma-separated integers, e.g. 16,8,4") from None
+    settings = CodecSettings.from_config({"target_r2": args.target_r2, "weight_bits": bits})
     cfg, window, network = load_run(args.run_dir, args.data_root)
-    settings = CodecSettings.from_config({"target_r2": args.target_r2,
-                                          "weight_bits": [int(b) for b in args.weight_bits.split(",") if b.strip()]})
     out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_NAME
     return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], out, settings,
                         source={"run_dir": str(args.run_dir), "dataset": cfg["dataset"]})
