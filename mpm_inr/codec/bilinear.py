@@ -7,7 +7,7 @@ the metric of B_g, in original units): the rows of R·B_g are orthonormal and so
 step δ on every coefficient gives every coefficient the same error, δ²/12 added to SS_res (reverse
 water-filling), and weak directions quantise to zero and are dropped. Particles whose values are constant over
 the window are one more group, with the constant basis (one row per component), so their values share the budget. The coefficients are then re-solved by
-least squares for the decoded basis and the fp16 rotation (a cheap quantisation-aware step) before rounding.
+least squares for the decoded basis and the int8 directions (a cheap quantisation-aware step) before rounding.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from torch import nn
 from mpm_inr.codec.format import CodecError
 from mpm_inr.codec.quantise import pack_array, quantise_uniform, unpack_array
 
+ROW_LEVELS = 127  # directions are stored as int8 rows scaled to max |.| = 127
 _RIDGE = 1e-10  # of the mean Gram diagonal: keeps a rank-deficient group basis solvable
 
 
@@ -44,10 +45,10 @@ class GroupFit:
 
 @dataclass
 class QuantisedCodes:
-    """Codes at one step: per group the kept directions (fp16 rows with float32 scales) and integer coefficients."""
+    """Codes at one step: per group the kept directions (int8 rows with float32 scales) and integer coefficients."""
 
     step: float
-    rows: list[np.ndarray]  # (r_g, K_g) float16, each row scaled to max |.| = 1
+    rows: list[np.ndarray]  # (r_g, K_g) int8, each row scaled to max |.| = ROW_LEVELS
     row_scales: list[np.ndarray]  # (r_g,) float32
     ints: list[np.ndarray]  # (n_g, r_g) integers
     ss_res: float  # Σ squared error over the coded particles and training frames, original units
@@ -94,15 +95,15 @@ def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
 
 
 def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
-    """Drop the directions whose coefficients would all round to zero, re-solve the rest for the stored (fp16)
+    """Drop the directions whose coefficients would all round to zero, re-solve the rest for the stored (int8)
     directions, round them to multiples of `step`, and measure the decoded error."""
     rows, scales, ints, ss_res = [], [], [], 0.0
     for fit in fits:
         kept = np.flatnonzero(np.abs(fit.coefs).max(axis=0, initial=0.0) >= step / 2)
         scale = np.abs(fit.rotation[kept]).max(axis=1, initial=0.0).astype(np.float32)
         scale = np.where(scale > 0, scale, np.float32(1.0))
-        half = (fit.rotation[kept] / scale[:, None]).astype(np.float16)
-        stored = half.astype(np.float64) * scale[:, None]  # (r, K): what the decoder multiplies by
+        half = np.rint(fit.rotation[kept] / scale[:, None] * ROW_LEVELS).astype(np.int8)
+        stored = half.astype(np.float64) / ROW_LEVELS * scale[:, None]  # (r, K): what the decoder multiplies by
         gram, rhs = stored @ fit.gram @ stored.T, fit.target_basis @ stored.T
         coefs = np.linalg.solve(_ridged(gram), rhs.T).T if kept.size else rhs
         q = quantise_uniform(coefs, step)
@@ -138,7 +139,7 @@ def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, in
     out, at_col, at_row, at_value = [], 0, 0, 0
     for (n, dim), rank in zip(shapes, ranks, strict=True):
         q = columns[at_col:at_col + n * rank].reshape(rank, n).T
-        rotation = rows[at_value:at_value + rank * dim].reshape(rank, dim) * scales[at_row:at_row + rank, None]
+        rotation = rows[at_value:at_value + rank * dim].reshape(rank, dim) / ROW_LEVELS * scales[at_row:at_row + rank, None]
         out.append((q * meta["step"]) @ rotation)
         at_col, at_row, at_value = at_col + n * rank, at_row + rank, at_value + rank * dim
     return out
