@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mpm_inr.errors import ConfigError, DatasetError
+from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.coordinates import CoordinateSource
 
 # field name -> (array name in the dataset, number of components)
@@ -157,6 +158,11 @@ class FieldWindow:
             mean, std = np.zeros(values.shape[-1]), np.ones(values.shape[-1])
         return cls(field, frames, values, positions, np.asarray(material).astype(np.int64),
                    np.asarray(object_id).astype(np.int64), held_out, mean.astype(np.float32), std.astype(np.float32))
+
+    def network_context(self) -> NetworkContext:
+        """What a network needs to know about this window: sizes and per-particle groups."""
+        return NetworkContext(self.n_particles, self.n_components, torch.from_numpy(self.material),
+                              torch.from_numpy(self.object_id))
 
     def normalize(self, values):
         """Original units -> training units (z-scored per component, or identity when normalize=false)."""
