@@ -20,8 +20,12 @@ from typing import Any
 from mpm_inr.errors import ConfigError
 
 AUTO = "auto"
-#: `auto` uses at most this many threads, whatever the machine: measured on discs_small (Jp, C) on a 2-core VM,
-#: 2 threads gained at most 1.5x alone and lost 5-30x beside a busy neighbour (docs/benchmarks/threads_*.md).
+#: `auto` uses at most this many threads, whatever the machine. Measured on discs_small (Jp, C default recipes) on
+#: the shared 2-core VM (docs/benchmarks/threads_cpu_discs_small_2026-12-03.md): 2 threads took 3-6x longer per
+#: step than 1 beside the other work of the machine, 21-27x beside a CPU burner per core, 18-63x in a round of 2
+#: jobs; in a quick check at a load of 0.9-1.5 they gained 1.5x on C and lost 9x on Jp. The gain is small and
+#: rare, the loss large and common; raise this only on a measurement of a quiet, larger machine
+#: (`python -m mpm_inr.bench threads --threads 1,2,4,8`).
 AUTO_MAX_THREADS = 1
 
 

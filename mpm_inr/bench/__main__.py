@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     th.add_argument("--scenario", default="discs_small")
     th.add_argument("--frames", type=int, default=100)
     th.add_argument("--repeats", type=int, default=1)
+    th.add_argument("--cap-s", type=float, default=20.0, help="training seconds per run at most (a lower bound then)")
     th.add_argument("--root", default="data")
     th.add_argument("--out", default="bench_results")
     args = parser.parse_args(argv)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             settings = ThreadsSettings(threads=_csv(args.threads), jobs=[int(x) for x in _csv(args.jobs)],
                                        loads=_csv(args.loads), fields=_csv(args.fields), scenario=args.scenario,
-                                       frames=args.frames, root=args.root, repeats=args.repeats)
+                                       frames=args.frames, root=args.root, repeats=args.repeats, cap_s=args.cap_s)
         except ValueError as err:
             parser.error(str(err))
         run_threads(settings, args.out, "python -m mpm_inr.bench " + " ".join(argv or sys.argv[1:]))

@@ -49,6 +49,7 @@ class ThreadsSettings:
     frames: int = 100
     root: str = "data"
     repeats: int = 1
+    cap_s: float = 20.0  # training seconds per run at most (a capped run's time is a lower bound)
 
     def __post_init__(self) -> None:
         bad = [t for t in self.threads if t not in ("default", "auto") and not (t.isdigit() and int(t) >= 1)]
@@ -60,6 +61,8 @@ class ThreadsSettings:
             raise ValueError(f"--loads takes {' and/or '.join(LOADS)}")
         if self.repeats < 1:
             raise ValueError("--repeats must be >= 1")
+        if not self.cap_s > 0:
+            raise ValueError("--cap-s must be > 0")
 
 
 def worker_env() -> dict[str, str]:
@@ -86,13 +89,13 @@ def distinct_settings(requested: Sequence[str], default: int) -> list[str]:
 
 
 @contextmanager
-def busy_neighbour(enabled: bool) -> Iterator[None]:
+def busy_neighbour(enabled: bool) -> Iterator[list[subprocess.Popen]]:
     """One CPU-burning process per available core for the duration of the block (stopped after, by pid)."""
     procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(available_cores())] \
         if enabled else []
     try:
         time.sleep(1.0 if procs else 0.0)  # let them reach full speed
-        yield
+        yield procs
     finally:
         for p in procs:
             p.kill()
@@ -139,7 +142,8 @@ def measure(s: ThreadsSettings, threads: str, n_jobs: int, log: IO[str]) -> list
     """Rounds of `n_jobs` workers with one thread setting: every load, `repeats` times each (workers' stderr to
     `log`)."""
     cmd = [sys.executable, "-m", "mpm_inr.bench.threads_worker", "--threads", threads, "--fields",
-           ",".join(s.fields), "--scenario", s.scenario, "--root", s.root, "--frames", str(s.frames)]
+           ",".join(s.fields), "--scenario", s.scenario, "--root", s.root, "--frames", str(s.frames),
+           "--cap-s", str(s.cap_s)]
     procs = [subprocess.Popen(cmd, env=worker_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                               text=True) for _ in range(n_jobs)]
     out = []
@@ -170,8 +174,24 @@ def measure(s: ThreadsSettings, threads: str, n_jobs: int, log: IO[str]) -> list
     return out
 
 
-def _field_times(result: dict[str, Any], field: str, key: str = "training_time_s") -> list[float]:
-    return [r[key] for job in result["per_job"] for r in job if r["field"] == field and r[key] is not None]
+def _field_runs(result: dict[str, Any], field: str) -> list[dict[str, Any]]:
+    return [r for job in result["per_job"] for r in job if r["field"] == field and r["training_time_s"] is not None]
+
+
+def _field_times(result: dict[str, Any], field: str) -> list[float]:
+    return [r["training_time_s"] for r in _field_runs(result, field)]
+
+
+def _time_cell(run: dict[str, Any]) -> str:
+    t = run["training_time_s"]
+    return f"≥{t:.1f} ({run['steps']}/{run['planned_steps']} steps)" if run["capped"] else f"{t:.2f}"
+
+
+def ms_per_step(result: dict[str, Any], field: str) -> float | None:
+    """Mean training milliseconds per step of a field over the round's jobs: comparable across rows even when
+    the cap cut a run short."""
+    runs = [r for r in _field_runs(result, field) if r["steps"]]
+    return statistics.fmean(1e3 * r["training_time_s"] / r["steps"] for r in runs) if runs else None
 
 
 def summary_line(r: dict[str, Any]) -> str:
@@ -195,25 +215,31 @@ def markdown(results: dict[str, Any]) -> str:
               f"{results['cores']} cores available; torch's default is {results['torch_default_threads']} "
               f"threads; `auto` gives {results['auto_threads']} (AUTO_MAX_THREADS={results['auto_max_threads']})."),
              "",
-             ("Training time is the run's optimisation loop (metrics.json `training_time`), mean over the jobs of a "
-              "round; round is the wall time from `go` until the last job finished every field. busy = one "
+             ("Training time is the run's optimisation loop (metrics.json `training_time`), one figure per job of the "
+              "round; round is the wall time from `go` until the last job finished every field. Training stops at "
+              f"{results['settings']['cap_s']:g} s (`--cap-s`, checked once per Lightning call of 50 steps): a "
+              "capped time (≥, with the steps done) is a lower bound, so the slowdown is per step: ms/step against "
+              "the same field's with 1 job and 1 thread under the same load. busy = one "
               "CPU-burning process per core beside the jobs. load1 = 1-minute load average at the start (it lags); "
               "runnable = mean runnable threads during the round, the jobs' own threads included."), "",
              ("| load | jobs at once | threads asked | got (intra/inter-op) | "
               + " | ".join(f"{f} training [s]" for f in fields)
-              + " | round [s] | slowdown vs 1 job, 1 thread, same load | load1 | runnable |"),
-             "|---|---|---|---|" + "---|" * len(fields) + "---|---|---|---|"]
-    base = {r["load"]: r["round_s"] / r["jobs"] for r in results["results"] if r["threads"] == "1" and r["jobs"] == 1}
+              + " | round [s] | ms/step (" + ", ".join(fields) + ") | slowdown per step | load1 | runnable |"),
+             "|---|---|---|---|" + "---|" * len(fields) + "---|---|---|---|---|"]
+    base = {r["load"]: r for r in results["results"] if r["threads"] == "1" and r["jobs"] == 1}
     for r in sorted(results["results"], key=lambda r: (LOADS.index(r["load"]), r["jobs"], r["repeat"])):
         cells = []
         for f in fields:
-            ts = _field_times(r, f)
-            cells.append(" / ".join(f"{t:.2f}" for t in ts) if ts else "failed")
+            runs = _field_runs(r, f)
+            cells.append(" / ".join(_time_cell(x) for x in runs) if runs else "failed")
         ref = base.get(r["load"])
-        slow = f"{r['round_s'] / r['jobs'] / ref:.1f}x per job" if ref else "-"
+        ms = [ms_per_step(r, f) for f in fields]
+        ref_ms = [ms_per_step(ref, f) if ref else None for f in fields]
+        slow = ", ".join(f"{a / b:.1f}x" if a and b else "-" for a, b in zip(ms, ref_ms))
         runnable = "-" if r["mean_runnable"] is None else f"{r['mean_runnable']:.1f}"
         lines.append(f"| {r['load']} | {r['jobs']} | {r['threads']} | {_got(r)} | " + " | ".join(cells)
-                     + f" | {r['round_s']:.1f} | {slow} | {r['load1_at_start']:.2f} | {runnable} |")
+                     + f" | {r['round_s']:.1f} | " + ", ".join("-" if m is None else f"{m:.1f}" for m in ms)
+                     + f" | {slow} | {r['load1_at_start']:.2f} | {runnable} |")
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,9 @@
 
     python -m mpm_inr.bench.threads_worker --threads 2 --fields Jp,C --scenario discs_small --root data --frames 100
 
+Each run's training stops at `--cap-s` seconds (train.max_time_s), so a badly oversubscribed setting cannot hold
+the benchmark for minutes; such a run reports its steps short of the plan (`capped`).
+
 Protocol (stdout lines prefixed with `PREFIX`, everything else is the runs' own output): after the imports and a
 5-step warm-up run per field (so first-use costs fall outside the timing) the worker says `{"ready": ...}`, then
 for every `go` line on stdin it trains each field once with its default recipe and says `{"runs": [...]}`; it exits
@@ -34,9 +37,12 @@ def one_round(settings: BenchSettings, extra: list[str]) -> list[dict[str, Any]]
     runs = []
     for field in settings.fields:
         metrics, wall = train_once(settings, field, 0, extra)
+        planned = (metrics.get("config") or {}).get("train.total_steps")
         runs.append({"field": field, "status": metrics["status"], "error": metrics.get("error"),
                      "training_time_s": metrics.get("training_time"), "run_wall_s": metrics.get("wall_time"),
-                     "end_to_end_s": wall, "steps": metrics.get("steps"), "final_r2": metrics.get("final_r2"),
+                     "end_to_end_s": wall, "steps": metrics.get("steps"), "planned_steps": planned,
+                     "capped": metrics.get("steps") is not None and planned is not None and metrics["steps"] < planned,
+                     "final_r2": metrics.get("final_r2"),
                      "cpu_threads": metrics.get("cpu_threads"),
                      "cpu_interop_threads": metrics.get("cpu_interop_threads")})
     return runs
@@ -49,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", default="discs_small")
     parser.add_argument("--root", default="data")
     parser.add_argument("--frames", type=int, default=100)
+    parser.add_argument("--cap-s", type=float, default=20.0, help="training seconds per run at most")
     args = parser.parse_args(argv)
     settings = BenchSettings(fields=[f for f in args.fields.split(",") if f], scenario=args.scenario, device="cpu",
                              seeds=[0], frames=args.frames, root=args.root)
-    extra = [thread_override(args.threads)]
+    extra = [thread_override(args.threads), f"train.max_time_s={args.cap_s}"]
     warm = one_round(settings, [*extra, "train.total_steps=5"])
     failed = [r for r in warm if r["status"] != "ok"]
     say({"ready": not failed, "error": failed[0]["error"] if failed else None})
