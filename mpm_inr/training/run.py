@@ -23,6 +23,7 @@ from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.models import get_inr_type, network_from_config
+from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
 from mpm_inr.training.loggers import build_logger, finish_logger
@@ -96,12 +97,14 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
     try:
         validate_train_config(cfg)
         validate_codec_config(cfg)
-        device = clock.device = resolve_device(cfg["trainer"])
-        base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-        with clock.phase("dataset"):
-            dataset_path = _dataset(cfg, device, progress)
-            base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
-        metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress)
+        with torch_threads(resolve_threads(cfg["trainer"].get("cpu_threads", AUTO))):
+            base.update(threads_in_use())  # what the run got, which the agent's time model reads
+            device = clock.device = resolve_device(cfg["trainer"])
+            base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+            with clock.phase("dataset"):
+                dataset_path = _dataset(cfg, device, progress)
+                base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
+            metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress)
     except Diverged as err:
         metrics = {**base, "status": "diverged", "diverged_step": err.step, "error": str(err)}
     except UserError as err:
