@@ -641,7 +641,10 @@ class Explorer:
         return fold(self.journal.read()).nodes[nid]
 
     # ------------------------------------------------------------------ rounds
-    def _job_overrides(self, n: NodeState, st: StudyState, code_dir: Path) -> list[str]:
+    def _job_overrides(self, n: NodeState, st: StudyState, code_dir: Path, cpu_threads: int | None = None) -> list[str]:
+        """The job's full override list: the node's over train_overrides, the study.* keys, and what the agent adds
+        where the trainer has the key and the user did not set it (logger group/tags, an absolute data.root, the
+        job's share of the CPU threads)."""
         ov = merge_train(self.train_overrides, n.overrides)
         try:  # the same composition as the proposal's validation (cached): study.* values do not change keys
             cfg = compose_train(code_dir, ov)
@@ -663,6 +666,8 @@ class Explorer:
             root = value(cfg, "data.root")
             if isinstance(root, str) and not Path(root).is_absolute() and re.match(r"^[A-Za-z0-9_./-]+$", root):
                 ov.append(f"data.root={(Path.cwd() / root).resolve()}")
+        if cpu_threads is not None and "trainer.cpu_threads" not in keys and has_key(cfg, "trainer.cpu_threads"):
+            ov.append(f"trainer.cpu_threads={cpu_threads}")
         return ov
 
     def _run_round(self, st: StudyState, nodes: Sequence[NodeState]) -> None:
@@ -679,7 +684,8 @@ class Explorer:
                 python=self.runner.python)
             if code_dir not in commit_cache:
                 commit_cache[code_dir] = git_commit(cd)
-            jobs = [Job(n.node_id, self._job_overrides(n, st, cd), f"node_{n.node_id:04d}") for n in group]
+            share = self.launcher.cpu_threads_per_job(len(group))
+            jobs = [Job(n.node_id, self._job_overrides(n, st, cd, share), f"node_{n.node_id:04d}") for n in group]
             by_id = {n.node_id: n for n in group}
             gdir = sweep_dir if len(groups) == 1 else sweep_dir / f"code_{list(groups).index(code_dir)}"
 
@@ -730,7 +736,7 @@ def build_view(st: StudyState, cfg: Mapping[str, Any], validator: Validator, stu
     finished = [n for n in st.block_nodes(blk.block) if n.finished]
     stats = block_stats(finished, min_compression=min_comp,
                         plateau_window=int(agent.get("plateau_window", 3)),
-                        plateau_tol=float(agent.get("plateau_tol", 0.05)),
+                        plateau_nines=float(agent.get("plateau_nines", 0.05)),
                         stochastic_spread=float(agent.get("stochastic_spread", 0.1)))
     inr = str((resolver(blk.base_overrides, "inr_type") if resolver else None) or cfg.get("inr_type") or "?")
     est, open_ = principles(list(st.nodes.values()), inr)
