@@ -218,8 +218,9 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
     if not isinstance(overwrite, bool):
         raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
     root = Path(root)
-    ensure_writable_root(root)
     target = dataset_dir(root, cfg["name"], seed)
+    if overwrite or not target.exists():  # a cached dataset may sit under a read-only root (a shared store, or
+        ensure_writable_root(root)        # the sandbox of modified code, agent.codemod.sandbox)
     clean_stale_temps(target)
     if target.exists() and not overwrite:
         ds = open_dataset(target)
