@@ -9,7 +9,9 @@ the mechanism that holds whatever the screen misses. Inside it:
   Python installation that runs the code (its venv and base prefix), the code dir, the dataset roots and the
   agent's launcher plugins;
 - writable: only the run dir(s) the caller names (the smoke run dir, the round's sweep dir);
-- private and empty: /tmp, /dev/shm and HOME (so TMPDIR, MPLCONFIGDIR, the torch and W&B caches land there);
+- private and empty: a scratch dir under /tmp that is TMPDIR and holds HOME (so MPLCONFIGDIR, the torch and W&B
+  caches land there), and /dev/shm; every other path is read-only, so a write outside the run dir fails at
+  once (EROFS) instead of landing somewhere private and passing unnoticed;
 - no network (W&B logs offline into the run dir; `make wandb-sync` uploads later), its own pid and IPC
   namespaces, and it dies with the process that started it.
 
@@ -39,10 +41,11 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 #: the /etc entries a Python + torch process reads (loader cache, users and groups by name, time zone, fonts)
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
              "hosts", "host.conf", "alternatives", "fonts", "mime.types", "os-release")
-HOME = "/tmp/home"
+SCRATCH = "/tmp/.sandbox"
+HOME = f"{SCRATCH}/home"
 #: environment inside: a private HOME and TMPDIR, caches under them (user-set cache dirs point outside)
-ENV = {"HOME": HOME, "TMPDIR": "/tmp", "XDG_CACHE_HOME": f"{HOME}/.cache", "XDG_CONFIG_HOME": f"{HOME}/.config",
-       "MPLCONFIGDIR": f"{HOME}/.config/matplotlib", "PYTHONPYCACHEPREFIX": "/tmp/pycache"}
+ENV = {"HOME": HOME, "TMPDIR": SCRATCH, "XDG_CACHE_HOME": f"{HOME}/.cache", "XDG_CONFIG_HOME": f"{HOME}/.config",
+       "MPLCONFIGDIR": f"{HOME}/.config/matplotlib"}
 UNSET = ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR",
          "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR", "TORCH_HOME", "HF_HOME")
 _FIX = ("install bubblewrap (apt-get install bubblewrap), or set codemod.sandbox=false to run modified code "
@@ -78,10 +81,12 @@ class Sandbox:
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm"]
         for dev in sorted(Path("/dev").glob("nvidia*")):  # GPU jobs: the driver's device nodes
             args += ["--dev-bind", str(dev), str(dev)]
-        args += ["--tmpfs", "/tmp", "--dir", HOME]
+        args += ["--tmpfs", "/tmp", "--dir", SCRATCH]  # binds under /tmp (the host's) are mounted onto it
         binds = [(Path(p), False) for p in (*self.read_only, *read)] + [(Path(p), True) for p in write]
         for path, writable in sorted(_absolute(binds), key=lambda b: (len(b[0].parts), b[1])):
             args += ["--bind" if writable else "--ro-bind-try", str(path), str(path)]
+        # then every directory bwrap made on the way (/, /tmp, the parents of the binds) becomes read-only
+        args += ["--remount-ro", "/tmp", "--tmpfs", SCRATCH, "--dir", HOME, "--remount-ro", "/"]
         for k, v in ENV.items():
             args += ["--setenv", k, v]
         for k in UNSET:

@@ -4,7 +4,9 @@ Both stages run as subprocesses from the study's worktree (never in the agent's 
 crash or patch the agent), with the worktree first on PYTHONPATH, no secrets in the environment, no bytecode
 written into the worktree, and a wall-clock limit after which the whole process group is killed. With `confine`
 (the handler's bubblewrap sandbox, agent.codemod.sandbox) each stage runs confined: stage 1 writes nowhere, stage 2
-only into its run dir.
+only into its run dir. A confined stage whose output reports a write the sandbox refused ("Read-only file
+system": e.g. a native writer that logs the error instead of raising it) fails too: a change that tries to
+write outside its run dir is discarded, not merely neutralised.
 
 1. import: every changed module compiles and imports, and is imported *from the worktree* (an import that
    resolved to another copy of the package would test the wrong code);
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from agent.runner import SECRET_ENV, plain_path
 
+#: what the kernel says to a write outside a confined process's run dir (agent.codemod.sandbox)
+_REFUSED = "Read-only file system"
 #: (command, the one directory it may write or None) -> the command as it will run (e.g. inside a sandbox)
 Confine = Callable[[list[str], Path | None], list[str]]
 
@@ -104,6 +108,12 @@ def _run(cmd: list[str], cwd: Path, log: Path, timeout_s: float) -> tuple[int | 
     return rc, log.read_text(errors="replace")[-4000:]
 
 
+def _refused_write(log: Path) -> str | None:
+    """The last line of a confined stage's log that reports a write the sandbox refused (None: none)."""
+    hits = [ln.strip() for ln in log.read_text(errors="replace").splitlines()[1:] if _REFUSED in ln]
+    return hits[-1][:300] if hits else None
+
+
 def _reason(tail: str) -> str:
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
     for ln in reversed(lines):
@@ -127,8 +137,10 @@ def run_smoke(work: Path, changed: Sequence[str], train_overrides: Sequence[str]
     log = log_dir / "import.log"
     cmd = [python, "-c", IMPORT_CHECK, str(work), ",".join(files), ",".join(mods)]
     rc, tail = _run(wrapped(cmd, None), work, log, timeout_s)
-    if rc != 0:
-        why = f"timed out after {timeout_s:g} s" if rc is None else _reason(tail)
+    refused = _refused_write(log) if confine else None
+    if rc != 0 or refused:
+        why = f"timed out after {timeout_s:g} s" if rc is None else _reason(tail) if rc != 0 else \
+            f"the change wrote outside its run dir, which the sandbox refused: {refused}"
         return SmokeResult(False, "import", why, time.time() - t0, str(log))
     if train_overrides is None:
         return SmokeResult(True, "", "", time.time() - t0, str(log))
@@ -141,6 +153,10 @@ def run_smoke(work: Path, changed: Sequence[str], train_overrides: Sequence[str]
     metrics = _read(run_dir / "metrics.json")
     if rc is None:
         return SmokeResult(False, "train", f"timed out after {timeout_s:g} s", time.time() - t0, str(log))
+    refused = _refused_write(log) if confine else None
+    if refused:
+        return SmokeResult(False, "train", f"the change wrote outside its run dir, which the sandbox refused: "
+                                           f"{refused}", time.time() - t0, str(log))
     if metrics is None:
         return SmokeResult(False, "train", f"no metrics.json (exit code {rc}): {_reason(tail)}", time.time() - t0,
                            str(log))
