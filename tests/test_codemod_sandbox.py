@@ -68,8 +68,9 @@ def test_the_command_line_binds_read_only_write_only_the_run_dir_and_nests_deepe
     cmd = Sandbox("/x/bwrap", (py,)).wrap(["python", "train.py"], cwd=code, read=[code, inner], write=[run],
                                           env={"WANDB_MODE": "online"})
     assert cmd[0] == "/x/bwrap" and cmd[-3:] == ["--", "python", "train.py"]
-    assert {"--unshare-net", "--unshare-pid", "--die-with-parent"} <= set(cmd)
+    assert {"--unshare-net", "--unshare-pid", "--unshare-ipc"} <= set(cmd)
     assert "--new-session" not in cmd  # the runner's killpg must still reach every job
+    assert "--die-with-parent" not in cmd  # a round outlives a killed agent, as an unconfined one does
     pairs = [(cmd[i], cmd[i + 1], cmd[i + 2]) for i in range(len(cmd) - 2) if cmd[i].startswith("--")]
     binds = [(kind, src) for kind, src, dst in pairs if kind in ("--ro-bind-try", "--bind") and src == dst]
     mine = [b for b in binds if b[1].startswith(str(tmp_path))]

@@ -5,19 +5,21 @@ The guardrails (agent.codemod.guard) are a static screen; they cannot see every 
 file (`torch.profiler` traces, `numpy.ndarray.dump`, `torch.serialization._open_file_like`, ...). The sandbox is
 the mechanism that holds whatever the screen misses. Inside it:
 
-- read-only: the system (/usr, /bin, /lib*, /sys and a few /etc files the loader, Python and torch read), the
-  Python installation that runs the code (its venv and base prefix), the code dir, the dataset roots and the
-  agent's launcher plugins;
+- read-only: the system (/usr, /bin, /lib*, /sys and a few /etc files the loader, Python and torch read; the
+  directories on LD_LIBRARY_PATH, e.g. a cluster's CUDA driver), the Python installation that runs the code (its
+  venv and base prefix), the code dir, the dataset roots and the agent's launcher plugins;
 - writable: only the run dir(s) the caller names (the smoke run dir, the round's sweep dir);
 - private and empty: a scratch dir under /tmp that is TMPDIR and holds HOME (so MPLCONFIGDIR, the torch and W&B
   caches land there), and /dev/shm; every other path is read-only, so a write outside the run dir fails at
   once (EROFS) instead of landing somewhere private and passing unnoticed;
 - no network (W&B logs offline into the run dir; `make wandb-sync` uploads later), its own pid and IPC
-  namespaces, and it dies with the process that started it.
+  namespaces.
 
 Everything else (the user's repository, $HOME, the study's journal and other studies, other datasets) does not
 exist inside. The process group is kept (no `--new-session`) so the runner's `killpg` still reaches every job;
-the jobs have no terminal (their session is new and stdin is /dev/null), so there is none to inject into.
+the jobs have no terminal (their session is new and stdin is /dev/null), so there is none to inject into. Like an
+unconfined round, a confined one outlives an agent killed with -9 (no `--die-with-parent`): the restarted agent
+finds it by its round token and waits for it or stops it.
 
 Where bubblewrap is missing or cannot start (e.g. unprivileged user namespaces disabled), `probe` raises
 `SandboxError`: codemod refuses to start unless the user opts out with `codemod.sandbox=false` (unsafe).
@@ -70,7 +72,7 @@ class Sandbox:
              env: Mapping[str, str] | None = None) -> list[str]:
         """`cmd` run inside the sandbox from `cwd`, reading `read` (missing ones skipped) and writing `write`
         (which must exist). A path nested in another gets its own mode (the deeper bind is mounted last)."""
-        args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-net"]
+        args = [self.bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-net"]
         for d in SYSTEM_DIRS:
             if os.path.islink(d):
                 args += ["--symlink", os.readlink(d), d]
@@ -123,7 +125,8 @@ def probe(python: str, extra_read: Sequence[Path] = (), bwrap: str | None = None
     if not exe:
         raise SandboxError(f"codemod runs modified code in a bubblewrap sandbox, and `{BWRAP}` is not on PATH; "
                            f"{_FIX}")
-    box = Sandbox(exe, python_paths(python) + tuple(Path(p) for p in extra_read))
+    libs = tuple(Path(p) for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if os.path.isabs(p))
+    box = Sandbox(exe, python_paths(python) + libs + tuple(Path(p) for p in extra_read))
     cmd = box.wrap([python, "-c", "import sys; sys.exit(0)"], cwd=Path("/"))
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False)
