@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mpm_inr.cli import precheck_overrides
+from mpm_inr.cli import exit_on_interrupt, precheck_overrides
 from mpm_inr.errors import UserError
 
 
@@ -21,5 +21,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    precheck_overrides("generate")
-    main()
+    with exit_on_interrupt("no dataset was written (a partly written one is removed); run the command again"):
+        precheck_overrides("generate")
+        main()

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from mpm_inr.cli import precheck_overrides, run_hydra_task
+from mpm_inr.cli import exit_on_interrupt, precheck_overrides, run_hydra_task
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Returns final_r2 so Hydra sweepers can optimise it."""
+def main(cfg: DictConfig) -> float | None:
+    """Returns final_r2 so Hydra sweepers can optimise it (None for a failed job of a sweep: see run_hydra_task)."""
     from mpm_inr.training.run import run_training
 
     return run_hydra_task(cfg, run_training)
 
 
+def validate(cfg: Mapping[str, Any]) -> None:
+    """The run's range checks, imported here so a typo in a group option is reported before torch is loaded."""
+    from mpm_inr.training.validate import validate_train_config
+
+    validate_train_config(cfg)
+
+
 if __name__ == "__main__":
-    precheck_overrides("train")
-    sys.exit(main())
+    with exit_on_interrupt("this run has no metrics.json, and a dataset it was generating was not kept"):
+        precheck_overrides("train", validate=validate)
+        sys.exit(main())

@@ -733,7 +733,7 @@ def build_view(st: StudyState, cfg: Mapping[str, Any], validator: Validator, stu
     finished = [n for n in st.block_nodes(blk.block) if n.finished]
     stats = block_stats(finished, min_compression=min_comp,
                         plateau_window=int(agent.get("plateau_window", 3)),
-                        plateau_tol=float(agent.get("plateau_tol", 0.05)),
+                        plateau_nines=float(agent.get("plateau_nines", 0.05)),
                         stochastic_spread=float(agent.get("stochastic_spread", 0.1)))
     inr = str((resolver(blk.base_overrides, "inr_type") if resolver else None) or cfg.get("inr_type") or "?")
     est, open_ = principles(list(st.nodes.values()), inr)

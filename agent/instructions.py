@@ -35,7 +35,8 @@ with slope ~1.0, at what training time and compression ratio. Grades: excellent 
 moderate 0.90-0.99, poor < 0.90. R² is 1 - SS_res/SS_tot over every particle and training frame, original units
 (docs/contracts.md); it can be negative. Read it beside `svd_r2_same_params`: the R² of the truncated SVD of the
 same window that stores no more numbers than the model. A model below it has not beaten a linear baseline of its
-own size.
+own size, and the memory says "beaten by the same-size SVD". Judge R² on the nines scale, −log10(1 − R²): 0.999 →
+0.9999 is as large a step as 0.99 → 0.999, and effects and plateaus are measured in nines.
 
 ## Loop
 - A study is `n_blocks` = {cfg.get('n_blocks')} blocks of `n_iter_block` = {cfg.get('n_iter_block')} iterations.
@@ -77,7 +78,7 @@ established principle; with none yet, probe a boundary). Mutations do not repeat
 
 ## Block end (every n_iter_block iterations)
 1. Self-checks (computed by code: agent.stats): branching rate < 20% -> add an exploration rule; improvement rate
-   < 30% -> exploit more, > 80% -> probe boundaries; R² plateau (±0.05 over 3 runs) -> forced branching, raise
+   < 30% -> exploit more, > 80% -> probe boundaries; R² plateau (±0.05 nines over 3 runs) -> forced branching, raise
    ucb_c to 2.0; > 4 consecutive same-parameter mutations -> switch dimension; search wandering -> ucb_c 1.0.
 2. Next regime, ONE change: rotate the field Jp -> F -> S -> C (option A) or raise n_training_frames along the
    progression (option B); alternate, prefer untested (field, frames) cells; keep steps per frame when frames grow.

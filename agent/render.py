@@ -37,7 +37,7 @@ from agent.instructions import render_versions
 from agent.journal import Journal
 from agent.overrides import as_dict
 from agent.state import BlockState, NodeState, StudyState, data_changes, fold
-from agent.stats import block_stats, effects, fmt_num, grade
+from agent.stats import beaten_by, block_stats, effects, fmt_num, grade
 from agent.tree import format_r2, format_scores, scores
 
 MEMORY_MAX_LINES = 500
@@ -189,6 +189,9 @@ def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | Non
                 "svd_r2_same_params", "training_time")  # svd_r2_same_params: absent from runs before it existed
         lines.append("Metrics: " + ", ".join(f"{k}={_metric(m, k)}" for k in keys
                                              if k != "svd_r2_same_params" or m.get(k) is not None))
+        beaten = beaten_by(m)
+        if beaten:
+            lines.append(f"Baseline: {beaten}")
     else:
         lines.append(f"Metrics: none ({n.status}: {n.error or 'no reason recorded'})")
     lines.append(f"Field: field_name={m.get('field') or ov.get('field') or (blk.field if blk else '?')}, "
@@ -266,7 +269,7 @@ def analysis_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None)
             out += [f"## Block {blk.block} summary", "", d.get("summary") or "-", ""]
             s = blk.stats
             out.append("Statistics: " + ", ".join(
-                f"{k}={fmt_num(s.get(k), 3)}" for k in ("n_nodes", "n_ok", "n_failed", "branching_rate",
+                f"{k}={format_r2(s[k]) if k == 'best_r2' and s.get(k) is not None else fmt_num(s.get(k), 3)}" for k in ("n_nodes", "n_ok", "n_failed", "branching_rate",
                                                          "improvement_rate", "plateau", "max_same_param_run",
                                                          "best_node", "best_r2", "rerun_spread")))
             for p in d.get("principles") or []:
@@ -441,7 +444,7 @@ def emerging_observations(st: StudyState, blk: BlockState, code: CodeHistory, ev
         obs.append(f"Branching rate {s.branching_rate:.0%}; improvement rate "
                    f"{'-' if s.improvement_rate is None else f'{s.improvement_rate:.0%}'}.")
     if s.plateau:
-        obs.append(f"Plateau: last {s.plateau_window} R² within ±{s.plateau_tol:g}.")
+        obs.append(f"Plateau: last {s.plateau_window} R² within ±{s.plateau_nines:g} nines (−log10(1 − R²)).")
     if s.same_param_streak >= 2:
         obs.append(f"{s.same_param} mutated {s.same_param_streak} times in a row.")
     if s.n_failed:

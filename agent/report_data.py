@@ -192,10 +192,13 @@ class Study:
 
 
 def resolve_run_dir(study_dir: Path, recorded: str | None) -> Path | None:
-    """The run dir as recorded, or, when the study was moved/copied, the same `runs/...` path under study_dir."""
+    """The run dir as recorded, or, when the study was moved/copied, the same `runs/...` path under study_dir.
+    A relative recorded path is relative to the study dir (never to the reader's working directory)."""
     if not recorded:
         return None
     p = Path(recorded)
+    if not p.is_absolute():
+        p = study_dir / p
     if p.is_dir():
         return p
     parts = p.parts
@@ -406,13 +409,12 @@ class SVDHeldOut:
 
 
 def dataset_path(recorded: str | None, data_root: str | Path | None) -> Path | None:
+    """The dataset a run trained on: under data_root when one is given (the user said where datasets are), else at
+    its recorded path (a relative one is relative to where the run was launched, usually the working directory)."""
     if not recorded:
         return None
     p = Path(recorded)
-    if (p / "meta.json").exists():
-        return p
-    if data_root is not None:
-        q = Path(data_root) / p.name
+    for q in ([Path(data_root) / p.name] if data_root is not None else []) + [p]:
         if (q / "meta.json").exists():
             return q
     return None

@@ -2,13 +2,14 @@
 
 - branching rate: share of a block's iterations (after its first) whose parent is not the previous iteration;
 - improvement rate: share of child nodes whose reward beats their parent's;
-- plateau: the last `window` successful runs' R² lie within ±tol (the seed's "same R² plateau (±0.05) for 3+");
+- plateau: the last `window` successful runs' R² lie within ±tol on the nines scale, −log10(1 − R²) (the seed's
+  "same R² plateau (±0.05) for 3+" was in R²: it called 0.95 and 0.9995 the same, and near 1 every run equal);
 - same-parameter streak: consecutive latest iterations that mutated the same single parameter;
 - success streak: consecutive latest iterations with R² ≥ 0.95 (the failure-probe trigger);
 - re-run spread: the largest R² range among runs of the same config with different seeds (stochastic field > 0.1).
 
 `effects()` turns single-parameter parent→child pairs into evidence: a direction of change of one parameter and
-the R² change it produced. Only effects that ≥ 3 runs support, all in the same direction, are *established*
+the change in nines it produced (0.999 → 0.9999 is +1, as is 0.9 → 0.99). Only effects that ≥ 3 runs support, all in the same direction, are *established*
 principles; 1-2 runs are *tentative*; mixed signs are *contradicted* (seed: evidence hierarchy).
 """
 
@@ -24,8 +25,25 @@ from agent.overrides import as_dict
 from agent.state import NodeState
 from agent.tree import reward
 
-#: ΔR² smaller than this is "no effect" when deciding the direction of an effect
-EFFECT_EPS = 1e-4
+#: a change in nines smaller than this (about 2 % of the residual 1 − R²) is "no effect" for an effect's direction
+EFFECT_EPS = 0.01
+#: nines of a perfect fit: 1 − R² below 1e-12 is float64 rounding, not accuracy
+MAX_NINES = 12.0
+
+
+def nines(r2: float) -> float:
+    """−log10(1 − R²): the scale R² is judged on. Equal steps are equal factors of the residual, so 0.9995 and
+    0.99999 stay apart (1.7 nines) where their R² differ by 5e-4; a negative R² gives a negative value."""
+    return min(MAX_NINES, -math.log10(max(1.0 - r2, 10.0 ** -MAX_NINES)))
+
+
+def beaten_by(metrics: dict[str, Any]) -> str | None:
+    """Which baseline of the same size fits the run's window better, as a phrase (None when none does or none was
+    recorded): a model that a linear factorisation of its own size beats has not earned its parameters."""
+    r2, svd = metrics.get("final_r2"), metrics.get("svd_r2_same_params")
+    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (r2, svd)) or svd <= r2:
+        return None
+    return f"beaten by the same-size SVD (R² {svd:.6f}, {nines(svd) - nines(r2):.2f} nines better)"
 
 
 def grade(node: NodeState) -> str:
@@ -58,7 +76,7 @@ class BlockStats:
     improvement_rate: float | None = None
     plateau: bool = False
     plateau_window: int = 3
-    plateau_tol: float = 0.05
+    plateau_nines: float = 0.05
     same_param: str | None = None
     same_param_streak: int = 0
     max_same_param_run: int = 0
@@ -73,10 +91,10 @@ class BlockStats:
 
 
 def block_stats(nodes: Sequence[NodeState], *, min_compression: float = 1.0, plateau_window: int = 3,
-                plateau_tol: float = 0.05, success_r2: float = 0.95, stochastic_spread: float = 0.1) -> BlockStats:
+                plateau_nines: float = 0.05, success_r2: float = 0.95, stochastic_spread: float = 0.1) -> BlockStats:
     """Statistics of one block's finished nodes (in iteration order)."""
     nodes = sorted((n for n in nodes if n.finished and n.launched), key=lambda n: n.iteration or 0)
-    st = BlockStats(plateau_window=plateau_window, plateau_tol=plateau_tol)
+    st = BlockStats(plateau_window=plateau_window, plateau_nines=plateau_nines)
     st.n_nodes = len(nodes)
     st.n_ok = sum(n.is_ok for n in nodes)
     st.n_failed = sum(n.is_failed for n in nodes)
@@ -96,8 +114,8 @@ def block_stats(nodes: Sequence[NodeState], *, min_compression: float = 1.0, pla
 
     ok = [n for n in nodes if n.is_ok and n.r2 is not None]
     if len(ok) >= plateau_window:
-        last = [n.r2 for n in ok[-plateau_window:]]
-        st.plateau = (max(last) - min(last)) <= 2 * plateau_tol  # all within ±tol of their centre
+        last = [nines(n.r2) for n in ok[-plateau_window:]]
+        st.plateau = (max(last) - min(last)) <= 2 * plateau_nines  # all within ±tol of their centre
 
     runs: list[tuple[str, int]] = []
     for n in nodes:
@@ -158,7 +176,7 @@ class Effect:
     field: str
     param: str
     direction: str                 # "up", "down" or "a->b" for categorical values
-    deltas: list[float] = field(default_factory=list)   # ΔR² child - parent (a failed child counts as -parent R²)
+    deltas: list[float] = field(default_factory=list)   # Δnines child - parent (a failed child: -parent nines)
     nodes: list[int] = field(default_factory=list)
     failures: int = 0
 
@@ -198,7 +216,7 @@ class Effect:
         fail = f", {self.failures} failed" if self.failures else ""
         ids = ", ".join(str(i) for i in self.nodes)
         return (f"{self.field}/{self.inr_type}: {self.verb()} {outcome} in {self.n} run(s){fail} "
-                f"(nodes {ids}; mean ΔR² {self.mean:+.5f})")
+                f"(nodes {ids}; mean {self.mean:+.2f} nines)")
 
 
 def node_regime(node: NodeState, default_inr: str = "?") -> tuple[str, str]:
@@ -236,9 +254,9 @@ def effects(nodes: Sequence[NodeState], default_inr: str = "?") -> list[Effect]:
         key = (inr, fld, param, direction(old, new))
         eff = table.setdefault(key, Effect(inr, fld, param, key[3]))
         if n.is_ok and n.r2 is not None:
-            eff.deltas.append(n.r2 - parent.r2)
+            eff.deltas.append(nines(n.r2) - nines(parent.r2))
         elif n.is_failed:
-            eff.deltas.append(-parent.r2)
+            eff.deltas.append(-nines(parent.r2))
             eff.failures += 1
         else:
             continue

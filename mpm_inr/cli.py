@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import math
+import re
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
 
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mpm_inr.errors import UserError
 
@@ -15,57 +25,120 @@ _HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "
                 "--resolve", "--experimental-rerun")
 
 
-def precheck_overrides(config_name: str, argv: list[str] | None = None) -> None:
-    """Compose the command line once before @hydra.main, so a typo gives one line, not Hydra's multi-line dump.
+# Roots under which `+key=value` may add a key the config does not declare: debug.* holds fault-injection hooks
+# that tests add on purpose (+debug.inject_nonfinite_step=13), hydra.* is Hydra's own config.
+_ADDABLE_ROOTS = ("debug", "hydra")
 
-    Runs for single runs only (sweep syntax like field=F,Jp is Hydra's to expand) and exits 2 with
-    `error: ...` naming the problem and, for a bad group option, the valid choices. It also checks that the run
-    directory can be created, before Hydra tries to.
+
+def precheck_overrides(config_name: str, argv: list[str] | None = None,
+                       validate: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+    """Compose the command line once before @hydra.main, so a mistake gives one line, not Hydra's multi-line dump
+    or a run directory with nothing in it.
+
+    Exits 2 with `error: ...` naming the problem and its fix: a bad group option (with the valid choices), a
+    misspelt key, a `+key` that adds a key the config does not have (nothing would read it), a value `validate`
+    rejects (range checks, before any heavy import), or a run directory that cannot be created. A --multirun is
+    Hydra's to expand: only its `+key`s are checked, on its first job.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-m", "--multirun") or a.split("=")[0] in _HYDRA_FLAGS for a in argv):
+    if any(a.split("=")[0] in _HYDRA_FLAGS for a in argv):
         return
-    from pathlib import Path
-
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    if any(a in ("-m", "--multirun") for a in argv):
+        _check_added_keys(conf_dir, config_name, [a for a in argv if a not in ("-m", "--multirun")], sweep=True)
+        return
     try:
-        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            cfg = compose(config_name=config_name, overrides=argv, return_hydra_config=True)
+        cfg = _compose(conf_dir, config_name, argv, hydra_node=True)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        print(f"error: {_unknown_key_hint(err, conf_dir, config_name) or _one_line(err)}", file=sys.stderr)
-        sys.exit(2)
+        _exit(_unknown_key_hint(err, conf_dir, config_name) or _one_line(err))
+    _check_added_keys(conf_dir, config_name, argv, sweep=False)
+    if validate is not None:
+        _validate(validate, cfg)
     run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
     if run_dir is not None:
         _check_creatable(Path(run_dir))
-    _ = cfg
 
 
-def _unknown_key_hint(err: Exception, conf_dir, config_name: str) -> str | None:
+def _compose(conf_dir: Path, config_name: str, overrides: list[str], hydra_node: bool = False) -> DictConfig:
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_node)
+
+
+def _exit(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _validate(validate: Callable[[Mapping[str, Any]], None], cfg: DictConfig) -> None:
+    """Run the job's own range checks on the composed config. Values resolve as the job reads them; the hydra
+    node is left out (its runtime values, like the job number, exist only once Hydra runs the job)."""
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    try:
+        validate(job)
+    except UserError as err:
+        _exit(str(err))
+    except OmegaConfBaseException as err:  # an interpolation the values make unresolvable
+        _exit(_one_line(err))
+
+
+def _check_added_keys(conf_dir: Path, config_name: str, argv: list[str], sweep: bool) -> None:
+    """Refuse `+key=value` / `++key=value` for a key the composed config does not have (outside _ADDABLE_ROOTS):
+    Hydra adds it and nothing ever reads it, so `+train.totl_steps=5` would train the default number of steps.
+
+    Presence is judged on the config composed without the adding overrides (with the first value of each sweep
+    for a --multirun); a command line Hydra cannot parse or compose is left for Hydra to report."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(argv)
+    except HydraException:
+        return
+    added = [o for o in parsed if (o.is_add() or o.is_force_add()) and not _is_group(conf_dir, o.key_or_group)
+             and o.key_or_group.split(".")[0] not in _ADDABLE_ROOTS]
+    if not added:
+        return
+    adding = {id(o) for o in added}
+    rest = [_first_job_override(o, arg) if sweep else arg for o, arg in zip(parsed, argv) if id(o) not in adding]
+    try:
+        base = _compose(conf_dir, config_name, [r for r in rest if r is not None])
+    except (HydraException, OmegaConfBaseException, ValueError):
+        return
+    for o in added:
+        if OmegaConf.select(base, o.key_or_group, default=_ABSENT) is _ABSENT:
+            _exit(f"{o.get_key_element()} adds a key the {config_name} config does not have, and nothing would "
+                  f"read it; {_closest_keys(o.key_or_group, base, conf_dir)} (set an existing key without '+')")
+
+
+_ABSENT = object()
+
+
+def _is_group(conf_dir: Path, key: str) -> bool:
+    return "/" in key or (conf_dir / key).is_dir()
+
+
+def _first_job_override(o: Override, arg: str) -> str | None:
+    """The override as the sweep's first job sees it; None for a sweep with no first value (an interval)."""
+    if not o.is_sweep_override():
+        return arg
+    if not o.is_discrete_sweep():
+        return None
+    return f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}"
+
+
+def _unknown_key_hint(err: Exception, conf_dir: Path, config_name: str) -> str | None:
     """For 'Could not override KEY', name the closest real keys instead of Hydra's advice to append +KEY."""
-    import difflib
-    import re
-
     match = re.search(r"Could not override '([^']+)'", str(err))
     if not match:
         return None
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        cfg = compose(config_name=config_name)
-    keys = list(dict.fromkeys(list(_dotted_keys(cfg)) + [p.name for p in conf_dir.iterdir() if p.is_dir()]))
     key = match.group(1)
+    return f"unknown key {key}; {_closest_keys(key, _compose(conf_dir, config_name, []), conf_dir)}"
+
+
+def _closest_keys(key: str, cfg: DictConfig, conf_dir: Path) -> str:
+    keys = list(dict.fromkeys(list(_dotted_keys(cfg)) + [p.name for p in conf_dir.iterdir() if p.is_dir()]))
     close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(close)}?" if close else "see the keys with --cfg job"
-    return f"unknown key {key}; {hint}"
+    return f"did you mean {' or '.join(close)}?" if close else "see the keys with --cfg job"
 
 
-def _dotted_keys(node, prefix: str = ""):
-    from omegaconf import DictConfig
-
+def _dotted_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
     for k in node:
         value = node._get_node(k)
         name = f"{prefix}{k}"
@@ -90,13 +163,30 @@ def _one_line(err: Exception) -> str:
     return " ".join([head] + [r for r in rest if not r.startswith("Set the environment variable")])
 
 
-def _check_creatable(path) -> None:
+def _check_creatable(path: Path) -> None:
     try:  # Hydra would create it next anyway; doing it here turns an OSError into one line
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         print(f"error: cannot create run directory {path}: {err.strerror}; pass a writable hydra.run.dir",
               file=sys.stderr)
         sys.exit(2)
+
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT: what a shell reports for a command stopped with Ctrl-C
+
+
+@contextlib.contextmanager
+def exit_on_interrupt(what_is_left: str) -> Iterator[None]:
+    """Ctrl-C as one line `error: interrupted; <what_is_left>` and exit 130, not a 20-40-line traceback.
+
+    Cleanup has run by the time the KeyboardInterrupt arrives here (context managers and finally blocks on its
+    way up), so the line can say what is left on disk.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {what_is_left}", file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_EXIT)
 
 
 def is_multirun() -> bool:
@@ -106,8 +196,14 @@ def is_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def run_hydra_task(cfg: DictConfig, task: Callable[..., dict[str, Any]]) -> float:
-    """Run a training task inside Hydra; a failing job of a --multirun never stops its siblings."""
+def run_hydra_task(cfg: DictConfig, task: Callable[..., dict[str, Any]]) -> float | None:
+    """Run a training task inside Hydra; a failing job of a --multirun never stops its siblings.
+
+    Returns final_r2 for a sweeper to optimise, or None for a failed job of a --multirun (and for an undefined
+    R²): the Optuna sweeper records None as a failed trial and goes on, while a NaN aborts its whole sweep
+    (its `study.tell` rejects NaN, then rejects the failure it reports instead). What a job did is in its
+    metrics.json, which is what the agent reads; the return value is only for sweepers.
+    """
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
@@ -118,16 +214,17 @@ def run_hydra_task(cfg: DictConfig, task: Callable[..., dict[str, Any]]) -> floa
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         if multirun:
-            return float("nan")
+            return None
         sys.exit(err.exit_code)
     except Exception as err:  # recorded in metrics.json + traceback.txt by the task
         if multirun:
             print(f"error: job failed: {type(err).__name__}: {err}", file=sys.stderr)
-            return float("nan")
+            return None
         raise
     if metrics.get("status") != "ok":
         print(f"error: run {metrics.get('status')}: {metrics.get('error')}", file=sys.stderr)
         if not multirun:
             sys.exit(1)
-        return float("nan")
-    return float(metrics["final_r2"])
+        return None
+    r2 = float(metrics["final_r2"])
+    return r2 if math.isfinite(r2) else None

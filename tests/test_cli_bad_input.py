@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +88,7 @@ class Row:
     env: dict[str, str] = field(default_factory=dict)
     unset: list[str] = field(default_factory=list)
     forbid: str | None = None   # text that must not appear anywhere in the output
+    before_run_dir: bool = False  # the command line alone is wrong: say so before Hydra makes the run directory
 
 
 ROWS = [
@@ -93,13 +96,13 @@ ROWS = [
     Row("train: typo in a group option", "train", ["field=Jq"], "Jp"),
     Row("train: misspelt group name", "train", ["inr=siren_t"], "inr_type"),
     Row("train: misspelt key", "train", ["train.totl_steps=100"], "train.total_steps"),
-    Row("train: negative learning rate", "train", ["optimizer.lr=-1"], "optimizer.lr=-1 is out of range"),
-    Row("train: non-integer width", "train", ["model.hidden_dim=12.5"], "must be an integer > 0"),
+    Row("train: negative learning rate", "train", ["optimizer.lr=-1"], "optimizer.lr=-1 is out of range", before_run_dir=True),
+    Row("train: non-integer width", "train", ["model.hidden_dim=12.5"], "must be an integer > 0", before_run_dir=True),
     Row("train: batch larger than the window", "train", ["train.batch_size=500", "data.n_training_frames=48"],
-        "cannot exceed data.n_training_frames=48"),
-    Row("train: hash table out of range", "train", ["inr_type=ngp", "model.log2_table_size=30"], "[8, 24]"),
+        "cannot exceed data.n_training_frames=48", before_run_dir=True),
+    Row("train: hash table out of range", "train", ["inr_type=ngp", "model.log2_table_size=30"], "[8, 24]", before_run_dir=True),
     Row("train: solved codes with a loss they cannot solve", "train", ["field=S", "train.loss=huber"],
-        "otherwise set model.codes=learned"),
+        "otherwise set model.codes=learned", before_run_dir=True),
     Row("train: trainer=gpu without CUDA", "train", ["trainer=gpu"], "use trainer=cpu"),
     Row("train: missing dataset, generation disabled", "train", ["data.root={tmp}/empty"],
         "python generate.py scenario=discs_small seed=0"),
@@ -107,8 +110,8 @@ ROWS = [
         "data.root=<dir>"),
     Row("train: bad dataset seed", "train", ["data.seed=abc", "data.generate_if_missing=true"],
         "seed must be a non-negative integer"),
-    Row("train: bad training seed", "train", ["seed=abc"], "seed must be a non-negative integer"),
-    Row("train: negative training seed", "train", ["seed=-1"], "seed must be a non-negative integer"),
+    Row("train: bad training seed", "train", ["seed=abc"], "seed must be a non-negative integer", before_run_dir=True),
+    Row("train: negative training seed", "train", ["seed=-1"], "seed must be a non-negative integer", before_run_dir=True),
     Row("train: unwritable run dir", "train", ["hydra.run.dir={tmp}/afile/run"], "hydra.run.dir"),
     # --- python generate.py
     Row("generate: typo in the scenario", "generate", ["scenario=discs_smal"], "discs_small"),
@@ -162,12 +165,21 @@ ROWS = [
     Row("agent: report of a missing study", "agent", ["report", "{tmp}/nowhere"], "not a study directory"),
     Row("agent: predict-time with an unknown flag", "agent", ["predict-time", "--nope"],
         "unrecognized arguments: --nope"),
+    # --- issue #20 items 4-5 (branch fix-badinput): a +key the config does not have, and bad data in the window
+    Row("train: +key adding a misspelt key", "train", ["+train.totl_steps=5"], "did you mean train.total_steps",
+        before_run_dir=True),
+    Row("train: +key under model the config does not have", "train", ["+model.foo=1"],
+        "+model.foo adds a key the train config does not have", before_run_dir=True),
+    Row("train: ++key forcing a misspelt key in", "train", ["++data.seeed=1"], "did you mean data.seed",
+        before_run_dir=True),
+    Row("train: NaN in the dataset's training window", "train", ["data.root={nan_data}"],
+        "holds nan at frame 500, particle 7, component 0"),
 ]
 
 
 def _expand(row: Row, tmp: Path, data: Path) -> dict:
     slug = "".join(c if c.isalnum() else "_" for c in row.id)
-    sub = {"{tmp}": str(tmp), "{data}": str(data)}
+    sub = {"{tmp}": str(tmp), "{data}": str(data), "{nan_data}": str(tmp / "nan_data")}
     args = []
     for a in row.args:
         for k, v in sub.items():
@@ -189,7 +201,8 @@ def _expand(row: Row, tmp: Path, data: Path) -> dict:
     # a row's own key replaces the base one (Hydra refuses duplicates); a misspelt key leaves it in place
     base = [b for b in base if b.split("=", 1)[0] not in given]
     args = args + base if row.tool == "agent" else base + args
-    return {"id": row.id, "tool": tool, "args": args, "env": row.env,
+    run_dir = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
+    return {"id": row.id, "tool": tool, "args": args, "env": row.env, "run_dir": run_dir,
             "unset": ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "HYDRA_FULL_ERROR", *row.unset],
             "cwd": str(tmp / "cwd")}
 
@@ -202,10 +215,11 @@ def results(tmp_path_factory, data_root) -> dict[str, dict]:
     from agent.fakeapp import SyntheticStudy
 
     SyntheticStudy(tmp / "studies" / "syn", name="syn", n_iter_block=12)
+    _plant_nan(data_root, tmp / "nan_data")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    procs = []
+    procs, expanded = [], {r.id: _expand(r, tmp, data_root) for r in ROWS}
     for tool in ("train", "generate", "agent"):
-        rows = [_expand(r, tmp, data_root) for r in ROWS if r.tool == tool]
+        rows = [expanded[r.id] for r in ROWS if r.tool == tool]
         spec, out = tmp / f"{tool}_rows.json", tmp / f"{tool}_results.json"
         spec.write_text(json.dumps(rows))
         procs.append((subprocess.Popen([sys.executable, "-c", DRIVER, str(spec), str(out)], cwd=tmp, env=env,
@@ -216,7 +230,20 @@ def results(tmp_path_factory, data_root) -> dict[str, dict]:
         if out.exists():
             merged.update(json.loads(out.read_text()))
         merged.setdefault("_driver_logs", {})[str(out.name)] = log.decode(errors="replace")[-2000:]
+    for rid, row in expanded.items():
+        if rid in merged:
+            merged[rid]["run_dir_made"] = row["run_dir"] is not None and Path(row["run_dir"]).exists()
     return merged
+
+
+def _plant_nan(data_root: Path, root: Path) -> None:
+    """A copy of the test dataset with one NaN in Jp (the default field) inside the default 100-frame window."""
+    [src] = [d for d in data_root.iterdir() if d.is_dir()]
+    shutil.copytree(src, root / src.name)
+    jp = np.load(root / src.name / "Jp.npy", mmap_mode="r+")
+    jp[500, 7] = np.nan
+    jp.flush()
+    del jp
 
 
 def violations(row: Row, res: dict | None) -> list[str]:
@@ -234,6 +261,8 @@ def violations(row: Row, res: dict | None) -> list[str]:
         out.append(f"{len(lines)} stderr lines instead of one 'error: ...' line")
     elif row.fix not in lines[0]:
         out.append(f"the error does not name the fix {row.fix!r}")
+    if row.before_run_dir and res.get("run_dir_made"):
+        out.append("the run directory was made before the error")
     if row.forbid and row.forbid in err + res["stdout"]:
         out.append(f"the output contains {row.forbid!r}")
     if out:

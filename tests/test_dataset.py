@@ -205,6 +205,21 @@ def test_cached_dataset_is_reused_not_regenerated(built):
     assert (built / "x.npy").stat().st_mtime_ns == before
 
 
+def test_cached_dataset_on_a_read_only_root_is_read_and_only_generation_needs_writing(built, tmp_path,
+                                                                                     monkeypatch):
+    """A shared read-only mount holding the dataset must train; only a dataset still to be generated needs a
+    writable root. os.access stands in for the mount (as root, chmod stops nothing); tests/faults has the real
+    read-only bind mount."""
+    read_only = {built.parent, tmp_path}
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (Path(p) not in read_only or not mode & os.W_OK)
+                        and real_access(p, mode, **kw))
+    assert ensure_dataset(small_scenario(), 0, built.parent, progress=False) == built
+    with pytest.raises(DatasetError, match=f"dataset root {tmp_path} is not a writable directory"):
+        ensure_dataset(small_scenario(), 0, tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cached_dataset_from_another_simulator_version_is_used_with_a_warning(copy_of, caplog):
     from mpm_inr.sim import GENERATOR_VERSION
 

@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 
+from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.bench.reference_recipe import REFERENCE_RECIPES, reference_network
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import (
     INR_TYPES,
@@ -62,6 +64,76 @@ def test_siren_init_follows_the_paper():
     assert first.abs().max() <= 1 / 3 + 1e-7 and first.abs().max() > 0.9 / 3
     bound = math.sqrt(6 / 256) / 30
     assert hidden.abs().max() <= bound + 1e-7 and hidden.abs().max() > 0.9 * bound
+
+
+def _siren_params(in_dim: int, out_dim: int, width: int, sine_layers: int) -> int:
+    """First sine layer, sine_layers - 1 hidden sine layers, linear head; weights and biases."""
+    return (in_dim + 1) * width + (sine_layers - 1) * (width * width + width) + (width + 1) * out_dim
+
+
+def _params(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("field", sorted(REFERENCE_RECIPES))
+def test_reference_network_has_a_first_layer_plus_n_layers_nnr_f_sine_layers(field):
+    n_components = 1 if field == "Jp" else 4
+    for recipe in REFERENCE_RECIPES[field]:
+        net = reference_network(recipe, n_components)
+        assert len(net.trunk.layers) == recipe.n_layers_nnr_f + 1
+        assert _params(net) == _siren_params(3, n_components, recipe.hidden_dim, recipe.n_layers_nnr_f + 1)
+
+
+def test_reference_parameter_counts_equal_the_originals():
+    # Counted on MPM_pytorch's own Siren at its documented settings (issue #18): F 256 wide with
+    # n_layers_nnr_f = 4, S 1280 wide with n_layers_nnr_f = 3, both with 4 components.
+    (f,), s = REFERENCE_RECIPES["F"], REFERENCE_RECIPES["S"]
+    assert _params(reference_network(f, 4)) == 265_220
+    assert [_params(reference_network(r, 4)) for r in s] == [4_929_284, 4_929_284]
+    assert [(r.lr, r.total_steps, r.cosine) for r in s] == [(2e-5, 300_000, False), (3e-5, 500_000, True)]
+
+
+def _tight(t: torch.Tensor, bound: float) -> bool:
+    return 0.9 * bound < float(t.abs().max()) <= bound * (1 + 1e-6)
+
+
+def test_reference_init_bounds():
+    """First layer U(±1/3), hidden U(±sqrt(6/h)/ω), head U(±sqrt(0.1/h)/ω); biases U(±1/sqrt(fan_in))."""
+    torch.manual_seed(0)
+    (recipe,) = REFERENCE_RECIPES["F"]
+    h, omega = recipe.hidden_dim, recipe.omega
+    net = reference_network(recipe, 4)
+    first, *hidden = net.trunk.layers
+    assert _tight(first.linear.weight, 1 / 3) and _tight(first.linear.bias, 1 / math.sqrt(3))
+    for layer in hidden:
+        assert _tight(layer.linear.weight, math.sqrt(6 / h) / omega) and _tight(layer.linear.bias, 1 / math.sqrt(h))
+    assert _tight(net.head.weight, math.sqrt(0.1 / h) / omega)
+    assert 0 < float(net.head.bias.abs().max()) <= 1 / math.sqrt(h)  # 4 draws: bounded and not zeroed
+    wide_head = Siren(3, 256, h, 2, omega, head_init="reference", bias_init="fan_in").head.bias
+    assert _tight(wide_head, 1 / math.sqrt(h))
+
+
+def test_siren_txy_config_builds_the_reference_network():
+    """`inr_type=siren_txy` with the seed's keys (n_layers = n_layers_nnr_f + 1) is the reference's network."""
+    (recipe,) = REFERENCE_RECIPES["F"]
+    cfg = compose_train_config(["inr_type=siren_txy", f"model.hidden_dim={recipe.hidden_dim}",
+                                f"model.n_layers={recipe.n_layers_nnr_f + 1}", f"model.omega={recipe.omega}"])
+    params = {k: v for k, v in cfg["model"].items() if k != "name"}
+    ctx = NetworkContext(N, 4, CTX.material, CTX.object_id)
+    torch.manual_seed(0)
+    ours = build_network("siren_txy", ctx, params)
+    torch.manual_seed(0)
+    reference = reference_network(recipe, 4)
+    assert _params(ours) == 265_220
+    assert all(torch.equal(a, b) for a, b in zip(ours.net.state_dict().values(), reference.state_dict().values(),
+                                                  strict=True))
+
+
+def test_unknown_init_choice_is_a_one_line_config_error():
+    with pytest.raises(ConfigError, match=r"model.head_init='tiny' is unknown; valid: hidden, reference"):
+        Siren(3, 1, 8, 2, 30.0, head_init="tiny")
+    with pytest.raises(ConfigError, match=r"model.bias_init='zero' is unknown; valid: weight_bound, fan_in"):
+        build_network("siren_txy", CTX, {"hidden_dim": 8, "n_layers": 2, "omega": 30.0, "bias_init": "zero"})
 
 
 def test_lagrangian_latents_receive_gradient_and_group_codes_share():

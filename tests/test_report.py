@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 from test_report_helpers import (
     FIXTURE,
+    REPO,
     journal_events,
     make_study,
     md_table,
@@ -186,30 +188,56 @@ def test_html_is_well_formed_and_every_image_is_embedded(fixture_report):
         assert section in md
 
 
-def test_heldout_svd_is_computed_on_the_same_window(fixture_report, data_root):
-    """Without the dataset the report says so; with it (--data-root), its SVD numbers are those of the window."""
-    _, md, _ = fixture_report
-    recorded = recorded_ok(FIXTURE)[0]["dataset"]
-    if not Path(recorded).exists():  # the usual case: the recording machine's dataset path is not here
-        assert f"not available, dataset {recorded} not found; pass --data-root" in md
+def _without_recorded_heldout_svd(src: Path, dst: Path) -> Path:
+    """A copy of a study whose runs lack `svd.holdout` (as runs recorded before it did), in journal and metrics.json."""
+    shutil.copytree(src, dst)
+    lines = []
+    for line in (dst / "journal.jsonl").read_text().splitlines():
+        ev = json.loads(line)
+        (ev.get("metrics") or {}).get("svd", {}).pop("holdout", None)
+        lines.append(json.dumps(ev))
+    (dst / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    for p in dst.rglob("metrics.json"):
+        m = json.loads(p.read_text())
+        m.get("svd", {}).pop("holdout", None)
+        p.write_text(json.dumps(m))
+    return dst
+
+
+def test_heldout_svd_is_computed_on_the_same_window(tmp_path, monkeypatch, data_root):
+    """The report reads the held-out SVD from metrics.json; for runs without it, it computes it on the dataset's
+    window (found under --data-root) and gets the same numbers; without the dataset it says so."""
+    recorded = svd_heldout(load_study(FIXTURE).runs)  # no data root: nothing may be computed
+    assert recorded and all(h.source == "metrics.json" and h.missing is None for h in recorded)
+    bare = _without_recorded_heldout_svd(FIXTURE, tmp_path / "study_tiny")
+    monkeypatch.chdir(tmp_path)  # the recorded dataset path is relative: it must not be found here
+    md = write_report(bare, tmp_path / "report")["report.md"].read_text()
+    run = next(r for r in load_study(bare).ok_runs if r.holdout_r2 is not None)
+    assert not Path(run.dataset).is_absolute()  # the fixture holds no path of the machine that recorded it
+    assert f"not available, dataset {run.dataset} not found; pass --data-root" in md
     from mpm_inr.data import open_dataset
     from mpm_inr.data.window import FieldWindow
     from mpm_inr.metrics.svd import svd_baseline, svd_holdout
 
-    study = load_study(FIXTURE)
+    study = load_study(bare)
     held = svd_heldout(study.runs, data_root)
-    assert held and all(h.missing is None for h in held)
-    run = next(r for r in study.ok_runs if r.holdout_r2 is not None)
-    path = dataset_path(run.dataset, data_root)  # the recorded path if it exists here, else under data_root
-    assert path is not None
+    assert held and all(h.missing is None and h.source.startswith("computed") for h in held)
+    path = dataset_path(run.dataset, data_root)
+    assert path is not None and path.parent == data_root
     win = FieldWindow.from_dataset(open_dataset(path), run.field, run.frames, run.holdout_every)
     # the regenerated dataset is the one the study trained on: the recorded SVD R² of the window match. Not to
     # 1e-6: the simulator is bit-deterministic on one platform only, and a generation on another CPU or torch build
     # drifts (~1e-5 in F by frame 600 of discs_small), while another window or field would be off by far more
     base = svd_baseline(win.values[win.train_frames])
     same_bytes = open_dataset(path).meta["fingerprint"]["sha256"] == run.data_fingerprint  # this platform: yes
+    tol = 1e-9 if same_bytes else 1e-4
     for k, v in run.metrics["svd"]["r2_rank"].items():
-        assert base.r2(int(k)) == pytest.approx(v, abs=1e-9 if same_bytes else 1e-4)
+        assert base.r2(int(k)) == pytest.approx(v, abs=tol)
+    assert [h.key for h in held] == [h.key for h in recorded]
+    for hc, hr in zip(held, recorded):  # computed now == recorded by the runs
+        for method, ranks in hr.r2.items():
+            assert hc.r2[method].keys() >= ranks.keys()
+            assert all(hc.r2[method][k] == pytest.approx(v, abs=tol) for k, v in ranks.items())
     h = next(h for h in held if h.window[1] == run.field)
     for method in ("linear", "cubic"):
         direct = svd_holdout(win.values, win.train_frames, win.test_frames, method=method)
@@ -222,6 +250,25 @@ def test_heldout_svd_is_computed_on_the_same_window(fixture_report, data_root):
     for hh, rows in zip(held, tables):  # the report lists the windows in svd_heldout's order
         for r in rows:
             assert r[1] == f"{hh.r2['linear'][int(r[0])]:.6f}" and r[2] == f"{hh.r2['cubic'][int(r[0])]:.6f}"
+
+
+def test_fixtures_hold_no_absolute_path():
+    """Recorded fixtures store paths relative to the study (run dirs) or to the launch dir (datasets), so no test
+    can depend on whether the recording machine's paths exist here."""
+    pattern = re.compile(r'"(/(?:tmp|home|root|work|Users|var|mnt|scratch|opt|data)(?:/[^"]*)?)"')
+    fixtures = REPO / "tests" / "fixtures"
+    found = {str(p.relative_to(fixtures)): m.group(1) for p in fixtures.rglob("*") if p.is_file()
+             and p.suffix in (".json", ".jsonl", ".md", ".log", ".py", ".txt")
+             for m in [pattern.search(p.read_text(errors="replace"))] if m}
+    assert not found
+
+
+def test_recorded_relative_run_dirs_resolve_under_the_study(tmp_path, monkeypatch):
+    """A relative run dir is read under the study dir, whatever the reader's working directory holds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "round_0001" / "node_0001").mkdir(parents=True)  # a decoy in the working directory
+    study = load_study(FIXTURE)
+    assert all(r.run_dir is not None and FIXTURE in r.run_dir.parents for r in study.runs)
 
 
 def test_runs_on_other_bytes_under_one_dataset_name_are_flagged_and_kept_apart(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mpm_inr.data.window import FieldWindow, holdout_mask, window_bounds
-from mpm_inr.errors import ConfigError
+from mpm_inr.errors import ConfigError, DatasetError
 
 
 def test_window_is_centred_like_the_reference():
@@ -79,3 +79,23 @@ def test_finiteness_check_finds_one_bad_value(bad):
     assert not _all_finite(values)
     big = np.full((4, 3), np.finfo(np.float32).max, dtype=np.float32)  # finite, and its float64 sum stays finite
     assert _all_finite(big)
+
+
+@pytest.mark.parametrize("array,planted,where", [
+    ("F.npy", (5, 3, 1), "frame 15, particle 3, component 1"),
+    ("x.npy", (6, 2, 0), "frame 16, particle 2, component 0"),
+    ("type.npy", (4,), "particle 4"),
+])
+def test_a_non_finite_value_is_named_by_frame_and_particle(array, planted, where):
+    """The error names the first bad value, not the whole window, and the fix; later NaNs do not hide it."""
+    rng = np.random.default_rng(1)
+    arrays = {"F.npy": rng.normal(size=(8, 5, 4)).astype(np.float32), "x.npy": rng.random((8, 5, 2)).astype(np.float32),
+              "type.npy": np.zeros(5), "object_id.npy": np.zeros(5)}
+    arrays[array][planted] = np.nan
+    if arrays[array].ndim > 1:
+        arrays[array][7, 4] = np.inf  # a later bad value: not the one reported
+    with pytest.raises(DatasetError) as err:
+        FieldWindow.from_arrays("F", np.arange(10, 18), arrays["F.npy"], arrays["x.npy"], arrays["type.npy"],
+                                arrays["object_id.npy"], source="dataset d0")
+    assert str(err.value).startswith(f"{array} of dataset d0 holds nan at {where} ")
+    assert str(err.value).endswith("delete it and generate it again")

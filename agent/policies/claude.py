@@ -36,6 +36,7 @@ from agent.overrides import OverrideError, Validator, merge
 from agent.policies.base import Policy
 from agent.policies.code_context import code_section_for_view
 from agent.proposal import BlockEndDecision, Proposal
+from agent.stats import beaten_by
 from agent.transcripts import (
     TranscriptStore,
     elide_images,
@@ -271,6 +272,9 @@ def _node_line(view: StudyView, n: Any) -> str:
         v = m.get(key)
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
             parts.append(f"{key}={fmt.format(v)}")
+    beaten = beaten_by(m) if n.status == "ok" else None
+    if beaten:
+        parts.append(beaten)
     if n.error:
         parts.append(f"error: {str(n.error)[:200]}")
     return "; ".join(parts)
@@ -297,11 +301,11 @@ def build_prompt(view: StudyView, *, call_type: str, slots: Sequence[str], limit
     sections.append("## Block statistics (computed by code)\n" + "\n".join(f"{k}: {v}" for k, v in stats.items()))
     if view.established:
         sections.append("## Established effects (>= 3 consistent runs)\n"
-                        + "\n".join(f"- {e.param} {e.direction} ({e.field}, {e.inr_type}): mean dR2={e.mean:+.5f} "
+                        + "\n".join(f"- {e.param} {e.direction} ({e.field}, {e.inr_type}): mean {e.mean:+.2f} nines "
                                     f"over nodes {e.nodes}" for e in view.established))
     if view.open_questions:
         sections.append("## Open questions (tentative or contradicted effects)\n"
-                        + "\n".join(f"- {e.param} {e.direction}: {e.level}, dR2={[round(d, 5) for d in e.deltas]} "
+                        + "\n".join(f"- {e.param} {e.direction}: {e.level}, nines={[round(d, 2) for d in e.deltas]} "
                                     f"nodes {e.nodes}" for e in view.open_questions))
     first = blk.first_iteration
     ucb = format_scores(list(view.ucb), block=blk.block, first_iteration=first,

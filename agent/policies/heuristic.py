@@ -44,11 +44,13 @@ from agent.proposal import BlockEndDecision, Proposal
 from agent.state import NodeState
 from agent.stats import (
     Effect,
+    beaten_by,
     best_node,
     effects,
     fmt_num,
     grade,
     mutated,
+    nines,
     node_regime,
     principles,
 )
@@ -555,7 +557,7 @@ class HeuristicPolicy:
         if st.plateau:
             new_c = 2.0 if new_c is None else new_c
             rules.append(f"Block {blk.block}: R² plateau (last {st.plateau_window} runs within "
-                         f"±{st.plateau_tol:g}): forced branching when stuck; ucb_c raised to 2.0.")
+                         f"±{st.plateau_nines:g} nines): forced branching when stuck; ucb_c raised to 2.0.")
         if st.max_same_param_run > 4:
             rules.append(f"Block {blk.block}: {st.max_same_param_run} consecutive mutations of one parameter: "
                          f"switch dimension after 4.")
@@ -572,8 +574,9 @@ class HeuristicPolicy:
         if best is not None:
             ch = ", ".join(f"{k}={v}" for k, v in sorted(as_dict(best.overrides).items())
                            if k not in ("field", "data.n_training_frames"))
+            beaten = beaten_by(best.metrics)
             parts.append(f"Best R² {format_r2(best.r2)} (node {best.node_id}, {grade(best)}; "
-                         f"{ch or 'the block base config'}).")
+                         f"{ch or 'the block base config'})" + (f", {beaten}." if beaten else "."))
         rates = []
         if st.branching_rate is not None:
             rates.append(f"branching {st.branching_rate:.0%}")
@@ -636,7 +639,7 @@ def describe_result(view: StudyView, n: NodeState) -> str:
         except KeyError:
             parent = None
     if parent is not None and parent.r2 is not None:
-        s += f", parent {parent.node_id} {format_r2(parent.r2)} (Δ {n.r2 - parent.r2:+.6f})"
+        s += f", parent {parent.node_id} {format_r2(parent.r2)} (Δ {nines(n.r2) - nines(parent.r2):+.2f} nines)"
     if isinstance(m.get("slope"), (int, float)):
         s += f", slope {m['slope']:.4f}"
     t, pt = _num(m.get("training_time")), _num(parent.metrics.get("training_time")) if parent else None
@@ -644,7 +647,8 @@ def describe_result(view: StudyView, n: NodeState) -> str:
         s += f", training {t:.1f} s" + (f" ({t / pt:.2f}x parent)" if pt else "")
     if isinstance(m.get("compression_ratio"), (int, float)):
         s += f", compression {m['compression_ratio']:.3g}"
-    return s + "."
+    beaten = beaten_by(m)
+    return s + (f", {beaten}." if beaten else ".")
 
 
 def build(cfg: Mapping[str, Any], ctx) -> HeuristicPolicy:

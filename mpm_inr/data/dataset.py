@@ -16,6 +16,7 @@ into each run's `dataset_provenance`, and `verify_fingerprint` recomputes it fro
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -299,13 +300,40 @@ def ensure_writable_root(root: Path) -> None:
 def check_free_space(root: Path, n_bytes: int, what: str) -> None:
     free = shutil.disk_usage(root).free
     if n_bytes > free:
-        raise DatasetError(f"{what} needs {n_bytes / 1e9:.2f} GB but only {free / 1e9:.2f} GB is free under "
+        raise DatasetError(f"{what} needs {human_bytes(n_bytes)} but only {human_bytes(free)} is free under "
                            f"{root}; free space, use root=<another directory>, or reduce scenario.n_frames")
 
 
+def human_bytes(n: float) -> str:
+    """'6.12 GB', '61.2 MB', '900 bytes': a size a person reads at a glance (decimal units, like df -H)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+VALUES_PER_PARTICLE_FRAME = sum(int(np.prod(s)) for s, _, _ in FRAME_FIELDS.values())  # x 2, v 2, C 4, F 4, Jp, S 4
+
+
 def dataset_nbytes(n_frames: int, n_particles: int) -> int:
-    per_particle = sum(int(np.prod(s)) for s, _, _ in FRAME_FIELDS.values())
-    return 4 * n_particles * (n_frames * per_particle + len(PARTICLE_FIELDS))
+    return 4 * n_particles * (n_frames * VALUES_PER_PARTICLE_FRAME + len(PARTICLE_FIELDS))
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_error(err: OSError, target: Path, n_frames: int, n_particles: int) -> DatasetError:
+    """The one line for a disk (or quota) that fills up while a dataset is written: where, and how much it needs.
+
+    The free-space check before writing catches the usual case; this one is for space taken meanwhile by
+    something else (another job, a second generator) or a quota the free space does not show."""
+    need = dataset_nbytes(n_frames, n_particles)
+    return DatasetError(
+        f"{(err.strerror or 'no space left').lower()} under dataset root {target.parent} while writing {target.name}, which "
+        f"needs {human_bytes(need)} ({n_frames} frames x {n_particles} particles x {VALUES_PER_PARTICLE_FRAME} "
+        f"float32 values, plus {len(PARTICLE_FIELDS)} per-particle arrays); its partial copy was removed. Free "
+        f"space there, use another root (root=<dir> to generate.py, data.root=<dir> to train.py), or reduce "
+        f"scenario.n_frames")
 
 
 class NpyChunkWriter:
@@ -364,7 +392,7 @@ class DatasetWriter:
     """Writes a dataset into a temporary sibling directory and publishes it atomically with `commit`.
 
     Use as a context manager: leaving the block without `commit` (an exception, Ctrl-C) removes the
-    temporary directory. Frame arrays are pre-allocated memmaps filled chunk by chunk, so the frames are never
+    temporary directory; leaving it on a full disk raises `DatasetError` saying where and how much is needed. Frame arrays are pre-allocated memmaps filled chunk by chunk, so the frames are never
     all in RAM.
     """
 
@@ -386,8 +414,10 @@ class DatasetWriter:
             for name, (shape, _, _) in FRAME_FIELDS.items():
                 self.frames[name] = NpyChunkWriter(self.tmp / f"{name}.npy",
                                                    (self.n_frames, self.n_particles, *shape))
-        except BaseException:
+        except BaseException as e:
             self.abort()
+            if isinstance(e, OSError) and e.errno in DISK_FULL:
+                raise disk_full_error(e, self.target, self.n_frames, self.n_particles) from None
             raise
 
     def write_frames(self, name: str, start: int, values: np.ndarray) -> None:
@@ -456,6 +486,8 @@ class DatasetWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if not self._committed:
             self.abort()
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:  # after abort: the message says it was removed
+            raise disk_full_error(exc, self.target, self.n_frames, self.n_particles) from None
 
 
 def _fsync(path: Path) -> None:

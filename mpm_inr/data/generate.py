@@ -32,6 +32,7 @@ from mpm_inr.data.dataset import (
     recorded_fingerprint,
     verify_fingerprint,
 )
+from mpm_inr.data.lock import generation_lock
 from mpm_inr.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,6 @@ def resolve_device(device: Any) -> torch.device:  # noqa: F821 - torch imported 
             raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
         return torch.device(name)
     raise ConfigError(f"device must be one of {', '.join(DEVICES)} (or cuda:<k>), got {device!r}")
-
-
-def _plain(cfg: Any) -> Any:
-    from mpm_inr.sim.scenarios import _plain as plain
-
-    return plain(cfg)
 
 
 def _json_norm(obj: Any) -> Any:
@@ -138,19 +133,21 @@ def _generate(scenario_cfg: Mapping, seed: int, target: str | os.PathLike, devic
             stage = {name: torch.empty((K, N, *shape), dtype=torch.float32, device=dev)
                      for name, (shape, _, _) in FRAME_FIELDS.items()}
             bar = _progress(T - 1, f"{cfg['name']} seed {seed}", progress)
-            k0 = 0
-            for k in range(T):
-                for name in FRAME_FIELDS:
-                    stage[name][k - k0].copy_(state.frame_view(name))
-                if k - k0 + 1 == K or k == T - 1:
-                    _flush_chunk(writer, stage, k0, k - k0 + 1, cfg["name"], seed)
-                    k0 = k + 1
-                if k < T - 1:
-                    sim.step()
-                    if bar is not None:
-                        bar.update(1)
-            if bar is not None:
-                bar.close()
+            try:
+                k0 = 0
+                for k in range(T):
+                    for name in FRAME_FIELDS:
+                        stage[name][k - k0].copy_(state.frame_view(name))
+                    if k - k0 + 1 == K or k == T - 1:
+                        _flush_chunk(writer, stage, k0, k - k0 + 1, cfg["name"], seed)
+                        k0 = k + 1
+                    if k < T - 1:
+                        sim.step()
+                        if bar is not None:
+                            bar.update(1)
+            finally:  # also on Ctrl-C or a full disk: the error line then starts on a line of its own
+                if bar is not None:
+                    bar.close()
             writer.write_particle("type", state.mtype.cpu().numpy())
             writer.write_particle("mass", state.mass.cpu().numpy())
             writer.write_particle("object_id", state.object_id.cpu().numpy())
@@ -208,10 +205,18 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
 
     A cached dataset is validated (`open_dataset`) and, if it was generated here, must come from the same
     scenario config (otherwise `DatasetError` names the differing keys). Imported datasets (from the
-    reference layout) are taken as they are. Temporary directories of crashed generations are removed.
+    reference layout) are taken as they are. Temporary directories of crashed generations are removed. The root
+    must be writable only when the dataset has to be generated.
+    Generation holds the dataset's lock (`generation_lock`): a second caller waits for it and reuses the result.
     `threads` sets torch's CPU threads for the generation only (None: leave them as they are).
     """
-    from mpm_inr.sim import GENERATOR_VERSION, validate_scenario
+    return _ensure_dataset(scenario_cfg, seed, root, device, progress, overwrite, threads)[0]
+
+
+def _ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, device: Any, progress: bool,
+                    overwrite: bool, threads: int | None) -> tuple[Path, str]:
+    """`ensure_dataset`, also saying how the dataset was obtained: cached, generated, or waited for."""
+    from mpm_inr.sim import validate_scenario
 
     cfg = validate_scenario(scenario_cfg)
     seed = check_seed(seed)
@@ -219,24 +224,36 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
         raise ConfigError(f"overwrite must be true or false, got {overwrite!r}")
     root = Path(root)
     target = dataset_dir(root, cfg["name"], seed)
-    if overwrite or not target.exists():  # a cached dataset may sit under a read-only root (a shared store, or
-        ensure_writable_root(root)        # the sandbox of modified code, agent.codemod.sandbox)
-    clean_stale_temps(target)
+    clean_stale_temps(target)  # best effort: on a read-only root they stay, and nothing ever loads them
     if target.exists() and not overwrite:
-        ds = open_dataset(target)
-        if ds.meta.get("source", "generated") == "generated":
-            diff = _scenario_diff(ds.meta.get("scenario"), _json_norm(cfg))
-            if diff:
-                raise DatasetError(f"dataset {target} was generated from a different scenario config "
-                                   f"(differs in {', '.join(diff)}); delete it or regenerate with overwrite=true")
-            made_by = ds.meta.get("generator_version")
-            if made_by != GENERATOR_VERSION:  # still valid data, but not this seed's trajectory any more
-                log.warning("dataset %s was made by simulator %s, this code makes %s: its trajectory differs from "
-                            "a fresh generation of seed %d; regenerate with overwrite=true to reproduce results "
-                            "made with this code", target, made_by, GENERATOR_VERSION, seed)
-        return target
-    return generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite,
-                            threads=threads)
+        return _checked_cache(target, cfg, seed), "cached"
+    ensure_writable_root(root)  # only generating writes: a cached dataset on a read-only mount is read as it is
+    with generation_lock(target):  # its lock file lives in the root, so the root is checked first
+        if target.exists() and not overwrite:  # the process we waited for has just made it
+            return _checked_cache(target, cfg, seed), "made by another process while this one waited"
+        t0 = time.perf_counter()
+        clean_stale_temps(target)  # again: one we waited for may have died (kill -9) since the first look
+        path = generate_dataset(cfg, seed, target, device=device, progress=progress, replace=overwrite,
+                                threads=threads)
+    return path, f"generated in {time.perf_counter() - t0:.1f} s"
+
+
+def _checked_cache(target: Path, cfg: Mapping, seed: int) -> Path:
+    """A cached dataset, validated and checked against the scenario config it should come from."""
+    from mpm_inr.sim import GENERATOR_VERSION
+
+    ds = open_dataset(target)
+    if ds.meta.get("source", "generated") == "generated":
+        diff = _scenario_diff(ds.meta.get("scenario"), _json_norm(cfg))
+        if diff:
+            raise DatasetError(f"dataset {target} was generated from a different scenario config "
+                               f"(differs in {', '.join(diff)}); delete it or regenerate with overwrite=true")
+        made_by = ds.meta.get("generator_version")
+        if made_by != GENERATOR_VERSION:  # still valid data, but not this seed's trajectory any more
+            log.warning("dataset %s was made by simulator %s, this code makes %s: its trajectory differs from "
+                        "a fresh generation of seed %d; regenerate with overwrite=true to reproduce results "
+                        "made with this code", target, made_by, GENERATOR_VERSION, seed)
+    return target
 
 
 def generate_from_config(cfg: Mapping) -> Path:
@@ -247,13 +264,10 @@ def generate_from_config(cfg: Mapping) -> Path:
     verify = cfg.get("verify", False)
     if not isinstance(verify, bool):
         raise ConfigError(f"verify must be true or false, got {verify!r}")
-    target = dataset_dir(cfg.get("root", "data"), _plain(cfg["scenario"]).get("name", "?"), seed)
-    existed = target.exists() and not cfg.get("overwrite", False)
-    t0 = time.perf_counter()
-    path = ensure_dataset(cfg["scenario"], seed, cfg.get("root", "data"), device=cfg.get("device", "cpu"),
-                          progress=bool(progress), overwrite=cfg.get("overwrite", False), threads=threads)
+    path, how = _ensure_dataset(cfg["scenario"], seed, cfg.get("root", "data"), cfg.get("device", "cpu"),
+                                bool(progress), cfg.get("overwrite", False), threads)
     ds = open_dataset(path)
-    how = "cached, not regenerated" if existed else f"generated in {time.perf_counter() - t0:.1f} s"
+    how = "cached, not regenerated" if how == "cached" else how
     print(f"dataset {path}: {ds.n_frames} frames x {ds.n_particles} particles ({how}), "
           f"fingerprint {_short(recorded_fingerprint(ds))}")
     if verify:

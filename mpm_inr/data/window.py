@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mpm_inr.errors import ConfigError, DatasetError
+from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.coordinates import CoordinateSource
 
 # field name -> (array name in the dataset, number of components)
@@ -28,6 +29,25 @@ def _all_finite(arr: np.ndarray) -> bool:
     if not np.issubdtype(arr.dtype, np.floating):
         return True
     return bool(np.isfinite(np.add.reduce(arr.reshape(-1), dtype=np.float64)))
+
+
+def _first_non_finite(arr: np.ndarray) -> tuple[int, ...]:
+    """Index of the first NaN or ±inf in C order (frame first). Only called once `_all_finite` has failed, so the
+    boolean mask of the whole array is paid on the error path alone."""
+    arr = np.asarray(arr)
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(~np.isfinite(arr))), arr.shape))
+
+
+def _non_finite_error(array: str, arr: np.ndarray, frames: np.ndarray, source: str) -> DatasetError:
+    """Name the first bad value (frame, particle, component), so the user can look at it, and the fix."""
+    idx = _first_non_finite(arr)
+    value = np.asarray(arr)[idx]
+    if arr.ndim == 1:
+        where = f"particle {idx[0]}"
+    else:
+        where = f"frame {frames[idx[0]]}, particle {idx[1]}" + (f", component {idx[2]}" if arr.ndim > 2 else "")
+    return DatasetError(f"{array} of {source} holds {value} at {where} (the first non-finite value in the window of "
+                        f"frames {frames[0]}..{frames[-1]}): the dataset is corrupt; delete it and generate it again")
 
 
 def _component_stats(values: np.ndarray, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,21 +136,21 @@ class FieldWindow:
         positions = np.asarray(dataset.read("x", start, stop), dtype=np.float32)
         held_out = holdout_mask(stop - start, holdout_every)
         return cls.from_arrays(field, np.arange(start, stop), values, positions,
-                               dataset.per_particle("type"), dataset.per_particle("object_id"), held_out, normalize)
+                               dataset.per_particle("type"), dataset.per_particle("object_id"), held_out, normalize,
+                               source=f"dataset {dataset.path}")
 
     @classmethod
     def from_arrays(cls, field: str, frames: np.ndarray, values: np.ndarray, positions: np.ndarray,
                     material: np.ndarray, object_id: np.ndarray, held_out: np.ndarray | None = None,
-                    normalize: bool = True) -> FieldWindow:
+                    normalize: bool = True, source: str = "the dataset") -> FieldWindow:
+        """`source` names where the arrays come from in the error a NaN or ±inf in them raises."""
         held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
-        if not _all_finite(values):
-            raise ConfigError(f"field {field} has non-finite values in frames {frames[0]}..{frames[-1]}")
-        # the network reads these too: a NaN here would surface later as a misleading 'diverged' run
-        for what, arr in (("positions (x.npy)", positions), ("material (type.npy)", material),
-                          ("object ids (object_id.npy)", object_id)):
+        # the network reads positions, material and object ids too: a NaN there would surface later as a
+        # misleading 'diverged' run
+        for array, arr in ((f"{FIELDS[field][0]}.npy", values), ("x.npy", positions), ("type.npy", material),
+                           ("object_id.npy", object_id)):
             if not _all_finite(arr):
-                raise DatasetError(f"{what} have non-finite values in frames {frames[0]}..{frames[-1]}: the "
-                                   f"dataset is corrupt; delete it and generate it again")
+                raise _non_finite_error(array, arr, frames, source)
         if normalize:
             mean, std = _component_stats(values, ~held_out)
             std = np.where(std > 0, std, 1.0)
@@ -138,6 +158,11 @@ class FieldWindow:
             mean, std = np.zeros(values.shape[-1]), np.ones(values.shape[-1])
         return cls(field, frames, values, positions, np.asarray(material).astype(np.int64),
                    np.asarray(object_id).astype(np.int64), held_out, mean.astype(np.float32), std.astype(np.float32))
+
+    def network_context(self) -> NetworkContext:
+        """What a network needs to know about this window: sizes and per-particle groups."""
+        return NetworkContext(self.n_particles, self.n_components, torch.from_numpy(self.material),
+                              torch.from_numpy(self.object_id))
 
     def normalize(self, values):
         """Original units -> training units (z-scored per component, or identity when normalize=false)."""

@@ -2,6 +2,13 @@
 
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.coordinates import CoordinateSource
-from mpm_inr.models.registry import INR_TYPES, InrType, build_network, get_inr_type
+from mpm_inr.models.registry import (
+           INR_TYPES,
+           InrType,
+           build_network,
+           get_inr_type,
+           network_from_config,
+)
 
-__all__ = ["INR_TYPES", "CoordinateSource", "InrType", "NetworkContext", "build_network", "get_inr_type"]
+__all__ = ["INR_TYPES", "CoordinateSource", "InrType", "NetworkContext", "build_network", "get_inr_type",
+           "network_from_config"]

@@ -14,12 +14,13 @@ from mpm_inr.models.siren import Siren
 
 
 class PointSiren(nn.Module):
-    """A plain SIREN on the coordinate vector (siren_txy, siren_id); particle index unused."""
+    """A plain SIREN on the coordinate vector (siren_txy, siren_id); particle index unused. n_layers counts every
+    sine layer (the reference's n_layers_nnr_f + 1); head_init and bias_init: see `mpm_inr.models.siren`."""
 
     def __init__(self, ctx: NetworkContext, in_dim: int, hidden_dim: int, n_layers: int, omega: float,
-                 learn_omega: bool = False) -> None:
+                 learn_omega: bool = False, head_init: str = "hidden", bias_init: str = "weight_bound") -> None:
         super().__init__()
-        self.net = Siren(in_dim, ctx.n_components, hidden_dim, n_layers, omega, learn_omega)
+        self.net = Siren(in_dim, ctx.n_components, hidden_dim, n_layers, omega, learn_omega, head_init, bias_init)
 
     def forward(self, coords: Tensor, particle_idx: Tensor) -> Tensor:
         return self.net(coords)

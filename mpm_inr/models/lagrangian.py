@@ -126,6 +126,11 @@ class LatentCodeField(nn.Module):
         self.register_buffer("_slot_particles", padded.flatten()[real_slots], persistent=False)  # their particles
 
     @property
+    def linear_in_codes(self) -> bool:
+        """Whether the prediction is <z_i, g(t)>, linear in each particle's code (the codec transform-codes it)."""
+        return self.decoder == "bilinear"
+
+    @property
     def n_basis_groups(self) -> int:
         return len(self.group_sizes)
 

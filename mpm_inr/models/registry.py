@@ -5,10 +5,11 @@ Adding an inr_type means one network module, one line here and one conf/inr_type
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from mpm_inr.errors import ConfigError
@@ -59,6 +60,21 @@ class InrType:
         fn = getattr(network, "loss_targets", None)
         return packed_targets if fn is None else fn(packed_targets)
 
+    @torch.no_grad()
+    def predict_frames(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
+                       chunk: int = 65536) -> Tensor:
+        """Every particle at the given frames of `src`, (F, N, C) in training units, `chunk` points at a time;
+        one path for evaluation after training and for decoding a codec file."""
+        n_particles = src.particle.numel()
+        if self.time_grid:
+            step = max(1, chunk // n_particles)
+            return torch.cat([self.query_frames(network, src, frames[i:i + step]) for i in range(0, frames.numel(), step)])
+        frame_idx = frames.repeat_interleave(n_particles)
+        particle_idx = torch.arange(n_particles, device=frames.device).repeat(frames.numel())
+        out = torch.cat([self.query(network, src, frame_idx[lo:lo + chunk], particle_idx[lo:lo + chunk])
+                         for lo in range(0, frame_idx.numel(), chunk)])
+        return out.view(frames.numel(), n_particles, -1)
+
     def refresh_codes(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
                       packed_targets: Tensor) -> None:
         """Networks that solve their codes from the basis (instead of learning them) store the solution for the
@@ -84,6 +100,17 @@ def get_inr_type(name: str) -> InrType:
         return INR_TYPES[name]
     except KeyError:
         raise ConfigError(f"unknown inr_type {name!r}; valid: {', '.join(sorted(INR_TYPES))}") from None
+
+
+# Keys of the model config that configure the optimiser, not the network (run.py reads them itself).
+OPTIMISER_KEYS = ("latent_lr_mult",)
+
+
+def network_from_config(model: Mapping[str, Any], ctx: NetworkContext) -> nn.Module:
+    """A fresh network from the model config as composed (`name` and optimiser-only keys included): the one
+    construction path for training and for decoding a codec file."""
+    params = {k: v for k, v in model.items() if k != "name" and k not in OPTIMISER_KEYS}
+    return build_network(str(model["name"]), ctx, params)
 
 
 def build_network(name: str, ctx: NetworkContext, params: dict[str, Any]) -> nn.Module:

@@ -195,17 +195,7 @@ class INRModule(pl.LightningModule):
     @torch.no_grad()
     def predict_frames(self, frames: Tensor, chunk: int = 65536) -> Tensor:
         """Predictions (len(frames), N, C) in training units for every particle of the given frames."""
-        n_particles, n_comp = self.targets.shape[1], self.targets.shape[2]
-        if self.inr.time_grid:
-            step = max(1, chunk // n_particles)
-            return torch.cat([self.inr.query_frames(self.network, self.source, frames[i:i + step].to(self.device))
-                              for i in range(0, frames.numel(), step)])
-        frame_idx = frames.to(self.device).repeat_interleave(n_particles)
-        particle_idx = torch.arange(n_particles, device=self.device).repeat(frames.numel())
-        out = torch.empty(frame_idx.numel(), n_comp, device=self.device)
-        for lo in range(0, frame_idx.numel(), chunk):
-            out[lo:lo + chunk] = self(frame_idx[lo:lo + chunk], particle_idx[lo:lo + chunk])
-        return out.view(frames.numel(), n_particles, n_comp)
+        return self.inr.predict_frames(self.network, self.source, frames.to(self.device), chunk)
 
     def loss_curve(self) -> list[float]:
         return self.loss_history[: self.steps_done].float().cpu().tolist()

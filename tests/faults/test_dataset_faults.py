@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from mpm_inr.data import dataset_dir, ensure_dataset, open_dataset
-from mpm_inr.data.dataset import ALL_FIELDS, temp_prefix
+from mpm_inr.data.dataset import ALL_FIELDS, TMP_MARK, temp_prefix
 from mpm_inr.errors import DatasetError, UserError
 
 from .harness import REPO, base_env, kill9, one_line_error, spawn, wait_for
@@ -148,7 +148,7 @@ def _window_error(d: Path, field: str, inr_type: str, tmp_path: Path) -> str:
 @pytest.mark.parametrize("array,field,inr_type", [("Jp", "Jp", "siren_t"), ("x", "Jp", "siren_txy")])
 def test_non_finite_values_in_the_window_are_refused(pristine, tmp_path, array, field, inr_type, fault_row):
     """A NaN written into the training window (the target field, or the positions a siren_txy reads) must be
-    reported as bad data before training, not surface later as a 'diverged' run."""
+    reported as bad data before training, not surface later as a 'diverged' run, naming its frame and particle."""
     d = tmp_path / "data" / pristine.name
     shutil.copytree(pristine, d)
     arr = np.load(d / f"{array}.npy", mmap_mode="r+")
@@ -156,7 +156,8 @@ def test_non_finite_values_in_the_window_are_refused(pristine, tmp_path, array, 
     arr.flush()
     del arr
     err = _window_error(d, field, inr_type, tmp_path / "run")
-    ok = err.startswith("UserError") and "non-finite" in err
+    ok = (err.startswith(f"UserError: {array}.npy of dataset {d} holds nan at frame {N_FRAMES // 2}, particle 7")
+          and err.endswith("delete it and generate it again"))
     fault_row(f"NaN inside the training window ({array}.npy, {inr_type})", trials=1, survived=int(ok),
               notes=err[:300])
     assert ok, err
@@ -226,7 +227,7 @@ def test_killed_generation_is_never_used_and_is_regenerated(tmp_path, rng, fault
             continue  # finished before the kill point: not a kill
         kill9(p)
         trials += 1
-        leftovers = [q for q in root.iterdir() if q.name.startswith(".")]
+        leftovers = [q for q in root.iterdir() if TMP_MARK in q.name]  # (a lock file may stay too: harmless)
         try:
             open_dataset(target)
             outcome = "complete: killed after the atomic rename"
@@ -237,7 +238,7 @@ def test_killed_generation_is_never_used_and_is_regenerated(tmp_path, rng, fault
             problems.append(f"trial {trials}: a partial {target} is visible")
         path = ensure_dataset(sc, 0, root, progress=False)
         same = all(np.array_equal(np.load(path / f"{n}.npy"), np.load(ref / f"{n}.npy")) for n in ALL_FIELDS)
-        left = [q.name for q in root.iterdir() if q.name.startswith(".")]
+        left = [q.name for q in root.iterdir() if TMP_MARK in q.name]
         if not same or left or outcome.startswith("unexpected"):
             problems.append(f"trial {trials}: {outcome}, regenerated identical={same}, left over {left}")
         outcomes.append(f"{outcome} ({len(leftovers)} temp dir(s) left by the kill)")

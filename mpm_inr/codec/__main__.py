@@ -1,0 +1,92 @@
+"""`python -m mpm_inr.codec encode RUN_DIR | decode FILE | info FILE`: a trained model as bytes on disk."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from mpm_inr.codec import format
+from mpm_inr.codec.decode import load
+from mpm_inr.codec.encode import CodecSettings, encode_model
+from mpm_inr.codec.rundir import load_run
+from mpm_inr.errors import UserError
+
+DEFAULT_NAME = "model.mpmc"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpm_inr.codec")
+    sub = parser.add_subparsers(dest="command", required=True)
+    enc = sub.add_parser("encode", help="write a run's model as one file")
+    enc.add_argument("run_dir")
+    enc.add_argument("-o", "--out", help=f"file to write (default RUN_DIR/{DEFAULT_NAME})")
+    enc.add_argument("--target-r2", type=float, default=None, help="decoded R² to reach (default: keep the model's)")
+    enc.add_argument("--weight-bits", default=",".join(map(str, CodecSettings.weight_bits)),
+                     help="candidate weight precisions (32, 16: floats; 2..15: per-row integers), comma separated")
+    enc.add_argument("--data-root", default=None, help="where the run's dataset lives, if it moved")
+    dec = sub.add_parser("decode", help="a file back to the window's arrays")
+    dec.add_argument("file")
+    dec.add_argument("-o", "--out", required=True, help="directory for <field>.npy (T, N, C) and frames.npy")
+    dec.add_argument("--t", type=float, action="append", help="absolute frame time(s), fractional allowed "
+                     "(default: every frame of the window)")
+    info = sub.add_parser("info", help="print a file's header and metadata")
+    info.add_argument("file")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "encode":
+            print(json.dumps(_encode(args), indent=1, default=str))
+        elif args.command == "decode":
+            _decode(args)
+        else:
+            print(json.dumps(_info(args.file), indent=1))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0
+
+
+def _encode(args) -> dict:
+    try:
+        bits = [int(b) for b in args.weight_bits.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"--weight-bits={args.weight_bits!r} must be comma-separated integers, e.g. 16,8,4") from None
+    settings = CodecSettings.from_config({"target_r2": args.target_r2, "weight_bits": bits})
+    cfg, window, network = load_run(args.run_dir, args.data_root)
+    out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_NAME
+    return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], out, settings,
+                        source={"run_dir": str(args.run_dir), "dataset": cfg["dataset"]})
+
+
+def _decode(args) -> None:
+    model = load(args.file)
+    frames = np.asarray(args.t, dtype=np.float64) if args.t else model.frames
+    values = model.predict(frames)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        np.save(out / f"{model.meta['window']['field']}.npy", values)
+        np.save(out / "frames.npy", frames)
+    except OSError as err:
+        raise format.CodecError(f"cannot write to {out}: {err.strerror}; pass a writable --out") from None
+    print(f"wrote {out}/{model.meta['window']['field']}.npy {values.shape} at {len(frames)} times")
+
+
+def _info(path: str) -> dict:
+    box = format.read(path)
+    meta = box.meta
+    return {"file": path, "bytes": box.n_bytes, "format_version": box.version, "kind": meta["kind"],
+            "field": meta["window"]["field"], "inr_type": meta["model"]["name"],
+            "window": {k: meta["window"][k] for k in ("start", "n_frames", "n_particles", "n_components")},
+            "ratio": meta["window"]["n_frames"] * meta["window"]["n_particles"] * meta["window"]["n_components"] * 4
+            / box.n_bytes,
+            "encoding": {k: v for k, v in meta["encoding"].items() if not isinstance(v, dict)},
+            "bytes_by_part": {"meta": box.meta_bytes, **{k: len(v) for k, v in box.blobs.items()}},
+            "model": meta["model"], "source": meta["source"]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Bilinear latent codes (inr_type=lagrangian, decoder=bilinear) as a transform code.
+
+The decoded field of a particle in basis group g is z·B_g, B_g the basis network's K x (frames·components)
+output. Quantising z directly wastes bits: its K columns are correlated and weigh unequally in the output. So,
+per group, the codes are rotated into the directions of the prediction's own SVD (a Karhunen-Loève transform in
+the metric of B_g, in original units): the rows of R·B_g are orthonormal and sorted by energy, so one uniform
+step δ on every coefficient gives every coefficient the same error, δ²/12 added to SS_res (reverse
+water-filling), and weak directions quantise to zero and are dropped. Particles whose values are constant over
+the window are one more group, with the constant basis (one row per component), so their values share the budget. The coefficients are then re-solved by
+least squares for the decoded basis and the int8 directions (a cheap quantisation-aware step) before rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpm_inr.codec.format import CodecError
+from mpm_inr.codec.quantise import pack_array, quantise_uniform, unpack_array
+
+ROW_LEVELS = 127  # directions are stored as int8 rows scaled to max |.| = 127
+_RIDGE = 1e-10  # of the mean Gram diagonal: keeps a rank-deficient group basis solvable
+
+
+@dataclass
+class GroupFit:
+    """One group's least-squares codes in their KLT coordinates, with the Gram-form sums that give the decoded
+    error of any codes in O(n·K²) instead of decoding n x frames x components values."""
+
+    gram: np.ndarray  # (K, K) B Bᵀ of the group's basis in original units (times std per component)
+    target_basis: np.ndarray  # (n, K) Y Bᵀ, Y the training-frame values minus the normalisation mean
+    target_sq: float  # ||Y||²
+    rotation: np.ndarray  # (K, K): KLT directions in code space, strongest first
+    coefs: np.ndarray  # (n, K) least-squares coefficients in those directions
+
+    @property
+    def ss_res(self) -> float:
+        """Σ squared error of the unquantised least-squares codes: ||Y||² − <Z, Y Bᵀ> at the optimum."""
+        codes = self.coefs @ self.rotation
+        return self.target_sq - float(np.einsum("ij,ij->", codes, self.target_basis))
+
+
+@dataclass
+class QuantisedCodes:
+    """Codes at one step: per group the kept directions (int8 rows with float32 scales) and integer coefficients."""
+
+    step: float
+    rows: list[np.ndarray]  # (r_g, K_g) int8, each row scaled to max |.| = ROW_LEVELS
+    row_scales: list[np.ndarray]  # (r_g,) float32
+    ints: list[np.ndarray]  # (n_g, r_g) integers
+    ss_res: float  # Σ squared error over the coded particles and training frames, original units
+
+
+def coded_members(network: nn.Module, constant: np.ndarray) -> list[np.ndarray]:
+    """The particles of each basis group that carry codes (not constant ones), in index order; the encoder and
+    the decoder both derive it from the file's per-particle groups and constant mask."""
+    group = network.basis_group.cpu().numpy()
+    return [np.flatnonzero((group == g) & ~constant) for g in range(network.n_basis_groups)]
+
+
+@torch.no_grad()
+def group_bases(network: nn.Module, t_train: torch.Tensor, std: np.ndarray) -> np.ndarray:
+    """(G, K, F·C) float64 basis per group in original units, from the network as the decoder will run it."""
+    basis = network.basis_per_group(t_train).double().cpu().numpy()  # (F, G, K·C)
+    n_frames, n_groups = basis.shape[:2]
+    basis = basis.reshape(n_frames, n_groups, network.latent_dim, -1) * std[None, None, None, :]
+    return basis.transpose(1, 2, 0, 3).reshape(n_groups, network.latent_dim, -1)
+
+
+def constant_basis(n_frames: int, n_components: int) -> np.ndarray:
+    """(C, F·C): component c held at 1 over every frame. Particles constant over the window are coded in it
+    (value = mean + code), so their values get the same error budget as every other coefficient."""
+    return np.tile(np.eye(n_components), n_frames)
+
+
+def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
+               members: list[np.ndarray]) -> list[GroupFit]:
+    """Least-squares codes of every group and their KLT. values: (F, N, C) training frames, original units."""
+    fits = []
+    for basis, idx in zip(bases, members, strict=True):
+        targets = (values[:, idx, :].astype(np.float64) - mean).transpose(1, 0, 2).reshape(idx.size, basis.shape[1])
+        gram = basis @ basis.T
+        target_basis = targets @ basis.T
+        codes = np.linalg.solve(_ridged(gram), target_basis.T).T  # (n, K)
+        lower = np.linalg.cholesky(_ridged(gram))
+        # a group whose particles are all constant has no codes, and no directions
+        vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if idx.size else np.zeros((0, basis.shape[0]))
+        rotation = np.linalg.solve(lower.T, vt.T).T  # Vᵀ L⁻¹: rows of rotation·basis are orthonormal
+        fits.append(GroupFit(gram, target_basis, float(np.einsum("ij,ij->", targets, targets)), rotation,
+                             codes @ lower @ vt.T))
+    return fits
+
+
+def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
+    """Drop the directions whose coefficients would all round to zero, re-solve the rest for the stored (int8)
+    directions, round them to multiples of `step`, and measure the decoded error."""
+    rows, scales, ints, ss_res = [], [], [], 0.0
+    for fit in fits:
+        kept = np.flatnonzero(np.abs(fit.coefs).max(axis=0, initial=0.0) >= step / 2)
+        scale = np.abs(fit.rotation[kept]).max(axis=1, initial=0.0).astype(np.float32)
+        scale = np.where(scale > 0, scale, np.float32(1.0))
+        half = np.rint(fit.rotation[kept] / scale[:, None] * ROW_LEVELS).astype(np.int8)
+        stored = half.astype(np.float64) / ROW_LEVELS * scale[:, None]  # (r, K): what the decoder multiplies by
+        gram, rhs = stored @ fit.gram @ stored.T, fit.target_basis @ stored.T
+        coefs = np.linalg.solve(_ridged(gram), rhs.T).T if kept.size else rhs
+        q = quantise_uniform(coefs, step)
+        decoded = q * step
+        ss_res += fit.target_sq - 2 * float(np.einsum("ij,ij->", decoded, rhs)) + float(
+            np.einsum("ij,ij->", decoded.T @ decoded, gram))
+        rows.append(half)
+        scales.append(scale)
+        ints.append(q)
+    return QuantisedCodes(step, rows, scales, ints, ss_res)
+
+
+def pack_codes(codes: QuantisedCodes) -> tuple[dict[str, bytes], dict]:
+    """Blobs and metadata: every group's integer columns back to back (column-major, one lzma stream), the
+    directions and their scales likewise."""
+    columns = np.concatenate([q.T.ravel() for q in codes.ints])
+    blobs, meta = {}, {"step": codes.step, "ranks": [int(q.shape[1]) for q in codes.ints]}
+    blobs["codes"], meta["codes"] = pack_array(columns.astype(np.result_type(*[q.dtype for q in codes.ints])))
+    blobs["rows"], meta["rows"] = pack_array(np.concatenate([r.ravel() for r in codes.rows]))
+    blobs["row_scales"], meta["row_scales"] = pack_array(np.concatenate(codes.row_scales))
+    return blobs, meta
+
+
+def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """Per group (n_g, K_g) float64 codes q·δ·R, for the (particles, code size) of each group."""
+    columns = unpack_array(blobs["codes"], meta["codes"]).astype(np.float64)
+    rows = unpack_array(blobs["rows"], meta["rows"]).astype(np.float64)
+    scales = unpack_array(blobs["row_scales"], meta["row_scales"]).astype(np.float64)
+    ranks = meta["ranks"]
+    if len(ranks) != len(shapes) or columns.size != sum(n * r for (n, _), r in zip(shapes, ranks, strict=True)) \
+            or rows.size != sum(k * r for (_, k), r in zip(shapes, ranks, strict=True)):
+        raise CodecError("the file's codes do not match its particle groups; it is inconsistent, encode it again")
+    out, at_col, at_row, at_value = [], 0, 0, 0
+    for (n, dim), rank in zip(shapes, ranks, strict=True):
+        q = columns[at_col:at_col + n * rank].reshape(rank, n).T
+        rotation = rows[at_value:at_value + rank * dim].reshape(rank, dim) / ROW_LEVELS * scales[at_row:at_row + rank, None]
+        out.append((q * meta["step"]) @ rotation)
+        at_col, at_row, at_value = at_col + n * rank, at_row + rank, at_value + rank * dim
+    return out
+
+
+def _ridged(gram: np.ndarray) -> np.ndarray:
+    if gram.size == 0:
+        return gram
+    return gram + _RIDGE * max(float(np.mean(np.diag(gram))), 1e-300) * np.eye(gram.shape[0])

@@ -1,0 +1,138 @@
+"""A codec file back to numbers: the network rebuilt from its config, its decoded parameters loaded, evaluated at
+any time of the window (fractional frames too), in original units."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mpm_inr.codec import bilinear, format
+from mpm_inr.codec.quantise import (
+    pack_array,
+    smallest_int,
+    unpack_array,
+    unpack_tensors,
+)
+from mpm_inr.models import (
+    CoordinateSource,
+    InrType,
+    NetworkContext,
+    get_inr_type,
+    network_from_config,
+)
+
+
+@dataclass
+class CodecModel:
+    """A decodable model: the network with its (decoded) parameters and what maps its output to the window."""
+
+    meta: dict[str, Any]  # the file's metadata (window, normalisation, model config, encoding)
+    network: nn.Module
+    constant: np.ndarray  # (N,) bool: particles whose values are constant over the window, stored exactly
+    constant_values: np.ndarray  # (n_constant, C) float32
+
+    @property
+    def inr(self) -> InrType:
+        return get_inr_type(self.meta["model"]["name"])
+
+    @property
+    def frames(self) -> np.ndarray:
+        """Absolute dataset frame numbers of the window."""
+        return self.meta["window"]["start"] + np.arange(self.meta["window"]["n_frames"])
+
+    @property
+    def train_frames(self) -> np.ndarray:
+        """Window indices of the frames the model was fitted on (R² is reported over these)."""
+        return np.setdiff1d(np.arange(self.meta["window"]["n_frames"]), self.meta["window"]["held_out"])
+
+    def normalised_time(self, frames: Sequence[float] | np.ndarray) -> torch.Tensor:
+        """Absolute (possibly fractional) frame numbers -> the time coordinate the network saw in training: the
+        window's linspace(-1, 1) at whole frames, linear in between."""
+        win = self.meta["window"]
+        offset = np.asarray(frames, dtype=np.float64) - win["start"]
+        last = win["n_frames"] - 1
+        if offset.size and (offset.min() < 0 or offset.max() > last or not np.isfinite(offset).all()):
+            raise format.CodecError(f"frame times must lie in the window [{win['start']}, {win['start'] + last}] "
+                                    f"(the model does not extrapolate); got {np.asarray(frames).min()}.."
+                                    f"{np.asarray(frames).max()}")
+        grid = torch.linspace(-1.0, 1.0, win["n_frames"]).double().numpy()
+        return torch.from_numpy(np.interp(offset, np.arange(win["n_frames"]), grid)).float() / win["t_period"]
+
+    @torch.no_grad()
+    def predict(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
+        """(len(frames), N, C) float32 in original units at absolute (possibly fractional) frame numbers."""
+        win = self.meta["window"]
+        t = self.normalised_time(frames)
+        n_particles = win["n_particles"]
+        src = CoordinateSource(t, torch.linspace(-1.0, 1.0, n_particles), None)
+        out = self.inr.predict_frames(self.network, src, torch.arange(t.numel())).double().numpy()
+        out = (out * np.asarray(win["std"]) + np.asarray(win["mean"])).astype(np.float32)
+        out[:, self.constant] = self.constant_values
+        return out
+
+    def decode_window(self) -> np.ndarray:
+        """Every frame of the window, (T, N, C)."""
+        return self.predict(self.frames)
+
+
+def load(path: str | os.PathLike) -> CodecModel:
+    """Read, verify and rebuild a codec file (one CodecError line for anything wrong with it)."""
+    return from_container(format.read(path))
+
+
+def from_container(box: format.Container) -> CodecModel:
+    meta, blobs = box.meta, box.blobs
+    network = build(meta, blobs)
+    win = meta["window"]
+    constant = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))[:win["n_particles"]].astype(bool)
+    if meta["kind"] == "bilinear":
+        members = bilinear.coded_members(network, constant)
+        shapes = [(idx.size, network.latent_dim) for idx in members]
+        shapes += [(int(constant.sum()), win["n_components"])] if constant.any() else []
+        codes = bilinear.unpack_codes(blobs, meta["encoding"], shapes)
+        latents = np.zeros((win["n_particles"], network.latent_dim), dtype=np.float32)
+        for idx, group_codes in zip(members, codes, strict=False):
+            latents[idx] = group_codes
+        values = (np.asarray(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
+        state = {**unpack_tensors("basis", blobs, meta["encoding"]["basis"]), "latents": latents}
+    else:
+        values = unpack_array(blobs["constant_values"], meta["encoding"]["constant_values"])
+        state = unpack_tensors("weights", blobs, meta["encoding"]["weights"])
+    load_parameters(network, state)
+    return CodecModel(meta, network, constant, values.astype(np.float32))
+
+
+def build(meta: dict[str, Any], blobs: dict[str, bytes]) -> nn.Module:
+    """A fresh network of the file's model config, with the file's per-particle groups."""
+    win = meta["window"]
+    material = torch.from_numpy(unpack_array(blobs["material"], meta["material"]).astype(np.int64))
+    object_id = torch.from_numpy(unpack_array(blobs["object_id"], meta["object_id"]).astype(np.int64))
+    ctx = NetworkContext(win["n_particles"], win["n_components"], material, object_id)
+    return network_from_config(meta["model"], ctx).eval()
+
+
+def load_parameters(network: nn.Module, state: dict[str, np.ndarray]) -> None:
+    """Load decoded parameters; shared per-group codes (folded into each particle's code by the encoder) are zero."""
+    full = {name: torch.zeros_like(value) for name, value in network.state_dict().items()}
+    missing = set(state) - set(full)
+    if missing:
+        raise format.CodecError(f"the file holds parameters {sorted(missing)} its model config does not have; "
+                                "it is inconsistent, encode it again")
+    full.update({name: torch.from_numpy(np.asarray(value, dtype=np.float32)) for name, value in state.items()})
+    network.load_state_dict(full)
+
+
+def particle_blobs(material: np.ndarray, object_id: np.ndarray,
+                   constant: np.ndarray) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Per-particle data every file holds: groups, and which particles are constant over the window."""
+    blobs, meta = {}, {}
+    for name, values in (("material", material), ("object_id", object_id)):
+        blobs[name], meta[name] = pack_array(smallest_int(np.asarray(values, dtype=np.int64)))
+    blobs["constant"], meta["constant"] = pack_array(np.packbits(constant))
+    return blobs, meta

@@ -1,0 +1,214 @@
+"""A trained model to a codec file, at the smallest configuration that reaches the requested accuracy.
+
+A user asks for an R², not a number of bits: `target_r2` picks, among the candidate weight precisions, the
+coarsest code step (bisection on the decoded R², cheap for bilinear codes: the error is measured in closed form)
+whose file is smallest. Without a target, or with one the model cannot reach, the codec keeps the model's
+accuracy: it may add at most `max_error_growth` (10 %) to the best decodable 1 − R².
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from mpm_inr.codec import bilinear, format
+from mpm_inr.codec.decode import CodecModel, load, load_parameters, particle_blobs
+from mpm_inr.codec.quantise import (
+    FLOAT_BITS,
+    pack_array,
+    pack_tensors,
+    roundtrip_tensors,
+)
+from mpm_inr.data.window import FieldWindow
+from mpm_inr.errors import ConfigError
+from mpm_inr.metrics.regression import component_sums, r2_score
+from mpm_inr.models import INR_TYPES, get_inr_type
+
+_BISECTIONS = 14
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    target_r2: float | None = None  # decoded R² over the training frames the file must reach
+    weight_bits: Sequence[int] = (16, 8, 6, 5, 4, 3)  # candidate precisions of the network weights (16: fp16; less: ints)
+    max_error_growth: float = 0.1  # without a reachable target: 1 − R² may grow by this fraction at most
+
+    @classmethod
+    def from_config(cls, codec: Mapping[str, Any] | None) -> CodecSettings:
+        codec = dict(codec or {})
+        target = codec.get("target_r2")
+        bits = tuple(int(b) for b in codec.get("weight_bits", cls.weight_bits))
+        growth = float(codec.get("max_error_growth", cls.max_error_growth))
+        if target is not None and not 0 < float(target) < 1:
+            raise ConfigError(f"codec.target_r2={target} must lie in (0, 1) or be null")
+        if not bits or any(b not in FLOAT_BITS and not 2 <= b < 16 for b in bits):
+            raise ConfigError(f"codec.weight_bits={list(bits)} must list bits from 32, 16 or 2..15")
+        if not growth > 0:
+            raise ConfigError(f"codec.max_error_growth={growth} must be positive")
+        return cls(None if target is None else float(target), bits, growth)
+
+
+def constant_particles(values: np.ndarray) -> np.ndarray:
+    """(N,) True where a particle's every component is exactly constant over the window (Jp of an elastic
+    particle, a resting one): stored as its value, decoded exactly, costing no code."""
+    return np.all(values == values[:1], axis=(0, 2))
+
+
+def encode_model(network: nn.Module, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
+                 path: str | os.PathLike, settings: CodecSettings = CodecSettings(),
+                 source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Encode a trained network of `window` into `path`; returns the numbers for metrics.json, with the R²
+    recomputed from the arrays decoded from the written file."""
+    started = time.perf_counter()
+    refuse_positions(str(model_cfg["name"]))
+    network = copy.deepcopy(network).cpu().float().eval()
+    constant = constant_particles(window.values)
+    blobs, meta = particle_blobs(window.material, window.object_id, constant)
+    meta.update(model=dict(model_cfg), window=_window_meta(window, t_period), source=dict(source or {}))
+    shell = CodecModel(meta, network, constant, window.values[0, constant])  # constants exact while searching
+    train = window.train_frames
+    gt = window.values[train]
+    ss_tot = float(component_sums(gt.astype(np.float64), gt.astype(np.float64))[1].sum())
+    linear = getattr(network, "linear_in_codes", False)
+    encoder = _encode_bilinear if linear else _encode_weights
+    kind_meta, kind_blobs = encoder(shell, window, ss_tot, settings)
+    meta.update(kind="bilinear" if linear else "weights", encoding=kind_meta)
+    n_bytes = format.write(path, meta, {**blobs, **kind_blobs})
+    encode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    decoded = load(path).decode_window()
+    decode_s = time.perf_counter() - started
+    raw = window.values.size * 4
+    r2 = r2_score(gt, decoded[train])
+    goal = kind_meta["goal_r2"]
+    return {"file": str(path), "bytes": n_bytes, "ratio": raw / n_bytes, "raw_bytes": raw, "r2": r2,
+            "holdout_r2": r2_score(window.values[window.test_frames], decoded[window.test_frames])
+            if len(window.test_frames) else None,
+            "target_r2": settings.target_r2, "goal_r2": goal, "target_met": r2 >= (settings.target_r2 or goal) - 1e-9,
+            "ceiling_r2": kind_meta["ceiling_r2"], "kind": meta["kind"], "weight_bits": kind_meta["weight_bits"],
+            "step": kind_meta.get("step"), "constant_particles": int(constant.sum()),
+            "bytes_by_part": {name: len(blob) for name, blob in {**blobs, **kind_blobs}.items()},
+            "encode_s": encode_s, "decode_s": decode_s}
+
+
+def refuse_positions(inr_type: str) -> None:
+    """Eulerian types read each particle's position at every frame, as many numbers as the field itself, so a
+    file of one would not compress: refused in one line."""
+    if get_inr_type(inr_type).needs_positions:
+        raise format.CodecError(f"inr_type={inr_type} reads every particle's position at every frame, so its file "
+                                f"would not compress; the codec takes "
+                                f"{', '.join(n for n, t in INR_TYPES.items() if not t.needs_positions)}")
+
+
+def goal_r2(target: float | None, ceiling: float, growth: float) -> float:
+    """The R² to reach: the target, but never closer to the best decodable R² than `growth` of its error."""
+    floor = 1.0 - (1.0 + growth) * (1.0 - ceiling)
+    return floor if target is None else min(target, floor)
+
+
+def _window_meta(window: FieldWindow, t_period: float) -> dict[str, Any]:
+    return {"field": window.field, "start": int(window.frames[0]), "n_frames": window.n_frames,
+            "n_particles": window.n_particles, "n_components": window.n_components,
+            "held_out": [int(i) for i in window.test_frames], "t_period": float(t_period),
+            "mean": [float(v) for v in window.mean], "std": [float(v) for v in window.std]}
+
+
+def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
+                     settings: CodecSettings) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Per weight precision: fit the KLT codes to the decoded basis, bisect the step to the goal; keep the
+    smallest file."""
+    network, train = shell.network, window.train_frames
+    t_train = shell.normalised_time(window.frames[train]).unsqueeze(-1)
+    basis_names = [n for n in network.state_dict() if n not in ("latents", "latents_shared")]
+    weights = {n: v.numpy() for n, v in network.state_dict().items() if n in basis_names}
+    members = bilinear.coded_members(network, shell.constant)
+    values = window.values[train]
+    constant_fit = bilinear.fit_groups([bilinear.constant_basis(len(train), window.n_components)], values,
+                                       window.mean, [np.flatnonzero(shell.constant)]) if shell.constant.any() else []
+
+    def fits_at(bits: int) -> list[bilinear.GroupFit]:
+        load_parameters(network, roundtrip_tensors(weights, bits))
+        bases = list(bilinear.group_bases(network, t_train, window.std))
+        return bilinear.fit_groups(bases, values, window.mean, members) + constant_fit
+
+    def r2_of(fits: list[bilinear.GroupFit], step: float) -> float:
+        return 1.0 - bilinear.quantise_codes(fits, step).ss_res / ss_tot
+
+    ceiling = 1.0 - sum(fit.ss_res for fit in fits_at(32)) / ss_tot
+    goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
+    best: tuple[int, dict, dict] | None = None
+    for bits in settings.weight_bits:
+        fits = fits_at(bits)
+        n_coefs = sum(f.coefs.size for f in fits)
+        guess = math.sqrt(12.0 * max(ss_tot * (1.0 - goal), 1e-300) / max(n_coefs, 1))
+        step = _largest_passing(lambda s, fits=fits: r2_of(fits, s) >= goal, guess)
+        if step is None:
+            continue
+        code_blobs, code_meta = bilinear.pack_codes(bilinear.quantise_codes(fits, step))
+        weight_blobs, specs = pack_tensors("basis", weights, bits)
+        size = sum(map(len, code_blobs.values())) + sum(map(len, weight_blobs.values()))
+        if best is None or size < best[0]:
+            meta = {**code_meta, "basis": specs, "weight_bits": bits, "goal_r2": goal, "ceiling_r2": ceiling,
+                    "r2_estimate": r2_of(fits, step)}
+            best = (size, meta, {**code_blobs, **weight_blobs})
+    if best is None:
+        raise format.CodecError(f"no weight precision in codec.weight_bits={list(settings.weight_bits)} reaches "
+                                f"R² {goal:.6f}; add 32 (float32 weights) to codec.weight_bits")
+    return best[1], best[2]
+
+
+def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,
+                    settings: CodecSettings) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Any other network: every weight tensor at the coarsest candidate precision that reaches the goal."""
+    network, train = shell.network, window.train_frames
+    weights = {n: v.numpy().copy() for n, v in network.state_dict().items()}
+    gt = window.values[train]
+
+    def r2_at(bits: int) -> float:
+        load_parameters(network, roundtrip_tensors(weights, bits))
+        return r2_score(gt, shell.predict(window.frames[train]))
+
+    ceiling = r2_at(32)
+    goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
+    chosen, r2 = 32, ceiling
+    for bits in sorted(settings.weight_bits, reverse=True):
+        score = r2_at(bits)
+        if score < goal:
+            break
+        chosen, r2 = bits, score
+    blobs, specs = pack_tensors("weights", weights, chosen)
+    blobs["constant_values"], constant_spec = pack_array(window.values[0, shell.constant])
+    return {"weights": specs, "weight_bits": chosen, "constant_values": constant_spec, "goal_r2": goal,
+            "ceiling_r2": ceiling, "r2_estimate": r2}, blobs
+
+
+def _largest_passing(passes: Callable[[float], bool], guess: float) -> float | None:
+    """The largest step that passes, by bracketing around `guess` then bisecting in log space; None if even a
+    step 2^-20 times the guess fails."""
+    lo = guess
+    for _ in range(20):
+        if passes(lo):
+            break
+        lo /= 2
+    else:
+        return None
+    hi = lo * 2
+    for _ in range(20):
+        if not passes(hi):
+            break
+        lo, hi = hi, hi * 2
+    else:
+        return lo
+    for _ in range(_BISECTIONS):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if passes(mid) else (lo, mid)
+    return lo
+

@@ -1,0 +1,192 @@
+"""The codec end to end on discs_small: encode -> file -> decode reproduces the model, the reported numbers come
+from the file, every time-only inr_type round-trips, and a damaged or foreign file is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.codec import CodecError, CodecSettings, encode_model, load
+from mpm_inr.codec.__main__ import main as codec_main
+from mpm_inr.codec.rundir import load_run
+from mpm_inr.codec.training import encode_after_training, validate_codec_config
+from mpm_inr.errors import ConfigError
+from mpm_inr.metrics import r2_score
+from mpm_inr.training.run import run_training
+
+TINY = ["scenario=discs_small", "data.n_training_frames=20", "trainer=cpu", "logger=none", "train.total_steps=20",
+        "train.steps_per_call=10", "train.eval_every=10", "train.batch_size=1", "outputs.plot=false"]
+
+
+def _train(data_root: Path, run_dir: Path, *extra: str) -> tuple[dict, dict]:
+    overrides = TINY + [f"data.root={data_root}", *extra]
+    cfg = compose_train_config(overrides)
+    return cfg, run_training(cfg, run_dir, overrides, progress=False)
+
+
+@pytest.fixture(scope="module")
+def f_run(data_root, tmp_path_factory) -> Path:
+    """A lagrangian F run (the preset: solved codes, one basis) with its predictions saved."""
+    run_dir = tmp_path_factory.mktemp("f_run")
+    _train(data_root, run_dir, "field=F", "outputs.save_predictions=true")
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def f_file(f_run, tmp_path_factory) -> tuple[Path, dict]:
+    path = tmp_path_factory.mktemp("f_file") / "f.mpmc"
+    cfg, window, network = load_run(f_run)
+    return path, encode_model(network, cfg["model"], window, cfg["data"]["t_period"], path)
+
+
+def test_round_trip_reproduces_the_model_to_quantisation_error(f_run, f_file):
+    path, report = f_file
+    decoded = load(path).decode_window()
+    in_memory = np.load(f_run / "predictions.npy")
+    final_r2 = json.loads((f_run / "metrics.json").read_text())["final_r2"]
+    # No target: the file may add 10 % to the best decodable error. The codes are re-fitted (least squares in
+    # original units, for the quantised weights), so the file is no worse than the model and differs from its
+    # prediction by less than the model's own error.
+    assert report["ceiling_r2"] >= final_r2 - 1e-6
+    assert report["r2"] >= 1 - 1.1 * (1 - report["ceiling_r2"]) - 1e-9 >= final_r2 - 0.1 * (1 - final_r2) - 1e-9
+    assert 1 - r2_score(in_memory, decoded) < 1 - final_r2
+    assert report["kind"] == "bilinear"
+
+
+def test_reported_numbers_come_from_the_file(f_run, f_file):
+    path, report = f_file
+    _, window, _ = load_run(f_run)
+    decoded = load(path).decode_window()
+    assert report["bytes"] == os.path.getsize(path)
+    assert report["ratio"] == pytest.approx(window.values.size * 4 / os.path.getsize(path))
+    assert report["r2"] == pytest.approx(r2_score(window.values[window.train_frames], decoded[window.train_frames]),
+                                         abs=1e-12)
+    estimate = load(path).meta["encoding"]["r2_estimate"]  # the encoder's closed-form error matches the decoded one
+    assert 1 - report["r2"] == pytest.approx(1 - estimate, rel=1e-3)
+
+
+def test_target_r2_picks_smaller_files_for_lower_targets(f_run, tmp_path):
+    cfg, window, network = load_run(f_run)
+    sizes = {}
+    for target in (0.9, 0.99):
+        path = tmp_path / f"{target}.mpmc"
+        report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=target))
+        assert report["r2"] >= target and report["target_met"]
+        assert report["r2"] < target + 0.5 * (1 - target)  # it spends the budget rather than hoarding it
+        sizes[target] = report["bytes"]
+    assert sizes[0.9] < sizes[0.99]
+
+
+def test_decoding_between_frames(f_file):
+    model = load(f_file[0])
+    start, window = int(model.frames[0]), model.decode_window()
+    np.testing.assert_allclose(model.predict([start + 3]), window[3:4], rtol=0, atol=1e-6)
+    between = model.predict([start + 3.5])[0]
+    assert np.isfinite(between).all() and not np.allclose(between, window[3]) and not np.allclose(between, window[4])
+    with pytest.raises(CodecError, match="window"):
+        model.predict([start - 1])
+
+
+@pytest.mark.parametrize("variant", [
+    ["field=C", "model.basis_groups=object"],
+    ["field=Jp", "model.basis_groups=material"],
+    ["field=S", "model.codes=learned", "model.shared_codes=material", "train.sampler=points"],
+    ["field=F", "model.decoder=mlp", "model.codes=learned", "train.sampler=points", "model.hidden_dim=16"],
+    ["field=F", "inr_type=siren_t", "model.hidden_dim=16"],
+    ["field=S", "inr_type=siren_id", "model.hidden_dim=16", "data.holdout_every=4"],
+], ids=["lagrangian-object", "lagrangian-material", "lagrangian-learned-shared", "lagrangian-mlp", "siren_t",
+        "siren_id-holdout"])
+def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
+    cfg, _ = _train(data_root, tmp_path, *variant)
+    _, window, network = load_run(tmp_path)
+    report = encode_after_training({**cfg, "codec": {"target_r2": 0.9, "file": "m.mpmc"}}, network, window, tmp_path)
+    decoded = load(tmp_path / "m.mpmc").decode_window()
+    train = window.train_frames
+    assert report["r2"] == pytest.approx(r2_score(window.values[train], decoded[train]), abs=1e-12)
+    assert report["r2"] >= min(0.9, 1 - 1.1 * (1 - report["ceiling_r2"])) - 1e-9
+    assert report["ratio"] > 1 and (report["holdout_r2"] is not None) == bool(len(window.test_frames))
+
+
+def test_constant_particles_cost_no_code(data_root, tmp_path):
+    """Jp is exactly constant for the elastic particles: they go to the constant group, decoded within budget."""
+    cfg, _ = _train(data_root, tmp_path, "field=Jp")
+    _, window, network = load_run(tmp_path)
+    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "jp.mpmc", CodecSettings(target_r2=0.99))
+    model = load(tmp_path / "jp.mpmc")
+    assert report["constant_particles"] == int(model.constant.sum()) > 0
+    assert report["r2"] >= 0.99
+
+
+@pytest.mark.parametrize("inr_type", ["siren_txy", "ngp"])
+def test_eulerian_types_are_refused_in_one_line(inr_type):
+    cfg = compose_train_config([f"inr_type={inr_type}", "outputs.codec=true"])
+    with pytest.raises(CodecError, match="position") as err:
+        validate_codec_config(cfg)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_codec_settings_are_one_line():
+    with pytest.raises(ConfigError, match="target_r2"):
+        CodecSettings.from_config({"target_r2": 1.5})
+    with pytest.raises(ConfigError, match="weight_bits"):
+        CodecSettings.from_config({"weight_bits": [1]})
+
+
+def _damaged(data: bytes) -> dict[str, bytes]:
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x10
+    newer = bytearray(data)
+    newer[8:10] = (99).to_bytes(2, "little")
+    return {"truncated": data[:-1], "half": data[:len(data) // 2], "header only": data[:12], "empty": b"",
+            "flipped": bytes(flipped), "trailing": data + b"\0", "newer": bytes(newer),
+            "foreign": b"\x93NUMPY" + data[6:]}
+
+
+@pytest.mark.parametrize("case,message", [
+    ("truncated", "truncated"), ("half", "truncated"), ("header only", "truncated"), ("empty", "not an mpm-inr"),
+    ("flipped", "checksum"), ("trailing", "trailing"), ("newer", "newer"), ("foreign", "not an mpm-inr")])
+def test_damaged_files_are_refused_in_one_line(case, message, f_file, tmp_path, capsys):
+    bad = tmp_path / "bad.mpmc"
+    bad.write_bytes(_damaged(f_file[0].read_bytes())[case])
+    with pytest.raises(CodecError, match=message):
+        load(bad)
+    for command in (["decode", str(bad), "-o", str(tmp_path / "out")], ["info", str(bad)]):
+        assert codec_main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_encode_decode_info(f_run, tmp_path, capsys):
+    out = tmp_path / "m.mpmc"
+    assert codec_main(["encode", str(f_run), "-o", str(out), "--target-r2", "0.99"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bytes"] == os.path.getsize(out) and report["r2"] >= 0.99
+    assert codec_main(["decode", str(out), "-o", str(tmp_path / "arrays")]) == 0
+    capsys.readouterr()
+    values, frames = np.load(tmp_path / "arrays" / "F.npy"), np.load(tmp_path / "arrays" / "frames.npy")
+    _, window, _ = load_run(f_run)
+    assert values.shape == window.values.shape and (frames == window.frames).all()
+    assert r2_score(window.values, values) == pytest.approx(report["r2"], abs=1e-12)
+    assert codec_main(["decode", str(out), "-o", str(tmp_path / "mid"), "--t", str(frames[0] + 0.5)]) == 0
+    assert np.load(tmp_path / "mid" / "F.npy").shape == (1,) + values.shape[1:]
+    capsys.readouterr()
+    assert codec_main(["info", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["bytes"] == report["bytes"] and info["format_version"] == 1 and info["field"] == "F"
+
+
+def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
+    _train(data_root, tmp_path, "field=F", "outputs.checkpoint=false")
+    assert codec_main(["encode", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint" in err and "outputs.checkpoint=true" in err
+    assert codec_main(["encode", str(tmp_path / "nowhere")]) == 2
+    assert "metrics.json" in capsys.readouterr().err
+    assert codec_main(["encode", str(tmp_path), "--weight-bits", "8,x"]) == 2
+    assert "comma-separated integers" in capsys.readouterr().err

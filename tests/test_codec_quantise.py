@@ -1,0 +1,73 @@
+"""The codec's number packing: bit-exact array round trips, bounded weight quantisation, the container's checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpm_inr.codec import bilinear, format
+from mpm_inr.codec.quantise import (
+    dequantise_tensor,
+    pack_array,
+    quantise_tensor,
+    unpack_array,
+)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.uint8, np.float16, np.float32, np.float64])
+def test_arrays_round_trip_bit_exactly(dtype):
+    rng = np.random.default_rng(0)
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    values = rng.integers(info.min, info.max, size=(7, 5), endpoint=True) if info else rng.normal(size=(7, 5)) * 1e3
+    arr = values.astype(dtype)
+    blob, spec = pack_array(arr)
+    back = unpack_array(blob, spec)
+    assert back.dtype == arr.dtype and back.shape == arr.shape and back.tobytes() == arr.tobytes()
+
+
+def test_small_signed_ints_compress_to_few_bytes():
+    """zigzag: small values of either sign leave the high byte plane all zero."""
+    q = np.random.default_rng(1).integers(-3, 4, size=20000).astype(np.int16)
+    blob, _ = pack_array(q)
+    assert len(blob) < 0.25 * q.nbytes
+
+
+@pytest.mark.parametrize("bits", [3, 4, 8, 12])
+def test_weight_quantisation_error_is_half_a_step_per_row(bits):
+    w = np.random.default_rng(2).normal(size=(16, 40)).astype(np.float32) * np.linspace(0.01, 10, 16)[:, None]
+    ints, scale = quantise_tensor(w, bits)
+    assert np.abs(ints).max() <= 2 ** (bits - 1) - 1
+    err = np.abs(dequantise_tensor((ints, scale)) - w)
+    assert (err <= scale.astype(np.float32)[:, None] / 2 * (1 + 1e-3)).all()
+
+
+def test_float_precisions_and_small_tensors():
+    w = np.random.default_rng(3).normal(size=(8, 16)).astype(np.float32)
+    assert (quantise_tensor(w, 32) == w).all()
+    assert quantise_tensor(w, 16).dtype == np.float16
+    assert quantise_tensor(np.float32([1e-9, 1.0]), 4).dtype == np.float32  # 1e-9 would underflow in fp16
+    with pytest.raises(format.CodecError, match="bits"):
+        quantise_tensor(w, 1)
+
+
+def test_container_round_trip_and_version_field():
+    data = format.pack({"a": [1, 2.5]}, {"x": b"\x00\x01", "y": b""})
+    box = format.parse(data)
+    assert box.version == format.FORMAT_VERSION and box.meta == {"a": [1, 2.5]}
+    assert box.blobs == {"x": b"\x00\x01", "y": b""} and box.n_bytes == len(data)
+
+
+def test_klt_codes_quantisation_error_is_closed_form():
+    """With orthonormal directions the decoded error is Σ(q·δ − c)² over the coefficients, as measured."""
+    rng = np.random.default_rng(4)
+    basis = rng.normal(size=(5, 60))
+    values = (rng.normal(size=(200, 5)) @ basis + 0.01 * rng.normal(size=(200, 60))).reshape(200, 20, 3)
+    values = values.transpose(1, 0, 2)  # (F, N, C) with F·C = 60
+    fits = bilinear.fit_groups([basis], values, np.zeros(3), [np.arange(200)])
+    step = 0.05
+    codes = bilinear.quantise_codes(fits, step)
+    blobs, meta = bilinear.pack_codes(codes)
+    decoded = bilinear.unpack_codes(blobs, meta, [(200, 5)])[0]
+    targets = values.transpose(1, 0, 2).reshape(200, -1)
+    assert codes.ss_res == pytest.approx(float(((targets - decoded @ basis) ** 2).sum()), rel=1e-9)
+    assert fits[0].ss_res < codes.ss_res < fits[0].ss_res + 200 * 5 * step ** 2 / 4
