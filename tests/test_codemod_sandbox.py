@@ -154,16 +154,22 @@ def test_a_confined_smoke_test_that_hangs_is_killed_with_everything_inside(tmp_p
     assert not leftovers(str(work)), "a process of the sandbox outlived the smoke test"
 
 
-def leftovers(marker: str) -> list[int]:
-    """Processes whose command line mentions `marker` (Linux /proc)."""
-    out = []
-    for d in Path("/proc").iterdir():
-        try:
-            if d.name.isdigit() and marker.encode() in (d / "cmdline").read_bytes():
-                out.append(int(d.name))
-        except OSError:
-            continue
-    return out
+def leftovers(marker: str, grace_s: float = 5.0) -> list[int]:
+    """Live processes (not zombies waiting to be reaped) whose command line mentions `marker`, after `grace_s`
+    for the kernel to finish the kill (Linux /proc)."""
+    end = time.time() + grace_s
+    while True:
+        out = []
+        for d in Path("/proc").iterdir():
+            try:
+                if d.name.isdigit() and marker.encode() in (d / "cmdline").read_bytes() and \
+                        (d / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    out.append(int(d.name))
+            except OSError:
+                continue
+        if not out or time.time() > end:
+            return out
+        time.sleep(0.1)
 
 
 def test_the_dataset_a_confined_run_opens_and_how_to_make_it(tmp_path):
