@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: help install train test test-slow bench faults explore wandb-sync clean lint
+.PHONY: help install train test test-slow bench bench-threads faults explore wandb-sync clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-slow: $(STAMP)  ## the slow tests (physics over 10k steps, convergence targ
 bench: $(STAMP)  ## simulator + training benchmarks -> bench_results/*.json and .md
 	$(PY) -m mpm_inr.bench sim $(ARGS)
 	$(PY) -m mpm_inr.bench train $(ARGS)
+
+bench-threads: $(STAMP)  ## training time by CPU thread count, idle and busy, 1 job and 2 at once (~3 min)
+	$(PY) -m mpm_inr.bench threads $(ARGS)
 
 faults: $(STAMP)  ## fault-injection suite with its summary table
 	$(PY) -m pytest -q -m slow tests/faults $(ARGS)

@@ -641,7 +641,10 @@ class Explorer:
         return fold(self.journal.read()).nodes[nid]
 
     # ------------------------------------------------------------------ rounds
-    def _job_overrides(self, n: NodeState, st: StudyState, code_dir: Path) -> list[str]:
+    def _job_overrides(self, n: NodeState, st: StudyState, code_dir: Path, cpu_threads: int | None = None) -> list[str]:
+        """The job's full override list: the node's over train_overrides, the study.* keys, and what the agent adds
+        where the trainer has the key and the user did not set it (logger group/tags, an absolute data.root, the
+        job's share of the CPU threads)."""
         ov = merge_train(self.train_overrides, n.overrides)
         try:  # the same composition as the proposal's validation (cached): study.* values do not change keys
             cfg = compose_train(code_dir, ov)
@@ -663,6 +666,8 @@ class Explorer:
             root = value(cfg, "data.root")
             if isinstance(root, str) and not Path(root).is_absolute() and re.match(r"^[A-Za-z0-9_./-]+$", root):
                 ov.append(f"data.root={(Path.cwd() / root).resolve()}")
+        if cpu_threads is not None and "trainer.cpu_threads" not in keys and has_key(cfg, "trainer.cpu_threads"):
+            ov.append(f"trainer.cpu_threads={cpu_threads}")
         return ov
 
     def _run_round(self, st: StudyState, nodes: Sequence[NodeState]) -> None:
@@ -675,7 +680,8 @@ class Explorer:
         confine = getattr(self.code_mod_handler, "confine", None)
         for code_dir, group in groups.items():
             cd = Path(code_dir)
-            jobs = [Job(n.node_id, self._job_overrides(n, st, cd), f"node_{n.node_id:04d}") for n in group]
+            share = self.launcher.cpu_threads_per_job(len(group))
+            jobs = [Job(n.node_id, self._job_overrides(n, st, cd, share), f"node_{n.node_id:04d}") for n in group]
             # issue 20: code a policy may have modified runs in the handler's sandbox (None: not confined)
             wrap = confine(cd, [j.overrides for j in jobs]) if callable(confine) else None
             runner = self.runner if cd == self.code_dir and wrap is None else RoundRunner(

@@ -277,10 +277,10 @@ def heldout_figure(study: Study, field: str, windows: Sequence[SVDWindow], held:
 def timemodel_figure(model: TimeModel) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 5))
     lo, hi = math.inf, 0.0
-    for i, (dev, f) in enumerate(sorted(model.fits.items())):
+    for i, (_, f) in enumerate(sorted(model.fits.items())):
         pred = f.loo if f.loo is not None else f.fitted
         kind = "leave-one-out" if f.loo is not None else "in-sample"
-        ax.scatter(f.actual, pred, marker=MARKERS[i % len(MARKERS)], s=30, label=f"{dev} ({kind}, {f.n} runs)")
+        ax.scatter(f.actual, pred, marker=MARKERS[i % len(MARKERS)], s=30, label=f"{f.label} ({kind}, {f.n} runs)")
         for nid, x, y in zip(f.node_ids, f.actual, pred):
             ax.annotate(str(nid), (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
         lo = min(lo, float(min(f.actual.min(), pred.min())))

@@ -336,18 +336,20 @@ def timemodel_section(doc: Doc, study: Study, model: TimeModel) -> None:
     if not model.fits:
         doc.p("No successful run with a training_time: no time model.")
         return
-    doc.p("time ≈ a·W + c·steps + b per device, W = steps × FLOPs per step (forward and backward on the step's "
-          "sampler path: metrics.json `flops_per_step`, from mpm_inr.training.cost), fitted by non-negative least "
-          "squares on the successful runs; fewer terms with fewer than 4 runs. Leave-one-out: each run predicted "
-          "by the model fitted without it.")
+    doc.p("time ≈ a·W + c·steps + b per device and CPU thread count (metrics.json `cpu_threads`; runs recorded "
+          "before it read as 1), W = steps × FLOPs per step (forward and backward on the step's sampler path: "
+          "metrics.json `flops_per_step`, from mpm_inr.training.cost), fitted by non-negative least squares on the "
+          "successful runs; fewer terms with fewer than 4 runs. Leave-one-out: each run predicted by the model "
+          "fitted without it.")
     rows = []
-    for dev, f in sorted(model.fits.items()):
+    for _, f in sorted(model.fits.items()):
         coef = {t: c for t, c in zip(f.terms, f.coef)}
-        rows.append([dev, f.n, *(f_num(coef.get(t), 4) + f" {TERM_UNITS[t]}" if t in coef else "-"
-                                 for t in ("W", "steps", "1")),
+        rows.append([f.device, f.threads, f.n, *(f_num(coef.get(t), 4) + f" {TERM_UNITS[t]}" if t in coef else "-"
+                                                 for t in ("W", "steps", "1")),
                      f_num(f.r2, 3), f_pct(f.median_rel_error), f_pct(f.loo_median_rel_error),
                      f_pct(f.loo_max_rel_error)])
-    doc.table(["device", "runs", "a", "c", "b", "fit R²", "median error", "LOO median error", "LOO max error"], rows)
+    doc.table(["device", "CPU threads", "runs", "a", "c", "b", "fit R²", "median error", "LOO median error",
+               "LOO max error"], rows)
     if model.skipped:
         doc.p(f"{model.skipped} successful run(s) lacked the metrics the model needs (steps, n_values, config) and "
               "were left out.")

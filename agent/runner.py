@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mpm_inr.errors import UserError
+from mpm_inr.threads import cpu_share
 
 MARKER = ".agent_job.json"
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")
@@ -77,6 +78,17 @@ class LauncherSpec:
             n = int(self.params.get("n_jobs") or n_jobs)
             return max(1, n if n > 0 else os.cpu_count() or 1)
         return max(1, min(n_jobs, int(self.params.get("array_parallelism") or n_jobs)))
+
+    def cpu_threads_per_job(self, n_jobs: int, cores: int | None = None) -> int | None:
+        """`trainer.cpu_threads` for each job of a round of n_jobs: this machine's cores split among the jobs
+        that run on it at once (mpm_inr.threads.cpu_share), and no more than submitit_local's cpus_per_task.
+        None for submitit_slurm, whose jobs run on other machines: `auto` there reads the job's own allocation
+        (its CPU affinity)."""
+        if self.name == "submitit_slurm":
+            return None
+        share = cpu_share(min(self.parallel(n_jobs), max(1, n_jobs)), cores)
+        asked = self.params.get("cpus_per_task")
+        return min(share, int(asked)) if self.name == "submitit_local" and asked else share
 
 
 def plain_path(p: str | Path, what: str) -> str:

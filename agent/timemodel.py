@@ -1,6 +1,6 @@
 """A fitted training-time model: predict how long a config trains before running it.
 
-    training_time ≈ a · W + c · steps + b          (one fit per device)
+    training_time ≈ a · W + c · steps + b          (one fit per device and CPU thread count)
     W = steps · FLOPs per step                     (forward and backward, by the step's sampler path)
 
 `a` is the device's cost of arithmetic, `c` its fixed cost per optimiser step (Python, kernel launches, the
@@ -8,6 +8,11 @@ optimiser update) and `b` the start-up inside the timed loop (the targets' packi
 with the window, not with the steps). The three coefficients are fitted by non-negative
 least squares on a study's successful runs (time cannot get cheaper with more work); with fewer than four runs
 on a device the model drops terms (W + b, then W alone), so it never has more terms than data.
+
+The thread count is part of the device: a run's torch CPU threads (metrics.json `cpu_threads`; runs recorded
+before that key ran with OMP_NUM_THREADS=1 and read as 1) change a, c and b by more than any one term can absorb
+(more threads are faster alone and many times slower beside a busy neighbour), so runs are fitted per
+(device, threads) group, and a prediction for a thread count without a fit says which count it used instead.
 
 FLOPs per step come from `mpm_inr.training.cost.step_flops` (each network's own `flop_costs` along the step's
 path): runs record it as `flops_per_step` in metrics.json, and runs recorded before it existed get it from their
@@ -20,7 +25,7 @@ predicted by the model fitted without it), which is the honest estimate of the e
 
     python -m agent predict-time [--study DIR]... [--device NAME] [--code-dir DIR] <train overrides...>
 
-predicts one config's training_time. By default the model is fitted on the recorded study
+predicts one config's training_time, with the thread count its `trainer.cpu_threads` resolves to here. By default the model is fitted on the recorded study
 `tests/fixtures/study_tiny` (CPU runs of discs_small); pass `--study` (repeatable) to fit on your own studies and
 `--device` to pick a device when the studies ran on several.
 """
@@ -38,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from mpm_inr.errors import ConfigError, UserError
+from mpm_inr.threads import AUTO, check_threads, resolve_threads, threads_in_use
 from mpm_inr.training.cost import DataShape, step_flops, step_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,9 +142,14 @@ def terms_for(n: int) -> tuple[str, ...]:
     return TERMS if n >= 4 else ("W", "1") if n >= 2 else ("W",)
 
 
+def thread_label(threads: int) -> str:
+    return f"{threads} CPU thread" + ("" if threads == 1 else "s")
+
+
 @dataclass
 class DeviceFit:
     device: str
+    threads: int  # torch CPU threads of the fitted runs
     terms: tuple[str, ...]
     coef: np.ndarray
     node_ids: list[int]
@@ -155,6 +166,11 @@ class DeviceFit:
     @property
     def n(self) -> int:
         return len(self.node_ids)
+
+    @property
+    def label(self) -> str:
+        """The group's name in reports: device and thread count."""
+        return f"{self.device}, {thread_label(self.threads)}"
 
     def predict(self, w: Workload) -> float:
         return float(w.features(self.terms) @ self.coef)
@@ -223,24 +239,35 @@ class Sample:
     time_s: float
     work: Workload
     source: str = ""
+    threads: int = 1  # torch CPU threads of the run
 
 
 @dataclass
 class TimeModel:
-    fits: dict[str, DeviceFit] = field(default_factory=dict)
+    fits: dict[tuple[str, int], DeviceFit] = field(default_factory=dict)  # by (device, threads)
     skipped: int = 0  # ok runs without the metrics the model needs
 
-    def device(self, name: str | None) -> DeviceFit:
+    @property
+    def devices(self) -> list[str]:
+        return sorted({d for d, _ in self.fits})
+
+    def device(self, name: str | None, threads: int | None = None) -> DeviceFit:
+        """The fit for a device (None: the only one) and thread count: that count's fit, else the fit of the
+        nearest fitted count (fewer threads on a tie; `DeviceFit.threads` says which). threads=None: the fit
+        with the most runs."""
         if not self.fits:
             raise UserError("no successful run with a training_time to fit a time model on")
+        devices = self.devices
         if name is None:
-            if len(self.fits) == 1:
-                return next(iter(self.fits.values()))
-            raise ConfigError(f"the runs come from several devices; pick one with --device "
-                              f"({', '.join(sorted(self.fits))})")
-        if name not in self.fits:
-            raise ConfigError(f"no fitted runs on device {name!r}; fitted devices: {', '.join(sorted(self.fits))}")
-        return self.fits[name]
+            if len(devices) > 1:
+                raise ConfigError(f"the runs come from several devices; pick one with --device ({', '.join(devices)})")
+            name = devices[0]
+        if name not in devices:
+            raise ConfigError(f"no fitted runs on device {name!r}; fitted devices: {', '.join(devices)}")
+        fits = [f for (d, _), f in sorted(self.fits.items()) if d == name]
+        if threads is None:
+            return max(fits, key=lambda f: f.n)
+        return min(fits, key=lambda f: (abs(f.threads - threads), f.threads))
 
 
 def _fit_xy(samples: Sequence[Sample], terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -249,7 +276,7 @@ def _fit_xy(samples: Sequence[Sample], terms: Sequence[str]) -> tuple[np.ndarray
     return x, y
 
 
-def fit_device(device: str, samples: Sequence[Sample]) -> DeviceFit:
+def fit_device(device: str, samples: Sequence[Sample], threads: int = 1) -> DeviceFit:
     terms = terms_for(len(samples))
     x, y = _fit_xy(samples, terms)
     coef = nnls(x, y)
@@ -264,17 +291,24 @@ def fit_device(device: str, samples: Sequence[Sample]) -> DeviceFit:
             loo[i] = float(samples[i].work.features(loo_terms) @ loo_models[-1][1])
     works = [s.work.work for s in samples]
     steps = [s.work.steps for s in samples]
-    return DeviceFit(device, tuple(terms), coef, [s.node_id for s in samples], [s.source for s in samples], y,
+    return DeviceFit(device, threads, tuple(terms), coef, [s.node_id for s in samples], [s.source for s in samples], y,
                      x @ coef, loo, (min(works), max(works)), (min(steps), max(steps)),
                      tuple(sorted({s.work.inr_type for s in samples})),
                      tuple(sorted({s.work.path for s in samples if s.work.path})), loo_models)
 
 
 def fit(samples: Sequence[Sample], skipped: int = 0) -> TimeModel:
-    by_dev: dict[str, list[Sample]] = {}
+    groups: dict[tuple[str, int], list[Sample]] = {}
     for s in samples:
-        by_dev.setdefault(s.device, []).append(s)
-    return TimeModel({d: fit_device(d, ss) for d, ss in sorted(by_dev.items())}, skipped)
+        groups.setdefault((s.device, s.threads), []).append(s)
+    return TimeModel({k: fit_device(k[0], ss, k[1]) for k, ss in sorted(groups.items())}, skipped)
+
+
+def run_threads(metrics: Mapping[str, Any]) -> int:
+    """A run's torch CPU threads: its recorded `cpu_threads`, else 1 (runs before the key ran with
+    OMP_NUM_THREADS=1, as the recorded study did)."""
+    n = metrics.get("cpu_threads")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
 
 
 def samples_from_runs(runs: Sequence[Any], source: str = "") -> tuple[list[Sample], int]:
@@ -288,7 +322,8 @@ def samples_from_runs(runs: Sequence[Any], source: str = "") -> tuple[list[Sampl
         if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0 or w is None:
             skipped += 1
             continue
-        out.append(Sample(r.node_id, str(r.metrics.get("device") or "?"), float(t), w, source))
+        out.append(Sample(r.node_id, str(r.metrics.get("device") or "?"), float(t), w, source,
+                          run_threads(r.metrics)))
     return out, skipped
 
 
@@ -330,7 +365,7 @@ def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Wo
         composed = compose_train(code_dir, list(overrides))
         # only the groups that set the cost (others, e.g. logger, interpolate Hydra's runtime config)
         cfg = {k: OmegaConf.to_container(composed[k], resolve=True)
-               for k in ("model", "train", "field", "scenario", "data")}
+               for k in ("model", "train", "field", "scenario", "data", "trainer")}
     except ComposeError as e:
         raise ConfigError(f"the overrides do not compose with {code_dir}/conf/train.yaml: {e}") from None
     flat = _flatten(cfg)
@@ -339,6 +374,13 @@ def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Wo
     state = initial_state(cfg["scenario"], seed=0)  # group sizes do not depend on the seed
     shape = DataShape.of_particles(frames, FIELD_COMPONENTS[str(cfg["field"]["name"])], state.mtype, state.object_id)
     return workload(str(cfg["model"]["name"]), flat, int(cfg["train"]["total_steps"]), shape), cfg
+
+
+def config_threads(trainer_cfg: Mapping[str, Any]) -> int:
+    """The torch CPU threads a run of this trainer config gets on this machine (`trainer.cpu_threads`; null:
+    torch's setting in this process, which a train.py started from here inherits)."""
+    n = resolve_threads(check_threads(trainer_cfg.get("cpu_threads", AUTO), "trainer.cpu_threads", allow_auto=True))
+    return threads_in_use()["cpu_threads"] if n is None else n
 
 
 def _pretty_flops(x: float) -> str:
@@ -373,14 +415,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (s / "journal.jsonl").exists():
             raise ConfigError(f"{s} is not a study directory (no journal.jsonl)")
     model = fit_studies(studies)
-    dev = model.device(args.device)
-    w, _ = config_workload(args.overrides, Path(args.code_dir))
+    w, cfg = config_workload(args.overrides, Path(args.code_dir))
+    threads = config_threads(cfg["trainer"])
+    dev = model.device(args.device, threads)
     t, spread = dev.predict(w), dev.predict_range(w)
-    print(f"predicted training_time: {t:.1f} s on {dev.device}  ({w.inr_type}, {w.steps} steps x "
+    print(f"predicted training_time: {t:.1f} s on {dev.label}  ({w.inr_type}, {w.steps} steps x "
           f"{_pretty_flops(w.flops_per_step)}/step = {_pretty_flops(w.work)})"
           + (f"; leave-one-out fits: {spread[0]:.1f}-{spread[1]:.1f} s" if spread else ""))
     print(f"model: {dev.formula()}")
     print(f"fitted on {', '.join(str(s) for s in studies)}: {dev.quality()}")
+    if dev.threads != threads:
+        fitted = ", ".join(str(f.threads) for (d, _), f in sorted(model.fits.items()) if d == dev.device)
+        print(f"note: the config runs with {thread_label(threads)} here (trainer.cpu_threads) but no fitted run on "
+              f"{dev.device} did (fitted: {fitted}); predicted from the {dev.threads}-thread runs, whose time per "
+              f"step may differ several-fold: fit on runs with trainer.cpu_threads={threads} (--study)")
     # one caveat on the cost per FLOP: another network says more than another step path of the same network
     if w.inr_type not in dev.inr_types:
         print(f"note: no fitted run used inr_type={w.inr_type} (fitted: {', '.join(dev.inr_types)}); its cost per "

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from mpm_inr.threads import check_threads, torch_threads
+
 
 def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, warmup: int = 20,
               seed: int = 0, repeats: int = 3, threads: int | None = None) -> dict:
@@ -20,8 +22,6 @@ def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, wa
     On CUDA the step is replayed from a CUDA graph (as generation does) and the timing syncs only at the ends.
     `threads` sets torch's CPU threads for the measurement (None: as configured; generation uses 1).
     """
-    from mpm_inr.data.generate import check_threads, torch_threads
-
     with torch_threads(check_threads(threads)):
         return _bench(scenario_cfg, device, n_steps, warmup, seed, repeats)
 

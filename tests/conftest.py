@@ -7,14 +7,20 @@ from pathlib import Path
 
 import pytest
 
-# One intra-op thread per test process: OpenMP threads spin-wait, and on a busy 2-core machine (parallel
-# subprocess tests, CI neighbours) two of them made a tiny matmul 30x slower than one.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Threads on a shared machine: OpenMP and OpenBLAS workers spin-wait, and on a busy 2-core machine (parallel
+# subprocess tests, CI neighbours) two of them made a tiny matmul 30x slower than one. Training runs pin torch's
+# threads themselves (trainer.cpu_threads, in-process and in train.py subprocesses alike), and so does generation
+# (threads); what is left is pinned here: numpy/scipy's OpenBLAS in every process the tests start (children
+# inherit the variable; OpenBLAS reads it at load), and torch in this process outside the runs (below).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 
+import torch  # after OPENBLAS_NUM_THREADS, which OpenBLAS reads when torch loads numpy
+
 REPO = Path(__file__).resolve().parents[1]
+torch.set_num_threads(1)  # the models, metrics and simulator tests that call torch directly, not through a run
 
 
 @pytest.fixture(scope="session")

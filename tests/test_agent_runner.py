@@ -103,3 +103,26 @@ def test_sweeper_plugin_is_discovered():
 
     names = [c.__name__ for c in Plugins.instance().discover(Sweeper)]
     assert "ListSweeper" in names
+
+
+@pytest.mark.parametrize("launcher, params, n_jobs, cores, share", [
+    ("basic", {}, 4, 16, 8),                                   # one job at a time: all cores, up to auto's cap
+    ("basic", {}, 4, 2, 2),
+    ("joblib", {}, 4, 16, 4),                                  # n_jobs defaults to the round's size
+    ("joblib", {"n_jobs": 2}, 4, 16, 8),
+    ("joblib", {"n_jobs": 8}, 3, 16, 5),                       # only 3 jobs exist to run at once
+    ("joblib", {"n_jobs": -1}, 32, 16, 1),                     # one job per core
+    ("joblib", {}, 6, 4, 1),                                   # more jobs than cores: at least one thread
+    ("submitit_local", {"array_parallelism": 2}, 4, 16, 8),
+    ("submitit_local", {"array_parallelism": 2, "cpus_per_task": 3}, 4, 16, 3),  # what each task asked for
+    ("submitit_slurm", {}, 4, 16, None),                       # other machines: auto reads their allocation
+])
+def test_each_job_gets_its_share_of_the_cores(launcher, params, n_jobs, cores, share, monkeypatch):
+    monkeypatch.setattr("mpm_inr.threads.AUTO_MAX_THREADS", 8)
+    monkeypatch.setattr("os.cpu_count", lambda: cores)  # joblib's n_jobs=-1
+    assert LauncherSpec(launcher, params).cpu_threads_per_job(n_jobs, cores=cores) == share
+
+
+def test_a_share_never_exceeds_what_auto_takes_alone(monkeypatch):
+    monkeypatch.setattr("mpm_inr.threads.AUTO_MAX_THREADS", 1)
+    assert LauncherSpec("basic").cpu_threads_per_job(1, cores=16) == 1

@@ -104,6 +104,10 @@ ROWS = [
     Row("train: solved codes with a loss they cannot solve", "train", ["field=S", "train.loss=huber"],
         "otherwise set model.codes=learned", before_run_dir=True),
     Row("train: trainer=gpu without CUDA", "train", ["trainer=gpu"], "use trainer=cpu"),
+    Row("train: zero CPU threads", "train", ["trainer.cpu_threads=0"],
+        "trainer.cpu_threads=0 is out of range: use auto, null or an integer in [1, ", before_run_dir=True),
+    Row("train: CPU threads not a number", "train", ["trainer.cpu_threads=many"],
+        "trainer.cpu_threads='many' is out of range", before_run_dir=True),
     Row("train: missing dataset, generation disabled", "train", ["data.root={tmp}/empty"],
         "python generate.py scenario=discs_small seed=0"),
     Row("train: unwritable data root", "train", ["data.root={tmp}/afile/data", "data.generate_if_missing=true"],
@@ -216,7 +220,7 @@ def results(tmp_path_factory, data_root) -> dict[str, dict]:
 
     SyntheticStudy(tmp / "studies" / "syn", name="syn", n_iter_block=12)
     _plant_nan(data_root, tmp / "nan_data")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
     procs, expanded = [], {r.id: _expand(r, tmp, data_root) for r in ROWS}
     for tool in ("train", "generate", "agent"):
         rows = [expanded[r.id] for r in ROWS if r.tool == tool]

@@ -164,11 +164,21 @@ def changed(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
+def test_the_shared_evaluation_path_of_the_registry_is_protected():
+    registry = (REPO / "mpm_inr" / "models" / "registry.py").read_text()
+    cheat = changed(registry, "        return out.view(frames.numel(), n_particles, -1)\n",
+                    "        return 0.0 * out.view(frames.numel(), n_particles, -1)\n")
+    with pytest.raises(GuardError) as e:
+        check_sources("mpm_inr/models/registry.py", registry, cheat, S)
+    assert "InrType.predict_frames" in str(e.value)
+    assert "mpm_inr/codec" in refused(patch("mpm_inr/codec/encode.py", ["x = 1"]))
+
+
 @pytest.mark.parametrize("old, new, msg", [
     ("        return self.inr.query(self.network, self.source, frame_idx, particle_idx)\n",
      "        return self.targets[frame_idx, particle_idx]\n", "INRModule.forward"),
-    ("        return out.view(frames.numel(), n_particles, n_comp)\n",
-     "        return self.targets[frames].to(out)\n", "INRModule.predict_frames"),
+    ("        return self.inr.predict_frames(self.network, self.source, frames.to(self.device), chunk)\n",
+     "        return self.targets[frames].to(self.device)\n", "INRModule.predict_frames"),
     ("        return float(acc.r2_tensor())\n", "        return 1.0\n", "INRModule.estimate_r2"),
     ("        self.train_seconds = time.perf_counter() - self._started\n        crossed",
      "        self.train_seconds = 0.001\n        crossed", "train_seconds"),

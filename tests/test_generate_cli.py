@@ -67,7 +67,8 @@ def test_bad_seed_exits_2_with_one_line_error(tmp_path):
     (["overwrite=maybe"], "overwrite must be true or false"),
     (["scenario.physics.dt=-1"], "scenario physics.dt must be >"),
     (["scenario.init.radius=0.3"], "wall band"),
-    (["threads=0"], "threads must be a positive integer"),
+    (["threads=0"], "threads=0 is out of range"),
+    (["threads=100000"], "threads=100000 is out of range"),
     (["verify=yes"], "verify must be true or false"),
 ])
 def test_bad_config_values_raise_user_error(tmp_path, overrides, needle):

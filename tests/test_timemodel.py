@@ -17,6 +17,7 @@ from agent.timemodel import (
     fit,
     fit_studies,
     nnls,
+    run_threads,
     run_workload,
     samples_from_runs,
     terms_for,
@@ -43,13 +44,14 @@ def test_nnls_recovers_and_stays_non_negative():
         assert coef[[0, 2]] == pytest.approx(unconstrained)
 
 
-def _samples(a: float, c: float, b: float, device: str = "cpu", n: int = 8, noise: float = 0.0) -> list[Sample]:
+def _samples(a: float, c: float, b: float, device: str = "cpu", n: int = 8, noise: float = 0.0,
+             threads: int = 1) -> list[Sample]:
     rng = np.random.default_rng(1)
     out = []
     for i in range(n):
         w = Workload("siren_txy", int(rng.integers(100, 5000)), 1800 * float(rng.uniform(1e4, 1e5)))
         t = a * w.work / 1e9 + c * w.steps / 1e3 + b
-        out.append(Sample(i + 1, device, t * (1 + noise * rng.standard_normal()), w))
+        out.append(Sample(i + 1, device, t * (1 + noise * rng.standard_normal()), w, threads=threads))
     return out
 
 
@@ -66,6 +68,31 @@ def test_fit_recovers_a_known_law_per_device():
         model.device(None)
     with pytest.raises(ConfigError, match="no fitted runs on device 'tpu'"):
         model.device("tpu")
+
+
+def test_fit_per_thread_count_and_the_nearest_count_stands_in():
+    """Runs with 1 and 4 CPU threads follow different laws: one fit each, never one blended fit."""
+    model = fit(_samples(0.5, 2.0, 1.5) + _samples(0.2, 1.0, 1.0, threads=4)
+                + _samples(0.02, 30.0, 4.0, device="NVIDIA H100", threads=2))
+    one, four = model.device("cpu", 1), model.device("cpu", 4)
+    assert (one.threads, four.threads) == (1, 4) and one.label == "cpu, 1 CPU thread"
+    assert one.coef == pytest.approx([0.5, 2.0, 1.5], rel=1e-6) and four.coef == pytest.approx([0.2, 1.0, 1.0], rel=1e-6)
+    assert model.device("cpu", 2) is one and model.device("cpu", 3) is four and model.device("cpu", 16) is four
+    assert model.device("NVIDIA H100", 1).threads == 2 and model.devices == ["NVIDIA H100", "cpu"]
+    with pytest.raises(ConfigError, match=r"several devices; pick one with --device \(NVIDIA H100, cpu\)"):
+        model.device(None, 1)
+
+
+def test_thread_count_of_recorded_runs():
+    assert run_threads({"cpu_threads": 3}) == 3
+    for missing in ({}, {"cpu_threads": None}, {"cpu_threads": True}, {"cpu_threads": 0}):
+        assert run_threads(missing) == 1  # recorded before the key, with OMP_NUM_THREADS=1
+    runs = load_study(FIXTURE).runs
+    assert {s.threads for s in samples_from_runs(runs)[0]} == {1}
+    for r in runs:
+        r.metrics["cpu_threads"] = 2
+    samples, _ = samples_from_runs(runs)
+    assert {s.threads for s in samples} == {2} and list(fit(samples).fits) == [("cpu", 2)]
 
 
 def test_fewer_runs_fewer_terms_and_no_loo():
@@ -156,8 +183,23 @@ def test_predict_time_cli(capsys):
     assert "no fitted run used inr_type=siren_txy (fitted: lagrangian)" in out and "step path" not in out
 
 
+def test_predict_time_takes_the_thread_count_from_the_config(capsys, monkeypatch):
+    """The recorded study ran with one thread: a 2-thread config is predicted from it, and says so."""
+    monkeypatch.setattr("mpm_inr.threads.available_cores", lambda: 4)
+    base = ["scenario=discs_small", "train.total_steps=400"]
+    assert agent_main(["predict-time", *base, "trainer.cpu_threads=1"]) == 0
+    out = capsys.readouterr().out
+    assert "s on cpu, 1 CPU thread  (" in out and "trainer.cpu_threads" not in out
+    assert agent_main(["predict-time", *base, "trainer.cpu_threads=2"]) == 0
+    out = capsys.readouterr().out
+    assert "s on cpu, 1 CPU thread  (" in out
+    assert ("note: the config runs with 2 CPU threads here (trainer.cpu_threads) but no fitted run on cpu did "
+            "(fitted: 1); predicted from the 1-thread runs") in out
+
+
 @pytest.mark.parametrize("args,msg", [
     (["inr_type=nope"], "do not compose"),
+    (["trainer.cpu_threads=0"], "trainer.cpu_threads=0 is out of range"),
     (["model.hidden_dim=abc"], "needs a numeric model.hidden_dim"),
     (["--device", "tpu"], "no fitted runs on device 'tpu'"),
     (["--study", "/nonexistent"], "not a study directory"),
@@ -182,6 +224,6 @@ def test_report_time_model_section_matches_fit(tmp_path):
     study = load_study(d)
     f = fit(samples_from_runs(study.runs)[0]).device("cpu")
     md = write_report(d, tmp_path / "o")["report.md"].read_text()
-    (row,) = md_table(md, "| device | runs | a | c | b |")
-    assert row[0] == "cpu" and row[1] == "6"
-    assert row[2] == f"{f.coef[0]:.4g} s/GFLOP" and row[5] == f"{f.r2:.3g}"
+    (row,) = md_table(md, "| device | CPU threads | runs | a | c | b |")
+    assert row[0] == "cpu" and row[1] == "1" and row[2] == "6"  # recorded without cpu_threads: read as 1
+    assert row[3] == f"{f.coef[0]:.4g} s/GFLOP" and row[6] == f"{f.r2:.3g}"

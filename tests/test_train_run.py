@@ -9,10 +9,13 @@ from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
+import torch
 from conftest import REPO
 
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.errors import ConfigError
+from mpm_inr.threads import auto_threads, available_cores
+from mpm_inr.training import run as run_module
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.run import run_training
 
@@ -26,7 +29,8 @@ CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_tra
                  "slope", "intercept", "total_params", "n_values", "compression_ratio", "training_time", "wall_time",
                  "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
                  "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "flops_per_step", "overrides",
-                 "config", "study", "wandb_run_id", "dataset_provenance", "timings"}
+                 "config", "study", "wandb_run_id", "dataset_provenance", "timings", "cpu_threads",
+                 "cpu_interop_threads"}
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -78,6 +82,31 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
     assert f"wall_time: {on_disk['wall_time']:.6g}" in log
 
 
+@pytest.mark.parametrize("threads", ["auto", "2"])
+def test_cpu_threads_are_applied_inside_the_run_and_recorded(threads, tiny_train_overrides, tmp_path, monkeypatch):
+    """The run trains with trainer.cpu_threads (this test process runs with 1), records what it got, and gives the
+    process its own setting back."""
+    if threads == "2" and available_cores() < 2:
+        pytest.skip("needs 2 cores")
+    seen: list[int] = []
+    real_fit = run_module._fit
+
+    def fit_and_count(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "_fit", fit_and_count)
+    before = torch.get_num_threads()
+    overrides = tiny_train_overrides + ["field=Jp", f"trainer.cpu_threads={threads}", "outputs.plot=false",
+                                        "outputs.checkpoint=false"]
+    m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
+    want = auto_threads() if threads == "auto" else int(threads)
+    recorded = json.loads((tmp_path / "metrics.json").read_text())
+    assert seen == [want] and m["cpu_threads"] == recorded["cpu_threads"] == want
+    assert recorded["cpu_interop_threads"] == torch.get_num_interop_threads()  # set once per process: what it got
+    assert torch.get_num_threads() == before
+
+
 def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
     base = tiny_train_overrides + ["field=F", "model.codes=learned", "outputs.plot=false", "outputs.checkpoint=false"]
     short = run_training(compose_train_config(base + ["train.total_steps=10"]), tmp_path / "a", progress=False)
@@ -90,6 +119,9 @@ def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
     ("optimizer.lr=-1e-3", "optimizer.lr=-0.001 is out of range"),
     ("model.hidden_dim=0", "model.hidden_dim=0 is out of range"),
     ("train.batch_size=50", "frames per step cannot exceed data.n_training_frames=20"),
+    ("trainer.cpu_threads=0", r"trainer.cpu_threads=0 is out of range: use auto, null or an integer in \[1, "),
+    ("trainer.cpu_threads=100000", "trainer.cpu_threads=100000 is out of range"),
+    ("trainer.cpu_threads=1.5", "trainer.cpu_threads=1.5 is out of range"),
 ])
 def test_out_of_range_values_fail_before_training(override, message, tiny_train_overrides, tmp_path):
     with pytest.raises(ConfigError, match=message):
@@ -116,13 +148,15 @@ def test_divergence_single_run_and_multirun(tiny_train_overrides, tmp_path):
     assert r.returncode == 1
     m = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert m["status"] == "diverged" and m["diverged_step"] == 13
+    assert m["cpu_threads"] == auto_threads()  # train.py pins its threads, whatever OMP_NUM_THREADS says
     assert set(m["timings"]) == {"dataset", "window", "fit"}  # how far it got: no evaluation of a diverged run
     sweep = tmp_path / "sweep"
     r = _train_cli(["--multirun"] + tiny_train_overrides + ["+debug.inject_nonfinite_step=13,null",
                                                             f"hydra.sweep.dir={sweep}"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
-    statuses = sorted(json.loads((sweep / str(i) / "metrics.json").read_text())["status"] for i in (0, 1))
-    assert statuses == ["diverged", "ok"]
+    jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in (0, 1)]
+    assert sorted(m["status"] for m in jobs) == ["diverged", "ok"]
+    assert [m["cpu_threads"] for m in jobs] == [auto_threads()] * 2  # each job of a sequential multirun pins its own
 
 
 def test_multirun_with_offline_wandb_leaves_finished_runs(tiny_train_overrides, tmp_path):

@@ -37,6 +37,7 @@ class GuardError(ValueError):
 #: paths no code modification may touch, whatever codemod.allow says, with the reason shown to the policy
 PROTECTED: tuple[tuple[str, str], ...] = (
     ("mpm_inr/metrics/**", "the metrics code (mpm_inr/metrics)"),
+    ("mpm_inr/codec/**", "the model-file code that re-scores decoded models (mpm_inr/codec)"),
     ("mpm_inr/data/**", "the data-loading code (mpm_inr/data)"),
     ("mpm_inr/training/run.py", "the evaluation code (mpm_inr/training/run.py)"),
     ("mpm_inr/training/outputs.py", "the code that writes metrics.json (mpm_inr/training/outputs.py)"),
@@ -60,6 +61,8 @@ PROTECTED_FUNCTIONS: dict[str, tuple[str, ...]] = {
     "mpm_inr/training/module.py": ("INRModule.forward", "INRModule.predict_frames", "INRModule.estimate_r2",
                                    "INRModule.loss_curve", "INRModule.source", "INRModule.on_train_end",
                                    "INRModule.on_fit_start"),
+    # every particle at every frame for the final metrics and the codec: one path, shared by all inr_types
+    "mpm_inr/models/registry.py": ("InrType.predict_frames",),
 }
 
 #: import roots refused with a specific reason (checked before the allow-list, so config cannot allow them)

@@ -1,4 +1,4 @@
-"""`python -m mpm_inr.bench sim|train [options]` — see `make bench`."""
+"""`python -m mpm_inr.bench sim|train|threads [options]` — see `make bench` and `make bench-threads`."""
 
 from __future__ import annotations
 
@@ -32,7 +32,30 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--device", default=None, choices=["cpu", "cuda"])
     sm.add_argument("--steps", type=int, default=200)
     sm.add_argument("--out", default="bench_results")
+    th = sub.add_parser("threads", help="training time by CPU thread count: idle and busy, one job and a round")
+    th.add_argument("--threads", default="1,2,default", help="integers, auto, default (torch's own choice)")
+    th.add_argument("--jobs", default="1,2", help="jobs at once (a parallel launcher's round)")
+    th.add_argument("--loads", default="idle,busy", help="idle: the machine as it is; busy: a CPU burner per core")
+    th.add_argument("--fields", default="Jp,C")
+    th.add_argument("--scenario", default="discs_small")
+    th.add_argument("--frames", type=int, default=100)
+    th.add_argument("--repeats", type=int, default=1)
+    th.add_argument("--cap-s", type=float, default=20.0, help="training seconds per run at most (a lower bound then)")
+    th.add_argument("--root", default="data")
+    th.add_argument("--out", default="bench_results")
     args = parser.parse_args(argv)
+    if args.command == "threads":
+        from mpm_inr.bench.threads_bench import ThreadsSettings
+        from mpm_inr.bench.threads_bench import run as run_threads
+
+        try:
+            settings = ThreadsSettings(threads=_csv(args.threads), jobs=[int(x) for x in _csv(args.jobs)],
+                                       loads=_csv(args.loads), fields=_csv(args.fields), scenario=args.scenario,
+                                       frames=args.frames, root=args.root, repeats=args.repeats, cap_s=args.cap_s)
+        except ValueError as err:
+            parser.error(str(err))
+        run_threads(settings, args.out, "python -m mpm_inr.bench " + " ".join(argv or sys.argv[1:]))
+        return 0
     if args.command == "train":
         import torch
 

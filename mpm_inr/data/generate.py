@@ -7,14 +7,13 @@ with the device per step: frames are staged on the device and copied to the memo
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from mpm_inr.data.dataset import (
 )
 from mpm_inr.data.lock import generation_lock
 from mpm_inr.errors import ConfigError, DatasetError
+from mpm_inr.threads import check_threads, torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -66,32 +66,6 @@ def resolve_device(device: Any) -> torch.device:  # noqa: F821 - torch imported 
 
 def _json_norm(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
-
-
-def check_threads(threads: Any) -> int | None:
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be a positive integer or null, got {threads!r}")
-    return threads
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run a block with n torch CPU threads (None: unchanged), restoring the previous setting after.
-
-    Why: the step's tensors are small, so a second thread gains ~1.5x on an idle machine but costs several x
-    when another process competes for the cores (the OpenMP workers wait on each other at every op).
-    """
-    import torch
-
-    if n is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def generate_dataset(scenario_cfg: Mapping, seed: int, target: str | os.PathLike, device: Any = "cpu",

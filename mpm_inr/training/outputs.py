@@ -35,7 +35,8 @@ def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
 
 
 ANALYSIS_KEYS = ("status", "field_name", "inr_type", "final_r2", "r2_min_component", "final_mse", "pearson_r2",
-                 "slope", "intercept", "total_params", "compression_ratio", "svd_r2_same_params", "training_time",
+                 "slope", "intercept", "total_params", "compression_ratio", "codec_ratio", "codec_bytes", "codec_r2",
+                 "svd_r2_same_params", "training_time",
                  "training_time_min", "wall_time", "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim",
                  "holdout_r2", "n_training_frames", "device")
 
@@ -57,15 +58,22 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _fmt_r2(v: Any) -> str:
+    """Six decimals: 0.9999997 must not print as 1 beside a model's 0.999943."""
+    return f"{v:.6f}" if isinstance(v, float) else _fmt(v)
+
+
 def metrics_table(metrics: Mapping[str, Any]) -> str:
     """A short fixed-width table for the console; compression always sits beside R²."""
     keys = [("status", "status"), ("final_r2", "R² (1-SSres/SStot)"), ("r2_min_component", "R² worst component"),
-            ("compression_ratio", "compression (values/params)"), ("slope", "slope"), ("pearson_r2", "Pearson r² (ref.)"),
+            ("compression_ratio", "compression (values/params)"), ("codec_ratio", "codec file ratio (bytes)"),
+            ("codec_r2", "codec R² (decoded file)"), ("slope", "slope"), ("pearson_r2", "Pearson r² (ref.)"),
             ("svd_r2_same_params", "SVD R² at as many params"), ("holdout_r2", "held-out R²"),
             ("svd_rank_for_target", "SVD rank for 0.995"),
             ("final_mse", "MSE (orig. units)"), ("total_params", "params"), ("training_time", "training time [s]"),
             ("steps", "steps"), ("steps_per_s", "steps/s")]
-    rows = [(label, _fmt(metrics[key])) for key, label in keys if metrics.get(key) is not None]
+    rows = [(label, _fmt_r2(metrics[key]) if "r2" in key else _fmt(metrics[key])) for key, label in keys
+            if metrics.get(key) is not None]
     if metrics.get("timings"):  # where the run's time went besides the training loop
         rows.append(("time by phase [s]", " · ".join(f"{k} {v:.2f}" for k, v in metrics["timings"].items())))
     width = max(len(label) for label, _ in rows)

@@ -19,9 +19,11 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError, UserError
-from mpm_inr.models import NetworkContext, build_network, get_inr_type
+from mpm_inr.models import get_inr_type, network_from_config
+from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
 from mpm_inr.training.loggers import build_logger, finish_logger
@@ -94,12 +96,15 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
     }
     try:
         validate_train_config(cfg)
-        device = clock.device = resolve_device(cfg["trainer"])
-        base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-        with clock.phase("dataset"):
-            dataset_path = _dataset(cfg, device, progress)
-            base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
-        metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress)
+        validate_codec_config(cfg)
+        with torch_threads(resolve_threads(cfg["trainer"].get("cpu_threads", AUTO))):
+            base.update(threads_in_use())  # what the run got, which the agent's time model reads
+            device = clock.device = resolve_device(cfg["trainer"])
+            base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+            with clock.phase("dataset"):
+                dataset_path = _dataset(cfg, device, progress)
+                base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
+            metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress)
     except Diverged as err:
         metrics = {**base, "status": "diverged", "diverged_step": err.step, "error": str(err)}
     except UserError as err:
@@ -155,6 +160,10 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
                    r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
+    if cfg["outputs"].get("codec", False):
+        with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
+            codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
+            metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
             (run_dir / "checkpoints").mkdir(exist_ok=True)
@@ -171,7 +180,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
 
 def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule, FieldWindow, INRModule]:
     """The data module, its window, and the LightningModule around a fresh network."""
-    data, train, model_cfg = cfg["data"], cfg["train"], dict(cfg["model"])
+    data, train, model_cfg = cfg["data"], cfg["train"], cfg["model"]
     pl.seed_everything(cfg.get("seed", 0), workers=False, verbose=False)
     dm = FieldWindowDataModule(dataset_path, cfg["field"]["name"], data["n_training_frames"],
                                data["holdout_every"], data["normalize"], train["total_steps"], train["steps_per_call"])
@@ -182,12 +191,10 @@ def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule,
     if train["batch_size"] > len(window.train_frames):
         raise UserError(f"train.batch_size={train['batch_size']} exceeds the {len(window.train_frames)} training "
                         f"frames of the window; lower it")
-    inr = get_inr_type(model_cfg.pop("name"))
-    latent_lr_mult = float(model_cfg.pop("latent_lr_mult", 1.0))
+    inr = get_inr_type(model_cfg["name"])
+    latent_lr_mult = float(model_cfg.get("latent_lr_mult", 1.0))
     _configure_precision(train.get("tf32", "auto"), device, inr)
-    ctx = NetworkContext(window.n_particles, window.n_components, torch.from_numpy(window.material),
-                         torch.from_numpy(window.object_id))
-    network = build_network(cfg["model"]["name"], ctx, model_cfg)
+    network = network_from_config(cfg["model"], window.network_context())
     source = window.coordinate_source(data["t_period"], data["xy_period"], inr.needs_positions)
     targets = window.normalize(torch.from_numpy(window.values))
     settings = TrainSettings(
@@ -211,6 +218,7 @@ _LIGHTNING_LEAFSPEC_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated
 def _fit(train: Mapping[str, Any], module: INRModule, dm: FieldWindowDataModule, device: str, logger,
          progress: bool) -> pl.Trainer:
     """trainer.fit; a diverged run finishes its logger and raises Diverged."""
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # no GPU/TPU/tips banner
     trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=1, logger=logger or False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          num_sanity_val_steps=0, log_every_n_steps=1,

@@ -8,6 +8,7 @@ from typing import Any
 
 from mpm_inr.errors import ConfigError
 from mpm_inr.models.registry import INR_TYPES
+from mpm_inr.threads import AUTO, check_threads
 
 _POSITIVE_MODEL_INTS = ("hidden_dim", "n_layers", "latent_dim", "decoder_hidden", "n_levels", "features_per_level",
                         "base_resolution", "group_embedding_dim")
@@ -84,6 +85,7 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
         _finite_positive("train.max_time_s", train["max_time_s"])
     _check(cfg["scheduler"]["name"] in ("none", "cosine"), "scheduler", cfg["scheduler"]["name"], "valid: none, cosine")
     _check(opt["name"] in ("adam", "adamw"), "optimizer", opt["name"], "valid: adam, adamw")
+    check_threads((cfg.get("trainer") or {}).get("cpu_threads", AUTO), "trainer.cpu_threads", allow_auto=True)
 
 
 def validate_against_dataset(cfg: Mapping[str, Any], n_frames: int) -> None:

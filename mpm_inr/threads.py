@@ -1,0 +1,107 @@
+"""Torch CPU threads: the one place that validates a thread setting, resolves `auto`, and pins it for a block.
+
+Why pin at all: torch starts one OpenMP worker per core, and those workers spin-wait on each other at every op.
+When another process holds a core (a neighbour, or the other jobs of a parallel round) every op waits for the
+descheduled worker, and a run that takes 1-2 s alone takes 10-35x longer. One thread per job loses at most the
+parallel speed-up; see `python -m mpm_inr.bench threads` and docs/benchmarks/threads_*.md for the measurement
+behind `AUTO_MAX_THREADS`.
+
+Used by training (`trainer.cpu_threads`), dataset generation (`threads`), the simulator benchmark, and the agent's
+launchers, which give each job of a parallel round its share of the cores (`cpu_share`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from mpm_inr.errors import ConfigError
+
+AUTO = "auto"
+#: `auto` uses at most this many threads, whatever the machine. Measured on discs_small (Jp, C default recipes) on
+#: the shared 2-core VM (docs/benchmarks/threads_cpu_discs_small_2026-12-03.md): 2 threads took 3-6x longer per
+#: step than 1 beside the other work of the machine, 21-27x beside a CPU burner per core, 18-63x in a round of 2
+#: jobs; in a quick check at a load of 0.9-1.5 they gained 1.5x on C and lost 9x on Jp. The gain is small and
+#: rare, the loss large and common; raise this only on a measurement of a quiet, larger machine
+#: (`python -m mpm_inr.bench threads --threads 1,2,4,8`).
+AUTO_MAX_THREADS = 1
+
+
+def available_cores() -> int:
+    """CPUs this process may run on (its affinity mask: what taskset, cgroups or SLURM left it), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API on this platform
+        return max(1, os.cpu_count() or 1)
+
+
+def auto_threads(cores: int | None = None) -> int:
+    """The `auto` rule: min(cores available, AUTO_MAX_THREADS), at least 1."""
+    return max(1, min(available_cores() if cores is None else cores, AUTO_MAX_THREADS))
+
+
+def check_threads(value: Any, key: str = "threads", allow_auto: bool = False) -> int | str | None:
+    """A thread setting: a positive integer, null (leave torch's setting), or `auto` where allowed.
+
+    An integer above the cores available is refused: extra threads only wait on each other (oversubscription),
+    and a config that asks for them is a mistake for this machine, not a preference.
+    """
+    if value is None or (allow_auto and value == AUTO):
+        return value
+    cores = available_cores()
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cores:
+        choices = f"{AUTO}, " if allow_auto else ""
+        raise ConfigError(f"{key}={value!r} is out of range: use {choices}null or an integer in [1, {cores}] "
+                          f"(the cores available here)")
+    return value
+
+
+def resolve_threads(value: int | str | None) -> int | None:
+    """The thread count a checked setting asks for (None: leave torch's setting as it is)."""
+    return auto_threads() if value == AUTO else value  # type: ignore[return-value]
+
+
+def threads_in_use() -> dict[str, int]:
+    """Torch's intra-op and inter-op thread counts right now (what metrics.json records)."""
+    import torch
+
+    return {"cpu_threads": torch.get_num_threads(), "cpu_interop_threads": torch.get_num_interop_threads()}
+
+
+def _set_interop(n: int) -> None:
+    """Inter-op threads (torch.jit.fork and friends) can be set once per process, before any parallel work: a
+    later request (the next job of a sequential multirun) keeps the first setting, which metrics.json records."""
+    import torch
+
+    if torch.get_num_interop_threads() != n:
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(n)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with n torch CPU threads (None: unchanged), restoring the intra-op count after.
+
+    The inter-op count is set too where torch still allows it (see `_set_interop`); it cannot be restored.
+    """
+    import torch
+
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    _set_interop(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def cpu_share(parallel_jobs: int, cores: int | None = None) -> int:
+    """Threads for each of `parallel_jobs` jobs running at once on this machine: its cores split evenly, at
+    least 1, and never more than `auto` would take alone."""
+    cores = available_cores() if cores is None else cores
+    return max(1, min(cores // max(1, parallel_jobs), auto_threads(cores)))
