@@ -26,7 +26,7 @@ from agent.journal import Journal
 from agent.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]
 
 
 def clone(tmp_path: Path) -> Path:

@@ -20,6 +20,8 @@ from agent.fakeapp import SyntheticStudy
 from agent.proposal import Proposal
 from mpm_inr.errors import ConfigError, StudyError
 
+pytestmark = pytest.mark.bwrap  # runs modified code in the real sandbox (tests/conftest.py)
+
 TOY = "mpm_inr/models/toy.py"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.codemod.datasets import need, prepare
-from agent.codemod.sandbox import Sandbox, SandboxError, probe
+from agent.codemod.sandbox import Sandbox, SandboxError, probe, python_paths
 from agent.codemod.settings import CodeModSettings
 from agent.codemod.smoke import run_smoke
 from mpm_inr.errors import ConfigError
@@ -84,6 +84,7 @@ def test_the_command_line_binds_read_only_write_only_the_run_dir_and_nests_deepe
     assert "WANDB_MODE" not in quiet
 
 
+@pytest.mark.bwrap
 def test_inside_the_sandbox_only_the_run_dir_is_writable_and_outside_files_do_not_exist(tmp_path, box):
     code, data, run, outside = (tmp_path / d for d in ("code", "data", "run", "outside"))
     for d in (code, data, run, outside):
@@ -109,7 +110,10 @@ def test_inside_the_sandbox_only_the_run_dir_is_writable_and_outside_files_do_no
     assert out["read_code"] == "read:print('train')\n" and out["read_data"] == "read:{}"
     assert out["read_secret"] == "ENOENT" and token not in r.stdout + r.stderr
     assert out["read_shadow"] == "ENOENT"
-    assert out["repo_listing"] == ["hydra_plugins"]  # the agent's repository: its launcher plugins only
+    # the agent's repository: its launcher plugins only, and the Python installation where it lives inside (make
+    # install puts .venv there)
+    python_here = {q.relative_to(REPO).parts[0] for q in python_paths(sys.executable) if REPO in q.parents}
+    assert out["repo_listing"] == sorted({"hydra_plugins"} | python_here)
     assert out["home"] == "/tmp/.sandbox/home" and out["interfaces"] == ["lo"]
 
 
@@ -139,6 +143,7 @@ def test_the_sandbox_setting_is_a_boolean_on_by_default():
         CodeModSettings.from_config({"codemod": {"enabled": True, "sandbox": "no"}})
 
 
+@pytest.mark.bwrap
 def test_a_confined_smoke_test_that_hangs_is_killed_with_everything_inside(tmp_path, box):
     work = tmp_path / "w"
     (work / "pkg").mkdir(parents=True)

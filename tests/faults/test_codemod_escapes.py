@@ -26,7 +26,7 @@ from agent.journal import Journal
 from agent.proposal import Proposal
 from agent.state import fold
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]
 SIREN = "mpm_inr/models/siren.py"
 TOY = "mpm_inr/models/toy.py"
 RUN_PY = "mpm_inr/training/run.py"
