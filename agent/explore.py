@@ -677,15 +677,18 @@ class Explorer:
         for n in nodes:
             groups.setdefault(n.code_dir or str(self.code_dir), []).append(n)
         commit_cache: dict[str, str | None] = {}
+        confine = getattr(self.code_mod_handler, "confine", None)
         for code_dir, group in groups.items():
             cd = Path(code_dir)
-            runner = self.runner if cd == self.code_dir else RoundRunner(
-                code_dir=cd, launcher=self.launcher, per_run_s=self.runner.per_run_s, grace_s=self.runner.grace_s,
-                python=self.runner.python)
-            if code_dir not in commit_cache:
-                commit_cache[code_dir] = git_commit(cd)
             share = self.launcher.cpu_threads_per_job(len(group))
             jobs = [Job(n.node_id, self._job_overrides(n, st, cd, share), f"node_{n.node_id:04d}") for n in group]
+            # issue 20: code a policy may have modified runs in the handler's sandbox (None: not confined)
+            wrap = confine(cd, [j.overrides for j in jobs]) if callable(confine) else None
+            runner = self.runner if cd == self.code_dir and wrap is None else RoundRunner(
+                code_dir=cd, launcher=self.launcher, per_run_s=self.runner.per_run_s, grace_s=self.runner.grace_s,
+                python=self.runner.python, wrap=wrap)
+            if code_dir not in commit_cache:
+                commit_cache[code_dir] = git_commit(cd)
             by_id = {n.node_id: n for n in group}
             gdir = sweep_dir if len(groups) == 1 else sweep_dir / f"code_{list(groups).index(code_dir)}"
 

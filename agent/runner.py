@@ -12,7 +12,8 @@ deadline; unfinished jobs become `timeout`). A job without a metrics.json is `cr
 
 Each round runs in a fresh process (with batch=1, each training does), from `code_dir`, so code changes made
 between rounds take effect. The child environment never contains ANTHROPIC_API_KEY, and nothing secret is put
-on the command line.
+on the command line. With `wrap` (code a policy modified: agent.codemod.sandbox) the multirun starts inside a
+sandbox that may write only the round's sweep dir.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ class RoundRunner:
     agent_dir: Path = Path(__file__).resolve().parents[1]
     poll_s: float = 0.2
     last_pid: int | None = None  # process (group) id of the latest multirun, for tests and diagnostics
+    wrap: Callable[[list[str], Path], list[str]] | None = None  # (command, sweep dir) -> the confined command
 
     def command(self, jobs_file: Path, sweep_dir: Path, n_jobs: int) -> list[str]:
         cmd = [self.python, str(Path(self.code_dir) / "train.py"), "--multirun",
@@ -188,6 +190,8 @@ class RoundRunner:
         tmp.write_text(json.dumps([j.overrides + [f"hydra.sweep.subdir={j.subdir}"] for j in jobs], indent=1))
         os.replace(tmp, jobs_file)
         cmd = self.command(jobs_file, sweep_dir, len(jobs))
+        if self.wrap is not None:
+            cmd = self.wrap(cmd, sweep_dir)
         token = uuid.uuid4().hex
         log_path = sweep_dir / "multirun.log"
         if on_launch:  # BEFORE the process exists: a restarted agent can then always find (and stop) it by token

@@ -4,26 +4,29 @@
   passes; the change is committed on `explore/<name>` of the clone and its run, with the parent's config and
   seed, gives a different R² (the code is what changed); it is kept or reverted by the R² rule, and the next
   config-only run uses the branch head;
-- every library entry passes the real smoke test against the current files.
+- every library entry passes the real smoke test against the current files, inside the sandbox
+  (agent.codemod.sandbox) the handler runs it in: a benign change still trains there.
 """
 
 from __future__ import annotations
 
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from agent.__main__ import compose_explore
 from agent.codemod.library import LIBRARY
+from agent.codemod.sandbox import probe
 from agent.codemod.smoke import run_smoke
 from agent.explore import Explorer
 from agent.journal import Journal
 from agent.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
+pytestmark = [pytest.mark.slow, pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]
 
 
 def clone(tmp_path: Path) -> Path:
@@ -55,6 +58,8 @@ def test_heuristic_library_change_with_the_real_trainer(tmp_path, data_root):
     st = fold(events)
     nodes = st.launched_nodes()
     assert len(nodes) == 6 and all(n.status == "ok" for n in nodes), [(n.status, n.error) for n in nodes]
+    for n in nodes:  # every run of the study's code was confined (agent.codemod.sandbox), and still trained
+        assert Path((Path(n.run_dir).parent / "multirun.log").read_text().split(" ", 2)[1]).name == "bwrap"
     code = [e for e in events if e["event"] == "code"]
     committed = [e for e in code if e["action"] == "committed"]
     assert len(committed) == 1 and committed[0]["iteration"] == 5
@@ -82,5 +87,9 @@ def test_every_library_entry_passes_the_real_smoke_test(mid, tmp_path, data_root
     overrides = ["scenario=discs_small", f"data.root={data_root}", "trainer=cpu", "logger=none",
                  "data.n_training_frames=48", "train.total_steps=20", "train.steps_per_call=10", "train.eval_every=10",
                  "outputs.plot=false", "outputs.checkpoint=false", "inr_type=siren_txy"]
-    res = run_smoke(repo, [mod.path], overrides, log_dir=tmp_path / "smoke", timeout_s=500)
+    box = probe(sys.executable, extra_read=[REPO / "hydra_plugins"])
+    res = run_smoke(repo, [mod.path], overrides, log_dir=tmp_path / "smoke", timeout_s=500,
+                    confine=lambda cmd, write: box.wrap(cmd, cwd=repo, read=[repo, data_root],
+                                                        write=[write] if write else []))
     assert res.ok, (res.stage, res.reason, Path(res.log).read_text()[-2000:])
+    assert Path(res.log).read_text().startswith(f"$ {box.bwrap} ")

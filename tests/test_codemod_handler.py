@@ -20,6 +20,8 @@ from agent.fakeapp import SyntheticStudy
 from agent.proposal import Proposal
 from mpm_inr.errors import ConfigError, StudyError
 
+pytestmark = pytest.mark.bwrap  # runs modified code in the real sandbox (tests/conftest.py)
+
 TOY = "mpm_inr/models/toy.py"
 
 
@@ -167,3 +169,26 @@ def test_smoke_test_stops_a_change_that_hangs(tmp_path):
     assert time.time() - t0 < 15
     (work / "pkg" / "slow.py").write_text("X = 1\n")
     assert run_smoke(work, ["pkg/slow.py"], None, log_dir=tmp_path / "log2", timeout_s=30).ok
+
+
+def test_the_sandbox_confines_the_studys_code_and_opting_out_is_explicit(tmp_path):
+    repo, s, h = make(tmp_path, smoke={"train": False, "overrides": ["train.total_steps=10"]})
+    h.start()
+    code_dir, _ = h(proposal(None), s.view())   # a node's export of the branch
+    for confined in (h.work, Path(code_dir)):
+        cmd = h.confine(confined, [])(["python", "train.py"], tmp_path / "run")
+        assert Path(cmd[0]).name == "bwrap" and cmd[-2:] == ["python", "train.py"]
+        assert cmd[cmd.index(str(Path(confined).resolve())) - 1] == "--ro-bind-try"
+        assert cmd[cmd.index(str(tmp_path / "run")) - 1] == "--bind"
+    assert h.confine(repo, []) is None           # the user's own code dir is not the study's (modified) code
+    lines: list[str] = []
+    cfg = {**s.cfg, "codemod": {"enabled": True, "sandbox": False, "smoke": {"overrides": ["train.total_steps=10"]}}}
+    h2 = CodeModHandler(cfg, study_dir=s.dir, code_dir=repo, emit=s.journal.append, events=s.journal.read,
+                        state=s.state, out=lines.append)
+    assert h2.sandbox is None and h2.confine(h2.work, []) is None
+    assert lines == ["code: warning: codemod.sandbox=false: modified code runs unconfined, with your rights (unsafe)"]
+    slurm = {**s.cfg, "launcher": {"name": "submitit_slurm", "params": {}},
+             "codemod": {"enabled": True, "smoke": {"overrides": ["train.total_steps=10"]}}}
+    with pytest.raises(ConfigError, match="cannot confine jobs that SLURM runs on other nodes"):
+        CodeModHandler(slurm, study_dir=s.dir, code_dir=repo, emit=s.journal.append, events=s.journal.read,
+                       state=s.state, out=lines.append)

@@ -26,7 +26,7 @@ from agent.render import render_all
 from agent.state import fold
 from agent.stats import best_node
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]  # bwrap: the real sandbox (tests/conftest.py)
 TOY = "mpm_inr/models/toy.py"
 
 

@@ -26,7 +26,7 @@ from agent.policies.replay import ReplayPolicy
 from agent.proposal import Proposal
 from agent.state import fold
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]  # bwrap: the real sandbox (tests/conftest.py)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "claude" / "code_diff" / "transcripts"
 OPTIM = "mpm_inr/training/optim.py"
 

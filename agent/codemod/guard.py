@@ -14,8 +14,9 @@ The protected list and the forbidden imports are fixed here; the config can narr
 imports (`codemod.allow`, `codemod.allowed_imports`) but never open these.
 
 This is a static screen of the usual ways out (imports, builtins, torch's native/file entry points, introspection,
-the ground truth held by the training module), not a sandbox: an accepted change still runs with the user's
-rights, in a subprocess without the API key. Keep `codemod.enabled` off for policies you do not trust.
+the ground truth held by the training module), not a sandbox: it cannot see every path to a file (a torch profiler
+trace, `ndarray.dump`, torch's private file helpers). What holds those is the sandbox every run of modified code
+starts in (agent.codemod.sandbox: it reads only its code, the datasets and Python, and writes only its run dir).
 """
 
 from __future__ import annotations

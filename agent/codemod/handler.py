@@ -5,6 +5,11 @@ Layout under the study dir (all owned by the study; the user's branch, index and
     code/work/              git worktree of branch `explore/<name>`: diffs are applied, smoke-tested and committed
     code/commits/<sha12>/   read-only export of one commit: every node's training runs from one of these
     code/smoke/<attempt>/   logs (and the run dir) of each smoke test
+    code/datasets/          logs of the datasets generated before a confined run (agent.codemod.datasets)
+
+Every process that runs the study's code (the smoke test, each round's training jobs) starts inside a bubblewrap
+sandbox (agent.codemod.sandbox) that reads only that code, the datasets and Python, and writes only its run dir;
+codemod refuses to start where no sandbox can be made, unless `codemod.sandbox=false` (unsafe).
 
 The study's code is a line of commits on `explore/<name>`: the user's HEAD when the study started (plus the
 user's uncommitted changes to tracked files, committed as "[Study base]"), then every accepted modification, and
@@ -28,6 +33,7 @@ journaled, or one that no planned node uses (the agent died in between), is drop
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -35,10 +41,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent.codemod import gitops, layout
+from agent.codemod import datasets, gitops, layout
 from agent.codemod.diffparse import DiffError, FilePatch, parse
 from agent.codemod.guard import GuardError, changed_lines, check_patches, check_sources
 from agent.codemod.history import journaled_head, log_fields
+from agent.codemod.sandbox import Sandbox, probe
 from agent.codemod.settings import CodeModSettings
 from agent.codemod.smoke import run_smoke
 from agent.explore import Rejection, merge_train
@@ -79,6 +86,7 @@ class CodeModHandler:
         self._round_with_mod: int | None = None
         self._started = False
         self._check_smoke_overrides()
+        self.sandbox = self._sandbox()
         if not any(e.get("event") == "code" and e.get("action") == "base" for e in self.events()):
             self._check_branch_is_free()
 
@@ -90,6 +98,38 @@ class CodeModHandler:
             raise StudyError(f"branch {self.branch} already exists in {self.code_dir} (an earlier study named "
                              f"{self.name}?); delete it (git branch -D {self.branch}; git worktree prune) or "
                              f"choose another study name")
+
+    def _sandbox(self) -> Sandbox | None:
+        """The sandbox every run of the study's code starts in (None with codemod.sandbox=false)."""
+        if not self.settings.sandbox:
+            self.out("code: warning: codemod.sandbox=false: modified code runs unconfined, with your rights (unsafe)")
+            return None
+        launcher = str((self.cfg.get("launcher") or {}).get("name") or "basic")
+        if launcher == "submitit_slurm":
+            raise ConfigError("codemod's sandbox cannot confine jobs that SLURM runs on other nodes "
+                              "(launcher=submitit_slurm); use launcher=basic, joblib or submitit_local, or set "
+                              "codemod.sandbox=false (unsafe: modified code then runs unconfined)")
+        return probe(self.python, extra_read=[layout.REPO / "hydra_plugins"])
+
+    def confine(self, code_dir: str | Path,
+                override_lists: Sequence[Sequence[str]]) -> Callable[[list[str], Path | None], list[str]] | None:
+        """The sandbox wrapper for runs of `code_dir` with these trainer overrides (None: it is not the study's
+        code, or the sandbox is off). Missing datasets are generated first, by the user's code (see
+        agent.codemod.datasets), since the sandbox reads them read-only."""
+        code = Path(code_dir).resolve()
+        if self.sandbox is None or not code.is_relative_to(layout.code_root(self.study_dir)):
+            return None
+        roots, problems = datasets.prepare(self.code_dir, self.python, override_lists,
+                                           log_dir=layout.code_root(self.study_dir) / "datasets",
+                                           env=dict(os.environ))
+        for problem in problems:
+            self.out(f"code: {problem}")
+        box = self.sandbox
+
+        def wrap(cmd: list[str], write: Path | None) -> list[str]:
+            return box.wrap(cmd, cwd=code, read=[code, *roots], write=[write] if write else [])
+
+        return wrap
 
     # ------------------------------------------------------------------ start / reconcile
     def _check_smoke_overrides(self) -> None:
@@ -245,8 +285,9 @@ class CodeModHandler:
                           head: str) -> tuple[str, str]:
         changed = [path for fp in patches for path in fp.paths]
         attempt = self.smoke_dir / f"iter_{view.iteration:04d}_{len(list(self.smoke_dir.glob('iter_*'))) + 1:03d}"
-        res = run_smoke(self.work, changed, self._smoke_overrides(p, view) if self.settings.smoke.train else None,
-                        log_dir=attempt, timeout_s=self.settings.smoke.timeout_s, python=self.python)
+        overrides = self._smoke_overrides(p, view) if self.settings.smoke.train else None
+        res = run_smoke(self.work, changed, overrides, log_dir=attempt, timeout_s=self.settings.smoke.timeout_s,
+                        python=self.python, confine=self.confine(self.work, [overrides] if overrides else []))
         if not res.ok:
             gitops.reset_hard(self.work, head)
             reason = (f"code modification failed: smoke test ({res.stage}): {res.reason}; the change was discarded "

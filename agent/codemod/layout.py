@@ -3,6 +3,7 @@
     <study>/code/work/             git worktree of branch `explore/<name>`: the study's current code
     <study>/code/commits/<sha12>/  read-only export of one commit (what a node's training ran)
     <study>/code/smoke/<attempt>/  smoke-test logs
+    <study>/code/datasets/         logs of datasets generated before a confined run
 """
 
 from __future__ import annotations

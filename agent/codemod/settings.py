@@ -73,6 +73,7 @@ class CodeModSettings:
     protect_first: int = MIN_PROTECT_FIRST
     max_changed_lines: int = 300
     revert_if_worse: bool = True
+    sandbox: bool = True   # run modified code in a bubblewrap sandbox (agent.codemod.sandbox); false is unsafe
     smoke: SmokeSettings = field(default_factory=SmokeSettings)
     heuristic: HeuristicSettings = field(default_factory=HeuristicSettings)
 
@@ -95,6 +96,7 @@ class CodeModSettings:
                 protect_first=int(raw.get("protect_first", MIN_PROTECT_FIRST)),
                 max_changed_lines=int(raw.get("max_changed_lines", 300)),
                 revert_if_worse=_bool(raw.get("revert_if_worse", True), "codemod.revert_if_worse"),
+                sandbox=_bool(raw.get("sandbox", True), "codemod.sandbox"),
                 smoke=SmokeSettings(train=_bool(smoke.get("train", True), "codemod.smoke.train"),
                                     timeout_s=float(smoke.get("timeout_s", 600.0)),
                                     overrides=_strs(smoke.get("overrides", DEFAULT_SMOKE),

@@ -2,7 +2,11 @@
 
 Both stages run as subprocesses from the study's worktree (never in the agent's process, so a change cannot
 crash or patch the agent), with the worktree first on PYTHONPATH, no secrets in the environment, no bytecode
-written into the worktree, and a wall-clock limit after which the whole process group is killed.
+written into the worktree, and a wall-clock limit after which the whole process group is killed. With `confine`
+(the handler's bubblewrap sandbox, agent.codemod.sandbox) each stage runs confined: stage 1 writes nowhere, stage 2
+only into its run dir. A confined stage whose output reports a write the sandbox refused ("Read-only file
+system": e.g. a native writer that logs the error instead of raising it) fails too: a change that tries to
+write outside its run dir is discarded, not merely neutralised.
 
 1. import: every changed module compiles and imports, and is imported *from the worktree* (an import that
    resolved to another copy of the package would test the wrong code);
@@ -19,11 +23,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.runner import SECRET_ENV, plain_path
+
+#: what the kernel says to a write outside a confined process's run dir (agent.codemod.sandbox)
+_REFUSED = "Read-only file system"
+#: (command, the one directory it may write or None) -> the command as it will run (e.g. inside a sandbox)
+Confine = Callable[[list[str], Path | None], list[str]]
 
 IMPORT_CHECK = r"""
 import importlib, os, sys, traceback
@@ -99,6 +108,12 @@ def _run(cmd: list[str], cwd: Path, log: Path, timeout_s: float) -> tuple[int | 
     return rc, log.read_text(errors="replace")[-4000:]
 
 
+def _refused_write(log: Path) -> str | None:
+    """The last line of a confined stage's log that reports a write the sandbox refused (None: none)."""
+    hits = [ln.strip() for ln in log.read_text(errors="replace").splitlines()[1:] if _REFUSED in ln]
+    return hits[-1][:300] if hits else None
+
+
 def _reason(tail: str) -> str:
     lines = [ln.strip() for ln in tail.splitlines() if ln.strip()]
     for ln in reversed(lines):
@@ -111,15 +126,21 @@ def _reason(tail: str) -> str:
 
 
 def run_smoke(work: Path, changed: Sequence[str], train_overrides: Sequence[str] | None, *, log_dir: Path,
-              timeout_s: float, python: str = sys.executable) -> SmokeResult:
+              timeout_s: float, python: str = sys.executable, confine: Confine | None = None) -> SmokeResult:
     """Run the smoke test of the change in `work` (see module docstring); `train_overrides` None skips stage 2."""
+    def wrapped(cmd: list[str], write: Path | None) -> list[str]:
+        return confine(cmd, write) if confine else cmd
+
     t0 = time.time()
     files = [p for p in changed if p.endswith(".py") and (work / p).exists()]
     mods = [m for m in (module_name(p) for p in files) if m]
     log = log_dir / "import.log"
-    rc, tail = _run([python, "-c", IMPORT_CHECK, str(work), ",".join(files), ",".join(mods)], work, log, timeout_s)
-    if rc != 0:
-        why = f"timed out after {timeout_s:g} s" if rc is None else _reason(tail)
+    cmd = [python, "-c", IMPORT_CHECK, str(work), ",".join(files), ",".join(mods)]
+    rc, tail = _run(wrapped(cmd, None), work, log, timeout_s)
+    refused = _refused_write(log) if confine else None
+    if rc != 0 or refused:
+        why = f"timed out after {timeout_s:g} s" if rc is None else _reason(tail) if rc != 0 else \
+            f"the change wrote outside its run dir, which the sandbox refused: {refused}"
         return SmokeResult(False, "import", why, time.time() - t0, str(log))
     if train_overrides is None:
         return SmokeResult(True, "", "", time.time() - t0, str(log))
@@ -127,10 +148,15 @@ def run_smoke(work: Path, changed: Sequence[str], train_overrides: Sequence[str]
     log = log_dir / "train.log"
     left = max(1.0, timeout_s - (time.time() - t0))
     cmd = [python, str(work / "train.py"), *train_overrides, f"hydra.run.dir={plain_path(run_dir, 'smoke run dir')}"]
-    rc, tail = _run(cmd, work, log, left)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rc, tail = _run(wrapped(cmd, run_dir), work, log, left)
     metrics = _read(run_dir / "metrics.json")
     if rc is None:
         return SmokeResult(False, "train", f"timed out after {timeout_s:g} s", time.time() - t0, str(log))
+    refused = _refused_write(log) if confine else None
+    if refused:
+        return SmokeResult(False, "train", f"the change wrote outside its run dir, which the sandbox refused: "
+                                           f"{refused}", time.time() - t0, str(log))
     if metrics is None:
         return SmokeResult(False, "train", f"no metrics.json (exit code {rc}): {_reason(tail)}", time.time() - t0,
                            str(log))
