@@ -77,7 +77,8 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
             ("svd_rank_for_target", "SVD rank for 0.995"),
             ("final_mse", "MSE (orig. units)"), ("total_params", "params"), ("training_time", "training time [s]"),
             ("steps", "steps"), ("steps_per_s", "steps/s")]
-    rows = [(label, _fmt_r2(metrics[key]) if "r2" in key else _fmt(metrics[key])) for key, label in keys
+    rows = [(label, _fmt_r2(metrics[key]) if "r2" in key and "ratio" not in key else _fmt(metrics[key]))
+            for key, label in keys
             if metrics.get(key) is not None]
     if metrics.get("timings"):  # where the run's time went besides the training loop
         rows.append(("time by phase [s]", " · ".join(f"{k} {v:.2f}" for k, v in metrics["timings"].items())))
