@@ -38,12 +38,24 @@ def nines(r2: float) -> float:
 
 
 def beaten_by(metrics: dict[str, Any]) -> str | None:
-    """Which baseline of the same size fits the run's window better, as a phrase (None when none does or none was
-    recorded): a model that a linear factorisation of its own size beats has not earned its parameters."""
-    r2, svd = metrics.get("final_r2"), metrics.get("svd_r2_same_params")
-    if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in (r2, svd)) or svd <= r2:
+    """Which baselines of the same size fit the run's window better, as a phrase (None when none does or none was
+    recorded): a model that a linear factorisation or a classical compressor of its own size beats has not earned
+    its bytes. The SVD is read in bytes (`svd_r2_same_bytes`, per-component centred, means included) when the run
+    has the classical baselines, else at the same parameter count (`svd_r2_same_params`)."""
+    r2 = metrics.get("final_r2")
+    if not _finite(r2):
         return None
-    return f"beaten by the same-size SVD (R² {svd:.6f}, {nines(svd) - nines(r2):.2f} nines better)"
+    svd = metrics.get("svd_r2_same_bytes")
+    rivals = [("the same-size SVD", svd if _finite(svd) else metrics.get("svd_r2_same_params")),
+              ("SZ3 at the same size", metrics.get("sz3_r2_same_bytes")),
+              ("ZFP at the same size", metrics.get("zfp_r2_same_bytes"))]
+    better = [f"{name} (R² {v:.6f}, {nines(v) - nines(r2):.2f} nines better)" for name, v in rivals
+              if _finite(v) and v > r2]
+    return "beaten by " + " and ".join(better) if better else None
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def grade(node: NodeState) -> str:

@@ -54,6 +54,10 @@ def test_beaten_by_the_same_size_svd_reaches_memory_and_summaries(tmp_path):
     assert beaten_by(node.metrics) == "beaten by the same-size SVD (R² 0.999996, 2.09 nines better)"
     assert beaten_by({"final_r2": 0.99, "svd_r2_same_params": 0.95}) is None
     assert beaten_by({"final_r2": 0.99}) is None  # runs recorded before the same-size SVD: nothing claimed
+    both = {"final_r2": 0.99, "svd_r2_same_params": 0.95, "svd_r2_same_bytes": 0.98, "sz3_r2_same_bytes": 0.999,
+            "zfp_r2_same_bytes": 0.9}
+    assert beaten_by(both) == "beaten by SZ3 at the same size (R² 0.999000, 1.00 nines better)"
+    assert beaten_by({**both, "svd_r2_same_bytes": 0.9999}).startswith("beaten by the same-size SVD (R² 0.999900")
     assert "beaten by the same-size SVD" in describe_result(v, node)
     d = HeuristicPolicy(Settings()).end_block(v)
     assert "Best R² 0.999509" in d.summary and "beaten by the same-size SVD (R² 0.999996" in d.summary

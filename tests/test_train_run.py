@@ -45,7 +45,7 @@ def test_every_field_and_type_trains(field, inr_type, tiny_train_overrides, tmp_
     assert m["compression_ratio"] == pytest.approx(m["n_values"] / m["total_params"])
 
 
-def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
+def test_outputs_are_well_formed(tiny_train_overrides, tmp_path, capsys):
     overrides = tiny_train_overrides + ["field=F", "outputs.save_predictions=true", "data.holdout_every=4"]
     m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
@@ -76,7 +76,16 @@ def test_outputs_are_well_formed(tiny_train_overrides, tmp_path):
                                                                  dict(cfg["train"]), shape))
     assert (tmp_path / "checkpoints" / "last.ckpt").stat().st_size > 0
     phases = on_disk["timings"]  # where the time went: every phase, together within the run's wall time
-    assert set(phases) == {"dataset", "window", "fit", "evaluation", "svd", "outputs"}
+    assert set(phases) == {"dataset", "window", "fit", "evaluation", "svd", "baselines", "outputs"}
+    block = on_disk["baselines"]  # the classical compressors, read against this run's R² and its float32 bytes
+    assert block["target_r2"] == on_disk["final_r2"] and block["model_bytes"] == 4 * on_disk["total_params"]
+    assert block["window"]["fingerprint"] == made["fingerprint"] and block["window"]["holdout_every"] == 4
+    for method in ("svd", "sz3", "zfp"):
+        matched = block[method]["matched_accuracy"]
+        assert matched["r2"] >= on_disk["final_r2"] and on_disk[f"{method}_ratio_same_r2"] == matched["compression"]
+        assert on_disk[f"{method}_r2_same_bytes"] == (block[method]["matched_size"] or {}).get("r2")
+        assert matched["holdout_r2"] is not None  # held-out frames interpolated from the decoded neighbours
+    assert "SZ3 compression at this R²" in capsys.readouterr().out
     assert all(v >= 0 for v in phases.values()) and sum(phases.values()) <= on_disk["wall_time"]
     assert on_disk["training_time"] <= phases["fit"] and phases["outputs"] > 0  # the plot and checkpoint were made
     assert f"wall_time: {on_disk['wall_time']:.6g}" in log

@@ -1,9 +1,15 @@
 """Truncated-SVD baseline of a field window: the linear speed-of-light every INR is compared with.
 
-The window (T, N, C) becomes the matrix frames × (particles·components). With `normalize=True` each component
-is first z-scored over frames × particles (population std, as the training targets are), so that large-magnitude
-components do not own the basis; the rank-k approximation is scored in original units with the same R² as
-`regression.r2_score`.
+The window (T, N, C) becomes the matrix frames × (particles·components). With `normalize=True` ("zscore") each
+component is first z-scored over frames × particles (population std, as the training targets are), so that
+large-magnitude components do not own the basis; with "centred" each component only loses its mean, which makes
+the rank-k fit the best one for the reported R² (Eckart–Young: R² = 1 − ‖residual‖² / Σ SS_tot in original
+units); False ("none") decomposes the raw matrix. The rank-k approximation is scored in original units with the
+same R² as `regression.r2_score`.
+
+`svd_baseline_streamed` does the same decomposition for windows that do not fit in memory (the whole
+simulation): the T×T Gram matrix and the per-component energies are accumulated over chunks of particles read
+from a memory-mapped array, so memory is O(T²) and never a float64 copy of the window.
 
 Parameter count of rank k: U_k (T×k) + S_k (k) + V_k (N·C × k) = k·(T + N·C + 1). No per-column means are
 stored (the first singular pair absorbs a static field); the 2·C z-score constants are not counted, just as
@@ -29,6 +35,8 @@ from mpm_inr.metrics.interpolate import METHODS, interpolate
 from mpm_inr.metrics.regression import r2_from_sums
 
 DEFAULT_RANKS = (1, 2, 4, 8, 16, 32, 64)
+SCALINGS = ("zscore", "centred", "none")
+STREAM_CHUNK_BYTES = 64 * 2**20  # float64 bytes of one chunk of the streamed decomposition
 
 
 def svd_param_count(rank: int, n_frames: int, n_columns: int) -> int:
@@ -47,22 +55,40 @@ def temporal_basis(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     rows, cols = matrix.shape
     if cols >= rows:
-        _, eigenvectors = torch.linalg.eigh(matrix @ matrix.T)
-        basis = eigenvectors.flip(-1)  # eigh sorts ascending
+        basis = _basis_from_gram(matrix @ matrix.T)
         return basis, basis.T @ matrix
     q, r = torch.linalg.qr(matrix)
     u, s, vh = torch.linalg.svd(r)
     return q @ u, s[:, None] * vh
 
 
-def _zscore_stats(values: torch.Tensor, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-component mean and population std over frames × particles (identity transform if not normalizing)."""
+def _basis_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    """Eigenvectors of a T×T Gram matrix as columns, by decreasing eigenvalue (eigh sorts ascending)."""
+    _, eigenvectors = torch.linalg.eigh(gram)
+    return eigenvectors.flip(-1)
+
+
+def scaling_of(normalize: bool | str) -> str:
+    """The scaling named by `normalize`: True is "zscore", False is "none", or one of SCALINGS by name."""
+    if normalize is True or normalize is False:
+        return "zscore" if normalize else "none"
+    if normalize not in SCALINGS:
+        raise ConfigError(f"unknown SVD scaling {normalize!r}; choose one of {', '.join(SCALINGS)}")
+    return str(normalize)
+
+
+def _zscore_stats(values: torch.Tensor, normalize: bool | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-component mean and population std over frames × particles, as `scaling_of(normalize)` asks (zero mean
+    and unit std where it does not)."""
     n_components = values.shape[-1]
-    if not normalize:
-        zeros = torch.zeros(n_components, dtype=values.dtype, device=values.device)
+    scaling = scaling_of(normalize)
+    zeros = torch.zeros(n_components, dtype=values.dtype, device=values.device)
+    if scaling == "none":
         return zeros, torch.ones_like(zeros)
     flat = values.reshape(-1, n_components)
     mean = flat.mean(dim=0)
+    if scaling == "centred":
+        return mean, torch.ones_like(zeros)
     std = flat.std(dim=0, correction=0)
     return mean, torch.where(std > 0, std, torch.ones_like(std))
 
@@ -102,7 +128,7 @@ class SVDBaseline:
     n_frames: int
     n_particles: int
     n_components: int
-    normalize: bool
+    normalize: bool | str
     ranks: tuple[int, ...]
     r2_all_ranks: np.ndarray  # (max_rank,): R² of rank k at index k - 1
     r2_per_component_all_ranks: np.ndarray  # (max_rank, C), NaN for constant components
@@ -177,7 +203,7 @@ class SVDBaseline:
 def svd_baseline(
     values: Any,
     ranks: Sequence[int] = DEFAULT_RANKS,
-    normalize: bool = True,
+    normalize: bool | str = True,
     device: str | torch.device = "cpu",
 ) -> SVDBaseline:
     """Truncated SVD of a (T, N, C) window (numpy or torch, original units), scored at every rank."""
@@ -187,34 +213,128 @@ def svd_baseline(
     data = _as_tensor(values, device)
     n_frames, n_particles, n_components = data.shape
     mean, std = _zscore_stats(data, normalize)
-    matrix = ((data - mean) / std).reshape(n_frames, n_particles * n_components)
-    _, coefficients = temporal_basis(matrix)
+    _, coefficients = temporal_basis(((data - mean) / std).reshape(n_frames, n_particles * n_components))
 
     # energy[i, c] = ‖W_{i,c}‖² = s_i² ‖V_{i,c}‖²: what singular pair i carries of component c (normalised units).
     block_energy = (coefficients.reshape(-1, n_particles, n_components) ** 2).sum(dim=1)
+    return _scored(block_energy, std.cpu().numpy(), _ss_tot(data), data.shape, normalize, checked_ranks, start)
+
+
+def _scored(block_energy: torch.Tensor, std: np.ndarray, ss_tot: np.ndarray, shape: tuple[int, ...],
+            normalize: bool | str, ranks: tuple[int, ...], start: float) -> SVDBaseline:
+    """R² of every rank from the per-pair, per-component energies (scaled units) and SS_tot (original units)."""
     singular = block_energy.sum(dim=1).sqrt()
     tail = torch.flip(torch.cumsum(torch.flip(block_energy, dims=[0]), dim=0), dims=[0])  # Σ_{i ≥ k}
-    residual = torch.cat([tail[1:], torch.zeros_like(tail[:1])]) * std**2  # rank k = 1..r, original units
-    residual_host = residual.cpu().numpy()
-    ss_tot = _ss_tot(data)
-    singular_host = singular.cpu().numpy()
-
+    residual_host = torch.cat([tail[1:], torch.zeros_like(tail[:1])]).cpu().numpy() * std**2  # rank k = 1..r
     r2_all = np.empty(residual_host.shape[0])
     per_component_all = np.empty(residual_host.shape)
     for index, ss_res in enumerate(residual_host):
         r2_all[index], per_component = r2_from_sums(ss_res, ss_tot)
         per_component_all[index] = per_component
+    n_frames, n_particles, n_components = shape
     return SVDBaseline(
         n_frames=n_frames,
         n_particles=n_particles,
         n_components=n_components,
         normalize=normalize,
-        ranks=tuple(rank for rank in checked_ranks if rank <= r2_all.shape[0]),
+        ranks=tuple(rank for rank in ranks if rank <= r2_all.shape[0]),
         r2_all_ranks=r2_all,
         r2_per_component_all_ranks=per_component_all,
-        singular_values=singular_host,
+        singular_values=singular.cpu().numpy(),
         time_s=time.perf_counter() - start,
     )
+
+
+def frame_moments(values: Any, frames: np.ndarray, chunk_bytes: int = STREAM_CHUNK_BYTES
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-component mean, population std and SS_tot (exactly 0 for a constant component, as in regression) over
+    the given frames of a (T, N, C) array, read a few frames at a time in float64 (two passes, no cancellation)."""
+    step = max(1, chunk_bytes // (8 * int(np.prod(values.shape[1:]))))
+    n_components = values.shape[-1]
+
+    def chunks():
+        for lo in range(0, frames.size, step):
+            yield np.asarray(values[frames[lo:lo + step]], dtype=np.float64).reshape(-1, n_components)
+
+    count = frames.size * values.shape[1]
+    mean = sum(chunk.sum(axis=0) for chunk in chunks()) / count
+    ss_tot = np.zeros(n_components)
+    low, high = np.full(n_components, np.inf), np.full(n_components, -np.inf)
+    for chunk in chunks():
+        ss_tot += ((chunk - mean) ** 2).sum(axis=0)
+        low, high = np.minimum(low, chunk.min(axis=0)), np.maximum(high, chunk.max(axis=0))
+    std = np.sqrt(ss_tot / count)
+    return mean, std, np.where(high > low, ss_tot, 0.0)
+
+
+def particle_chunks(n_frames: int, n_particles: int, n_components: int,
+                    chunk_bytes: int = STREAM_CHUNK_BYTES) -> list[slice]:
+    """Slices of particles whose float64 frames × particles × components block fits in chunk_bytes."""
+    step = max(1, chunk_bytes // (8 * n_frames * n_components))
+    return [slice(lo, min(lo + step, n_particles)) for lo in range(0, n_particles, step)]
+
+
+@dataclass(frozen=True)
+class StreamedFactors:
+    """The temporal basis of a window and what each singular pair carries of each component, with the scaling
+    used: everything later passes need to score ranks or predict held-out frames without the window in memory."""
+
+    values: Any  # (T_all, N, C) array, usually a memory map; rows `frames` are the window
+    frames: np.ndarray
+    normalize: bool | str
+    mean: np.ndarray
+    std: np.ndarray
+    ss_tot: np.ndarray
+    basis: torch.Tensor  # (T, r) orthonormal columns by decreasing energy
+    block_energy: torch.Tensor  # (r, C)
+    chunks: tuple[slice, ...]
+
+    def scaled_columns(self, cols: slice) -> torch.Tensor:
+        """The window's scaled matrix restricted to the particles in `cols`: (T, particles·C) float64."""
+        block = np.asarray(self.values[self.frames, cols], dtype=np.float64)
+        scaled = (block - self.mean) / self.std
+        return torch.as_tensor(scaled.reshape(self.frames.size, -1), device=self.basis.device)
+
+
+def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", device: str | torch.device = "cpu",
+                   chunk_bytes: int = STREAM_CHUNK_BYTES) -> StreamedFactors:
+    """Decompose the rows `frames` of a (T_all, N, C) array through the T×T Gram matrix, a chunk of particles at
+    a time (two passes over the data: the Gram, then W = Uᵀ·M for the energies)."""
+    frames = _frame_indices(frames, values.shape[0], "frames")
+    n_frames, (n_particles, n_components) = frames.size, values.shape[1:]
+    device = torch.device(device)
+    mean, std, ss_tot = frame_moments(values, frames, chunk_bytes)
+    scaling = scaling_of(normalize)
+    if scaling != "zscore":
+        std = np.ones_like(std)
+    if scaling == "none":
+        mean = np.zeros_like(mean)
+    std = np.where(std > 0, std, 1.0)
+    chunks = tuple(particle_chunks(n_frames, n_particles, n_components, chunk_bytes))
+    factors = StreamedFactors(values, frames, normalize, mean, std, ss_tot, torch.empty(0, device=device),
+                              torch.empty(0), chunks)
+    gram = torch.zeros(n_frames, n_frames, dtype=torch.float64, device=device)
+    for cols in chunks:
+        block = factors.scaled_columns(cols)
+        gram += block @ block.T
+    basis = _basis_from_gram(gram)[:, : min(n_frames, n_particles * n_components)]
+    block_energy = torch.zeros(basis.shape[1], n_components, dtype=torch.float64, device=device)
+    for cols in chunks:
+        coefficients = basis.T @ factors.scaled_columns(cols)
+        block_energy += (coefficients.reshape(basis.shape[1], -1, n_components) ** 2).sum(dim=1)
+    return StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, block_energy, chunks)
+
+
+def svd_baseline_streamed(values: Any, frames: Any, ranks: Sequence[int] = DEFAULT_RANKS,
+                          normalize: bool | str = "centred", device: str | torch.device = "cpu",
+                          chunk_bytes: int = STREAM_CHUNK_BYTES) -> tuple[SVDBaseline, StreamedFactors]:
+    """`svd_baseline` of the rows `frames` of a (T_all, N, C) array that need not fit in memory (a memory map of
+    the whole simulation); returns the factors too, for `svd_holdout_streamed`."""
+    checked_ranks = _check_ranks(ranks)
+    start = time.perf_counter()
+    factors = stream_factors(values, frames, normalize, device, chunk_bytes)
+    shape = (factors.frames.size, *values.shape[1:])
+    return _scored(factors.block_energy, factors.std, factors.ss_tot, shape, normalize, checked_ranks, start), factors
 
 
 @dataclass(frozen=True)
@@ -252,7 +372,7 @@ def svd_holdout(
     t: Any = None,
     ranks: Sequence[int] = DEFAULT_RANKS,
     method: str = "linear",
-    normalize: bool = True,
+    normalize: bool | str = True,
     device: str | torch.device = "cpu",
 ) -> SVDHoldout:
     """Fit the SVD on training frames only and predict held-out frames by interpolating U_k·S_k in t.
@@ -303,5 +423,48 @@ def svd_holdout(
         r2=r2,
         r2_per_component=per_component,
         mse=mse,
+        time_s=time.perf_counter() - start,
+    )
+
+
+def svd_holdout_streamed(factors: StreamedFactors, test_frames_idx: Any, ranks: Sequence[int] = DEFAULT_RANKS,
+                         method: str = "linear", t: Any = None) -> SVDHoldout:
+    """`svd_holdout` from streamed factors of the training frames: the basis is interpolated to the held-out rows
+    `test_frames_idx` of the same array (times `t`, default the row indices) and the prediction scored a chunk of
+    particles at a time."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown interpolation method {method!r}; choose one of {', '.join(METHODS)}")
+    start = time.perf_counter()
+    values, train = factors.values, factors.frames
+    test = _frame_indices(test_frames_idx, values.shape[0], "test_frames_idx")
+    if np.intersect1d(train, test).size:
+        raise ConfigError("train and test frames overlap: held-out frames must never be seen in training")
+    times = np.arange(values.shape[0], dtype=np.float64) if t is None else np.asarray(t, dtype=np.float64)
+    order = np.argsort(times[train], kind="stable")
+    usable = tuple(rank for rank in _check_ranks(ranks) if rank <= factors.basis.shape[1])
+    top = max(usable, default=0)
+    basis = factors.basis[:, :top]
+    test_basis = torch.as_tensor(interpolate(times[train][order], basis.cpu().numpy()[order], times[test], method),
+                                 device=basis.device)
+    n_components = values.shape[-1]
+    _, _, ss_tot = frame_moments(values, test)
+    ss_res = {rank: np.zeros(n_components) for rank in usable}
+    for cols in factors.chunks:
+        coefficients = basis.T @ factors.scaled_columns(cols)
+        truth = np.asarray(values[test, cols], dtype=np.float64)
+        for rank in usable:
+            prediction = (test_basis[:, :rank] @ coefficients[:rank]).cpu().numpy().reshape(truth.shape)
+            residual = (prediction * factors.std + factors.mean - truth).reshape(-1, n_components)
+            ss_res[rank] += (residual * residual).sum(axis=0)
+    scored = {rank: r2_from_sums(ss_res[rank], ss_tot) for rank in usable}
+    n_values = test.size * int(np.prod(values.shape[1:]))
+    return SVDHoldout(
+        method=method,
+        n_train_frames=int(train.size),
+        n_test_frames=int(test.size),
+        ranks=usable,
+        r2={rank: scored[rank][0] for rank in usable},
+        r2_per_component={rank: scored[rank][1] for rank in usable},
+        mse={rank: float(ss_res[rank].sum()) / n_values for rank in usable},
         time_s=time.perf_counter() - start,
     )

@@ -19,6 +19,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
+from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError, UserError
@@ -164,6 +165,9 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
             codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
+    if cfg["outputs"].get("baselines", True):
+        with clock.phase("baselines"):
+            metrics.update(_baselines(cfg, window, dataset_path, metrics, device))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
             (run_dir / "checkpoints").mkdir(exist_ok=True)
@@ -285,6 +289,29 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict
             metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method,
                                                      device=device).as_metrics() for method in ("linear", "cubic")]
     return metrics
+
+
+#: flat keys for tables, W&B and the agent: {method}_ratio_same_r2 (its compression at the run's R²) and
+#: {method}_r2_same_bytes (its R² within the run's bytes), for method in svd, sz3, zfp
+BASELINE_METHODS = ("svd", "sz3", "zfp")
+
+
+def _baselines(cfg, window: FieldWindow, dataset_path: Path, metrics: Mapping[str, Any], device: str) -> dict:
+    """The classical compressors on this run's window, read against the run's R² and its stored bytes (the codec
+    file's when one was written, else float32 parameters)."""
+    r2 = metrics.get("final_r2")
+    if not isinstance(r2, float) or not np.isfinite(r2):
+        return {"baselines": {"skipped": f"the run's R² is {r2}"}}
+    model_bytes = int(metrics.get("codec_bytes") or 4 * metrics["total_params"])
+    fingerprint = (metrics.get("dataset_provenance") or {}).get("fingerprint")
+    source = BaselineSource.from_window(window, fingerprint, cfg["data"]["holdout_every"])
+    block = classical_baselines(source, r2, model_bytes, cache_dirs(dataset_path), device=device)
+    flat: dict[str, Any] = {"baselines": block, "model_bytes": model_bytes}
+    for method in BASELINE_METHODS:
+        entry = block.get(method) or {}
+        flat[f"{method}_ratio_same_r2"] = (entry.get("matched_accuracy") or {}).get("compression")
+        flat[f"{method}_r2_same_bytes"] = (entry.get("matched_size") or {}).get("r2")
+    return flat
 
 
 def _plot(run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict, components: list[str]) -> Path:
