@@ -1,6 +1,8 @@
 """Generate an MPM dataset: `python generate.py scenario=discs_3types seed=0 [device=cuda] [root=data]`."""
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -20,7 +22,14 @@ def main(cfg: DictConfig) -> None:
         sys.exit(err.exit_code)
 
 
+def validate(cfg: Mapping[str, Any]) -> None:
+    """The generator's range checks on the composed config, before Hydra makes a run dir."""
+    from mpm_inr.data.generate import validate_generate_config
+
+    validate_generate_config(cfg)
+
+
 if __name__ == "__main__":
     with exit_on_interrupt("no dataset was written (a partly written one is removed); run the command again"):
-        precheck_overrides("generate")
+        precheck_overrides("generate", validate=validate)
         main()

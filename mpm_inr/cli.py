@@ -16,7 +16,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
 from mpm_inr.errors import UserError
 
@@ -148,7 +148,13 @@ def _dotted_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
 
 
 def _one_line(err: Exception) -> str:
-    """Hydra's message, its 'Available options' list folded onto the same line."""
+    """Hydra's message, its 'Available options' list folded onto the same line. A resolver's own error (a value
+    it cannot use) is shown without OmegaConf's wrapping, which names the key it was resolving, not the user's."""
+    if isinstance(err, InterpolationResolutionError):
+        found = re.match(r"ValueError raised while resolving interpolation: (.*?)\s*full_key:", str(err),
+                         re.DOTALL)
+        if found:
+            return " ".join(found.group(1).split())
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     if not lines:
         return type(err).__name__

@@ -17,7 +17,11 @@ REFERENCE_FRAMES = 100
 
 def frames_scaled(base: int, frames: int, power: float = 0.5) -> int:
     """base at <= 100 frames, base * (frames / 100) ** power (rounded up) beyond."""
-    base, frames, power = int(base), int(frames), float(power)
+    try:
+        frames = int(frames)
+    except (TypeError, ValueError):  # OmegaConf reports this with the key it was resolving: name the user's key
+        raise ValueError(f"data.n_training_frames must be an integer, got {frames!r}") from None
+    base, power = int(base), float(power)
     if not 0 <= power <= 1:
         raise ValueError(f"frames_scaled power must be in [0, 1], got {power}")
     if frames <= REFERENCE_FRAMES:

@@ -65,7 +65,7 @@ def test_bad_seed_exits_2_with_one_line_error(tmp_path):
     (["seed=1.5"], "seed must be a non-negative integer"),
     (["device=gpu"], "device must be one of cpu, cuda, auto"),
     (["overwrite=maybe"], "overwrite must be true or false"),
-    (["scenario.physics.dt=-1"], "scenario physics.dt must be >"),
+    (["scenario.physics.dt=-1"], "scenario.physics.dt must be >"),
     (["scenario.init.radius=0.3"], "wall band"),
     (["threads=0"], "threads=0 is out of range"),
     (["threads=100000"], "threads=100000 is out of range"),

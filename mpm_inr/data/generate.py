@@ -230,14 +230,24 @@ def _checked_cache(target: Path, cfg: Mapping, seed: int) -> Path:
     return target
 
 
+def validate_generate_config(cfg: Mapping) -> None:
+    """The range checks of `python generate.py`; its entry point runs them on the composed config before Hydra
+    makes a run dir, so a bad value leaves nothing behind."""
+    from mpm_inr.sim import validate_scenario
+
+    validate_scenario(cfg["scenario"])
+    check_seed(cfg.get("seed"))
+    check_threads(cfg.get("threads"))
+    for key in ("verify", "overwrite", "progress"):
+        if not isinstance(cfg.get(key, False), bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg.get(key)!r}")
+
+
 def generate_from_config(cfg: Mapping) -> Path:
     """Body of `python generate.py`: keys scenario, seed, root, device, overwrite, progress, threads, verify."""
-    seed = check_seed(cfg.get("seed"))
-    threads = check_threads(cfg.get("threads"))
-    progress = cfg.get("progress", True)
-    verify = cfg.get("verify", False)
-    if not isinstance(verify, bool):
-        raise ConfigError(f"verify must be true or false, got {verify!r}")
+    validate_generate_config(cfg)
+    seed, threads = check_seed(cfg.get("seed")), check_threads(cfg.get("threads"))
+    progress, verify = cfg.get("progress", True), cfg.get("verify", False)
     path, how = _ensure_dataset(cfg["scenario"], seed, cfg.get("root", "data"), cfg.get("device", "cpu"),
                                 bool(progress), cfg.get("overwrite", False), threads)
     ds = open_dataset(path)

@@ -43,17 +43,18 @@ def _plain(cfg: Any) -> Any:
 
 def _num(cfg: Mapping, key: str, where: str, *, integer: bool = False, lo: float | None = None,
          hi: float | None = None, lo_open: bool = False) -> float | int:
+    name = ".".join(("scenario", *([where] if where else []), key))  # the Hydra key a user sets
     if key not in cfg or cfg[key] is None:
-        raise ConfigError(f"scenario {where}.{key} is missing")
+        raise ConfigError(f"{name} is missing")
     v = cfg[key]
     ok = isinstance(v, int) if integer else isinstance(v, (int, float))
     if isinstance(v, bool) or not ok or (not integer and not math.isfinite(v)):
         kind = "an integer" if integer else "a finite number"
-        raise ConfigError(f"scenario {where}.{key} must be {kind}, got {v!r}")
+        raise ConfigError(f"{name} must be {kind}, got {v!r}")
     if lo is not None and (v <= lo if lo_open else v < lo):
-        raise ConfigError(f"scenario {where}.{key} must be {'>' if lo_open else '>='} {lo}, got {v}")
+        raise ConfigError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {v}")
     if hi is not None and v > hi:
-        raise ConfigError(f"scenario {where}.{key} must be <= {hi}, got {v}")
+        raise ConfigError(f"{name} must be <= {hi}, got {v}")
     return int(v) if integer else float(v)
 
 
