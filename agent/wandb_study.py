@@ -47,14 +47,14 @@ from mpm_inr.errors import StudyError
 log = logging.getLogger(__name__)
 
 SECRET_RE = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
-JOURNAL_COLUMNS = ["node_id", "parent_id", "block", "iteration", "strategy", "status", "field", "inr_type", "frames",
-                   "final_r2", "slope", "compression_ratio", "svd_r2_same_params", "training_time", "steps",
-                   "holdout_r2", "device", "data_fingerprint", "mutation", "overrides", "error"]
 #: the run's stored size and the classical baselines of its window (metrics.json flat keys, Contract 2): their
 #: compression at the run's R² and their R² within the run's bytes; null for runs recorded before them
 BYTES_COLUMNS = ["model_bytes", "codec_ratio", *(f"{m}_ratio_same_r2" for m in BASELINES),
                  *(f"{m}_r2_same_bytes" for m in BASELINES)]
-JOURNAL_COLUMNS += BYTES_COLUMNS
+JOURNAL_COLUMNS = ["node_id", "parent_id", "block", "iteration", "strategy", "status", "field", "inr_type", "frames",
+                   "final_r2", "slope", "compression_ratio", "svd_r2_same_params", "training_time", "steps",
+                   "holdout_r2", "device", "data_fingerprint", "mutation", "overrides", "error",
+                   *BYTES_COLUMNS]
 
 
 def run_id(study: Study) -> str:
