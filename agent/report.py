@@ -312,7 +312,8 @@ def _baseline_table(doc: Doc, b: BaselineWindow) -> None:
     n_points = sum(len(p) for p in b.curves.values())
     doc.p(f"Classical baselines of the window {b.label} in bytes ({n_points} points: the matched points of "
           f"{len(b.node_ids)} run(s) at their R² and at their bytes"
-          + (f", and the cache file {b.cache_file}" if b.cache_file else "") + f"; raw float32 training frames "
+          + (f", and the points of the cache file {b.cache_file} up to 3 decades of 1 - R² beyond the best run "
+             f"(at least R² 1-1e-6)" if b.cache_file else "") + f"; raw float32 training frames "
           f"{b.raw_bytes:.0f} bytes). Each method's curve, by size:")
     doc.table(["method", "setting", "bytes", "bytes ratio", "R²", "-log10(1-R²)", "recorded by"],
               [[BASELINES[m], p.setting, p.bytes, f_ratio(p.compression), f_r2(p.r2), f"{_nl(p.r2):.2f}",

@@ -480,7 +480,8 @@ def baseline_windows(runs: Sequence[RunRecord], data_root: str | Path | None = N
                     p = r.baseline(method, match)
                     if p is not None:
                         _add_point(points[method], method, p, raw, f"node {r.node_id} {words}")
-        cache_file = _add_cache_points(points, rs[0], data_root, raw)
+        best = max(neglog(r.r2) for r in rs if r.r2 is not None)
+        cache_file = _add_cache_points(points, rs[0], data_root, raw, max(6.0, math.ceil(best) + 3))
         shown_fp = rs[0].data_fingerprint if names.count((key[0][0], *key[1:])) > 1 else None
         out.append(BaselineWindow(key, window_label(rs[0].dataset, fld, frames, hold, shown_fp), fld, frames, raw,
                                   {m: sorted(p.values(), key=lambda q: (q.bytes, q.r2)) for m, p in points.items()
@@ -498,9 +499,11 @@ def _add_point(points: dict[tuple, BaselinePoint], method: str, p: dict[str, Any
 
 
 def _add_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRecord, data_root: str | Path | None,
-                      raw: float) -> Path | None:
-    """Every point of the window's cache file `<dataset>/baselines/*.json` (mpm_inr.baselines.cache): the SVD
-    at every rank, each compressor at every bound evaluated so far. Only a file whose key is this window's."""
+                      raw: float, max_nines: float) -> Path | None:
+    """The points of the window's cache file `<dataset>/baselines/*.json` (mpm_inr.baselines.cache): the SVD
+    at every rank, each compressor at every bound evaluated so far, up to `max_nines` of R² (3 decades above the
+    window's best run, as the charts' axis: the SVD's higher ranks add nothing to read). Only a file whose key
+    is this window's."""
     window = (run.baselines or {}).get("window") or {}
     ds = dataset_path(run.dataset, data_root)
     if ds is None or not window.get("fingerprint") or not (ds / "baselines").is_dir():
@@ -517,11 +520,13 @@ def _add_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRec
         for method in BASELINES:
             records = (stored.get("points") or {}).get(method) or {}
             for rec in records.values():
-                if isinstance(rec, dict) and num(rec.get("bytes")) and num(rec.get("r2")) is not None:
+                if (isinstance(rec, dict) and num(rec.get("bytes")) and num(rec.get("r2")) is not None
+                        and neglog(rec["r2"]) <= max_nines):
                     eps = 2.0 ** -rec["exponent"] if num(rec.get("exponent")) is not None else None  # CodecPoint.eps
                     _add_point(points[method], method, {**rec, "eps": eps}, raw, "cache")
         for rank, entry in _svd_cache_points(stored.get("svd") or {}, run, raw):
-            _add_point(points["svd"], "svd", {**entry, "rank": rank}, raw, "cache")
+            if neglog(entry["r2"]) <= max_nines:
+                _add_point(points["svd"], "svd", {**entry, "rank": rank}, raw, "cache")
         return path
     return None
 

@@ -541,7 +541,9 @@ def test_baseline_cache_of_the_window_adds_its_points(tmp_path):
     (ds / "meta.json").write_text("{}")
     key = {"format": "mpm_inr.baselines/1", "fingerprint": fp, "field": "Jp", "frames": [100, 148],
            "holdout_every": 0, "codecs": {}}
-    cache = {"key": key, "svd": {"r2_rank": [0.98, 0.995, 0.999, None], "r2_per_component_rank": [[0.98]] * 4},
+    # rank 5 lies beyond 6 nines, 3 decades above the run's R² (as the chart's axis): not listed
+    cache = {"key": key, "svd": {"r2_rank": [0.98, 0.995, 0.999, None, 1 - 1e-8],
+                                 "r2_per_component_rank": [[0.98]] * 5},
              "points": {"zfp": {"3.0": {"exponent": 3.0, "bytes": 7000, "r2": 0.9}}}}
     (ds / "baselines" / "mine.json").write_text(json.dumps(cache))
     other = {**cache, "key": {**key, "field": "S"}, "points": {"zfp": {"1.0": {"exponent": 1.0, "bytes": 1, "r2": 0.1}}}}
