@@ -1,8 +1,10 @@
 """Figures of a study, drawn from agent.report_data (Agg only; each function returns a matplotlib Figure).
 
 - `tree_figure`: the exploration tree of every block, nodes coloured by R² on a -log10(1 - R²) scale;
-- `pareto_figure`: per field, R² against training time and against compression, Pareto front drawn, with the
-  truncated-SVD baseline of the same window (ranks 1-64) on both panels;
+- `pareto_figure`: per field, R² (nines scale) against training time and against the bytes ratio (raw float32
+  bytes / stored bytes), Pareto front drawn; the size panel draws the classical baselines of each window (SVD,
+  SZ3, ZFP: the points the runs recorded, plus the window's cache when found) as curves, and the per-rank SVD
+  of the `svd` entry only for windows whose runs predate those baselines;
 - `heldout_figure`: the same on held-out interleaved frames (SVD interpolates its temporal coefficients);
 - `timemodel_figure`: measured training time against the model's leave-one-out prediction, per device.
 """
@@ -21,6 +23,8 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from agent.report_data import (
+    BASELINES,
+    BaselineWindow,
     RunRecord,
     Study,
     SVDHeldOut,
@@ -32,6 +36,10 @@ from agent.timemodel import TimeModel
 
 CMAP = "viridis"
 MARKERS = "osD^vP*Xh<>"
+BASELINE_STYLES = {"svd": ("tab:red", "_"), "sz3": ("tab:purple", "^"), "zfp": ("tab:brown", "v")}
+WINDOW_LINES = ("-", "-.", ":")  # the per-rank SVD of older runs is dashed
+NINES_LABEL = "nines scale: −log10(1 − R²)"
+SIZE_LABEL = "bytes ratio (raw float32 bytes / stored bytes; ours: model_bytes, the codec file's when written)"
 
 
 def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
@@ -167,19 +175,22 @@ def _scatter_runs(ax, runs: Sequence[RunRecord], xkey: str, ykey: str, styles) -
             pts += xy
             ys += [y for _, y in xy]
     if pts:
-        if xkey == "compression":  # more compression is better: the front runs the other way
-            front = pareto_front([(-x, y) for x, y in pts])
-        else:
-            front = pareto_front(pts)
+        smaller_is_better = xkey == "time"  # more compression is better: the front runs the other way
+        front = pareto_front(pts if smaller_is_better else [(-x, y) for x, y in pts])
         fx, fy = zip(*sorted(pts[i] for i in front))
-        ax.step(fx, fy, where="post" if xkey != "compression" else "pre", color="k", lw=1, alpha=0.6,
+        ax.step(fx, fy, where="post" if smaller_is_better else "pre", color="k", lw=1, alpha=0.6,
                 label="Pareto front", zorder=2)
     return ys
 
 
-def _legend_below(fig: Figure, ax, top_in: float = 0.55, left: float = 0.08, right: float = 0.98) -> None:
-    """The axes' legend under the plots, with a bottom margin sized to its rows (fixed layout, no tight bbox)."""
-    handles, labels = ax.get_legend_handles_labels()
+def _legend_below(fig: Figure, axes, top_in: float = 0.55, left: float = 0.08, right: float = 0.98) -> None:
+    """The legend of one axes (or of several, each label once) under the plots, with a bottom margin sized to
+    its rows (fixed layout, no tight bbox)."""
+    by_label: dict[str, object] = {}
+    for ax in (axes if isinstance(axes, (tuple, list)) else (axes,)):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            by_label.setdefault(label, handle)
+    labels, handles = list(by_label), list(by_label.values())
     width = fig.get_size_inches()[0]
     longest = max((len(label) for label in labels), default=1)
     ncol = max(1, min(3, len(labels), int(width / (0.07 * longest + 0.6))))  # ~14 characters per inch at 7 pt
@@ -193,7 +204,22 @@ def _legend_below(fig: Figure, ax, top_in: float = 0.55, left: float = 0.08, rig
 
 
 def _x(r: RunRecord, key: str) -> float | None:
-    return r.time if key == "time" else r.compression
+    return {"time": r.time, "compression": r.compression, "bytes_ratio": r.bytes_ratio}[key]
+
+
+def _baseline_curves(ax, windows: Sequence[BaselineWindow]) -> list[float]:
+    """Each window's SVD, SZ3 and ZFP as (bytes ratio, nines) curves; one line style per window."""
+    ys: list[float] = []
+    several = len(windows) > 1
+    for i, w in enumerate(windows):
+        for method, points in w.curves.items():
+            colour, marker = BASELINE_STYLES[method]
+            xy = [(p.compression, neglog(p.r2)) for p in sorted(points, key=lambda p: -p.compression)]
+            ax.plot(*zip(*xy), color=colour, marker=marker, ms=7 if marker == "_" else 4, lw=1,
+                    ls=WINDOW_LINES[i % len(WINDOW_LINES)], zorder=1,
+                    label=f"{BASELINES[method]} ({len(xy)} pts)" + (f" of {w.label}" if several else ""))
+            ys += [y for _, y in xy]
+    return ys
 
 
 def _svd_points(ax, windows: Sequence[SVDWindow], xkey: str, heldout: dict | None = None) -> list[float]:
@@ -225,26 +251,32 @@ def _svd_points(ax, windows: Sequence[SVDWindow], xkey: str, heldout: dict | Non
     return ys
 
 
-def pareto_figure(study: Study, field: str, windows: Sequence[SVDWindow]) -> Figure:
-    """R² (as -log10(1 - R²)) against training time and compression for one field, SVD ranks on both."""
+def pareto_figure(study: Study, field: str, windows: Sequence[SVDWindow],
+                  baselines: Sequence[BaselineWindow] = ()) -> Figure:
+    """R² (nines scale) against training time and against the bytes ratio for one field. The size panel has
+    the classical baselines in bytes of every window that recorded them, and the per-rank SVD (values per
+    parameter) of the windows that did not; the time panel the SVD's decomposition time."""
     runs = [r for r in study.ok_runs if r.field == field]
     wins = [w for w in windows if w.field == field]
+    curves = [b for b in baselines if b.field == field]
+    legacy = [w for w in wins if not any(b.key == w.key for b in curves)]
     styles = _inr_styles(runs)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5.4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5.6))
     run_ys = _scatter_runs(a1, runs, "time", "r2", styles)
     ys = run_ys + _svd_points(a1, wins, "time")
-    ys += _scatter_runs(a2, runs, "compression", "r2", styles) + _svd_points(a2, wins, "compression")
+    ys += _scatter_runs(a2, runs, "bytes_ratio", "r2", styles) + _svd_points(a2, legacy, "compression")
+    ys += _baseline_curves(a2, curves)
     for ax, xlabel in ((a1, "training time [s] (SVD: one decomposition serves every rank)"),
-                       (a2, "compression ratio (values / parameters)")):
+                       (a2, SIZE_LABEL)):
         ax.set_xscale("log")
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("R² on training frames")
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(f"R² on training frames ({NINES_LABEL})", fontsize=8)
         ax.grid(alpha=0.3, which="both")
         _r2_axis(ax, ys, runs_max=max(run_ys, default=None))
     a2.axvline(study.min_compression, color="0.5", lw=0.8, ls=":")
-    _legend_below(fig, a1)
-    fig.suptitle(f"{study.name}: {field} — R² vs training time and compression (SVD = truncated SVD of the same "
-                 f"window)", fontsize=10)
+    _legend_below(fig, (a1, a2))  # the runs once, the baselines of the size panel too
+    fig.suptitle(f"{study.name}: {field} — R² vs training time and size (SVD = truncated SVD, SZ3, ZFP: classical "
+                 f"compressors of the same window)", fontsize=10)
     return fig
 
 

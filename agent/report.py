@@ -5,9 +5,12 @@ embedded as base64 data URIs, no external resource) into the study dir or `--out
 computed from the journal and the metrics.json of the runs it references (agent.report_data); there is no
 free-text prose. Sections:
 
-1. regime comparison by field × inr_type × frames (best R², slope, compression, time, config, SVD rank);
-2. per field, the Pareto front of R² (as -log10(1 - R²)) against training time and compression, with the
-   truncated-SVD baseline of the same window (ranks 1-64) on every plot;
+1. regime comparison by field × inr_type × frames (best R², slope, compression, bytes ratio, the classical
+   baselines at its R² and at its bytes, time, config, SVD rank);
+2. per field, the Pareto fronts of R² (nines scale, -log10(1 - R²)) against training time and against the bytes
+   ratio (raw float32 bytes / stored bytes), with the classical baselines of the same window (SVD, SZ3, ZFP in
+   bytes, from the runs' `baselines` blocks) as curves and tables, and "beaten by" beside every run a baseline
+   of its size fits better; runs recorded before the baselines keep the per-rank SVD of their `svd` entry;
 3. the same on held-out interleaved frames (SVD interpolates its temporal coefficients, linear and cubic), or a
    plain statement that the study held no frames out;
 4. the marginal effect of each mutated parameter (median R² and time per value);
@@ -17,7 +20,8 @@ free-text prose. Sections:
 8. failed runs and their errors.
 
 `--data-root` points at a copy of the datasets when the recorded dataset paths no longer exist (needed only for
-the held-out SVD baseline when metrics.json does not carry it).
+the held-out SVD baseline when metrics.json does not carry it, and to add the points of a window's baseline cache
+`<dataset>/baselines/*.json` to its curves).
 """
 
 from __future__ import annotations
@@ -33,12 +37,15 @@ from typing import Any
 from agent import plots
 from agent.render import write_atomic
 from agent.report_data import (
+    BASELINES,
     SVD_METHODS,
+    BaselineWindow,
     DataUse,
     RunRecord,
     Study,
     SVDHeldOut,
     SVDWindow,
+    baseline_windows,
     best_run,
     data_uses,
     load_study,
@@ -50,6 +57,7 @@ from agent.report_data import (
     svd_heldout,
     svd_windows,
 )
+from agent.stats import beaten_by
 from agent.timemodel import TERM_UNITS, ArgParser, TimeModel, fit, samples_from_runs
 from agent.tree import format_r2
 
@@ -72,6 +80,32 @@ def f_num(x: Any, digits: int = 3) -> str:
 
 def f_pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
+
+
+def f_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3g}×"
+
+
+#: the columns beside a run that read it against the classical baselines of its window (baseline_cells)
+BASELINE_HEADERS = ["bytes", "bytes ratio", "baselines at its R² (bytes ratio)", "baselines at its bytes (R²)",
+                    "beaten by"]
+
+
+def baseline_cells(run: RunRecord) -> list[str]:
+    """The run's stored bytes and bytes ratio; each baseline's ratio at the run's R² (matched accuracy) and R²
+    within the run's bytes (matched size), "-" where none qualifies; who beats it at its size (agent.stats)."""
+    recorded = run.baselines is not None
+
+    def cell(match: str, fmt) -> str:
+        if not recorded:
+            return "not recorded"
+        return " / ".join(f"{name} " + fmt(run.baseline(m, match)) for m, name in BASELINES.items())
+
+    at_r2 = cell("matched_accuracy", lambda p: "-" if p is None else f_ratio(p["compression"]))
+    at_bytes = cell("matched_size", lambda p: "-" if p is None else f_r2(p["r2"]))
+    beaten = beaten_by(run.metrics)
+    return [f_num(run.model_bytes, 6), f_ratio(run.bytes_ratio), at_r2, at_bytes,
+            beaten.removeprefix("beaten by ") if beaten else "-"]
 
 
 # ------------------------------------------------------------------------------------------------ document
@@ -182,13 +216,21 @@ def _ids(nodes: Sequence[int]) -> str:
     return ", ".join(str(n) for n in sorted(nodes))
 
 
+BASELINES_TEXT = ("Bytes: what the run's model stores (metrics.json `model_bytes`: the codec file's with "
+                  "outputs.codec=true, else 4 bytes per parameter); bytes ratio: raw float32 bytes of the training "
+                  "frames / those bytes. Baselines at its R²: the bytes ratio of the smallest SVD (per-component "
+                  "centred, float32 factors and means), SZ3 and ZFP stream reaching the run's R²; at its bytes: "
+                  "their R² within the run's bytes; beaten by: the baselines of its size that fit the window "
+                  "better (\"-\": none). \"not recorded\": the run predates the classical baselines.")
+
+
 def regime_section(doc: Doc, study: Study, windows: Sequence[SVDWindow]) -> None:
     doc.h(2, "Regime comparison (field × inr_type × frames)")
     doc.p(f"Best run per regime: highest R² on training frames among runs with compression ≥ "
           f"{study.min_compression:g} (runs below it store rather than represent the data). SVD at same params: "
           f"R² of the largest truncated-SVD rank of the same window that stores no more numbers than the run (what "
           f"the run has to beat at its own compression). SVD for 0.995: the smallest rank reaching R² 0.995, and "
-          f"its compression.")
+          f"its compression. " + BASELINES_TEXT)
     rows = []
     for g in regimes(study):
         b = g.best
@@ -201,13 +243,13 @@ def regime_section(doc: Doc, study: Study, windows: Sequence[SVDWindow]) -> None
             svd = f"none ≤ rank {max(win.r2, default=0)}"
         if b is None:
             rows.append([g.field, g.inr_type, g.frames, f"0/{len(g.runs)}", "-", "-", "-", "-", "-", "-", "-", "-",
-                         "no successful run", svd])
+                         "no successful run", svd] + ["-"] * len(BASELINE_HEADERS))
             continue
         rows.append([g.field, g.inr_type, g.frames, f"{g.n_ok}/{len(g.runs)}", f_r2(b.r2), f_num(b.m("slope"), 4),
                      f_num(b.compression), _svd_same(b), f_num(b.time), f_num(b.metrics.get("steps")),
-                     f_r2(b.holdout_r2), b.node_id, b.config_text(), svd])
+                     f_r2(b.holdout_r2), b.node_id, b.config_text(), svd, *baseline_cells(b)])
     doc.table(["field", "inr_type", "frames", "ok/runs", "best R²", "slope", "compression", "SVD at same params",
-               "time [s]", "steps", "held-out R²", "node", "config", "SVD for 0.995"], rows)
+               "time [s]", "steps", "held-out R²", "node", "config", "SVD for 0.995", *BASELINE_HEADERS], rows)
 
 
 def _svd_same(run: RunRecord) -> str:
@@ -222,26 +264,60 @@ def _svd_table(doc: Doc, w: SVDWindow) -> None:
               [[k, f_r2(v), f_num(w.compression.get(k)), f_num(w.time_s)] for k, v in w.r2.items()])
 
 
-def pareto_section(doc: Doc, study: Study, windows: Sequence[SVDWindow]) -> None:
-    doc.h(2, "Pareto fronts: R² against training time (training frames)")
+def pareto_section(doc: Doc, study: Study, windows: Sequence[SVDWindow],
+                   baselines: Sequence[BaselineWindow]) -> None:
+    doc.h(2, "Pareto fronts: R² against training time and size (training frames)")
+    doc.p("R² on the nines scale, -log10(1 - R²) (0.99 → 2, 0.999 → 3). " + BASELINES_TEXT)
     for fld in study.fields():
         runs = [r for r in study.ok_runs if r.field == fld and r.time is not None]
         doc.h(3, f"Field {fld}")
         if not runs:
             doc.p(f"No successful run of field {fld}.")
             continue
-        doc.img(f"pareto_{fld}", plots.png_bytes(plots.pareto_figure(study, fld, windows)),
-                f"{fld}: -log10(1 - R²) against training time and compression, with the SVD baseline")
+        curves = [b for b in baselines if b.field == fld]
+        doc.img(f"pareto_{fld}", plots.png_bytes(plots.pareto_figure(study, fld, windows, curves)),
+                f"{fld}: R² (nines) against training time and bytes ratio, with the SVD, SZ3 and ZFP baselines")
         front = [runs[i] for i in pareto_front([(r.time, r.r2) for r in runs])]
         doc.p(f"{len(front)} of {len(runs)} successful runs are on the time Pareto front (no other run is both "
               f"faster and more accurate):")
         doc.table(["node", "inr_type", "frames", "R²", "-log10(1-R²)", "time [s]", "compression",
-                   "SVD at same params", "config"],
+                   "SVD at same params", *BASELINE_HEADERS, "config"],
                   [[r.node_id, r.inr_type, r.frames, f_r2(r.r2), f"{_nl(r.r2):.2f}", f_num(r.time),
-                    f_num(r.compression), _svd_same(r), r.config_text()] for r in front])
+                    f_num(r.compression), _svd_same(r), *baseline_cells(r), r.config_text()] for r in front])
+        sized = [r for r in runs if r.bytes_ratio is not None]
+        size_front = [sized[i] for i in pareto_front([(-(r.bytes_ratio or 0.0), r.r2) for r in sized])]
+        doc.p(f"{len(size_front)} of {len(sized)} successful runs are on the size Pareto front (no other run is "
+              f"both smaller in bytes and more accurate):")
+        rows = []
+        for r in size_front:
+            n_bytes, ratio, *against = baseline_cells(r)
+            rows.append([r.node_id, r.inr_type, r.frames, n_bytes, ratio, f_r2(r.r2), f"{_nl(r.r2):.2f}", *against,
+                         r.config_text()])
+        doc.table(["node", "inr_type", "frames", *BASELINE_HEADERS[:2], "R²", "-log10(1-R²)", *BASELINE_HEADERS[2:],
+                   "config"], rows)
+        for b in curves:
+            _baseline_table(doc, b)
+        old = [r for r in runs if not any(b.covers(r) for b in curves)]
+        if old:
+            doc.p(f"{len(old)} run(s) of field {fld} (node(s) {_ids([r.node_id for r in old])}) predate the "
+                  "classical baselines (no `baselines` block in their metrics.json): no SVD, SZ3 or ZFP curve in "
+                  "bytes for their window. The SVD drawn for them is the per-rank curve of their `svd` entry, on "
+                  "the float32 parameter count (the component means left out).")
         for w in windows:
             if w.field == fld:
                 _svd_table(doc, w)
+
+
+def _baseline_table(doc: Doc, b: BaselineWindow) -> None:
+    n_points = sum(len(p) for p in b.curves.values())
+    doc.p(f"Classical baselines of the window {b.label} in bytes ({n_points} points: the matched points of "
+          f"{len(b.node_ids)} run(s) at their R² and at their bytes"
+          + (f", and the points of the cache file {b.cache_file} up to 3 decades of 1 - R² beyond the best run "
+             f"(at least R² 1-1e-6)" if b.cache_file else "") + f"; raw float32 training frames "
+          f"{b.raw_bytes:.0f} bytes). Each method's curve, by size:")
+    doc.table(["method", "setting", "bytes", "bytes ratio", "R²", "-log10(1-R²)", "recorded by"],
+              [[BASELINES[m], p.setting, p.bytes, f_ratio(p.compression), f_r2(p.r2), f"{_nl(p.r2):.2f}",
+                "; ".join(p.sources)] for m, points in b.curves.items() for p in points])
 
 
 def _nl(r2: float | None) -> float:
@@ -383,7 +459,7 @@ def build(study: Study, data_root: str | Path | None = None) -> Doc:
     windows = svd_windows(study.runs)
     summary_section(doc, study)
     regime_section(doc, study, windows)
-    pareto_section(doc, study, windows)
+    pareto_section(doc, study, windows, baseline_windows(study.runs, data_root))
     heldout_section(doc, study, windows, svd_heldout(study.runs, data_root))
     marginal_section(doc, study)
     robust_section(doc, study)

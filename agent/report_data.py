@@ -24,6 +24,10 @@ from mpm_inr.errors import StudyError
 GROUP_KEYS = {"inr_type": "model.name", "optimizer": "optimizer.name", "scheduler": "scheduler.name",
               "field": "field.name"}
 SVD_METHODS = ("linear", "cubic")
+#: the classical baselines of a run's window (metrics.json `baselines`, Contract 2) and their display names
+BASELINES = {"svd": "SVD", "sz3": "SZ3", "zfp": "ZFP"}
+#: each baseline's two points per run: the smallest size reaching the run's R², the best R² within its bytes
+MATCHES = {"matched_accuracy": "at its R²", "matched_size": "at its bytes"}
 
 
 def num(x: Any) -> float | None:
@@ -95,6 +99,45 @@ class RunRecord:
     @property
     def holdout_r2(self) -> float | None:
         return self.m("holdout_r2") if self.status == "ok" else None
+
+    @property
+    def baselines(self) -> dict[str, Any] | None:
+        """metrics.json `baselines` when it holds at least one method (None for runs recorded before it, or
+        skipped because every component was constant)."""
+        block = self.metrics.get("baselines")
+        return block if isinstance(block, dict) and any(isinstance(block.get(m), dict) for m in BASELINES) else None
+
+    def baseline(self, method: str, match: str) -> dict[str, Any] | None:
+        """One matched point of one baseline ({bytes, compression, r2, ...}); None when not recorded or none
+        qualified (no size reaches the run's R², or nothing fits in its bytes)."""
+        entry = (self.baselines or {}).get(method)
+        point = entry.get(match) if isinstance(entry, dict) else None
+        if not isinstance(point, dict) or not num(point.get("bytes")) or num(point.get("r2")) is None:
+            return None
+        return point
+
+    @property
+    def raw_bytes(self) -> float | None:
+        """float32 bytes of the training frames the run fitted (`baselines.raw_bytes`, else 4 x n_values)."""
+        raw = num((self.baselines or {}).get("raw_bytes"))
+        n_values = self.m("n_values")
+        return raw if raw is not None else (4 * n_values if n_values is not None else None)
+
+    @property
+    def model_bytes(self) -> float | None:
+        """Bytes the run's model stores: `model_bytes` (the codec file's with outputs.codec=true), else the
+        codec file's, else float32 parameters (runs recorded before the key)."""
+        for key in ("model_bytes", "codec_bytes"):
+            if self.m(key):
+                return self.m(key)
+        params = self.m("total_params")
+        return 4 * params if params else None
+
+    @property
+    def bytes_ratio(self) -> float | None:
+        """raw float32 bytes / stored bytes: the size axis on which the classical baselines are read."""
+        raw, stored = self.raw_bytes, self.model_bytes
+        return raw / stored if raw and stored else self.compression
 
     @property
     def device(self) -> str:
@@ -345,10 +388,17 @@ class SVDWindow:
 
     @property
     def label(self) -> str:
-        name = Path(self.dataset).name if self.dataset else "?"
-        data = f" (data {self.fingerprint[:8]})" if self.name_fingerprint and self.fingerprint else ""
-        return f"{self.field} {name}{data} {self.frames} frames" + (
-            f" holdout_every={self.holdout_every}" if self.holdout_every else "")
+        return window_label(self.dataset, self.field, self.frames, self.holdout_every,
+                            self.fingerprint if self.name_fingerprint else None)
+
+
+def window_label(dataset: str | None, fld: str, frames: int | None, holdout_every: int,
+                 fingerprint: str | None = None) -> str:
+    """`<field> <dataset name> [(data <fp8>)] <frames> frames [holdout_every=k]`; the fingerprint only where
+    another window of the same name saw other data."""
+    name = Path(dataset).name if dataset else "?"
+    data = f" (data {fingerprint[:8]})" if fingerprint else ""
+    return f"{fld} {name}{data} {frames} frames" + (f" holdout_every={holdout_every}" if holdout_every else "")
 
 
 def svd_windows(runs: Sequence[RunRecord]) -> list[SVDWindow]:
@@ -372,6 +422,133 @@ def svd_windows(runs: Sequence[RunRecord]) -> list[SVDWindow]:
     for w, name in zip(out, names):
         w.name_fingerprint = names.count(name) > 1
     return sorted(out, key=lambda w: (w.field, w.frames or 0, str(w.dataset), str(w.fingerprint)))
+
+
+# ------------------------------------------------------------------------------------------------ classical baselines
+
+
+@dataclass
+class BaselinePoint:
+    """One (bytes, R²) point of a classical baseline on a window, and where it was recorded."""
+
+    bytes: int
+    compression: float          # raw float32 bytes of the training frames / bytes
+    r2: float
+    setting: str                # "rank k" (SVD) or "eps x" (SZ3, ZFP)
+    sources: list[str]          # "node 3 at its R²", "node 4 at its bytes", "cache"
+
+
+@dataclass
+class BaselineWindow:
+    """The classical baselines of one window as curves: the union of the matched points its runs recorded
+    (each run two per method), plus the points of the window's cache file when its dataset is found."""
+
+    key: tuple                  # RunRecord.window_key of its runs
+    label: str
+    field: str
+    frames: int | None
+    raw_bytes: float
+    curves: dict[str, list[BaselinePoint]]  # method -> points sorted by bytes
+    node_ids: list[int]
+    cache_file: Path | None = None
+
+    def covers(self, run: RunRecord) -> bool:
+        return run.node_id in self.node_ids
+
+
+def _setting(method: str, point: dict[str, Any]) -> str:
+    if method == "svd":
+        return f"rank {point.get('rank')}"
+    return f"eps {point['eps']:.3g}" if num(point.get("eps")) is not None else "-"
+
+
+def baseline_windows(runs: Sequence[RunRecord], data_root: str | Path | None = None) -> list[BaselineWindow]:
+    """One BaselineWindow per window whose successful runs recorded the `baselines` block."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r in runs:
+        if r.ok and r.baselines is not None and r.raw_bytes:
+            groups.setdefault(r.window_key, []).append(r)
+    names = [(k[0][0], *k[1:]) for k in groups]
+    out = []
+    for key, rs in groups.items():
+        _, fld, frames, hold = key
+        points: dict[str, dict[tuple, BaselinePoint]] = {m: {} for m in BASELINES}
+        raw = float(rs[0].raw_bytes or 0)
+        for r in sorted(rs, key=lambda r: r.node_id):
+            for method in BASELINES:
+                for match, words in MATCHES.items():
+                    p = r.baseline(method, match)
+                    if p is not None:
+                        _add_point(points[method], method, p, raw, f"node {r.node_id} {words}")
+        best = max(neglog(r.r2) for r in rs if r.r2 is not None)
+        cache_file = _add_cache_points(points, rs[0], data_root, raw, max(6.0, math.ceil(best) + 3))
+        shown_fp = rs[0].data_fingerprint if names.count((key[0][0], *key[1:])) > 1 else None
+        out.append(BaselineWindow(key, window_label(rs[0].dataset, fld, frames, hold, shown_fp), fld, frames, raw,
+                                  {m: sorted(p.values(), key=lambda q: (q.bytes, q.r2)) for m, p in points.items()
+                                   if p}, [r.node_id for r in rs], cache_file))
+    return sorted(out, key=lambda w: (w.field, w.frames or 0, w.label))
+
+
+def _add_point(points: dict[tuple, BaselinePoint], method: str, p: dict[str, Any], raw: float, source: str) -> None:
+    key = (int(p["bytes"]), round(float(p["r2"]), 12))
+    if key in points:
+        if source not in points[key].sources:
+            points[key].sources.append(source)
+        return
+    points[key] = BaselinePoint(key[0], raw / key[0], float(p["r2"]), _setting(method, p), [source])
+
+
+def _add_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRecord, data_root: str | Path | None,
+                      raw: float, max_nines: float) -> Path | None:
+    """The points of the window's cache file `<dataset>/baselines/*.json` (mpm_inr.baselines.cache): the SVD
+    at every rank, each compressor at every bound evaluated so far, up to `max_nines` of R² (3 decades above the
+    window's best run, as the charts' axis: the SVD's higher ranks add nothing to read). Only a file whose key
+    is this window's."""
+    window = (run.baselines or {}).get("window") or {}
+    ds = dataset_path(run.dataset, data_root)
+    if ds is None or not window.get("fingerprint") or not (ds / "baselines").is_dir():
+        return None
+    for path in sorted((ds / "baselines").glob("*.json")):
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        key = stored.get("key") if isinstance(stored, dict) else None
+        if not isinstance(key, dict) or any(key.get(k) != window.get(k)
+                                            for k in ("fingerprint", "field", "frames", "holdout_every")):
+            continue
+        for method in BASELINES:
+            records = (stored.get("points") or {}).get(method) or {}
+            for rec in records.values():
+                if (isinstance(rec, dict) and num(rec.get("bytes")) and num(rec.get("r2")) is not None
+                        and neglog(rec["r2"]) <= max_nines):
+                    eps = 2.0 ** -rec["exponent"] if num(rec.get("exponent")) is not None else None  # CodecPoint.eps
+                    _add_point(points[method], method, {**rec, "eps": eps}, raw, "cache")
+        for rank, entry in _svd_cache_points(stored.get("svd") or {}, run, raw):
+            if neglog(entry["r2"]) <= max_nines:
+                _add_point(points["svd"], "svd", {**entry, "rank": rank}, raw, "cache")
+        return path
+    return None
+
+
+def _svd_cache_points(svd: dict[str, Any], run: RunRecord, raw: float) -> list[tuple[int, dict[str, Any]]]:
+    """The cached SVD R² of every rank with its bytes, 4·(k·(T + N·C + 1) + C) (mpm_inr.baselines.svd_bytes),
+    T the training frames; none if the formula does not give the bytes the run recorded for its own rank."""
+    r2_rank = svd.get("r2_rank") or []
+    per_component = svd.get("r2_per_component_rank") or [[]]
+    n_train = (run.frames or 0) - len(run.metrics.get("holdout_frames") or [])
+    if not r2_rank or n_train <= 0 or not per_component[0]:
+        return []
+    columns, components = raw / (4 * n_train), len(per_component[0])
+
+    def n_bytes(rank: int) -> int:
+        return round(4 * (rank * (n_train + columns + 1) + components))
+
+    recorded = [p for p in (run.baseline("svd", m) for m in MATCHES)
+                if p is not None and isinstance(p.get("rank"), int)]
+    if not recorded or any(n_bytes(p["rank"]) != int(p["bytes"]) for p in recorded):
+        return []
+    return [(k, {"bytes": n_bytes(k), "r2": v}) for k, v in enumerate(r2_rank, 1) if num(v) is not None]
 
 
 @dataclass

@@ -34,7 +34,9 @@ from agent import plots
 from agent.journal import Journal
 from agent.report import build, write_doc
 from agent.report_data import (
+    BASELINES,
     Study,
+    baseline_windows,
     best_run,
     block_end_prefixes,
     load_study,
@@ -45,9 +47,14 @@ from mpm_inr.errors import StudyError
 log = logging.getLogger(__name__)
 
 SECRET_RE = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
+#: the run's stored size and the classical baselines of its window (metrics.json flat keys, Contract 2): their
+#: compression at the run's R² and their R² within the run's bytes; null for runs recorded before them
+BYTES_COLUMNS = ["model_bytes", "codec_ratio", *(f"{m}_ratio_same_r2" for m in BASELINES),
+                 *(f"{m}_r2_same_bytes" for m in BASELINES)]
 JOURNAL_COLUMNS = ["node_id", "parent_id", "block", "iteration", "strategy", "status", "field", "inr_type", "frames",
                    "final_r2", "slope", "compression_ratio", "svd_r2_same_params", "training_time", "steps",
-                   "holdout_r2", "device", "data_fingerprint", "mutation", "overrides", "error"]
+                   "holdout_r2", "device", "data_fingerprint", "mutation", "overrides", "error",
+                   *BYTES_COLUMNS]
 
 
 def run_id(study: Study) -> str:
@@ -78,7 +85,7 @@ def journal_rows(study: Study) -> list[list[Any]]:
                      r.frames, r.r2, m.get("slope"), m.get("compression_ratio"), m.get("svd_r2_same_params"), r.time,
                      r.metrics.get("steps"),
                      r.holdout_r2, r.device, (r.data_fingerprint or "")[:16] or None, r.mutation,
-                     " ".join(r.overrides), r.error])
+                     " ".join(r.overrides), r.error, *(m.get(k) for k in BYTES_COLUMNS)])
     return rows
 
 
@@ -118,10 +125,11 @@ def block_row(wandb: Any, study: Study, block: int, tmp: Path, figures: dict[str
     row["journal"] = wandb.Table(columns=JOURNAL_COLUMNS, data=journal_rows(study), allow_mixed_types=True)
     tree = figures.get("tree") or plots.png_bytes(plots.tree_figure(study))
     row["tree"] = _image(wandb, tree, tmp, f"tree_b{block}")
-    windows = svd_windows(study.runs)
+    windows, baselines = svd_windows(study.runs), baseline_windows(study.runs)
     for fld in study.fields():
         if any(r.field == fld and r.time is not None for r in study.ok_runs):
-            png = figures.get(f"pareto_{fld}") or plots.png_bytes(plots.pareto_figure(study, fld, windows))
+            png = figures.get(f"pareto_{fld}") or plots.png_bytes(plots.pareto_figure(study, fld, windows,
+                                                                                         baselines))
             row[f"pareto/{fld}"] = _image(wandb, png, tmp, f"pareto_{fld}_b{block}")
     return row
 

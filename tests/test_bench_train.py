@@ -53,6 +53,50 @@ def test_bench_parts_and_tables(data_root, tmp_path):
     assert -1.0 < same <= 1.0 and f"| {same:.5f} |" in table
     made = json.loads((data_root / "discs_small_seed0" / "meta.json").read_text())["fingerprint"]["sha256"]
     assert saved["datasets"] == {"0": made} and f"seed 0 `{made[:16]}`" in table  # which bytes were measured
+    _check_compression_table(saved, table)
+
+
+def _cell(point: dict, extra: str = "") -> str:
+    return f"{point['ratio']:.3g}× (R² {point['r2']:.5f}" + (f", {extra}" if extra else "") + ")"
+
+
+def _check_compression_table(saved: dict, table: str) -> None:
+    """Ours (float32, codec file) against SVD, SZ3 and ZFP at R² 0.995 and 0.999: the table is the JSON."""
+    sweep = saved["seed_sweep"][0]
+    comp = sweep["compression"]
+    assert comp["field"] == "Jp" and comp["targets"] == [0.995, 0.999]
+    (seed,) = comp["seeds"]
+    c = seed["comparison"]
+    raw = c["raw_bytes"]
+    assert raw == 4 * 20 * 900  # float32 training frames of the 20-frame Jp window (one component, 900 particles)
+    assert c["ours"]["ratio"] == pytest.approx(sweep["runs"][0]["compression_ratio"])  # 4 bytes per parameter
+    assert c["ours"]["r2"] == sweep["runs"][0]["final_r2"]
+    lines = table.split("### Field Jp", 1)[1].splitlines()
+    rows = {tuple(cell.strip() for cell in line.strip("|").split(" | ")[:2]): line for line in lines
+            if line.startswith("| ") and not line.startswith("| method")}
+    assert rows[("ours, float32 parameters", "its own")].startswith(
+        f"| ours, float32 parameters | its own | {_cell(c['ours'])} | {_cell({**c['ours'], 'seeds': 1})} |")
+    for target in ("0.995", "0.999"):
+        got = c["targets"][target]
+        codec = got["codec"]
+        assert codec["ratio"] == pytest.approx(raw / codec["bytes"])
+        assert codec["target_met"] == (codec["r2"] >= float(target) - 1e-9)
+        extra = "" if codec["target_met"] else "target missed"
+        assert f"| ours, codec file | {target} | {_cell(codec, extra)} | {_cell(codec)} |" in table
+        for method, name in (("svd", "SVD (centred)"), ("sz3", "SZ3"), ("zfp", "ZFP")):
+            point = got[method]
+            if point is None:
+                assert f"| {name} | {target} | none reaches it | - |" in table
+                continue
+            assert point["r2"] >= float(target) and point["ratio"] == pytest.approx(raw / point["bytes"])
+            assert f"| {name} | {target} | {_cell(point, point['setting'])} | {_cell(point)} |" in table
+        svd = got["svd"]
+        if svd is not None:  # float32 U_k, S_k, V_k and the mean: 4·(k·(T + N·C + 1) + C)
+            rank = int(svd["setting"].removeprefix("rank "))
+            assert svd["bytes"] == 4 * (rank * (20 + 900 + 1) + 1)
+    lo, hi = c["targets"]["0.995"]["svd"], c["targets"]["0.999"]["svd"]
+    if lo is not None and hi is not None:  # the SVD's R² grows with its rank: a stricter target, no fewer bytes
+        assert hi["bytes"] >= lo["bytes"]
 
 
 def test_bench_cli_rejects_unknown_eulerian_type(capsys):

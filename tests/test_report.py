@@ -22,12 +22,15 @@ from test_report_helpers import (
     metrics,
 )
 
+from agent import plots
 from agent.__main__ import main as agent_main
 from agent.report import Doc, heldout_section, write_report
 from agent.report_data import (
+    baseline_windows,
     dataset_path,
     load_study,
     marginal_effects,
+    neglog,
     pareto_front,
     resolve_run_dir,
     robustness,
@@ -411,3 +414,160 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "no journal.jsonl" in err and "\n" not in err
     assert agent_main(["report"]) == 2
+
+
+# ------------------------------------------------------------------------------------------------ classical baselines
+
+BASELINE_HEADER = "| method | setting | bytes | bytes ratio | R² |"
+REGIME_HEADER = "| field | inr_type | frames | ok/runs |"
+SIZE_FRONT_HEADER = "| node | inr_type | frames | bytes | bytes ratio | R² |"
+NAMES = {"svd": "SVD", "sz3": "SZ3", "zfp": "ZFP"}
+
+
+def _baseline_study(tmp_path: Path) -> Path:
+    """Jp: two runs with the baselines block (one with a codec file), one before it on another window; S: one
+    run before it."""
+    fp = "d" * 64
+    a = metrics("Jp", r2=0.99, time_s=5.0, total_params=10_000, fingerprint=fp,
+                baselines={"svd": ((60_000, 0.991), (40_000, 0.985)), "sz3": ((20_000, 0.9905), (40_000, 0.997)),
+                           "zfp": ((90_000, 0.9902), None)})
+    b = metrics("Jp", r2=0.996, time_s=8.0, total_params=20_000, fingerprint=fp, codec_bytes=30_000,
+                baselines={"svd": ((80_000, 0.9965), (40_000, 0.985)), "sz3": ((30_000, 0.9961), (30_000, 0.9961)),
+                           "zfp": (None, (30_000, 0.95))})
+    old = metrics("Jp", r2=0.97, time_s=3.0, frames=24)
+    s_old = metrics("S", r2=0.9, time_s=4.0)
+    return make_study(tmp_path / "s", [[{"metrics": a}, {"metrics": b, "parent": 0},
+                                        {"metrics": old, "parent": 0}], [{"metrics": s_old}]])
+
+
+def _cells(run: dict) -> tuple[str, str]:
+    """The expected "at its R²" and "at its bytes" cells of a run, straight from its baselines block."""
+    block = run["baselines"]
+    at_r2 = " / ".join(f"{NAMES[m]} " + ("-" if block[m]["matched_accuracy"] is None
+                                        else f"{block[m]['matched_accuracy']['compression']:.3g}×") for m in NAMES)
+    at_bytes = " / ".join(f"{NAMES[m]} " + ("-" if block[m]["matched_size"] is None
+                                           else f"{block[m]['matched_size']['r2']:.6f}") for m in NAMES)
+    return at_r2, at_bytes
+
+
+def test_baseline_curves_are_the_union_of_the_runs_matched_points(tmp_path):
+    d = _baseline_study(tmp_path)
+    md = write_report(d, tmp_path / "o")["report.md"].read_text()
+    ok = [m for m in recorded_ok(d) if "baselines" in m]
+    (rows,) = md_tables(md, BASELINE_HEADER)  # one window with baselines
+    raw = ok[0]["baselines"]["raw_bytes"]
+    assert raw == 4 * ok[0]["n_values"]
+    for method, name in NAMES.items():
+        expected: dict[tuple, list[str]] = {}
+        for m in ok:
+            for match, words in (("matched_accuracy", "at its R²"), ("matched_size", "at its bytes")):
+                p = m["baselines"][method][match]
+                if p is not None:
+                    expected.setdefault((p["bytes"], p["r2"]), []).append(f"node {m['node_id']} {words}")
+        got = [r for r in rows if r[0] == name]
+        assert [(int(r[2]), r[4]) for r in got] == [(b, f"{r2:.6f}") for b, r2 in sorted(expected)]
+        for r, (key, sources) in zip(got, sorted(expected.items())):
+            assert r[3] == f"{raw / key[0]:.3g}×" and r[5] == f"{neglog(key[1]):.2f}" and r[6] == "; ".join(sources)
+    # the SVD point both runs recorded (40 000 bytes, within node 1's and node 2's budgets... node 2's matched size)
+    assert next(r for r in rows if r[0] == "SVD" and r[2] == "40000")[6] == "node 1 at its bytes; node 2 at its bytes"
+    assert [r[1] for r in rows if r[0] == "SVD"] == ["rank 1", "rank 2", "rank 2"]
+
+
+def test_baselines_beside_every_run_and_who_beats_it(tmp_path):
+    d = _baseline_study(tmp_path)
+    md = write_report(d, tmp_path / "o")["report.md"].read_text()
+    ok = {m["node_id"]: m for m in recorded_ok(d)}
+    regime = {(r[0], r[2]): r for r in md_table(md, REGIME_HEADER)}
+    best = ok[2]  # node 2: the best Jp run on 48 frames
+    row = regime[("Jp", "48")]
+    assert row[11] == "2" and row[14] == "30000"  # its model_bytes is its codec file's
+    assert row[15] == f"{best['baselines']['raw_bytes'] / 30_000:.3g}×"
+    assert (row[16], row[17]) == _cells(best)
+    # SZ3 within its 30 000 bytes reaches 0.9961 > 0.996: beaten by SZ3 only (SVD 0.985, ZFP 0.95 fall short)
+    assert row[18].startswith("SZ3 at the same size (R² 0.996100") and "SVD" not in row[18]
+    # a run recorded before the baselines: its cells say so, its SVD-at-same-params verdict stays
+    assert regime[("Jp", "24")][16:18] == ["not recorded", "not recorded"]
+    assert regime[("Jp", "24")][14] == "40000"  # 4 bytes per float32 parameter
+    size_front = md_tables(md, SIZE_FRONT_HEADER)
+    jp = {r[0]: r for r in size_front[0]}
+    # node 1 (40 000 bytes, R² 0.99) is dominated by node 2 (30 000 bytes, 0.996); node 3 stores 40 000 too
+    assert set(jp) == {"2"}
+    assert (jp["2"][7], jp["2"][8]) == _cells(best) and jp["2"][9].startswith("SZ3 at the same size")
+    time_front = {r[0]: r for r in md_table(md, "| node | inr_type | frames | R² | -log10(1-R²) | time [s] |")}
+    assert set(time_front) == {"1", "2", "3"}  # node 3 fastest, node 1 next, node 2 the most accurate
+    assert (time_front["1"][10], time_front["1"][11]) == _cells(ok[1])
+    # node 1 (0.99): beaten by the SVD within its 40 000 bytes? 0.985 no; SZ3 0.997 yes; ZFP none fits
+    assert time_front["1"][12].startswith("SZ3 at the same size (R² 0.997000")
+    assert "1 run(s) of field Jp (node(s) 3) predate the classical baselines" in md
+    assert "1 run(s) of field S (node(s) 4) predate the classical baselines" in md
+
+
+def test_pareto_figure_draws_each_baseline_curve_in_bytes(tmp_path):
+    d = _baseline_study(tmp_path)
+    study = load_study(d)
+    windows = baseline_windows(study.runs)
+    fig = plots.pareto_figure(study, "Jp", svd_windows(study.runs), windows)
+    size_panel = fig.axes[1]
+    lines = {ln.get_label(): ln for ln in size_panel.get_lines()}
+    (w,) = windows
+    for method, name in NAMES.items():
+        line = lines[f"{name} ({len(w.curves[method])} pts)"]
+        pts = sorted((p.compression, neglog(p.r2)) for p in w.curves[method])
+        drawn = sorted(zip(line.get_xdata(), line.get_ydata()))
+        assert np.allclose(drawn, pts) and len(drawn) == len(pts) > 0
+    # the old 24-frame window keeps its per-rank SVD curve; the window with baselines does not get a second one
+    assert [label for label in lines if label.startswith("SVD, ")] == ["SVD, 24 frames"]
+    runs = [r for r in study.ok_runs if r.field == "Jp"]
+    xs = sorted(x for c in size_panel.collections for x, _ in c.get_offsets())
+    assert xs == pytest.approx(sorted(r.bytes_ratio for r in runs))
+    assert "nines scale" in size_panel.get_ylabel() and "bytes ratio" in size_panel.get_xlabel()
+    plots.plt.close(fig)
+    html = write_report(d, tmp_path / "o")["report.html"].read_text()
+    assert html.count("data:image/png;base64,") >= 3
+
+
+def test_baseline_cache_of_the_window_adds_its_points(tmp_path):
+    """With the dataset found (--data-root), the window's cache file adds every point it holds: the SVD at every
+    rank (bytes by 4·(k·(T + N·C + 1) + C)) and the compressors' evaluated bounds; another window's file adds none."""
+    fp = "e" * 64
+    frames, n_particles = 48, 900
+    per_rank = 4 * (frames + n_particles + 1)
+    svd_pts = ((2 * per_rank + 4, 0.995), (per_rank + 4, 0.98))
+    d = make_study(tmp_path / "s", [[{"metrics": metrics(
+        "Jp", r2=0.993, fingerprint=fp, dataset="/nowhere/discs_small_seed0",
+        baselines={"svd": svd_pts, "sz3": ((5000, 0.994), (40_000, 0.9999)), "zfp": (None, None)})}]])
+    ds = tmp_path / "data" / "discs_small_seed0"
+    (ds / "baselines").mkdir(parents=True)
+    (ds / "meta.json").write_text("{}")
+    key = {"format": "mpm_inr.baselines/1", "fingerprint": fp, "field": "Jp", "frames": [100, 148],
+           "holdout_every": 0, "codecs": {}}
+    # rank 5 lies beyond 6 nines, 3 decades above the run's R² (as the chart's axis): not listed
+    cache = {"key": key, "svd": {"r2_rank": [0.98, 0.995, 0.999, None, 1 - 1e-8],
+                                 "r2_per_component_rank": [[0.98]] * 5},
+             "points": {"zfp": {"3.0": {"exponent": 3.0, "bytes": 7000, "r2": 0.9}}}}
+    (ds / "baselines" / "mine.json").write_text(json.dumps(cache))
+    other = {**cache, "key": {**key, "field": "S"}, "points": {"zfp": {"1.0": {"exponent": 1.0, "bytes": 1, "r2": 0.1}}}}
+    (ds / "baselines" / "other.json").write_text(json.dumps(other))
+    md = write_report(d, tmp_path / "o", data_root=tmp_path / "data")["report.md"].read_text()
+    (rows,) = md_tables(md, BASELINE_HEADER)
+    svd = [(r[1], int(r[2]), r[4], r[6]) for r in rows if r[0] == "SVD"]
+    assert svd == [("rank 1", per_rank + 4, "0.980000", "node 1 at its bytes; cache"),
+                   ("rank 2", 2 * per_rank + 4, "0.995000", "node 1 at its R²; cache"),
+                   ("rank 3", 3 * per_rank + 4, "0.999000", "cache")]
+    assert [(r[1], r[2], r[6]) for r in rows if r[0] == "ZFP"] == [("eps 0.125", "7000", "cache")]
+    assert "mine.json" in md and "other.json" not in md
+    # without the dataset: the runs' points only
+    (rows,) = md_tables(write_report(d, tmp_path / "o2")["report.md"].read_text(), BASELINE_HEADER)
+    assert [r[6] for r in rows if r[0] == "SVD"] == ["node 1 at its bytes", "node 1 at its R²"]
+    assert not [r for r in rows if r[0] == "ZFP"]
+
+
+def test_runs_before_the_baselines_render_with_a_note(fixture_report):
+    _, md, html = fixture_report
+    ok = recorded_ok(FIXTURE)
+    assert not any("baselines" in m for m in ok)
+    assert not md_tables(md, BASELINE_HEADER)
+    assert md.count("predate the classical baselines") == len({m["field"] for m in ok})
+    for row in md_table(md, REGIME_HEADER):
+        assert row[16:18] == ["not recorded", "not recorded"]
+    assert "predate the classical baselines" in html

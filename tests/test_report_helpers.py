@@ -22,11 +22,17 @@ def metrics(field: str = "Jp", inr: str = "lagrangian", r2: float = 0.99, time_s
             frames: int = 48, holdout_every: int = 0, holdout_r2: float | None = None, device: str = "cpu",
             dataset: str = "/nonexistent/discs_small_seed0", total_params: int = 10000, lr: float = 1e-3,
             seed: int = 0, svd_r2: dict[int, float] | None = None,
-            same_params: tuple[int, float] | None = None, fingerprint: str | None = None) -> dict[str, Any]:
+            same_params: tuple[int, float] | None = None, fingerprint: str | None = None,
+            baselines: dict[str, tuple[Point | None, Point | None]] | None = None,
+            codec_bytes: int | None = None) -> dict[str, Any]:
     """A metrics.json-like dict (Contract 2) for a run with these settings; same_params: (rank, R²) of the SVD
     within the run's parameter count, recorded as `svd.same_params` (absent, as in older runs, if None);
-    fingerprint: the dataset's, in `dataset_provenance` (absent if None)."""
+    fingerprint: the dataset's, in `dataset_provenance` (absent if None); baselines: method (svd, sz3, zfp) ->
+    its (bytes, R²) at the run's R² and within its bytes (None: none qualified), recorded as the `baselines`
+    block with its flat keys and `model_bytes` (all absent, as in older runs, if None); codec_bytes: the run
+    wrote a codec file of that size (model_bytes is then its size)."""
     c = COMPONENTS[field]
+    model_bytes = codec_bytes or 4 * total_params
     hold = [k for k in range(frames) if holdout_every and k % holdout_every == holdout_every // 2
             and 0 < k < frames - 1]
     n_values = (frames - len(hold)) * n_particles * c
@@ -45,12 +51,42 @@ def metrics(field: str = "Jp", inr: str = "lagrangian", r2: float = 0.99, time_s
                     "rank": same_params[0], "r2": same_params[1],
                     "compression": n_values / (same_params[0] * (t + cols + 1))}})},
         **({} if fingerprint is None else {"dataset_provenance": {"fingerprint": fingerprint}}),
+        **({} if codec_bytes is None else {"codec_bytes": codec_bytes, "codec_ratio": 4 * n_values / codec_bytes,
+                                           "codec_r2": r2 - 1e-5}),
+        **({} if baselines is None else baselines_block(baselines, r2, model_bytes, 4 * n_values, field, frames,
+                                                        holdout_every, fingerprint)),
         "config": {"model.name": inr, "model.hidden_dim": hidden, "model.n_layers": layers,
                    "model.latent_dim": latent, "model.decoder": "bilinear", "model.decoder_hidden": 64,
                    "model.n_levels": 16, "model.features_per_level": 2, "optimizer.lr": lr,
                    "train.batch_size": batch, "train.total_steps": steps, "data.holdout_every": holdout_every,
                    "data.n_training_frames": frames, "field.name": field, "seed": seed},
     }
+
+
+Point = tuple[int, float]  # (bytes, R²) of one matched baseline point
+
+
+def baselines_block(points: dict[str, tuple[Point | None, Point | None]], r2: float, model_bytes: int,
+                    raw_bytes: int, field: str, frames: int, holdout_every: int,
+                    fingerprint: str | None) -> dict[str, Any]:
+    """metrics.json's `baselines` block (Contract 2) with these matched points, its flat keys and model_bytes."""
+    def entry(method: str, point: Point | None, k: int) -> dict[str, Any] | None:
+        if point is None:
+            return None
+        setting = {"rank": k + 1} if method == "svd" else {"eps": 0.5 ** (k + 1)}
+        return {**setting, "bytes": point[0], "compression": raw_bytes / point[0], "r2": point[1],
+                "r2_per_component": [point[1]] * COMPONENTS[field]}
+
+    block: dict[str, Any] = {"target_r2": r2, "model_bytes": model_bytes, "raw_bytes": raw_bytes,
+                             "window": {"fingerprint": fingerprint, "field": field, "frames": [100, 100 + frames],
+                                        "holdout_every": holdout_every}, "time_s": 0.1}
+    flat: dict[str, Any] = {"baselines": block, "model_bytes": model_bytes}
+    for method, (accurate, sized) in points.items():
+        block[method] = {"matched_accuracy": entry(method, accurate, 1), "matched_size": entry(method, sized, 0),
+                         "time_s": 0.01}
+        flat[f"{method}_ratio_same_r2"] = None if accurate is None else raw_bytes / accurate[0]
+        flat[f"{method}_r2_same_bytes"] = None if sized is None else sized[1]
+    return flat
 
 
 def make_study(d: Path, blocks: list[list[dict[str, Any]]], name: str = "syn",

@@ -8,7 +8,13 @@ import pytest
 from test_report_helpers import make_study, metrics
 
 from agent.report_data import best_run, load_study
-from agent.wandb_study import JOURNAL_COLUMNS, flat_config, log_block_end, run_id
+from agent.wandb_study import (
+    BYTES_COLUMNS,
+    JOURNAL_COLUMNS,
+    flat_config,
+    log_block_end,
+    run_id,
+)
 from mpm_inr.errors import StudyError
 from mpm_inr.wandb_offline import read_offline_run
 
@@ -21,7 +27,9 @@ def _study(tmp_path):
            "changes": {"model.hidden_dim": [64, 128]}, "overrides": ["field=Jp", "data.n_training_frames=48",
                                                                     "model.hidden_dim=128"]},
           {"status": "failed", "error": "boom", "metrics": metrics("Jp"), "parent": 1}]
-    b2 = [{"metrics": metrics("S", r2=0.8, time_s=9.0, fingerprint="c" * 64)},
+    b2 = [{"metrics": metrics("S", r2=0.8, time_s=9.0, fingerprint="c" * 64, codec_bytes=12_000,
+                              baselines={"svd": ((30_000, 0.81), (12_000, 0.7)), "sz3": ((9_000, 0.805), None),
+                                         "zfp": (None, (12_000, 0.6))})},
           {"metrics": metrics("S", r2=0.85, time_s=4.0), "parent": 0}]
     cfg = {"name": "wb", "policy": {"name": "claude", "api_key": "sk-secret-123", "model": "m"},
            "agent": {"min_compression": 1.0}, "n_iter_block": 3}
@@ -73,6 +81,16 @@ def test_block_end_run_logs_journal_plots_and_report(tmp_path, monkeypatch):
             assert rec[r2_col] == (pytest.approx(r.r2) if r.r2 is not None else None)
             assert rec[JOURNAL_COLUMNS.index("status")] == r.status
             assert rec[JOURNAL_COLUMNS.index("data_fingerprint")] == ("c" * 16 if r.node_id == 4 else None)
+            # the run's bytes and its window's baselines, as metrics.json has them (null before them)
+            flat = {c: rec[JOURNAL_COLUMNS.index(c)] for c in BYTES_COLUMNS}
+            if r.node_id == 4:
+                raw = r.metrics["baselines"]["raw_bytes"]
+                assert flat == pytest.approx({"model_bytes": 12_000, "codec_ratio": raw / 12_000,
+                                              "svd_ratio_same_r2": raw / 30_000, "sz3_ratio_same_r2": raw / 9_000,
+                                              "zfp_ratio_same_r2": None, "svd_r2_same_bytes": 0.7,
+                                              "sz3_r2_same_bytes": None, "zfp_r2_same_bytes": 0.6})
+            else:
+                assert set(flat.values()) == {None}
         for key in ["tree"] + [f"pareto/{f}" for f in {r.field for r in study.runs if r.block <= b}]:
             assert row[f"{key}/_type"] == "image-file", key
             png = (run_dir / "files" / row[f"{key}/path"]).read_bytes()

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--scenario", default=None, help="default: discs_small on CPU, discs_3types on GPU")
     tr.add_argument("--device", default=None, choices=["cpu", "cuda"])
     tr.add_argument("--target", type=float, default=0.995)
+    tr.add_argument("--compare-targets", default="0.995,0.999",
+                    help="R² at which ours (float32, codec file) meets SVD, SZ3 and ZFP in bytes ('' to skip)")
     tr.add_argument("--ref-cap", type=float, default=60.0, help="seconds of reference training per field")
     tr.add_argument("--no-reference", action="store_true", help="skip the reference recipe")
     tr.add_argument("--seeds", default="0,1,2", help="dataset seeds; the first one is used for speed and held-out")
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                 fields=_csv(args.fields), scenario=args.scenario or ("discs_3types" if device == "cuda" else "discs_small"),
                 device=device, target=args.target, ref_cap_s=args.ref_cap, seeds=[int(x) for x in _csv(args.seeds)],
                 frames=args.frames, root=args.root, holdout_every=args.holdout_every, eulerian=_csv(args.eulerian),
-                eulerian_cap_s=args.eulerian_cap, reference=not args.no_reference)
+                eulerian_cap_s=args.eulerian_cap, reference=not args.no_reference,
+                compare_targets=tuple(float(x) for x in _csv(args.compare_targets)))
         except ValueError as err:
             parser.error(str(err))
         run(settings, args.out)

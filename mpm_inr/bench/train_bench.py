@@ -4,7 +4,9 @@ Three parts, all in the same process, on the same windows and the same device:
 1. speed (first seed): time to R² >= target for our default recipe (early stop at the target, R² estimated on a
    schedule, then measured on every value at the end) and for the reference recipe (capped), with the SVD rank
    the target needs;
-2. seeds: our default recipe on every dataset seed, with medians (R², slope, compression, time);
+2. seeds: our default recipe on every dataset seed, with medians (R², slope, compression, time), and per field
+   the compression table in bytes at each of `compare_targets`: ours (float32 parameters; the codec file) vs
+   SVD, SZ3 and ZFP at the same R² (mpm_inr.bench.compression_bench);
 3. held-out frames (`holdout_every=k`): training-frame and held-out R² for SVD (temporal coefficients
    interpolated linearly and by a cubic spline), our default (Lagrangian) recipe, and the best Eulerian type
    trained under the same wall-time cap for every Eulerian type.
@@ -17,6 +19,7 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import UTC, datetime
@@ -25,6 +28,7 @@ from typing import Any
 
 import torch
 
+from mpm_inr.bench import compression_bench
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.bench.reference_recipe import (
     REFERENCE_RECIPES,
@@ -54,6 +58,7 @@ class BenchSettings:
     eulerian: list[str] = dc_field(default_factory=lambda: list(EULERIAN_RECIPES))
     eulerian_cap_s: float = 30.0
     reference: bool = True
+    compare_targets: tuple[float, ...] = compression_bench.COMPARE_TARGETS
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -61,17 +66,28 @@ class BenchSettings:
             raise ValueError(f"unknown Eulerian type(s) {unknown}; choose from {', '.join(EULERIAN_RECIPES)}")
         if not self.seeds:
             raise ValueError("at least one dataset seed is needed")
+        if any(not 0 < t < 1 for t in self.compare_targets):
+            raise ValueError(f"compare targets {list(self.compare_targets)} must lie in (0, 1)")
 
 
 def train_once(s: BenchSettings, field: str, seed: int, extra: list[str]) -> tuple[dict[str, Any], float]:
     """One training run through the real entry path (compose -> run_training); returns metrics and wall time."""
+    metrics, wall, _ = train_and_inspect(s, field, seed, extra)
+    return metrics, wall
+
+
+def train_and_inspect(s: BenchSettings, field: str, seed: int, extra: list[str],
+                      inspect: Callable[[Path, dict[str, Any]], Any] | None = None
+                      ) -> tuple[dict[str, Any], float, Any]:
+    """train_once, and then (for an ok run, with its checkpoint written) `inspect(run_dir, metrics)` before the
+    temporary run dir goes; returns metrics, wall time of the training and what inspect returned (or None)."""
     from mpm_inr.errors import UserError
     from mpm_inr.training.run import run_training
 
     trainer = "gpu" if s.device == "cuda" else "cpu"
     overrides = [f"field={field}", f"scenario={s.scenario}", f"data.seed={seed}", f"data.root={s.root}",
                  f"data.n_training_frames={s.frames}", "logger=none", f"trainer={trainer}", "outputs.plot=false",
-                 "outputs.checkpoint=false", *extra]
+                 "outputs.checkpoint=" + ("true" if inspect is not None else "false"), *extra]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train_config(overrides, tmp)
         t0 = time.perf_counter()
@@ -79,7 +95,9 @@ def train_once(s: BenchSettings, field: str, seed: int, extra: list[str]) -> tup
             metrics = run_training(cfg, tmp, overrides, progress=False)
         except UserError as err:  # e.g. a field that is constant in this seed's window: recorded, not fatal
             metrics = {"status": "failed", "error": str(err)}
-        return metrics, time.perf_counter() - t0
+        wall = time.perf_counter() - t0
+        seen = inspect(Path(tmp), metrics) if inspect is not None and metrics["status"] == "ok" else None
+        return metrics, wall, seen
 
 
 def _ours_summary(m: dict[str, Any], wall: float, target: float) -> dict[str, Any]:
@@ -166,16 +184,24 @@ def _reference_summary(ref: ReferenceResult, cap_s: float, ours_time: float | No
 
 
 def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
-    """Our default recipe (no early stop) on every seed, and the medians."""
-    runs = []
+    """Our default recipe (no early stop) on every seed, and the medians; each trained model also against the
+    classical compressors at the compare targets (compression_bench)."""
+    runs, compared = [], []
+    targets = tuple(s.compare_targets)
+
+    def compare(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+        return compression_bench.compare_run(run_dir, metrics, targets, s.device)
+
     for seed in s.seeds:
-        metrics, wall = train_once(s, field, seed, [])
+        metrics, wall, comparison = train_and_inspect(s, field, seed, [], compare if targets else None)
         runs.append({"seed": seed, **_ours_summary(metrics, wall, s.target)})
+        compared.append({"seed": seed, "comparison": comparison, "error": metrics.get("error")})
     keys = ("final_r2", "slope", "compression_ratio", "training_time_s", "end_to_end_s")
     done = [r for r in runs if r["status"] == "ok"]
     median = {k: statistics.median(r[k] for r in done) if done else None for k in keys}
     ok = all(r["status"] == "ok" and r["final_r2"] >= s.target and 0.99 <= r["slope"] <= 1.01 for r in runs)
-    return {"field": field, "runs": runs, "median": median, "all_seeds_meet_target": ok}
+    return {"field": field, "runs": runs, "median": median, "all_seeds_meet_target": ok,
+            "compression": compression_bench.summarise(field, compared, targets) if targets else None}
 
 
 def holdout(s: BenchSettings, field: str) -> dict[str, Any]:
@@ -241,6 +267,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {r['field']} | {kind} | {_f(m['final_r2'], '.5f')} | {_f(m['slope'], '.4f')} | "
                          f"{_f(m['compression_ratio'], '.1f')} | {_f(m['training_time_s'], '.1f')} | {per} | {svd} | "
                          f"{'yes' if r['all_seeds_meet_target'] else 'NO'} |")
+        lines += compression_bench.markdown([r["compression"] for r in results["seed_sweep"] if r.get("compression")])
     if results["holdout"]:
         h0 = results["holdout"][0]
         lines += ["", (f"## Held-out frames (every {h0['holdout_every']}th frame never trained on; dataset seed "
