@@ -73,13 +73,16 @@ def test_reported_numbers_come_from_the_file(f_run, f_file):
 def test_target_r2_picks_smaller_files_for_lower_targets(f_run, tmp_path):
     cfg, window, network = load_run(f_run)
     sizes = {}
-    for target in (0.9, 0.99):
+    for target in (0.9, 0.99, 0.995, 0.999, 0.9995):
         path = tmp_path / f"{target}.mpmc"
         report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=target))
-        assert report["r2"] >= target and report["target_met"]
+        if target > 1 - (1 + CodecSettings().max_error_growth) * (1 - report["ceiling_r2"]):
+            continue  # beyond what this model can decode to
+        # met by the decoded file itself, not only by the float64 estimate the search used
+        assert report["r2"] >= target and report["target_met"], (target, report["r2"])
         assert report["r2"] < target + 0.5 * (1 - target)  # it spends the budget rather than hoarding it
         sizes[target] = report["bytes"]
-    assert sizes[0.9] < sizes[0.99]
+    assert sizes[0.9] < sizes[0.99] and len(sizes) >= 3
 
 
 def test_decoding_between_frames(f_file):
