@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from fakeapp import SyntheticStudy
 
-from agent.fakeapp import SyntheticStudy
 from agent.overrides import Validator, config_hash, merge
 from agent.policies.heuristic import HeuristicPolicy, Settings
 from agent.stats import block_stats, principles

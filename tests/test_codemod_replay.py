@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy, write_fake_app
+from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.codemod.toyrepo import write_toy_repo
 from agent.explore import Explorer
-from agent.fakeapp import SyntheticStudy, write_fake_app
 from agent.journal import Journal
 from agent.policies import PolicyContext
 from agent.policies.claude import ClaudeSettings
