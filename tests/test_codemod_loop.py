@@ -158,7 +158,7 @@ def test_good_hostile_broken_and_failing_changes_in_the_loop(tmp_path):
                               text=True, check=True).stdout.split()
     assert sorted(branches) == ["explore/s", "main"]
     assert (d / "code" / "work" / TOY).read_text().startswith('MARKER = "patched"')
-    # the memory the policy reads next shows every step, in the seed's "Code mod iter N: result" form
+    # the memory the policy reads next shows every step, in the design document's "Code mod iter N: result" form
     memory = (d / "s_memory.md").read_text()
     obs = memory[memory.index("### Emerging Observations"):]
     assert "- Code mod iter 4: code modification rejected: code modifications are not allowed in the first 4" in obs

@@ -124,7 +124,8 @@ def test_reference_init_bounds():
 
 
 def test_siren_txy_config_builds_the_reference_network():
-    """`inr_type=siren_txy` with the seed's keys (n_layers = n_layers_nnr_f + 1) is the reference's network."""
+    """`inr_type=siren_txy` with the design document's keys (n_layers = n_layers_nnr_f + 1) is the reference's
+    network."""
     (recipe,) = REFERENCE_RECIPES["F"]
     cfg = compose_train_config(["inr_type=siren_txy", f"model.hidden_dim={recipe.hidden_dim}",
                                 f"model.n_layers={recipe.n_layers_nnr_f + 1}", f"model.omega={recipe.omega}"])
