@@ -1,9 +1,10 @@
 """The study loop: `python -m agent explore name=jp_study field=Jp policy=heuristic n_blocks=2 n_iter_block=12`.
 
-Each round: build a StudyView from the journal -> ask the policy for `batch` children (slot roles from the seed's
-parallel variant) -> validate every proposal (agent.overrides + tree rules; rejected ones are journaled with the
-reason and the policy is asked again, then the heuristic fills the slot) -> journal `planned` -> run the round as
-one `python train.py --multirun` (agent.runner) -> journal each job's `finished` as soon as it ends -> re-render.
+Each round: build a StudyView from the journal -> ask the policy for `batch` children (slot roles from the design
+document's parallel variant) -> validate every proposal (agent.overrides + tree rules; rejected ones are journaled
+with the reason and the policy is asked again, then the heuristic fills the slot) -> journal `planned` -> run the
+round as one `python train.py --multirun` (agent.runner) -> journal each job's `finished` as soon as it ends ->
+re-render.
 After the block's last iteration the policy's block-end decision picks the next regime.
 
 With `codemod.enabled=true` (issue 6, agent.codemod.handler) a proposal may carry a code diff: it is guarded,
@@ -175,7 +176,7 @@ class Explorer:
             raise ConfigError(f"seed={seed!r}: the policy seed must be a non-negative integer")
         uc = c.get("ucb_c")
         if not isinstance(uc, (int, float)) or not 0 < float(uc) <= 10:
-            raise ConfigError(f"ucb_c={uc!r}: must be a number in (0, 10] (the seed uses 0.5-3.0)")
+            raise ConfigError(f"ucb_c={uc!r}: must be a number in (0, 10] (the design document uses 0.5-3.0)")
         t = c.get("timeout") or {}
         if not float(t.get("per_run_s", 1)) > 0:
             raise ConfigError("timeout.per_run_s must be > 0")

@@ -1,4 +1,5 @@
-"""The per-study instruction file: our own instructions for *this* system, in the spirit of the seed document.
+"""The per-study instruction file: our own instructions for *this* system, in the spirit of the design document
+(`landscape_study.md`).
 
 Version 1 is generated when the study starts (from the allow-list, this study's ranges and settings) and stored
 in the journal's `study_start` event, so later code changes cannot rewrite it. Each block end with instruction

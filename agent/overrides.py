@@ -1,11 +1,11 @@
 """Validation of the training overrides a policy proposes, before anything runs.
 
 A policy (possibly an LLM) is untrusted input that ends up on a `python train.py` command line. Only keys on an
-allow-list pass, each with a type and a range taken from the seed document; values must be plain literals. Hydra
-syntax beyond `key=value` (`+key`, `~key`, `++key`, `${...}` interpolations, sweeps `a,b`, functions
-`choice(...)`, lists), `hydra.*`, `_target_`, shell metacharacters, NaN/inf and huge values are all rejected with a
-reason. The output is a canonical list of `key=value` strings (sorted by key, shortest round-trip float repr),
-so that equal configs hash equally.
+allow-list pass, each with a type and a range taken from the design document (`landscape_study.md`); values must
+be plain literals. Hydra syntax beyond `key=value` (`+key`, `~key`, `++key`, `${...}` interpolations, sweeps `a,b`,
+functions `choice(...)`, lists), `hydra.*`, `_target_`, shell metacharacters, NaN/inf and huge values are all
+rejected with a reason. The output is a canonical list of `key=value` strings (sorted by key, shortest round-trip
+float repr), so that equal configs hash equally.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from mpm_inr.errors import UserError
 
-#: the seed's n_training_frames progression (48 -> 100 -> ... -> 10000)
+#: the design document's n_training_frames progression (48 -> 100 -> ... -> 10000)
 FRAMES_PROGRESSION: tuple[int, ...] = (48, 100, 200, 500, 1000, 2000, 5000, 10000)
 FIELDS: tuple[str, ...] = ("Jp", "F", "S", "C")
 INR_TYPES: tuple[str, ...] = ("siren_t", "siren_txy", "siren_id", "ngp", "lagrangian")
@@ -58,11 +58,11 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-#: the allow-list (docs/contracts.md, Contract 2). Ranges follow the seed, widened where our own defaults lie
-#: outside it; int/float bounds are inclusive.
+#: the allow-list (docs/contracts.md, Contract 2). Ranges follow the design document, widened where our own
+#: defaults lie outside it; int/float bounds are inclusive.
 ALLOWED: dict[str, Spec] = {
-    # the seed's SIRENs stay below 1e-3, but the hash grid (1e-2) and the lagrangian presets (3e-3) train above it:
-    # a cap at 1e-3 would let a study inherit those rates and never propose them
+    # the design document's SIRENs stay below 1e-3, but the hash grid (1e-2) and the lagrangian presets (3e-3)
+    # train above it: a cap at 1e-3 would let a study inherit those rates and never propose them
     "optimizer.lr": Spec("float", 1e-7, 1e-1, doc="learning rate (learning_rate_NNR_f)"),
     "optimizer.omega_lr": Spec("float", 1e-8, 1e-3, doc="learning rate of omega when model.learn_omega"),
     "model.hidden_dim": Spec("int", 64, 2048, doc="SIREN / MLP width (hidden_dim_nnr_f)"),
@@ -83,7 +83,8 @@ ALLOWED: dict[str, Spec] = {
     "model.per_level_scale": Spec("float", 1.05, 4.0, doc="ngp resolution growth per level"),
     "data.xy_period": Spec("float", 0.01, 100.0, doc="spatial period (nnr_f_xy_period)"),
     "data.t_period": Spec("float", 0.01, 100.0, doc="temporal period (nnr_f_T_period)"),
-    "data.n_training_frames": Spec("choice", choices=FRAMES_PROGRESSION, doc="window length, seed progression"),
+    "data.n_training_frames": Spec("choice", choices=FRAMES_PROGRESSION,
+                                   doc="window length, on the design document's frame progression"),
     "train.batch_size": Spec("int", 1, 32, doc="frames' worth of points per step, never above 32"),
     "train.total_steps": Spec("int", 10, 2_000_000, doc="optimiser steps"),
     "train.grad_clip": Spec("float", 0.0, 100.0, doc="gradient clipping max-norm, 0 = off"),

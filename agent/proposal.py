@@ -42,7 +42,7 @@ class Proposal:
 class BlockEndDecision:
     """What to study in the next block, and what the policy learned in this one.
 
-    `next_field` is one of Jp, F, S, C; `next_n_training_frames` is a value of the seed's progression.
+    `next_field` is one of Jp, F, S, C; `next_n_training_frames` is a value of the design document's progression.
     `instruction_edits` is free text appended to the versioned per-study instruction file (empty: no edit).
     `summary` replaces the memory's Previous Block Summary (2-3 lines); `principles` / `open_questions` are added
     to the Knowledge Base; `hypothesis` is the next block's stated prediction. `ucb_c` (0.5-3.0) changes the

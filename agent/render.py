@@ -3,16 +3,17 @@
     python -m agent render explorations/<name>
 
 writes, atomically:
-- `ucb_scores.txt`: the current block's UCB1 scores in the seed's line format (empty: parent=root);
-- `<name>_analysis.md`: the full log, every iteration in the seed's Log Form (incl. the Visual line), rejected
-  proposals with their reasons, and a summary at each block end. An entry is final once the next iteration of
-  its block is planned (only its `Next:` line waits for that), so the file only ever grows;
-- `<name>_memory.md`: working memory with the seed's structure (Knowledge Base: Regime Comparison Table,
-  Established Principles, Open Questions; Previous Block Summary; Current Block: Block Info, Hypothesis,
+- `ucb_scores.txt`: the current block's UCB1 scores in the line format of the design document
+  (`landscape_study.md`; empty: parent=root);
+- `<name>_analysis.md`: the full log, every iteration in the design document's Log Form (incl. the Visual line),
+  rejected proposals with their reasons, and a summary at each block end. An entry is final once the next
+  iteration of its block is planned (only its `Next:` line waits for that), so the file only ever grows;
+- `<name>_memory.md`: working memory with the design document's structure (Knowledge Base: Regime Comparison
+  Table, Established Principles, Open Questions; Previous Block Summary; Current Block: Block Info, Hypothesis,
   Iterations This Block, Emerging Observations last), kept under ~500 lines;
 - code modifications (`code` events, read through agent.codemod.history): a node that ran a modification gets
-  the seed's CODE MODIFICATION block (file, change, hypothesis, commit, +X -Y, and its Result: kept, or "code
-  modification failed: <reason>" with the revert commit); a refused or smoke-failed attempt is its rejected
+  the design document's CODE MODIFICATION block (file, change, hypothesis, commit, +X -Y, and its Result: kept,
+  or "code modification failed: <reason>" with the revert commit); a refused or smoke-failed attempt is its rejected
   proposal's line ("code modification rejected: <reason>" / "code modification failed: <reason>", with the
   iteration it was for); the memory's Emerging Observations list them as "Code mod iter N: <note>", and block
   summaries count them;
@@ -151,7 +152,8 @@ def _code(st_dir: Path, code: CodeHistory | None) -> CodeHistory:
 
 
 def code_block(st: StudyState, n: NodeState, code: CodeHistory) -> list[str]:
-    """The seed's CODE MODIFICATION block of a node that ran a code change, with its commit and its result."""
+    """The design document's CODE MODIFICATION block of a node that ran a code change, with its commit and its
+    result."""
     c = code.find(n.node_id, "committed")
     if c is None:
         return [(f"CODE MODIFICATION: commit {n.code_commit or '?'} (no code event in the journal; the diff is the "

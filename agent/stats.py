@@ -1,16 +1,18 @@
-"""Block statistics and evidence, computed by code from the journal (the seed asked the LLM to eyeball these).
+"""Block statistics and evidence, computed by code from the journal (the design document, `landscape_study.md`,
+asked the LLM to eyeball these).
 
 - branching rate: share of a block's iterations (after its first) whose parent is not the previous iteration;
 - improvement rate: share of child nodes whose reward beats their parent's;
-- plateau: the last `window` successful runs' R² lie within ±tol on the nines scale, −log10(1 − R²) (the seed's
-  "same R² plateau (±0.05) for 3+" was in R²: it called 0.95 and 0.9995 the same, and near 1 every run equal);
+- plateau: the last `window` successful runs' R² lie within ±tol on the nines scale, −log10(1 − R²) (the design
+  document's "same R² plateau (±0.05) for 3+" was in R²: it called 0.95 and 0.9995 the same, and near 1 every run
+  equal);
 - same-parameter streak: consecutive latest iterations that mutated the same single parameter;
 - success streak: consecutive latest iterations with R² ≥ 0.95 (the failure-probe trigger);
 - re-run spread: the largest R² range among runs of the same config with different seeds (stochastic field > 0.1).
 
 `effects()` turns single-parameter parent→child pairs into evidence: a direction of change of one parameter and
 the change in nines it produced (0.999 → 0.9999 is +1, as is 0.9 → 0.99). Only effects that ≥ 3 runs support, all in the same direction, are *established*
-principles; 1-2 runs are *tentative*; mixed signs are *contradicted* (seed: evidence hierarchy).
+principles; 1-2 runs are *tentative*; mixed signs are *contradicted* (the design document's evidence hierarchy).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def _finite(x: Any) -> bool:
 
 
 def grade(node: NodeState) -> str:
-    """The seed's classes: excellent > 0.995 ≥ good ≥ 0.990 > moderate ≥ 0.90 > poor; failures by status."""
+    """The design document's classes: excellent > 0.995 ≥ good ≥ 0.990 > moderate ≥ 0.90 > poor; failures by
+    status."""
     if not node.is_ok:
         return node.status
     r2 = node.r2

@@ -26,7 +26,7 @@ predicted by the model fitted without it), which is the honest estimate of the e
     python -m agent predict-time [--study DIR]... [--device NAME] [--code-dir DIR] <train overrides...>
 
 predicts one config's training_time, with the thread count its `trainer.cpu_threads` resolves to here. By default the model is fitted on the recorded study
-`tests/fixtures/study_tiny` (CPU runs of discs_small); pass `--study` (repeatable) to fit on your own studies and
+`docs/studies/study_tiny` (CPU runs of discs_small); pass `--study` (repeatable) to fit on your own studies and
 `--device` to pick a device when the studies ran on several.
 """
 
@@ -47,7 +47,7 @@ from mpm_inr.threads import AUTO, check_threads, resolve_threads, threads_in_use
 from mpm_inr.training.cost import DataShape, step_flops, step_path
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_STUDY = REPO / "tests" / "fixtures" / "study_tiny"
+DEFAULT_STUDY = REPO / "docs" / "studies" / "study_tiny"
 #: number of components of each field (Contract 1)
 FIELD_COMPONENTS = {"Jp": 1, "F": 4, "S": 4, "C": 4}
 TERMS = ("W", "steps", "1")

@@ -1,4 +1,5 @@
-"""UCB1 over the current block's tree of runs, exactly as the seed documents it.
+"""UCB1 over the current block's tree of runs, exactly as the design document (`landscape_study.md`)
+describes it.
 
     UCB(k) = R_k + c * sqrt(ln N / n_k)
 
@@ -110,7 +111,7 @@ def format_r2(r2: float | None) -> str:
 
 def format_scores(items: Sequence[UCBScore], *, block: int, first_iteration: int, last_iteration: int,
                   c: float) -> str:
-    """`ucb_scores.txt` in the seed's line format (empty string when the block has no node yet)."""
+    """`ucb_scores.txt` in the design document's line format (empty string when the block has no node yet)."""
     if not items:
         return ""
     lines = [(f"=== UCB scores (block {block}, iterations {first_iteration}-{last_iteration}, "

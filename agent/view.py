@@ -18,10 +18,10 @@ from agent.state import BlockState, NodeState
 from agent.stats import BlockStats, Effect
 from agent.tree import UCBScore
 
-#: slot roles of the seed's parallel variant, in order; batch=1 uses "auto" (the strategy table decides)
+#: slot roles of the design document's parallel variant, in order; batch=1 uses "auto" (the strategy table decides)
 SLOT_ROLES = ("exploit", "exploit", "explore", "principle-test")
 
-#: strategies a proposal may name (the seed's table + baseline, principle-test and code-modification)
+#: strategies a proposal may name (the design document's table + baseline, principle-test and code-modification)
 STRATEGIES = ("baseline", "exploit", "failure-probe", "explore", "robustness-test", "recombine", "forced-branch",
               "switch-param", "random-branch", "stochastic-field", "principle-test", "boundary",
               "code-modification")

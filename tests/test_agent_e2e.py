@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy
 
 from agent.__main__ import compose_explore
 from agent.explore import Explorer
-from agent.fakeapp import SyntheticStudy
 from agent.journal import Journal
 from agent.state import fold
 

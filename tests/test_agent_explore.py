@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
 from agent.explore import Explorer
-from agent.fakeapp import write_fake_app
 from agent.journal import Journal, StudyLock
 from agent.proposal import BlockEndDecision, Proposal
 from agent.state import fold

@@ -1,15 +1,16 @@
-"""Heuristic policy decisions on synthetic journals: the seed's strategy table, magnitudes, failures, batches."""
+"""Heuristic policy decisions on synthetic journals: the design document's strategy table, magnitudes, failures,
+batches."""
 
 from __future__ import annotations
 
 import pytest
+from fakeapp import SyntheticStudy
 
-from agent.fakeapp import SyntheticStudy
 from agent.overrides import Validator, config_hash, merge
 from agent.policies.heuristic import HeuristicPolicy, Settings
 from agent.stats import block_stats, principles
 
-SEED_STEPS = {  # the seed's mutation magnitudes (ratios new/old, or differences for n_layers / omega)
+SEED_STEPS = {  # the design document's mutation magnitudes (ratios new/old, or differences for n_layers / omega)
     "optimizer.lr": {2.0, 0.5}, "model.hidden_dim": {2.0, 0.5}, "train.total_steps": {1.5, 2.0},
     "data.t_period": {2.0, 0.5}, "data.xy_period": {2.0, 0.5},
 }
@@ -166,7 +167,7 @@ def test_batch_slots_follow_the_parallel_roles_with_distinct_mutations(tmp_path)
     hashes = [child_hash(v, p) for p in props]
     assert len(set(hashes)) == 4
     keys = [next(iter(p.overrides)) for p in props]
-    assert len(set(keys)) == 4  # the seed: mutations do not repeat across slots
+    assert len(set(keys)) == 4  # the design document: mutations do not repeat across slots
     assert all(p.parent_id in {n.node_id for n in v.block_nodes} for p in props)
 
 

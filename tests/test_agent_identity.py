@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy, write_fake_app
 
 from agent.__main__ import compose_explore
 from agent.explore import Explorer
-from agent.fakeapp import SyntheticStudy, write_fake_app
 from agent.identity import ConfigIdentity
 from agent.journal import Journal
 from agent.overrides import config_hash

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from fakeapp import SyntheticStudy
 
-from agent.fakeapp import SyntheticStudy
 from agent.journal import Journal, StudyLock
 from agent.state import fold
 from mpm_inr.errors import StudyError

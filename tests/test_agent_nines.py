@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from fakeapp import SyntheticStudy
 
-from agent.fakeapp import SyntheticStudy
 from agent.policies.heuristic import HeuristicPolicy, Settings, describe_result
 from agent.render import analysis_text
 from agent.stats import beaten_by, block_stats, effects, nines

@@ -82,7 +82,7 @@ def test_study_limits_only_tighten():
     with pytest.raises(OverrideError):
         v.normalise({"train.total_steps": 301})
     with pytest.raises(OverrideError):
-        v.normalise({"model.hidden_dim": 32})  # below the seed's 64 stays invalid
+        v.normalise({"model.hidden_dim": 32})  # below the design document's 64 stays invalid
     assert Validator(progression=[10, 20]).normalise({"data.n_training_frames": 20})
 
 

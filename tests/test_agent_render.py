@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.fakeapp import SyntheticStudy
+from fakeapp import SyntheticStudy
+
 from agent.render import analysis_text, memory_text, render_all
 
 REPO = Path(__file__).resolve().parents[1]

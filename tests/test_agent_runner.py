@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeapp import write_fake_app
 
-from agent.fakeapp import write_fake_app
 from agent.runner import MARKER, Job, LauncherSpec, RoundRunner, child_env
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 
 import pytest
+from fakeapp import SyntheticStudy
 
-from agent.fakeapp import SyntheticStudy
 from agent.render import ucb_text
 from agent.tree import format_r2, format_scores, reward, scores, visits
 

@@ -218,7 +218,7 @@ def results(tmp_path_factory, data_root) -> dict[str, dict]:
     tmp = tmp_path_factory.mktemp("cli")
     (tmp / "afile").write_text("a file where a directory is expected")
     (tmp / "empty").mkdir()
-    from agent.fakeapp import SyntheticStudy
+    from fakeapp import SyntheticStudy
 
     SyntheticStudy(tmp / "studies" / "syn", name="syn", n_iter_block=12)
     _plant_nan(data_root, tmp / "nan_data")

@@ -6,6 +6,9 @@ import difflib
 import re
 from pathlib import Path
 
+from fakeapp import SyntheticStudy
+from toyrepo import write_toy_repo
+
 from agent.codemod import gitops, layout
 from agent.codemod.diffparse import parse
 from agent.codemod.guard import (
@@ -15,8 +18,6 @@ from agent.codemod.guard import (
     check_patches,
 )
 from agent.codemod.settings import CodeModSettings
-from agent.codemod.toyrepo import write_toy_repo
-from agent.fakeapp import SyntheticStudy
 from agent.policies.code_context import DISABLED, code_section, code_section_for_view
 
 TOY = "mpm_inr/models/toy.py"

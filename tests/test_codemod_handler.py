@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy
+from toyrepo import write_toy_repo
 
 from agent.codemod import gitops
 from agent.codemod.handler import CodeModHandler
 from agent.codemod.smoke import run_smoke
-from agent.codemod.toyrepo import write_toy_repo
 from agent.explore import Rejection
-from agent.fakeapp import SyntheticStudy
 from agent.proposal import Proposal
 from mpm_inr.errors import ConfigError, StudyError
 

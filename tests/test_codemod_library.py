@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy
+from toyrepo import write_toy_repo
 
 from agent.codemod import gitops
 from agent.codemod.diffparse import parse
 from agent.codemod.guard import check_patches, check_sources
 from agent.codemod.library import LIBRARY, propose_modification, stuck
 from agent.codemod.settings import CodeModSettings
-from agent.codemod.toyrepo import write_toy_repo
-from agent.fakeapp import SyntheticStudy
 from agent.policies import PolicyContext
 from agent.policies.heuristic import build as build_heuristic
 

@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy
+from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.codemod.toyrepo import write_toy_repo
 from agent.explore import Explorer
-from agent.fakeapp import SyntheticStudy
 from agent.journal import Journal
 from agent.policies import PolicyContext
 from agent.policies.heuristic import build as build_heuristic
@@ -158,7 +158,7 @@ def test_good_hostile_broken_and_failing_changes_in_the_loop(tmp_path):
                               text=True, check=True).stdout.split()
     assert sorted(branches) == ["explore/s", "main"]
     assert (d / "code" / "work" / TOY).read_text().startswith('MARKER = "patched"')
-    # the memory the policy reads next shows every step, in the seed's "Code mod iter N: result" form
+    # the memory the policy reads next shows every step, in the design document's "Code mod iter N: result" form
     memory = (d / "s_memory.md").read_text()
     obs = memory[memory.index("### Emerging Observations"):]
     assert "- Code mod iter 4: code modification rejected: code modifications are not allowed in the first 4" in obs

@@ -13,11 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy, write_fake_app
+from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.codemod.toyrepo import write_toy_repo
 from agent.explore import Explorer
-from agent.fakeapp import SyntheticStudy, write_fake_app
 from agent.journal import Journal
 from agent.policies import PolicyContext
 from agent.policies.claude import ClaudeSettings
@@ -88,7 +88,7 @@ def test_replayed_claude_diffs_commit_run_and_discard(tmp_path):
     assert [e["action"] for e in code] == ["base", "committed", "reverted", "smoke_failed"]
     base, committed, reverted, failed = code
 
-    # the warm-up: committed before it ran, with the seed's message, and its run used exactly that file
+    # the warm-up: committed before it ran, with the design document's message, and its run used exactly that file
     assert committed["files"] == [OPTIM] and committed["added"] == 4 and committed["parent"] == base["head"]
     assert n7.iteration == 7 and n7.parent_id == 6 and n7.strategy == "code-modification" and n7.status == "ok"
     assert n7.code_commit == committed["commit"] and n7.policy == "replay"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mpm_inr.errors import ConfigError
+from mpm_inr.models import INR_TYPES, InrType
+from mpm_inr.models import coordinates as coords
+from mpm_inr.models.field_network import FieldNetwork
 from mpm_inr.models.flops import ACT_FLOPS
 from mpm_inr.training.cost import (
     STEP_FACTOR,
@@ -134,3 +137,30 @@ def test_step_path_names_the_branch_step_flops_takes():
     assert step_path("lagrangian", LAGRANGIAN, {**GRAM, "loss": "huber"}) == "full"
     assert step_path("lagrangian", {**LAGRANGIAN, "decoder": "mlp"}, GRAM) == "full"
     assert step_path("siren_t", siren, GRAM) == "full"  # no Gram form: every point decoded
+
+
+class _GramWithoutGramCost(FieldNetwork):
+    """Declares a Gram form and a forward cost, but not the Gram products' cost."""
+
+    @staticmethod
+    def flop_costs(model, in_dim, n_components):
+        return 1.0, 1.0
+
+    @staticmethod
+    def has_gram_form(model):
+        return True
+
+
+def test_a_network_without_a_declared_cost_has_no_cost_model(monkeypatch):
+    """What a network does not declare falls back to FieldNetwork's answer: no flop_costs is no cost model (a
+    ConfigError the run records as no flops_per_step), no has_gram_form is a decoded whole-window step, and a Gram
+    form without gram_flops has no cost on that path."""
+    monkeypatch.setitem(INR_TYPES, "bare", InrType(coords.time_only, 1, FieldNetwork, time_grid=True))
+    with pytest.raises(ConfigError, match="no cost model for inr_type 'bare'"):
+        step_flops("bare", {}, GRAM, DISCS)
+    assert step_path("bare", {}, GRAM) == "full"
+    monkeypatch.setitem(INR_TYPES, "gram_only", InrType(coords.time_only, 1, _GramWithoutGramCost, time_grid=True))
+    assert step_path("gram_only", {}, GRAM) == "gram"
+    with pytest.raises(ConfigError, match="Gram-form step of _GramWithoutGramCost"):
+        step_flops("gram_only", {}, GRAM, DISCS)
+    assert step_flops("gram_only", {}, {"sampler": "points", "batch_size": 2}, DISCS) == STEP_FACTOR * 2 * 9000 * 2

@@ -15,8 +15,9 @@ from mpm_inr.models import (
     build_network,
     get_inr_type,
 )
+from mpm_inr.models.field_network import FieldNetwork
 from mpm_inr.models.hashgrid import HashGridEncoding
-from mpm_inr.models.siren import Siren
+from mpm_inr.models.siren import Sine, Siren
 
 N, T, C = 30, 6, 4
 CTX = NetworkContext(N, C, torch.arange(N) % 3, torch.arange(N) // 10)
@@ -43,6 +44,15 @@ def test_every_type_maps_points_to_components(name):
     assert out.shape == (50, C)
     out.square().mean().backward()
     assert all(q.grad is not None for q in net.parameters() if q.requires_grad)
+
+
+@pytest.mark.parametrize("name", sorted(INR_TYPES))
+def test_tf32_is_declared_safe_exactly_where_no_sine_layer_runs(name):
+    """train.tf32=auto follows the registry's tf32_safe flag: TF32's 10-bit mantissa error, amplified by omega,
+    spoils sine layers, so a type may declare it safe only if its network has none."""
+    net = build_network(name, CTX, PARAMS[name])
+    assert isinstance(net, FieldNetwork)
+    assert get_inr_type(name).tf32_safe == (not any(isinstance(m, Sine) for m in net.modules()))
 
 
 def test_registry_covers_every_config_file():
@@ -114,7 +124,8 @@ def test_reference_init_bounds():
 
 
 def test_siren_txy_config_builds_the_reference_network():
-    """`inr_type=siren_txy` with the seed's keys (n_layers = n_layers_nnr_f + 1) is the reference's network."""
+    """`inr_type=siren_txy` with the design document's keys (n_layers = n_layers_nnr_f + 1) is the reference's
+    network."""
     (recipe,) = REFERENCE_RECIPES["F"]
     cfg = compose_train_config(["inr_type=siren_txy", f"model.hidden_dim={recipe.hidden_dim}",
                                 f"model.n_layers={recipe.n_layers_nnr_f + 1}", f"model.omega={recipe.omega}"])

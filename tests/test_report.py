@@ -259,8 +259,8 @@ def test_fixtures_hold_no_absolute_path():
     """Recorded fixtures store paths relative to the study (run dirs) or to the launch dir (datasets), so no test
     can depend on whether the recording machine's paths exist here."""
     pattern = re.compile(r'"(/(?:tmp|home|root|work|Users|var|mnt|scratch|opt|data)(?:/[^"]*)?)"')
-    fixtures = REPO / "tests" / "fixtures"
-    found = {str(p.relative_to(fixtures)): m.group(1) for p in fixtures.rglob("*") if p.is_file()
+    found = {str(p.relative_to(REPO)): m.group(1) for root in (REPO / "tests" / "fixtures", FIXTURE)
+             for p in root.rglob("*") if p.is_file()
              and p.suffix in (".json", ".jsonl", ".md", ".log", ".py", ".txt")
              for m in [pattern.search(p.read_text(errors="replace"))] if m}
     assert not found

@@ -13,7 +13,7 @@ from typing import Any
 from agent.journal import Journal
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURE = REPO / "tests" / "fixtures" / "study_tiny"
+FIXTURE = REPO / "docs" / "studies" / "study_tiny"
 COMPONENTS = {"Jp": 1, "F": 4, "S": 4, "C": 4}
 
 

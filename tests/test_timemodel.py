@@ -27,7 +27,7 @@ from mpm_inr.training.cost import STEP_FACTOR, DataShape, flops_per_point, step_
 
 #: The stated error of the model on recorded data: the leave-one-out median relative error on the recorded study
 #: is 18 % (max 45 %): CPU runs of discs_small of 0.3-3.3 s each, on the shared 2-core development machine, whose
-#: timing noise is a large part of such short runs (see tests/fixtures/study_tiny/README.md). The bound is that
+#: timing noise is a large part of such short runs (see docs/studies/study_tiny/README.md). The bound is that
 #: figure, not a hope.
 LOO_MEDIAN_BOUND = 0.19
 LOO_MAX_BOUND = 0.45
@@ -170,7 +170,7 @@ def test_predict_time_cli(capsys):
     assert f"; leave-one-out fits: {lo:.1f}-{hi:.1f} s" in out
     # the presets' Gram-form steps, the path the recorded study took: no caveat
     assert w.path == "gram" and dev.paths == ("gram",) and "step path" not in out
-    assert "leave-one-out median error" in out and "tests/fixtures/study_tiny" in out
+    assert "leave-one-out median error" in out and "docs/studies/study_tiny" in out
     # point-sampled steps against that fit: said, not hidden
     assert agent_main(["predict-time", *overrides, "train.sampler=points"]) == 0
     assert "no fitted run took the 'points' step path (fitted: gram)" in capsys.readouterr().out

@@ -217,3 +217,23 @@ def test_a_constant_field_is_a_clear_error_not_nan(tiny_train_overrides, tmp_pat
     with pytest.raises(UserError, match="constant over the training frames"):
         run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("name", ["siren_txy", "ngp", "lagrangian"])
+def test_tf32_auto_follows_the_registry_flag(name):
+    """train.tf32=auto on CUDA enables TF32 exactly for types declared tf32_safe; false overrides it; off CUDA
+    the flags are left alone. (Setting the flags needs no GPU: they are process-wide switches.)"""
+    from mpm_inr.models import get_inr_type
+
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    before = matmul.allow_tf32, cudnn.allow_tf32
+    inr = get_inr_type(name)
+    try:
+        run_module._configure_precision("auto", "cuda", inr)
+        assert matmul.allow_tf32 == cudnn.allow_tf32 == inr.tf32_safe == (name == "ngp")
+        run_module._configure_precision(False, "cuda", inr)
+        assert not matmul.allow_tf32 and not cudnn.allow_tf32
+        run_module._configure_precision("auto", "cpu", get_inr_type("ngp"))
+        assert not matmul.allow_tf32
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = before

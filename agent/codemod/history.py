@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-#: lines of the policy's CODE MODIFICATION log block (seed Log Form) that a commit message reuses
+#: lines of the policy's CODE MODIFICATION log block (the design document's Log Form) that a commit message reuses
 _KV = re.compile(r"^\s*(File|Function|Change|Hypothesis)\s*:\s*(.+?)\s*$", re.MULTILINE)
 _REFUSED = "code change refused: "
 _FAILED = "code modification failed: "

@@ -4,12 +4,12 @@ Each entry is a real edit of an allow-listed file: exact `old -> new` snippet re
 against the study's *current* code (its worktree when it has one), so the diff always applies to what the next
 run will use. An entry whose anchor text is gone (the file changed, or the entry is already in) is skipped.
 
-The seed's trigger (Step 5.2: "when config-level parameters are insufficient", "never in the first 4
-iterations"), made precise in `stuck()`: the last `stuck_iterations` (>= 4) finished runs of the block all ran
-ok (the configs are sound), all stayed below `stuck_r2`, and none of them raised the block's running best by more
-than `min_gain`. The entry then runs on the block's best config (parent = best node, no override change, so the
-R² difference is the code's). Each entry is tried at most once per study, and after a code-modification attempt
-the next one waits `stuck_iterations` iterations.
+The design document's trigger (`landscape_study.md` Step 5.2: "when config-level parameters are insufficient",
+"never in the first 4 iterations"), made precise in `stuck()`: the last `stuck_iterations` (>= 4) finished runs
+of the block all ran ok (the configs are sound), all stayed below `stuck_r2`, and none of them raised the block's
+running best by more than `min_gain`. The entry then runs on the block's best config (parent = best node, no
+override change, so the R² difference is the code's). Each entry is tried at most once per study, and after a
+code-modification attempt the next one waits `stuck_iterations` iterations.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def code_id(node: NodeState) -> str | None:
 
 
 def stuck(view: StudyView, settings: CodeModSettings) -> bool:
-    """The seed's trigger for a code change (see module docstring)."""
+    """The design document's trigger for a code change (see module docstring)."""
     h = settings.heuristic
     done = sorted((n for n in view.block_nodes if n.finished and n.launched), key=lambda n: n.iteration or 0)
     if len(done) < h.stuck_iterations:

@@ -13,7 +13,7 @@ from typing import Any
 
 from mpm_inr.errors import ConfigError
 
-#: the seed's rule: never modify code in the first 4 iterations of a block (config may only raise it)
+#: the design document's rule: never modify code in the first 4 iterations of a block (config may only raise it)
 MIN_PROTECT_FIRST = 4
 
 # the training step first: with a character limit, the prompt shows files in this order (agent.policies.code_context)
@@ -57,7 +57,8 @@ class SmokeSettings:
 
 @dataclass(frozen=True)
 class HeuristicSettings:
-    """When the heuristic proposes a library modification (seed: R² stuck below a threshold for 4+ iterations)."""
+    """When the heuristic proposes a library modification (design document: R² stuck below a threshold for 4+
+    iterations)."""
 
     stuck_r2: float = 0.99
     stuck_iterations: int = 4
@@ -146,7 +147,8 @@ class CodeModSettings:
         if not 0 < h.stuck_r2 <= 1:
             raise ConfigError(f"codemod.heuristic.stuck_r2={h.stuck_r2}: must be in (0, 1]")
         if h.stuck_iterations < 4:
-            raise ConfigError(f"codemod.heuristic.stuck_iterations={h.stuck_iterations}: the seed asks for 4+")
+            raise ConfigError(f"codemod.heuristic.stuck_iterations={h.stuck_iterations}: "
+                              "the design document asks for 4+")
         unknown = [x for x in h.library if x not in LIBRARY]
         if unknown:
             raise ConfigError(f"codemod.heuristic.library: unknown modification(s) {', '.join(unknown)}; choose "

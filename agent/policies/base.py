@@ -12,9 +12,9 @@ from agent.view import StudyView
 class Policy(Protocol):
     """A pure decider: reads a StudyView, returns proposals. It never runs anything itself.
 
-    `propose(view, slots)` returns one Proposal per slot, in slot order. Slot roles follow the seed's parallel
-    variant (agent.view.slot_roles): "auto" for batch=1 (the strategy table decides), else exploit, exploit,
-    explore, principle-test. Each proposal is validated by the loop; rejected ones are journaled with their
+    `propose(view, slots)` returns one Proposal per slot, in slot order. Slot roles follow the design document's
+    parallel variant (agent.view.slot_roles): "auto" for batch=1 (the strategy table decides), else exploit,
+    exploit, explore, principle-test. Each proposal is validated by the loop; rejected ones are journaled with their
     reason and the policy is asked again for those slots (the next view lists them in `recent_rejections`).
 
     `end_block(view)` is called once after the last iteration of a block and chooses the next block's regime.

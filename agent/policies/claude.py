@@ -165,7 +165,8 @@ def propose_schema(n_children: int) -> dict[str, Any]:
                           "additionalProperties": {"type": ["string", "number", "integer", "boolean"]},
                           "description": "ONLY the keys to change relative to the parent's config, from the "
                                          "allowed-overrides table; plain values (3e-05, 512, true, \"cosine\")"},
-            "mutation": {"type": "string", "description": "'param: old -> new' (seed Log Form 'Mutation:' line)"},
+            "mutation": {"type": "string",
+                         "description": "'param: old -> new' (design document Log Form 'Mutation:' line)"},
             "rationale": {"type": "string", "description": "the parent rule and why this child (one or two "
                                                            "lines)"},
             "log_entry": {"type": "string", "description": "free-text part of the Log Form for this child: "

@@ -1,4 +1,4 @@
-"""The offline default policy: the seed's strategy table, deterministic from a seeded RNG.
+"""The offline default policy: the design document's strategy table, deterministic from a seeded RNG.
 
 Every decision is a function of (policy seed, iteration, slot, number of retries) and the study view, so a
 resumed study makes the same decisions as an uninterrupted one.
@@ -17,11 +17,13 @@ Strategy table (batch=1 evaluates it top-down; a special strategy fires at most 
 | all R² > 0.94 and branching rate < 20%                 | random-branch    | a random node never used as a parent     |
 | otherwise                                              | exploit          | top-UCB parent + one mutation            |
 
-Mutation magnitudes are the seed's: lr x2 or /2, width x2 or /2, depth +-1, steps x1.5 or x2, omega +-10 or x1.5,
-periods x2 or /2 (failure-probe: the same, twice, or the range bound). Exploit prefers the direction the study's
-evidence says improves R² (agent.stats.effects) and never proposes a config that failed before or one already
-run in this block. A parent whose compression ratio is below `min_compression` gets its width halved.
-Batches use the seed's slot roles (exploit, exploit, explore, principle-test) with distinct mutations per slot.
+Mutation magnitudes are the design document's: lr x2 or /2, width x2 or /2, depth +-1, steps x1.5 or x2, omega
++-10 or x1.5, periods x2 or /2 (failure-probe: the same, twice, or the range bound). Exploit prefers the
+direction the study's evidence says improves R² (agent.stats.effects) and never proposes a config that failed
+before or one already run in this block. A parent whose compression ratio is below `min_compression` gets its
+width halved.
+Batches use the design document's slot roles (exploit, exploit, explore, principle-test) with distinct mutations
+per slot.
 """
 
 from __future__ import annotations
@@ -536,7 +538,7 @@ class HeuristicPolicy:
             hypothesis=hyp, ucb_c=new_c, next_overrides=next_overrides)
 
     def _instruction_edits(self, view: StudyView) -> tuple[str, float | None]:
-        """The seed's block-end self-checks, applied to this block's statistics."""
+        """The design document's block-end self-checks, applied to this block's statistics."""
         st, blk = view.stats, view.block
         rules = []
         new_c: float | None = None
@@ -596,7 +598,8 @@ class HeuristicPolicy:
             h = (f"{blk.field} at {next_frames} frames (was {blk.n_training_frames}), starting from {start}"
                  + (f" with train.total_steps={next_overrides['train.total_steps']} (same steps per frame)"
                     if "train.total_steps" in next_overrides else "")
-                 + ": expect similar R² if capacity suffices; re-tune omega (seed: more frames, lower optimum).")
+                 + ": expect similar R² if capacity suffices; re-tune omega"
+                   " (design document: more frames, lower optimum).")
         if est:
             h += " Principles to re-test: " + "; ".join(e.verb() for e in est[:3]) + "."
         return h

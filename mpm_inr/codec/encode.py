@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import nn
 
 from mpm_inr.codec import bilinear, format
 from mpm_inr.codec.decode import CodecModel, load, load_parameters, particle_blobs
@@ -31,6 +30,7 @@ from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics.regression import component_sums, r2_score
 from mpm_inr.models import INR_TYPES, get_inr_type
+from mpm_inr.models.field_network import FieldNetwork
 
 _BISECTIONS = 14
 
@@ -62,7 +62,7 @@ def constant_particles(values: np.ndarray) -> np.ndarray:
     return np.all(values == values[:1], axis=(0, 2))
 
 
-def encode_model(network: nn.Module, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
+def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
                  path: str | os.PathLike, settings: CodecSettings = CodecSettings(),
                  source: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Encode a trained network of `window` into `path`; returns the numbers for metrics.json, with the R²
@@ -77,7 +77,7 @@ def encode_model(network: nn.Module, model_cfg: Mapping[str, Any], window: Field
     train = window.train_frames
     gt = window.values[train]
     ss_tot = float(component_sums(gt.astype(np.float64), gt.astype(np.float64))[1].sum())
-    linear = getattr(network, "linear_in_codes", False)
+    linear = network.linear_in_codes
     encoder = _encode_bilinear if linear else _encode_weights
     kind_meta, kind_blobs = encoder(shell, window, ss_tot, settings)
     meta.update(kind="bilinear" if linear else "weights", encoding=kind_meta)

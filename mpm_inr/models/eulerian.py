@@ -9,11 +9,12 @@ from torch import Tensor, nn
 
 from mpm_inr.models import flops
 from mpm_inr.models.context import NetworkContext
+from mpm_inr.models.field_network import FieldNetwork
 from mpm_inr.models.hashgrid import HashGridEncoding
 from mpm_inr.models.siren import Siren
 
 
-class PointSiren(nn.Module):
+class PointSiren(FieldNetwork):
     """A plain SIREN on the coordinate vector (siren_txy, siren_id); particle index unused. n_layers counts every
     sine layer (the reference's n_layers_nnr_f + 1); head_init and bias_init: see `mpm_inr.models.siren`."""
 
@@ -32,7 +33,7 @@ class PointSiren(nn.Module):
         return 0.0, flops.siren_trunk(in_dim, h, n) + flops.dense(h, n_components, act=False)
 
 
-class HashGridField(nn.Module):
+class HashGridField(FieldNetwork):
     """Hash-grid encoding of (t, x, y) in [-1, 1] followed by a small ReLU MLP (ngp)."""
 
     def __init__(self, ctx: NetworkContext, in_dim: int, n_levels: int, features_per_level: int,

@@ -15,10 +15,11 @@ from torch import Tensor, nn
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import flops
 from mpm_inr.models.context import NetworkContext
+from mpm_inr.models.field_network import FieldNetwork
 from mpm_inr.models.siren import Siren, SirenTrunk
 
 
-class PerParticleHead(nn.Module):
+class PerParticleHead(FieldNetwork):
     """siren_t: t -> all particles x components via a head of width x particles x components (memorises)."""
 
     def __init__(self, ctx: NetworkContext, in_dim: int, hidden_dim: int, n_layers: int, omega: float,
@@ -49,7 +50,7 @@ class PerParticleHead(nn.Module):
         return flops.siren_trunk(in_dim, h, n), 2.0 * h * n_components + n_components
 
 
-class LatentCodeField(nn.Module):
+class LatentCodeField(FieldNetwork):
     """Per-particle latent codes z_i in R^K and a temporal basis g(t).
 
     decoder='bilinear': pred_c = sum_k z_ik g_kc(t), with g a SIREN t -> K x C. Parameters: N*K + a small net.

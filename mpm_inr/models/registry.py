@@ -1,6 +1,7 @@
-"""The one registry: inr_type -> (coordinate builder, network class).
+"""The one registry: inr_type -> (coordinate builder, network class, flags).
 
-Adding an inr_type means one network module, one line here and one conf/inr_type/<name>.yaml.
+Adding an inr_type means one network module (a `FieldNetwork`, overriding the capabilities it has), one line here
+and one conf/inr_type/<name>.yaml.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import coordinates as coords
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.eulerian import HashGridField, PointSiren
+from mpm_inr.models.field_network import FieldNetwork
 from mpm_inr.models.lagrangian import LatentCodeField, PerParticleHead
 
 CoordinateBuilder = Callable[[coords.CoordinateSource, Tensor, Tensor], Tensor]
@@ -25,43 +27,42 @@ CoordinateBuilder = Callable[[coords.CoordinateSource, Tensor, Tensor], Tensor]
 class InrType:
     coordinates: CoordinateBuilder
     in_dim: int
-    network: type[nn.Module]
+    network: type[FieldNetwork]
     needs_positions: bool = False
     description: str = ""
     time_grid: bool = False  # the shared network sees only t: evaluate it per frame, not per point
+    tf32_safe: bool = False  # train.tf32=auto enables TF32 matmuls (not for sine layers: omega amplifies the error)
 
-    def query(self, network: nn.Module, src: coords.CoordinateSource, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
+    def query(self, network: FieldNetwork, src: coords.CoordinateSource, frame_idx: Tensor, particle_idx: Tensor) -> Tensor:
         """Predictions (B, C) in training units for the given (frame, particle) points."""
         run = coords.query_time_grid if self.time_grid else coords.query_points
         return run(network, self.coordinates, src, frame_idx, particle_idx)
 
-    def query_frames(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor) -> Tensor:
+    def query_frames(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor) -> Tensor:
         """Every particle at the given frames, (F, N, C); dense for time-only types (one matrix product)."""
         if not self.time_grid:
             raise ConfigError("dense whole-window queries (train.sampler=full) need a time-only inr_type: "
                               + ", ".join(name for name, t in INR_TYPES.items() if t.time_grid))
         return network.forward_dense(src.t[frames].unsqueeze(-1))
 
-    def pack_dense_targets(self, network: nn.Module, targets: Tensor) -> Tensor | None:
+    def pack_dense_targets(self, network: FieldNetwork, targets: Tensor) -> Tensor | None:
         """The training targets (F, N, C) in the layout the network's Gram-form `dense_sse` multiplies by, or
         None where the network has no Gram form (only bilinear latent codes have one)."""
-        fn = getattr(network, "pack_targets", None) if self.time_grid else None
-        return None if fn is None else fn(targets)
+        return network.pack_targets(targets) if self.time_grid else None
 
-    def dense_sse(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
+    def dense_sse(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor,
                   packed_targets: Tensor, targets_sq: Tensor) -> Tensor:
         """Σ (pred - target)² over the given frames without forming the prediction; packed_targets comes from
         `pack_dense_targets` for the same frames."""
         return network.dense_sse(src.t[frames].unsqueeze(-1), packed_targets, targets_sq)
 
-    def loss_targets(self, network: nn.Module, packed_targets: Tensor) -> Tensor:
+    def loss_targets(self, network: FieldNetwork, packed_targets: Tensor) -> Tensor:
         """What `dense_sse` should multiply by in training steps: the network may replace the packed targets by a
         smaller equivalent (solved codes); otherwise the packed targets themselves."""
-        fn = getattr(network, "loss_targets", None)
-        return packed_targets if fn is None else fn(packed_targets)
+        return network.loss_targets(packed_targets)
 
     @torch.no_grad()
-    def predict_frames(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
+    def predict_frames(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor,
                        chunk: int = 65536) -> Tensor:
         """Every particle at the given frames of `src`, (F, N, C) in training units, `chunk` points at a time;
         one path for evaluation after training and for decoding a codec file."""
@@ -75,13 +76,11 @@ class InrType:
                          for lo in range(0, frame_idx.numel(), chunk)])
         return out.view(frames.numel(), n_particles, -1)
 
-    def refresh_codes(self, network: nn.Module, src: coords.CoordinateSource, frames: Tensor,
+    def refresh_codes(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor,
                       packed_targets: Tensor) -> None:
         """Networks that solve their codes from the basis (instead of learning them) store the solution for the
         current basis; the others have nothing to do."""
-        fn = getattr(network, "refresh_codes", None)
-        if fn is not None:
-            fn(src.t[frames].unsqueeze(-1), packed_targets)
+        network.refresh_codes(src.t[frames].unsqueeze(-1), packed_targets)
 
 
 INR_TYPES: dict[str, InrType] = {
@@ -89,7 +88,7 @@ INR_TYPES: dict[str, InrType] = {
                        time_grid=True),
     "siren_id": InrType(coords.time_and_id, 2, PointSiren, description="(t, particle id scalar)"),
     "siren_txy": InrType(coords.time_and_position, 3, PointSiren, True, "(t, x, y) Eulerian SIREN"),
-    "ngp": InrType(coords.time_and_position, 3, HashGridField, True, "(t, x, y) hash grid + MLP"),
+    "ngp": InrType(coords.time_and_position, 3, HashGridField, True, "(t, x, y) hash grid + MLP", tf32_safe=True),
     "lagrangian": InrType(coords.time_only, 1, LatentCodeField, description="per-particle codes x SIREN(t) basis",
                           time_grid=True),
 }
@@ -106,14 +105,14 @@ def get_inr_type(name: str) -> InrType:
 OPTIMISER_KEYS = ("latent_lr_mult",)
 
 
-def network_from_config(model: Mapping[str, Any], ctx: NetworkContext) -> nn.Module:
+def network_from_config(model: Mapping[str, Any], ctx: NetworkContext) -> FieldNetwork:
     """A fresh network from the model config as composed (`name` and optimiser-only keys included): the one
     construction path for training and for decoding a codec file."""
     params = {k: v for k, v in model.items() if k != "name" and k not in OPTIMISER_KEYS}
     return build_network(str(model["name"]), ctx, params)
 
 
-def build_network(name: str, ctx: NetworkContext, params: dict[str, Any]) -> nn.Module:
+def build_network(name: str, ctx: NetworkContext, params: dict[str, Any]) -> FieldNetwork:
     """Instantiate the network of `name` from plain keyword params (the model config minus `name`)."""
     spec = get_inr_type(name)
     try:

@@ -2,9 +2,10 @@
 
 A proxy, not a profile: 2 FLOPs per multiply-add of the linear layers and of the Gram products, a nominal cost per
 activation (mpm_inr.models.flops), and backward counted as twice the forward. Each network class estimates its
-own forward cost (`flop_costs`, and for the lagrangian codes `t_evals_per_frame` and `gram_flops`), so a new
-inr_type brings its cost with it; this module only follows the path a step takes. The time model's fit absorbs
-the scale; what matters is that the proxy grows with every size knob the way the real cost does, on each path:
+own forward cost (`flop_costs`, and for the lagrangian codes `t_evals_per_frame` and `gram_flops`: the
+capabilities of `mpm_inr.models.field_network.FieldNetwork`), so a new inr_type brings its cost with it; this
+module only follows the path a step takes. The time model's fit absorbs the scale; what matters is that the
+proxy grows with every size knob the way the real cost does, on each path:
 
 - `sampler=points|frames`: batch_size x n_particles query points per step, each a whole network evaluation;
 - `sampler=full`: every training point per step. Types whose network sees only t (siren_t, lagrangian) run the
@@ -56,10 +57,10 @@ def split_costs(inr_type: str, model: Mapping[str, Any], n_components: int) -> t
     from mpm_inr.models.registry import get_inr_type
 
     spec = get_inr_type(inr_type)
-    costs = getattr(spec.network, "flop_costs", None)
+    costs = spec.network.flop_costs(model, spec.in_dim, n_components)
     if costs is None:
         raise ConfigError(f"no cost model for inr_type {inr_type!r}: its network has no flop_costs")
-    return costs(model, spec.in_dim, n_components)
+    return costs
 
 
 def flops_per_point(inr_type: str, model: Mapping[str, Any], n_components: int) -> float:
@@ -74,8 +75,7 @@ def step_path(inr_type: str, model: Mapping[str, Any], train: Mapping[str, Any])
 
     if train.get("sampler") != "full":
         return "points"
-    has_gram_form = getattr(get_inr_type(inr_type).network, "has_gram_form", None)
-    gram = train.get("loss", "mse") == "mse" and has_gram_form is not None and has_gram_form(model)
+    gram = train.get("loss", "mse") == "mse" and get_inr_type(inr_type).network.has_gram_form(model)
     return "gram" if gram else "full"
 
 
@@ -93,8 +93,7 @@ def step_flops(inr_type: str, model: Mapping[str, Any], train: Mapping[str, Any]
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise ConfigError(f"train.batch_size must be a positive integer to estimate the cost, got {batch!r}")
         return STEP_FACTOR * batch * shape.n_particles * (per_t + per_point)
-    evals = getattr(network, "t_evals_per_frame", None)
-    evals = 1 if evals is None else evals(model, shape.group_sizes)
+    evals = network.t_evals_per_frame(model, shape.group_sizes)
     if path == "gram":  # the basis per frame and group, then Gram products; never a decoded point
         extra = network.gram_flops(model, shape.n_frames, shape.n_components, shape.n_particles, shape.group_sizes)
         return STEP_FACTOR * (shape.n_frames * evals * per_t + extra)

@@ -1,4 +1,5 @@
-"""Contract 2 writers: metrics.json (atomic), analysis.log in the seed's `key: value` style, console table."""
+"""Contract 2 writers: metrics.json (atomic), analysis.log in the design document's `key: value` style, console
+table."""
 
 from __future__ import annotations
 

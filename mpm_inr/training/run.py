@@ -23,7 +23,7 @@ from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError, UserError
-from mpm_inr.models import get_inr_type, network_from_config
+from mpm_inr.models import InrType, get_inr_type, network_from_config
 from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
@@ -250,11 +250,12 @@ def _step_flops(cfg, window: FieldWindow) -> float | None:
         return None
 
 
-def _configure_precision(tf32: Any, device: str, inr) -> None:
-    """TF32 is safe for the hash-grid MLP, not for sine layers (omega amplifies the 10-bit mantissa error)."""
+def _configure_precision(tf32: Any, device: str, inr: InrType) -> None:
+    """TF32 is safe for the hash-grid MLP, not for sine layers (omega amplifies the 10-bit mantissa error): `auto`
+    follows the registry's `tf32_safe` flag."""
     if device != "cuda":
         return
-    enable = bool(tf32) if tf32 != "auto" else inr.network.__name__ == "HashGridField"
+    enable = bool(tf32) if tf32 != "auto" else inr.tf32_safe
     torch.backends.cuda.matmul.allow_tf32 = enable
     torch.backends.cudnn.allow_tf32 = enable
 

@@ -1,6 +1,7 @@
-"""The per-run field figure (`field.png`), in the seed's panel layout, plus panel helpers for notebooks.
+"""The per-run field figure (`field.png`), in the design document's panel layout
+(`landscape_study.md`), plus panel helpers for notebooks.
 
-Layout (seed, "Visualization Panels"):
+Layout (design document, "Visualization Panels"):
 
 - 1 component (Jp), 2×3:  [loss] [traces] [info] / [GT] [Pred] [scatter]
 - C components, 4 columns, 1 + ⌈C/2⌉ rows (3×4 for F, S, C):
@@ -98,7 +99,7 @@ def trace_particles(n_particles: int, n_traces: int = 10) -> np.ndarray:
 
 def plot_traces(ax: Axes, gt: np.ndarray, pred: np.ndarray | None, particles: Sequence[int], label: str = "") -> None:
     """Time series of the given particles, GT solid and prediction dashed, each centred on its GT mean and
-    stacked 4 standard deviations apart (the seed's convention). gt, pred: (T, N) of one component."""
+    stacked 4 standard deviations apart (the design document's convention). gt, pred: (T, N) of one component."""
     gt = np.asarray(gt, dtype=np.float64)
     frames = np.arange(gt.shape[0])
     chosen = gt[:, particles]

@@ -1,7 +1,7 @@
 """Helpers of the fault-injection suite: a fake trainer whose faults are chosen by config, agent processes, and
 the accounting of lost and duplicated runs from a study's journal and run dirs.
 
-Faults are injected from the outside, never through a production hook: the fake trainer of `agent.fakeapp` is
+Faults are injected from the outside, never through a production hook: the fake trainer of `tests/fakeapp.py` is
 written with one extra function that reads `MPM_FAULT_RULES` (a JSON list of `{"if": {dotted key: value},
 "do": kind}`) from its environment, which the agent passes on to its children. A fault therefore follows a
 *config*, like a real out-of-memory does, so a policy that retried the same config would hit it again.
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.fakeapp import TRAIN_PY, write_fake_app
+from fakeapp import TRAIN_PY, write_fake_app
+
 from agent.journal import Journal
 from agent.runner import round_alive
 from agent.state import StudyState, fold
@@ -64,13 +65,13 @@ _FAULT_KINDS = f'''    crash = _injected_fault(c) or fake["crash"]
 
 
 def write_faulty_app(root: str | Path) -> Path:
-    """`agent.fakeapp`'s fake trainer plus config-triggered faults (see the module docstring)."""
+    """`tests/fakeapp.py`'s fake trainer plus config-triggered faults (see the module docstring)."""
     root = write_fake_app(root)
     text = TRAIN_PY.lstrip()
     anchors = {"\n@hydra.main(": _FAULT_FN, '    crash = fake["crash"]\n': _FAULT_KINDS}
     for anchor, replacement in anchors.items():
         if text.count(anchor) != 1:  # the fake trainer changed shape: fail loudly rather than inject nothing
-            raise RuntimeError(f"agent/fakeapp.py no longer has exactly one {anchor!r}; update tests/faults")
+            raise RuntimeError(f"tests/fakeapp.py no longer has exactly one {anchor!r}; update tests/faults")
         text = text.replace(anchor, ("\n" if anchor.startswith("\n") else "") + replacement)
     (root / "train.py").write_text(text)
     return root

@@ -16,12 +16,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from fakeapp import SyntheticStudy
+from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
 from agent.codemod import layout
-from agent.codemod.toyrepo import write_toy_repo
 from agent.explore import Explorer
-from agent.fakeapp import SyntheticStudy
 from agent.journal import Journal
 from agent.proposal import Proposal
 from agent.state import fold

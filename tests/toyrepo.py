@@ -1,7 +1,7 @@
 """A tiny git repository for code-modification tests and demos: the fake trainer + the real allow-listed modules.
 
 `write_toy_repo(dir)` writes and commits (on branch `main`):
-- `train.py` + `conf/`: agent.fakeapp's fake trainer, extended to report which code it ran: `metrics.json` gets
+- `train.py` + `conf/`: tests/fakeapp.py's fake trainer, extended to report which code it ran: `metrics.json` gets
   `code_marker` (the value of `mpm_inr.models.toy.MARKER`, imported from the code dir the run started in) and
   `code_sha256` (hashes of the allow-listed files it sits next to); a run with `train.total_steps` above
   `toy.MAX_STEPS` crashes, so a change can pass the smoke test (few steps) and still fail its run;
@@ -16,10 +16,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent.codemod.gitops import AGENT_IDENT
-from agent.fakeapp import TRAIN_PY, write_fake_app
+from fakeapp import TRAIN_PY, write_fake_app
 
-REPO = Path(__file__).resolve().parents[2]
+from agent.codemod.gitops import AGENT_IDENT
+
+REPO = Path(__file__).resolve().parents[1]
 COPIED = ("mpm_inr/models/siren.py", "mpm_inr/training/optim.py", "mpm_inr/training/module.py",
           "mpm_inr/training/run.py", "mpm_inr/errors.py")  # siren.py imports mpm_inr.errors
 HASHED = COPIED + ("mpm_inr/models/toy.py",)
@@ -38,7 +39,7 @@ _MARKERS = '''    import mpm_inr.models.toy as toy
 
 def toy_train_py() -> str:
     if _ANCHOR not in TRAIN_PY:
-        raise RuntimeError("agent.fakeapp.TRAIN_PY changed: update agent.codemod.toyrepo._ANCHOR")
+        raise RuntimeError("fakeapp.TRAIN_PY changed: update toyrepo._ANCHOR (both in tests/)")
     text = TRAIN_PY.replace(_ANCHOR, _MARKERS + _ANCHOR, 1)
     return text.replace("\n\ndef flat(", f"\n\nHASHED = {HASHED!r}\n\n\ndef flat(", 1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 TRAIN_PY = r'''
-"""Fake trainer for agent tests (see agent/fakeapp.py)."""
+"""Fake trainer for agent tests (see tests/fakeapp.py)."""
 import hashlib, json, math, os, signal, sys, time
 from pathlib import Path
 
