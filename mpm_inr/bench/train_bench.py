@@ -35,6 +35,7 @@ from mpm_inr.bench.reference_recipe import (
     ReferenceResult,
     train_reference,
 )
+from mpm_inr.threads import AUTO, resolve_threads
 
 # Eulerian recipes raced in the held-out comparison: each type's config defaults plus what made it train at
 # all in our measurements (ngp: a larger lr and more frames per step; see README "ngp").
@@ -332,7 +333,9 @@ def _reference_table(results: dict[str, Any]) -> list[str]:
 def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    ours = resolve_threads(AUTO)
+    return (f"cpu ({platform.processor() or platform.machine()}; our runs {ours} thread{'s' * (ours > 1)} "
+            f"(trainer.cpu_threads=auto), the reference recipe torch's default {torch.get_num_threads()})")
 
 
 def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
