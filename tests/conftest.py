@@ -64,3 +64,23 @@ def pytest_collection_modifyitems(config, items):
     why = _bwrap_unusable() if marked else None
     for item in marked if why else ():
         item.add_marker(pytest.mark.skip(reason=f"needs a working bubblewrap: {why}"))
+
+
+@pytest.fixture
+def interrupt_simulation(monkeypatch):
+    """interrupt_simulation(n): the simulator's n-th step raises KeyboardInterrupt (Ctrl-C mid-generation)."""
+    from mpm_inr.sim import MPMSimulator
+
+    def arm(at_step: int) -> None:
+        calls = {"n": 0}
+        real_step = MPMSimulator.step
+
+        def step(self):
+            calls["n"] += 1
+            if calls["n"] == at_step:
+                raise KeyboardInterrupt
+            return real_step(self)
+
+        monkeypatch.setattr(MPMSimulator, "step", step)
+
+    return arm

@@ -247,19 +247,8 @@ def test_overwrite_regenerates(copy_of):
     assert [p.name for p in copy_of.parent.iterdir()] == [copy_of.name]  # nothing left aside
 
 
-def test_interrupted_generation_leaves_nothing_loadable(tmp_path, monkeypatch):
-    from mpm_inr.sim import MPMSimulator
-
-    calls = {"n": 0}
-    real_step = MPMSimulator.step
-
-    def crashing_step(self):
-        calls["n"] += 1
-        if calls["n"] == 25:
-            raise KeyboardInterrupt
-        real_step(self)
-
-    monkeypatch.setattr(MPMSimulator, "step", crashing_step)
+def test_interrupted_generation_leaves_nothing_loadable(tmp_path, interrupt_simulation):
+    interrupt_simulation(25)
     with pytest.raises(KeyboardInterrupt):
         ensure_dataset(small_scenario(), 0, tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []  # temp dir removed, no target

@@ -68,19 +68,8 @@ def test_human_bytes():
 
 
 # ------------------------------------------------------------------------------------------------ Ctrl-C
-def test_ctrl_c_while_generating_is_one_line_and_leaves_nothing(scenario, tmp_path, monkeypatch, capsys):
-    from mpm_inr.sim import MPMSimulator
-
-    calls = {"n": 0}
-    step = MPMSimulator.step
-
-    def interrupted_step(self):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-        return step(self)
-
-    monkeypatch.setattr(MPMSimulator, "step", interrupted_step)
+def test_ctrl_c_while_generating_is_one_line_and_leaves_nothing(scenario, tmp_path, interrupt_simulation, capsys):
+    interrupt_simulation(10)
     root = tmp_path / "data"
     with pytest.raises(SystemExit) as e, exit_on_interrupt("no dataset was written"):
         ensure_dataset(scenario, 0, root, progress=True)
