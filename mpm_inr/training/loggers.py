@@ -27,6 +27,10 @@ def build_logger(cfg: Mapping[str, Any], run_dir: str, run_name: str, flat_confi
         logger = WandbLogger(project=cfg.get("project", "mpm-inr"), name=cfg.get("run_name") or run_name,
                              group=cfg.get("group"), job_type=cfg.get("job_type"), tags=tags, save_dir=run_dir,
                              mode=mode, config=flat_config, reinit="finish_previous")
+        # Lightning 2.6 always passes anonymous=None, which wandb >= 0.2x answers with a deprecation line on every
+        # run ("The anonymous setting has no effect"); the setting is unset when omitted, so omit it
+        if logger._wandb_init.get("anonymous") is None:
+            logger._wandb_init.pop("anonymous", None)
         return logger
     raise ConfigError(f"unknown logger {name!r}; valid: wandb, csv, none")
 

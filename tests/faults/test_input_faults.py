@@ -70,16 +70,19 @@ def _warning_lines(text: str) -> list[str]:
 
 
 def test_plain_runs_print_no_warning(dataset, tmp_path, fault_row):
-    """Every run used to print Lightning's LeafSpec FutureWarning; a warning nobody acts on hides the ones that
-    matter. generate.py (a fresh dataset) and train.py (on it) must print none."""
+    """Every run used to print Lightning's LeafSpec FutureWarning, and with W&B wandb's 'anonymous' deprecation; a
+    warning nobody acts on hides the ones that matter. generate.py (a fresh dataset) and train.py (on it, with the
+    default W&B logger offline, as `make train` runs it) must print none."""
     env = base_env()
     gen = subprocess.run([sys.executable, str(REPO / "generate.py"), "scenario=discs_small",
                           f"scenario.n_frames={N_FRAMES}", "seed=1", f"root={tmp_path / 'data'}",
                           f"hydra.run.dir={tmp_path / 'g'}"], cwd=tmp_path, env=env, check=False, capture_output=True, text=True,
                          timeout=300)
-    train = subprocess.run([sys.executable, str(REPO / "train.py"), *TINY_RUN, "data.seed=1",
+    plain = [a for a in TINY_RUN if a != "logger=none"] + ["logger=wandb"]  # the default logger, offline (make train)
+    train = subprocess.run([sys.executable, str(REPO / "train.py"), *plain, "data.seed=1",
                             f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
-                           env=env, check=False, capture_output=True, text=True, timeout=300)
+                           env={**env, "WANDB_MODE": "offline"}, check=False, capture_output=True, text=True,
+                           timeout=300)
     found = {name: _warning_lines(r.stdout + r.stderr) for name, r in (("generate.py", gen), ("train.py", train))}
     clean = [r.returncode == 0 and not found[name] for name, r in (("generate.py", gen), ("train.py", train))]
     fault_row("plain generate.py + train.py runs print no warning", trials=2, survived=sum(clean),
