@@ -23,8 +23,9 @@ AUTO = "auto"
 #: `auto` uses at most this many threads, whatever the machine. Measured on discs_small (Jp, C default recipes) on
 #: the shared 2-core VM (docs/benchmarks/threads_cpu_discs_small_2026-12-03.md): 2 threads took 3-6x longer per
 #: step than 1 beside the other work of the machine, 21-27x beside a CPU burner per core, 18-63x in a round of 2
-#: jobs; in a quick check at a load of 0.9-1.5 they gained 1.5x on C and lost 9x on Jp. The gain is small and
-#: rare, the loss large and common; raise this only on a measurement of a quiet, larger machine
+#: jobs. Near idle (threads_cpu_discs_small_2026-12-03_near_idle.md) 2 threads gained 20 % on C with the machine
+#: to itself, nothing on Jp, and lost 2.3-6.1x beside a burner or in a round of 2. The gain is small and rare, the
+#: loss large and common; raise this only on a measurement of a quiet, larger machine
 #: (`python -m mpm_inr.bench threads --threads 1,2,4,8`).
 AUTO_MAX_THREADS = 1
 
