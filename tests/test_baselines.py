@@ -17,7 +17,8 @@ from mpm_inr.baselines import (
 from mpm_inr.baselines import codecs as codecs_module
 from mpm_inr.baselines import compare as compare_module
 from mpm_inr.baselines.codecs import CODECS
-from mpm_inr.baselines.evaluate import evaluate_codec
+from mpm_inr.baselines.evaluate import CodecPoint, evaluate_codec
+from mpm_inr.baselines.search import X_MAX, X_MIN, size_start
 from mpm_inr.data.window import holdout_mask
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.svd import svd_baseline_streamed, svd_holdout_streamed
@@ -176,3 +177,11 @@ def test_missing_package_is_a_one_line_error(monkeypatch) -> None:
     monkeypatch.setattr(codecs_module, "zfpy", None)
     with pytest.raises(BaselinesUnavailable, match=r"need zfpy: run `make install`"):
         classical_baselines(source(smooth_window(12, 40)), 0.99, 1000)
+
+
+def test_the_size_search_starts_where_the_budget_should_lie():
+    """One more bit per value per halving of eps: from a known point, the budget's x is a step or two away."""
+    known = CodecPoint(10.0, 1_000, 0.999, [0.999], None, None)
+    assert size_start(known, 2_000, 8_000) == 11.0   # 1000 more bytes = 1 more bit for each of 8000 values
+    assert size_start(known, 1_000, 8_000) == 10.0
+    assert size_start(known, 0, 400) == X_MIN and size_start(known, 10**9, 8) == X_MAX

@@ -19,7 +19,12 @@ import numpy as np
 from mpm_inr.baselines.cache import BaselineCache, json_safe
 from mpm_inr.baselines.codecs import SZ3, ZFP, codec_versions, require
 from mpm_inr.baselines.evaluate import CHUNK_FRAMES, CodecPoint, evaluate_codec
-from mpm_inr.baselines.search import matched_accuracy, matched_size, start_exponent
+from mpm_inr.baselines.search import (
+    matched_accuracy,
+    matched_size,
+    size_start,
+    start_exponent,
+)
 from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.metrics.interpolate import METHODS
 from mpm_inr.metrics.svd import (
@@ -126,7 +131,9 @@ class ClassicalBaselines:
         start = time.perf_counter()
         evaluate = self._evaluator(codec)
         accurate, steps_accuracy = matched_accuracy(evaluate, target_r2, codec.start_scale)
-        sized, steps_size = matched_size(evaluate, model_bytes, start_exponent(target_r2, codec.start_scale))
+        start_size = (size_start(accurate, model_bytes, self.source.raw_bytes // 4) if accurate is not None
+                      else start_exponent(target_r2, codec.start_scale))
+        sized, steps_size = matched_size(evaluate, model_bytes, start_size)
         return {"setting": f"{codec.setting}, bound eps·std per component, (frames × particles) chunks of "
                            f"{CHUNK_FRAMES} training frames",
                 "matched_accuracy": self._codec_entry(accurate), "matched_size": self._codec_entry(sized),

@@ -26,6 +26,14 @@ def start_exponent(target_r2: float, start_scale: float) -> float:
     return float(min(max(round(-math.log2(eps)), X_MIN), X_MAX))
 
 
+def size_start(known: CodecPoint, budget_bytes: int, n_values: int) -> float:
+    """Integer x where a stream of budget_bytes should lie, from one known point: halving eps costs about one more
+    bit per value (uniform quantisation at high rate), so the walk to the bracket takes a step or two instead of
+    one per factor of 2 between the run's R² and its bytes. Still a function of the inputs only."""
+    x = known.exponent + 8.0 * (budget_bytes - known.bytes) / max(n_values, 1)
+    return float(min(max(round(x), X_MIN), X_MAX))
+
+
 def bisect(evaluate: Callable[[float], CodecPoint], meets: Callable[[CodecPoint], bool], start: float,
            meets_above: bool) -> list[CodecPoint]:
     """Visit points from `start`; `meets_above`: the condition holds for larger x (smaller eps: accuracy) rather
