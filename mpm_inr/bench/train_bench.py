@@ -131,11 +131,12 @@ def _svd_holdout(s: BenchSettings, field: str, seed: int) -> dict[str, Any]:
 
     window = _window(s, field, seed, s.holdout_every)
     train, test = window.train_frames, window.test_frames
-    fit = svd_baseline(window.values[train], normalize=True)
+    fit = svd_baseline(window.values[train], normalize="centred")
     rank = fit.rank_for(s.target) or fit.max_rank
     out = {"rank": rank, "train_r2": fit.r2(rank), "compression": fit.compression(rank)}
     for method in ("linear", "cubic"):
-        out[f"holdout_r2_{method}"] = svd_holdout(window.values, train, test, ranks=(rank,), method=method).r2[rank]
+        out[f"holdout_r2_{method}"] = svd_holdout(window.values, train, test, ranks=(rank,), method=method,
+                                                  normalize="centred").r2[rank]
     return out
 
 
@@ -149,7 +150,7 @@ def speed(s: BenchSettings, field: str) -> dict[str, Any]:
     metrics, wall = train_once(s, field, seed, [f"train.target_r2={s.target}", "train.eval_every=20",
                                                 "train.steps_per_call=20"])
     window = _window(s, field, seed, 0)
-    svd = svd_baseline(window.values, normalize=True)
+    svd = svd_baseline(window.values, normalize="centred")
     out: dict[str, Any] = {
         "field": field, "seed": seed, "target_r2": s.target, "ours": _ours_summary(metrics, wall, s.target),
         "svd": {"rank_for_target": svd.rank_for(s.target), "seconds": svd.time_s,
