@@ -1,6 +1,10 @@
-"""Classical baselines (mpm_inr.baselines) against direct pysz / zfpy / numpy calls on small windows."""
+"""Classical baselines (mpm_inr.baselines) against direct pysz / zfpy / numpy calls on small windows: the
+per-window tables, reading matched accuracy and size off them, and their cache (warm, corrupt, concurrent)."""
 
 from __future__ import annotations
+
+import json
+import logging
 
 import numpy as np
 import pysz
@@ -10,15 +14,17 @@ import zfpy
 from mpm_inr.baselines import (
     BaselineSource,
     BaselinesUnavailable,
+    WindowBaselines,
     cache_dirs,
     classical_baselines,
     svd_bytes,
 )
 from mpm_inr.baselines import codecs as codecs_module
 from mpm_inr.baselines import compare as compare_module
+from mpm_inr.baselines.cache import FORMAT
 from mpm_inr.baselines.codecs import CODECS
-from mpm_inr.baselines.evaluate import CodecPoint, evaluate_codec
-from mpm_inr.baselines.search import X_MAX, X_MIN, size_start
+from mpm_inr.baselines.evaluate import ComponentEvaluator, evaluate_codec
+from mpm_inr.baselines.search import GRID_STEP, R2_CEILING, R2_FLOOR, X_MAX, X_MIN
 from mpm_inr.data.window import holdout_mask
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.svd import svd_baseline_streamed, svd_holdout_streamed
@@ -130,37 +136,143 @@ def test_svd_bytes_count_factors_and_means() -> None:
 def test_matched_points_are_monotone_and_meet_their_condition() -> None:
     src = source(smooth_window())
     raw = src.raw_bytes
-    by_target = [classical_baselines(src, target, raw // 20) for target in (0.99, 0.999, 0.9999)]
+    baselines = WindowBaselines(src)  # one table, read at several targets and budgets
+    by_target = [baselines.report(target, raw // 20) for target in (0.99, 0.999, 0.9999)]
     for name in ("sz3", "zfp", "svd"):
         accurate = [out[name]["matched_accuracy"] for out in by_target]
         assert all(a["r2"] >= t for a, t in zip(accurate, (0.99, 0.999, 0.9999), strict=True))
         assert [a["bytes"] for a in accurate] == sorted(a["bytes"] for a in accurate)
-    by_budget = [classical_baselines(src, 0.999, raw // ratio) for ratio in (15, 6, 3)]
+    by_budget = [baselines.report(0.999, raw // ratio) for ratio in (15, 6, 3)]
     for name in ("sz3", "svd"):
         sized = [out[name]["matched_size"] for out in by_budget]
         assert all(s["bytes"] <= raw // ratio for s, ratio in zip(sized, (15, 6, 3), strict=True))
         assert [s["r2"] for s in sized] == sorted(s["r2"] for s in sized)
 
 
-def _numbers(out: dict) -> dict:
-    return {k: {kk: vv for kk, vv in v.items() if kk != "time_s"} if isinstance(v, dict) else v
-            for k, v in out.items() if k not in ("time_s", "cache")}
+def _stored(path) -> dict:
+    return json.loads(path.read_text())
 
 
-def test_cache_hit_returns_identical_numbers_without_recomputing(tmp_path, monkeypatch) -> None:
+def _cache_file(tmp_path, frames: int, every: int):
+    return tmp_path / "dataset" / "baselines" / f"ffffffffffffffff_X_0-{frames}_h{every}.json"
+
+
+@pytest.mark.parametrize("name", ["sz3", "zfp"])
+def test_the_stored_table_is_direct_library_calls_on_the_grid(name: str, tmp_path) -> None:
+    """Every point of the band is a real compression at eps = 2^-x, x on the grid, from R² ≤ R2_FLOOR up to
+    R² ≥ R2_CEILING; a few of them redone with pysz / zfpy directly give the same bytes and R²."""
+    values = smooth_window(frames=16, particles=200)
+    src = source(values)
+    classical_baselines(src, 0.999, src.raw_bytes // 20, cache_dirs(tmp_path / "dataset"))
+    stored = _stored(_cache_file(tmp_path, 16, 0))
+    assert stored["key"]["format"] == FORMAT and stored["key"]["grid"]["step"] == GRID_STEP
+    lo, hi = stored["tables"][name]["band"]
+    band = [stored["points"][name][repr(lo + k * GRID_STEP)] for k in range(round((hi - lo) / GRID_STEP) + 1)]
+    assert band[0]["r2"] <= R2_FLOOR or lo == -8.0
+    assert band[-1]["r2"] >= R2_CEILING and band[-2]["r2"] < R2_CEILING
+    std = values.reshape(-1, 2).astype(np.float64).std(axis=0)
+    for record in (band[0], band[len(band) // 3], band[-1]):
+        n_bytes, decoded = 0, np.empty_like(values)
+        for c in range(2):
+            size, decoded[:, :, c] = direct_round_trip(name, values[:, :, c], 2.0 ** -record["exponent"] * std[c])
+            n_bytes += size
+        assert record["bytes"] == n_bytes
+        assert record["r2"] == pytest.approx(r2_score(values, decoded), abs=1e-12)
+
+
+def _every_grid_point(src: BaselineSource, name: str, lo: float, hi: float) -> list:
+    evaluator = ComponentEvaluator(src, CODECS[name])
+    return [evaluator.point(lo + k * GRID_STEP) for k in range(round((hi - lo) / GRID_STEP) + 1)]
+
+
+@pytest.mark.parametrize("name", ["sz3", "zfp"])
+def test_matched_accuracy_and_size_are_read_off_the_grid(name: str) -> None:
+    """Against brute force over every grid point from far below the band to far above it: the smallest stream
+    reaching the R², the best R² within the bytes, also where the run's bytes lie beyond the band (extended on
+    demand, to one grid step)."""
+    src = source(smooth_window(frames=16, particles=200))
+    baselines = WindowBaselines(src)
+    everything = _every_grid_point(src, name, X_MIN, X_MAX)
+    for target in (0.95, 0.99, 0.9995, 0.99999, 1 - 1e-8):
+        meeting = [p for p in everything if p.r2 >= target]
+        best = min(meeting, key=lambda p: (p.bytes, -p.r2))
+        got = baselines.report(target, 10**9)[name]["matched_accuracy"]
+        assert (got["bytes"], got["r2"]) == (best.bytes, best.r2)
+    band = baselines.table(name).band
+    top = baselines.table(name).points[band[1]].bytes
+    for budget in (src.raw_bytes // 40, top * 3, src.raw_bytes // 3):
+        fitting = [p for p in everything if p.bytes <= budget]
+        best = max(fitting, key=lambda p: (p.r2, -p.bytes))
+        got = baselines.report(0.999, budget)[name]["matched_size"]
+        assert (got["bytes"], got["r2"]) == (best.bytes, best.r2)  # bytes monotone in eps here: exact optimum
+
+
+def test_a_warm_window_makes_no_compression_and_no_decomposition(tmp_path, monkeypatch) -> None:
+    """The first report computes the tables; later ones, at other R² and sizes inside the band, read them."""
     src = source(smooth_window(frames=21), every=4)
     dirs = cache_dirs(tmp_path / "dataset")
     first = classical_baselines(src, 0.999, src.raw_bytes // 20, dirs)
-    assert first["cache"]["path"] == str(tmp_path / "dataset" / "baselines" / "ffffffffffffffff_X_0-21_h4.json")
+    assert first["cache"]["path"] == str(_cache_file(tmp_path, 21, 4)) and first["cache"]["compressions"] > 0
+    calls = []
+    real_compress = ComponentEvaluator._compress
+    monkeypatch.setattr(ComponentEvaluator, "_compress", lambda self, *a: calls.append(a) or real_compress(self, *a))
 
-    def no_recompute(*args, **kwargs):
-        raise AssertionError("recomputed a cached number")
+    def no_decomposition(*args, **kwargs):
+        raise AssertionError("decomposed a cached window")
 
-    monkeypatch.setattr(compare_module, "evaluate_codec", no_recompute)
-    monkeypatch.setattr(compare_module, "svd_baseline_streamed", no_recompute)
-    second = classical_baselines(src, 0.999, src.raw_bytes // 20, dirs)
-    assert _numbers(second) == _numbers(first)
-    assert second["cache"]["points_reused"] > 0
+    monkeypatch.setattr(compare_module, "compute_svd_table", no_decomposition)
+    again = classical_baselines(src, 0.999, src.raw_bytes // 20, dirs)
+    assert _numbers(again) == _numbers(first) and again["cache"]["tables"] == "cache"
+    stored = _stored(_cache_file(tmp_path, 21, 4))
+    band_bytes = [[stored["points"][name][repr(x)]["bytes"] for x in stored["tables"][name]["band"]]
+                  for name in ("sz3", "zfp")]  # budgets both tables hold points above and below
+    low, high = max(b[0] for b in band_bytes), min(b[1] for b in band_bytes)
+    assert low < high
+    for target, budget in ((0.99, low + 1), (0.9995, (low + high) // 2), (0.99995, high - 1)):
+        warm = classical_baselines(src, target, budget, dirs)
+        assert warm["cache"]["compressions"] == 0 and warm["sz3"]["compressions"] == 0
+    assert calls == []
+
+
+def _numbers(out: dict) -> dict:
+    return {k: {kk: vv for kk, vv in v.items() if kk not in ("time_s", "compressions")} if isinstance(v, dict) else v
+            for k, v in out.items() if k not in ("time_s", "cache")}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not json", "foreign key", "older format", "bad point", "holey band",
+                                    "short svd"])
+def test_a_bad_cache_file_is_recomputed_with_one_warning(damage: str, tmp_path, caplog) -> None:
+    src = source(smooth_window(frames=12, particles=80), every=3)
+    dirs = cache_dirs(tmp_path / "dataset")
+    fresh = classical_baselines(src, 0.999, src.raw_bytes // 10, dirs)
+    path = _cache_file(tmp_path, 12, 3)
+    text = path.read_text()
+    stored = json.loads(text)
+    assert fresh["cache"]["tables"] == "this run"
+    band_x = repr(stored["tables"]["sz3"]["band"][0] + GRID_STEP)
+    if damage == "truncated":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "not json":
+        path.write_bytes(b"\xff\xfe garbage")
+    elif damage == "foreign key":
+        path.write_text(json.dumps({**stored, "key": {**stored["key"], "field": "Y"}}))
+    elif damage == "older format":
+        path.write_text(json.dumps({**stored, "key": {**stored["key"], "format": "mpm_inr.baselines/1"}}))
+    elif damage == "bad point":
+        stored["points"]["sz3"][band_x]["bytes"] = "many"
+        path.write_text(json.dumps(stored))
+    elif damage == "holey band":
+        del stored["points"]["sz3"][band_x]
+        path.write_text(json.dumps(stored))
+    else:
+        stored["svd"]["r2_rank"] = stored["svd"]["r2_rank"][:-1]
+        path.write_text(json.dumps(stored))
+    with caplog.at_level(logging.WARNING, logger="mpm_inr.baselines"):
+        again = classical_baselines(src, 0.999, src.raw_bytes // 10, dirs)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0].getMessage()
+    assert _numbers(again) == _numbers(fresh) and (again["cache"]["compressions"] > 0) == (damage != "short svd")
+    assert json.loads(path.read_text()) == json.loads(text)  # replaced by the same table, recomputed
 
 
 def test_unwritable_dataset_dir_falls_back_to_the_user_cache(tmp_path, monkeypatch) -> None:
@@ -179,9 +291,11 @@ def test_missing_package_is_a_one_line_error(monkeypatch) -> None:
         classical_baselines(source(smooth_window(12, 40)), 0.99, 1000)
 
 
-def test_the_size_search_starts_where_the_budget_should_lie():
-    """One more bit per value per halving of eps: from a known point, the budget's x is a step or two away."""
-    known = CodecPoint(10.0, 1_000, 0.999, [0.999], None, None)
-    assert size_start(known, 2_000, 8_000) == 11.0   # 1000 more bytes = 1 more bit for each of 8000 values
-    assert size_start(known, 1_000, 8_000) == 10.0
-    assert size_start(known, 0, 400) == X_MIN and size_start(known, 10**9, 8) == X_MAX
+def test_zfp_streams_depend_only_on_the_power_of_two_below_the_bound() -> None:
+    """Why a whole grid of ZFP bounds costs one compression per power of two and component."""
+    array = smooth_window(frames=10, particles=100)[:, :, 0]
+    for bound in (0.013, 0.0173, 0.25, 0.4999, 0.5):
+        same = 2.0 ** CODECS["zfp"].stream_key(bound)
+        assert zfpy.compress_numpy(np.ascontiguousarray(array), tolerance=bound) == \
+            zfpy.compress_numpy(np.ascontiguousarray(array), tolerance=same)
+    assert CODECS["sz3"].stream_key(0.3) == 0.3

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from mpm_inr.baselines import BaselineSource
+from mpm_inr.baselines.svd_table import compute_svd_table
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.interpolate import (
@@ -15,7 +17,13 @@ from mpm_inr.metrics.interpolate import (
     interpolate_linear,
     interpolate_natural_cubic,
 )
-from mpm_inr.metrics.svd import svd_param_count, temporal_basis
+from mpm_inr.metrics.svd import (
+    svd_baseline_streamed,
+    svd_holdout_every_rank,
+    svd_holdout_streamed,
+    svd_param_count,
+    temporal_basis,
+)
 
 
 def low_rank_window(frames: int = 30, particles: int = 40, components: int = 4, seed: int = 0) -> np.ndarray:
@@ -213,3 +221,55 @@ def test_two_knot_spline_is_linear_and_unknown_method_is_rejected() -> None:
     np.testing.assert_allclose(interpolate(t, y, query, "cubic"), interpolate(t, y, query, "linear"))
     with pytest.raises(ConfigError):
         interpolate(t, y, query, "nearest")
+
+
+def test_every_rank_holdout_equals_the_per_rank_holdout() -> None:
+    values = low_rank_window(frames=25, particles=30)
+    mask = np.zeros(25, dtype=bool)
+    mask[2::5] = True
+    train, test = np.flatnonzero(~mask), np.flatnonzero(mask)
+    _, factors = svd_baseline_streamed(values, train, normalize="centred", chunk_bytes=20 * 4 * 8 * 7)  # 5 chunks
+    for method in ("linear", "cubic"):
+        every = svd_holdout_every_rank(factors, test, method)
+        assert every.ranks == tuple(range(1, 21))
+        per_rank = svd_holdout_streamed(factors, test, ranks=every.ranks, method=method)  # same factors
+        direct = svd_holdout(values, train, test, ranks=(1, 2, 4, 8), method=method, normalize="centred")
+        for rank in every.ranks:
+            assert every.r2[rank] == pytest.approx(per_rank.r2[rank], abs=1e-12)
+            assert every.r2_per_component[rank] == pytest.approx(per_rank.r2_per_component[rank], abs=1e-12)
+            assert every.mse[rank] == pytest.approx(per_rank.mse[rank], rel=1e-9)
+        for rank in direct.ranks:  # above the field's 4 modes the basis is noise, chosen differently in memory
+            assert every.r2[rank] == pytest.approx(direct.r2[rank], abs=1e-10)
+
+
+@pytest.mark.parametrize("every", [0, 4])
+def test_the_shared_svd_table_gives_the_run_the_svd_block_it_computed_itself(every: int) -> None:
+    """One decomposition per window (mpm_inr.baselines.SVDTable) serves the run's `svd` block: the numbers the run
+    computed on its own before (in-memory centred SVD of the training frames, held-out SVD per method)."""
+    values = low_rank_window(frames=24, particles=50).astype(np.float32)
+    mask = np.zeros(24, dtype=bool)
+    if every:
+        mask[every // 2::every] = True
+    rows = np.arange(24)
+    source = BaselineSource(values, rows[~mask], rows[mask], {})
+    table, _ = compute_svd_table(source)
+    n_params = 3 * (int((~mask).sum()) + 50 * 4 + 1) + 7
+    block = table.run_metrics(n_params)
+    svd = svd_baseline(values[rows[~mask]], normalize="centred")  # what run.py computed before the table
+    expected = {**svd.as_metrics(0.995, n_params), "scaling": "centred",
+                "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}}
+    got = {k: v for k, v in block["svd"].items() if k not in ("time_s", "holdout")}
+    assert got.keys() == expected.keys() and got["same_params"]["rank"] == 3
+    assert got["rank_for_0.995"] == expected["rank_for_0.995"]
+    assert got["r2_rank"] == pytest.approx(expected["r2_rank"], abs=1e-12)
+    assert got["same_params"] == pytest.approx(expected["same_params"], abs=1e-12)
+    assert got["compression_rank"] == expected["compression_rank"]
+    assert block["svd_r2_same_params"] == pytest.approx(svd.same_params(n_params)["r2"], abs=1e-12)
+    assert block["svd_rank_for_target"] == svd.rank_for(0.995)
+    if not every:
+        assert "holdout" not in block["svd"]
+        return
+    for entry, method in zip(block["svd"]["holdout"], ("linear", "cubic"), strict=True):
+        direct = svd_holdout(values, rows[~mask], rows[mask], method=method, normalize="centred").as_metrics()
+        assert entry["method"] == method and entry["r2_rank"].keys() == direct["r2_rank"].keys()
+        assert entry["r2_rank"] == pytest.approx(direct["r2_rank"], abs=1e-10)

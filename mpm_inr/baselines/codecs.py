@@ -13,6 +13,7 @@ pysz and zfpy are imported here, once; a missing one only fails when a baseline 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -53,6 +54,10 @@ class SZ3:
     def available(self) -> bool:
         return pysz is not None
 
+    def stream_key(self, bound: float) -> float:
+        """What the stream depends on: the bound itself (its quantisation bins are 2·bound wide)."""
+        return float(bound)
+
     def encode(self, array: np.ndarray, bound: float) -> np.ndarray:
         config = pysz.szConfig()
         config.errorBoundMode = pysz.szErrorBoundMode.ABS
@@ -77,6 +82,11 @@ class ZFP:
 
     def available(self) -> bool:
         return zfpy is not None
+
+    def stream_key(self, bound: float) -> float:
+        """What the stream depends on: zfp keeps bit planes down to floor(log2(tolerance)) and stores only that
+        exponent (zfp_stream_set_accuracy), so every bound in [2^m, 2^(m+1)) gives the same stream."""
+        return float(math.frexp(bound)[1] - 1)
 
     def encode(self, array: np.ndarray, bound: float) -> np.ndarray:
         stream = zfpy.compress_numpy(np.ascontiguousarray(array, dtype=np.float32), tolerance=float(bound))

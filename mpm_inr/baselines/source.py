@@ -17,7 +17,9 @@ from mpm_inr.metrics.svd import frame_moments
 
 @dataclass(frozen=True)
 class BaselineSource:
-    """Rows `train` (fitted/compressed) and `test` (held out, interpolated) of `values`, times = row indices.
+    """Rows `train` (fitted/compressed) and `test` (held out, interpolated) of `values`; a row's time is its index
+    minus `time_origin` (the window's first row), so a window read from the dataset and the same window in memory
+    interpolate with the same numbers.
 
     key: what identifies these numbers across runs: dataset fingerprint, field, window [start, stop) in the
     dataset's frames and holdout_every. A None fingerprint (a dataset made before fingerprints) disables caching.
@@ -27,6 +29,7 @@ class BaselineSource:
     train: np.ndarray
     test: np.ndarray
     key: dict[str, Any] = field(default_factory=dict)
+    time_origin: int = 0
 
     @property
     def n_particles(self) -> int:
@@ -46,6 +49,10 @@ class BaselineSource:
         """Per-component mean, std and SS_tot of the training frames."""
         return frame_moments(self.values, self.train)
 
+    def times(self, rows: np.ndarray) -> np.ndarray:
+        """The times of `rows` (float64): what held-out frames are interpolated in."""
+        return np.asarray(rows, dtype=np.float64) - self.time_origin
+
     @cached_property
     def test_ss_tot(self) -> np.ndarray:
         return frame_moments(self.values, self.test)[2]
@@ -64,7 +71,7 @@ class BaselineSource:
         rows = np.arange(start, stop)
         key = {"fingerprint": recorded_fingerprint(dataset), "field": field_name, "frames": [start, stop],
                "holdout_every": int(holdout_every)}
-        return cls(values, rows[~held_out], rows[held_out], key)
+        return cls(values, rows[~held_out], rows[held_out], key, start)
 
     @classmethod
     def from_window(cls, window: FieldWindow, fingerprint: str | None, holdout_every: int) -> BaselineSource:

@@ -1,4 +1,5 @@
-"""One generator per dataset: an exclusive `flock` on `<root>/.<scenario>_seed<k>.lock` while it simulates.
+"""One generator per dataset: an exclusive `flock` on `<root>/.<scenario>_seed<k>.lock` while it simulates
+(`exclusive_lock` is the same lock on any file: the baselines cache takes it per window).
 
 Why: two jobs that need the same missing dataset (two `generate.py`, or the train.py jobs of an agent round)
 would otherwise both simulate it, and one would throw its copy away. With the lock the second one waits, then
@@ -29,32 +30,39 @@ def lock_path(target: Path) -> Path:
 def generation_lock(target: Path) -> Iterator[None]:
     """Hold the generation lock of `target` for the block, waiting (with one line on stderr) while another
     process holds it. The lock file is removed on the way out."""
-    path = lock_path(Path(target))
-    fd = _acquire(path, Path(target))
+    with exclusive_lock(lock_path(Path(target)), f"to finish generating {target}; it is reused then",
+                        "pass a writable dataset root (root=<dir> to generate.py, data.root=<dir> to train.py)"):
+        yield
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, waiting_for: str, fix: str = "pass a writable directory") -> Iterator[None]:
+    """Hold an exclusive flock on the file `path` for the block; while another process holds it, say once on
+    stderr "waiting for <holder> <waiting_for>" and wait. The lock file is removed on the way out. A lock file
+    that cannot be created is a DatasetError naming `fix`."""
+    fd = _acquire(Path(path), waiting_for, fix)
     try:
         yield
     finally:
         try:
-            path.unlink(missing_ok=True)  # still locked here: a waiter sees the file is gone and locks a new one
+            Path(path).unlink(missing_ok=True)  # still locked here: a waiter sees the file is gone, locks a new one
         finally:
             os.close(fd)
 
 
-def _acquire(path: Path, target: Path) -> int:
+def _acquire(path: Path, waiting_for: str, fix: str) -> int:
     announced = False
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise DatasetError(f"cannot create the lock file {path}: {e.strerror or e}; pass a writable dataset "
-                               f"root (root=<dir> to generate.py, data.root=<dir> to train.py)") from None
+            raise DatasetError(f"cannot create the lock file {path}: {e.strerror or e}; {fix}") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if not announced:
-                    print(f"waiting for {_holder(fd)} to finish generating {target}; it is reused then",
-                          file=sys.stderr, flush=True)
+                    print(f"waiting for {_holder(fd)} {waiting_for}", file=sys.stderr, flush=True)
                     announced = True
                 fcntl.flock(fd, fcntl.LOCK_EX)
             if _is_current(fd, path):

@@ -468,3 +468,47 @@ def svd_holdout_streamed(factors: StreamedFactors, test_frames_idx: Any, ranks: 
         mse={rank: float(ss_res[rank].sum()) / n_values for rank in usable},
         time_s=time.perf_counter() - start,
     )
+
+
+def svd_holdout_every_rank(factors: StreamedFactors, test_frames_idx: Any, method: str = "linear",
+                           t: Any = None) -> SVDHoldout:
+    """`svd_holdout_streamed` at every rank 1..r at once: the held-out residual loses one interpolated singular
+    pair at a time (r passes over the held-out frames per chunk of particles instead of one per rank asked)."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown interpolation method {method!r}; choose one of {', '.join(METHODS)}")
+    start = time.perf_counter()
+    values, train = factors.values, factors.frames
+    test = _frame_indices(test_frames_idx, values.shape[0], "test_frames_idx")
+    if np.intersect1d(train, test).size:
+        raise ConfigError("train and test frames overlap: held-out frames must never be seen in training")
+    times = np.arange(values.shape[0], dtype=np.float64) if t is None else np.asarray(t, dtype=np.float64)
+    order = np.argsort(times[train], kind="stable")
+    basis = factors.basis
+    rank = basis.shape[1]
+    test_basis = torch.as_tensor(interpolate(times[train][order], basis.cpu().numpy()[order], times[test], method),
+                                 device=basis.device)
+    n_components = values.shape[-1]
+    _, _, ss_tot = frame_moments(values, test)
+    ss_res = np.zeros((rank, n_components))
+    scale = torch.as_tensor(factors.std, device=basis.device) ** 2
+    for cols in factors.chunks:
+        coefficients = basis.T @ factors.scaled_columns(cols)
+        truth = np.asarray(values[test, cols], dtype=np.float64)
+        residual = torch.as_tensor(((truth - factors.mean) / factors.std).reshape(test.size, -1), device=basis.device)
+        for k in range(rank):
+            residual -= torch.outer(test_basis[:, k], coefficients[k])
+            energy = (residual.reshape(test.size, -1, n_components) ** 2).sum(dim=(0, 1)) * scale
+            ss_res[k] += energy.cpu().numpy()
+    scored = [r2_from_sums(ss_res[k], ss_tot) for k in range(rank)]
+    n_values = test.size * int(np.prod(values.shape[1:]))
+    ranks = tuple(range(1, rank + 1))
+    return SVDHoldout(
+        method=method,
+        n_train_frames=int(train.size),
+        n_test_frames=int(test.size),
+        ranks=ranks,
+        r2={k: scored[k - 1][0] for k in ranks},
+        r2_per_component={k: scored[k - 1][1] for k in ranks},
+        mse={k: float(ss_res[k - 1].sum()) / n_values for k in ranks},
+        time_s=time.perf_counter() - start,
+    )

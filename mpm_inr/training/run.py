@@ -19,7 +19,8 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
+from mpm_inr.baselines import BaselineSource, WindowBaselines, cache_dirs
+from mpm_inr.baselines.background import BandJob, start_band_job
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError, UserError
@@ -152,11 +153,12 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
                       clock: PhaseClock, progress: bool) -> dict[str, Any]:
     with clock.phase("window"):
         dm, window, module = _build(cfg, dataset_path, device)
+        baselines, band_job = _window_baselines(cfg, window, dataset_path, base, device)
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
         trainer = _fit(cfg["train"], module, dm, device, logger, progress)
-    metrics = _evaluate(module, window, clock)
+    metrics = _evaluate(module, window, clock, baselines)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
@@ -167,7 +169,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
-            metrics.update(_baselines(cfg, window, dataset_path, metrics, device))
+            metrics.update(_baselines(baselines, band_job, metrics))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
             (run_dir / "checkpoints").mkdir(exist_ok=True)
@@ -260,14 +262,10 @@ def _configure_precision(tf32: Any, device: str, inr: InrType) -> None:
     torch.backends.cudnn.allow_tf32 = enable
 
 
-#: the scaling of the SVD every run is read against: per-component centred, never z-scored, which fits a
-#: different objective than the R² reported and so is never better at equal rank
-SVD_SCALING = "centred"
-
-
-def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict[str, Any]:
+def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines
+              ) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
-    from mpm_inr.metrics import evaluate_all, svd_baseline, svd_holdout
+    from mpm_inr.metrics import evaluate_all
 
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = sum(p.numel() for p in module.network.parameters())
@@ -285,16 +283,10 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict
                                 device=device)
             metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
-    with clock.phase("svd"):  # per-component centred: the best rank-k fit for the R² reported (Eckart–Young)
-        svd = svd_baseline(window.values[train_idx], normalize=SVD_SCALING, device=device)
-        metrics["svd"] = {**svd.as_metrics(0.995, n_params), "scaling": SVD_SCALING,
-                          "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}, "time_s": svd.time_s}
-        metrics["svd_rank_for_target"] = svd.rank_for(0.995)
-        metrics["svd_r2_same_params"] = (metrics["svd"]["same_params"] or {}).get("r2")
-        if len(test_idx):  # SVD gets a fair chance on held-out frames too: its temporal coefficients interpolated in t
-            metrics["svd"]["holdout"] = [svd_holdout(window.values, train_idx, test_idx, method=method,
-                                                     normalize=SVD_SCALING, device=device).as_metrics()
-                                         for method in ("linear", "cubic")]
+    with clock.phase("svd"):  # the window's SVD table (mpm_inr.baselines.SVD_SCALING: per-component centred, the
+        # best rank-k fit for the R² reported): one decomposition per window, shared with the SVD baseline in bytes;
+        # held-out frames get its temporal coefficients interpolated in t
+        metrics.update(baselines.svd_table().run_metrics(n_params))
     return metrics
 
 
@@ -303,16 +295,28 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict
 BASELINE_METHODS = ("svd", "sz3", "zfp")
 
 
-def _baselines(cfg, window: FieldWindow, dataset_path: Path, metrics: Mapping[str, Any], device: str) -> dict:
+def _window_baselines(cfg, window: FieldWindow, dataset_path: Path, base: Mapping[str, Any], device: str
+                      ) -> tuple[WindowBaselines, BandJob | None]:
+    """The window's baseline tables (cached per window), and the process computing the compressors' tables beside
+    the fit when the run asks for them and they are not cached yet."""
+    fingerprint = (base.get("dataset_provenance") or {}).get("fingerprint")
+    source = BaselineSource.from_window(window, fingerprint, cfg["data"]["holdout_every"])
+    baselines = WindowBaselines(source, cache_dirs(dataset_path), device=device)
+    if not cfg["outputs"].get("baselines", True):
+        return baselines, None
+    return baselines, start_band_job(baselines, dataset_path, cfg["data"]["n_training_frames"], base["cpu_threads"])
+
+
+def _baselines(baselines: WindowBaselines, band_job: BandJob | None, metrics: Mapping[str, Any]) -> dict:
     """The classical compressors on this run's window, read against the run's R² and its stored bytes (the codec
     file's when one was written, else float32 parameters)."""
+    if band_job is not None:
+        band_job.join()
     r2 = metrics.get("final_r2")
     if not isinstance(r2, float) or not np.isfinite(r2):
         return {"baselines": {"skipped": f"the run's R² is {r2}"}}
     model_bytes = int(metrics.get("codec_bytes") or 4 * metrics["total_params"])
-    fingerprint = (metrics.get("dataset_provenance") or {}).get("fingerprint")
-    source = BaselineSource.from_window(window, fingerprint, cfg["data"]["holdout_every"])
-    block = classical_baselines(source, r2, model_bytes, cache_dirs(dataset_path), device=device)
+    block = baselines.report(r2, model_bytes)
     flat: dict[str, Any] = {"baselines": block, "model_bytes": model_bytes}
     for method in BASELINE_METHODS:
         entry = block.get(method) or {}
