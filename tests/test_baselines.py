@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pysz
@@ -25,9 +31,12 @@ from mpm_inr.baselines.cache import FORMAT
 from mpm_inr.baselines.codecs import CODECS
 from mpm_inr.baselines.evaluate import ComponentEvaluator, evaluate_codec
 from mpm_inr.baselines.search import GRID_STEP, R2_CEILING, R2_FLOOR, X_MAX, X_MIN
+from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import holdout_mask
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.svd import svd_baseline_streamed, svd_holdout_streamed
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def smooth_window(frames: int = 24, particles: int = 300, components: int = 2, seed: int = 0) -> np.ndarray:
@@ -299,3 +308,57 @@ def test_zfp_streams_depend_only_on_the_power_of_two_below_the_bound() -> None:
         assert zfpy.compress_numpy(np.ascontiguousarray(array), tolerance=bound) == \
             zfpy.compress_numpy(np.ascontiguousarray(array), tolerance=same)
     assert CODECS["sz3"].stream_key(0.3) == 0.3
+
+
+def _window_job_args(data_root, frames: int, cache_dir) -> tuple[BaselineSource, dict]:
+    """The discs_small window a run of `frames` frames sees, and the background child's arguments for it."""
+    dataset = open_dataset(data_root / "discs_small_seed0")
+    src = BaselineSource.from_dataset(dataset, "F", frames, 0)
+    return src, {"dataset": str(dataset.path), "field": "F", "n_training_frames": frames, "holdout_every": 0,
+                 "cache_dirs": [str(cache_dir)], "codecs": ["sz3", "zfp"], "key": src.key}
+
+
+def _child(args: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mpm_inr.baselines.background", json.dumps(args)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_two_jobs_on_one_window_compute_its_tables_once(data_root, tmp_path) -> None:
+    """Two background children started together on the same window: one computes, the other waits for the
+    compute lock and finds the tables stored; the file is the single computation's."""
+    src, args = _window_job_args(data_root, 16, tmp_path)
+    children = [_child(args) for _ in range(2)]
+    outputs = [child.communicate(timeout=120)[1] for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    stored = _stored(tmp_path / f"{src.key['fingerprint'][:16]}_F_{src.key['frames'][0]}-{src.key['frames'][1]}_h0.json")
+    alone = WindowBaselines(src)
+    for name in ("sz3", "zfp"):
+        table = alone.table(name)
+        table.fill_band(stored["tables"][name]["band"][0])
+        assert stored["tables"][name]["band"] == list(table.band)
+        assert {repr(x): p.bytes for x, p in table.points.items()} == \
+            {x: r["bytes"] for x, r in stored["points"][name].items()}
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_job_killed_mid_table_leaves_no_file_and_no_stuck_lock(data_root, tmp_path) -> None:
+    """kill -9 while the child computes: the cache holds no half file, and the next run computes the tables."""
+    src, args = _window_job_args(data_root, 48, tmp_path)
+    name = f"{src.key['fingerprint'][:16]}_F_{src.key['frames'][0]}-{src.key['frames'][1]}_h0.json"
+    child = _child(args)
+    lock = tmp_path / f".{name}.compute.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text().strip()) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)  # inside the band's computation
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not (tmp_path / name).exists() or _stored(tmp_path / name)["key"]["format"] == FORMAT
+    out = classical_baselines(src, 0.999, src.raw_bytes // 20, [tmp_path])
+    assert out["cache"]["tables"] == "this run" and _stored(tmp_path / name)["tables"].keys() == {"sz3", "zfp"}
+
+
+def test_a_constant_window_is_skipped_without_compressing(tmp_path) -> None:
+    values = np.full((10, 30, 2), 1.5, dtype=np.float32)
+    out = classical_baselines(source(values), 0.99, 1000, cache_dirs(tmp_path))
+    assert out["skipped"] == "every component is constant on the training frames" and "sz3" not in out

@@ -168,7 +168,7 @@ class WindowBaselines:
         require(self.codec_names)
         out: dict[str, Any] = {"target_r2": target_r2, "model_bytes": int(model_bytes),
                                "raw_bytes": self.source.raw_bytes, "window": dict(self.source.key)}
-        if not np.any(self.source.train_moments[2] > 0):
+        if np.all(np.isnan(self.svd_table().r2_per_component_rank[0])):  # R² undefined: SS_tot is 0 everywhere
             return json_safe({**out, "skipped": "every component is constant on the training frames"})
         if self.missing_bands():
             self.fill_bands()

@@ -53,7 +53,9 @@ class ComponentScore:
 
 
 def _squared_error(decoded: np.ndarray, truth: np.ndarray) -> float:
-    residual = decoded.astype(np.float64) - truth
+    """Σ (decoded − truth)² in float64 (truth of any float dtype, cast inside the subtraction)."""
+    residual = decoded.astype(np.float64)
+    residual -= truth
     return float(np.einsum("ij,ij->", residual, residual))
 
 
@@ -93,7 +95,7 @@ class ComponentEvaluator:
             stream = codec.encode(truth, bound)
             n_bytes += stream.size
             decoded = codec.decode(stream, truth.shape)
-            ss_train += _squared_error(decoded, truth.astype(np.float64))
+            ss_train += _squared_error(decoded, truth)
             knots_t, knots = self.source.times(rows), decoded
             if previous is not None:
                 knots_t, knots = np.concatenate([previous[0], knots_t]), np.concatenate([previous[1], knots])
