@@ -249,7 +249,7 @@ def _numbers(out: dict) -> dict:
 
 
 @pytest.mark.parametrize("damage", ["truncated", "not json", "foreign key", "older format", "bad point", "holey band",
-                                    "short svd"])
+                                    "odd point name", "short svd"])
 def test_a_bad_cache_file_is_recomputed_with_one_warning(damage: str, tmp_path, caplog) -> None:
     src = source(smooth_window(frames=12, particles=80), every=3)
     dirs = cache_dirs(tmp_path / "dataset")
@@ -269,6 +269,9 @@ def test_a_bad_cache_file_is_recomputed_with_one_warning(damage: str, tmp_path, 
         path.write_text(json.dumps({**stored, "key": {**stored["key"], "format": "mpm_inr.baselines/1"}}))
     elif damage == "bad point":
         stored["points"]["sz3"][band_x]["bytes"] = "many"
+        path.write_text(json.dumps(stored))
+    elif damage == "odd point name":
+        stored["points"]["zfp"]["abc"] = stored["points"]["zfp"].popitem()[1]
         path.write_text(json.dumps(stored))
     elif damage == "holey band":
         del stored["points"]["sz3"][band_x]

@@ -85,6 +85,13 @@ def _valid_point(x: str, record: Any) -> bool:
 
 
 def _valid_tables(stored: dict[str, Any]) -> bool:
+    try:
+        return _check_tables(stored)
+    except (TypeError, ValueError):  # a key that is not a number, a band that is not a pair ...
+        return False
+
+
+def _check_tables(stored: dict[str, Any]) -> bool:
     points, tables = stored.get("points", {}), stored.get("tables", {})
     if not (isinstance(points, dict) and isinstance(tables, dict)):
         return False

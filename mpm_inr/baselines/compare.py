@@ -47,7 +47,8 @@ class WindowBaselines:
             self.cache = BaselineCache(list(cache_dirs), {**source.key, "codecs": codec_versions(self.codec_names)})
         self._svd: SVDTable | None = None
         self._tables: dict[str, Table] = {}
-        self._evaluators = {name: ComponentEvaluator(source, CODECS[name]) for name in self.codec_names}
+        self._evaluators: dict[str, ComponentEvaluator] = {}  # made on first use: a run without baselines
+        # never needs the codecs installed
         self.bands_origin = "cache"  # where this run's compressor bands came from: cache | background | this run
 
     # ------------------------------------------------------------------ tables
@@ -74,7 +75,7 @@ class WindowBaselines:
 
     def table(self, name: str) -> Table:
         if name not in self._tables:
-            evaluator = self._evaluators[name]
+            evaluator = self._evaluators.setdefault(name, ComponentEvaluator(self.source, CODECS[name]))
             stored = self.cache.points.get(name, {}) if self.cache is not None else {}
             band = self.cache.bands.get(name) if self.cache is not None else None
             self._tables[name] = Table(evaluator.point, stored, band)
