@@ -427,25 +427,32 @@ def svd_holdout(
     )
 
 
-def svd_holdout_streamed(factors: StreamedFactors, test_frames_idx: Any, ranks: Sequence[int] = DEFAULT_RANKS,
-                         method: str = "linear", t: Any = None) -> SVDHoldout:
-    """`svd_holdout` from streamed factors of the training frames: the basis is interpolated to the held-out rows
-    `test_frames_idx` of the same array (times `t`, default the row indices) and the prediction scored a chunk of
-    particles at a time."""
+def _held_out_basis(factors: StreamedFactors, basis: torch.Tensor, test_frames_idx: Any, method: str,
+                    t: Any) -> tuple[np.ndarray, torch.Tensor]:
+    """The checked held-out rows and the temporal basis (columns of `basis`) interpolated to their times `t`
+    (default the row indices)."""
     if method not in METHODS:
         raise ConfigError(f"unknown interpolation method {method!r}; choose one of {', '.join(METHODS)}")
-    start = time.perf_counter()
     values, train = factors.values, factors.frames
     test = _frame_indices(test_frames_idx, values.shape[0], "test_frames_idx")
     if np.intersect1d(train, test).size:
         raise ConfigError("train and test frames overlap: held-out frames must never be seen in training")
     times = np.arange(values.shape[0], dtype=np.float64) if t is None else np.asarray(t, dtype=np.float64)
     order = np.argsort(times[train], kind="stable")
+    interpolated = interpolate(times[train][order], basis.cpu().numpy()[order], times[test], method)
+    return test, torch.as_tensor(interpolated, device=basis.device)
+
+
+def svd_holdout_streamed(factors: StreamedFactors, test_frames_idx: Any, ranks: Sequence[int] = DEFAULT_RANKS,
+                         method: str = "linear", t: Any = None) -> SVDHoldout:
+    """`svd_holdout` from streamed factors of the training frames: the basis is interpolated to the held-out rows
+    `test_frames_idx` of the same array (times `t`, default the row indices) and the prediction scored a chunk of
+    particles at a time."""
+    start = time.perf_counter()
+    values = factors.values
     usable = tuple(rank for rank in _check_ranks(ranks) if rank <= factors.basis.shape[1])
-    top = max(usable, default=0)
-    basis = factors.basis[:, :top]
-    test_basis = torch.as_tensor(interpolate(times[train][order], basis.cpu().numpy()[order], times[test], method),
-                                 device=basis.device)
+    basis = factors.basis[:, :max(usable, default=0)]
+    test, test_basis = _held_out_basis(factors, basis, test_frames_idx, method, t)
     n_components = values.shape[-1]
     _, _, ss_tot = frame_moments(values, test)
     ss_res = {rank: np.zeros(n_components) for rank in usable}
@@ -460,7 +467,7 @@ def svd_holdout_streamed(factors: StreamedFactors, test_frames_idx: Any, ranks: 
     n_values = test.size * int(np.prod(values.shape[1:]))
     return SVDHoldout(
         method=method,
-        n_train_frames=int(train.size),
+        n_train_frames=int(factors.frames.size),
         n_test_frames=int(test.size),
         ranks=usable,
         r2={rank: scored[rank][0] for rank in usable},
@@ -474,19 +481,10 @@ def svd_holdout_every_rank(factors: StreamedFactors, test_frames_idx: Any, metho
                            t: Any = None) -> SVDHoldout:
     """`svd_holdout_streamed` at every rank 1..r at once: the held-out residual loses one interpolated singular
     pair at a time (r passes over the held-out frames per chunk of particles instead of one per rank asked)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown interpolation method {method!r}; choose one of {', '.join(METHODS)}")
     start = time.perf_counter()
-    values, train = factors.values, factors.frames
-    test = _frame_indices(test_frames_idx, values.shape[0], "test_frames_idx")
-    if np.intersect1d(train, test).size:
-        raise ConfigError("train and test frames overlap: held-out frames must never be seen in training")
-    times = np.arange(values.shape[0], dtype=np.float64) if t is None else np.asarray(t, dtype=np.float64)
-    order = np.argsort(times[train], kind="stable")
-    basis = factors.basis
+    values, train, basis = factors.values, factors.frames, factors.basis
     rank = basis.shape[1]
-    test_basis = torch.as_tensor(interpolate(times[train][order], basis.cpu().numpy()[order], times[test], method),
-                                 device=basis.device)
+    test, test_basis = _held_out_basis(factors, basis, test_frames_idx, method, t)
     n_components = values.shape[-1]
     _, _, ss_tot = frame_moments(values, test)
     ss_res = np.zeros((rank, n_components))
