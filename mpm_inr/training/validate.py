@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mpm_inr.config.params import check_params
+from mpm_inr.config.schema import check_types
 from mpm_inr.errors import ConfigError
 from mpm_inr.models.registry import INR_TYPES
 from mpm_inr.threads import AUTO, check_threads
@@ -23,6 +24,7 @@ def _check(cond: bool, key: str, value: Any, rule: str) -> None:
 def validate_train_config(cfg: Mapping[str, Any]) -> None:
     """Raise ConfigError (one line) for anything that would make the run meaningless or crash later."""
     check_params(cfg)
+    check_types(cfg)
     model, data, train = cfg["model"], cfg["data"], cfg["train"]
     if model.get("codes") == "solved":
         _check(model.get("decoder", "bilinear") == "bilinear" and model.get("shared_codes", "none") == "none",
