@@ -18,12 +18,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpm_inr.config.choices import INR_TYPES as DECLARED_INR_TYPES
+from mpm_inr.config.fields import FIELD_NAMES
+from mpm_inr.config.params import PARAMS
 from mpm_inr.errors import UserError
 
 #: the design document's n_training_frames progression (48 -> 100 -> ... -> 10000)
 FRAMES_PROGRESSION: tuple[int, ...] = (48, 100, 200, 500, 1000, 2000, 5000, 10000)
-FIELDS: tuple[str, ...] = ("Jp", "F", "S", "C")
-INR_TYPES: tuple[str, ...] = ("siren_t", "siren_txy", "siren_id", "ngp", "lagrangian")
+FIELDS: tuple[str, ...] = FIELD_NAMES
+INR_TYPES: tuple[str, ...] = DECLARED_INR_TYPES
 
 
 class OverrideError(UserError):
@@ -58,42 +61,28 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
-#: the allow-list (docs/contracts.md, Contract 2). Ranges follow the design document, widened where our own
-#: defaults lie outside it; int/float bounds are inclusive.
+def _declared(key: str) -> Spec:
+    """The allow-list entry of `key` from its one declaration (mpm_inr.config.params): a numeric key's range is
+    the declared exploration range `search`, which brackets every value our presets use (tests check it)."""
+    p = PARAMS[key]
+    if p.kind in ("int", "float"):
+        return Spec(p.kind, p.search[0], p.search[1], doc=p.doc)
+    return Spec(p.kind, choices=p.choices, doc=p.doc)
+
+
+#: the allow-list (docs/contracts.md, Contract 2): which keys a policy may set; types, ranges and docs are
+#: declared once in mpm_inr.config.params. int/float bounds are inclusive.
 ALLOWED: dict[str, Spec] = {
-    # the design document's SIRENs stay below 1e-3, but the hash grid (1e-2) and the lagrangian presets (3e-3)
-    # train above it: a cap at 1e-3 would let a study inherit those rates and never propose them
-    "optimizer.lr": Spec("float", 1e-7, 1e-1, doc="learning rate (learning_rate_NNR_f)"),
-    "optimizer.omega_lr": Spec("float", 1e-8, 1e-3, doc="learning rate of omega when model.learn_omega"),
-    "model.hidden_dim": Spec("int", 64, 2048, doc="SIREN / MLP width (hidden_dim_nnr_f)"),
-    "model.n_layers": Spec("int", 2, 6, doc="SIREN depth (n_layers_nnr_f)"),
-    "model.omega": Spec("float", 1.0, 100.0, doc="SIREN frequency (omega_f)"),
-    "model.learn_omega": Spec("bool", doc="learn omega (omega_f_learning)"),
-    "model.latent_dim": Spec("int", 1, 256, doc="lagrangian per-particle latent size"),
-    "model.decoder": Spec("choice", choices=("bilinear", "mlp"), doc="lagrangian decoder"),
-    "model.basis_groups": Spec("choice", choices=("none", "material", "object"),
-                               doc="lagrangian: one temporal basis per material / object"),
-    "model.codes": Spec("choice", choices=("learned", "solved"),
-                        doc="lagrangian: latent codes by Adam, or solved by least squares each step"),
-    "model.time_scale": Spec("float", 0.1, 100.0, doc="lagrangian: t multiplier before the basis (long windows)"),
-    "model.n_levels": Spec("int", 1, 32, doc="ngp hash-grid levels"),
-    "model.features_per_level": Spec("int", 1, 8, doc="ngp features per level"),
-    "model.log2_table_size": Spec("int", 10, 24, doc="ngp log2 hash-table size"),
-    "model.base_resolution": Spec("int", 2, 512, doc="ngp coarsest resolution"),
-    "model.per_level_scale": Spec("float", 1.05, 4.0, doc="ngp resolution growth per level"),
-    "data.xy_period": Spec("float", 0.01, 100.0, doc="spatial period (nnr_f_xy_period)"),
-    "data.t_period": Spec("float", 0.01, 100.0, doc="temporal period (nnr_f_T_period)"),
+    **{key: _declared(key) for key in (
+        "optimizer.lr", "optimizer.omega_lr", "model.hidden_dim", "model.n_layers", "model.omega", "model.learn_omega",
+        "model.latent_dim", "model.decoder", "model.basis_groups", "model.codes", "model.time_scale", "model.n_levels",
+        "model.features_per_level", "model.log2_table_size", "model.base_resolution", "model.per_level_scale",
+        "data.xy_period", "data.t_period", "train.batch_size", "train.total_steps", "train.grad_clip", "train.loss",
+        "seed")},
     "data.n_training_frames": Spec("choice", choices=FRAMES_PROGRESSION,
                                    doc="window length, on the design document's frame progression"),
-    "train.batch_size": Spec("int", 1, 32, doc="frames' worth of points per step, never above 32"),
-    "train.total_steps": Spec("int", 10, 2_000_000, doc="optimiser steps"),
-    "train.grad_clip": Spec("float", 0.0, 100.0, doc="gradient clipping max-norm, 0 = off"),
-    "train.loss": Spec("choice", choices=("mse", "huber"), doc="training loss"),
-    "scheduler": Spec("choice", choices=("none", "cosine"), doc="LR schedule (config group)"),
-    "optimizer": Spec("choice", choices=("adam", "adamw"), doc="optimiser (config group)"),
-    "inr_type": Spec("choice", choices=INR_TYPES, doc="INR architecture (config group)"),
-    "field": Spec("choice", choices=FIELDS, doc="MPM field (config group)"),
-    "seed": Spec("int", 0, 2**31 - 1, doc="training seed"),
+    **{group: _declared(f"{key}.name") for group, key in (
+        ("scheduler", "scheduler"), ("optimizer", "optimizer"), ("inr_type", "model"), ("field", "field"))},
 }
 
 _KEY_RE = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$", re.IGNORECASE)

@@ -18,6 +18,7 @@ from typing import Any
 from agent.journal import Journal
 from agent.overrides import as_dict
 from agent.state import StudyState, data_identity, fold
+from mpm_inr.config.fields import FIELD_NAMES
 from mpm_inr.errors import StudyError
 
 #: keys whose value lives under another name in metrics.json's flat `config`
@@ -230,7 +231,7 @@ class Study:
         return [r for r in self.runs if r.status not in ("planned", "running")]
 
     def fields(self) -> list[str]:
-        order = {"Jp": 0, "F": 1, "S": 2, "C": 3}
+        order = {name: i for i, name in enumerate(FIELD_NAMES)}
         return sorted({r.field for r in self.runs}, key=lambda f: (order.get(f, 9), f))
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from mpm_inr.config.fields import FIELDS
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.threads import AUTO, check_threads, resolve_threads, threads_in_use
 from mpm_inr.training.cost import DataShape, step_flops, step_path
@@ -49,7 +50,7 @@ from mpm_inr.training.cost import DataShape, step_flops, step_path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_STUDY = REPO / "docs" / "studies" / "study_tiny"
 #: number of components of each field (Contract 1)
-FIELD_COMPONENTS = {"Jp": 1, "F": 4, "S": 4, "C": 4}
+FIELD_COMPONENTS = {name: spec.n_components for name, spec in FIELDS.items()}
 TERMS = ("W", "steps", "1")
 TERM_UNITS = {"W": "s/GFLOP", "steps": "ms/step", "1": "s"}
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mpm_inr.config.compose import compose_train as _compose_train_config
 from mpm_inr.confres import register as _register_conf_resolvers
 
 _register_conf_resolvers()  # conf/ uses them; they belong to the config contract, not to the trainer
@@ -25,18 +26,10 @@ class ComposeError(ValueError):
 
 @lru_cache(maxsize=512)
 def _compose(conf_dir: str, overrides: tuple[str, ...]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(overrides))
+        return _compose_train_config(overrides, conf_dir)
     except Exception as e:  # noqa: BLE001 - hydra raises several unrelated types for bad overrides
         raise ComposeError(" ".join(str(e).split())[:300]) from None
-    finally:
-        GlobalHydra.instance().clear()
-    return cfg
 
 
 def compose_train(code_dir: str | Path, overrides: Sequence[str]) -> DictConfig:

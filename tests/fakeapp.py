@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mpm_inr.config.fields import FIELDS
+
 TRAIN_PY = r'''
 """Fake trainer for agent tests (see tests/fakeapp.py)."""
 import hashlib, json, math, os, signal, sys, time
@@ -78,7 +80,7 @@ def main(cfg):
     digest = hashlib.sha256(json.dumps(base["config"], sort_keys=True).encode() + str(c["seed"]).encode())
     noise = (int(digest.hexdigest()[:8], 16) / 0xFFFFFFFF - 0.5) * 1e-4
     r2 = 1.0 - loss / (1.0 + loss) + noise
-    comps = 1 if c["field"]["name"] == "Jp" else 4
+    comps = len(c["field"]["components"])
     params = L * h * h + h * (3 + comps)
     n_values = frames * 1000 * comps
     m = {**base, "status": "ok", "final_r2": r2, "final_mse": loss * 1e-3, "r2_per_component": [r2] * comps,
@@ -135,10 +137,7 @@ hydra:
 """
 
 GROUPS = {
-    "field/Jp.yaml": "name: Jp\ncomponents: [Jp]\n",
-    "field/F.yaml": "name: F\ncomponents: [F00, F01, F10, F11]\n",
-    "field/S.yaml": "name: S\ncomponents: [S00, S01, S10, S11]\n",
-    "field/C.yaml": "name: C\ncomponents: [C00, C01, C10, C11]\n",
+    **{f"field/{f.name}.yaml": f"name: {f.name}\ncomponents: [{', '.join(f.components)}]\n" for f in FIELDS.values()},
     "inr_type/siren_txy.yaml": "# @package model\nname: siren_txy\nhidden_dim: 256\nn_layers: 3\nomega: 30.0\n"
                                "learn_omega: false\n",
     "inr_type/siren_t.yaml": "# @package model\nname: siren_t\nhidden_dim: 256\nn_layers: 3\nomega: 30.0\n"

@@ -67,17 +67,17 @@ LIBRARY: dict[str, Modification] = {m.id: m for m in (
         "the first steps at full learning rate throw SIREN's frequency-tuned initialisation off; ramping the lr "
         "up keeps the early fit stable and lifts the final R²",
         ((
-            ('    name = cfg["name"]\n    if name == "none":\n'
-             '        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)\n'),
-            ('    name = cfg["name"]\n'
-             '    warmup = max(1, int(0.02 * total_steps))  # code modification lr_warmup: linear warm-up\n\n'
-             '    def ramp(step: int) -> float:\n'
-             '        return min(1.0, (step + 1) / warmup)\n\n'
-             '    if name == "none":\n'
-             '        return torch.optim.lr_scheduler.LambdaLR(optimizer, ramp)\n'),
+            '    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)\n',
+            '    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup(step, total_steps))\n',
         ), (
-            '            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))\n',
-            '            return ramp(step) * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))\n',
+            'def constant_schedule(',
+            ('def warmup(step: int, total_steps: int) -> float:\n'
+             '    """code modification lr_warmup: linear warm-up over the first 2% of steps"""\n'
+             '    return min(1.0, (step + 1) / max(1, int(0.02 * total_steps)))\n\n\n'
+             'def constant_schedule('),
+        ), (
+            '        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))\n',
+            '        return warmup(step, total_steps) * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))\n',
         ))),
     Modification(
         "grad_clip_default", "mpm_inr/training/module.py",
@@ -108,11 +108,13 @@ LIBRARY: dict[str, Modification] = {m.id: m for m in (
         "a small decoupled weight decay keeps the sine-layer weights from growing into high-frequency noise that "
         "fits sampling artefacts; exempting omega and the per-particle codes keeps their scale",
         ((
-            '    if name == "adam":\n        return torch.optim.Adam(groups, **kwargs)\n',
-            ('    if name == "adam":  # code modification adamw_decoupled\n'
+            '    make = partial_of(cfg, "optimizer")\n    return make(groups)\n',
+            ('    make = partial_of(cfg, "optimizer")\n'
+             '    if make.func is torch.optim.Adam:  # code modification adamw_decoupled\n'
              '        for group in groups:\n'
              '            group["weight_decay"] = 1e-4 if group["name"] == "main" else 0.0\n'
-             '        return torch.optim.AdamW(groups, **kwargs)\n'),
+             '        return torch.optim.AdamW(groups, **make.keywords)\n'
+             '    return make(groups)\n'),
         ),)),
     Modification(
         "residual_siren", "mpm_inr/models/siren.py",

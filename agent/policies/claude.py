@@ -46,6 +46,7 @@ from agent.transcripts import (
 )
 from agent.tree import format_scores
 from agent.view import STRATEGIES, StudyView
+from mpm_inr.config.fields import FIELD_NAMES
 from mpm_inr.errors import ConfigError, UserError
 
 #: Not in the installed SDK's DEPRECATED_MODELS (tests/test_policy_claude.py checks it) and priced in
@@ -54,7 +55,7 @@ DEFAULT_MODEL = "claude-sonnet-4-6"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 PROPOSE_TOOL = "propose_children"
 END_BLOCK_TOOL = "end_block"
-_FIELDS = ("Jp", "F", "S", "C")
+_FIELDS = FIELD_NAMES
 _MAX_IMAGE_BYTES = 5 * 1024 * 1024  # the API's per-image limit
 _RETRY_STATUS = {408, 409, 429}
 _FATAL_STATUS = {401: "was rejected (401 authentication error)", 403: "lacks permission (403)"}

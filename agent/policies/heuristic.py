@@ -58,6 +58,7 @@ from agent.stats import (
 )
 from agent.tree import format_r2
 from agent.view import StudyView
+from mpm_inr.config.fields import FIELD_NAMES
 
 DEFAULT_PARAMS = ("optimizer.lr", "model.hidden_dim", "model.n_layers", "model.omega", "train.total_steps",
                   "data.t_period", "data.xy_period", "model.latent_dim")
@@ -79,7 +80,7 @@ MAGNITUDES: dict[str, tuple[tuple[tuple[str, float], ...], tuple[tuple[str, floa
     "model.features_per_level": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
     "train.grad_clip": ((("mul", 2.0), ("mul", 0.5)), (("mul", 10.0), ("mul", 0.1))),
 }
-FIELD_ROTATION = ("Jp", "F", "S", "C")
+FIELD_ROTATION = FIELD_NAMES
 
 
 @dataclass

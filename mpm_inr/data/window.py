@@ -11,13 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from mpm_inr.config.fields import FIELDS
 from mpm_inr.errors import ConfigError, DatasetError
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.coordinates import CoordinateSource
-
-# field name -> (array name in the dataset, number of components)
-FIELDS: dict[str, tuple[str, int]] = {"F": ("F", 4), "Jp": ("Jp", 1), "S": ("S", 4), "C": ("C", 4)}
-
 
 _STATS_CHUNK = 32  # frames per float64 chunk in `_component_stats` (a few MB at 9000 particles)
 
@@ -129,7 +126,7 @@ class FieldWindow:
                      normalize: bool = True) -> FieldWindow:
         if field not in FIELDS:
             raise ConfigError(f"unknown field {field!r}; valid: {', '.join(FIELDS)}")
-        array, n_comp = FIELDS[field]
+        array, n_comp = FIELDS[field].array, FIELDS[field].n_components
         start, stop = window_bounds(dataset.n_frames, n_training_frames)
         values = np.asarray(dataset.read(array, start, stop), dtype=np.float32)
         values = values.reshape(values.shape[0], values.shape[1], n_comp)
@@ -147,7 +144,7 @@ class FieldWindow:
         held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
         # the network reads positions, material and object ids too: a NaN there would surface later as a
         # misleading 'diverged' run
-        for array, arr in ((f"{FIELDS[field][0]}.npy", values), ("x.npy", positions), ("type.npy", material),
+        for array, arr in ((f"{FIELDS[field].array}.npy", values), ("x.npy", positions), ("type.npy", material),
                            ("object_id.npy", object_id)):
             if not _all_finite(arr):
                 raise _non_finite_error(array, arr, frames, source)
