@@ -33,8 +33,9 @@ def test_bench_parts_and_tables(data_root, tmp_path):
         assert ref["speedup"] == pytest.approx(ref["seconds"] / speed["ours"]["training_time_s"])
     assert [r["seed"] for r in sweep["runs"]] == [0]
     assert sweep["median"]["final_r2"] == pytest.approx(sweep["runs"][0]["final_r2"])
-    run0 = sweep["runs"][0]  # wall ÷ fit per run: the in-process wall_time over Lightning's fit
-    assert run0["wall_over_fit"] == pytest.approx(run0["wall_time_s"] / run0["fit_s"]) and run0["wall_over_fit"] > 1
+    run0 = sweep["runs"][0]  # wall ÷ fit per run: the in-process wall_time over the training time
+    assert run0["wall_over_fit"] == pytest.approx(run0["wall_time_s"] / run0["training_time_s"])
+    assert run0["wall_over_fit"] > 1
     assert held["holdout_every"] == 4 and held["best_eulerian"] == "siren_txy"
     planned = compose_train_config(["inr_type=siren_txy", "field=Jp"])["train"]["total_steps"]
     assert held["eulerian"][0]["steps"] < planned  # the time cap, not the step count, ended it
