@@ -6,6 +6,7 @@ statistics and the coordinate normalisation, so training, evaluation and plots c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,6 +101,9 @@ class FieldWindow:
     held_out: np.ndarray  # (T,) bool
     mean: np.ndarray  # (C,)
     std: np.ndarray  # (C,)
+    # what the window was built from, set by mpm_inr.data.window_cache (None: not from the cache), so results that
+    # depend on the window alone can be kept with it; the arrays above are this window's own copy either way
+    cache_key: tuple | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def n_frames(self) -> int:

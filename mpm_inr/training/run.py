@@ -23,6 +23,7 @@ from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window_cache import derived
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.models import InrType, get_inr_type, network_from_config
 from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
@@ -292,7 +293,8 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict
             metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
     with clock.phase("svd"):  # per-component centred: the best rank-k fit for the R² reported (Eckart–Young)
-        svd = svd_baseline(window.values[train_idx], normalize=SVD_SCALING, device=device)
+        svd = derived(window, ("svd_baseline", SVD_SCALING, device),  # the window's alone: reused by later jobs
+                      lambda: svd_baseline(window.values[train_idx], normalize=SVD_SCALING, device=device))
         metrics["svd"] = {**svd.as_metrics(0.995, n_params), "scaling": SVD_SCALING,
                           "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}, "time_s": svd.time_s}
         metrics["svd_rank_for_target"] = svd.rank_for(0.995)
