@@ -15,9 +15,9 @@ import pytest
 from fakeapp import SyntheticStudy
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal
+from agent.study.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("train_overrides=[scenario=discs_small,train.total_steps=20,train.steps_per_call=10,trainer=cpu,"

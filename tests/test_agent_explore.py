@@ -14,10 +14,10 @@ import pytest
 from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal, StudyLock
-from agent.proposal import BlockEndDecision, Proposal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal, StudyLock
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -210,7 +210,7 @@ def test_resume_after_sigkill_duplicates_nothing(app, tmp_path):
     # slow machine is also followed by a resume, hence >=)
     assert sum(e["event"] == "resume" for e in evs) >= kills
     assert any(e["event"] == "recovered" for e in evs)  # some kill left a run in flight
-    from agent.runner import round_alive
+    from agent.runs.runner import round_alive
     assert not any(round_alive(e["token"]) for e in evs if e["event"] == "launched")  # no orphan left
 
 
@@ -224,7 +224,7 @@ def test_resume_finishes_a_run_that_completed_after_the_agent_died(app, tmp_path
     planned = ex._plan_round(ex._state(), 1)
     node = planned[0]
     # run the job ourselves, as the dead agent's multirun would have, without journaling its end
-    from agent.runner import Job
+    from agent.runs.runner import Job
     ex.runner.run(tmp_path / "s" / "runs" / "round_0001", [Job(node.node_id, ex._job_overrides(node, ex._state(),
                                                                                                  ex.code_dir),
                                                                "node_0001")],

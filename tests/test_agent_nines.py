@@ -8,8 +8,8 @@ import pytest
 from fakeapp import SyntheticStudy
 
 from agent.policies.heuristic import HeuristicPolicy, Settings, describe_result
-from agent.render import analysis_text
-from agent.stats import beaten_by, block_stats, effects, nines
+from agent.reporting.render import analysis_text
+from agent.study.stats import beaten_by, block_stats, effects, nines
 
 
 def test_nines_tells_high_r2_apart_and_keeps_its_sign():

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from agent.overrides import ALLOWED, OverrideError, Validator, config_hash, diff, merge
+from agent.runs.overrides import (
+    ALLOWED,
+    OverrideError,
+    Validator,
+    config_hash,
+    diff,
+    merge,
+)
 
 V = Validator()
 PLAIN = re.compile(r"^[a-z_.]+=[A-Za-z0-9_.+-]+$")

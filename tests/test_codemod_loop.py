@@ -17,14 +17,14 @@ from fakeapp import SyntheticStudy
 from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
+from agent.loop.explorer import Explorer
 from agent.policies import PolicyContext
 from agent.policies.heuristic import build as build_heuristic
-from agent.proposal import Proposal
-from agent.render import render_all
-from agent.state import fold
-from agent.stats import best_node
+from agent.reporting.render import render_all
+from agent.study.journal import Journal
+from agent.study.proposal import Proposal
+from agent.study.state import fold
+from agent.study.stats import best_node
 
 pytestmark = [pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]  # bwrap: the real sandbox (tests/conftest.py)
 TOY = "mpm_inr/models/toy.py"

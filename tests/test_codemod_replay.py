@@ -17,14 +17,14 @@ from fakeapp import SyntheticStudy, write_fake_app
 from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
+from agent.loop.explorer import Explorer
 from agent.policies import PolicyContext
-from agent.policies.claude import ClaudeSettings
+from agent.policies.claude.policy import ClaudeSettings
 from agent.policies.heuristic import build as build_heuristic
 from agent.policies.replay import ReplayPolicy
-from agent.proposal import Proposal
-from agent.state import fold
+from agent.study.journal import Journal
+from agent.study.proposal import Proposal
+from agent.study.state import fold
 
 pytestmark = [pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]  # bwrap: the real sandbox (tests/conftest.py)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "claude" / "code_diff" / "transcripts"

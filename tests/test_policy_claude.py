@@ -26,9 +26,9 @@ from fakes import (
     tool_reply,
 )
 
-from agent.llm_cost import PRICES, price_for, usage_cost
 from agent.policies import PolicyContext, build_policy
-from agent.policies.claude import (
+from agent.policies.claude.llm_cost import PRICES, price_for, usage_cost
+from agent.policies.claude.policy import (
     DEFAULT_MODEL,
     END_BLOCK_TOOL,
     PROPOSE_TOOL,
@@ -395,7 +395,7 @@ def test_propose_prompt_carries_the_code_modification_section_and_end_block_does
 def test_node_lines_carry_the_same_size_svd_beside_compression():
     from types import SimpleNamespace
 
-    from agent.policies.claude import _node_line
+    from agent.policies.claude.policy import _node_line
 
     node = SimpleNamespace(node_id=3, parent_id=1, iteration=3, status="ok", strategy="exploit", changes={},
                            mutation="", error=None, metrics={"final_r2": 0.999, "compression_ratio": 20.5,

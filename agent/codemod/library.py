@@ -21,10 +21,10 @@ from pathlib import Path
 
 from agent.codemod import layout
 from agent.codemod.settings import CodeModSettings
-from agent.proposal import Proposal
-from agent.state import NodeState
-from agent.stats import best_node
-from agent.view import StudyView
+from agent.study.proposal import Proposal
+from agent.study.state import NodeState
+from agent.study.stats import best_node
+from agent.study.view import StudyView
 
 REPO = layout.REPO
 _CODE_ID = re.compile(r"^\[code\] ([a-z0-9_]+):")

@@ -30,7 +30,7 @@ from agent.codemod.guard import (
 )
 from agent.codemod.history import code_history, short
 from agent.codemod.settings import CodeModSettings, glob_regex
-from agent.journal import Journal
+from agent.study.journal import Journal
 
 #: characters of file text (with line numbers) the section may carry
 DEFAULT_MAX_CHARS = 24000

@@ -19,7 +19,7 @@ Strategy table (batch=1 evaluates it top-down; a special strategy fires at most 
 
 Mutation magnitudes are the design document's: lr x2 or /2, width x2 or /2, depth +-1, steps x1.5 or x2, omega
 +-10 or x1.5, periods x2 or /2 (failure-probe: the same, twice, or the range bound). Exploit prefers the
-direction the study's evidence says improves R² (agent.stats.effects) and never proposes a config that failed
+direction the study's evidence says improves R² (agent.study.stats.effects) and never proposes a config that failed
 before or one already run in this block. A parent whose compression ratio is below `min_compression` gets its
 width halved.
 Batches use the design document's slot roles (exploit, exploit, explore, principle-test) with distinct mutations
@@ -35,16 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.codemod.library import propose_modification
-from agent.overrides import (
+from agent.runs.overrides import (
     FIELDS,
     OverrideError,
     Validator,
     as_dict,
     merge,
 )
-from agent.proposal import BlockEndDecision, Proposal
-from agent.state import NodeState
-from agent.stats import (
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import NodeState
+from agent.study.stats import (
     Effect,
     beaten_by,
     best_node,
@@ -56,8 +56,8 @@ from agent.stats import (
     node_regime,
     principles,
 )
-from agent.tree import format_r2
-from agent.view import StudyView
+from agent.study.tree import format_r2
+from agent.study.view import StudyView
 
 DEFAULT_PARAMS = ("optimizer.lr", "model.hidden_dim", "model.n_layers", "model.omega", "train.total_steps",
                   "data.t_period", "data.xy_period", "model.latent_dim")

@@ -21,8 +21,13 @@ from typing import Any
 import httpx2
 
 from agent.policies.base import Policy
-from agent.policies.claude import ClaudePolicy, ClaudeSettings, _Call, build_fallback
-from agent.transcripts import load_records
+from agent.policies.claude.policy import (
+    ClaudePolicy,
+    ClaudeSettings,
+    _Call,
+    build_fallback,
+)
+from agent.policies.claude.transcripts import load_records
 from mpm_inr.errors import ConfigError, UserError
 
 # Sent to the mock transport only; it is not a credential and nothing leaves the process.

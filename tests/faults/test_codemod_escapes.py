@@ -21,10 +21,10 @@ from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
 from agent.codemod import layout
-from agent.explore import Explorer
-from agent.journal import Journal
-from agent.proposal import Proposal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal
+from agent.study.proposal import Proposal
+from agent.study.state import fold
 
 pytestmark = [pytest.mark.slow, pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]
 SIREN = "mpm_inr/models/siren.py"

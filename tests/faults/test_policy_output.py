@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer, Rejection
-from agent.overrides import ALLOWED, Validator
-from agent.policies.claude import check_children
-from agent.proposal import BlockEndDecision, Proposal
-from agent.view import STRATEGIES
+from agent.loop.explorer import Explorer, Rejection
+from agent.policies.claude.policy import check_children
+from agent.runs.overrides import ALLOWED, Validator
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.view import STRATEGIES
 
 from .conftest import SEED
 from .harness import events, state, write_faulty_app
@@ -336,7 +336,7 @@ def test_each_rejection_of_an_attempt_keeps_its_own_node(app, tmp_path, fault_ro
         any("out of range" in r for r in shown)
     fault_row("two proposals rejected in one attempt", trials=2, survived=len(folded) if ok else 1,
               notes=f"journal node ids {ids}; folded rejected nodes {len(folded)}; reasons shown to the policy "
-                    f"{[r[:40] for r in shown]}" + ("" if ok else "; BUG agent/explore.py _reject: "
+                    f"{[r[:40] for r in shown]}" + ("" if ok else "; BUG agent/loop/explorer.py _reject: "
                                                             "nid = st.next_node_id reuses an id"))
     assert ok, (ids, [n.error for n in folded], shown)
 
@@ -345,7 +345,7 @@ def test_a_spelled_out_default_is_not_a_new_config(app, tmp_path, fault_row):
     """{optimizer.lr: 1e-4} from root, when the block's base config already trains with lr=1e-4, is the
     baseline again: the same run must not be launched twice (regression test: the duplicate check used to hash
     override lists, so an explicit default and an absent key counted as different configs; it now compares the
-    resolved config, agent.identity)."""
+    resolved config, agent.study.identity)."""
     pol = Scripted([{}, {"optimizer.lr": 1e-4}, {"model.n_layers": 2}])
     ex = Explorer(compose_explore([f"code_dir={app}", f"root={tmp_path}", "name=d", "n_training_frames=48",
                                    "n_blocks=1", "n_iter_block=2", "batch=1"]), out=lambda s: None)
@@ -358,7 +358,7 @@ def test_a_spelled_out_default_is_not_a_new_config(app, tmp_path, fault_row):
               survived=int(not same), duplicated=len(same),
               notes=("rejected as a duplicate" if not same else
                      f"node(s) {same} re-ran node 1's resolved config (identical R²); BUG: the loop's gate "
-                     "compares override lists, not agent.identity"))
+                     "compares override lists, not agent.study.identity"))
     assert not same, f"nodes {same} duplicate node 1"
     rejected = [n for n in state(tmp_path / "d").nodes.values() if n.status == "rejected"]
     assert [n.error for n in rejected] and "duplicate of node 1" in rejected[0].error, [n.error for n in rejected]

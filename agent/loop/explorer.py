@@ -1,9 +1,9 @@
 """The study loop: `python -m agent explore name=jp_study field=Jp policy=heuristic n_blocks=2 n_iter_block=12`.
 
 Each round: build a StudyView from the journal -> ask the policy for `batch` children (slot roles from the design
-document's parallel variant) -> validate every proposal (agent.overrides + tree rules; rejected ones are journaled
+document's parallel variant) -> validate every proposal (agent.runs.overrides + tree rules; rejected ones are journaled
 with the reason and the policy is asked again, then the heuristic fills the slot) -> journal `planned` -> run the
-round as one `python train.py --multirun` (agent.runner) -> journal each job's `finished` as soon as it ends ->
+round as one `python train.py --multirun` (agent.runs.runner) -> journal each job's `finished` as soon as it ends ->
 re-render.
 After the block's last iteration the policy's block-end decision picks the next regime.
 
@@ -38,11 +38,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent import render
-from agent.identity import ConfigIdentity
-from agent.instructions import base_instructions
-from agent.journal import SCHEMA_VERSION, Journal, StudyLock
-from agent.overrides import (
+from agent.policies import PolicyContext, build_policy
+from agent.policies.base import Policy
+from agent.reporting import render
+from agent.runs.overrides import (
     FIELDS,
     OverrideError,
     Validator,
@@ -51,10 +50,7 @@ from agent.overrides import (
     merge,
     merge_train,
 )
-from agent.policies import PolicyContext, build_policy
-from agent.policies.base import Policy
-from agent.proposal import BlockEndDecision, Proposal
-from agent.runner import (
+from agent.runs.runner import (
     MARKER,
     Job,
     JobResult,
@@ -65,14 +61,18 @@ from agent.runner import (
     read_json,
     round_alive,
 )
-from agent.state import NodeState, StudyState, data_changes, fold
-from agent.stats import best_node, block_stats, principles
-from agent.trainconf import ComposeError, compose_train, has_key, value
-from agent.tree import scores
-from agent.view import STRATEGIES, StudyView, slot_roles
+from agent.runs.trainconf import ComposeError, compose_train, has_key, value
+from agent.study.identity import ConfigIdentity
+from agent.study.instructions import base_instructions
+from agent.study.journal import SCHEMA_VERSION, Journal, StudyLock
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import NodeState, StudyState, data_changes, fold
+from agent.study.stats import best_node, block_stats, principles
+from agent.study.tree import scores
+from agent.study.view import STRATEGIES, StudyView, slot_roles
 from mpm_inr.errors import ConfigError, StudyError, UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -418,9 +418,9 @@ class Explorer:
         self._study_wandb(view.block.block)
 
     def _study_wandb(self, block: int) -> None:
-        """Study-level W&B run + report at each block end (agent.wandb_study); never stops the study."""
+        """Study-level W&B run + report at each block end (agent.reporting.wandb_study); never stops the study."""
         try:
-            from agent.wandb_study import log_block_end
+            from agent.reporting.wandb_study import log_block_end
 
             run_dir = log_block_end(self.study_dir, block)
         except Exception as e:  # noqa: BLE001 - W&B or plotting trouble must not stop a study
@@ -731,7 +731,7 @@ def build_view(st: StudyState, cfg: Mapping[str, Any], validator: Validator, stu
                rejections: Sequence[NodeState] = (),
                identity: Callable[[Sequence[str]], str] | None = None) -> StudyView:
     """The policy's read-only view of a study state (also used by tests on synthetic journals). `identity` is the
-    study's config identity (agent.identity.ConfigIdentity); without it configs compare by override list."""
+    study's config identity (agent.study.identity.ConfigIdentity); without it configs compare by override list."""
     blk = st.current_block
     if blk is None:
         raise StudyError("the study has no block yet")

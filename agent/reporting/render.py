@@ -34,12 +34,12 @@ from typing import Any
 import yaml
 
 from agent.codemod.history import CodeHistory, code_history, log_fields, short
-from agent.instructions import render_versions
-from agent.journal import Journal
-from agent.overrides import as_dict
-from agent.state import BlockState, NodeState, StudyState, data_changes, fold
-from agent.stats import beaten_by, block_stats, effects, fmt_num, grade
-from agent.tree import format_r2, format_scores, scores
+from agent.runs.overrides import as_dict
+from agent.study.instructions import render_versions
+from agent.study.journal import Journal
+from agent.study.state import BlockState, NodeState, StudyState, data_changes, fold
+from agent.study.stats import beaten_by, block_stats, effects, fmt_num, grade
+from agent.study.tree import format_r2, format_scores, scores
 
 MEMORY_MAX_LINES = 500
 
@@ -297,7 +297,7 @@ def analysis_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None)
 
 
 def _best(st: StudyState, blk: BlockState) -> NodeState | None:
-    from agent.stats import best_node
+    from agent.study.stats import best_node
 
     return best_node(st.block_nodes(blk.block), _min_comp(st))
 

@@ -2,13 +2,13 @@
 
 Why this shape (the reference ran the Claude Code CLI and regex-parsed the markdown it wrote):
 - the reply is a tool call whose input has a JSON schema, so the decision is data, validated before use: schema,
-  parent ids of the current block, the override allow-list (agent.overrides) and no re-run of a failed config;
+  parent ids of the current block, the override allow-list (agent.runs.overrides) and no re-run of a failed config;
 - a malformed reply gets exactly ONE repair turn (the validation error is sent back as the tool result), then
   the round falls back to the deterministic heuristic policy and the reason is recorded in `Proposal.llm`;
 - 408/409/429/5xx and connection errors are retried here with exponential backoff (the SDK's own retries are
   off, so that every attempt lands in the transcript and tests can see it); 401/403/404 stop the study with a
   one-line error, since no retry or fallback can fix a wrong key or model name;
-- every HTTP attempt is saved under `<study>/transcripts/` (agent.transcripts) and `policy=replay` feeds them back;
+- every HTTP attempt is saved under `<study>/transcripts/` (agent.policies.claude.transcripts) and `policy=replay` feeds them back;
 - `budget.max_usd` is checked BEFORE each request against a worst-case estimate (all `max_tokens` used), and
   `budget.max_iterations` caps the children the LLM may decide; once a cap would be exceeded the policy stops
   calling the LLM for the rest of the process and every later round uses the heuristic.
@@ -31,25 +31,30 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from agent.llm_cost import ModelPrice, estimate_request_usd, png_size, usage_cost
-from agent.overrides import OverrideError, Validator, merge
 from agent.policies.base import Policy
-from agent.policies.code_context import code_section_for_view
-from agent.proposal import BlockEndDecision, Proposal
-from agent.stats import beaten_by
-from agent.transcripts import (
+from agent.policies.claude.llm_cost import (
+    ModelPrice,
+    estimate_request_usd,
+    png_size,
+    usage_cost,
+)
+from agent.policies.claude.transcripts import (
     TranscriptStore,
     elide_images,
     now_iso,
     redact_headers,
     scrub,
 )
-from agent.tree import format_scores
-from agent.view import STRATEGIES, StudyView
+from agent.policies.code_context import code_section_for_view
+from agent.runs.overrides import OverrideError, Validator, merge
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.stats import beaten_by
+from agent.study.tree import format_scores
+from agent.study.view import STRATEGIES, StudyView
 from mpm_inr.errors import ConfigError, UserError
 
 #: Not in the installed SDK's DEPRECATED_MODELS (tests/test_policy_claude.py checks it) and priced in
-#: agent.llm_cost: the "speed and intelligence" tier is enough for one-parameter decisions.
+#: agent.policies.claude.llm_cost: the "speed and intelligence" tier is enough for one-parameter decisions.
 DEFAULT_MODEL = "claude-sonnet-4-6"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 PROPOSE_TOOL = "propose_children"
