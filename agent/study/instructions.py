@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.policies.heuristic import MAGNITUDES
 from agent.runs.overrides import Spec
+from agent.study.mutations import MAGNITUDES
 
 
 def _magnitude(key: str) -> str:
