@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from agent.__main__ import compose_explore
-from agent.codemod.library import LIBRARY
+from agent.codemod.modifications import LIBRARY
 from agent.codemod.sandbox import probe
 from agent.codemod.smoke import run_smoke
 from agent.loop.explorer import Explorer

@@ -9,7 +9,8 @@ import pytest
 
 from agent.codemod.diffparse import DiffError, parse
 from agent.codemod.guard import GuardError, check_patches, check_sources
-from agent.codemod.settings import CodeModSettings, glob_regex
+from agent.codemod.paths import glob_regex
+from agent.codemod.settings import CodeModSettings
 from mpm_inr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

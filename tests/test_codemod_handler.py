@@ -16,8 +16,7 @@ from toyrepo import write_toy_repo
 from agent.codemod import gitops
 from agent.codemod.handler import CodeModHandler
 from agent.codemod.smoke import run_smoke
-from agent.loop.explorer import Rejection
-from agent.study.proposal import Proposal
+from agent.study.proposal import Proposal, Rejection
 from mpm_inr.errors import ConfigError, StudyError
 
 pytestmark = pytest.mark.bwrap  # runs modified code in the real sandbox (tests/conftest.py)

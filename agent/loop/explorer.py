@@ -65,7 +65,7 @@ from agent.runs.trainconf import ComposeError, compose_train, has_key, value
 from agent.study.identity import ConfigIdentity
 from agent.study.instructions import base_instructions
 from agent.study.journal import SCHEMA_VERSION, Journal, StudyLock
-from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.proposal import BlockEndDecision, Proposal, Rejection
 from agent.study.state import NodeState, StudyState, data_changes, fold
 from agent.study.stats import best_node, block_stats, principles
 from agent.study.tree import scores
@@ -74,10 +74,6 @@ from mpm_inr.errors import ConfigError, StudyError, UserError
 
 REPO = Path(__file__).resolve().parents[2]
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-class Rejection(Exception):
-    """A proposal that must not run; the message is the recorded reason."""
 
 
 def _split_kv(items: Sequence[str]) -> dict[str, str]:

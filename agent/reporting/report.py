@@ -51,6 +51,7 @@ from agent.reporting.report_data import (
     load_study,
     marginal_effects,
     median,
+    neglog,
     pareto_front,
     regimes,
     robustness,
@@ -327,8 +328,6 @@ def _baseline_table(doc: Doc, b: BaselineWindow) -> None:
 
 
 def _nl(r2: float | None) -> float:
-    from agent.reporting.report_data import neglog
-
     return neglog(r2) if r2 is not None else float("nan")
 
 

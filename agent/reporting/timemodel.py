@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.reporting.report_data import load_study
+from agent.runs.trainconf import ComposeError, compose_train
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.threads import AUTO, check_threads, resolve_threads, threads_in_use
 from mpm_inr.training.cost import DataShape, step_flops, step_path
@@ -328,8 +330,6 @@ def samples_from_runs(runs: Sequence[Any], source: str = "") -> tuple[list[Sampl
 
 
 def fit_studies(study_dirs: Sequence[str | Path]) -> TimeModel:
-    from agent.reporting.report_data import load_study
-
     samples: list[Sample] = []
     skipped = 0
     for d in study_dirs:
@@ -357,7 +357,6 @@ def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Wo
     """The workload of a training config given as overrides of the trainer's conf/train.yaml."""
     from omegaconf import OmegaConf
 
-    from agent.runs.trainconf import ComposeError, compose_train
     from mpm_inr.data.window import holdout_mask
     from mpm_inr.sim.scenarios import initial_state
 

@@ -19,6 +19,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+class Rejection(Exception):
+    """A proposal that must not run; the message is the recorded reason."""
+
+
 @dataclass
 class Proposal:
     """One child configuration proposed by a policy."""

@@ -140,7 +140,7 @@ def test_real_out_of_memory_is_a_failed_node(tmp_path, monkeypatch, data_root, f
     import resource
 
     import agent.runs.runner
-    from agent.loop.explorer import Rejection
+    from agent.study.proposal import Rejection
 
     real_popen = subprocess.Popen
 

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from agent.__main__ import compose_explore
-from agent.loop.explorer import Explorer, Rejection
+from agent.loop.explorer import Explorer
 from agent.policies.claude.policy import check_children
 from agent.runs.overrides import ALLOWED, Validator
-from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.proposal import BlockEndDecision, Proposal, Rejection
 from agent.study.view import STRATEGIES
 
 from .conftest import SEED

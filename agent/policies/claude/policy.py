@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from agent.policies import heuristic
 from agent.policies.base import Policy
 from agent.policies.claude.llm_cost import (
     ModelPrice,
@@ -782,8 +783,6 @@ class ClaudePolicy:
 
 def build_fallback(cfg: Mapping[str, Any], ctx: Any) -> Policy:
     """The heuristic policy used when the LLM cannot or may not be called."""
-    from agent.policies import heuristic
-
     return heuristic.build(dict(cfg.get("fallback") or {}), ctx)
 
 
