@@ -264,7 +264,7 @@ class SyntheticStudy:
         return fold(self.journal.read())
 
     def view(self, *, policy_cfg: dict | None = None, rejections=()):
-        from agent.loop.explorer import build_view
+        from agent.loop.view import build_view
         from agent.runs.overrides import Validator, as_dict
 
         def resolver(overrides, key):

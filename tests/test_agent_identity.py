@@ -145,7 +145,7 @@ def test_a_journal_written_before_identity_resumes_and_still_dedupes(app, tmp_pa
         lines.append(json.dumps(ev))
     path.write_text("\n".join(lines) + "\n")
     ex = Explorer(compose_explore(args), out=lambda s: None)
-    ex.policy, ex.policy_name = Scripted([{"optimizer.lr": 1e-4}, {"model.n_layers": 2}]), "scripted"
+    ex.study.policy, ex.study.policy_name = Scripted([{"optimizer.lr": 1e-4}, {"model.n_layers": 2}]), "scripted"
     assert ex.run() == 0
     st = fold(Journal(tmp_path / "old").read())
     launched = st.launched_nodes()
@@ -153,4 +153,4 @@ def test_a_journal_written_before_identity_resumes_and_still_dedupes(app, tmp_pa
     assert len(launched) == 2 and [n.status for n in launched] == ["ok", "ok"]
     assert len(rejected) == 1 and "duplicate of node 1" in (rejected[0].error or ""), [n.error for n in rejected]
     assert "model.n_layers=2" in launched[1].overrides
-    assert launched[1].config_hash == ex.identity(launched[1].overrides)  # new entries store the identity
+    assert launched[1].config_hash == ex.study.identity(launched[1].overrides)  # new entries store the identity

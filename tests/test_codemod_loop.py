@@ -106,7 +106,7 @@ def test_good_hostile_broken_and_failing_changes_in_the_loop(tmp_path):
                                         after=('MARKER = "base"', 'MARKER = "patched"')))]}
     out: list[str] = []
     ex = Explorer(cfg, out=out.append)
-    ex.policy, ex.policy_name = Scripted(root / "s", script, cfg), "scripted"
+    ex.study.policy, ex.study.policy_name = Scripted(root / "s", script, cfg), "scripted"
     assert ex.run() == 0
     d = root / "s"
     st = fold(Journal(d).read())

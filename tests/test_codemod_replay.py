@@ -78,7 +78,7 @@ def test_replayed_claude_diffs_commit_run_and_discard(tmp_path):
                            "codemod.heuristic.stuck_r2=0.01"])
     cfg["codemod"]["smoke"]["overrides"] = ["train.total_steps=10"]
     ex = Explorer(cfg, out=lambda s: None)
-    ex.policy, ex.policy_name = ReplayThenHeuristic(root / "s", cfg), "replay"
+    ex.study.policy, ex.study.policy_name = ReplayThenHeuristic(root / "s", cfg), "replay"
     assert ex.run() == 0
     d = root / "s"
     events = Journal(d).read()
@@ -144,7 +144,7 @@ def test_node_policy_names_the_policy_that_actually_decided(tmp_path):
     cfg = compose_explore([f"code_dir={app}", f"root={root}", "name=s", "n_training_frames=48", "n_blocks=1",
                            "n_iter_block=12", "budget.max_iterations=2"])
     ex = Explorer(cfg, out=lambda s: None)
-    ex.policy, ex.policy_name = FellBack(), "claude"
+    ex.study.policy, ex.study.policy_name = FellBack(), "claude"
     assert ex.run() == 0
     n = fold(Journal(root / "s").read()).launched_nodes()[-1]
     assert n.policy == "heuristic" and n.fallback == "claude: schema error" and n.llm["usd"] == 0.01

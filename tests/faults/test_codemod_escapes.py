@@ -103,7 +103,7 @@ def test_code_that_reaches_files_at_import_is_stopped_by_the_sandbox(tmp_path, f
     cfg["codemod"]["smoke"]["overrides"] = ["train.total_steps=10"]
     out: list[str] = []
     ex = Explorer(cfg, out=out.append)
-    ex.policy, ex.policy_name = Scripted(script, ex.policy), "scripted"
+    ex.study.policy, ex.study.policy_name = Scripted(script, ex.study.policy), "scripted"
     protected = [repo / RUN_PY, repo / "train.py", repo / SIREN, secret]
     before = digest(protected)
     journal_before = (d / "journal.jsonl").read_bytes()

@@ -65,7 +65,7 @@ def explorer(app: Path, root: Path, policy=None, *extra: str) -> Explorer:
                            *extra])
     ex = Explorer(cfg, out=lambda s: None)
     if policy is not None:
-        ex.policy, ex.policy_name = policy, policy.name
+        ex.study.policy, ex.study.policy_name = policy, policy.name
     return ex
 
 
@@ -166,8 +166,8 @@ def test_real_out_of_memory_is_a_failed_node(tmp_path, monkeypatch, data_root, f
     if small is None or small.status != "ok":
         problems.append(f"sibling: {small.status if small else None} {small.error if small else None}")
     try:
-        ex._validate(Proposal(parent_id=None, strategy="explore", overrides=huge, mutation="m", rationale="r"),
-                     ex._view(ex._state()), set())
+        ex.planner.validate(Proposal(parent_id=None, strategy="explore", overrides=huge, mutation="m", rationale="r"),
+                     ex.study.view(ex.study.state()), set())
         problems.append("a retry of the failed config was accepted")
     except Rejection as r:
         if "already failed" not in str(r):
