@@ -19,7 +19,7 @@ from toyrepo import write_toy_repo
 from agent.__main__ import compose_explore
 from agent.loop.explorer import Explorer
 from agent.policies import PolicyContext
-from agent.policies.claude.policy import ClaudeSettings
+from agent.policies.claude.settings import ClaudeSettings
 from agent.policies.heuristic import build as build_heuristic
 from agent.policies.replay import ReplayPolicy
 from agent.study.journal import Journal
@@ -41,7 +41,7 @@ class ReplayThenHeuristic:
         self.replay = ReplayPolicy(ClaudeSettings(), study_dir, self.heuristic, FIXTURE)
 
     def propose(self, view, slots):
-        if self.replay.cursor < len(self.replay.records):
+        if self.replay.client.cursor < len(self.replay.client.records):
             return self.replay.propose(view, slots)
         out = self.heuristic.propose(view, slots)
         for p in out:  # as the claude policy marks its own fallback

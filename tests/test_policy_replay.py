@@ -16,7 +16,7 @@ import make_fixtures
 from fakes import FAKE_KEY, make_view, standard_nodes
 
 from agent.policies import PolicyContext, build_policy
-from agent.policies.claude.policy import ClaudeSettings
+from agent.policies.claude.settings import ClaudeSettings
 from agent.policies.replay import ReplayError, ReplayPolicy
 from mpm_inr.errors import ConfigError
 
