@@ -6,6 +6,9 @@ with the reason and the policy is asked again, then the heuristic fills the slot
 round as one `python train.py --multirun` (agent.runs.runner) -> journal each job's `finished` as soon as it ends ->
 re-render.
 After the block's last iteration the policy's block-end decision picks the next regime.
+The parts: agent.loop.planner (a round's proposals, validated, as a RoundPlan), agent.loop.rounds (jobs and their
+`finished` events), agent.loop.blocks (block starts and ends), agent.loop.recovery (the resume rule below), all
+sharing one agent.loop.context.StudyContext.
 
 With `codemod.enabled=true` (issue 6, agent.codemod.handler) a proposal may carry a code diff: it is guarded,
 smoke-tested and committed on the study's own branch `explore/<name>` before it runs, and reverted if the run
