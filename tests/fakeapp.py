@@ -175,7 +175,7 @@ class SyntheticStudy:
 
     def __init__(self, study_dir: str | Path, name: str = "syn", *, n_iter_block: int = 12, field: str = "Jp",
                  frames: int = 100, ucb_c: float = 1.414, config: dict | None = None):
-        from agent.journal import Journal
+        from agent.study.journal import Journal
 
         self.dir = Path(study_dir)
         self.name = name
@@ -199,7 +199,7 @@ class SyntheticStudy:
 
     def start_block(self, field: str, frames: int, *, base: dict | None = None, ucb_c: float = 1.414,
                     hypothesis: str = "") -> None:
-        from agent.overrides import Validator
+        from agent.runs.overrides import Validator
 
         self.block += 1
         ov = Validator().normalise({"field": field, "data.n_training_frames": frames, **(base or {})})
@@ -211,8 +211,8 @@ class SyntheticStudy:
             strategy: str = "exploit", metrics: dict | None = None, finish: bool = True,
             run_dir: str | None = None) -> int:
         """Plan (+ launch + finish) one node; returns its id."""
-        from agent.overrides import Validator, config_hash, diff, merge
-        from agent.state import fold
+        from agent.runs.overrides import Validator, config_hash, diff, merge
+        from agent.study.state import fold
 
         st = fold(self.journal.read())
         base = st.nodes[parent].overrides if parent is not None else st.current_block.base_overrides
@@ -236,7 +236,7 @@ class SyntheticStudy:
 
     def finish(self, nid: int, *, status: str = "ok", r2: float = 0.99, metrics: dict | None = None,
                overrides: list | None = None) -> None:
-        from agent.overrides import as_dict
+        from agent.runs.overrides import as_dict
 
         ov = {**FAKE_DEFAULTS, **as_dict(overrides or [])}
         m = {"status": status, "field": ov.get("field", "Jp"), "inr_type": ov.get("inr_type"),
@@ -258,13 +258,13 @@ class SyntheticStudy:
             "stats": stats or {}})
 
     def state(self):
-        from agent.state import fold
+        from agent.study.state import fold
 
         return fold(self.journal.read())
 
     def view(self, *, policy_cfg: dict | None = None, rejections=()):
-        from agent.explore import build_view
-        from agent.overrides import Validator, as_dict
+        from agent.loop.view import build_view
+        from agent.runs.overrides import Validator, as_dict
 
         def resolver(overrides, key):
             return as_dict(overrides).get(key, FAKE_DEFAULTS.get(key))

@@ -10,7 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from agent.overrides import ALLOWED, OverrideError, Validator, config_hash, diff, merge
+from agent.runs.overrides import (
+    ALLOWED,
+    OverrideError,
+    Validator,
+    config_hash,
+    diff,
+    merge,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,7 +147,7 @@ def test_hydra_special_keys_stay_forbidden_now_that_groups_have_targets(key):
 
 
 def _presets_and_defaults():
-    from agent.overrides import FRAMES_PROGRESSION
+    from agent.runs.overrides import FRAMES_PROGRESSION
     from mpm_inr.config.choices import INR_TYPES
     from mpm_inr.config.fields import FIELD_NAMES
 
@@ -155,7 +162,7 @@ def _presets_and_defaults():
 def test_the_allow_list_brackets_every_value_our_presets_use(overrides):
     """A study inherits our presets' values: a range that excluded one would stop a policy from proposing it back
     (optimizer.lr was capped at 1e-3 while the lagrangian presets train at 3e-3)."""
-    from agent.trainconf import compose_train, value
+    from agent.runs.trainconf import compose_train, value
 
     cfg = compose_train(REPO, overrides)
     values = {key: value(cfg, key) for key in ALLOWED}

@@ -17,9 +17,9 @@ import pytest
 from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal
+from agent.study.state import fold
 
 FAKE_SLURM = Path(__file__).resolve().parent / "fakeslurm"
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -70,7 +70,7 @@ def test_landscape_notebook_reproduces_the_report_figures(tmp_path):
     nb = execute("landscape.ipynb", tmp_path, STUDY=str(FIXTURE), DATA_ROOT=None)
     shown = images(nb)
     # Pareto per field, held-out per field, time model, tree (same functions as the report)
-    from agent.report_data import load_study
+    from agent.reporting.report_data import load_study
 
     study = load_study(FIXTURE)
     n_fields = len(study.fields())

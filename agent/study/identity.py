@@ -3,12 +3,12 @@
 Two override lists that train the same thing must count as the same config, or a policy that spells out a
 default (`optimizer.lr=1e-4` when the trainer's lr already is 1e-4) re-runs the same training. So identity is not a
 hash of override strings: it is a hash of what the trainer's config resolves to, on every allow-listed key
-(agent.overrides.ALLOWED), with the study's `train_overrides` under the node's overrides (agent.overrides.
+(agent.runs.overrides.ALLOWED), with the study's `train_overrides` under the node's overrides (agent.runs.overrides.
 merge_train) and each value in a canonical form by its kind (so `30` and `30.0` are equal omegas).
 
 This module is the one place that defines it; the loop's duplicate gate, the heuristic, the Claude reply check and
 `StudyView.failed_hashes` all call it through `StudyView.config_id` / `ConfigIdentity`. A config that does not
-compose has no resolved values: its identity is the hash of its override list (agent.overrides.config_hash).
+compose has no resolved values: its identity is the hash of its override list (agent.runs.overrides.config_hash).
 
 Speed: composing takes ~0.2 s. The allow-listed plain keys a node sets (`optimizer.lr=...`) are applied by Hydra
 after all defaults, so a node's resolved values are its config skeleton's (everything but those keys: group
@@ -28,12 +28,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from agent.overrides import ALLOWED, as_dict, config_hash, merge_train
-from agent.trainconf import ComposeError, compose_train, has_key, value
+from agent.runs.overrides import ALLOWED, as_dict, config_hash, merge_train
+from agent.runs.trainconf import ComposeError, compose_train, has_key, value
 
 #: keys that name a config group in the trainer's conf/ (their value is the option's `name`)
 GROUP_KEYS = ("field", "inr_type", "optimizer", "scheduler")
-#: where a group key's resolved name lives in the composed config (agent.trainconf.value)
+#: where a group key's resolved name lives in the composed config (agent.runs.trainconf.value)
 _GROUP_NODE = {"field": "field", "inr_type": "model", "optimizer": "optimizer", "scheduler": "scheduler"}
 
 

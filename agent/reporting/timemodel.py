@@ -42,12 +42,14 @@ from typing import Any
 
 import numpy as np
 
+from agent.reporting.report_data import load_study
+from agent.runs.trainconf import ComposeError, compose_train
 from mpm_inr.config.fields import FIELDS
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.threads import AUTO, check_threads, resolve_threads, threads_in_use
 from mpm_inr.training.cost import DataShape, step_flops, step_path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STUDY = REPO / "docs" / "studies" / "study_tiny"
 #: number of components of each field (Contract 1)
 FIELD_COMPONENTS = {name: spec.n_components for name, spec in FIELDS.items()}
@@ -313,7 +315,7 @@ def run_threads(metrics: Mapping[str, Any]) -> int:
 
 
 def samples_from_runs(runs: Sequence[Any], source: str = "") -> tuple[list[Sample], int]:
-    """(samples, skipped) from report RunRecords (agent.report_data): ok runs with a positive training_time."""
+    """(samples, skipped) from report RunRecords (agent.reporting.report_data): ok runs with a positive training_time."""
     out, skipped = [], 0
     for r in runs:
         if r.status != "ok":
@@ -329,8 +331,6 @@ def samples_from_runs(runs: Sequence[Any], source: str = "") -> tuple[list[Sampl
 
 
 def fit_studies(study_dirs: Sequence[str | Path]) -> TimeModel:
-    from agent.report_data import load_study
-
     samples: list[Sample] = []
     skipped = 0
     for d in study_dirs:
@@ -358,7 +358,6 @@ def config_workload(overrides: Sequence[str], code_dir: Path = REPO) -> tuple[Wo
     """The workload of a training config given as overrides of the trainer's conf/train.yaml."""
     from omegaconf import OmegaConf
 
-    from agent.trainconf import ComposeError, compose_train
     from mpm_inr.data.window import holdout_mask
     from mpm_inr.sim.scenarios import initial_state
 

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.overrides import as_dict
-from agent.state import NodeState
-from agent.tree import reward
+from agent.runs.overrides import as_dict
+from agent.study.state import NodeState
+from agent.study.tree import reward
 
 #: a change in nines smaller than this (about 2 % of the residual 1 − R²) is "no effect" for an effect's direction
 EFFECT_EPS = 0.01

@@ -1,4 +1,4 @@
-"""Figures of a study, drawn from agent.report_data (Agg only; each function returns a matplotlib Figure).
+"""Figures of a study, drawn from agent.reporting.report_data (Agg only; each function returns a matplotlib Figure).
 
 - `tree_figure`: the exploration tree of every block, nodes coloured by R² on a -log10(1 - R²) scale;
 - `pareto_figure`: per field, R² (nines scale) against training time and against the bytes ratio (raw float32
@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from agent.report_data import (
+from agent.reporting.report_data import (
     BASELINES,
     BaselineWindow,
     RunRecord,
@@ -32,7 +32,7 @@ from agent.report_data import (
     neglog,
     pareto_front,
 )
-from agent.timemodel import TimeModel
+from agent.reporting.timemodel import TimeModel
 
 CMAP = "viridis"
 MARKERS = "osD^vP*Xh<>"

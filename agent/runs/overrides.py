@@ -292,7 +292,7 @@ def diff(parent: Iterable[str], child: Iterable[str]) -> dict[str, tuple[str | N
 
 def config_hash(overrides: Iterable[str]) -> str:
     """Hash of a canonical override list (same keys and values). Not a config's identity: a spelled-out default
-    and an absent key differ here; agent.identity resolves them (and falls back to this for configs that do not
+    and an absent key differ here; agent.study.identity resolves them (and falls back to this for configs that do not
     compose)."""
     canon = "\n".join(sorted(overrides))
     return hashlib.sha256(canon.encode()).hexdigest()[:16]

@@ -2,7 +2,7 @@
 
 Writes `report.md` (figures as PNG files in `report_files/`) and a self-contained `report.html` (the same figures
 embedded as base64 data URIs, no external resource) into the study dir or `--out`. Every number and sentence is
-computed from the journal and the metrics.json of the runs it references (agent.report_data); there is no
+computed from the journal and the metrics.json of the runs it references (agent.reporting.report_data); there is no
 free-text prose. Sections:
 
 1. regime comparison by field × inr_type × frames (best R², slope, compression, bytes ratio, the classical
@@ -15,7 +15,7 @@ free-text prose. Sections:
    plain statement that the study held no frames out;
 4. the marginal effect of each mutated parameter (median R² and time per value);
 5. the robustness spread of configs that ran more than once;
-6. the fitted training-time model (agent.timemodel) with its fit quality;
+6. the fitted training-time model (agent.reporting.timemodel) with its fit quality;
 7. the exploration tree coloured by R²;
 8. failed runs and their errors.
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import plots
-from agent.render import write_atomic
-from agent.report_data import (
+from agent.reporting import plots
+from agent.reporting.render import write_atomic
+from agent.reporting.report_data import (
     BASELINES,
     SVD_METHODS,
     BaselineWindow,
@@ -51,15 +51,22 @@ from agent.report_data import (
     load_study,
     marginal_effects,
     median,
+    neglog,
     pareto_front,
     regimes,
     robustness,
     svd_heldout,
     svd_windows,
 )
-from agent.stats import beaten_by
-from agent.timemodel import TERM_UNITS, ArgParser, TimeModel, fit, samples_from_runs
-from agent.tree import format_r2
+from agent.reporting.timemodel import (
+    TERM_UNITS,
+    ArgParser,
+    TimeModel,
+    fit,
+    samples_from_runs,
+)
+from agent.study.stats import beaten_by
+from agent.study.tree import format_r2
 
 FILES_DIR = "report_files"
 
@@ -93,7 +100,7 @@ BASELINE_HEADERS = ["bytes", "bytes ratio", "baselines at its R² (bytes ratio)"
 
 def baseline_cells(run: RunRecord) -> list[str]:
     """The run's stored bytes and bytes ratio; each baseline's ratio at the run's R² (matched accuracy) and R²
-    within the run's bytes (matched size), "-" where none qualifies; who beats it at its size (agent.stats)."""
+    within the run's bytes (matched size), "-" where none qualifies; who beats it at its size (agent.study.stats)."""
     recorded = run.baselines is not None
 
     def cell(match: str, fmt) -> str:
@@ -321,8 +328,6 @@ def _baseline_table(doc: Doc, b: BaselineWindow) -> None:
 
 
 def _nl(r2: float | None) -> float:
-    from agent.report_data import neglog
-
     return neglog(r2) if r2 is not None else float("nan")
 
 

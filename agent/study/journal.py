@@ -1,7 +1,7 @@
 """The study journal: `explorations/<name>/journal.jsonl`, append-only, the only state of a study.
 
 Event-sourced: every line is one complete JSON event (`{"event": "planned", ...}`, `{"event": "finished", ...}`);
-node states are folded from events on read (agent.state). Each event is written with a single `os.write` of a
+node states are folded from events on read (agent.study.state). Each event is written with a single `os.write` of a
 complete line, then fsync, under an fcntl lock on `journal.lock`, so a `kill -9` at any moment leaves either the
 whole line or a torn last line. A torn last line is ignored on read and cut off by the next writer (it was never
 acknowledged). A corrupt line anywhere else is a real corruption and raises StudyError.

@@ -133,7 +133,7 @@ class RoundRunner:
     per_run_s: float
     grace_s: float = 120.0
     python: str = sys.executable
-    agent_dir: Path = Path(__file__).resolve().parents[1]
+    agent_dir: Path = Path(__file__).resolve().parents[2]
     poll_s: float = 0.2
     last_pid: int | None = None  # process (group) id of the latest multirun, for tests and diagnostics
     wrap: Callable[[list[str], Path], list[str]] | None = None  # (command, sweep dir) -> the confined command

@@ -34,12 +34,13 @@ from typing import Any
 import yaml
 
 from agent.codemod.history import CodeHistory, code_history, log_fields, short
-from agent.instructions import render_versions
-from agent.journal import Journal
-from agent.overrides import as_dict
-from agent.state import BlockState, NodeState, StudyState, data_changes, fold
-from agent.stats import beaten_by, block_stats, effects, fmt_num, grade
-from agent.tree import format_r2, format_scores, scores
+from agent.runs.overrides import as_dict
+from agent.study.describe import describe_result
+from agent.study.instructions import render_versions
+from agent.study.journal import Journal
+from agent.study.state import BlockState, NodeState, StudyState, data_changes, fold
+from agent.study.stats import beaten_by, best_node, block_stats, effects, fmt_num, grade
+from agent.study.tree import format_r2, format_scores, scores
 
 MEMORY_MAX_LINES = 500
 
@@ -138,13 +139,7 @@ def visual_line(st_dir: Path, n: NodeState) -> str:
 
 
 def observation_line(st: StudyState, n: NodeState) -> str:
-    from agent.policies.heuristic import describe_result
-
-    class _V:  # the minimal view describe_result needs
-        def node(self, i: int) -> NodeState:
-            return st.nodes[i]
-
-    return describe_result(_V(), n)  # type: ignore[arg-type]
+    return describe_result(n, st.nodes.get(n.parent_id) if n.parent_id is not None else None)
 
 
 def _code(st_dir: Path, code: CodeHistory | None) -> CodeHistory:
@@ -297,8 +292,6 @@ def analysis_text(st_dir: Path, st: StudyState, code: CodeHistory | None = None)
 
 
 def _best(st: StudyState, blk: BlockState) -> NodeState | None:
-    from agent.stats import best_node
-
     return best_node(st.block_nodes(blk.block), _min_comp(st))
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.overrides import Spec
-from agent.policies.heuristic import MAGNITUDES
+from agent.runs.overrides import Spec
+from agent.study.mutations import MAGNITUDES
 
 
 def _magnitude(key: str) -> str:
@@ -78,7 +78,7 @@ With batch=k the slots are exploit (top UCB), exploit (2nd), explore, principle-
 established principle; with none yet, probe a boundary). Mutations do not repeat across slots.
 
 ## Block end (every n_iter_block iterations)
-1. Self-checks (computed by code: agent.stats): branching rate < 20% -> add an exploration rule; improvement rate
+1. Self-checks (computed by code: agent.study.stats): branching rate < 20% -> add an exploration rule; improvement rate
    < 30% -> exploit more, > 80% -> probe boundaries; R² plateau (±0.05 nines over 3 runs) -> forced branching, raise
    ucb_c to 2.0; > 4 consecutive same-parameter mutations -> switch dimension; search wandering -> ucb_c 1.0.
 2. Next regime, ONE change: rotate the field Jp -> F -> S -> C (option A) or raise n_training_frames along the

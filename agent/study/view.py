@@ -1,7 +1,7 @@
 """The read-only view of a study that a policy decides from.
 
 Policies are pure deciders: they get a `StudyView` (nodes, the current block's tree, UCB scores, block statistics
-computed by agent.stats, the latest metrics, paths of the instruction / memory files and of the latest field
+computed by agent.study.stats, the latest metrics, paths of the instruction / memory files and of the latest field
 plot) and return proposals. They never touch the journal or the files themselves.
 """
 
@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.identity import identity_of
-from agent.overrides import Spec, as_dict
-from agent.state import BlockState, NodeState
-from agent.stats import BlockStats, Effect
-from agent.tree import UCBScore
+from agent.runs.overrides import Spec, as_dict
+from agent.study.identity import identity_of
+from agent.study.state import BlockState, NodeState
+from agent.study.stats import BlockStats, Effect
+from agent.study.tree import UCBScore
 
 #: slot roles of the design document's parallel variant, in order; batch=1 uses "auto" (the strategy table decides)
 SLOT_ROLES = ("exploit", "exploit", "explore", "principle-test")
@@ -60,7 +60,7 @@ class StudyView:
     recent_rejections: tuple[NodeState, ...] = ()
     field_png: Path | None = None
     resolver: Callable[[Sequence[str], str], Any] | None = field(default=None, compare=False, repr=False)
-    # the study's config identity (agent.identity): configs are compared by resolved values, never by strings
+    # the study's config identity (agent.study.identity): configs are compared by resolved values, never by strings
     identity: Callable[[Sequence[str]], str] | None = field(default=None, compare=False, repr=False)
 
     # --- convenience for policies ---
@@ -107,7 +107,7 @@ class StudyView:
         return None
 
     def config_id(self, overrides: Sequence[str]) -> str:
-        """The identity of a full override list (agent.identity). Nodes are always re-identified from their
+        """The identity of a full override list (agent.study.identity). Nodes are always re-identified from their
         overrides, never by the journal's stored `config_hash` (older journals stored an override-list hash)."""
         return identity_of(self.identity, overrides)
 

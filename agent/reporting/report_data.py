@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.journal import Journal
-from agent.overrides import as_dict
-from agent.state import StudyState, data_identity, fold
+from agent.runs.overrides import as_dict
+from agent.study.journal import Journal
+from agent.study.state import StudyState, data_identity, fold
 from mpm_inr.config.fields import FIELD_NAMES
 from mpm_inr.errors import StudyError
 

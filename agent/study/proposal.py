@@ -5,7 +5,7 @@ and the training overrides it wants. `overrides` holds only the keys to *change*
 overrides (or to the block's base config when `parent_id` is None, i.e. parent=root); the child's full override
 set is the parent's merged with these. Values may be Python scalars or strings ("3e-05", "true").
 
-The loop validates every proposal (agent.overrides: allow-list, types, ranges; parent must be an earlier node of
+The loop validates every proposal (agent.runs.overrides: allow-list, types, ranges; parent must be an earlier node of
 the current block; no re-run of a failed config) before anything runs, so a policy may return anything here; a
 rejected proposal is journaled with its reason, shown to the policy in the next view, and never launched.
 
@@ -17,6 +17,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+class Rejection(Exception):
+    """A proposal that must not run; the message is the recorded reason."""
 
 
 @dataclass

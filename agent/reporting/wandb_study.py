@@ -1,6 +1,6 @@
 """The study-level W&B run: at each block end, the journal, the tree plot, the Pareto plots and the report.
 
-    from agent.wandb_study import log_block_end
+    from agent.reporting.wandb_study import log_block_end
     log_block_end(study_dir, block)      # call after the block's `block_end` event is in the journal
 
 One W&B run per study (job_type "study", group = the study name, a run id derived from the study's name and start
@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from agent import plots
-from agent.journal import Journal
-from agent.report import build, write_doc
-from agent.report_data import (
+from agent.reporting import plots
+from agent.reporting.report import build, write_doc
+from agent.reporting.report_data import (
     BASELINES,
     Study,
     baseline_windows,
@@ -42,6 +41,7 @@ from agent.report_data import (
     load_study,
     svd_windows,
 )
+from agent.study.journal import Journal
 from mpm_inr.errors import StudyError
 
 log = logging.getLogger(__name__)

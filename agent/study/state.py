@@ -49,7 +49,7 @@ class NodeState:
     code_diff: str | None = None
     code_dir: str | None = None
     code_commit: str | None = None
-    config_hash: str = ""          # as recorded; compare configs with agent.identity (StudyView.config_id)
+    config_hash: str = ""          # as recorded; compare configs with agent.study.identity (StudyView.config_id)
     policy: str = ""
     fallback: str | None = None
     status: str = "planned"
@@ -60,7 +60,7 @@ class NodeState:
     field_png: str | None = None
     wandb_run_id: str | None = None
     launches: int = 0
-    recoveries: int = 0            # relaunch decisions after agent restarts (audit; rule in agent.explore)
+    recoveries: int = 0            # relaunch decisions after agent restarts (audit; rule in agent.loop.explorer)
     t_planned: float | None = None
     t_launched: float | None = None
     t_finished: float | None = None
