@@ -17,6 +17,7 @@ from agent.policies.code_context import code_section_for_view
 from agent.study.stats import beaten_by
 from agent.study.tree import format_scores
 from agent.study.view import STRATEGIES, StudyView
+from mpm_inr.config.fields import FIELD_NAMES
 
 PROPOSE_TOOL = "propose_children"
 END_BLOCK_TOOL = "end_block"
