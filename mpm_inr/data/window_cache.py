@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from mpm_inr.config.fields import FIELDS
 from mpm_inr.data.dataset import META, open_dataset, recorded_fingerprint
-from mpm_inr.data.window import FIELDS, FieldWindow
+from mpm_inr.data.window import FieldWindow
 
 MAX_WINDOWS = 2
 MAX_BYTES = 512 * 2**20  # two 1000-frame F windows of 9000 particles (216 MB each) fit; a third evicts the oldest
@@ -68,7 +69,7 @@ def window_key(dataset_path: str | os.PathLike, field_name: str, n_training_fram
     validates it as `FieldWindow.from_dataset` would, so a broken dataset fails here with its usual error."""
     path = Path(dataset_path).resolve()
     ds = open_dataset(path)
-    array = FIELDS[field_name][0] if field_name in FIELDS else field_name
+    array = FIELDS[field_name].array if field_name in FIELDS else field_name
     files = tuple(_file_identity(path / name) for name in
                   (META, f"{array}.npy", "x.npy", "type.npy", "object_id.npy"))
     return (str(path), recorded_fingerprint(ds), files, field_name, int(n_training_frames), int(holdout_every),
