@@ -7,7 +7,7 @@
 `explore` takes Hydra overrides of conf/agent/explore.yaml (composed with Hydra's compose API, so the agent does
 not create a Hydra run dir of its own); `policy=` and `launcher=` select conf/agent/policy/<name>.yaml and
 conf/agent/launcher/<name>.yaml. User errors print one line `error: ...` and exit 2, before anything runs.
-`report` and `predict-time` are dispatched to `agent.report` and `agent.timemodel`.
+`report` and `predict-time` are dispatched to `agent.reporting.report` and `agent.reporting.timemodel`.
 """
 
 from __future__ import annotations
@@ -106,15 +106,15 @@ def compose_explore(overrides: list[str]) -> dict[str, Any]:
 
 
 def cmd_explore(argv: list[str]) -> int:
-    from agent.explore import Explorer
+    from agent.loop.explorer import Explorer
 
     cfg = compose_explore(argv)
     return Explorer(cfg).run()
 
 
 def cmd_render(argv: list[str]) -> int:
-    """Re-render the study's files from its journal, then its report (agent.report) unless --no-report."""
-    from agent.render import render_all
+    """Re-render the study's files from its journal, then its report (agent.reporting.report) unless --no-report."""
+    from agent.reporting.render import render_all
 
     with_report = "--no-report" not in argv
     args = [a for a in argv if a != "--no-report"]
@@ -127,9 +127,9 @@ def cmd_render(argv: list[str]) -> int:
     print(f"rendered {len(written)} file(s) in {d}")
     if with_report:
         try:
-            from agent.report import write_report
+            from agent.reporting.report import write_report
         except ModuleNotFoundError as e:
-            if e.name != "agent.report":
+            if e.name != "agent.reporting.report":
                 raise
             return 0
         try:
@@ -155,8 +155,8 @@ def _delegate(module: str, argv: list[str]) -> int:
 COMMANDS = {
     "explore": cmd_explore,
     "render": cmd_render,
-    "report": lambda argv: _delegate("agent.report", argv),
-    "predict-time": lambda argv: _delegate("agent.timemodel", argv),
+    "report": lambda argv: _delegate("agent.reporting.report", argv),
+    "predict-time": lambda argv: _delegate("agent.reporting.timemodel", argv),
 }
 
 
@@ -165,7 +165,7 @@ _KEY_RE = re.compile(r"sk-ant-[A-Za-z0-9_-]{8,}")
 
 def redact(message: str) -> str:
     """Errors may echo a command-line value back (Hydra does): never print an API key into a terminal log."""
-    from agent.runner import SECRET_ENV
+    from agent.runs.runner import SECRET_ENV
 
     for name in SECRET_ENV:
         value = os.environ.get(name, "").strip()

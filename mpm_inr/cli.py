@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
+from mpm_inr.config.compose import CONF_DIR, compose
 from mpm_inr.errors import UserError
 
 _HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion",
@@ -43,12 +43,12 @@ def precheck_overrides(config_name: str, argv: list[str] | None = None,
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a.split("=")[0] in _HYDRA_FLAGS for a in argv):
         return
-    conf_dir = Path(__file__).resolve().parents[1] / "conf"
+    conf_dir = CONF_DIR
     if any(a in ("-m", "--multirun") for a in argv):
         _check_added_keys(conf_dir, config_name, [a for a in argv if a not in ("-m", "--multirun")], sweep=True)
         return
     try:
-        cfg = _compose(conf_dir, config_name, argv, hydra_node=True)
+        cfg = compose(config_name, argv, conf_dir, hydra_node=True)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         _exit(_unknown_key_hint(err, conf_dir, config_name) or _one_line(err))
     _check_added_keys(conf_dir, config_name, argv, sweep=False)
@@ -57,11 +57,6 @@ def precheck_overrides(config_name: str, argv: list[str] | None = None,
     run_dir = next((a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")), None)
     if run_dir is not None:
         _check_creatable(Path(run_dir))
-
-
-def _compose(conf_dir: Path, config_name: str, overrides: list[str], hydra_node: bool = False) -> DictConfig:
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=hydra_node)
 
 
 def _exit(message: str) -> NoReturn:
@@ -98,7 +93,7 @@ def _check_added_keys(conf_dir: Path, config_name: str, argv: list[str], sweep: 
     adding = {id(o) for o in added}
     rest = [_first_job_override(o, arg) if sweep else arg for o, arg in zip(parsed, argv) if id(o) not in adding]
     try:
-        base = _compose(conf_dir, config_name, [r for r in rest if r is not None])
+        base = compose(config_name, [r for r in rest if r is not None], conf_dir)
     except (HydraException, OmegaConfBaseException, ValueError):
         return
     for o in added:
@@ -129,7 +124,7 @@ def _unknown_key_hint(err: Exception, conf_dir: Path, config_name: str) -> str |
     if not match:
         return None
     key = match.group(1)
-    return f"unknown key {key}; {_closest_keys(key, _compose(conf_dir, config_name, []), conf_dir)}"
+    return f"unknown key {key}; {_closest_keys(key, compose(config_name, [], conf_dir), conf_dir)}"
 
 
 def _closest_keys(key: str, cfg: DictConfig, conf_dir: Path) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mpm_inr.config.fields import FIELDS
+
 TRAIN_PY = r'''
 """Fake trainer for agent tests (see tests/fakeapp.py)."""
 import hashlib, json, math, os, signal, sys, time
@@ -78,7 +80,7 @@ def main(cfg):
     digest = hashlib.sha256(json.dumps(base["config"], sort_keys=True).encode() + str(c["seed"]).encode())
     noise = (int(digest.hexdigest()[:8], 16) / 0xFFFFFFFF - 0.5) * 1e-4
     r2 = 1.0 - loss / (1.0 + loss) + noise
-    comps = 1 if c["field"]["name"] == "Jp" else 4
+    comps = len(c["field"]["components"])
     params = L * h * h + h * (3 + comps)
     n_values = frames * 1000 * comps
     m = {**base, "status": "ok", "final_r2": r2, "final_mse": loss * 1e-3, "r2_per_component": [r2] * comps,
@@ -135,10 +137,7 @@ hydra:
 """
 
 GROUPS = {
-    "field/Jp.yaml": "name: Jp\ncomponents: [Jp]\n",
-    "field/F.yaml": "name: F\ncomponents: [F00, F01, F10, F11]\n",
-    "field/S.yaml": "name: S\ncomponents: [S00, S01, S10, S11]\n",
-    "field/C.yaml": "name: C\ncomponents: [C00, C01, C10, C11]\n",
+    **{f"field/{f.name}.yaml": f"name: {f.name}\ncomponents: [{', '.join(f.components)}]\n" for f in FIELDS.values()},
     "inr_type/siren_txy.yaml": "# @package model\nname: siren_txy\nhidden_dim: 256\nn_layers: 3\nomega: 30.0\n"
                                "learn_omega: false\n",
     "inr_type/siren_t.yaml": "# @package model\nname: siren_t\nhidden_dim: 256\nn_layers: 3\nomega: 30.0\n"
@@ -176,7 +175,7 @@ class SyntheticStudy:
 
     def __init__(self, study_dir: str | Path, name: str = "syn", *, n_iter_block: int = 12, field: str = "Jp",
                  frames: int = 100, ucb_c: float = 1.414, config: dict | None = None):
-        from agent.journal import Journal
+        from agent.study.journal import Journal
 
         self.dir = Path(study_dir)
         self.name = name
@@ -200,7 +199,7 @@ class SyntheticStudy:
 
     def start_block(self, field: str, frames: int, *, base: dict | None = None, ucb_c: float = 1.414,
                     hypothesis: str = "") -> None:
-        from agent.overrides import Validator
+        from agent.runs.overrides import Validator
 
         self.block += 1
         ov = Validator().normalise({"field": field, "data.n_training_frames": frames, **(base or {})})
@@ -212,8 +211,8 @@ class SyntheticStudy:
             strategy: str = "exploit", metrics: dict | None = None, finish: bool = True,
             run_dir: str | None = None) -> int:
         """Plan (+ launch + finish) one node; returns its id."""
-        from agent.overrides import Validator, config_hash, diff, merge
-        from agent.state import fold
+        from agent.runs.overrides import Validator, config_hash, diff, merge
+        from agent.study.state import fold
 
         st = fold(self.journal.read())
         base = st.nodes[parent].overrides if parent is not None else st.current_block.base_overrides
@@ -237,7 +236,7 @@ class SyntheticStudy:
 
     def finish(self, nid: int, *, status: str = "ok", r2: float = 0.99, metrics: dict | None = None,
                overrides: list | None = None) -> None:
-        from agent.overrides import as_dict
+        from agent.runs.overrides import as_dict
 
         ov = {**FAKE_DEFAULTS, **as_dict(overrides or [])}
         m = {"status": status, "field": ov.get("field", "Jp"), "inr_type": ov.get("inr_type"),
@@ -259,13 +258,13 @@ class SyntheticStudy:
             "stats": stats or {}})
 
     def state(self):
-        from agent.state import fold
+        from agent.study.state import fold
 
         return fold(self.journal.read())
 
     def view(self, *, policy_cfg: dict | None = None, rejections=()):
-        from agent.explore import build_view
-        from agent.overrides import Validator, as_dict
+        from agent.loop.view import build_view
+        from agent.runs.overrides import Validator, as_dict
 
         def resolver(overrides, key):
             return as_dict(overrides).get(key, FAKE_DEFAULTS.get(key))

@@ -15,9 +15,9 @@ import pytest
 from fakeapp import SyntheticStudy
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal
+from agent.study.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("train_overrides=[scenario=discs_small,train.total_steps=20,train.steps_per_call=10,trainer=cpu,"
@@ -79,13 +79,13 @@ def test_job_overrides_group_and_tag_wandb_runs(tmp_path):
     s = SyntheticStudy(tmp_path / "grp", name="grp")
     nid = s.add(None, {"inr_type": "siren_txy"}, strategy="baseline")
     node = s.state().nodes[nid]
-    ov = ex._job_overrides(node, s.state(), REPO)
+    ov = ex.rounds.job_overrides(node, s.state(), REPO)
     assert "logger.group=grp" in ov and "logger.tags=[block_1,baseline,siren_txy]" in ov
     assert {"study.name=grp", "study.node_id=1", "study.parent_id=null", "study.strategy=baseline"} <= set(ov)
     assert ov[0] == "scenario=discs_small" and any(o.startswith("data.root=/") for o in ov)
     assert not any("ANTHROPIC" in o for o in ov)
     assert not any(o.startswith("trainer.cpu_threads=") for o in ov)  # no share given: the trainer's auto
-    assert ex._job_overrides(node, s.state(), REPO, cpu_threads=3)[-1] == "trainer.cpu_threads=3"
+    assert ex.rounds.job_overrides(node, s.state(), REPO, cpu_threads=3)[-1] == "trainer.cpu_threads=3"
 
 
 def test_job_overrides_keep_the_users_cpu_threads(tmp_path):
@@ -96,5 +96,5 @@ def test_job_overrides_keep_the_users_cpu_threads(tmp_path):
     s = SyntheticStudy(tmp_path / "thr", name="thr")
     nid = s.add(None, {"inr_type": "siren_txy"}, strategy="baseline")
     node = s.state().nodes[nid]
-    ov = ex._job_overrides(node, s.state(), REPO, cpu_threads=3)
+    ov = ex.rounds.job_overrides(node, s.state(), REPO, cpu_threads=3)
     assert [o for o in ov if o.startswith("trainer.cpu_threads=")] == ["trainer.cpu_threads=1"]

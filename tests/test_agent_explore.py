@@ -14,10 +14,10 @@ import pytest
 from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal, StudyLock
-from agent.proposal import BlockEndDecision, Proposal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal, StudyLock
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -117,7 +117,7 @@ def test_hostile_proposals_are_rejected_and_never_reach_a_subprocess(app, tmp_pa
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-planted-key")
     ex = Explorer(cfg(app, tmp_path, "n_blocks=2", "n_iter_block=2", "agent.max_proposal_attempts=3"),
                   out=lambda s: None)
-    ex.policy, ex.policy_name = HostilePolicy(), "hostile"
+    ex.study.policy, ex.study.policy_name = HostilePolicy(), "hostile"
     assert ex.run() == 0
     d = tmp_path / "s"
     st = fold(Journal(d).read())
@@ -210,7 +210,7 @@ def test_resume_after_sigkill_duplicates_nothing(app, tmp_path):
     # slow machine is also followed by a resume, hence >=)
     assert sum(e["event"] == "resume" for e in evs) >= kills
     assert any(e["event"] == "recovered" for e in evs)  # some kill left a run in flight
-    from agent.runner import round_alive
+    from agent.runs.runner import round_alive
     assert not any(round_alive(e["token"]) for e in evs if e["event"] == "launched")  # no orphan left
 
 
@@ -219,16 +219,16 @@ def test_resume_finishes_a_run_that_completed_after_the_agent_died(app, tmp_path
     c = cfg(app, tmp_path, "n_blocks=1", "n_iter_block=2")
     ex = Explorer(c, out=lambda s: None)
     ex.lock.acquire()
-    ex._emit({"event": "study_start", "name": "s", "schema": 1, "config": ex.cfg, "instructions": "x"})
-    ex._start_first_block()
-    planned = ex._plan_round(ex._state(), 1)
+    ex.study.emit({"event": "study_start", "name": "s", "schema": 1, "config": ex.cfg, "instructions": "x"})
+    ex.blocks.start_first()
+    planned = ex.planner.plan(ex.study.state(), 1)
     node = planned[0]
     # run the job ourselves, as the dead agent's multirun would have, without journaling its end
-    from agent.runner import Job
-    ex.runner.run(tmp_path / "s" / "runs" / "round_0001", [Job(node.node_id, ex._job_overrides(node, ex._state(),
+    from agent.runs.runner import Job
+    ex.runner.run(tmp_path / "s" / "runs" / "round_0001", [Job(node.node_id, ex.rounds.job_overrides(node, ex.study.state(),
                                                                                                  ex.code_dir),
                                                                "node_0001")],
-                  on_launch=lambda info: ex._emit({"event": "launched", "round": 1, "node_ids": info["node_ids"],
+                  on_launch=lambda info: ex.study.emit({"event": "launched", "round": 1, "node_ids": info["node_ids"],
                                                    "run_dirs": {str(k): v for k, v in info["run_dirs"].items()},
                                                    "token": info["token"], "attempt": 1}))
     ex.lock.release()

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from fakeapp import SyntheticStudy
 
-from agent.overrides import Validator, config_hash, merge
 from agent.policies.heuristic import HeuristicPolicy, Settings
-from agent.stats import block_stats, principles
+from agent.runs.overrides import Validator, config_hash, merge
+from agent.study.stats import block_stats, principles
 
 SEED_STEPS = {  # the design document's mutation magnitudes (ratios new/old, or differences for n_layers / omega)
     "optimizer.lr": {2.0, 0.5}, "model.hidden_dim": {2.0, 0.5}, "train.total_steps": {1.5, 2.0},

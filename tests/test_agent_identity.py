@@ -1,4 +1,4 @@
-"""Config identity (agent.identity): resolved values on the allow-listed keys, not override strings.
+"""Config identity (agent.study.identity): resolved values on the allow-listed keys, not override strings.
 
 The skeleton shortcut (compose group choices once, overlay a node's plain keys) must give exactly what the full
 composition gives; spelled-out defaults, int/float spellings and train_overrides are the same config; configs
@@ -16,14 +16,14 @@ import pytest
 from fakeapp import SyntheticStudy, write_fake_app
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.identity import ConfigIdentity
-from agent.journal import Journal
-from agent.overrides import config_hash
-from agent.policies.claude import check_children
+from agent.loop.explorer import Explorer
+from agent.policies.claude.policy import check_children
 from agent.policies.heuristic import Candidate, HeuristicPolicy, Settings
-from agent.proposal import BlockEndDecision, Proposal
-from agent.state import fold
+from agent.runs.overrides import config_hash
+from agent.study.identity import ConfigIdentity
+from agent.study.journal import Journal
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = ["data.n_training_frames=48", "field=Jp"]
@@ -141,11 +141,11 @@ def test_a_journal_written_before_identity_resumes_and_still_dedupes(app, tmp_pa
     for line in path.read_text().splitlines():
         ev = json.loads(line)
         if ev.get("event") == "planned":
-            ev["config_hash"] = config_hash(ev["overrides"])  # what the journal held before agent.identity
+            ev["config_hash"] = config_hash(ev["overrides"])  # what the journal held before agent.study.identity
         lines.append(json.dumps(ev))
     path.write_text("\n".join(lines) + "\n")
     ex = Explorer(compose_explore(args), out=lambda s: None)
-    ex.policy, ex.policy_name = Scripted([{"optimizer.lr": 1e-4}, {"model.n_layers": 2}]), "scripted"
+    ex.study.policy, ex.study.policy_name = Scripted([{"optimizer.lr": 1e-4}, {"model.n_layers": 2}]), "scripted"
     assert ex.run() == 0
     st = fold(Journal(tmp_path / "old").read())
     launched = st.launched_nodes()
@@ -153,4 +153,4 @@ def test_a_journal_written_before_identity_resumes_and_still_dedupes(app, tmp_pa
     assert len(launched) == 2 and [n.status for n in launched] == ["ok", "ok"]
     assert len(rejected) == 1 and "duplicate of node 1" in (rejected[0].error or ""), [n.error for n in rejected]
     assert "model.n_layers=2" in launched[1].overrides
-    assert launched[1].config_hash == ex.identity(launched[1].overrides)  # new entries store the identity
+    assert launched[1].config_hash == ex.study.identity(launched[1].overrides)  # new entries store the identity

@@ -10,8 +10,8 @@ import sys
 import pytest
 from fakeapp import SyntheticStudy
 
-from agent.journal import Journal, StudyLock
-from agent.state import fold
+from agent.study.journal import Journal, StudyLock
+from agent.study.state import fold
 from mpm_inr.errors import StudyError
 
 
@@ -70,7 +70,7 @@ def test_second_lock_on_same_study_refuses(tmp_path):
     with StudyLock(tmp_path):
         with pytest.raises(StudyError, match="in use by agent pid"):
             StudyLock(tmp_path).acquire()
-        code = ("import sys; from agent.journal import StudyLock\n"
+        code = ("import sys; from agent.study.journal import StudyLock\n"
                 "try:\n    StudyLock(sys.argv[1]).acquire()\nexcept Exception as e:\n    print(e); sys.exit(3)\n")
         r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=False)
         assert r.returncode == 3 and "in use" in r.stdout

@@ -7,9 +7,10 @@ import math
 import pytest
 from fakeapp import SyntheticStudy
 
-from agent.policies.heuristic import HeuristicPolicy, Settings, describe_result
-from agent.render import analysis_text
-from agent.stats import beaten_by, block_stats, effects, nines
+from agent.policies.heuristic import HeuristicPolicy, Settings
+from agent.reporting.render import analysis_text
+from agent.study.describe import describe_result
+from agent.study.stats import beaten_by, block_stats, effects, nines
 
 
 def test_nines_tells_high_r2_apart_and_keeps_its_sign():
@@ -58,7 +59,7 @@ def test_beaten_by_the_same_size_svd_reaches_memory_and_summaries(tmp_path):
             "zfp_r2_same_bytes": 0.9}
     assert beaten_by(both) == "beaten by SZ3 at the same size (R² 0.999000, 1.00 nines better)"
     assert beaten_by({**both, "svd_r2_same_bytes": 0.9999}).startswith("beaten by the same-size SVD (R² 0.999900")
-    assert "beaten by the same-size SVD" in describe_result(v, node)
+    assert "beaten by the same-size SVD" in describe_result(node, None)
     d = HeuristicPolicy(Settings()).end_block(v)
     assert "Best R² 0.999509" in d.summary and "beaten by the same-size SVD (R² 0.999996" in d.summary
     s.end_block({"next_field": d.next_field, "next_n_training_frames": d.next_n_training_frames,

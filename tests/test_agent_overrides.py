@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
-from agent.overrides import ALLOWED, OverrideError, Validator, config_hash, diff, merge
+from agent.runs.overrides import (
+    ALLOWED,
+    OverrideError,
+    Validator,
+    config_hash,
+    diff,
+    merge,
+)
+
+REPO = Path(__file__).resolve().parents[1]
 
 V = Validator()
 PLAIN = re.compile(r"^[a-z_.]+=[A-Za-z0-9_.+-]+$")
@@ -125,3 +135,36 @@ def test_fuzz_strings_output_is_always_safe(items):
     except OverrideError:
         return
     assert all(PLAIN.match(o) and o.split("=", 1)[0] in ALLOWED for o in out)
+
+
+@pytest.mark.parametrize("key", ["optimizer._target_", "scheduler._target_", "logger._target_", "trainer._target_",
+                                 "optimizer._partial_", "model._convert_"])
+def test_hydra_special_keys_stay_forbidden_now_that_groups_have_targets(key):
+    """conf/optimizer, scheduler, logger and trainer name a `_target_` that Hydra imports and calls: a policy must
+    never choose what is called."""
+    with pytest.raises(OverrideError, match="special keys"):
+        Validator().normalise([f"{key}=os.system"])
+
+
+def _presets_and_defaults():
+    from agent.runs.overrides import FRAMES_PROGRESSION
+    from mpm_inr.config.choices import INR_TYPES
+    from mpm_inr.config.fields import FIELD_NAMES
+
+    for field in FIELD_NAMES:  # the tuned presets (conf/preset), at every window length a study may reach
+        for frames in FRAMES_PROGRESSION:
+            yield [f"field={field}", f"data.n_training_frames={frames}"]
+    for inr_type in INR_TYPES:  # each inr_type's own defaults
+        yield [f"inr_type={inr_type}"]
+
+
+@pytest.mark.parametrize("overrides", list(_presets_and_defaults()), ids=" ".join)
+def test_the_allow_list_brackets_every_value_our_presets_use(overrides):
+    """A study inherits our presets' values: a range that excluded one would stop a policy from proposing it back
+    (optimizer.lr was capped at 1e-3 while the lagrangian presets train at 3e-3)."""
+    from agent.runs.trainconf import compose_train, value
+
+    cfg = compose_train(REPO, overrides)
+    values = {key: value(cfg, key) for key in ALLOWED}
+    # raises OverrideError naming every value outside the allow-list
+    assert Validator().normalise({k: v for k, v in values.items() if v is not None})

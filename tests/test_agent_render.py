@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fakeapp import SyntheticStudy
 
-from agent.render import analysis_text, memory_text, render_all
+from agent.reporting.render import analysis_text, memory_text, render_all
 
 REPO = Path(__file__).resolve().parents[1]
 

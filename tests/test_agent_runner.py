@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fakeapp import write_fake_app
 
-from agent.runner import MARKER, Job, LauncherSpec, RoundRunner, child_env
+from agent.runs.runner import MARKER, Job, LauncherSpec, RoundRunner, child_env
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

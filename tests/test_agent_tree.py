@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 from fakeapp import SyntheticStudy
 
-from agent.render import ucb_text
-from agent.tree import format_r2, format_scores, reward, scores, visits
+from agent.reporting.render import ucb_text
+from agent.study.tree import format_r2, format_scores, reward, scores, visits
 
 
 @dataclass

@@ -13,7 +13,7 @@ from mpm_inr.bench.train_bench import BenchSettings, markdown, run
 
 def test_bench_parts_and_tables(data_root, tmp_path):
     s = BenchSettings(fields=["Jp"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
-                      ref_cap_s=0.5, holdout_every=4, eulerian=["siren_txy"], eulerian_cap_s=0.5)
+                      ref_cap_s=0.5, holdout_every=4, eulerian=["siren_txy"], eulerian_cap_s=0.5, fixed_cost=False)
     results = run(s, str(tmp_path))
     saved = json.loads((tmp_path / "train_bench.json").read_text())
     assert saved["seeds"] == [0] and saved["frames"] == 20
@@ -33,6 +33,9 @@ def test_bench_parts_and_tables(data_root, tmp_path):
         assert ref["speedup"] == pytest.approx(ref["seconds"] / speed["ours"]["training_time_s"])
     assert [r["seed"] for r in sweep["runs"]] == [0]
     assert sweep["median"]["final_r2"] == pytest.approx(sweep["runs"][0]["final_r2"])
+    run0 = sweep["runs"][0]  # wall ÷ fit per run: the in-process wall_time over the training time
+    assert run0["wall_over_fit"] == pytest.approx(run0["wall_time_s"] / run0["training_time_s"])
+    assert run0["wall_over_fit"] > 1
     assert held["holdout_every"] == 4 and held["best_eulerian"] == "siren_txy"
     planned = compose_train_config(["inr_type=siren_txy", "field=Jp"])["train"]["total_steps"]
     assert held["eulerian"][0]["steps"] < planned  # the time cap, not the step count, ended it
@@ -104,3 +107,19 @@ def test_bench_cli_rejects_unknown_eulerian_type(capsys):
         main(["train", "--eulerian", "siren_xyz", "--device", "cpu"])
     assert err.value.code == 2
     assert "unknown Eulerian type" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # four train.py processes: about 30 s on the 2-core VM
+def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(tiny_train_overrides):
+    """Part 4 of the bench: whole train.py commands, one run and a 2-job --multirun, each with its wall ÷ fit."""
+    from mpm_inr.bench import fixed_cost
+
+    base = [o for o in tiny_train_overrides if not o.startswith("logger=")] + ["logger=none", "inr_type=lagrangian"]
+    row = fixed_cost.fixed_cost("Jp", base, jobs=2)
+    one, many = row["single"], row["multirun"]
+    assert one["wall_over_fit"] == pytest.approx(one["wall_time_s"] / one["fit_s"]) and one["wall_over_fit"] > 1
+    assert one["command_wall_s"] > one["wall_time_s"]  # the interpreter's start and imports come on top
+    assert len(many["jobs"]) == 2 and many["later_wall_over_fit_median"] == many["jobs"][1]["wall_over_fit"]
+    assert many["jobs"][0]["final_r2"] == one["final_r2"]  # seed 0 of the multirun is the single run
+    table = "\n".join(fixed_cost.markdown([row]))
+    assert "wall ÷ fit" in table and table.splitlines()[-1].startswith(f"| Jp | {one['fit_s']:.2f} |")

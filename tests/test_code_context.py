@@ -13,10 +13,10 @@ from agent.codemod import gitops, layout
 from agent.codemod.diffparse import parse
 from agent.codemod.guard import (
     FORBIDDEN_IMPORTS,
-    PROTECTED,
     PROTECTED_FUNCTIONS,
     check_patches,
 )
+from agent.codemod.paths import PROTECTED
 from agent.codemod.settings import CodeModSettings
 from agent.policies.code_context import DISABLED, code_section, code_section_for_view
 

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from agent.__main__ import compose_explore
-from agent.codemod.library import LIBRARY
+from agent.codemod.modifications import LIBRARY
 from agent.codemod.sandbox import probe
 from agent.codemod.smoke import run_smoke
-from agent.explore import Explorer
-from agent.journal import Journal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal
+from agent.study.state import fold
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]

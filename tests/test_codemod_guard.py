@@ -9,7 +9,8 @@ import pytest
 
 from agent.codemod.diffparse import DiffError, parse
 from agent.codemod.guard import GuardError, check_patches, check_sources
-from agent.codemod.settings import CodeModSettings, glob_regex
+from agent.codemod.paths import glob_regex
+from agent.codemod.settings import CodeModSettings
 from mpm_inr.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,9 +54,9 @@ def test_recorded_claude_diffs_parse_to_one_modification_each():
 
 def test_added_lines_that_look_like_headers_stay_content():
     d = ("--- a/mpm_inr/models/siren.py\n+++ b/mpm_inr/models/siren.py\n@@ -1,1 +1,3 @@\n x = 1\n"
-         "+++ b/agent/explore.py\n+--- a/conf/train.yaml\n")
+         "+++ b/agent/loop/explorer.py\n+--- a/conf/train.yaml\n")
     (fp,) = parse(d)
-    assert fp.path == "mpm_inr/models/siren.py" and fp.hunks[0].added == ["++ b/agent/explore.py",
+    assert fp.path == "mpm_inr/models/siren.py" and fp.hunks[0].added == ["++ b/agent/loop/explorer.py",
                                                                           "--- a/conf/train.yaml"]
 
 
@@ -71,7 +72,7 @@ def test_added_lines_that_look_like_headers_stay_content():
      "outside a file patch"),
     ("--- a/mpm_inr/models/siren.py\n+++ b/mpm_inr/models/siren.py\n", "no hunk"),
     (("diff --git a/mpm_inr/models/siren.py b/mpm_inr/models/siren.py\n--- a/mpm_inr/models/siren.py\n"
-      "+++ b/agent/explore.py\n@@ -1 +1 @@\n-a\n+b\n"), "do not match"),
+      "+++ b/agent/loop/explorer.py\n@@ -1 +1 @@\n-a\n+b\n"), "do not match"),
     (patch("mpm_inr/models/siren.py", ["y"]) + patch("mpm_inr/models/siren.py", ["z"]), "patched twice"),
     ("diff --git a/mpm_inr/models/siren.py b/mpm_inr/models/siren.py\nweird header\n", "unknown extended header"),
     ("--- a/mpm_inr/models/siren.py\n+++ b/mpm_inr/models/siren.py\n@@ -1 +1 @@\n-a\x00\n+b\n", "NUL"),
@@ -91,7 +92,7 @@ def test_malformed_or_sneaky_diffs_are_refused_by_the_parser(diff, msg):
     ("mpm_inr/training/run.py", "evaluation code"),
     ("mpm_inr/training/outputs.py", "metrics.json"),
     ("mpm_inr/training/datamodule.py", "data-loading"),
-    ("agent/explore.py", "the agent itself"),
+    ("agent/loop/explorer.py", "the agent itself"),
     ("conf/train.yaml", "configs"),
     ("train.py", "entry point"),
     ("mpm_inr/viz/field_plot.py", "outside the allow-list"),
@@ -113,7 +114,7 @@ def test_allowed_paths_and_file_kinds():
     rename = ("diff --git a/mpm_inr/models/siren.py b/mpm_inr/data/siren.py\nsimilarity index 100%\n"
               "rename from mpm_inr/models/siren.py\nrename to mpm_inr/data/siren.py\n")
     assert "data-loading" in refused(rename)
-    link = patch("mpm_inr/models/link.py", ["../../agent/explore.py"], new=True).replace("100644", "120000")
+    link = patch("mpm_inr/models/link.py", ["../../agent/loop/explorer.py"], new=True).replace("100644", "120000")
     assert "symlink" in refused(link)
     mode = ("diff --git a/mpm_inr/models/siren.py b/mpm_inr/models/siren.py\nold mode 100644\nnew mode 100755\n")
     assert "mode" in refused(mode)

@@ -16,8 +16,7 @@ from toyrepo import write_toy_repo
 from agent.codemod import gitops
 from agent.codemod.handler import CodeModHandler
 from agent.codemod.smoke import run_smoke
-from agent.explore import Rejection
-from agent.proposal import Proposal
+from agent.study.proposal import Proposal, Rejection
 from mpm_inr.errors import ConfigError, StudyError
 
 pytestmark = pytest.mark.bwrap  # runs modified code in the real sandbox (tests/conftest.py)
@@ -139,7 +138,7 @@ def test_symlinks_and_unclean_diffs_are_refused_and_nothing_moves(tmp_path):
     view = at_iteration_5(s)
     link = ("diff --git a/mpm_inr/models/alias.py b/mpm_inr/models/alias.py\n--- a/mpm_inr/models/alias.py\n"
             "+++ b/mpm_inr/models/alias.py\n@@ -1 +1 @@\n-../training/run.py\n\\ No newline at end of file\n"
-            "+../../agent/explore.py\n\\ No newline at end of file\n")
+            "+../../agent/loop/explorer.py\n\\ No newline at end of file\n")
     with pytest.raises(Rejection, match="symbolic link"):
         h(proposal(link), view)
     with pytest.raises(Rejection, match="does not apply cleanly"):

@@ -11,7 +11,8 @@ from toyrepo import write_toy_repo
 from agent.codemod import gitops
 from agent.codemod.diffparse import parse
 from agent.codemod.guard import check_patches, check_sources
-from agent.codemod.library import LIBRARY, propose_modification, stuck
+from agent.codemod.library import propose_modification, stuck
+from agent.codemod.modifications import LIBRARY
 from agent.codemod.settings import CodeModSettings
 from agent.policies import PolicyContext
 from agent.policies.heuristic import build as build_heuristic

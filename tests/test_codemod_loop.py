@@ -17,14 +17,14 @@ from fakeapp import SyntheticStudy
 from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
+from agent.loop.explorer import Explorer
 from agent.policies import PolicyContext
 from agent.policies.heuristic import build as build_heuristic
-from agent.proposal import Proposal
-from agent.render import render_all
-from agent.state import fold
-from agent.stats import best_node
+from agent.reporting.render import render_all
+from agent.study.journal import Journal
+from agent.study.proposal import Proposal
+from agent.study.state import fold
+from agent.study.stats import best_node
 
 pytestmark = [pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]  # bwrap: the real sandbox (tests/conftest.py)
 TOY = "mpm_inr/models/toy.py"
@@ -106,7 +106,7 @@ def test_good_hostile_broken_and_failing_changes_in_the_loop(tmp_path):
                                         after=('MARKER = "base"', 'MARKER = "patched"')))]}
     out: list[str] = []
     ex = Explorer(cfg, out=out.append)
-    ex.policy, ex.policy_name = Scripted(root / "s", script, cfg), "scripted"
+    ex.study.policy, ex.study.policy_name = Scripted(root / "s", script, cfg), "scripted"
     assert ex.run() == 0
     d = root / "s"
     st = fold(Journal(d).read())

@@ -17,14 +17,14 @@ from fakeapp import SyntheticStudy, write_fake_app
 from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.journal import Journal
+from agent.loop.explorer import Explorer
 from agent.policies import PolicyContext
-from agent.policies.claude import ClaudeSettings
+from agent.policies.claude.settings import ClaudeSettings
 from agent.policies.heuristic import build as build_heuristic
 from agent.policies.replay import ReplayPolicy
-from agent.proposal import Proposal
-from agent.state import fold
+from agent.study.journal import Journal
+from agent.study.proposal import Proposal
+from agent.study.state import fold
 
 pytestmark = [pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]  # bwrap: the real sandbox (tests/conftest.py)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "claude" / "code_diff" / "transcripts"
@@ -41,7 +41,7 @@ class ReplayThenHeuristic:
         self.replay = ReplayPolicy(ClaudeSettings(), study_dir, self.heuristic, FIXTURE)
 
     def propose(self, view, slots):
-        if self.replay.cursor < len(self.replay.records):
+        if self.replay.client.cursor < len(self.replay.client.records):
             return self.replay.propose(view, slots)
         out = self.heuristic.propose(view, slots)
         for p in out:  # as the claude policy marks its own fallback
@@ -78,7 +78,7 @@ def test_replayed_claude_diffs_commit_run_and_discard(tmp_path):
                            "codemod.heuristic.stuck_r2=0.01"])
     cfg["codemod"]["smoke"]["overrides"] = ["train.total_steps=10"]
     ex = Explorer(cfg, out=lambda s: None)
-    ex.policy, ex.policy_name = ReplayThenHeuristic(root / "s", cfg), "replay"
+    ex.study.policy, ex.study.policy_name = ReplayThenHeuristic(root / "s", cfg), "replay"
     assert ex.run() == 0
     d = root / "s"
     events = Journal(d).read()
@@ -144,7 +144,7 @@ def test_node_policy_names_the_policy_that_actually_decided(tmp_path):
     cfg = compose_explore([f"code_dir={app}", f"root={root}", "name=s", "n_training_frames=48", "n_blocks=1",
                            "n_iter_block=12", "budget.max_iterations=2"])
     ex = Explorer(cfg, out=lambda s: None)
-    ex.policy, ex.policy_name = FellBack(), "claude"
+    ex.study.policy, ex.study.policy_name = FellBack(), "claude"
     assert ex.run() == 0
     n = fold(Journal(root / "s").read()).launched_nodes()[-1]
     assert n.policy == "heuristic" and n.fallback == "claude: schema error" and n.llm["usd"] == 0.01

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from agent.trainconf import compose_train, value
+from agent.runs.trainconf import compose_train, value
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.confres import frames_scaled
 

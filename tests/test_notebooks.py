@@ -1,4 +1,5 @@
-"""The notebooks run end to end (nbclient, a kernel of this interpreter) and are committed without outputs."""
+"""The notebooks run end to end through papermill (their first cell is tagged `parameters`, so another study or
+dataset is passed without editing the notebook) and are committed without outputs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
-from nbclient import NotebookClient
 from test_report_helpers import FIXTURE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,14 +17,25 @@ NOTEBOOKS = REPO / "notebooks"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def execute(name: str, parameters: str) -> nbformat.NotebookNode:
-    """Run a notebook with its first (parameter) cell replaced; raises CellExecutionError on any error."""
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    assert nb.cells[0].cell_type == "code" and "=" in nb.cells[0].source
-    nb.cells[0].source = parameters
-    NotebookClient(nb, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+def execute(name: str, out_dir: Path, **parameters: object) -> nbformat.NotebookNode:
+    """Run a notebook as a user would with `papermill NB OUT -p KEY VALUE`; raises PapermillExecutionError on any
+    error. papermill injects the values in a cell after the one tagged `parameters`, so a notebook whose tag is
+    missing would run on its defaults: the injected cell is checked to follow the parameter cell."""
+    out = out_dir / name
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, kernel_name="python3",
+                               cwd=str(NOTEBOOKS), progress_bar=False, execution_timeout=240)
+    nb = nbformat.read(out, as_version=4)
+    assert "parameters" in nb.cells[0].metadata.get("tags", [])
+    assert "injected-parameters" in nb.cells[1].metadata.get("tags", [])
     return nb
+
+
+@pytest.mark.parametrize("name", ["landscape.ipynb", "fields.ipynb"])
+def test_parameter_cell_is_tagged_for_papermill(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert tagged == [0] and nb.cells[0].cell_type == "code"
+    assert papermill.inspect_notebook(str(NOTEBOOKS / name))  # papermill reads the names it may set
 
 
 def images(nb: nbformat.NotebookNode) -> list[bytes]:
@@ -55,10 +67,10 @@ def test_committed_notebooks_have_no_outputs(name):
 
 def test_landscape_notebook_reproduces_the_report_figures(tmp_path):
     before = sorted(p.name for p in FIXTURE.iterdir())
-    nb = execute("landscape.ipynb", f"STUDY = {str(FIXTURE)!r}\nDATA_ROOT = None")
+    nb = execute("landscape.ipynb", tmp_path, STUDY=str(FIXTURE), DATA_ROOT=None)
     shown = images(nb)
     # Pareto per field, held-out per field, time model, tree (same functions as the report)
-    from agent.report_data import load_study
+    from agent.reporting.report_data import load_study
 
     study = load_study(FIXTURE)
     n_fields = len(study.fields())
@@ -70,9 +82,9 @@ def test_landscape_notebook_reproduces_the_report_figures(tmp_path):
     assert sorted(p.name for p in FIXTURE.iterdir()) == before  # the notebook only reads the study
 
 
-def test_fields_notebook_shows_a_dataset(data_root):
+def test_fields_notebook_shows_a_dataset(data_root, tmp_path):
     dataset = Path(data_root) / "discs_small_seed0"
-    nb = execute("fields.ipynb", f"DATASET = {str(dataset)!r}\nN_TIMES = 3\nHIST_FIELD = 'F'")
+    nb = execute("fields.ipynb", tmp_path, DATASET=str(dataset), N_TIMES=3, HIST_FIELD="F")
     shown = images(nb)
     assert len(shown) == 2 and all(png[:8] == PNG_MAGIC and len(png) > 10000 for png in shown)
     out = text(nb)

@@ -26,17 +26,12 @@ from fakes import (
     tool_reply,
 )
 
-from agent.llm_cost import PRICES, price_for, usage_cost
 from agent.policies import PolicyContext, build_policy
-from agent.policies.claude import (
-    DEFAULT_MODEL,
-    END_BLOCK_TOOL,
-    PROPOSE_TOOL,
-    ClaudePolicy,
-    ClaudeSettings,
-    LLMAccessError,
-    MissingAPIKeyError,
-)
+from agent.policies.claude.client import LLMAccessError, MissingAPIKeyError
+from agent.policies.claude.llm_cost import PRICES, price_for, usage_cost
+from agent.policies.claude.policy import ClaudePolicy
+from agent.policies.claude.prompt import END_BLOCK_TOOL, PROPOSE_TOOL
+from agent.policies.claude.settings import DEFAULT_MODEL, ClaudeSettings
 from mpm_inr.errors import ConfigError, UserError
 
 
@@ -118,7 +113,7 @@ def test_missing_api_key_is_a_one_line_user_error_before_any_request(tmp_path, m
 def test_factory_reads_key_from_env_only(tmp_path, monkeypatch):
     monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_KEY)
     pol = build_policy("claude", {"budget": {"max_usd": 2.0}}, PolicyContext(study_dir=tmp_path, seed=0))
-    assert pol.name == "claude" and pol.budget.max_usd == 2.0 and pol.fallback.name == "heuristic"
+    assert pol.name == "claude" and pol.client.budget.max_usd == 2.0 and pol.fallback.name == "heuristic"
 
 
 # ------------------------------------------------------------------------------------------------ the happy path
@@ -337,11 +332,11 @@ def test_usd_cap_trips_after_spending_and_survives_a_resume(tmp_path):
     pol, api, study = make_policy(tmp_path, [expensive], settings=settings)
     view = make_view(study, standard_nodes(5))
     assert pol.propose(view, ["auto"])[0].llm["policy"] == "claude"
-    assert pol.budget.spent_usd == pytest.approx(0.96)
+    assert pol.client.budget.spent_usd == pytest.approx(0.96)
     assert "budget.max_usd" in pol.propose(view, ["auto"])[0].llm["fallback"] and len(api.requests) == 1
     # a fresh process on the same study restores what was spent from the transcripts
     again, api2, _ = make_policy(tmp_path, [], settings=settings)
-    assert again.budget.spent_usd == pytest.approx(0.96) and again.budget.llm_iterations == 1
+    assert again.client.budget.spent_usd == pytest.approx(0.96) and again.client.budget.llm_iterations == 1
     assert again.propose(view, ["auto"])[0].llm["policy"] == "heuristic" and api2.requests == []
 
 
@@ -395,7 +390,7 @@ def test_propose_prompt_carries_the_code_modification_section_and_end_block_does
 def test_node_lines_carry_the_same_size_svd_beside_compression():
     from types import SimpleNamespace
 
-    from agent.policies.claude import _node_line
+    from agent.policies.claude.prompt import _node_line
 
     node = SimpleNamespace(node_id=3, parent_id=1, iteration=3, status="ok", strategy="exploit", changes={},
                            mutation="", error=None, metrics={"final_r2": 0.999, "compression_ratio": 20.5,

@@ -16,7 +16,7 @@ import make_fixtures
 from fakes import FAKE_KEY, make_view, standard_nodes
 
 from agent.policies import PolicyContext, build_policy
-from agent.policies.claude import ClaudeSettings
+from agent.policies.claude.settings import ClaudeSettings
 from agent.policies.replay import ReplayError, ReplayPolicy
 from mpm_inr.errors import ConfigError
 
@@ -152,7 +152,7 @@ def test_replay_reproduces_an_unusable_response(tmp_path):
     import httpx2
     from fakes import StaticFallback
 
-    from agent.policies.claude import ClaudePolicy
+    from agent.policies.claude.policy import ClaudePolicy
 
     html = lambda request: httpx2.Response(200, text="<html>bad gateway</html>",
                                            headers={"content-type": "text/html"})

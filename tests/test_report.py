@@ -22,10 +22,10 @@ from test_report_helpers import (
     metrics,
 )
 
-from agent import plots
 from agent.__main__ import main as agent_main
-from agent.report import Doc, heldout_section, write_report
-from agent.report_data import (
+from agent.reporting import plots
+from agent.reporting.report import Doc, heldout_section, write_report
+from agent.reporting.report_data import (
     baseline_windows,
     dataset_path,
     load_study,
@@ -51,7 +51,7 @@ def fixture_report(tmp_path_factory) -> tuple[Path, str, str]:
 
 
 def recorded_ok(d: Path) -> list[dict]:
-    """Finished-ok metrics straight from the journal's lines (independent of agent.state / report_data)."""
+    """Finished-ok metrics straight from the journal's lines (independent of agent.study.state / report_data)."""
     return [dict(ev["metrics"], node_id=ev["node_id"]) for ev in journal_events(d)
             if ev["event"] == "finished" and ev["status"] == "ok"]
 

@@ -1,6 +1,6 @@
 """Builders of synthetic study journals for the report, time-model and W&B-study tests (no tests here).
 
-A synthetic study goes through the real Journal writer and the real event schema (agent.explore's events), with
+A synthetic study goes through the real Journal writer and the real event schema (agent.loop.explorer's events), with
 metrics shaped like Contract 2, so the code under test cannot tell it from a recorded one.
 """
 
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.journal import Journal
+from agent.study.journal import Journal
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "docs" / "studies" / "study_tiny"

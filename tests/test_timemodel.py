@@ -9,8 +9,8 @@ import pytest
 from test_report_helpers import FIXTURE, make_study, metrics
 
 from agent.__main__ import main as agent_main
-from agent.report_data import load_study
-from agent.timemodel import (
+from agent.reporting.report_data import load_study
+from agent.reporting.timemodel import (
     Sample,
     Workload,
     config_workload,
@@ -214,7 +214,7 @@ def test_predict_time_errors(args, msg, capsys):
 def test_report_time_model_section_matches_fit(tmp_path):
     from test_report_helpers import md_table
 
-    from agent.report import write_report
+    from agent.reporting.report import write_report
 
     runs = [{"metrics": metrics(time_s=1.0 + s.work.work / 1e9 * 0.5, steps=s.work.steps, hidden=h)}
             for s, h in zip(_samples(0.5, 0.0, 1.0, n=6), (32, 64, 128, 64, 32, 256))]

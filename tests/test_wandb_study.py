@@ -7,8 +7,8 @@ import json
 import pytest
 from test_report_helpers import make_study, metrics
 
-from agent.report_data import best_run, load_study
-from agent.wandb_study import (
+from agent.reporting.report_data import best_run, load_study
+from agent.reporting.wandb_study import (
     BYTES_COLUMNS,
     JOURNAL_COLUMNS,
     flat_config,

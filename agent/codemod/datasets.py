@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.runner import SECRET_ENV, plain_path
-from agent.trainconf import ComposeError, compose_train, has_key, value
+from agent.runs.runner import SECRET_ENV, plain_path
+from agent.runs.trainconf import ComposeError, compose_train, has_key, value
 from mpm_inr.data.dataset import dataset_dir
 
 

@@ -27,34 +27,13 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from agent.codemod.diffparse import FilePatch
-from agent.codemod.settings import CodeModSettings, glob_regex
+from agent.codemod.paths import protected_reason
+from agent.codemod.settings import CodeModSettings
 
 
 class GuardError(ValueError):
     """A change the guardrails refuse; the message is the recorded reason (one line)."""
 
-
-#: paths no code modification may touch, whatever codemod.allow says, with the reason shown to the policy
-PROTECTED: tuple[tuple[str, str], ...] = (
-    ("mpm_inr/metrics/**", "the metrics code (mpm_inr/metrics)"),
-    ("mpm_inr/codec/**", "the model-file code that re-scores decoded models (mpm_inr/codec)"),
-    ("mpm_inr/data/**", "the data-loading code (mpm_inr/data)"),
-    ("mpm_inr/training/run.py", "the evaluation code (mpm_inr/training/run.py)"),
-    ("mpm_inr/training/outputs.py", "the code that writes metrics.json (mpm_inr/training/outputs.py)"),
-    ("mpm_inr/training/datamodule.py", "the data-loading code (mpm_inr/training/datamodule.py)"),
-    ("mpm_inr/training/validate.py", "the config validation (mpm_inr/training/validate.py)"),
-    ("mpm_inr/sim/**", "the simulator that generates the data (mpm_inr/sim)"),
-    ("mpm_inr/errors.py", "the error types (mpm_inr/errors.py)"),
-    ("agent/**", "the agent itself (agent/)"),
-    ("hydra_plugins/**", "the launcher plugins (hydra_plugins/)"),
-    ("conf/**", "the configs (change them through overrides)"),
-    ("tests/**", "the tests"),
-    ("train.py", "the training entry point"),
-    ("generate.py", "the data generation entry point"),
-    ("setup.cfg", "the packaging"),
-    ("pyproject.toml", "the packaging"),
-    ("Makefile", "the build"),
-)
 
 #: functions of the evaluation path that must stay identical (class.method per file)
 PROTECTED_FUNCTIONS: dict[str, tuple[str, ...]] = {
@@ -106,13 +85,6 @@ _TIMING = re.compile(r"\btrain_seconds\b|\b_started\b|\bperf_counter\b")
 _IMPORT_LINE = re.compile(r"^\s*import\s+(.+)$")
 _FROM_LINE = re.compile(r"^\s*from\s+(\.*[\w.]*)\s+import\s+(.+)$")
 _FILE_MODE = "100644"
-
-
-def protected_reason(path: str) -> str | None:
-    for pattern, why in PROTECTED:
-        if glob_regex(pattern).match(path):
-            return why
-    return None
 
 
 def import_reason(module: str, settings: CodeModSettings) -> str | None:

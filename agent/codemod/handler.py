@@ -21,7 +21,7 @@ A proposal with a diff: rules (not in the first `protect_first` iterations of a 
 parse + guardrails (agent.codemod.guard) -> `git apply --check` -> apply -> source guardrails -> smoke test
 (agent.codemod.smoke) -> commit "[Iter N] description / File / Changes +X -Y / Hypothesis". A refusal before the
 commit leaves the branch where it was (`git reset --hard`, recorded as rollback "reset") and is raised as
-`agent.explore.Rejection`, so the loop journals it and asks the policy again. After the node's run:
+`agent.study.proposal.Rejection`, so the loop journals it and asks the policy again. After the node's run:
 a failed run (or, with `revert_if_worse`, an R² below its parent's) is undone by `git revert` (rollback
 "revert"); the node's error then reads "code modification failed: ...".
 
@@ -48,13 +48,12 @@ from agent.codemod.history import journaled_head, log_fields
 from agent.codemod.sandbox import Sandbox, probe
 from agent.codemod.settings import CodeModSettings
 from agent.codemod.smoke import run_smoke
-from agent.explore import Rejection, merge_train
-from agent.overrides import Validator, as_dict, merge
-from agent.proposal import Proposal
-from agent.runner import JobResult
-from agent.state import FAILED_STATUSES, StudyState
-from agent.trainconf import ComposeError, compose_train, has_key, value
-from agent.view import StudyView
+from agent.runs.overrides import Validator, as_dict, merge, merge_train
+from agent.runs.runner import JobResult
+from agent.runs.trainconf import ComposeError, compose_train, has_key, value
+from agent.study.proposal import Proposal, Rejection
+from agent.study.state import FAILED_STATUSES, StudyState
+from agent.study.view import StudyView
 from mpm_inr.errors import ConfigError, StudyError
 
 

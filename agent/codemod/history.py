@@ -1,6 +1,6 @@
 """The journal's `code` events read back as one-line notes, for the memory, the analysis and the policy's prompt.
 
-`agent.state.fold` keeps nodes, not code steps, so everything that shows code modifications reads them here and
+`agent.study.state.fold` keeps nodes, not code steps, so everything that shows code modifications reads them here and
 the wording lives in one place:
 
     code modification rejected: <reason>      guardrails, rules or `git apply --check` refused the diff; nothing ran

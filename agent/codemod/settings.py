@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.codemod.modifications import LIBRARY
+from agent.codemod.paths import PROTECTED, glob_regex, protected_reason
 from mpm_inr.errors import ConfigError
 
 #: the design document's rule: never modify code in the first 4 iterations of a block (config may only raise it)
@@ -27,25 +29,6 @@ DEFAULT_SMOKE = ("scenario=discs_small", "trainer=cpu", "logger=none", "data.n_t
 DEFAULT_LIBRARY = ("lr_warmup", "grad_clip_default", "huber_loss", "adamw_decoupled", "residual_siren")
 
 _PATTERN = re.compile(r"^[A-Za-z0-9_./*-]+$")
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """`*` matches within one path component, `**` across components; a trailing `/` means the whole folder."""
-    if pattern.endswith("/"):
-        pattern += "**"
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("^" + "".join(out) + "$")
 
 
 @dataclass(frozen=True)
@@ -114,10 +97,6 @@ class CodeModSettings:
         return s
 
     def check(self) -> None:
-        # the fixed deny-list lives with the guardrails
-        from agent.codemod.guard import PROTECTED, protected_reason
-        from agent.codemod.library import LIBRARY
-
         if self.protect_first < MIN_PROTECT_FIRST:
             raise ConfigError(f"codemod.protect_first={self.protect_first}: code changes are never allowed in the "
                               f"first {MIN_PROTECT_FIRST} iterations of a block; use >= {MIN_PROTECT_FIRST}")

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.runner import SECRET_ENV, plain_path
+from agent.runs.runner import SECRET_ENV, plain_path
 
 #: what the kernel says to a write outside a confined process's run dir (agent.codemod.sandbox)
 _REFUSED = "Read-only file system"

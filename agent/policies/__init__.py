@@ -20,7 +20,7 @@ from mpm_inr.errors import ConfigError
 
 FACTORIES: dict[str, str] = {
     "heuristic": "agent.policies.heuristic",
-    "claude": "agent.policies.claude",
+    "claude": "agent.policies.claude.policy",
     "replay": "agent.policies.replay",
 }
 

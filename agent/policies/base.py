@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from agent.proposal import BlockEndDecision, Proposal
-from agent.view import StudyView
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.view import StudyView
 
 
 @runtime_checkable
@@ -13,7 +13,7 @@ class Policy(Protocol):
     """A pure decider: reads a StudyView, returns proposals. It never runs anything itself.
 
     `propose(view, slots)` returns one Proposal per slot, in slot order. Slot roles follow the design document's
-    parallel variant (agent.view.slot_roles): "auto" for batch=1 (the strategy table decides), else exploit,
+    parallel variant (agent.study.view.slot_roles): "auto" for batch=1 (the strategy table decides), else exploit,
     exploit, explore, principle-test. Each proposal is validated by the loop; rejected ones are journaled with their
     reason and the policy is asked again for those slots (the next view lists them in `recent_rejections`).
 

@@ -23,14 +23,13 @@ from agent.codemod import gitops, layout
 from agent.codemod.guard import (
     FORBIDDEN_IMPORTS,
     FORBIDDEN_NAMES,
-    PROTECTED,
     PROTECTED_FUNCTIONS,
     SAFE_DUNDERS,
-    protected_reason,
 )
 from agent.codemod.history import code_history, short
-from agent.codemod.settings import CodeModSettings, glob_regex
-from agent.journal import Journal
+from agent.codemod.paths import PROTECTED, glob_regex, protected_reason
+from agent.codemod.settings import CodeModSettings
+from agent.study.journal import Journal
 
 #: characters of file text (with line numbers) the section may carry
 DEFAULT_MAX_CHARS = 24000

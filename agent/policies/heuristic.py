@@ -19,7 +19,7 @@ Strategy table (batch=1 evaluates it top-down; a special strategy fires at most 
 
 Mutation magnitudes are the design document's: lr x2 or /2, width x2 or /2, depth +-1, steps x1.5 or x2, omega
 +-10 or x1.5, periods x2 or /2 (failure-probe: the same, twice, or the range bound). Exploit prefers the
-direction the study's evidence says improves R² (agent.stats.effects) and never proposes a config that failed
+direction the study's evidence says improves R² (agent.study.stats.effects) and never proposes a config that failed
 before or one already run in this block. A parent whose compression ratio is below `min_compression` gets its
 width halved.
 Batches use the design document's slot roles (exploit, exploit, explore, principle-test) with distinct mutations
@@ -28,23 +28,24 @@ per slot.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.codemod.library import propose_modification
-from agent.overrides import (
+from agent.runs.overrides import (
     FIELDS,
     OverrideError,
     Validator,
     as_dict,
     merge,
 )
-from agent.proposal import BlockEndDecision, Proposal
-from agent.state import NodeState
-from agent.stats import (
+from agent.study.describe import as_number, describe_result
+from agent.study.mutations import MAGNITUDES
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import NodeState
+from agent.study.stats import (
     Effect,
     beaten_by,
     best_node,
@@ -52,34 +53,17 @@ from agent.stats import (
     fmt_num,
     grade,
     mutated,
-    nines,
     node_regime,
     principles,
 )
-from agent.tree import format_r2
-from agent.view import StudyView
+from agent.study.tree import format_r2
+from agent.study.view import StudyView
+from mpm_inr.config.fields import FIELD_NAMES
 
 DEFAULT_PARAMS = ("optimizer.lr", "model.hidden_dim", "model.n_layers", "model.omega", "train.total_steps",
                   "data.t_period", "data.xy_period", "model.latent_dim")
 
-# (ordinary steps, extreme steps); a step is ("mul", f) or ("add", d)
-MAGNITUDES: dict[str, tuple[tuple[tuple[str, float], ...], tuple[tuple[str, float], ...]]] = {
-    "optimizer.lr": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "optimizer.omega_lr": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "model.hidden_dim": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "model.n_layers": ((("add", 1), ("add", -1)), (("add", 2), ("add", -2))),
-    "model.omega": ((("add", 10.0), ("add", -10.0), ("mul", 1.5), ("mul", 1 / 1.5)), (("mul", 2.0), ("mul", 0.5))),
-    "train.total_steps": ((("mul", 1.5), ("mul", 2.0)), (("mul", 4.0), ("mul", 0.25))),
-    "data.t_period": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "data.xy_period": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "model.latent_dim": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "train.batch_size": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "model.n_levels": ((("add", 2), ("add", -2)), (("add", 4), ("add", -4))),
-    "model.log2_table_size": ((("add", 1), ("add", -1)), (("add", 3), ("add", -3))),
-    "model.features_per_level": ((("mul", 2.0), ("mul", 0.5)), (("mul", 4.0), ("mul", 0.25))),
-    "train.grad_clip": ((("mul", 2.0), ("mul", 0.5)), (("mul", 10.0), ("mul", 0.1))),
-}
-FIELD_ROTATION = ("Jp", "F", "S", "C")
+FIELD_ROTATION = FIELD_NAMES
 
 
 @dataclass
@@ -121,14 +105,6 @@ class Candidate:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 class HeuristicPolicy:
     """See the module docstring."""
 
@@ -149,7 +125,7 @@ class HeuristicPolicy:
 
     def _step(self, view: StudyView, key: str, cur: Any, step: tuple[str, float], clamp: bool) -> Any:
         spec = view.specs.get(key)
-        x = _num(cur)
+        x = as_number(cur)
         if spec is None or x is None or spec.kind not in ("int", "float"):
             return None
         op, a = step
@@ -176,7 +152,7 @@ class HeuristicPolicy:
                 new = self._step(view, key, cur, step, clamp=extreme)
                 if new is None:
                     continue
-                old = _num(cur)
+                old = as_number(cur)
                 old_s = fmt_num(int(old) if view.specs[key].kind == "int" else old, 6)
                 out.append(Candidate(parent_id, key, cur, new, f"{key}: {old_s} -> {fmt_num(new, 6)}",
                                      {key: new}))
@@ -218,7 +194,7 @@ class HeuristicPolicy:
 
     def _effect(self, view: StudyView, key: str, old: Any, new: Any) -> Effect | None:
         inr = str(view.value(None, "inr_type") or "?")
-        a, b = _num(old), _num(new)
+        a, b = as_number(old), as_number(new)
         direction = ("up" if b > a else "down") if a is not None and b is not None else f"{old}->{new}"
         for e in effects(view.nodes, inr):
             if e.param == key and e.direction == direction and e.field == view.field:
@@ -268,7 +244,7 @@ class HeuristicPolicy:
             params = tuple(p for p in self._params(view) if p not in exclude)
             if comp is not None and comp < self.s.min_compression:
                 shrink = [c for c in self._candidates(view, pid, params=("model.hidden_dim", "model.latent_dim"))
-                          if _num(c.new) is not None and _num(c.new) < (_num(c.old) or 0)]
+                          if as_number(c.new) is not None and as_number(c.new) < (as_number(c.old) or 0)]
                 shrink = self._fresh(view, shrink, taken)
                 if shrink:
                     c = shrink[0]
@@ -286,7 +262,7 @@ class HeuristicPolicy:
     def _compression(self, view: StudyView, pid: int | None) -> float | None:
         if pid is None:
             return None
-        return _num(view.node(pid).metrics.get("compression_ratio"))
+        return as_number(view.node(pid).metrics.get("compression_ratio"))
 
     def _proposal(self, view: StudyView, c: Candidate, strategy: str, rationale: str, taken: set[str]) -> Proposal:
         h = self._child_hash(view, c)
@@ -352,7 +328,7 @@ class HeuristicPolicy:
         same = [n for n in view.block_nodes if _same_but_seed(n, best) and n.node_id != best.node_id]
         if same:
             return None
-        seed = int(_num(view.value(best.node_id, "seed")) or 0)
+        seed = int(as_number(view.value(best.node_id, "seed")) or 0)
         new_seed = seed + 1
         c = Candidate(best.node_id, "seed", seed, new_seed, f"seed: {seed} -> {new_seed} (re-run)",
                       {"seed": new_seed})
@@ -410,7 +386,7 @@ class HeuristicPolicy:
         parents = [best.node_id] if best else [None]
         for pid in parents + self._ranked_parents(view):
             cands = [c for c in self._candidates(view, pid, params=(e.param,))
-                     if ((_num(c.new) or 0) > (_num(c.old) or 0)) == (e.direction == "up")]
+                     if ((as_number(c.new) or 0) > (as_number(c.old) or 0)) == (e.direction == "up")]
             cands = self._fresh(view, cands, taken)
             if cands:
                 return self._proposal(view, rng.choice(cands), "principle-test",
@@ -518,7 +494,7 @@ class HeuristicPolicy:
 
         next_overrides: dict[str, Any] = {}
         if next_frames != blk.n_training_frames and "train.total_steps" in self._params(view) and best is not None:
-            steps = _num(view.value(best.node_id, "train.total_steps"))
+            steps = as_number(view.value(best.node_id, "train.total_steps"))
             spec = view.specs["train.total_steps"]
             if steps:
                 scaled = int(min(max(round(steps * next_frames / blk.n_training_frames), spec.lo), spec.hi))
@@ -617,6 +593,15 @@ def raise_no_candidate(view: StudyView) -> None:
                      f"mutation of every node was run or failed); widen the ranges or the mutable params")
 
 
+def _parent(view: StudyView, n: NodeState) -> NodeState | None:
+    if n.parent_id is None:
+        return None
+    try:
+        return view.node(n.parent_id)
+    except KeyError:
+        return None
+
+
 def observe(view: StudyView) -> str:
     """What the latest round showed, derived from its metrics (compared with each node's parent)."""
     done = [n for n in view.nodes if n.launched and n.finished]
@@ -625,37 +610,12 @@ def observe(view: StudyView) -> str:
     last_round = max((n.round or 0) for n in done)
     lines = []
     for n in sorted((n for n in done if (n.round or 0) == last_round), key=lambda n: n.node_id):
-        lines.append(describe_result(view, n))
+        lines.append(describe_result(n, _parent(view, n)))
     return " ".join(lines)
-
-
-def describe_result(view: StudyView, n: NodeState) -> str:
-    what = f"Node {n.node_id} ({n.strategy}; {n.mutation})"
-    if not n.is_ok:
-        return f"{what} {n.status}: {n.error or 'no reason recorded'}."
-    m = n.metrics
-    s = f"{what}: R² {format_r2(n.r2)} ({grade(n)})"
-    parent = None
-    if n.parent_id is not None:
-        try:
-            parent = view.node(n.parent_id)
-        except KeyError:
-            parent = None
-    if parent is not None and parent.r2 is not None:
-        s += f", parent {parent.node_id} {format_r2(parent.r2)} (Δ {nines(n.r2) - nines(parent.r2):+.2f} nines)"
-    if isinstance(m.get("slope"), (int, float)):
-        s += f", slope {m['slope']:.4f}"
-    t, pt = _num(m.get("training_time")), _num(parent.metrics.get("training_time")) if parent else None
-    if t is not None:
-        s += f", training {t:.1f} s" + (f" ({t / pt:.2f}x parent)" if pt else "")
-    if isinstance(m.get("compression_ratio"), (int, float)):
-        s += f", compression {m['compression_ratio']:.3g}"
-    beaten = beaten_by(m)
-    return s + (f", {beaten}." if beaten else ".")
 
 
 def build(cfg: Mapping[str, Any], ctx) -> HeuristicPolicy:
     return HeuristicPolicy(Settings.from_config(cfg, ctx.config, int(cfg.get("seed", ctx.seed))))
 
 
-__all__ = ["HeuristicPolicy", "Settings", "build", "describe_result", "node_regime", "observe"]
+__all__ = ["HeuristicPolicy", "Settings", "build", "node_regime", "observe"]

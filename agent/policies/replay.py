@@ -21,8 +21,10 @@ from typing import Any
 import httpx2
 
 from agent.policies.base import Policy
-from agent.policies.claude import ClaudePolicy, ClaudeSettings, _Call, build_fallback
-from agent.transcripts import load_records
+from agent.policies.claude.client import Call, ClaudeClient
+from agent.policies.claude.policy import ClaudePolicy, build_fallback
+from agent.policies.claude.settings import ClaudeSettings
+from agent.policies.claude.transcripts import load_records
 from mpm_inr.errors import ConfigError, UserError
 
 # Sent to the mock transport only; it is not a credential and nothing leaves the process.
@@ -33,12 +35,10 @@ class ReplayError(UserError):
     """The recorded transcripts do not fit the calls the study makes."""
 
 
-class ReplayPolicy(ClaudePolicy):
-    """ClaudePolicy answered from recorded transcripts (see module docstring)."""
+class ReplayClient(ClaudeClient):
+    """The claude client with the network swapped for the recorded transcripts; it writes none of its own."""
 
-    name = "replay"
-
-    def __init__(self, settings: ClaudeSettings, study_dir: Path, fallback: Policy, source: Path) -> None:
+    def __init__(self, settings: ClaudeSettings, source: Path) -> None:
         self.source = Path(source)
         if not self.source.is_dir():
             raise ReplayError(f"replay: transcript directory {self.source} does not exist")
@@ -46,12 +46,12 @@ class ReplayPolicy(ClaudePolicy):
         if not self.records:
             raise ReplayError(f"replay: no transcripts (NNNNN_<call>.json) in {self.source}")
         self.cursor = 0
-        model = self.records[0].get("model") or settings.model
-        super().__init__(dataclasses.replace(settings, model=model), study_dir, fallback,
-                         api_key=_PLACEHOLDER_KEY, http_client=httpx2.Client(transport=httpx2.MockTransport(self._serve)),
-                         sleep=lambda _s: None, store=False)
+        settings = dataclasses.replace(settings, model=self.records[0].get("model") or settings.model)
+        super().__init__(settings, api_key=_PLACEHOLDER_KEY, policy_name=ReplayPolicy.name,
+                         http_client=httpx2.Client(transport=httpx2.MockTransport(self._serve)),
+                         sleep=lambda _s: None, store=None)
 
-    def _before_send(self, call_type: str, attempt: str, http_try: int) -> None:
+    def before_send(self, call_type: str, attempt: str, http_try: int) -> None:
         if self.cursor >= len(self.records):
             raise ReplayError(f"replay: the {len(self.records)} transcripts in {self.source} ran out; the study asks "
                               f"for one more {call_type} call ({attempt}, try {http_try})")
@@ -75,8 +75,19 @@ class ReplayPolicy(ClaudePolicy):
             return httpx2.Response(int(resp["status"]), json=body, headers=headers, request=request)
         return httpx2.Response(int(resp["status"]), text=str(body or ""), headers=headers, request=request)
 
-    def _write(self, call: _Call, record: dict[str, Any]) -> None:
+    def write(self, call: Call, record: dict[str, Any]) -> None:
         call.records.append(int(self.records[self.cursor - 1].get("index", self.cursor - 1)))
+
+
+class ReplayPolicy(ClaudePolicy):
+    """ClaudePolicy answered from recorded transcripts (see module docstring); `client` is a ReplayClient."""
+
+    name = "replay"
+    client: ReplayClient
+
+    def __init__(self, settings: ClaudeSettings, study_dir: Path, fallback: Policy, source: Path) -> None:
+        client = ReplayClient(settings, source)  # the recorded model, not the configured one
+        super().__init__(client.settings, study_dir, fallback, client=client)
 
 
 def build(cfg: Mapping[str, Any], ctx: Any) -> ReplayPolicy:

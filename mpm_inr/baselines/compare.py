@@ -69,6 +69,12 @@ class WindowBaselines:
                     self.cache.save()
         return self._svd
 
+    def adopt_svd_table(self, table: SVDTable) -> SVDTable:
+        """Use a table of this window computed elsewhere (an earlier job of this process, mpm_inr.data.window_cache)
+        for the SVD baseline too; returns it."""
+        self._svd = table
+        return table
+
     def compressions(self) -> int:
         """Real compressions this object made (a warm window makes none)."""
         return sum(evaluator.calls for evaluator in self._evaluators.values())

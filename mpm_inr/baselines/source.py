@@ -63,7 +63,7 @@ class BaselineSource:
         """The run's window of a dataset, read through the memory map (works for the whole simulation)."""
         if field_name not in FIELDS:
             raise ConfigError(f"unknown field {field_name!r}; valid: {', '.join(FIELDS)}")
-        array, n_components = FIELDS[field_name]
+        array, n_components = FIELDS[field_name].array, FIELDS[field_name].n_components
         start, stop = window_bounds(dataset.n_frames, n_training_frames)
         mapped = dataset.mmap(array)
         values = mapped.reshape(mapped.shape[0], mapped.shape[1], n_components)

@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--eulerian", default="siren_txy,ngp", help="Eulerian types raced in the held-out part")
     tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
     tr.add_argument("--root", default="data")
+    tr.add_argument("--no-fixed-cost", action="store_true", help="skip the whole-command wall ÷ fit part")
+    tr.add_argument("--multirun-jobs", type=int, default=4, help="jobs of the fixed-cost part's --multirun")
     tr.add_argument("--out", default="bench_results")
     sm = sub.add_parser("sim", help="simulator steps/s")
     sm.add_argument("--scenario", default="discs_3types")
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 device=device, target=args.target, ref_cap_s=args.ref_cap, seeds=[int(x) for x in _csv(args.seeds)],
                 frames=args.frames, root=args.root, holdout_every=args.holdout_every, eulerian=_csv(args.eulerian),
                 eulerian_cap_s=args.eulerian_cap, reference=not args.no_reference,
+                fixed_cost=not args.no_fixed_cost, multirun_jobs=args.multirun_jobs,
                 compare_targets=tuple(float(x) for x in _csv(args.compare_targets)))
         except ValueError as err:
             parser.error(str(err))

@@ -1,19 +1,19 @@
-"""Compose the training config from conf/ without a Hydra run (for benchmarks, notebooks and tests)."""
+"""Compose the training config from conf/ without a Hydra run (for benchmarks, notebooks and tests), resolved
+into the plain dict `run_training` takes."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from omegaconf import OmegaConf, open_dict
+
+from mpm_inr.config.compose import CONF_DIR, compose_train
+
+__all__ = ["CONF_DIR", "compose_train_config"]
 
 
 def compose_train_config(overrides: list[str], run_dir: str | None = None) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf, open_dict
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
+    cfg = compose_train(overrides)
     with open_dict(cfg):
         # ${hydra:...} only resolves inside a Hydra run; point the logger at the given directory instead.
         if "save_dir" in cfg.logger:

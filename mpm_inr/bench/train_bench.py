@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from mpm_inr.bench import compression_bench
+from mpm_inr.bench import compression_bench, fixed_cost
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.bench.reference_recipe import (
     REFERENCE_RECIPES,
@@ -60,6 +60,8 @@ class BenchSettings:
     eulerian_cap_s: float = 30.0
     reference: bool = True
     compare_targets: tuple[float, ...] = compression_bench.COMPARE_TARGETS
+    fixed_cost: bool = True  # part 4: wall ÷ fit of whole train.py commands (one run; a --multirun round)
+    multirun_jobs: int = 4
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -106,6 +108,7 @@ def _ours_summary(m: dict[str, Any], wall: float, target: float) -> dict[str, An
         return {"status": m["status"], "error": m.get("error"), "reached": False}
     return {"status": "ok", "final_r2": m["final_r2"], "slope": m["slope"], "compression_ratio": m["compression_ratio"],
             "training_time_s": m["training_time"], "end_to_end_s": wall, "steps": m["steps"],
+            "wall_time_s": m["wall_time"], "wall_over_fit": m["wall_time"] / m["training_time"],
             "inr_type": m["inr_type"], "reached": m["final_r2"] >= target,
             "svd_r2_same_params": m.get("svd_r2_same_params")}
 
@@ -198,7 +201,7 @@ def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
         metrics, wall, comparison = train_and_inspect(s, field, seed, [], compare if targets else None)
         runs.append({"seed": seed, **_ours_summary(metrics, wall, s.target)})
         compared.append({"seed": seed, "comparison": comparison, "error": metrics.get("error")})
-    keys = ("final_r2", "slope", "compression_ratio", "training_time_s", "end_to_end_s")
+    keys = ("final_r2", "slope", "compression_ratio", "training_time_s", "end_to_end_s", "wall_over_fit")
     done = [r for r in runs if r["status"] == "ok"]
     median = {k: statistics.median(r[k] for r in done) if done else None for k in keys}
     ok = all(r["status"] == "ok" and r["final_r2"] >= s.target and 0.99 <= r["slope"] <= 1.01 for r in runs)
@@ -258,8 +261,9 @@ def markdown(results: dict[str, Any]) -> str:
     if results["seed_sweep"]:
         lines += ["", f"## Default recipe on every seed (no early stop): median over seeds {seeds}", "",
                   ("| field | type | median R² | median slope | median compression | median time [s] | "
-                   "per-seed R² | per-seed SVD R² at as many params | all seeds ≥ target, slope in [0.99, 1.01] |"),
-                  "|---|---|---|---|---|---|---|---|---|"]
+                   "median wall ÷ training time (in-process, no plot) | per-seed R² | per-seed SVD R² at as many params | "
+                   "all seeds ≥ target, slope in [0.99, 1.01] |"),
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in results["seed_sweep"]:
             m = r["median"]
             per = " / ".join(f"{x['final_r2']:.5f}" if x["status"] == "ok" else f"seed {x['seed']} failed: {x['error']}"
@@ -267,7 +271,8 @@ def markdown(results: dict[str, Any]) -> str:
             svd = " / ".join(_f(x.get("svd_r2_same_params"), ".5f") for x in r["runs"])
             kind = next((x["inr_type"] for x in r["runs"] if x["status"] == "ok"), "-")
             lines.append(f"| {r['field']} | {kind} | {_f(m['final_r2'], '.5f')} | {_f(m['slope'], '.4f')} | "
-                         f"{_f(m['compression_ratio'], '.1f')} | {_f(m['training_time_s'], '.1f')} | {per} | {svd} | "
+                         f"{_f(m['compression_ratio'], '.1f')} | {_f(m['training_time_s'], '.1f')} | "
+                         f"{_f(m.get('wall_over_fit'), '.2f')} | {per} | {svd} | "
                          f"{'yes' if r['all_seeds_meet_target'] else 'NO'} |")
         lines += compression_bench.markdown([r["compression"] for r in results["seed_sweep"] if r.get("compression")])
     if results["holdout"]:
@@ -291,6 +296,7 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(sv.get('holdout_r2_linear'), '.5f')} / {_f(sv.get('holdout_r2_cubic'), '.5f')} | "
                          f"{o['inr_type']} | {o['train_r2']:.5f} | {o['holdout_r2']:.5f} | "
                          f"{o['compression_ratio']:.1f} | {eul} |")
+    lines += fixed_cost.markdown(results.get("fixed_cost") or [])
     return "\n".join(lines) + "\n"
 
 
@@ -331,6 +337,12 @@ def _reference_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def fixed_cost_overrides(s: BenchSettings, field: str) -> list[str]:
+    """The bench's dataset and device for a whole train.py command, every output at its default."""
+    return [f"scenario={s.scenario}", f"data.seed={s.seeds[0]}", f"data.root={Path(s.root).resolve()}",
+            f"data.n_training_frames={s.frames}", f"trainer={'gpu' if s.device == 'cuda' else 'cpu'}"]
+
+
 def device_name(device: str) -> str:
     if device == "cuda":
         return torch.cuda.get_device_name()
@@ -343,7 +355,7 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
     results: dict[str, Any] = {
         "device": device_name(s.device), "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
-        "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": []}
+        "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": [], "fixed_cost": []}
     from mpm_inr.data.dataset import recorded_fingerprint
 
     results["datasets"] = {str(seed): recorded_fingerprint(_dataset(s, seed)) for seed in s.seeds}
@@ -363,6 +375,10 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
     if s.holdout_every > 0:
         for f in s.fields:
             results["holdout"].append(holdout(s, f))
+            save()
+    if s.fixed_cost:
+        for f in s.fields:
+            results["fixed_cost"].append(fixed_cost.fixed_cost(f, fixed_cost_overrides(s, f), s.multirun_jobs))
             save()
     print(markdown(results))
     return results

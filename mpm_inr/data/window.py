@@ -6,18 +6,16 @@ statistics and the coordinate normalisation, so training, evaluation and plots c
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from mpm_inr.config.fields import FIELDS
 from mpm_inr.errors import ConfigError, DatasetError
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.coordinates import CoordinateSource
-
-# field name -> (array name in the dataset, number of components)
-FIELDS: dict[str, tuple[str, int]] = {"F": ("F", 4), "Jp": ("Jp", 1), "S": ("S", 4), "C": ("C", 4)}
-
 
 _STATS_CHUNK = 32  # frames per float64 chunk in `_component_stats` (a few MB at 9000 particles)
 
@@ -103,6 +101,9 @@ class FieldWindow:
     held_out: np.ndarray  # (T,) bool
     mean: np.ndarray  # (C,)
     std: np.ndarray  # (C,)
+    # what the window was built from, set by mpm_inr.data.window_cache (None: not from the cache), so results that
+    # depend on the window alone can be kept with it; the arrays above are this window's own copy either way
+    cache_key: tuple | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def n_frames(self) -> int:
@@ -129,7 +130,7 @@ class FieldWindow:
                      normalize: bool = True) -> FieldWindow:
         if field not in FIELDS:
             raise ConfigError(f"unknown field {field!r}; valid: {', '.join(FIELDS)}")
-        array, n_comp = FIELDS[field]
+        array, n_comp = FIELDS[field].array, FIELDS[field].n_components
         start, stop = window_bounds(dataset.n_frames, n_training_frames)
         values = np.asarray(dataset.read(array, start, stop), dtype=np.float32)
         values = values.reshape(values.shape[0], values.shape[1], n_comp)
@@ -147,7 +148,7 @@ class FieldWindow:
         held_out = np.zeros(values.shape[0], dtype=bool) if held_out is None else held_out
         # the network reads positions, material and object ids too: a NaN there would surface later as a
         # misleading 'diverged' run
-        for array, arr in ((f"{FIELDS[field][0]}.npy", values), ("x.npy", positions), ("type.npy", material),
+        for array, arr in ((f"{FIELDS[field].array}.npy", values), ("x.npy", positions), ("type.npy", material),
                            ("object_id.npy", object_id)):
             if not _all_finite(arr):
                 raise _non_finite_error(array, arr, frames, source)

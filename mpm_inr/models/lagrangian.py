@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mpm_inr.config.choices import CODES_MODES, DECODERS, GROUPINGS
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import flops
 from mpm_inr.models.context import NetworkContext
@@ -79,8 +80,8 @@ class LatentCodeField(FieldNetwork):
         super().__init__()
         self.latent_dim, self.n_components, self.decoder = latent_dim, ctx.n_components, decoder
         self.time_scale = float(time_scale)
-        if codes not in ("learned", "solved"):
-            raise ValueError(f"unknown codes {codes!r}; valid: learned, solved")
+        if codes not in CODES_MODES:
+            raise ValueError(f"unknown codes {codes!r}; valid: {', '.join(CODES_MODES)}")
         if codes == "solved" and (decoder != "bilinear" or shared_codes != "none"):
             raise ValueError("codes=solved needs decoder=bilinear and shared_codes=none: only then are the codes "
                              "a linear least-squares problem given the basis")
@@ -98,7 +99,7 @@ class LatentCodeField(FieldNetwork):
             self.head = nn.Sequential(nn.Linear(hidden_dim + latent_dim, decoder_hidden), nn.SiLU(),
                                       nn.Linear(decoder_hidden, ctx.n_components))
         else:
-            raise ValueError(f"unknown decoder {decoder!r}; valid: bilinear, mlp")
+            raise ValueError(f"unknown decoder {decoder!r}; valid: {', '.join(DECODERS)}")
 
     def _init_basis_groups(self, ctx: NetworkContext, basis_groups: str, embedding_dim: int) -> None:
         """Group index per particle, the particles sorted by group, group sizes, and the padded (G, max size)
@@ -328,5 +329,5 @@ def _particle_groups(ctx: NetworkContext, kind: str, knob: str) -> Tensor | None
         return None
     labels = {"material": ctx.material, "object": ctx.object_id}.get(kind)
     if labels is None:
-        raise ValueError(f"unknown {knob} {kind!r}; valid: none, material, object")
+        raise ValueError(f"unknown {knob} {kind!r}; valid: {', '.join(GROUPINGS)}")
     return torch.unique(labels.long().cpu(), return_inverse=True)[1]

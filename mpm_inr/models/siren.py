@@ -23,10 +23,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from mpm_inr.config.choices import BIAS_INITS, HEAD_INITS
 from mpm_inr.errors import ConfigError
-
-BIAS_INITS = ("weight_bound", "fan_in")
-HEAD_INITS = ("hidden", "reference")
 
 
 def _choice(key: str, value: str, valid: tuple[str, ...]) -> str:

@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window_cache import get_window
 
 
 class FieldWindowDataModule(pl.LightningDataModule):
@@ -26,12 +27,10 @@ class FieldWindowDataModule(pl.LightningDataModule):
         self.window: FieldWindow | None = None
 
     def prepare_window(self) -> FieldWindow:
+        """The window, from the process's window cache: a multirun's later jobs on the same files reuse it."""
         if self.window is None:
-            from mpm_inr.data.dataset import open_dataset
-
-            ds = open_dataset(self.dataset_path)
-            self.window = FieldWindow.from_dataset(ds, self.field, self.n_training_frames, self.holdout_every,
-                                                   self.normalize)
+            self.window = get_window(self.dataset_path, self.field, self.n_training_frames, self.holdout_every,
+                                     self.normalize)
         return self.window
 
     def setup(self, stage: str | None = None) -> None:

@@ -1,38 +1,44 @@
-"""Lightning loggers from the `logger` config group: wandb (offline by default), csv, none."""
+"""Lightning loggers from the `logger` config group (wandb, offline by default; csv; none), built by
+hydra.utils.instantiate from the option's `_target_`."""
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
 
-from mpm_inr.errors import ConfigError
+from mpm_inr.config.build import has_target, partial_of
 
 
 def build_logger(cfg: Mapping[str, Any], run_dir: str, run_name: str, flat_config: dict[str, Any]):
-    name = cfg["name"]
-    if name == "none":
+    """The logger group's `_target_` (CSVLogger, wandb_logger) writing to the run dir; None for logger=none."""
+    if not has_target(cfg):
         return None
-    if name == "csv":
-        from pytorch_lightning.loggers import CSVLogger
+    make = partial_of({**cfg, "save_dir": run_dir}, "logger")
+    run_time = {"default_name": run_name, "config": flat_config}  # given to a target that takes them (ours)
+    accepted = inspect.signature(make).parameters
+    return make(**{k: v for k, v in run_time.items() if k in accepted})
 
-        return CSVLogger(save_dir=run_dir, name="csv", version="")
-    if name == "wandb":
-        mode = os.environ.get("WANDB_MODE") or cfg.get("mode", "offline")
-        if mode == "disabled":
-            return None
-        from pytorch_lightning.loggers import WandbLogger
 
-        tags = [str(t) for t in (cfg.get("tags") or [])]
-        logger = WandbLogger(project=cfg.get("project", "mpm-inr"), name=cfg.get("run_name") or run_name,
-                             group=cfg.get("group"), job_type=cfg.get("job_type"), tags=tags, save_dir=run_dir,
-                             mode=mode, config=flat_config, reinit="finish_previous")
-        # Lightning 2.6 always passes anonymous=None, which wandb >= 0.2x answers with a deprecation line on every
-        # run ("The anonymous setting has no effect"); the setting is unset when omitted, so omit it
-        if logger._wandb_init.get("anonymous") is None:
-            logger._wandb_init.pop("anonymous", None)
-        return logger
-    raise ConfigError(f"unknown logger {name!r}; valid: wandb, csv, none")
+def wandb_logger(save_dir: str, default_name: str, config: dict[str, Any], project: str = "mpm-inr",
+                 mode: str = "offline", group: str | None = None, job_type: str | None = None,
+                 tags: list[str] | None = None, run_name: str | None = None):
+    """Lightning's WandbLogger as we run it: WANDB_MODE wins over `mode` (disabled: no logger), the run named
+    <field>_<inr_type> unless run_name says otherwise, the run's flat config attached."""
+    mode = os.environ.get("WANDB_MODE") or mode
+    if mode == "disabled":
+        return None
+    from pytorch_lightning.loggers import WandbLogger
+
+    logger = WandbLogger(project=project, name=run_name or default_name, group=group, job_type=job_type,
+                         tags=[str(t) for t in (tags or [])], save_dir=save_dir, mode=mode, config=config,
+                         reinit="finish_previous")
+    # Lightning 2.6 always passes anonymous=None, which wandb >= 0.2x answers with a deprecation line on every
+    # run ("The anonymous setting has no effect"); the setting is unset when omitted, so omit it
+    if logger._wandb_init.get("anonymous") is None:
+        logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def finish_logger(logger, summary: Mapping[str, Any], image_path: str | None) -> str | None:

@@ -1,4 +1,5 @@
-"""Optimiser and LR schedule from plain settings, with separate groups for omega and latent codes."""
+"""Optimiser and LR schedule from the optimizer / scheduler config groups, with separate parameter groups for
+omega and latent codes. Each group's `_target_` is built by hydra.utils.instantiate (mpm_inr.config.build)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from mpm_inr.config.build import partial_of
 
 
 def parameter_groups(network: nn.Module, lr: float, omega_lr: float, latent_lr_mult: float) -> list[dict]:
@@ -26,28 +29,30 @@ def parameter_groups(network: nn.Module, lr: float, omega_lr: float, latent_lr_m
 
 
 def build_optimizer(network: nn.Module, cfg: Mapping[str, Any], latent_lr_mult: float = 1.0) -> torch.optim.Optimizer:
+    """The optimizer group's `_target_` (torch.optim.Adam, ...) over our parameter groups."""
     groups = parameter_groups(network, cfg["lr"], cfg.get("omega_lr", cfg["lr"]), latent_lr_mult)
-    kwargs = {"betas": tuple(cfg.get("betas", (0.9, 0.999))), "eps": cfg.get("eps", 1e-8),
-              "weight_decay": cfg.get("weight_decay", 0.0)}
-    name = cfg["name"]
-    if name == "adam":
-        return torch.optim.Adam(groups, **kwargs)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, **kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; valid: adam, adamw")
+    make = partial_of(cfg, "optimizer")
+    return make(groups)
+
+
+def constant_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """scheduler=none: the configured learning rates throughout."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                    eta_min_factor: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
+    """scheduler=cosine: per optimiser step from lr down to eta_min_factor * lr at total_steps, per group. A closed
+    form (not torch's recursive CosineAnnealingLR), so a resumed or re-run schedule gives the same rates."""
+    floor = float(eta_min_factor)
+
+    def factor(step: int) -> float:
+        progress = min(step, total_steps) / max(total_steps, 1)
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], total_steps: int):
-    """Per-optimiser-step schedule. cosine: CosineAnnealingLR(T_max=total_steps, eta_min=factor * lr) per group."""
-    name = cfg["name"]
-    if name == "none":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    if name == "cosine":
-        floor = float(cfg.get("eta_min_factor", 0.01))
-
-        def factor(step: int) -> float:
-            progress = min(step, total_steps) / max(total_steps, 1)
-            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    raise ValueError(f"unknown scheduler {name!r}; valid: none, cosine")
+    """The scheduler group's `_target_` (constant_schedule, cosine_schedule) for this optimiser and run length."""
+    return partial_of(cfg, "scheduler")(optimizer, total_steps=total_steps)

@@ -19,10 +19,12 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from mpm_inr.baselines import BaselineSource, WindowBaselines, cache_dirs
+from mpm_inr.baselines import SVD_SCALING, BaselineSource, WindowBaselines, cache_dirs
 from mpm_inr.baselines.background import BandJob, start_band_job
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
+from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window_cache import derived
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.models import InrType, get_inr_type, network_from_config
 from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
@@ -72,6 +74,11 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _is_hydra_key(dotted: str) -> bool:
+    """`optimizer._target_` and friends say how a group is built, not what the run is: not in its summary."""
+    return dotted.rsplit(".", 1)[-1].startswith("_")
+
+
 def resolve_device(trainer_cfg: Mapping[str, Any]) -> str:
     accel = trainer_cfg.get("accelerator", "auto")
     if accel == "gpu" and not torch.cuda.is_available():
@@ -88,7 +95,7 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
     run_dir.mkdir(parents=True, exist_ok=True)
     wall_start = time.perf_counter()
     clock = PhaseClock()
-    flat = {k: v for k, v in flatten(cfg).items() if k.startswith(SUMMARY_PREFIXES)}
+    flat = {k: v for k, v in flatten(cfg).items() if k.startswith(SUMMARY_PREFIXES) and not _is_hydra_key(k)}
     base: dict[str, Any] = {
         "status": "failed", "error": None, "diverged_step": None, "field": cfg["field"]["name"],
         "inr_type": cfg["model"]["name"], "n_training_frames": cfg["data"]["n_training_frames"],
@@ -157,7 +164,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
-        trainer = _fit(cfg["train"], module, dm, device, logger, progress)
+        trainer = _fit(cfg, module, dm, device, logger, progress)
     metrics = _evaluate(module, window, clock, baselines)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
@@ -221,14 +228,14 @@ def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule,
 _LIGHTNING_LEAFSPEC_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 
-def _fit(train: Mapping[str, Any], module: INRModule, dm: FieldWindowDataModule, device: str, logger,
+def _fit(cfg: Mapping[str, Any], module: INRModule, dm: FieldWindowDataModule, device: str, logger,
          progress: bool) -> pl.Trainer:
-    """trainer.fit; a diverged run finishes its logger and raises Diverged."""
+    """trainer.fit with the trainer group's pl.Trainer (its accelerator resolved to the run's device, so the data
+    and the Trainer agree); a diverged run finishes its logger and raises Diverged."""
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)  # no GPU/TPU/tips banner
-    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_epochs=1, logger=logger or False,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, log_every_n_steps=1,
-                         callbacks=[StepProgress(train["total_steps"], enabled=progress)])
+    make_trainer = partial_of(cfg["trainer"], "trainer")
+    trainer = make_trainer(accelerator="gpu" if device == "cuda" else "cpu", logger=logger or False,
+                           callbacks=[StepProgress(cfg["train"]["total_steps"], enabled=progress)])
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_LIGHTNING_LEAFSPEC_WARNING, category=FutureWarning)
@@ -283,10 +290,11 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
                                 device=device)
             metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
-    with clock.phase("svd"):  # the window's SVD table (mpm_inr.baselines.SVD_SCALING: per-component centred, the
-        # best rank-k fit for the R² reported): one decomposition per window, shared with the SVD baseline in bytes;
-        # held-out frames get its temporal coefficients interpolated in t
-        metrics.update(baselines.svd_table().run_metrics(n_params))
+    with clock.phase("svd"):  # the window's SVD table (SVD_SCALING: per-component centred, the best rank-k fit for
+        # the R² reported): one decomposition per window, shared with the SVD baseline in bytes, cached on disk and
+        # kept with the window for later jobs of this process; held-out frames get its coefficients interpolated
+        table = derived(window, ("svd_table", SVD_SCALING, device), baselines.svd_table)
+        metrics.update(baselines.adopt_svd_table(table).run_metrics(n_params))
     return metrics
 
 

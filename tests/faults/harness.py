@@ -22,9 +22,9 @@ from typing import Any
 
 from fakeapp import TRAIN_PY, write_fake_app
 
-from agent.journal import Journal
-from agent.runner import round_alive
-from agent.state import StudyState, fold
+from agent.runs.runner import round_alive
+from agent.study.journal import Journal
+from agent.study.state import StudyState, fold
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_ENV = "MPM_FAULT_RULES"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
+from agent.loop.explorer import Explorer
 
 from .harness import (
     REPO,

@@ -21,10 +21,10 @@ from toyrepo import write_toy_repo
 
 from agent.__main__ import compose_explore
 from agent.codemod import layout
-from agent.explore import Explorer
-from agent.journal import Journal
-from agent.proposal import Proposal
-from agent.state import fold
+from agent.loop.explorer import Explorer
+from agent.study.journal import Journal
+from agent.study.proposal import Proposal
+from agent.study.state import fold
 
 pytestmark = [pytest.mark.slow, pytest.mark.bwrap, pytest.mark.filterwarnings("ignore")]
 SIREN = "mpm_inr/models/siren.py"
@@ -103,7 +103,7 @@ def test_code_that_reaches_files_at_import_is_stopped_by_the_sandbox(tmp_path, f
     cfg["codemod"]["smoke"]["overrides"] = ["train.total_steps=10"]
     out: list[str] = []
     ex = Explorer(cfg, out=out.append)
-    ex.policy, ex.policy_name = Scripted(script, ex.policy), "scripted"
+    ex.study.policy, ex.study.policy_name = Scripted(script, ex.study.policy), "scripted"
     protected = [repo / RUN_PY, repo / "train.py", repo / SIREN, secret]
     before = digest(protected)
     journal_before = (d / "journal.jsonl").read_bytes()

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer
-from agent.proposal import BlockEndDecision, Proposal
-from agent.state import FAILED_STATUSES
+from agent.loop.explorer import Explorer
+from agent.study.proposal import BlockEndDecision, Proposal
+from agent.study.state import FAILED_STATUSES
 
 from .harness import (
     CUDA_OOM_MSG,
@@ -65,7 +65,7 @@ def explorer(app: Path, root: Path, policy=None, *extra: str) -> Explorer:
                            *extra])
     ex = Explorer(cfg, out=lambda s: None)
     if policy is not None:
-        ex.policy, ex.policy_name = policy, policy.name
+        ex.study.policy, ex.study.policy_name = policy, policy.name
     return ex
 
 
@@ -139,8 +139,8 @@ def test_real_out_of_memory_is_a_failed_node(tmp_path, monkeypatch, data_root, f
     sibling in the same multirun trains normally, and a retry of the same config is rejected."""
     import resource
 
-    import agent.runner
-    from agent.explore import Rejection
+    import agent.runs.runner
+    from agent.study.proposal import Rejection
 
     real_popen = subprocess.Popen
 
@@ -150,7 +150,7 @@ def test_real_out_of_memory_is_a_failed_node(tmp_path, monkeypatch, data_root, f
                 k["preexec_fn"] = lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
             super().__init__(args, *a, **k)
 
-    monkeypatch.setattr(agent.runner.subprocess, "Popen", Limited)
+    monkeypatch.setattr(agent.runs.runner.subprocess, "Popen", Limited)
     huge = {"inr_type": "ngp", "model.n_levels": 32, "model.features_per_level": 8, "model.log2_table_size": 24}
     policy = Script([huge, {"inr_type": "ngp"}])
     train = (f"train_overrides=[scenario=discs_small,data.root={data_root},trainer=cpu,logger=none,"
@@ -166,8 +166,8 @@ def test_real_out_of_memory_is_a_failed_node(tmp_path, monkeypatch, data_root, f
     if small is None or small.status != "ok":
         problems.append(f"sibling: {small.status if small else None} {small.error if small else None}")
     try:
-        ex._validate(Proposal(parent_id=None, strategy="explore", overrides=huge, mutation="m", rationale="r"),
-                     ex._view(ex._state()), set())
+        ex.planner.validate(Proposal(parent_id=None, strategy="explore", overrides=huge, mutation="m", rationale="r"),
+                     ex.study.view(ex.study.state()), set())
         problems.append("a retry of the failed config was accepted")
     except Rejection as r:
         if "already failed" not in str(r):

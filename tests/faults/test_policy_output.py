@@ -1,7 +1,7 @@
 """Hostile or malformed policy output, fuzzed with hypothesis: rejected with a reason, never run.
 
 Three layers, each with every `subprocess.Popen` of the process watched:
-- the loop's gate (`Explorer._validate`), which every policy's proposal goes through;
+- the loop's gate (`RoundPlanner.validate`, agent/loop/planner.py), which every policy's proposal goes through;
 - the Claude policy's reply check (`check_children`), fed raw tool inputs of any shape;
 - whole studies whose policy answers only hostile proposals: each is journaled as `rejected` with its reason,
   the heuristic fills the slot, and the jobs files and command lines of the rounds that do run hold nothing
@@ -22,11 +22,11 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from agent.__main__ import compose_explore
-from agent.explore import Explorer, Rejection
-from agent.overrides import ALLOWED, Validator
-from agent.policies.claude import check_children
-from agent.proposal import BlockEndDecision, Proposal
-from agent.view import STRATEGIES
+from agent.loop.explorer import Explorer
+from agent.policies.claude.policy import check_children
+from agent.runs.overrides import ALLOWED, Validator
+from agent.study.proposal import BlockEndDecision, Proposal, Rejection
+from agent.study.view import STRATEGIES
 
 from .conftest import SEED
 from .harness import events, state, write_faulty_app
@@ -141,7 +141,7 @@ def study(app, tmp_path_factory):
     ex = Explorer(compose_explore([f"code_dir={app}", f"root={root}", "name=g", "n_training_frames=48", "n_blocks=1",
                                    "n_iter_block=1"]), out=lambda s: None)
     assert ex.run() == 0
-    return ex, ex._view(ex._state())
+    return ex, ex.study.view(ex.study.state())
 
 
 def test_hostile_proposals_are_rejected_at_the_loop_gate(study, monkeypatch, fault_row):
@@ -156,7 +156,7 @@ def test_hostile_proposals_are_rejected_at_the_loop_gate(study, monkeypatch, fau
     def check(p):
         seen["n"] += 1
         try:
-            ex._validate(p, view, set())
+            ex.planner.validate(p, view, set())
         except Rejection as r:
             seen["reasonless"] += not str(r).strip()
             for kind in [k for k, words in REASONS.items() if any(w in str(r) for w in words)] or ["other"]:
@@ -166,7 +166,7 @@ def test_hostile_proposals_are_rejected_at_the_loop_gate(study, monkeypatch, fau
 
     check()
     # control: a legitimate proposal passes the same gate, so the rejections above are not vacuous
-    ex._validate(Proposal(parent_id=1, strategy="exploit", overrides={"model.hidden_dim": 128}, mutation="m",
+    ex.planner.validate(Proposal(parent_id=1, strategy="exploit", overrides={"model.hidden_dim": 128}, mutation="m",
                           rationale="r"), view, set())
     bad = len(seen["accepted"]) + seen["reasonless"]
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(seen["kinds"].items(), key=lambda kv: -kv[1]))
@@ -269,7 +269,7 @@ def test_studies_driven_by_a_hostile_policy_run_only_validated_jobs(app, tmp_pat
         ex = Explorer(compose_explore([f"code_dir={app}", f"root={root}", "name=h", "n_training_frames=48",
                                        "n_blocks=1", "n_iter_block=2", "batch=2"]), out=lambda s: None)
         pol = Hostile(data.draw)
-        ex.policy, ex.policy_name = pol, pol.name
+        ex.study.policy, ex.study.policy_name = pol, pol.name
         assert ex.run() == 0
         d = root / "h"
         evs = events(d)
@@ -326,7 +326,7 @@ def test_each_rejection_of_an_attempt_keeps_its_own_node(app, tmp_path, fault_ro
     pol = Scripted([{"hydra.run.dir": "/tmp/pwn"}, {"model.hidden_dim": 10**9}, {}, {"model.n_layers": 2}])
     ex = Explorer(compose_explore([f"code_dir={app}", f"root={tmp_path}", "name=r", "n_training_frames=48",
                                    "n_blocks=1", "n_iter_block=2", "batch=2"]), out=lambda s: None)
-    ex.policy, ex.policy_name = pol, pol.name
+    ex.study.policy, ex.study.policy_name = pol, pol.name
     assert ex.run() == 0
     rej_events = [e for e in events(tmp_path / "r") if e["event"] == "rejected"]
     folded = [n for n in state(tmp_path / "r").nodes.values() if n.status == "rejected"]
@@ -336,7 +336,7 @@ def test_each_rejection_of_an_attempt_keeps_its_own_node(app, tmp_path, fault_ro
         any("out of range" in r for r in shown)
     fault_row("two proposals rejected in one attempt", trials=2, survived=len(folded) if ok else 1,
               notes=f"journal node ids {ids}; folded rejected nodes {len(folded)}; reasons shown to the policy "
-                    f"{[r[:40] for r in shown]}" + ("" if ok else "; BUG agent/explore.py _reject: "
+                    f"{[r[:40] for r in shown]}" + ("" if ok else "; BUG agent/loop/planner.py RoundPlanner.reject: "
                                                             "nid = st.next_node_id reuses an id"))
     assert ok, (ids, [n.error for n in folded], shown)
 
@@ -345,11 +345,11 @@ def test_a_spelled_out_default_is_not_a_new_config(app, tmp_path, fault_row):
     """{optimizer.lr: 1e-4} from root, when the block's base config already trains with lr=1e-4, is the
     baseline again: the same run must not be launched twice (regression test: the duplicate check used to hash
     override lists, so an explicit default and an absent key counted as different configs; it now compares the
-    resolved config, agent.identity)."""
+    resolved config, agent.study.identity)."""
     pol = Scripted([{}, {"optimizer.lr": 1e-4}, {"model.n_layers": 2}])
     ex = Explorer(compose_explore([f"code_dir={app}", f"root={tmp_path}", "name=d", "n_training_frames=48",
                                    "n_blocks=1", "n_iter_block=2", "batch=1"]), out=lambda s: None)
-    ex.policy, ex.policy_name = pol, pol.name
+    ex.study.policy, ex.study.policy_name = pol, pol.name
     assert ex.run() == 0
     nodes = state(tmp_path / "d").launched_nodes()
     same = [n.node_id for n in nodes[1:] if n.metrics.get("config") == nodes[0].metrics.get("config")
@@ -358,7 +358,7 @@ def test_a_spelled_out_default_is_not_a_new_config(app, tmp_path, fault_row):
               survived=int(not same), duplicated=len(same),
               notes=("rejected as a duplicate" if not same else
                      f"node(s) {same} re-ran node 1's resolved config (identical R²); BUG: the loop's gate "
-                     "compares override lists, not agent.identity"))
+                     "compares override lists, not agent.study.identity"))
     assert not same, f"nodes {same} duplicate node 1"
     rejected = [n for n in state(tmp_path / "d").nodes.values() if n.status == "rejected"]
     assert [n.error for n in rejected] and "duplicate of node 1" in rejected[0].error, [n.error for n in rejected]

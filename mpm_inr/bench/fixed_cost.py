@@ -1,0 +1,94 @@
+"""A run's fixed cost: wall time ÷ fit time of whole `python train.py` commands.
+
+A study is hundreds of short runs, so what a run costs besides its fit counts. Two commands per field, as the
+user and the agent run them:
+- one `python train.py field=X` with the default outputs (plot, checkpoint, baselines, logger): the command's
+  whole wall time (interpreter start and imports included) and the run's in-process `wall_time`;
+- one `python train.py --multirun field=X seed=0,1,...` of `jobs` jobs (a study's round: one interpreter runs the
+  jobs in turn, so from the 2nd job on the dataset, window and SVD come from the process's caches), with
+  `outputs.plot=false` as a study's runs need no figure: per job its `wall_time` ÷ fit, and the command's wall
+  time per job.
+fit is metrics.json `training_time` (the optimisation loop with its set-up), the time a study pays for; Lightning's
+whole fit phase (`timings.fit`, which also holds the logger's start: 2-4 s for W&B's first run in a process) is
+shown beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _command(args: list[str], cwd: str) -> float:
+    """Run `python train.py ARGS` from the repository root; returns its wall seconds (fails loudly)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = " ".join(done.stderr.strip().splitlines()[-3:])
+        raise RuntimeError(f"train.py {' '.join(args)} exited {done.returncode}: {tail}")
+    return wall
+
+
+def _job(run_dir: Path) -> dict[str, Any]:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    fit = m["training_time"]
+    return {"wall_time_s": m["wall_time"], "fit_s": fit, "lightning_fit_s": m["timings"]["fit"],
+            "wall_over_fit": m["wall_time"] / fit, "timings": m["timings"], "final_r2": m["final_r2"]}
+
+
+def fixed_cost(field: str, base: list[str], jobs: int = 4) -> dict[str, Any]:
+    """The two commands for one field; `base`: the overrides that pick the dataset and device (and, in tests,
+    a short run)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        single_dir = Path(tmp) / "single"
+        command_wall = _command([f"field={field}", *base, f"hydra.run.dir={single_dir}"], tmp)
+        single = {**_job(single_dir), "command_wall_s": command_wall}
+        single["command_over_fit"] = command_wall / single["fit_s"]
+        sweep_dir = Path(tmp) / "multirun"
+        seeds = ",".join(str(k) for k in range(jobs))
+        command_wall = _command(["--multirun", f"field={field}", f"seed={seeds}", "outputs.plot=false", *base,
+                                 f"hydra.sweep.dir={sweep_dir}"], tmp)
+        runs = [_job(sweep_dir / str(k)) for k in range(jobs)]
+    later = [r["wall_over_fit"] for r in runs[1:]]
+    return {"field": field, "overrides": base, "single": single,
+            "multirun": {"jobs": runs, "command_wall_s": command_wall, "command_wall_per_job_s": command_wall / jobs,
+                         "first_wall_over_fit": runs[0]["wall_over_fit"],
+                         "later_wall_over_fit_median": statistics.median(later) if later else None,
+                         "fit_median_s": statistics.median(r["fit_s"] for r in runs)}}
+
+
+def markdown(rows: list[dict[str, Any]]) -> list[str]:
+    """The fixed-cost table (empty when the part did not run)."""
+    if not rows:
+        return []
+    jobs = len(rows[0]["multirun"]["jobs"])
+    lines = ["", "## Fixed cost: wall time ÷ fit time of whole commands", "",
+             ("fit = metrics.json `training_time` (the optimisation loop and its set-up); Lightning's fit phase "
+              "(`timings.fit`) adds the logger's start; "
+              "wall = the run's in-process `wall_time`; command = the whole `python train.py` (interpreter start "
+              f"and imports included). The multirun is one `--multirun` of {jobs} jobs (seeds 0..{jobs - 1}, "
+              "`outputs.plot=false`): from its 2nd job on, the window and SVD come from the process's cache."), "",
+             ("| field | one run: fit [s] | Lightning fit [s] | wall [s] | wall ÷ fit | command [s] | command ÷ fit | "
+              f"multirun: median fit [s] | 1st job wall ÷ fit | jobs 2-{jobs} wall ÷ fit (median) | "
+              "command per job [s] |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        one, many = r["single"], r["multirun"]
+        later = many["later_wall_over_fit_median"]
+        lines.append(f"| {r['field']} | {one['fit_s']:.2f} | {one['lightning_fit_s']:.2f} | {one['wall_time_s']:.2f} | "
+                     f"{one['wall_over_fit']:.2f} | {one['command_wall_s']:.1f} | {one['command_over_fit']:.1f} | "
+                     f"{many['fit_median_s']:.2f} | {many['first_wall_over_fit']:.2f} | "
+                     f"{'-' if later is None else format(later, '.2f')} | {many['command_wall_per_job_s']:.1f} |")
+    return lines
