@@ -38,6 +38,7 @@ from agent.reporting.report_data import (
     baseline_windows,
     best_run,
     block_end_prefixes,
+    llm_spend,
     load_study,
     svd_windows,
 )
@@ -90,7 +91,8 @@ def journal_rows(study: Study) -> list[list[Any]]:
 
 
 def block_scalars(study: Study, block: int) -> dict[str, Any]:
-    """Scalars of one block-end snapshot: the block's counts and best run, and the study's best per field."""
+    """Scalars of one block-end snapshot: the block's counts and best run, the study's best per field and its LLM
+    spend so far (calls, tokens in and out, estimated dollars)."""
     runs = [r for r in study.runs if r.block == block]
     blk = study.state.block(block)
     best = best_run(runs, study.min_compression)
@@ -107,6 +109,9 @@ def block_scalars(study: Study, block: int) -> dict[str, Any]:
         b = best_run([r for r in study.runs if r.field == fld], study.min_compression)
         if b is not None:
             out[f"study/best_r2/{fld}"] = b.r2
+    spend = llm_spend(study)  # zeros for a heuristic study: "no LLM calls" is a number too
+    out.update({"study/llm_calls": spend.calls, "study/llm_tokens_in": spend.tokens_in,
+                "study/llm_tokens_out": spend.tokens_out, "study/llm_usd": spend.usd})
     return out
 
 
