@@ -129,7 +129,7 @@ class Drop:
     min_values: int = 2
 
     def text(self) -> str:
-        return f"{show(self.at)} at least {self.nines:g} nines below {show(self.ref)}"
+        return f"R² at {show(self.at)} at least {self.nines:g} nine(s) below R² at {show(self.ref)}"
 
     def __call__(self, s: Scores) -> tuple[str, str]:
         if self.at not in s or self.ref not in s:
@@ -137,7 +137,7 @@ class Drop:
         d = s[self.ref] - s[self.at]
         return (HOLDS if d >= self.nines else FAILS), (
             f"R² {r2_text(s[self.at])} at {show(self.at)} vs {r2_text(s[self.ref])} at {show(self.ref)} "
-            f"({d:.2f} nines lower)")
+            + (f"({d:.2f} nines lower)" if d >= 0 else f"({-d:.2f} nines higher)"))
 
 
 @dataclass(frozen=True)
