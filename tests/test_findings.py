@@ -4,12 +4,13 @@ findings / seed-spread / baseline-loss / LLM-spend text, and the checker of quot
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
-from test_report_helpers import make_study, md_table, md_tables, metrics
+from test_report_helpers import REPO, make_study, md_table, md_tables, metrics
 
-from agent.reporting.evidence import check_quotes, quote
+from agent.reporting.evidence import check_quotes, quote, quotes
 from agent.reporting.findings import (
     FAILS,
     HOLDS,
@@ -249,3 +250,18 @@ def test_quoted_evidence_in_prose_is_checked_against_the_journal(tmp_path):
     good = "node 2: R² 0.99900 and node 1: R² 0.990 (held-out R² 0.99, data seed 0)"
     assert check_quotes(good, study) == []
     assert quote(study.runs[1]) == "node 2: R² 0.999000 (held-out R² 0.998000, data seed 0)"
+
+
+LANDSCAPE = REPO / "docs" / "landscape" / "README.md"
+
+
+@pytest.mark.skipif(not LANDSCAPE.exists(), reason="docs/landscape/README.md is not written yet (the lead writes "
+                                                   "it from a real study)")
+def test_landscape_readme_quotes_its_study_exactly():
+    """The hand-written landscape README names its study (`<!-- evidence: docs/studies/<name> -->`) and every run it
+    quotes carries the quoted numbers in that study's journal."""
+    text = LANDSCAPE.read_text()
+    named = re.search(r"<!-- evidence: (\S+) -->", text)
+    assert named, "docs/landscape/README.md: name its study as <!-- evidence: docs/studies/<name> -->"
+    assert quotes(text), "docs/landscape/README.md quotes no run (node N: R² x)"
+    assert check_quotes(text, load_study(REPO / named.group(1))) == []

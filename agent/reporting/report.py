@@ -3,14 +3,19 @@
 Writes `report.md` (figures as PNG files in `report_files/`) and a self-contained `report.html` (the same figures
 embedded as base64 data URIs, no external resource) into the study dir or `--out`. Every number and sentence is
 computed from the journal and the metrics.json of the runs it references (agent.reporting.report_data); there is no
-free-text prose. Sections:
+free-text prose, and no clock: the same journal gives the same bytes (figures drawn under plots.STYLE). The header
+gives the study's LLM spend (tokens, dollars, calls; "no LLM calls" for a heuristic study). Sections:
 
+0. findings: the design document's rules judged on one-factor comparisons (agent.reporting.findings), each
+   group's runs quoted as `node N: R² x (held-out R² y, data seed k)` (agent.reporting.evidence); the best
+   configs re-run on other dataset seeds (median, min-max of R² and held-out R²);
 1. regime comparison by field × inr_type × frames (best R², slope, compression, bytes ratio, the classical
    baselines at its R² and at its bytes, time, config, SVD rank);
 2. per field, the Pareto fronts of R² (nines scale, -log10(1 - R²)) against training time and against the bytes
    ratio (raw float32 bytes / stored bytes), with the classical baselines of the same window (SVD, SZ3, ZFP in
    bytes, from the runs' `baselines` blocks) as curves and tables, and "beaten by" beside every run a baseline
    of its size fits better; runs recorded before the baselines keep the per-rank SVD of their `svd` entry;
+   then, per field, whether a baseline of the same bytes beats its best run, said in one sentence;
 3. the same on held-out interleaved frames (SVD interpolates its temporal coefficients, linear and cubic), or a
    plain statement that the study held no frames out;
 4. the marginal effect of each mutated parameter (median R² and time per value);

@@ -9,7 +9,8 @@ time). Offline by default; `WANDB_MODE` (or `mode=`) is respected and `disabled`
 Like every other derived file of a study, the run is a function of the journal: each call re-creates it from the
 journal and logs one history row per ended block (step = block), each row holding that block-end snapshot of the
 journal (a `wandb.Table`), the tree plot and the per-field Pareto plots; the row of `block` also holds the report
-(`wandb.Html`). W&B cannot append to an offline run, so an offline call writes a complete new offline run and
+(`wandb.Html`); the summary carries the study's best R² per field and its LLM spend (`study/llm_calls`,
+`study/llm_tokens_in`, `study/llm_tokens_out`, `study/llm_usd`; zeros for a heuristic study). W&B cannot append to an offline run, so an offline call writes a complete new offline run and
 removes the superseded offline copies of the same run id: `wandb sync` (`make wandb-sync`) then uploads one
 complete run. Online, a resumed run only gets the rows of blocks it has not logged yet.
 
