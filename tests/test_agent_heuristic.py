@@ -3,6 +3,8 @@ batches."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from fakeapp import SyntheticStudy
 
@@ -294,3 +296,21 @@ def test_exploit_from_root_when_every_node_failed(tmp_path):
     s.add(None, {"model.hidden_dim": 128}, status="timeout", strategy="explore")
     prop = one(s.view(), role="exploit")
     assert prop.parent_id is None and prop.strategy == "exploit"
+
+
+def test_explore_parent_is_outside_the_chain_it_names(tmp_path):
+    """The explore rationale names the recent chain (the newest node and its ancestors). Its parent is outside that
+    chain, or, when every node of the block is on it, the rationale says so instead of claiming "outside"."""
+    s = SyntheticStudy(tmp_path)
+    a = s.add(None, r2=0.9)
+    s.add(a, {"model.hidden_dim": 512}, r2=0.92)  # one line: 1 -> 2
+    p = one(s.view(), role="explore")
+    assert p.strategy == "explore" and p.parent_id in (1, 2)
+    assert "select outside" not in p.rationale
+    assert p.rationale.startswith("every node of the block is on the recent chain (nodes 1, 2): branch from the "
+                                  "least-visited node")
+    s.add(a, {"optimizer.lr": 2e-4}, r2=0.91)  # node 3, child of 1: the chain is now 1 -> 3
+    p = one(s.view(), role="explore")
+    chain = {int(x) for x in re.search(r"recent chain \(nodes ([\d, ]+)\)", p.rationale).group(1).split(", ")}
+    assert p.rationale.startswith("select outside the recent chain") and chain == {1, 3}
+    assert p.parent_id == 2

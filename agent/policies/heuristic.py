@@ -301,19 +301,27 @@ class HeuristicPolicy:
                                                   f"the boundary")
 
     def _explore(self, view, rng, taken) -> Proposal | None:
+        """A parent outside the recent chain (the newest node and its ancestors). When every node of the block is
+        on that chain (its runs form one line), the least-visited node, and the rationale says so: it never claims
+        "outside the chain" for a parent on it."""
+        if not view.block_nodes:
+            return self._mutate_from(view, [None], rng, taken, strategy="explore", pick="random",
+                                     rationale="the block has no node yet: vary its base config")
         chain: set[int] = set()
-        last = view.block_nodes[-1] if view.block_nodes else None
+        last: NodeState | None = view.block_nodes[-1]
         while last is not None:
             chain.add(last.node_id)
             last = view.node(last.parent_id) if last.parent_id is not None else None
-        outside = [i for i in self._ranked_parents(view) if i not in chain]
-        parents: list[int | None] = outside or sorted(self._ranked_parents(view),
-                                                      key=lambda i: (self._visits(view, i), i))
-        if not view.block_nodes:
-            parents = [None]
-        return self._mutate_from(view, parents, rng, taken, strategy="explore", pick="random",
-                                 rationale="select outside the recent chain "
-                                           f"({'nodes ' + ', '.join(map(str, sorted(chain))) if chain else 'none'})")
+        named = "nodes " + ", ".join(map(str, sorted(chain)))
+        ranked = self._ranked_parents(view)
+        outside = [i for i in ranked if i not in chain]
+        if outside:
+            return self._mutate_from(view, outside, rng, taken, strategy="explore", pick="random",
+                                     rationale=f"select outside the recent chain ({named})")
+        return self._mutate_from(view, sorted(ranked, key=lambda i: (self._visits(view, i), i)), rng, taken,
+                                 strategy="explore", pick="random",
+                                 rationale=f"every node of the block is on the recent chain ({named}): branch "
+                                           "from the least-visited node with an untried mutation instead")
 
     def _visits(self, view: StudyView, nid: int) -> int:
         for s in view.ucb:

@@ -42,10 +42,22 @@ NINES_LABEL = "nines scale: −log10(1 − R²)"
 SIZE_LABEL = "bytes ratio (raw float32 bytes / stored bytes; ours: model_bytes, the codec file's when written)"
 
 
+#: every figure is drawn under matplotlib's defaults (a user's matplotlibrc or a notebook's rcParams cannot change
+#: a report's bytes) with a fixed SVG hash salt; PNG metadata holds only the drawing matplotlib's version, no date
+STYLE = ("default", {"svg.hashsalt": "mpm-inr", "savefig.dpi": 110})
+PNG_METADATA = {"Software": f"matplotlib {matplotlib.__version__}"}
+
+
+def fixed_style():
+    """A context (and decorator) drawing with STYLE, so the same study always gives the same bytes."""
+    return plt.style.context(STYLE)
+
+
+@fixed_style()
 def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
-    """The figure as PNG bytes (no timestamp metadata, so the same study gives the same bytes); closes it."""
+    """The figure as PNG bytes (drawn with STYLE; metadata: the matplotlib version only); closes it."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})  # fixed margins: one draw, not two
+    fig.savefig(buf, format="png", dpi=dpi, metadata=PNG_METADATA)  # fixed margins: one draw, not two
     plt.close(fig)
     return buf.getvalue()
 
@@ -103,6 +115,7 @@ def _layout(runs: Sequence[RunRecord]) -> dict[int, tuple[float, float]]:
     return pos
 
 
+@fixed_style()
 def tree_figure(study: Study) -> Figure:
     blocks = sorted({r.block for r in study.runs})
     n = max(len(blocks), 1)
@@ -251,6 +264,7 @@ def _svd_points(ax, windows: Sequence[SVDWindow], xkey: str, heldout: dict | Non
     return ys
 
 
+@fixed_style()
 def pareto_figure(study: Study, field: str, windows: Sequence[SVDWindow],
                   baselines: Sequence[BaselineWindow] = ()) -> Figure:
     """R² (nines scale) against training time and against the bytes ratio for one field. The size panel has
@@ -280,6 +294,7 @@ def pareto_figure(study: Study, field: str, windows: Sequence[SVDWindow],
     return fig
 
 
+@fixed_style()
 def heldout_figure(study: Study, field: str, windows: Sequence[SVDWindow], held: Sequence[SVDHeldOut]) -> Figure:
     """Held-out R² of the INRs against compression, with the SVD's interpolated held-out R² per rank."""
     runs = [r for r in study.ok_runs if r.field == field and r.holdout_r2 is not None]
@@ -306,6 +321,7 @@ def heldout_figure(study: Study, field: str, windows: Sequence[SVDWindow], held:
 # ------------------------------------------------------------------------------------------------ time model
 
 
+@fixed_style()
 def timemodel_figure(model: TimeModel) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 5))
     lo, hi = math.inf, 0.0

@@ -3,14 +3,19 @@
 Writes `report.md` (figures as PNG files in `report_files/`) and a self-contained `report.html` (the same figures
 embedded as base64 data URIs, no external resource) into the study dir or `--out`. Every number and sentence is
 computed from the journal and the metrics.json of the runs it references (agent.reporting.report_data); there is no
-free-text prose. Sections:
+free-text prose, and no clock: the same journal gives the same bytes (figures drawn under plots.STYLE). The header
+gives the study's LLM spend (tokens, dollars, calls; "no LLM calls" for a heuristic study). Sections:
 
+0. findings: the design document's rules judged on one-factor comparisons (agent.reporting.findings), each
+   group's runs quoted as `node N: R² x (held-out R² y, data seed k)` (agent.reporting.evidence); the best
+   configs re-run on other dataset seeds (median, min-max of R² and held-out R²);
 1. regime comparison by field × inr_type × frames (best R², slope, compression, bytes ratio, the classical
    baselines at its R² and at its bytes, time, config, SVD rank);
 2. per field, the Pareto fronts of R² (nines scale, -log10(1 - R²)) against training time and against the bytes
    ratio (raw float32 bytes / stored bytes), with the classical baselines of the same window (SVD, SZ3, ZFP in
    bytes, from the runs' `baselines` blocks) as curves and tables, and "beaten by" beside every run a baseline
    of its size fits better; runs recorded before the baselines keep the per-rank SVD of their `svd` entry;
+   then, per field, whether a baseline of the same bytes beats its best run, said in one sentence;
 3. the same on held-out interleaved frames (SVD interpolates its temporal coefficients, linear and cubic), or a
    plain statement that the study held no frames out;
 4. the marginal effect of each mutated parameter (median R² and time per value);
@@ -35,12 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.reporting import plots
+from agent.reporting.evidence import quote
+from agent.reporting.findings import TIE_NINES, Finding, findings, r2_text, show
 from agent.reporting.render import write_atomic
 from agent.reporting.report_data import (
     BASELINES,
     SVD_METHODS,
     BaselineWindow,
     DataUse,
+    LLMSpend,
     RunRecord,
     Study,
     SVDHeldOut,
@@ -48,6 +56,7 @@ from agent.reporting.report_data import (
     baseline_windows,
     best_run,
     data_uses,
+    llm_spend,
     load_study,
     marginal_effects,
     median,
@@ -55,6 +64,7 @@ from agent.reporting.report_data import (
     pareto_front,
     regimes,
     robustness,
+    seed_spreads,
     svd_heldout,
     svd_windows,
 )
@@ -198,7 +208,18 @@ def summary_section(doc: Doc, study: Study) -> None:
           + (f" on {', '.join(devices)}" if devices else "") + f". Policy: {(st.config.get('policy') or {}).get('name')}"
           f"; min_compression {study.min_compression:g}."
           + (f" Study stopped: {st.ended.get('reason')}." if st.ended else " The study has not ended."))
+    doc.p(llm_text(llm_spend(study)))
     data_section(doc, data_uses(study.runs))
+
+
+def llm_text(spend: LLMSpend) -> str:
+    """The study's LLM spend in one sentence: the journal's llm records, and the transcripts beside them."""
+    if not spend.any:
+        return "LLM: no LLM calls (no llm record in the journal, no transcript)."
+    return (f"LLM: {spend.calls} call(s) to {', '.join(spend.models) or 'an unrecorded model'}, "
+            f"{spend.tokens_in} tokens in, {spend.tokens_out} tokens out, ${spend.usd:.4f} (estimated from the "
+            f"published prices, agent.policies.claude.llm_cost; the journal's llm records); transcripts/ holds "
+            f"{spend.transcripts} exchange record(s) totalling ${spend.transcript_usd:.4f}.")
 
 
 def data_section(doc: Doc, uses: Sequence[DataUse]) -> None:
@@ -436,8 +457,8 @@ def timemodel_section(doc: Doc, study: Study, model: TimeModel) -> None:
               "were left out.")
     doc.img("timemodel", plots.png_bytes(plots.timemodel_figure(model)),
             "measured training time against the model's leave-one-out prediction")
-    doc.p(f"Predict a config's training time before running it: python -m agent predict-time --study {study.dir} "
-          "<train overrides>.")
+    doc.p("Predict a config's training time before running it: python -m agent predict-time --study <this study's "
+          "dir> <train overrides>.")
 
 
 def tree_section(doc: Doc, study: Study) -> None:
@@ -458,13 +479,114 @@ def failures_section(doc: Doc, study: Study) -> None:
               [[r.node_id, r.block, r.status, (r.error or "-")[:200], r.mutation or "-"] for r in failed])
 
 
+FINDINGS_TEXT = ("Each rule of the design document (agent.reporting.findings.RULES) is judged on one-factor "
+                 "comparisons: groups of successful runs that share the window (field, inr_type, frames, held-out "
+                 "frames), the data seed and every other override, and differ only in the factor under test. Each "
+                 "value is scored by the median R² of its runs (training-seed repeats pooled; \"best\" where the "
+                 "rule leaves the other settings free), on the nines scale -log10(1 - R²), with values within "
+                 f"{TIE_NINES:g} nines a tie. Held-out: the same judge on held-out R², where every value of a group "
+                 "has it. untested: no group has the values the judge needs; mixed: tested groups disagree. Each run "
+                 "is quoted as node N: R² (held-out R², data seed).")
+
+
+def findings_section(doc: Doc, study: Study) -> None:
+    doc.h(2, "Findings: the design document's rules on this study's runs")
+    found = findings(study)
+    doc.p(FINDINGS_TEXT)
+    doc.table(["rule", "document's claim", "factor", "judged by", "verdict", "held-out verdict", "groups tested",
+               "nodes"],
+              [[f.rule.id, f.rule.claim, f.rule.key, f.rule.judge.text(), f.verdict, f.heldout_verdict,
+                f"{len(f.tested)}/{len(f.groups)}", _ids(f.node_ids) or "-"] for f in found])
+    for f in found:
+        if f.groups:
+            _finding_detail(doc, f)
+
+
+def _finding_detail(doc: Doc, f: Finding) -> None:
+    rule = f.rule
+    doc.p(f"{rule.id}: {f.verdict}" + (f" (held-out: {f.heldout_verdict})" if f.heldout_verdict != "untested" else "")
+          + f". Claim: {rule.claim} ({rule.source}); judged by {rule.judge.text()}"
+          + (f"; {rule.note}" if rule.note else "") + ".")
+    rows = []
+    for g in f.groups:
+        verdict = f"{g.verdict}: {g.reason}" + (f"; held-out {g.heldout_verdict}: {g.heldout_reason}"
+                                                if g.heldout_verdict is not None else "")
+        for i, (value, runs) in enumerate(g.values.items()):
+            score = g.scores.get(value)
+            rows.append([g.label if i == 0 else "", show(value), "-" if score is None else r2_text(score),
+                         "; ".join(quote(r) for r in runs), verdict if i == 0 else ""])
+    score = "best R²" if rule.others == "free" else "median R²"
+    doc.table(["group (shared settings)", rule.key, score, "runs", "group verdict"], rows)
+
+
+def _span(values: Sequence[float]) -> tuple[str, str]:
+    """(median, min–max) of R² values, as text."""
+    if not values:
+        return "-", "-"
+    return f_r2(median(values)), f"{f_r2(min(values))}–{f_r2(max(values))}"
+
+
+def seed_section(doc: Doc, study: Study) -> None:
+    doc.h(2, "Data seeds: the best configs on other simulations")
+    spreads, alone = seed_spreads(study)
+    if not spreads:
+        doc.p("No best config of this study was re-run on another dataset seed (no node whose overrides differ from "
+              "a data-seed-0 node's only by data.seed), so every number in this report holds for one simulated "
+              "trajectory.")
+        return
+    doc.p("Per field, inr_type and frames, the best run on data seed 0 and its re-runs on other dataset seeds (nodes "
+          "whose overrides differ from it only by data.seed, e.g. the study's seed-spread phase): the discs "
+          "collide chaotically, so another seed is another trajectory of the same scenario.")
+    rows = []
+    for s in spreads:
+        r2, held = _span(s.r2s), _span(s.holdout_r2s)
+        rows.append([s.field, s.inr_type, s.frames, "; ".join(quote(r) for r in s.runs), len(s.r2s), *r2, *held,
+                     s.best.config_text()])
+    doc.table(["field", "inr_type", "frames", "runs", "ok", "median R²", "R² min–max", "median held-out R²",
+               "held-out R² min–max", "config"], rows)
+    if alone:
+        doc.p("Best data-seed-0 runs without a re-run on another data seed: " + "; ".join(
+            f"{r.field} {r.inr_type} {r.frames} frames: node {r.node_id}" for r in alone) + ".")
+
+
+def _has_baseline(run: RunRecord) -> bool:
+    return run.baselines is not None or run.m("svd_r2_same_params") is not None
+
+
+def baseline_losses_section(doc: Doc, study: Study) -> None:
+    doc.h(2, "Where a classical baseline beats the INR at its size")
+    doc.p("Per field: whether a baseline storing no more bytes than the run fits the window better (metrics.json "
+          "`baselines`: SVD, SZ3 and ZFP within the run's bytes; for runs recorded before them, the SVD at the same "
+          "parameter count).")
+    for fld in study.fields():
+        runs = [r for r in study.ok_runs if r.field == fld]
+        best = best_run(runs, study.min_compression)
+        if best is None:
+            doc.p(f"{fld}: no successful run.")
+            continue
+        read = [r for r in runs if _has_baseline(r)]
+        beaten = [r for r in read if beaten_by(r.metrics)]
+        if not _has_baseline(best):
+            lead = f"{fld}: the best run, {quote(best)}, recorded no baseline of its size."
+        else:
+            verdict = beaten_by(best.metrics)
+            lead = (f"{fld}: the best run, {quote(best)}, {f_num(best.model_bytes, 6)} bytes (bytes ratio "
+                    f"{f_ratio(best.bytes_ratio)}), " + (f"is {verdict}." if verdict else
+                                                         "beats every baseline of its size."))
+        doc.p(lead + f" {len(beaten)} of the {len(read)} run(s) read against a baseline are beaten at their size"
+              + (f" (node(s) {_ids([r.node_id for r in beaten])})." if beaten else "."))
+
+
 def build(study: Study, data_root: str | Path | None = None) -> Doc:
     """The whole report of a loaded study as a Doc (markdown + HTML + figures)."""
     doc = Doc()
     windows = svd_windows(study.runs)
     summary_section(doc, study)
+    findings_section(doc, study)
+    seed_section(doc, study)
     regime_section(doc, study, windows)
     pareto_section(doc, study, windows, baseline_windows(study.runs, data_root))
+    baseline_losses_section(doc, study)
     heldout_section(doc, study, windows, svd_heldout(study.runs, data_root))
     marginal_section(doc, study)
     robust_section(doc, study)

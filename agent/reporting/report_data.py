@@ -175,6 +175,18 @@ class RunRecord:
         return name or "?", fp or (self.dataset or "?")
 
     @property
+    def data_seed(self) -> int:
+        """The simulation seed of the dataset the run trained on: the resolved `data.seed`, else the node's override,
+        else the dataset's provenance, else the trainer's default 0."""
+        for raw in ((self.metrics.get("config") or {}).get("data.seed"), as_dict(self.overrides).get("data.seed"),
+                    (self.metrics.get("dataset_provenance") or {}).get("seed")):
+            try:
+                return int(raw)
+            except (TypeError, ValueError):
+                continue
+        return 0
+
+    @property
     def window_key(self) -> tuple:
         """The data window a run fitted: its data, field, frames and held-out frames."""
         return self.data_key, self.field, self.frames, self.holdout_every
@@ -704,3 +716,94 @@ def robustness(study: Study) -> list[Spread]:
         groups.setdefault(r.canonical(), []).append(r)
     out = [Spread(k, rs) for k, rs in groups.items() if len(rs) >= 2]
     return sorted(out, key=lambda s: min(r.node_id for r in s.runs))
+
+
+# ------------------------------------------------------------------------------------------------ data seeds
+
+
+@dataclass
+class SeedSpread:
+    """The best data-seed-0 run of one regime and its re-runs on other dataset seeds: the nodes whose overrides
+    differ from it only by `data.seed` (the study's "seed-spread" phase, or any such node). A landscape read on
+    one trajectory is one sample; these say how far a number moves on another simulation of the same scenario."""
+
+    field: str
+    inr_type: str
+    frames: int | None
+    best: RunRecord
+    reruns: list[RunRecord]  # finished re-runs on data seeds != 0, by (data seed, node id)
+
+    @property
+    def runs(self) -> list[RunRecord]:
+        return [self.best, *self.reruns]
+
+    @property
+    def r2s(self) -> list[float]:
+        return [r.r2 for r in self.runs if r.r2 is not None]
+
+    @property
+    def holdout_r2s(self) -> list[float]:
+        return [r.holdout_r2 for r in self.runs if r.holdout_r2 is not None]
+
+
+def _without_data_seed(run: RunRecord) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted((k, v) for k, v in as_dict(run.overrides).items() if k != "data.seed"))
+
+
+def seed_spreads(study: Study) -> tuple[list[SeedSpread], list[RunRecord]]:
+    """Per regime (field, inr_type, frames): its best data-seed-0 run with the finished re-runs of that config on
+    other data seeds; and the best data-seed-0 runs that have no such re-run."""
+    spreads, alone = [], []
+    for g in regimes(study):
+        best = best_run([r for r in g.runs if r.data_seed == 0], study.min_compression)
+        if best is None:
+            continue
+        config = _without_data_seed(best)
+        reruns = sorted((r for r in g.runs if r.data_seed != 0 and _without_data_seed(r) == config),
+                        key=lambda r: (r.data_seed, r.node_id))
+        if reruns:
+            spreads.append(SeedSpread(g.field, g.inr_type, g.frames, best, reruns))
+        else:
+            alone.append(best)
+    return spreads, alone
+
+
+# ------------------------------------------------------------------------------------------------ LLM spend
+
+
+@dataclass
+class LLMSpend:
+    """What a study's LLM calls cost: the journal's `llm` records (agent.policies.claude books a round's tokens and
+    dollars once) and, beside them, the transcripts the client wrote (`<study>/transcripts/*.json`, one per HTTP
+    attempt, each with its `cost_usd`)."""
+
+    calls: int
+    tokens_in: int
+    tokens_out: int
+    usd: float
+    models: list[str]
+    transcripts: int
+    transcript_usd: float
+
+    @property
+    def any(self) -> bool:
+        return self.calls > 0 or self.transcripts > 0
+
+
+def llm_spend(study: Study) -> LLMSpend:
+    st = study.state
+    totals = st.llm_totals()
+    records = [n.llm for n in st.nodes.values()] + [b.decision.get("llm") for b in st.blocks]
+    models = sorted({str(r["model"]) for r in records if isinstance(r, dict) and r.get("model")
+                     and (r.get("calls") or r.get("tokens_in"))})
+    n_files, usd = 0, 0.0
+    for path in sorted((study.dir / "transcripts").glob("*.json")):
+        try:
+            rec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            n_files += 1
+            usd += num(rec.get("cost_usd")) or 0.0
+    return LLMSpend(int(totals["calls"]), int(totals["tokens_in"]), int(totals["tokens_out"]), float(totals["usd"]),
+                    models, n_files, usd)

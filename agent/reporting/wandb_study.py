@@ -9,7 +9,8 @@ time). Offline by default; `WANDB_MODE` (or `mode=`) is respected and `disabled`
 Like every other derived file of a study, the run is a function of the journal: each call re-creates it from the
 journal and logs one history row per ended block (step = block), each row holding that block-end snapshot of the
 journal (a `wandb.Table`), the tree plot and the per-field Pareto plots; the row of `block` also holds the report
-(`wandb.Html`). W&B cannot append to an offline run, so an offline call writes a complete new offline run and
+(`wandb.Html`); the summary carries the study's best R² per field and its LLM spend (`study/llm_calls`,
+`study/llm_tokens_in`, `study/llm_tokens_out`, `study/llm_usd`; zeros for a heuristic study). W&B cannot append to an offline run, so an offline call writes a complete new offline run and
 removes the superseded offline copies of the same run id: `wandb sync` (`make wandb-sync`) then uploads one
 complete run. Online, a resumed run only gets the rows of blocks it has not logged yet.
 
@@ -38,6 +39,7 @@ from agent.reporting.report_data import (
     baseline_windows,
     best_run,
     block_end_prefixes,
+    llm_spend,
     load_study,
     svd_windows,
 )
@@ -90,7 +92,8 @@ def journal_rows(study: Study) -> list[list[Any]]:
 
 
 def block_scalars(study: Study, block: int) -> dict[str, Any]:
-    """Scalars of one block-end snapshot: the block's counts and best run, and the study's best per field."""
+    """Scalars of one block-end snapshot: the block's counts and best run, the study's best per field and its LLM
+    spend so far (calls, tokens in and out, estimated dollars)."""
     runs = [r for r in study.runs if r.block == block]
     blk = study.state.block(block)
     best = best_run(runs, study.min_compression)
@@ -107,6 +110,9 @@ def block_scalars(study: Study, block: int) -> dict[str, Any]:
         b = best_run([r for r in study.runs if r.field == fld], study.min_compression)
         if b is not None:
             out[f"study/best_r2/{fld}"] = b.r2
+    spend = llm_spend(study)  # zeros for a heuristic study: "no LLM calls" is a number too
+    out.update({"study/llm_calls": spend.calls, "study/llm_tokens_in": spend.tokens_in,
+                "study/llm_tokens_out": spend.tokens_out, "study/llm_usd": spend.usd})
     return out
 
 
