@@ -2,15 +2,24 @@
 
 import math
 import traceback
+from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.models import NetworkContext, build_network, get_inr_type
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def group(name: str, option: str) -> dict:
+    """A config group's option as the run passes it (its `_target_` included), from conf/<name>/<option>.yaml."""
+    return OmegaConf.to_container(OmegaConf.load(CONF / name / f"{option}.yaml"))
 
 
 def _window(T=20, N=40):
@@ -33,8 +42,8 @@ def _module(total_steps=200, steps_per_call=20, object_id=None, basis_groups="no
     settings = TrainSettings(total_steps=total_steps, n_points=256, steps_per_call=steps_per_call, eval_every=50,
                              eval_points=800, **kw)
     return INRModule(net, inr, w.coordinate_source(), w.normalize(torch.from_numpy(w.values)),
-                     torch.from_numpy(w.train_frames), settings, {"name": "adam", "lr": 3e-3},
-                     {"name": "cosine", "eta_min_factor": 0.01}, latent_lr_mult=3.0)
+                     torch.from_numpy(w.train_frames), settings, {**group("optimizer", "adam"), "lr": 3e-3},
+                     group("scheduler", "cosine"), latent_lr_mult=3.0)
 
 
 def _fit(module):
