@@ -54,6 +54,16 @@ class FieldNetwork(nn.Module):
         """The targets (F, N, C) in the layout `dense_sse` multiplies by; None: no Gram form (steps decode)."""
         return None
 
+    def sampled_sse(self, t_frames: Tensor, positions: Tensor, packed_targets: Tensor, targets_sq: Tensor,
+                    statistics: Any) -> Tensor:
+        """The Gram-form SSE over a sample of the window's frames; only networks with a Gram form have it."""
+        raise ConfigError(f"{type(self).__name__} has no Gram form, so no Gram-form step on sampled frames")
+
+    def code_statistics(self, n_frames: int) -> Any:
+        """Whole-window statistics the codes are solved from when a step sees only some frames
+        (`mpm_inr.models.code_statistics.CodeStatistics`); None: the network's codes need none."""
+        return None
+
     def loss_targets(self, packed_targets: Tensor) -> Tensor:
         """What `dense_sse` multiplies by in training steps: the packed targets, unless the network has a smaller
         equivalent (solved codes)."""

@@ -56,6 +56,17 @@ class InrType:
         `pack_dense_targets` for the same frames."""
         return network.dense_sse(src.t[frames].unsqueeze(-1), packed_targets, targets_sq)
 
+    def sampled_sse(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor, positions: Tensor,
+                    packed_targets: Tensor, targets_sq: Tensor, statistics: Any) -> Tensor:
+        """Σ (pred - target)² over a sample of the window's frames (positions: their places in the window, which
+        index `statistics`) without forming the prediction; see `LatentCodeField.sampled_sse`."""
+        return network.sampled_sse(src.t[frames].unsqueeze(-1), positions, packed_targets, targets_sq, statistics)
+
+    def accumulate_statistics(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor,
+                              positions: Tensor, packed_targets: Tensor, statistics: Any) -> None:
+        """Renew `statistics`' terms of these frames with the network's current basis."""
+        network.accumulate_statistics(statistics, src.t[frames].unsqueeze(-1), positions, packed_targets)
+
     def loss_targets(self, network: FieldNetwork, packed_targets: Tensor) -> Tensor:
         """What `dense_sse` should multiply by in training steps: the network may replace the packed targets by a
         smaller equivalent (solved codes); otherwise the packed targets themselves."""

@@ -31,6 +31,7 @@ from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
 from mpm_inr.training.progress import StepProgress
+from mpm_inr.training.sampler import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -200,16 +201,20 @@ def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule,
     _configure_precision(train.get("tf32", "auto"), device, inr)
     network = network_from_config(cfg["model"], window.network_context())
     source = window.coordinate_source(data["t_period"], data["xy_period"], inr.needs_positions)
-    targets = window.normalize(torch.from_numpy(window.values))
+    step_frames = resolve_step_frames(train.get("step_frames", "auto"), len(window.train_frames))
+    raw = torch.from_numpy(window.values)
+    # sampled frames normalise the few frames each step reads, so a long window is held once, not twice
+    target_stats = None if step_frames is None else (torch.from_numpy(window.mean), torch.from_numpy(window.std))
+    targets = window.normalize(raw) if target_stats is None else raw
     settings = TrainSettings(
         total_steps=train["total_steps"], n_points=train["batch_size"] * window.n_particles, sampler=train["sampler"],
-        frames_per_step=train["batch_size"], steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
+        frames_per_step=train["batch_size"], step_frames=step_frames, steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
         loss=train["loss"], eval_every=train["eval_every"], eval_points=train["eval_points"],
         target_r2=train.get("target_r2"), max_time_s=train.get("max_time_s"), seed=int(cfg.get("seed", 0)),
         compile=bool(train.get("compile", False)),
         inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
     module = INRModule(network, inr, source, targets, torch.from_numpy(window.train_frames), settings,
-                       dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult)
+                       dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult, target_stats)
     return dm, window, module
 
 

@@ -40,3 +40,45 @@ class PointSampler:
         frame_pick = torch.randint(n_train, (self.frames_per_step,), generator=g, device=device)
         frame_idx = self.train_frames[frame_pick].repeat_interleave(self.n_particles)
         return frame_idx, self._all_particles.repeat(self.frames_per_step)
+
+
+class FrameCycle:
+    """`per_step` distinct window positions per call, cycling through a fresh random permutation of the window:
+    every frame is visited once per `n_frames / per_step` steps, so no frame's statistics grow older than that."""
+
+    def __init__(self, n_frames: int, per_step: int, seed: int = 0, device: torch.device | str = "cpu") -> None:
+        if not 0 < per_step <= n_frames:
+            raise ValueError(f"frames per step must be in [1, {n_frames}], got {per_step}")
+        self.n_frames, self.per_step = n_frames, per_step
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self._queue = torch.empty(0, dtype=torch.long, device=device)
+
+    def sample(self) -> Tensor:
+        """The next positions, sorted (frames in time order read the window's memory in order)."""
+        if self._queue.numel() < self.per_step:  # the rest of this permutation, then the next one; the leftovers
+            head = self._queue                     # go last in the next, so no step repeats a frame
+            perm = torch.randperm(self.n_frames, generator=self.generator, device=head.device)
+            seen = torch.isin(perm, head)
+            self._queue = torch.cat((head, perm[~seen], perm[seen]))
+        picked, self._queue = self._queue[:self.per_step], self._queue[self.per_step:]
+        return torch.sort(picked).values
+
+
+#: `train.step_frames=auto`: windows up to this many training frames take the dense step (every frame)
+AUTO_DENSE_MAX_FRAMES = 400
+#: `train.step_frames=auto` beyond that: frames per step, so a step costs what a dense step on them costs
+AUTO_STEP_FRAMES = 100
+
+
+def resolve_step_frames(value: int | str, n_train_frames: int) -> int | None:
+    """Frames per `sampler=full` step from `train.step_frames` (auto | all | N); None: every training frame.
+    auto keeps short windows on the dense step, whose numbers the presets were tuned on, and caps longer ones at
+    AUTO_STEP_FRAMES, so a step's cost stops growing with the window."""
+    if value == "all":
+        return None
+    if value == "auto":
+        return None if n_train_frames <= AUTO_DENSE_MAX_FRAMES else AUTO_STEP_FRAMES
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"train.step_frames must be auto, all or an integer >= 1, got {value!r}")
+    return None if value >= n_train_frames else value

@@ -79,6 +79,9 @@ def validate_train_config(cfg: Mapping[str, Any]) -> None:
     if train["sampler"] == "full" and not INR_TYPES[model["name"]].time_grid:
         raise ConfigError(f"train.sampler=full needs a time-only inr_type (lagrangian, siren_t), not {model['name']}; "
                           f"use train.sampler=points")
+    sf = train.get("step_frames", "auto")
+    _check(sf in ("auto", "all") or (isinstance(sf, int) and not isinstance(sf, bool) and sf > 0),
+           "train.step_frames", sf, "must be auto, all or an integer > 0")
     if train.get("target_r2") is not None:
         _check(0 < train["target_r2"] < 1, "train.target_r2", train["target_r2"], "must be in (0, 1)")
     if train.get("max_time_s") is not None:
