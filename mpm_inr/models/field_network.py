@@ -45,8 +45,8 @@ class FieldNetwork(nn.Module):
 
     @classmethod
     def gram_flops(cls, model: Mapping[str, Any], n_frames: int, n_components: int, n_particles: int,
-                   group_sizes: Mapping[str, Sequence[int]]) -> float:
-        """Forward FLOPs of `dense_sse` beyond the t-only part; a network whose `has_gram_form` can be true
+                   group_sizes: Mapping[str, Sequence[int]], sampled: bool = False) -> float:
+        """Forward FLOPs of `dense_sse` (sampled: `sampled_sse` on n_frames frames) beyond the t-only part; a network whose `has_gram_form` can be true
         gives them, and one that does not has no cost model on that path."""
         raise ConfigError(f"no cost model for the Gram-form step of {cls.__name__}: it has no gram_flops")
 

@@ -344,18 +344,22 @@ class LatentCodeField(FieldNetwork):
 
     @staticmethod
     def gram_flops(model: Mapping[str, Any], n_frames: int, n_components: int, n_particles: int,
-                   group_sizes: Mapping[str, Sequence[int]]) -> float:
+                   group_sizes: Mapping[str, Sequence[int]], sampled: bool = False) -> float:
         """Forward FLOPs of `dense_sse` beyond the basis: per group the K x K basis Gram, the two K x values x rows
         products, the codes' K x K Gram and, for solved codes, the K x K solve. rows: the padded group size, or
-        the values per particle where `loss_targets` swaps in Cholesky rows."""
+        the values per particle where `loss_targets` swaps in Cholesky rows. sampled: `sampled_sse` on n_frames
+        sampled frames, whose solved codes also renew the statistics (one K x values x rows product, two K x K
+        Grams) and solve for every row (K x K x rows), with no Cholesky rows."""
         k = flops.size(model, "latent_dim")
         sizes = _group_sizes(model, group_sizes, n_particles)
         values = n_frames * n_components
         solved = model.get("codes", "learned") == "solved"
         rows = max(sizes)  # groups are padded to the largest
-        if solved and rows >= 2 * values:
+        if solved and not sampled and rows >= 2 * values:
             rows = values
         per_group = 2.0 * k * k * values + 4.0 * k * values * rows + 2.0 * k * k * rows + (k ** 3 if solved else 0.0)
+        if solved and sampled:
+            per_group += 2.0 * k * values * rows + 4.0 * k * k * values + 2.0 * k * k * rows
         return len(sizes) * per_group
 
 

@@ -80,7 +80,13 @@ class InrType:
         n_particles = src.particle.numel()
         if self.time_grid:
             step = max(1, chunk // n_particles)
-            return torch.cat([self.query_frames(network, src, frames[i:i + step]) for i in range(0, frames.numel(), step)])
+            out = None  # filled chunk by chunk: no list of chunks beside the concatenated window
+            for i in range(0, frames.numel(), step):
+                part = self.query_frames(network, src, frames[i:i + step])
+                if out is None:
+                    out = part.new_empty(frames.numel(), *part.shape[1:])
+                out[i:i + step] = part
+            return out
         frame_idx = frames.repeat_interleave(n_particles)
         particle_idx = torch.arange(n_particles, device=frames.device).repeat(frames.numel())
         out = torch.cat([self.query(network, src, frame_idx[lo:lo + chunk], particle_idx[lo:lo + chunk])

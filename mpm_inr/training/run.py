@@ -31,7 +31,7 @@ from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
 from mpm_inr.training.progress import StepProgress
-from mpm_inr.training.sampler import resolve_step_frames
+from mpm_inr.training.step_frames import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
         trainer = _fit(cfg["train"], module, dm, device, logger, progress)
-    metrics = _evaluate(module, window, clock)
+    metrics = _evaluate(module, window, clock, bool(cfg["outputs"].get("svd", True)))
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
@@ -270,7 +270,14 @@ def _configure_precision(tf32: Any, device: str, inr: InrType) -> None:
 SVD_SCALING = "centred"
 
 
-def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict[str, Any]:
+def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy)."""
+    if len(idx) == values.shape[0] and np.array_equal(idx, np.arange(values.shape[0])):
+        return values
+    return values[idx]
+
+
+def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, with_svd: bool = True) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
     from mpm_inr.metrics import evaluate_all, svd_baseline, svd_holdout
 
@@ -279,10 +286,12 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict
     device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
     with clock.phase("evaluation"):
         module.eval()
-        pred = window.denormalize(module.predict_frames(torch.arange(window.n_frames))).float().cpu().numpy()
+        # in place, and no copy of the training frames when they are the whole window: at 10 000 frames each copy
+        # of a 4-component field is 1.44 GB
+        pred = window.denormalize_(module.predict_frames(torch.arange(window.n_frames))).float().cpu().numpy()
         module.prediction = pred
-        metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params,
-                               device=device)
+        metrics = evaluate_all(_frames(window.values, train_idx), _frames(pred, train_idx),
+                               _frames(window.positions, train_idx), n_params, device=device)
         metrics["holdout_frames"] = [int(i) for i in test_idx]
         metrics["holdout_r2"] = metrics["holdout_mse"] = None
         if len(test_idx):
@@ -290,8 +299,11 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict
                                 device=device)
             metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+    if not with_svd:  # outputs.svd=false: its T x T eigenproblem is the cost of a 10 000-frame window
+        metrics.update(svd=None, svd_rank_for_target=None, svd_r2_same_params=None)
+        return metrics
     with clock.phase("svd"):  # per-component centred: the best rank-k fit for the R² reported (Eckart–Young)
-        svd = svd_baseline(window.values[train_idx], normalize=SVD_SCALING, device=device)
+        svd = svd_baseline(_frames(window.values, train_idx), normalize=SVD_SCALING, device=device)
         metrics["svd"] = {**svd.as_metrics(0.995, n_params), "scaling": SVD_SCALING,
                           "compression_rank": {str(r): svd.compression(r) for r in svd.ranks}, "time_s": svd.time_s}
         metrics["svd_rank_for_target"] = svd.rank_for(0.995)

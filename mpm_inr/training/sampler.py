@@ -64,21 +64,3 @@ class FrameCycle:
         picked, self._queue = self._queue[:self.per_step], self._queue[self.per_step:]
         return torch.sort(picked).values
 
-
-#: `train.step_frames=auto`: windows up to this many training frames take the dense step (every frame)
-AUTO_DENSE_MAX_FRAMES = 400
-#: `train.step_frames=auto` beyond that: frames per step, so a step costs what a dense step on them costs
-AUTO_STEP_FRAMES = 100
-
-
-def resolve_step_frames(value: int | str, n_train_frames: int) -> int | None:
-    """Frames per `sampler=full` step from `train.step_frames` (auto | all | N); None: every training frame.
-    auto keeps short windows on the dense step, whose numbers the presets were tuned on, and caps longer ones at
-    AUTO_STEP_FRAMES, so a step's cost stops growing with the window."""
-    if value == "all":
-        return None
-    if value == "auto":
-        return None if n_train_frames <= AUTO_DENSE_MAX_FRAMES else AUTO_STEP_FRAMES
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"train.step_frames must be auto, all or an integer >= 1, got {value!r}")
-    return None if value >= n_train_frames else value
