@@ -187,7 +187,7 @@ def test_statistics_replace_stale_terms_so_they_track_the_current_basis():
     for part in (torch.tensor([3, 9, 14]), torch.tensor([0, 1, 2, 4, 5]), torch.tensor([6, 7, 8, 10, 11, 12, 13])):
         INR.accumulate_statistics(net, src, part, part, INR.pack_dense_targets(net, y[part]), stats)
     fresh = _window_statistics(net, src, y, chunk=15)
-    torch.testing.assert_close(stats.cross, fresh.cross, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(stats.cross, fresh.cross, rtol=1e-5, atol=1e-5)  # rows x values products in float32
     torch.testing.assert_close(stats.gram, fresh.gram, rtol=1e-9, atol=1e-9)
     assert stats.frames_touched == 30
 

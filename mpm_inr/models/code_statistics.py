@@ -59,9 +59,12 @@ class CodeStatistics:
         targets packed alike, (G, rows, len(frames)·C)."""
         n_groups, k, n_comp = self.shape
         wide = self.cross.dtype
-        old = self.basis_seen[frames].permute(1, 2, 0, 3).reshape(n_groups, k, -1).to(wide)
-        new = basis.detach().to(wide)
-        self.cross += torch.bmm(targets.to(wide), (new - old).transpose(1, 2))
+        new = basis.detach().to(self.basis_seen.dtype)
+        old = self.basis_seen[frames].permute(1, 2, 0, 3).reshape(n_groups, k, -1)
+        # the rows x values product in the targets' precision, as the dense solve forms its right-hand side; the
+        # K x K Grams, whose condition number the solve squares, in the wide dtype
+        self.cross += torch.bmm(targets, (new - old).transpose(1, 2)).to(wide)
+        new, old = new.to(wide), old.to(wide)
         self.gram += torch.bmm(new, new.transpose(1, 2)) - torch.bmm(old, old.transpose(1, 2))
         self.basis_seen[frames] = basis.detach().view(n_groups, k, -1, n_comp).permute(2, 0, 1, 3).to(
             self.basis_seen.dtype)

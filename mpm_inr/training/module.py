@@ -163,8 +163,8 @@ class INRModule(pl.LightningModule):
 
     def target_points(self, *index: Tensor) -> Tensor:
         """targets[index] in training units (normalised here when the module holds original units)."""
-        values = self.targets[index]
-        return (values - self.target_mean) / self.target_std if self._normalise else values
+        values = self.targets[index]  # a copy (advanced indexing), so it can be normalised in place
+        return values.sub_(self.target_mean).div_(self.target_std) if self._normalise else values
 
     def loss_fn(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.settings.loss == "huber":
@@ -228,7 +228,7 @@ class INRModule(pl.LightningModule):
             targets = self.target_frames(frames)
             if self._sampled_gram:
                 packed = self.inr.pack_dense_targets(self.network, targets)
-                sq = (targets.double() ** 2).sum().float()
+                sq = (targets * targets).sum(dtype=torch.float64).float()  # no float64 copy of the frames
                 sse = self.inr.sampled_sse(self.network, self.source, frames, positions, packed, sq, self._statistics)
                 return sse / targets.numel()
             return self.loss_fn(self.inr.query_frames(self.network, self.source, frames), targets)
