@@ -111,7 +111,7 @@ def test_sampled_frames_cost_their_frames_not_the_window():
         shape = DataShape(frames, 9000, 4, groups)
         assert step_flops("lagrangian", LAGRANGIAN, sampled, shape) == pytest.approx(
             STEP_FACTOR * (100 * 9 * per_t + 9 * group))
-    auto = {**GRAM, "step_frames": "auto"}  # auto: dense up to 400 frames, 100 sampled frames beyond
+    auto = {**GRAM, "step_frames": "auto"}  # auto: dense up to 1000 frames, 100 sampled frames beyond
     assert step_flops("lagrangian", LAGRANGIAN, auto, DISCS) == step_flops("lagrangian", LAGRANGIAN, GRAM, DISCS)
     assert step_flops("lagrangian", LAGRANGIAN, auto, DataShape(10000, 9000, 4, groups)) == pytest.approx(
         STEP_FACTOR * (100 * 9 * per_t + 9 * group))

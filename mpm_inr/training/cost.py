@@ -14,7 +14,7 @@ proxy grows with every size knob the way the real cost does, on each path:
   cost is the basis per frame and group plus K x (frames·components) x rows products per group, where rows is
   the padded group size, or frames·components Cholesky rows when the codes are solved and a group has at least
   twice that many particles (`LatentCodeField.loss_targets`);
-- `train.step_frames` below the window (`auto` beyond 400 frames): the same on the sampled frames only, plus, for
+- `train.step_frames` below the window (`auto` beyond 1000 frames): the same on the sampled frames only, plus, for
   solved codes, renewing their statistics and solving every particle's code (`LatentCodeField.sampled_sse`).
 
 A point-count proxy charges the Gram path for a network evaluation per point. On lagrangian CPU runs that left
