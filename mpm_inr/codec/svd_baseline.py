@@ -59,12 +59,15 @@ def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = 
     centred = torch.from_numpy(values.reshape(n_frames, -1).astype(np.float64)) - torch.from_numpy(
         np.tile(mean.astype(np.float64), n_particles))
     ss_tot = float((centred ** 2).sum())
-    basis, _ = temporal_basis(centred)
+    basis, coefficients = temporal_basis(centred)
     goal = 1.0 - (1.0 - target_r2) * (1.0 - DECODE_MARGIN)  # the codec's margin, so the decoded file meets it
     limit = min(max_rank or basis.shape[1], basis.shape[1])
+    # no rank-k file beats the float rank-k SVD (Eckart–Young), so the search starts where that reaches the goal
+    float_r2 = 1.0 - (ss_tot - torch.cumsum((coefficients ** 2).sum(dim=1), 0)) / ss_tot
+    first = int(torch.searchsorted(float_r2, torch.tensor([goal], dtype=float_r2.dtype))[0]) + 1
     best: QuantisedSVD | None = None
     misses = 0
-    for rank in range(1, limit + 1):
+    for rank in range(first, limit + 1):
         found = [p for b in bits if (p := _encode_rank(centred, basis[:, :rank], b, ss_tot, goal, mean)) is not None]
         point = min(found, key=lambda p: p.n_bytes, default=None)
         if point is None:
