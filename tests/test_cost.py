@@ -98,6 +98,25 @@ def test_gram_path_by_hand_with_and_without_cholesky_rows():
     assert step_flops("lagrangian", LAGRANGIAN, GRAM, small) == pytest.approx(expected(700, True))
 
 
+def test_sampled_frames_cost_their_frames_not_the_window():
+    """train.step_frames: the Gram step on 100 sampled frames costs the same on 1000 and 10000 frames, by hand: the
+    dense products on 100 frames without Cholesky rows, plus renewing the statistics and solving every row."""
+    k, values, rows = 18, 400, 1000
+    per_t, _ = split_costs("lagrangian", LAGRANGIAN, 4)
+    group = (2 * k * k * values + 4 * k * values * rows + 2 * k * k * rows + k ** 3
+             + 2 * k * values * rows + 4 * k * k * values + 2 * k * k * rows)
+    sampled = {**GRAM, "step_frames": 100}
+    groups = {"object": [1000] * 9}
+    for frames in (1000, 10000):
+        shape = DataShape(frames, 9000, 4, groups)
+        assert step_flops("lagrangian", LAGRANGIAN, sampled, shape) == pytest.approx(
+            STEP_FACTOR * (100 * 9 * per_t + 9 * group))
+    auto = {**GRAM, "step_frames": "auto"}  # auto: dense up to 1000 frames, 100 sampled frames beyond
+    assert step_flops("lagrangian", LAGRANGIAN, auto, DISCS) == step_flops("lagrangian", LAGRANGIAN, GRAM, DISCS)
+    assert step_flops("lagrangian", LAGRANGIAN, auto, DataShape(10000, 9000, 4, groups)) == pytest.approx(
+        STEP_FACTOR * (100 * 9 * per_t + 9 * group))
+
+
 def test_gram_path_is_far_cheaper_than_decoding_every_point():
     """Why the proxy follows the path: the presets' step costs a fraction of a per-point evaluation's."""
     points = {"sampler": "points", "batch_size": 100, "loss": "mse"}  # the same 900 000 points, decoded

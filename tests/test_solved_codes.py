@@ -153,3 +153,70 @@ def test_targets_stay_real_rows_for_learned_codes_or_too_few_particles():
     solved, _src, _y = _setup()
     packed = INR.pack_dense_targets(solved, y)  # 15 frames x 3 = 45 values > half of the largest group (30)
     assert INR.loss_targets(solved, packed) is packed
+
+
+def _window_statistics(net, src, y, chunk: int):
+    """Statistics of the whole window, filled `chunk` frames at a time with the current basis."""
+    frames = torch.arange(y.shape[0])
+    stats = net.code_statistics(y.shape[0])
+    for lo in range(0, y.shape[0], chunk):
+        part = frames[lo:lo + chunk]
+        INR.accumulate_statistics(net, src, part, part, INR.pack_dense_targets(net, y[part]), stats)
+    return stats
+
+
+@pytest.mark.parametrize("basis_groups", ["none", "object"])
+def test_statistics_after_a_full_pass_give_the_dense_solve(basis_groups):
+    net, src, y = _setup(basis_groups=basis_groups)
+    frames = torch.arange(15)
+    packed = INR.pack_dense_targets(net, y)
+    INR.refresh_codes(net, src, frames, packed)
+    dense = net.latents.detach().clone()
+    net.latents.data.zero_()
+    net.store_codes_from(_window_statistics(net, src, y, chunk=4))
+    torch.testing.assert_close(net.latents.detach(), dense, rtol=1e-4, atol=1e-5)
+
+
+def test_statistics_replace_stale_terms_so_they_track_the_current_basis():
+    """Fill with one basis, change the basis, renew every frame in a scrambled order: the statistics equal a fresh
+    fill with the new basis, i.e. no term of the old basis is left behind."""
+    net, src, y = _setup()
+    stats = _window_statistics(net, src, y, chunk=15)
+    with torch.no_grad():
+        net.basis.head.weight.mul_(1.7).add_(0.1)
+    for part in (torch.tensor([3, 9, 14]), torch.tensor([0, 1, 2, 4, 5]), torch.tensor([6, 7, 8, 10, 11, 12, 13])):
+        INR.accumulate_statistics(net, src, part, part, INR.pack_dense_targets(net, y[part]), stats)
+    fresh = _window_statistics(net, src, y, chunk=15)
+    torch.testing.assert_close(stats.cross, fresh.cross, rtol=1e-5, atol=1e-5)  # rows x values products in float32
+    torch.testing.assert_close(stats.gram, fresh.gram, rtol=1e-9, atol=1e-9)
+    assert stats.frames_touched == 30
+
+
+def test_sampled_sse_estimates_the_dense_loss_and_its_gradient():
+    """With exact statistics the codes are the dense solve, so the mean of the sampled-frame losses over a partition
+    of the window is the dense loss, and so is the mean of their gradients (the step is unbiased)."""
+    net, src, y = _setup()
+    frames = torch.arange(15)
+    stats = _window_statistics(net, src, y, chunk=15)
+    dense = INR.dense_sse(net, src, frames, INR.pack_dense_targets(net, y), (y ** 2).sum())
+    g_dense = torch.autograd.grad(dense, [net.basis.head.weight])[0]
+    total, g_total = 0.0, torch.zeros_like(g_dense)
+    for part in torch.split(frames, 5):
+        sse = INR.sampled_sse(net, src, part, part, INR.pack_dense_targets(net, y[part]), (y[part] ** 2).sum(), stats)
+        total += float(sse)
+        g_total += torch.autograd.grad(sse, [net.basis.head.weight])[0]
+    assert total == pytest.approx(float(dense), rel=1e-4)
+    torch.testing.assert_close(g_total, g_dense, rtol=1e-3, atol=1e-4)
+
+
+def test_a_sampled_step_touches_its_frames_whatever_the_window():
+    """The statistics read only the step's frames: the work of a step is counted, not timed."""
+    for n_frames in (15, 150):
+        torch.manual_seed(0)
+        net, _src, _y = _setup()
+        src = CoordinateSource(torch.linspace(-1, 1, n_frames), torch.arange(60), torch.zeros(n_frames, 60, 2))
+        y = torch.randn(n_frames, 60, 3)
+        stats = net.code_statistics(n_frames)
+        part = torch.tensor([1, 4, 7])
+        INR.sampled_sse(net, src, part, part, INR.pack_dense_targets(net, y[part]), (y[part] ** 2).sum(), stats)
+        assert stats.frames_touched == 3

@@ -152,7 +152,7 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
         fits = fits_at(bits)
         n_coefs = sum(f.coefs.size for f in fits)
         guess = math.sqrt(12.0 * max(ss_tot * (1.0 - goal), 1e-300) / max(n_coefs, 1))
-        step = _largest_passing(lambda s, fits=fits: r2_of(fits, s) >= search_goal, guess)
+        step = largest_passing(lambda s, fits=fits: r2_of(fits, s) >= search_goal, guess)
         if step is None:
             continue
         code_blobs, code_meta = bilinear.pack_codes(bilinear.quantise_codes(fits, step))
@@ -197,7 +197,7 @@ def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,
 DECODE_MARGIN = 0.01
 
 
-def _largest_passing(passes: Callable[[float], bool], guess: float) -> float | None:
+def largest_passing(passes: Callable[[float], bool], guess: float) -> float | None:
     """The largest step that passes, by bracketing around `guess` then bisecting in log space; None if even a
     step 2^-20 times the guess fails."""
     lo = guess

@@ -28,7 +28,7 @@ class Param:
     hi: float | None = None  #: upper bound (None: unbounded)
     open_lo: bool = False  #: the lower bound itself is invalid (> lo, not >= lo)
     open_hi: bool = False  #: the upper bound itself is invalid
-    choices: tuple[Any, ...] = ()  #: valid values of a choice
+    choices: tuple[Any, ...] = ()  #: valid values of a choice; of a numeric key, named values besides the numbers
     optional: bool = False  #: null is valid (off)
     search: tuple[float, float] | None = None  #: the agent's exploration range (numeric keys it may propose)
     rule: str | None = None  #: the rule as the error states it, where the generated one says less
@@ -57,6 +57,8 @@ class Param:
             return value in self.choices and not isinstance(value, bool)
         if self.kind == "bool":
             return isinstance(value, bool)
+        if isinstance(value, str) and value in self.choices:
+            return True
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         if self.kind == "int" and not isinstance(value, int):
@@ -147,11 +149,15 @@ PARAMS: dict[str, Param] = {
                              open_hi=True, optional=True),
     "train.compile": Param("bool", "torch.compile each step's loss"),
     "train.max_time_s": _positive("stop training after this many seconds (null: off)", optional=True),
+    "train.step_frames": Param("int", "frames one full-sampler step reads: auto (all up to 1000, then 100), all, N",
+                               lo=0, open_lo=True, choices=("auto", "all"),
+                               rule="must be auto, all or an integer > 0"),
     # --- outputs
     "outputs.save_predictions": Param("bool", "write predictions.npy"),
     "outputs.plot": Param("bool", "write field.png"),
     "outputs.checkpoint": Param("bool", "write checkpoints/last.ckpt"),
     "outputs.baselines": Param("bool", "SVD, SZ3 and ZFP on the same window, in bytes"),
+    "outputs.svd": Param("bool", "the run's own SVD baseline (false: skip it on very long windows)"),
     "outputs.codec": Param("bool", "write the model as one file of bytes (mpm_inr.codec)"),
 }
 

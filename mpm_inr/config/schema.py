@@ -57,6 +57,7 @@ class TrainLoopConfig:
     compile: bool = MISSING  #: torch.compile each step's loss
     tf32: Any = MISSING  #: auto | true | false: TF32 matmuls on CUDA
     max_time_s: Optional[float] = MISSING  #: stop training after this many seconds
+    step_frames: Any = MISSING  #: auto | all | N: frames one full-sampler step reads (long windows sample)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class OutputsConfig:
     plot: bool = MISSING  #: write field.png
     checkpoint: bool = MISSING  #: write checkpoints/last.ckpt
     baselines: bool = MISSING  #: SVD, SZ3, ZFP on the same window, in bytes
+    svd: bool = MISSING  #: the run's own SVD baseline (its T x T eigenproblem dominates 10 000 frames)
     codec: bool = MISSING  #: write the model as one file of bytes
 
 

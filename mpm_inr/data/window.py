@@ -174,6 +174,11 @@ class FieldWindow:
         mean, std = self._stats_like(values)
         return values * std + mean
 
+    def denormalize_(self, values: torch.Tensor) -> torch.Tensor:
+        """`denormalize` in place (the same two float operations), so a long window's prediction is not copied."""
+        mean, std = self._stats_like(values)
+        return values.mul_(std).add_(mean)
+
     def _stats_like(self, values):
         if isinstance(values, torch.Tensor):
             return (torch.as_tensor(self.mean, device=values.device, dtype=values.dtype),

@@ -45,13 +45,23 @@ class FieldNetwork(nn.Module):
 
     @classmethod
     def gram_flops(cls, model: Mapping[str, Any], n_frames: int, n_components: int, n_particles: int,
-                   group_sizes: Mapping[str, Sequence[int]]) -> float:
-        """Forward FLOPs of `dense_sse` beyond the t-only part; a network whose `has_gram_form` can be true
+                   group_sizes: Mapping[str, Sequence[int]], sampled: bool = False) -> float:
+        """Forward FLOPs of `dense_sse` (sampled: `sampled_sse` on n_frames frames) beyond the t-only part; a network whose `has_gram_form` can be true
         gives them, and one that does not has no cost model on that path."""
         raise ConfigError(f"no cost model for the Gram-form step of {cls.__name__}: it has no gram_flops")
 
     def pack_targets(self, targets: Tensor) -> Tensor | None:
         """The targets (F, N, C) in the layout `dense_sse` multiplies by; None: no Gram form (steps decode)."""
+        return None
+
+    def sampled_sse(self, t_frames: Tensor, positions: Tensor, packed_targets: Tensor, targets_sq: Tensor,
+                    statistics: Any) -> Tensor:
+        """The Gram-form SSE over a sample of the window's frames; only networks with a Gram form have it."""
+        raise ConfigError(f"{type(self).__name__} has no Gram form, so no Gram-form step on sampled frames")
+
+    def code_statistics(self, n_frames: int) -> Any:
+        """Whole-window statistics the codes are solved from when a step sees only some frames
+        (`mpm_inr.models.code_statistics.CodeStatistics`); None: the network's codes need none."""
         return None
 
     def loss_targets(self, packed_targets: Tensor) -> Tensor:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from mpm_inr.config.choices import CODES_MODES, DECODERS, GROUPINGS
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import flops
+from mpm_inr.models.code_statistics import CodeStatistics, ridge_solve
 from mpm_inr.models.context import NetworkContext
 from mpm_inr.models.field_network import FieldNetwork
 from mpm_inr.models.siren import Siren, SirenTrunk
@@ -219,6 +220,50 @@ class LatentCodeField(FieldNetwork):
             codes = self._solved_codes(basis.detach(), packed_targets)
         else:
             codes = self._pad_rows(self.codes(torch.arange(self.latents.shape[0], device=basis.device)))
+        return self._gram_sse(basis, codes, packed_targets, targets_sq)
+
+    def sampled_sse(self, t_frames: Tensor, positions: Tensor, packed_targets: Tensor, targets_sq: Tensor,
+                    statistics: CodeStatistics | None) -> Tensor:
+        """Sum of squared errors over a sample of the window's frames (every particle), in Gram form: a step whose
+        cost is its frames', whatever the window's length; scaled by frames/sample it estimates `dense_sse`.
+
+        positions: the sampled frames' positions in the window (the statistics' frame index); packed_targets:
+        their targets from `pack_targets`. With codes='solved' the codes come from `statistics` (whole-window
+        sufficient statistics, these frames' terms first renewed with the current basis) and are held constant,
+        as in `dense_sse`; learned codes are used as they are (statistics None)."""
+        basis = self._packed_basis(t_frames)
+        if self.solve_codes:
+            if statistics is None:
+                raise ValueError("codes='solved' on sampled frames needs the window's CodeStatistics")
+            statistics.replace(positions, basis.detach(), packed_targets)
+            codes = statistics.codes().to(basis.dtype)
+        else:
+            codes = self._pad_rows(self.codes(torch.arange(self.latents.shape[0], device=basis.device)))
+        return self._gram_sse(basis, codes, packed_targets, targets_sq)
+
+    def code_statistics(self, n_frames: int) -> CodeStatistics | None:
+        """Empty whole-window statistics of the solved codes (None for learned codes, which need none)."""
+        if not self.solve_codes:
+            return None
+        device = self.latents.device
+        return CodeStatistics(n_frames, self.n_basis_groups, self.group_padded.shape[1], self.latent_dim,
+                              self.n_components, device, self._wide(self.latents))
+
+    @torch.no_grad()
+    def accumulate_statistics(self, statistics: CodeStatistics, t_frames: Tensor, positions: Tensor,
+                              packed_targets: Tensor) -> None:
+        """Renew the statistics' terms of these frames with the current basis (a pass over every frame after
+        `reset` makes them exact)."""
+        statistics.replace(positions, self._packed_basis(t_frames), packed_targets)
+
+    @torch.no_grad()
+    def store_codes_from(self, statistics: CodeStatistics) -> None:
+        """Store the codes the statistics solve for, so evaluation and checkpoints see them."""
+        self._store_codes(statistics.codes().to(self.latents.dtype))
+
+    @staticmethod
+    def _gram_sse(basis: Tensor, codes: Tensor, packed_targets: Tensor, targets_sq: Tensor) -> Tensor:
+        """||Z B - Y||² = <ZᵀZ, B Bᵀ> - 2<B, ZᵀY> + ||Y||², batched over groups."""
         codes_t = codes.transpose(1, 2)
         zz, zy = torch.bmm(codes_t, codes), torch.bmm(codes_t, packed_targets)
         return targets_sq + (zz * torch.bmm(basis, basis.transpose(1, 2))).sum() - 2 * (basis * zy).sum()
@@ -228,8 +273,11 @@ class LatentCodeField(FieldNetwork):
         """codes='solved': store the codes that are optimal for the current basis (after the last optimiser
         step), so evaluation and checkpoints see a consistent model. No-op for learned codes."""
         if self.solve_codes:
-            codes = self._solved_codes(self._packed_basis(t_frames), packed_targets)
-            self.latents.index_copy_(0, self._slot_particles, codes.flatten(0, 1).index_select(0, self._real_slots))
+            self._store_codes(self._solved_codes(self._packed_basis(t_frames), packed_targets))
+
+    def _store_codes(self, codes: Tensor) -> None:
+        """(G, max group size, K) padded codes -> the per-particle latents."""
+        self.latents.index_copy_(0, self._slot_particles, codes.flatten(0, 1).index_select(0, self._real_slots))
 
     def _packed_basis(self, t_frames: Tensor) -> Tensor:
         """(F, 1) -> (G, K, F·C), the basis in the layout `pack_targets` gives the targets."""
@@ -245,14 +293,14 @@ class LatentCodeField(FieldNetwork):
         `dense_sse` also forms B Bᵀ, in float32 for the loss; the solve forms its own in float64 on purpose. The
         duplicate is 2% of a step by FLOP count (C, 1000 frames, K 102), and sharing the float32 one was within
         the timing noise (CPU, 700 ms/step either way) while it moved C's R² in the 4th digit."""
-        wide = torch.float32 if basis.device.type == "mps" else torch.float64  # MPS has no float64
-        gram = torch.bmm(basis.to(wide), basis.transpose(1, 2).to(wide))
-        ridge = 1e-6 * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
-        gram = gram + ridge[:, None, None] * torch.eye(self.latent_dim, dtype=gram.dtype, device=gram.device)
-        rhs = torch.bmm(basis, packed_targets.transpose(1, 2)).to(wide)  # (G, K, max group size)
-        # solve_ex: no error check, so no device-to-host sync on a GPU (a failed solve gives NaN, which the
-        # divergence check catches)
-        return torch.linalg.solve_ex(gram, rhs)[0].transpose(1, 2).to(basis.dtype)
+        gram = torch.bmm(basis.to(self._wide(basis)), basis.transpose(1, 2).to(self._wide(basis)))
+        rhs = torch.bmm(basis, packed_targets.transpose(1, 2)).to(gram.dtype)  # (G, K, max group size)
+        return ridge_solve(gram, rhs).to(basis.dtype)
+
+    @staticmethod
+    def _wide(like: Tensor) -> torch.dtype:
+        """float64 for the normal equations (B Bᵀ squares the basis's condition number); MPS has no float64."""
+        return torch.float32 if like.device.type == "mps" else torch.float64
 
     def _pad_rows(self, rows: Tensor) -> Tensor:
         """(N, D) per-particle rows -> (G, max group size, D); without groups a free view."""
@@ -297,18 +345,22 @@ class LatentCodeField(FieldNetwork):
 
     @staticmethod
     def gram_flops(model: Mapping[str, Any], n_frames: int, n_components: int, n_particles: int,
-                   group_sizes: Mapping[str, Sequence[int]]) -> float:
+                   group_sizes: Mapping[str, Sequence[int]], sampled: bool = False) -> float:
         """Forward FLOPs of `dense_sse` beyond the basis: per group the K x K basis Gram, the two K x values x rows
         products, the codes' K x K Gram and, for solved codes, the K x K solve. rows: the padded group size, or
-        the values per particle where `loss_targets` swaps in Cholesky rows."""
+        the values per particle where `loss_targets` swaps in Cholesky rows. sampled: `sampled_sse` on n_frames
+        sampled frames, whose solved codes also renew the statistics (one K x values x rows product, two K x K
+        Grams) and solve for every row (K x K x rows), with no Cholesky rows."""
         k = flops.size(model, "latent_dim")
         sizes = _group_sizes(model, group_sizes, n_particles)
         values = n_frames * n_components
         solved = model.get("codes", "learned") == "solved"
         rows = max(sizes)  # groups are padded to the largest
-        if solved and rows >= 2 * values:
+        if solved and not sampled and rows >= 2 * values:
             rows = values
         per_group = 2.0 * k * k * values + 4.0 * k * values * rows + 2.0 * k * k * rows + (k ** 3 if solved else 0.0)
+        if solved and sampled:
+            per_group += 2.0 * k * values * rows + 4.0 * k * k * values + 2.0 * k * k * rows
         return len(sizes) * per_group
 
 

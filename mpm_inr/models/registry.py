@@ -56,6 +56,17 @@ class InrType:
         `pack_dense_targets` for the same frames."""
         return network.dense_sse(src.t[frames].unsqueeze(-1), packed_targets, targets_sq)
 
+    def sampled_sse(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor, positions: Tensor,
+                    packed_targets: Tensor, targets_sq: Tensor, statistics: Any) -> Tensor:
+        """Σ (pred - target)² over a sample of the window's frames (positions: their places in the window, which
+        index `statistics`) without forming the prediction; see `LatentCodeField.sampled_sse`."""
+        return network.sampled_sse(src.t[frames].unsqueeze(-1), positions, packed_targets, targets_sq, statistics)
+
+    def accumulate_statistics(self, network: FieldNetwork, src: coords.CoordinateSource, frames: Tensor,
+                              positions: Tensor, packed_targets: Tensor, statistics: Any) -> None:
+        """Renew `statistics`' terms of these frames with the network's current basis."""
+        network.accumulate_statistics(statistics, src.t[frames].unsqueeze(-1), positions, packed_targets)
+
     def loss_targets(self, network: FieldNetwork, packed_targets: Tensor) -> Tensor:
         """What `dense_sse` should multiply by in training steps: the network may replace the packed targets by a
         smaller equivalent (solved codes); otherwise the packed targets themselves."""
@@ -69,7 +80,13 @@ class InrType:
         n_particles = src.particle.numel()
         if self.time_grid:
             step = max(1, chunk // n_particles)
-            return torch.cat([self.query_frames(network, src, frames[i:i + step]) for i in range(0, frames.numel(), step)])
+            out = None  # filled chunk by chunk: no list of chunks beside the concatenated window
+            for i in range(0, frames.numel(), step):
+                part = self.query_frames(network, src, frames[i:i + step])
+                if out is None:
+                    out = part.new_empty(frames.numel(), *part.shape[1:])
+                out[i:i + step] = part
+            return out
         frame_idx = frames.repeat_interleave(n_particles)
         particle_idx = torch.arange(n_particles, device=frames.device).repeat(frames.numel())
         out = torch.cat([self.query(network, src, frame_idx[lo:lo + chunk], particle_idx[lo:lo + chunk])

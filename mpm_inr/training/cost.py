@@ -13,7 +13,9 @@ proxy grows with every size knob the way the real cost does, on each path:
 - `sampler=full`, MSE, bilinear latent codes (the lagrangian presets): the Gram form never decodes points. Its
   cost is the basis per frame and group plus K x (frames·components) x rows products per group, where rows is
   the padded group size, or frames·components Cholesky rows when the codes are solved and a group has at least
-  twice that many particles (`LatentCodeField.loss_targets`).
+  twice that many particles (`LatentCodeField.loss_targets`);
+- `train.step_frames` below the window (`auto` beyond 1000 frames): the same on the sampled frames only, plus, for
+  solved codes, renewing their statistics and solving every particle's code (`LatentCodeField.sampled_sse`).
 
 A point-count proxy charges the Gram path for a network evaluation per point. On lagrangian CPU runs that left
 the time model at fit R² 0.1; this one fits the same runs at 0.95.
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from mpm_inr.errors import ConfigError
+from mpm_inr.training.step_frames import resolve_step_frames
 
 #: forward + backward, in forwards
 STEP_FACTOR = 3.0
@@ -94,7 +97,10 @@ def step_flops(inr_type: str, model: Mapping[str, Any], train: Mapping[str, Any]
             raise ConfigError(f"train.batch_size must be a positive integer to estimate the cost, got {batch!r}")
         return STEP_FACTOR * batch * shape.n_particles * (per_t + per_point)
     evals = network.t_evals_per_frame(model, shape.group_sizes)
+    step_frames = resolve_step_frames(train.get("step_frames", "auto"), shape.n_frames)
+    n_frames = shape.n_frames if step_frames is None else step_frames  # train.step_frames: a sample of the window
     if path == "gram":  # the basis per frame and group, then Gram products; never a decoded point
-        extra = network.gram_flops(model, shape.n_frames, shape.n_components, shape.n_particles, shape.group_sizes)
-        return STEP_FACTOR * (shape.n_frames * evals * per_t + extra)
-    return STEP_FACTOR * shape.n_frames * (evals * per_t + shape.n_particles * per_point)
+        extra = network.gram_flops(model, n_frames, shape.n_components, shape.n_particles, shape.group_sizes,
+                                   sampled=step_frames is not None)
+        return STEP_FACTOR * (n_frames * evals * per_t + extra)
+    return STEP_FACTOR * n_frames * (evals * per_t + shape.n_particles * per_point)

@@ -19,7 +19,7 @@ from mpm_inr.metrics.streaming import R2Accumulator
 from mpm_inr.models.coordinates import CoordinateSource
 from mpm_inr.models.registry import InrType
 from mpm_inr.training.optim import build_optimizer, build_scheduler
-from mpm_inr.training.sampler import PointSampler
+from mpm_inr.training.sampler import FrameCycle, PointSampler
 
 
 @dataclass
@@ -28,6 +28,7 @@ class TrainSettings:
     n_points: int
     sampler: str = "points"
     frames_per_step: int = 1
+    step_frames: int | None = None  # sampler=full: frames per step (None: every training frame, the dense step)
     steps_per_call: int = 50
     grad_clip: float = 0.0
     loss: str = "mse"
@@ -58,14 +59,21 @@ class Diverged(RuntimeError):
 class INRModule(pl.LightningModule):
     def __init__(self, network: nn.Module, inr: InrType, source: CoordinateSource,
                  targets: Tensor, train_frames: Tensor, settings: TrainSettings, optimizer_cfg: dict,
-                 scheduler_cfg: dict, latent_lr_mult: float = 1.0) -> None:
+                 scheduler_cfg: dict, latent_lr_mult: float = 1.0,
+                 target_stats: tuple[Tensor, Tensor] | None = None) -> None:
+        """targets: (T, N, C) in training units, or in original units with `target_stats` = (mean, std) per
+        component, normalised a few frames at a time where they are read (no second copy of a long window)."""
         super().__init__()
         self.automatic_optimization = False
         self.network = network
         self.inr = inr
         self.settings = settings
         self.optimizer_cfg, self.scheduler_cfg, self.latent_lr_mult = optimizer_cfg, scheduler_cfg, latent_lr_mult
-        self.register_buffer("targets", targets, persistent=False)  # (T, N, C) in training units
+        self.register_buffer("targets", targets, persistent=False)  # (T, N, C), see target_stats
+        self._normalise = target_stats is not None
+        mean, std = target_stats or (torch.zeros(()), torch.ones(()))
+        self.register_buffer("target_mean", mean.float(), persistent=False)
+        self.register_buffer("target_std", std.float(), persistent=False)
         self.register_buffer("train_frames", train_frames.long(), persistent=False)
         self.register_buffer("t", source.t, persistent=False)
         self.register_buffer("particle", source.particle, persistent=False)
@@ -79,6 +87,9 @@ class INRModule(pl.LightningModule):
         self._sampler: PointSampler | None = None
         self._dense_targets: Tensor | None = None
         self._packed: GramTargets | None = None
+        self._frame_cycle: FrameCycle | None = None  # sampler=full on sampled frames (train.step_frames)
+        self._sampled_gram = False
+        self._statistics = None  # the solved codes' whole-window statistics on sampled frames
         self._eval_points: tuple[Tensor, Tensor] | None = None
         self._loss_impl = torch.compile(self._eager_step_loss) if settings.compile else self._eager_step_loss
         self._started = 0.0
@@ -101,7 +112,9 @@ class INRModule(pl.LightningModule):
         self._started = time.perf_counter()
         s = self.settings
         n_particles = self.targets.shape[1]
-        if s.sampler == "full":
+        if s.sampler == "full" and s.step_frames is not None and s.step_frames < self.train_frames.numel():
+            self._start_sampled_frames()
+        elif s.sampler == "full":
             self.inr.query_frames(self.network, self.source, self.train_frames[:1])  # fail early if unsupported
             self._dense_targets = self.targets[self.train_frames]
             packed = self.inr.pack_dense_targets(self.network, self._dense_targets) if s.loss == "mse" else None
@@ -118,6 +131,40 @@ class INRModule(pl.LightningModule):
         n_eval = min(s.eval_points, self.train_frames.numel() * n_particles)
         pick = torch.randint(self.train_frames.numel(), (n_eval,), generator=g, device=self.device)
         self._eval_points = (self.train_frames[pick], torch.randint(n_particles, (n_eval,), generator=g, device=self.device))
+
+    def _start_sampled_frames(self) -> None:
+        """A step on `step_frames` frames cycled through the window: its cost is those frames', not the window's.
+        Solved codes come from whole-window statistics, filled here by one pass over every frame."""
+        s, n_train = self.settings, self.train_frames.numel()
+        self.inr.query_frames(self.network, self.source, self.train_frames[:1])  # fail early if unsupported
+        self._frame_cycle = FrameCycle(n_train, s.step_frames, s.seed, self.device)
+        probe = self.inr.pack_dense_targets(self.network, self.target_frames(self.train_frames[:1]))
+        self._sampled_gram = s.loss == "mse" and probe is not None
+        self._statistics = self.network.code_statistics(n_train) if self._sampled_gram else None
+        if self._statistics is not None:
+            self._exact_statistics()
+
+    @torch.no_grad()
+    def _exact_statistics(self) -> None:
+        """Rebuild the statistics from every frame with the current basis, `step_frames` frames at a time, and
+        store the codes they solve: exactly the dense solve, at the cost of one pass over the window."""
+        stats, step = self._statistics, self.settings.step_frames
+        stats.reset()
+        for lo in range(0, self.train_frames.numel(), step):
+            positions = torch.arange(lo, min(lo + step, self.train_frames.numel()), device=self.device)
+            frames = self.train_frames[positions]
+            packed = self.inr.pack_dense_targets(self.network, self.target_frames(frames))
+            self.inr.accumulate_statistics(self.network, self.source, frames, positions, packed, stats)
+        self.network.store_codes_from(stats)
+
+    def target_frames(self, frames: Tensor) -> Tensor:
+        """Every particle's targets at these frames, (F, N, C) in training units."""
+        return self.target_points(frames)
+
+    def target_points(self, *index: Tensor) -> Tensor:
+        """targets[index] in training units (normalised here when the module holds original units)."""
+        values = self.targets[index]  # a copy (advanced indexing), so it can be normalised in place
+        return values.sub_(self.target_mean).div_(self.target_std) if self._normalise else values
 
     def loss_fn(self, pred: Tensor, target: Tensor) -> Tensor:
         if self.settings.loss == "huber":
@@ -144,6 +191,8 @@ class INRModule(pl.LightningModule):
         self.steps_done = first + n
         if self._packed is not None:  # solved codes: match them to the basis the last step left, before any eval
             self.inr.refresh_codes(self.network, self.source, self.train_frames, self._packed.packed)
+        if self._statistics is not None:  # sampled frames: the codes of the statistics as they stand (cheap)
+            self.network.store_codes_from(self._statistics)
         # One sync per call: stop on the first non-finite loss and remember its step.
         window = self.loss_history[first:self.steps_done]
         bad = ~torch.isfinite(window)
@@ -173,11 +222,21 @@ class INRModule(pl.LightningModule):
         if self._packed is not None:  # sampler=full, MSE, bilinear: Σ(pred - y)² in Gram form
             g = self._packed
             return self.inr.dense_sse(self.network, self.source, self.train_frames, g.for_loss, g.sq) / g.n_values
+        if self._frame_cycle is not None:  # sampler=full on train.step_frames frames: an estimate of the above
+            positions = self._frame_cycle.sample()
+            frames = self.train_frames[positions]
+            targets = self.target_frames(frames)
+            if self._sampled_gram:
+                packed = self.inr.pack_dense_targets(self.network, targets)
+                sq = (targets * targets).sum(dtype=torch.float64).float()  # no float64 copy of the frames
+                sse = self.inr.sampled_sse(self.network, self.source, frames, positions, packed, sq, self._statistics)
+                return sse / targets.numel()
+            return self.loss_fn(self.inr.query_frames(self.network, self.source, frames), targets)
         if self._dense_targets is not None:  # sampler=full: every training point, one matrix product
             return self.loss_fn(self.inr.query_frames(self.network, self.source, self.train_frames),
                                 self._dense_targets)
         frame_idx, particle_idx = self._sampler.sample()
-        return self.loss_fn(self(frame_idx, particle_idx), self.targets[frame_idx, particle_idx])
+        return self.loss_fn(self(frame_idx, particle_idx), self.target_points(frame_idx, particle_idx))
 
     @torch.no_grad()
     def estimate_r2(self) -> float:
@@ -186,10 +245,12 @@ class INRModule(pl.LightningModule):
         acc = R2Accumulator()
         for lo in range(0, frame_idx.numel(), 16384):
             f, p = frame_idx[lo:lo + 16384], particle_idx[lo:lo + 16384]
-            acc.update(self.targets[f, p], self(f, p))
+            acc.update(self.target_points(f, p), self(f, p))
         return float(acc.r2_tensor())
 
     def on_train_end(self) -> None:
+        if self._statistics is not None and self.diverged_step is None:  # the final codes: exact, from every frame
+            self._exact_statistics()
         self.train_seconds = time.perf_counter() - self._started
 
     @torch.no_grad()

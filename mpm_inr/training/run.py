@@ -34,6 +34,7 @@ from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
 from mpm_inr.training.progress import StepProgress
+from mpm_inr.training.step_frames import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -165,7 +166,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
-    metrics = _evaluate(module, window, clock, baselines)
+    metrics = _evaluate(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True)))
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
@@ -209,16 +210,20 @@ def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule,
     _configure_precision(train.get("tf32", "auto"), device, inr)
     network = network_from_config(cfg["model"], window.network_context())
     source = window.coordinate_source(data["t_period"], data["xy_period"], inr.needs_positions)
-    targets = window.normalize(torch.from_numpy(window.values))
+    step_frames = resolve_step_frames(train.get("step_frames", "auto"), len(window.train_frames))
+    raw = torch.from_numpy(window.values)
+    # sampled frames normalise the few frames each step reads, so a long window is held once, not twice
+    target_stats = None if step_frames is None else (torch.from_numpy(window.mean), torch.from_numpy(window.std))
+    targets = window.normalize(raw) if target_stats is None else raw
     settings = TrainSettings(
         total_steps=train["total_steps"], n_points=train["batch_size"] * window.n_particles, sampler=train["sampler"],
-        frames_per_step=train["batch_size"], steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
+        frames_per_step=train["batch_size"], step_frames=step_frames, steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
         loss=train["loss"], eval_every=train["eval_every"], eval_points=train["eval_points"],
         target_r2=train.get("target_r2"), max_time_s=train.get("max_time_s"), seed=int(cfg.get("seed", 0)),
         compile=bool(train.get("compile", False)),
         inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
     module = INRModule(network, inr, source, targets, torch.from_numpy(window.train_frames), settings,
-                       dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult)
+                       dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult, target_stats)
     return dm, window, module
 
 
@@ -269,8 +274,15 @@ def _configure_precision(tf32: Any, device: str, inr: InrType) -> None:
     torch.backends.cudnn.allow_tf32 = enable
 
 
-def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines
-              ) -> dict[str, Any]:
+def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy)."""
+    if len(idx) == values.shape[0] and np.array_equal(idx, np.arange(values.shape[0])):
+        return values
+    return values[idx]
+
+
+def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines,
+              with_svd: bool = True) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
     from mpm_inr.metrics import evaluate_all
 
@@ -279,10 +291,12 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
     device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
     with clock.phase("evaluation"):
         module.eval()
-        pred = window.denormalize(module.predict_frames(torch.arange(window.n_frames))).float().cpu().numpy()
+        # in place, and no copy of the training frames when they are the whole window: at 10 000 frames each copy
+        # of a 4-component field is 1.44 GB
+        pred = window.denormalize_(module.predict_frames(torch.arange(window.n_frames))).float().cpu().numpy()
         module.prediction = pred
-        metrics = evaluate_all(window.values[train_idx], pred[train_idx], window.positions[train_idx], n_params,
-                               device=device)
+        metrics = evaluate_all(_frames(window.values, train_idx), _frames(pred, train_idx),
+                               _frames(window.positions, train_idx), n_params, device=device)
         metrics["holdout_frames"] = [int(i) for i in test_idx]
         metrics["holdout_r2"] = metrics["holdout_mse"] = None
         if len(test_idx):
@@ -290,6 +304,9 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
                                 device=device)
             metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+    if not with_svd:  # outputs.svd=false: its T x T eigenproblem is the cost of a 10 000-frame window
+        metrics.update(svd=None, svd_rank_for_target=None, svd_r2_same_params=None)
+        return metrics
     with clock.phase("svd"):  # the window's SVD table (SVD_SCALING: per-component centred, the best rank-k fit for
         # the R² reported): one decomposition per window, shared with the SVD baseline in bytes, cached on disk and
         # kept with the window for later jobs of this process; held-out frames get its coefficients interpolated

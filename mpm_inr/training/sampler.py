@@ -40,3 +40,27 @@ class PointSampler:
         frame_pick = torch.randint(n_train, (self.frames_per_step,), generator=g, device=device)
         frame_idx = self.train_frames[frame_pick].repeat_interleave(self.n_particles)
         return frame_idx, self._all_particles.repeat(self.frames_per_step)
+
+
+class FrameCycle:
+    """`per_step` distinct window positions per call, cycling through a fresh random permutation of the window:
+    every frame is visited once per `n_frames / per_step` steps, so no frame's statistics grow older than that."""
+
+    def __init__(self, n_frames: int, per_step: int, seed: int = 0, device: torch.device | str = "cpu") -> None:
+        if not 0 < per_step <= n_frames:
+            raise ValueError(f"frames per step must be in [1, {n_frames}], got {per_step}")
+        self.n_frames, self.per_step = n_frames, per_step
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self._queue = torch.empty(0, dtype=torch.long, device=device)
+
+    def sample(self) -> Tensor:
+        """The next positions, sorted (frames in time order read the window's memory in order)."""
+        if self._queue.numel() < self.per_step:  # the rest of this permutation, then the next one; the leftovers
+            head = self._queue                     # go last in the next, so no step repeats a frame
+            perm = torch.randperm(self.n_frames, generator=self.generator, device=head.device)
+            seen = torch.isin(perm, head)
+            self._queue = torch.cat((head, perm[~seen], perm[seen]))
+        picked, self._queue = self._queue[:self.per_step], self._queue[self.per_step:]
+        return torch.sort(picked).values
+
