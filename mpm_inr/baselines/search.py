@@ -13,11 +13,12 @@ The answer is the best point of those that meets the condition: real compression
 interpolations. What a query reads depends only on the query and the codec's points, never on which points other
 queries (or `full_band`) computed before, so a cached answer equals a fresh one.
 
-Assumption: R² and bytes are monotone in eps inside each bracket of step 3 (a single flip per bracket, at most one
-grid point of it the best). Then the answer equals the one over every grid point of [X_MIN, X_MAX] (the full
-grid: tests/test_baselines.py checks it on the four discs_small fields). The coarse band tolerates the small
-non-monotonicities of real compressors across brackets: every flip between coarse points is refined, and every
-coarse point is a candidate. Ties in (bytes, R²) (ZFP's streams change only at powers of 2) go to the largest eps
+Assumption: R² and bytes are monotone in eps inside each bracket that 3. bisects (one flip per bracket, its best
+point at the flip). Then the answer equals the best over every grid point of [X_MIN, X_MAX] (the full grid). It
+holds for ZFP; SZ3's bytes and R² wobble by a few % between neighbouring bounds on some fields, where the two
+answers may differ by that wobble (how often: tests/test_baselines.py, docs/contracts.md). The coarse band
+tolerates non-monotonicities across brackets: every flip between coarse points is refined, and every coarse point
+is a candidate. Ties in (bytes, R²) (ZFP's streams change only at powers of 2) go to the largest eps
 for matched accuracy and to the smallest for matched size, lossless points (R² = 1) excepted: the largest eps that
 is lossless. Those are the edges the bisections find.
 """
