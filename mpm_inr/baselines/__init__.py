@@ -4,8 +4,9 @@ computed once per window and cached.
 
 Entry points: `classical_baselines(BaselineSource.from_window(...) or .from_dataset(...), target_r2, model_bytes,
 cache_dirs(dataset_dir))` returns the `baselines` block of metrics.json (docs/contracts.md); a training run uses
-`WindowBaselines` directly, so its `svd` block comes from the same SVD table, and computes the compressors'
-tables beside its fit (`mpm_inr.baselines.background.start_band_job`).
+`WindowBaselines` directly, so its `svd` block comes from the same SVD table. The compressors' grid points are
+computed as queries need them (search.py); `python -m mpm_inr.baselines table ...` computes a study's windows
+ahead of its runs.
 """
 
 from mpm_inr.baselines.cache import BaselineCache, cache_dirs, user_cache_dir

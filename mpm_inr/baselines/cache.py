@@ -5,8 +5,10 @@ One JSON file per (dataset fingerprint, field, window, holdout_every), format FO
            band's R² limits)}: a file whose key differs is another window's or another version's
   svd     the SVD's R² at every rank (pooled, per component), its singular values and, with held-out frames, its
            held-out R² at every rank per interpolation method (mpm_inr.baselines.svd_table)
-  tables  {codec: {band: [x_lo, x_hi]}}: the complete band of lattice points (search.py)
-  points  {codec: {repr(x): CodecPoint record}}: the band and every point added beyond it on demand
+  tables  {codec: {band: [x_lo, x_hi]}}: every grid point from x_lo to x_hi is in `points` (written by
+          `python -m mpm_inr.baselines table`, search.Table.full_band; a run writes none)
+  points  {codec: {repr(x): CodecPoint record}}: every grid point computed so far, by runs (the points their
+          queries read, search.py) or by the table command
 It lives in `<dataset>/baselines/`, or in `$XDG_CACHE_HOME/mpm_inr/baselines/` (~/.cache) when the dataset
 directory is not writable; when neither is, nothing is cached. Every write merges with what is on disk under an
 exclusive lock (`.<file>.lock`) and replaces the file by an atomic rename, so a kill -9 leaves the old file or
@@ -111,8 +113,8 @@ def _check_tables(stored: dict[str, Any]) -> bool:
 
 
 class BaselineCache:
-    """The stored tables of one window: `svd` (a dict, empty until computed), `bands[codec]` and
-    `points[codec][x]` (CodecPoint). `save` merges them into the file."""
+    """The stored tables of one window: `svd` (a dict, empty until computed), `bands[codec]` (complete ranges of
+    grid points) and `points[codec][x]` (CodecPoint). `save` merges them into the file."""
 
     def __init__(self, directories: list[str | os.PathLike], key: dict[str, Any]) -> None:
         self.key = {"format": FORMAT, **key, "grid": GRID}
@@ -167,7 +169,7 @@ class BaselineCache:
     @contextlib.contextmanager
     def computing(self) -> Iterator[bool]:
         """Hold the window's compute lock in the first writable location (yields False where none is), so two
-        jobs needing the same window compute its tables once: the second waits, then finds them stored."""
+        jobs needing the same grid points compute them once: the second waits, then finds them stored."""
         with contextlib.ExitStack() as held:
             for path in self.paths:
                 try:

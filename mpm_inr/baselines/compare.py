@@ -4,15 +4,18 @@ For the truncated SVD (per-component centred, the best rank-k fit for the report
 ZFP: the smallest stored size that reaches the run's R² on its training frames (matched accuracy) and the R²
 reached within the run's stored bytes (matched size), each with the held-out R² when the window holds frames
 out. Sizes are bytes a decoder needs: the SVD's float32 U_k, S_k, V_k and component means; the compressors'
-streams. Both are read off the window's tables (svd_table.py: every rank; search.py: the compressors on a fixed
-grid of error bounds), computed once per window and cached, so a later run of the window costs a file read.
+streams. Both are read off the window's tables (svd_table.py: every rank, one decomposition per window;
+search.py: the compressors on a fixed grid of error bounds, each point computed when a query first needs it),
+cached per window, so a later run of the window costs a file read plus the grid points its own R² and bytes need.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,14 +23,13 @@ import numpy as np
 from mpm_inr.baselines.cache import BaselineCache, json_safe
 from mpm_inr.baselines.codecs import CODECS, codec_versions, require
 from mpm_inr.baselines.evaluate import CHUNK_FRAMES, CodecPoint, ComponentEvaluator
-from mpm_inr.baselines.search import GRID_STEP, Table, start_exponent
+from mpm_inr.baselines.search import GRID_STEP, Table
 from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.baselines.svd_table import SVD_SCALING, SVDTable, compute_svd_table
 from mpm_inr.metrics.interpolate import METHODS
 from mpm_inr.metrics.svd import svd_param_count
 
 DEFAULT_CODECS = ("sz3", "zfp")
-BAND_START_R2 = 0.999  # where the band's walk starts (search.start_exponent): mid-band for every field measured
 
 
 def svd_bytes(rank: int, n_frames: int, n_columns: int, n_components: int) -> int:
@@ -49,7 +51,6 @@ class WindowBaselines:
         self._tables: dict[str, Table] = {}
         self._evaluators: dict[str, ComponentEvaluator] = {}  # made on first use: a run without baselines
         # never needs the codecs installed
-        self.bands_origin = "cache"  # where this run's compressor bands came from: cache | background | this run
 
     # ------------------------------------------------------------------ tables
     def svd_table(self) -> SVDTable:
@@ -83,30 +84,34 @@ class WindowBaselines:
         if name not in self._tables:
             evaluator = self._evaluators.setdefault(name, ComponentEvaluator(self.source, CODECS[name]))
             stored = self.cache.points.get(name, {}) if self.cache is not None else {}
-            band = self.cache.bands.get(name) if self.cache is not None else None
-            self._tables[name] = Table(evaluator.point, stored, band)
+            self._tables[name] = Table(evaluator.point, CODECS[name].start_scale, stored)
         return self._tables[name]
 
-    def missing_bands(self) -> list[str]:
+    @contextlib.contextmanager
+    def _computing(self) -> Iterator[None]:
+        """Hold the window's compute lock (a second process needing points waits, then finds them stored) and
+        read what the cache holds by then; stores what the block computed."""
         if self.cache is None:
-            return [name for name in self.codec_names if self.table(name).band is None]
-        return [name for name in self.codec_names if name not in self.cache.bands]
-
-    def fill_bands(self) -> None:
-        """Compute every codec's band that the cache lacks, once per window across processes (the compute lock:
-        a second process waits, then finds the bands stored)."""
-        require(self.codec_names)
-        if self.cache is None:
-            for name in self.codec_names:
-                self.table(name).fill_band(start_exponent(BAND_START_R2, CODECS[name].start_scale))
+            yield
             return
         with self.cache.computing():
             self.reload()
-            for name in self.missing_bands():
-                table = self.table(name)
-                table.fill_band(start_exponent(BAND_START_R2, CODECS[name].start_scale))
-                self.cache.bands[name], self.cache.points[name] = table.band, table.points
-            self.cache.save()
+            calls_before, bands_before = self.compressions(), dict(self.cache.bands)
+            yield
+            for name, table in self._tables.items():
+                self.cache.points[name] = table.points
+            if self.compressions() > calls_before or self.cache.bands != bands_before:
+                self.cache.save()
+
+    def full_tables(self) -> dict[str, tuple[float, float]]:
+        """Every grid point of each codec's band (search.Table.full_band) that the cache does not hold yet, so
+        that later runs of the window compress nothing inside it; returns each band (x of both ends)."""
+        require(self.codec_names)
+        with self._computing():
+            stored = self.cache.bands if self.cache is not None else {}
+            bands = {name: stored.get(name) or self.table(name).full_band() for name in self.codec_names}
+            stored.update(bands)
+        return bands
 
     def reload(self) -> None:
         """Re-read the cache (another process may have stored tables); in-memory tables follow it."""
@@ -151,15 +156,11 @@ class WindowBaselines:
         return entry
 
     def codec(self, name: str, target_r2: float, model_bytes: int) -> dict[str, Any]:
-        """A compressor's matched-accuracy and matched-size points, read off its table (None when none
-        qualifies); points beyond the band are computed here and stored."""
+        """A compressor's matched-accuracy and matched-size points (None when none qualifies), computing the grid
+        points they need that the table lacks."""
         start = time.perf_counter()
         table = self.table(name)
-        if table.band is None:
-            table.fill_band(start_exponent(BAND_START_R2, CODECS[name].start_scale))
         accurate, sized = table.matched_accuracy(target_r2), table.matched_size(model_bytes)
-        if self.cache is not None:
-            self.cache.bands[name], self.cache.points[name] = table.band, table.points
         return {"setting": f"{CODECS[name].setting}, bound eps·std per component, eps on the grid 2^-(k/"
                            f"{round(1 / GRID_STEP)}), (frames × particles) chunks of {CHUNK_FRAMES} training frames",
                 "matched_accuracy": self._codec_entry(accurate), "matched_size": self._codec_entry(sized),
@@ -177,17 +178,13 @@ class WindowBaselines:
                                "raw_bytes": self.source.raw_bytes, "window": dict(self.source.key)}
         if np.all(np.isnan(self.svd_table().r2_per_component_rank[0])):  # R² undefined: SS_tot is 0 everywhere
             return json_safe({**out, "skipped": "every component is constant on the training frames"})
-        if self.missing_bands():
-            self.fill_bands()
-            self.bands_origin = "this run"
         out["svd"] = self.svd(target_r2, model_bytes)
-        calls_before = self.compressions()
-        for name in self.codec_names:
-            out[name] = self.codec(name, target_r2, model_bytes)
+        with self._computing():
+            for name in self.codec_names:
+                out[name] = self.codec(name, target_r2, model_bytes)
         if self.cache is not None:
-            where = self.cache.save() if self.compressions() > calls_before else self.cache.loaded_from
-            out["cache"] = {"path": None if where is None else str(where), "tables": self.bands_origin,
-                            "compressions": self.compressions()}
+            where = self.cache.loaded_from
+            out["cache"] = {"path": None if where is None else str(where), "compressions": self.compressions()}
         out["time_s"] = time.perf_counter() - start
         return json_safe(out)
 

@@ -20,7 +20,6 @@ import pytorch_lightning as pl
 import torch
 
 from mpm_inr.baselines import SVD_SCALING, BaselineSource, WindowBaselines, cache_dirs
-from mpm_inr.baselines.background import BandJob, start_band_job
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
@@ -161,7 +160,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
                       clock: PhaseClock, progress: bool) -> dict[str, Any]:
     with clock.phase("window"):
         dm, window, module = _build(cfg, dataset_path, device)
-        baselines, band_job = _window_baselines(cfg, window, dataset_path, base, device)
+        baselines = _window_baselines(cfg, window, dataset_path, base, device)
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
@@ -177,7 +176,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
-            metrics.update(_baselines(baselines, band_job, metrics))
+            metrics.update(_baselines(baselines, metrics))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
             (run_dir / "checkpoints").mkdir(exist_ok=True)
@@ -321,22 +320,16 @@ BASELINE_METHODS = ("svd", "sz3", "zfp")
 
 
 def _window_baselines(cfg, window: FieldWindow, dataset_path: Path, base: Mapping[str, Any], device: str
-                      ) -> tuple[WindowBaselines, BandJob | None]:
-    """The window's baseline tables (cached per window), and the process computing the compressors' tables beside
-    the fit when the run asks for them and they are not cached yet."""
+                      ) -> WindowBaselines:
+    """The window's baseline tables (cached per window)."""
     fingerprint = (base.get("dataset_provenance") or {}).get("fingerprint")
     source = BaselineSource.from_window(window, fingerprint, cfg["data"]["holdout_every"])
-    baselines = WindowBaselines(source, cache_dirs(dataset_path), device=device)
-    if not cfg["outputs"].get("baselines", True):
-        return baselines, None
-    return baselines, start_band_job(baselines, dataset_path, cfg["data"]["n_training_frames"], base["cpu_threads"])
+    return WindowBaselines(source, cache_dirs(dataset_path), device=device)
 
 
-def _baselines(baselines: WindowBaselines, band_job: BandJob | None, metrics: Mapping[str, Any]) -> dict:
+def _baselines(baselines: WindowBaselines, metrics: Mapping[str, Any]) -> dict:
     """The classical compressors on this run's window, read against the run's R² and its stored bytes (the codec
     file's when one was written, else float32 parameters)."""
-    if band_job is not None:
-        band_job.join()
     r2 = metrics.get("final_r2")
     if not isinstance(r2, float) or not np.isfinite(r2):
         return {"baselines": {"skipped": f"the run's R² is {r2}"}}
