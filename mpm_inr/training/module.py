@@ -8,8 +8,9 @@ the scheduled R² estimate.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -39,6 +40,19 @@ class TrainSettings:
     seed: int = 0
     compile: bool = False  # torch.compile the per-step loss (every sampler path), not just the network's forward
     inject_nonfinite_step: int | None = None  # fault injection for tests: poison the loss at this step
+
+    #: settings named as in the config's `train` group, taken as they are
+    _SAME_NAME = ("total_steps", "sampler", "steps_per_call", "grad_clip", "loss", "eval_every", "eval_points",
+                  "target_r2", "max_time_s", "compile")
+
+    @classmethod
+    def from_config(cls, train: Mapping[str, Any], *, n_particles: int, step_frames: int | None, seed: int,
+                    inject_nonfinite_step: int | None = None) -> TrainSettings:
+        """From the `train` group (validated): the keys of the same name as they are, and what the window decides:
+        a step's points are `batch_size` frames' worth of particles, and the frames a full-sampler step reads."""
+        same = {k: train[k] for k in cls._SAME_NAME if train.get(k) is not None}
+        return cls(**same, n_points=train["batch_size"] * n_particles, frames_per_step=train["batch_size"],
+                   step_frames=step_frames, seed=seed, inject_nonfinite_step=inject_nonfinite_step)
 
 
 class GramTargets(NamedTuple):

@@ -214,13 +214,9 @@ def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule,
     # sampled frames normalise the few frames each step reads, so a long window is held once, not twice
     target_stats = None if step_frames is None else (torch.from_numpy(window.mean), torch.from_numpy(window.std))
     targets = window.normalize(raw) if target_stats is None else raw
-    settings = TrainSettings(
-        total_steps=train["total_steps"], n_points=train["batch_size"] * window.n_particles, sampler=train["sampler"],
-        frames_per_step=train["batch_size"], step_frames=step_frames, steps_per_call=train["steps_per_call"], grad_clip=train["grad_clip"],
-        loss=train["loss"], eval_every=train["eval_every"], eval_points=train["eval_points"],
-        target_r2=train.get("target_r2"), max_time_s=train.get("max_time_s"), seed=int(cfg.get("seed", 0)),
-        compile=bool(train.get("compile", False)),
-        inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
+    settings = TrainSettings.from_config(train, n_particles=window.n_particles, step_frames=step_frames,
+                                         seed=int(cfg.get("seed", 0)),
+                                         inject_nonfinite_step=(cfg.get("debug") or {}).get("inject_nonfinite_step"))
     module = INRModule(network, inr, source, targets, torch.from_numpy(window.train_frames), settings,
                        dict(cfg["optimizer"]), dict(cfg["scheduler"]), latent_lr_mult, target_stats)
     return dm, window, module
