@@ -68,7 +68,7 @@ def window_key(dataset_path: str | os.PathLike, field_name: str, n_training_fram
     validates it as `FieldWindow.from_dataset` would, so a broken dataset fails here with its usual error."""
     path = Path(dataset_path).resolve()
     ds = open_dataset(path)
-    array = FIELDS[field_name][0] if field_name in FIELDS else field_name
+    array = FIELDS[field_name].array if field_name in FIELDS else field_name
     files = tuple(_file_identity(path / name) for name in
                   (META, f"{array}.npy", "x.npy", "type.npy", "object_id.npy"))
     return (str(path), recorded_fingerprint(ds), files, field_name, int(n_training_frames), int(holdout_every),
