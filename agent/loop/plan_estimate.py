@@ -6,12 +6,14 @@ A run costs its training time plus a fixed part. Training time is the fitted tim
 start, window, evaluation, SVD and the classical baselines, which the first run of a window pays cold) grows with
 the window and is the plan's measured `estimate.fixed_s` per window length. A policy iteration is priced as the
 block's root; a seed-spread run as the most expensive root of its (field, inr_type) among the windows it may come
-from. Wall time = job seconds / the jobs a round runs at once (`batch`), which assumes a round's jobs take about
-as long as each other.
+from. A block runs in rounds of `batch` jobs at once and a round lasts as long as its longest job, so wall time is
+the sum over rounds: the root and probes fill the first rounds, the policy's iterations the next ones (a block of
+3 runs at batch 2 costs 2 rounds, as one of 4 does), and the seed runs go `batch` at a time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +51,12 @@ class BlockCost:
     frames: int | str
     runs: int
     cap_s: float | None
-    job_s: float
+    job_s: float             # the runs' seconds, summed
+    wall_s: float            # the block's rounds' seconds (each as long as its longest run)
 
-    def minutes(self, jobs: int) -> float:
-        return self.job_s / max(jobs, 1) / 60.0
+    @property
+    def minutes(self) -> float:
+        return self.wall_s / 60.0
 
 
 @dataclass
@@ -64,7 +68,7 @@ class PlanEstimate:
 
     @property
     def total_min(self) -> float:
-        return sum(b.minutes(self.jobs) for b in self.blocks)
+        return sum(b.minutes for b in self.blocks)
 
     def parts(self) -> list[tuple[str, int, int, float]]:
         """(inr_type, window, runs, minutes) per part, in plan order."""
@@ -73,23 +77,24 @@ class PlanEstimate:
             key = (b.inr_type + (" (seed spread)" if b.index == 0 else ""), str(b.frames))
             acc = out.setdefault(key, [0, 0.0])
             acc[0] += b.runs
-            acc[1] += b.minutes(self.jobs)
+            acc[1] += b.minutes
         return [(k[0], k[1], int(v[0]), v[1]) for k, v in out.items()]  # type: ignore[misc]
 
     def table(self) -> str:
-        rows = ["| block | field | inr_type | frames | runs | cap per run | est. per run | minutes |",
+        rows = ["| block | field | inr_type | frames | runs | cap per run | est. per run | minutes (wall) |",
                 "|---|---|---|---|---:|---:|---:|---:|"]
         for b in self.blocks:
             cap = f"{b.cap_s:.0f} s" if b.cap_s is not None else "-"
             rows.append(f"| {b.label} | {b.field} | {b.inr_type} | {b.frames} | {b.runs} | {cap} | "
-                        f"{b.job_s / max(b.runs, 1):.0f} s | {b.minutes(self.jobs):.1f} |")
+                        f"{b.job_s / max(b.runs, 1):.0f} s | {b.minutes:.1f} |")
         rows += ["", "| inr_type | window | runs | minutes |", "|---|---|---:|---:|"]
         rows += [f"| {i} | {w} | {n} | {m:.1f} |" for i, w, n, m in self.parts()]
         total = sum(b.runs for b in self.blocks)
         rows += ["", f"total: {total} runs, {self.total_min:.1f} min wall with {self.jobs} job(s) at once"
                  + (f" (budget {self.budget_min:.0f} min: "
-                    + ("within" if self.total_min <= self.budget_min else "OVER, cut policy iterations") + ")"
-                    if self.budget_min else "")]
+                    + ("within" if self.total_min <= self.budget_min else
+                       f"OVER by {self.total_min - self.budget_min:.0f} min: cut policy iterations or probes")
+                    + ")" if self.budget_min else "")]
         return "\n".join(rows + [f"note: {n}" for n in self.notes])
 
 
@@ -119,8 +124,9 @@ class PlanCoster:
     """Prices a plan's runs; compositions and predictions are cached (a config is priced once)."""
 
     def __init__(self, plan: StudyPlan, train_overrides: Sequence[str], code_dir: Path, model: TimeModel,
-                 fixed: Mapping[Any, Any]):
+                 fixed: Mapping[Any, Any], batch: int = 1):
         self.plan, self.train_overrides, self.code_dir = plan, list(train_overrides), code_dir
+        self.batch = max(int(batch), 1)
         self.model, self.fixed = model, fixed
         self._cache: dict[tuple[str, ...], RunCost] = {}
 
@@ -144,8 +150,11 @@ class PlanCoster:
 
     def block(self, i: int, pb: PlanBlock) -> BlockCost:
         root = self.run_cost(pb)
-        job_s = root.total_s * (1 + pb.n_iter) + sum(self.run_cost(pb, p).total_s for p in pb.probes)
-        return BlockCost(i, str(i), pb.field, pb.inr_type, pb.n_training_frames, pb.n_runs, root.cap_s, job_s)
+        first = [root.total_s] + [self.run_cost(pb, p).total_s for p in pb.probes]
+        b = self.batch
+        wall = sum(max(first[j:j + b]) for j in range(0, len(first), b)) + math.ceil(pb.n_iter / b) * root.total_s
+        job_s = sum(first) + pb.n_iter * root.total_s
+        return BlockCost(i, str(i), pb.field, pb.inr_type, pb.n_training_frames, pb.n_runs, root.cap_s, job_s, wall)
 
     def seed_phase(self) -> list[BlockCost]:
         spread = self.plan.seed_spread
@@ -160,7 +169,8 @@ class PlanCoster:
             if key not in worst or c.total_s > worst[key][0]:
                 worst[key] = (c.total_s, c.cap_s)
         frames = "/".join(map(str, spread.frames)) if spread.frames else "any"
-        return [BlockCost(0, "seeds", f, inr, frames, len(spread.seeds), cap, s * len(spread.seeds))
+        n = len(spread.seeds)  # a config's seed runs, `batch` at a time (rounds may mix configs: an upper bound)
+        return [BlockCost(0, "seeds", f, inr, frames, n, cap, s * n, math.ceil(n / self.batch) * s)
                 for (f, inr), (s, cap) in worst.items()]
 
 
@@ -172,7 +182,7 @@ def estimate(cfg: Mapping[str, Any], plan: StudyPlan, code_dir: Path) -> PlanEst
         if not (s / "journal.jsonl").exists():
             raise ConfigError(f"plan.estimate.studies: {s} is not a study directory (no journal.jsonl)")
     coster = PlanCoster(plan, [str(o) for o in cfg.get("train_overrides") or []], code_dir, fit_studies(studies),
-                        est.get("fixed_s") or {})
+                        est.get("fixed_s") or {}, int(cfg.get("batch") or 1))
     blocks = [coster.block(i, pb) for i, pb in enumerate(plan.blocks, start=1)] + coster.seed_phase()
     budget = est.get("budget_min")
     fixed = "; ".join(f"{t}: " + ", ".join(f"{k} frames {v} s" for k, v in w.items())
@@ -181,7 +191,7 @@ def estimate(cfg: Mapping[str, Any], plan: StudyPlan, code_dir: Path) -> PlanEst
               "train.max_time_s; fixed part per run (start, window, evaluation, SVD, baselines) from "
               f"plan.estimate.fixed_s: {fixed}"),
              ("a policy iteration is priced as its block's root; seed-spread runs as the dearest root of their "
-              "(field, inr_type)")]
+              "(field, inr_type); a round lasts as long as its longest run")]
     return PlanEstimate(blocks, int(cfg.get("batch") or 1), float(budget) if budget else None, notes)
 
 
