@@ -266,6 +266,8 @@ def test_landscape_command_runs_and_exports_with_the_fake_trainer(app, tmp_path,
     assert r.returncode == 0, r.stderr[-2000:]
     check_export(out, 16)
     assert not (out / run_dir.relative_to(tmp_path / "studies" / "p") / "big.log").exists()
+    # the report's header states the plan's per-run caps
+    assert "siren_txy: 48 frames train.max_time_s=7; 48 frames no cap | siren_t: 48 frames no cap" in (out / "report.md").read_text()
     # the exported folder is a study the report command reads
     (out / "report.md").unlink()
     r = subprocess.run([sys.executable, "-m", "agent", "report", "export"], cwd=tmp_path, capture_output=True,

@@ -200,3 +200,22 @@ def owed_seed_runs(st: StudyState, spread: SeedSpread) -> list[SeedRun]:
     """The seed-spread runs not yet planned (a planned, running or finished one is never planned again)."""
     done = {(n.source_id, node_seed(n)) for n in st.nodes.values() if n.strategy == SEED_STRATEGY}
     return [r for r in seed_runs(st, spread) if (r.source.node_id, r.seed) not in done]
+
+
+def plan_budget_text(st: StudyState) -> str | None:
+    """One paragraph for the report's header: the plan's regimes and each inr_type's per-run settings by window
+    (the caps that bound what a run could reach), or None for a study without a plan."""
+    plan_blocks = [b for b in st.blocks if b.kind == PLAN_KIND]
+    if not plan_blocks:
+        return None
+    caps: dict[str, dict[str, list[int]]] = {}
+    for b in plan_blocks:
+        inr = as_dict(b.base_overrides).get("inr_type", "?")
+        caps.setdefault(inr, {}).setdefault(", ".join(b.run_overrides) or "no cap", []).append(b.n_training_frames)
+    parts = [f"{inr}: " + "; ".join(f"{'/'.join(str(f) for f in sorted(set(fr)))} frames {ov}"
+                                     for ov, fr in by_ov.items()) for inr, by_ov in caps.items()]
+    seeds = [b for b in st.blocks if b.kind == SEED_KIND]
+    name = (st.config.get("plan") or {}).get("name", "plan")
+    return (f"Study plan {name}: {len(plan_blocks)} block(s) whose regimes came from the plan"
+            + (", then a seed-spread block" if seeds else "") + ". Per-run settings (a run's R² is what its "
+            "training cap buys, the final evaluation and baselines come on top): " + " | ".join(parts) + ".")
