@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: help install train test test-slow bench bench-threads faults explore wandb-sync clean lint
+.PHONY: help install train test test-slow bench bench-threads faults explore landscape wandb-sync clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ explore: $(STAMP)  ## a short offline study on discs_small (1 block x 4 iteratio
 	$(PY) -m agent explore name=demo_study field=Jp policy=heuristic n_blocks=1 n_iter_block=4 \
 		'train_overrides=[scenario=discs_small,train.total_steps=300,trainer=cpu]' \
 		'limits={train.total_steps:[10,300]}' $(ARGS)
+
+landscape: $(STAMP)  ## the reference study (plan=landscape, <=90 min on 2 CPU cores, resumable) -> docs/landscape; DRY_RUN=1 prints the plan
+	$(PY) -m agent landscape $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 wandb-sync: $(STAMP)  ## sync every offline W&B run (needs WANDB_API_KEY and network)
 	@find . -path ./$(VENV) -prune -o -type d -name 'offline-run-*' -print | while read -r d; do $(VENV)/bin/wandb sync "$$d"; done

@@ -1,4 +1,4 @@
-"""`python -m agent <explore|render|report|predict-time> ...`
+"""`python -m agent <explore|landscape|render|report|predict-time> ...`
 
     python -m agent explore name=jp_study field=Jp policy=heuristic n_blocks=2 n_iter_block=12 batch=1 \
         launcher=basic 'train_overrides=[scenario=discs_small,train.total_steps=50]'
@@ -24,14 +24,16 @@ from mpm_inr.errors import ConfigError, UserError
 CONF = Path(__file__).resolve().parents[1] / "conf" / "agent"  # its own search path (see explore.yaml)
 USAGE = ("usage: python -m agent explore name=<study> [field=Jp policy=heuristic launcher=basic n_blocks=2 "
          "n_iter_block=12 batch=1 'train_overrides=[...]' ...]\n"
+         "       python -m agent landscape [--dry-run] [--out docs/landscape] [explore overrides ...]\n"
          "       python -m agent render <study dir> [--no-report]\n"
          "       python -m agent report <study dir> ...\n"
          "       python -m agent predict-time ...")
-GROUPS = ("policy", "launcher")
+GROUPS = ("policy", "launcher", "plan")
 
 
-def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+def _options(group: str, extra_dir: Path | None = None) -> list[str]:
+    dirs = [CONF / group] + ([extra_dir / group] if extra_dir is not None else [])
+    return sorted({p.stem for d in dirs for p in d.glob("*.yaml")})
 
 
 def split_list(inner: str) -> list[str]:
@@ -61,19 +63,32 @@ def _quote(item: str) -> str:
 
 
 def translate(overrides: list[str]) -> list[str]:
-    """`policy=X` / `launcher=X`: unknown options fail with the list of choices (one line);
+    """`policy=X` / `launcher=X` / `plan=X`: unknown options fail with the list of choices (one line); `plan_dir=DIR`
+    adds DIR/plan/<name>.yaml to the plan options (a study plan kept outside the repository);
     `train_overrides=[scenario=discs_small,train.total_steps=50]` -> a quoted Hydra list (Hydra's grammar does
     not allow `=` inside unquoted list items)."""
     out = []
+    extra_dir = None
+    for o in overrides:  # plan_dir=DIR: DIR/plan/<name>.yaml are plan options too (Hydra's search path)
+        key, sep, val = o.partition("=")
+        if sep and key == "plan_dir":
+            extra_dir = Path(val).resolve()
+            if not (extra_dir / "plan").is_dir():
+                raise ConfigError(f"plan_dir {val} has no plan/ folder; put the plan in {val}/plan/<name>.yaml")
+            out.append(f"hydra.searchpath=[file://{extra_dir}]")
     for o in overrides:
         key, sep, val = o.partition("=")
+        if sep and key == "plan_dir":
+            continue
         if sep and key == "train_overrides" and val.startswith("[") and val.endswith("]"):
             items = [i[1:-1] if len(i) >= 2 and i[0] == i[-1] and i[0] in "'\"" else i
                      for i in split_list(val[1:-1])]
             out.append("train_overrides=[" + ",".join(_quote(i) for i in items) + "]")
         elif sep and key in GROUPS:
-            if val not in _options(key):
-                raise ConfigError(f"unknown {key} '{val}'; choose one of {', '.join(_options(key))}")
+            choices = _options(key, extra_dir if key == "plan" else None)
+            if val not in choices:
+                raise ConfigError(f"unknown {key} '{val}'; choose one of {', '.join(choices)}"
+                                  + (" (or add plan_dir=DIR with DIR/plan/<name>.yaml)" if key == "plan" else ""))
             out.append(o)
         else:
             out.append(o)
@@ -106,10 +121,23 @@ def compose_explore(overrides: list[str]) -> dict[str, Any]:
 
 
 def cmd_explore(argv: list[str]) -> int:
-    from agent.loop.explorer import Explorer
+    from agent.loop.explorer import REPO, Explorer
 
     cfg = compose_explore(argv)
+    if cfg.get("dry_run"):  # print the plan and its estimate; run nothing
+        from agent.loop.plan_estimate import describe
+
+        print(describe(cfg, Path(cfg.get("code_dir") or REPO).resolve()))
+        return 0
     return Explorer(cfg).run()
+
+
+def cmd_landscape(argv: list[str]) -> int:
+    """`make landscape`: datasets if missing, the study plan (default plan=landscape, name=landscape), the export."""
+    from agent.loop.landscape import run, split_args
+
+    dry, out_dir, overrides = split_args(argv)
+    return run(compose_explore(overrides), dry_run=dry, out_dir=out_dir)
 
 
 def cmd_render(argv: list[str]) -> int:
@@ -154,6 +182,7 @@ def _delegate(module: str, argv: list[str]) -> int:
 
 COMMANDS = {
     "explore": cmd_explore,
+    "landscape": cmd_landscape,
     "render": cmd_render,
     "report": lambda argv: _delegate("agent.reporting.report", argv),
     "predict-time": lambda argv: _delegate("agent.reporting.timemodel", argv),

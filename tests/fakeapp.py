@@ -4,7 +4,7 @@
 fake trainer takes milliseconds and writes a Contract-2 `metrics.json` whose R² is a smooth deterministic function
 of the config (peaked at lr=1e-4, hidden_dim=256, n_layers=3, omega=30), so policies have a landscape to climb.
 Faults are injected with `fake.*` keys: `fake.diverge_above_lr`, `fake.sleep_s`, `fake.crash=raise|exit|kill|hang|hang_hard`,
-`fake.no_metrics=true`.
+`fake.no_metrics=true`. `data.seed` (the dataset) changes the R² noise; `outputs.plot=false` writes no field.png.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ def main(cfg):
          "ssim_mean": min(1.0, r2 + 0.001), "kinograph_r2": r2, "kinograph_ssim": min(1.0, r2 + 0.002),
          "holdout_r2": None, "holdout_mse": None, "holdout_frames": None,
          "svd": {"rank_for_0.995": 3, "r2_rank": {"1": 0.9}}}
-    (run_dir / "field.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    if c["outputs"]["plot"]:
+        (run_dir / "field.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     write(run_dir, m)
     return r2
 
@@ -114,11 +115,15 @@ data:
   xy_period: 1.0
   t_period: 1.0
   root: data
+  seed: 0
 train:
   total_steps: 100
   batch_size: 1
   grad_clip: 0.0
   loss: mse
+  max_time_s: null
+outputs:
+  plot: true
 study:
   name: null
   node_id: null

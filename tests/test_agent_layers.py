@@ -21,6 +21,8 @@ LAYERS = ("runs", "study", "codemod", "policies", "reporting", "loop", "__main__
 #: function-local agent imports that remain (importer, imported) and why they are not at module level
 LAZY = {
     ("agent.__main__", "agent.loop.explorer"): "the CLI imports only the subcommand it runs",
+    ("agent.__main__", "agent.loop.landscape"): "the CLI imports only the subcommand it runs",
+    ("agent.__main__", "agent.loop.plan_estimate"): "the CLI imports only the subcommand it runs",
     ("agent.__main__", "agent.reporting.render"): "the CLI imports only the subcommand it runs",
     ("agent.__main__", "agent.reporting.report"): "optional plotting deps: a missing one is a one-line error",
     ("agent.__main__", "agent.runs.runner"): "the CLI imports only the subcommand it runs",

@@ -41,6 +41,11 @@ class StudyContext:
     code_mod_handler: CodeModHooks | None = None
     _fallback: Policy | None = field(default=None, repr=False)
 
+    @property
+    def needs_plot(self) -> bool:
+        """Whether the study's policy reads each run's field.png (Policy.needs_plot); if not, jobs skip the plot."""
+        return bool(getattr(self.policy, "needs_plot", False))
+
     def state(self) -> StudyState:
         return fold(self.journal.read())
 

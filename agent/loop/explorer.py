@@ -31,6 +31,7 @@ journal, so the resumed study continues as the uninterrupted one would have.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ from agent.codemod.hooks import CodeModHooks
 from agent.loop.blocks import BlockKeeper, first_base
 from agent.loop.checks import check_config, check_train_overrides, split_kv
 from agent.loop.context import StudyContext
+from agent.loop.plan_phase import PlanKeeper
 from agent.loop.planner import PolicyStopped, RoundPlanner
 from agent.loop.recovery import recover
 from agent.loop.rounds import RoundLauncher
@@ -53,10 +55,16 @@ from agent.runs.trainconf import compose_train
 from agent.study.identity import ConfigIdentity
 from agent.study.instructions import base_instructions
 from agent.study.journal import SCHEMA_VERSION, Journal, StudyLock
+from agent.study.plan import SEED_KIND, StudyPlan, parse_plan
 from agent.study.state import StudyState
 from mpm_inr.errors import ConfigError, StudyError
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _canonical(x: Any) -> str:
+    """A config value as the journal stores it (JSON: integer mapping keys become strings)."""
+    return json.dumps(x or None, sort_keys=True, default=str)
 
 
 class Explorer:
@@ -96,6 +104,7 @@ class Explorer:
         pcfg["budget"] = {k: v for k, v in (c.get("budget") or {}).items() if v is not None}
         ctx = PolicyContext(study_dir=self.study_dir, seed=int(c.get("seed", 0)), config=pcfg)
         policy: Policy = build_policy(policy_name, pol, ctx)
+        self.plan: StudyPlan | None = parse_plan(c.get("plan"), validator)
         base = first_base(c, validator, lambda ov: compose_train(self.code_dir, merge_train(train_overrides, ov)))
         self.journal = Journal(self.study_dir)
         self.lock = StudyLock(self.study_dir)
@@ -112,6 +121,7 @@ class Explorer:
         self.planner = RoundPlanner(self.study)
         self.blocks = BlockKeeper(self.study, base)
         self.rounds = RoundLauncher(self.study, self.runner, self.launcher)
+        self.plan_keeper = PlanKeeper(self.study, self.planner, self.plan) if self.plan is not None else None
 
     # ------------------------------------------------------------------ entry
     def run(self) -> int:
@@ -143,6 +153,9 @@ class Explorer:
             if old.get("n_iter_block") != self.cfg["n_iter_block"]:
                 raise StudyError(f"study {self.name} was started with n_iter_block={old.get('n_iter_block')}; "
                                  f"pass n_iter_block={old.get('n_iter_block')} to resume it")
+            if _canonical(old.get("plan")) != _canonical(self.cfg.get("plan")):
+                raise StudyError(f"study {self.name} was started with another plan; resume it with the same plan= "
+                                 "and plan settings, or start a new study (name=...)")
             study.emit({"event": "resume", "config": self.cfg})
             self.out(f"study {self.name}: resuming ({st.n_iterations} iterations, {len(st.blocks)} block(s))")
             self._start_code()
@@ -168,7 +181,8 @@ class Explorer:
         return None
 
     def _loop(self) -> int:
-        n_blocks = int(self.cfg["n_blocks"])
+        plan = self.plan_keeper
+        n_blocks = plan.plan.n_blocks if plan is not None else int(self.cfg["n_blocks"])
         while True:
             st = self.study.state()
             reason = self._stop_reason(st)
@@ -176,28 +190,53 @@ class Explorer:
                 return self._end(reason)
             blk = st.current_block
             if blk is None:
-                self.blocks.start_first()
+                if plan is not None:
+                    plan.start_next(st)
+                else:
+                    self.blocks.start_first()
                 continue
             nodes = st.block_nodes(blk.block)
+            done = f"done: {blk.block} block(s)" + (f" of {blk.n_iter_block} iterations" if plan is None else
+                                                    f" of plan {plan.plan.name}")
             if blk.ended:
                 if blk.block >= n_blocks:
-                    return self._end(f"done: {blk.block} block(s) of {blk.n_iter_block} iterations")
-                self.blocks.start_next(st)
+                    return self._end(done)
+                if plan is not None:
+                    plan.start_next(st)
+                else:
+                    self.blocks.start_next(st)
+                continue
+            k = self.batch_size(st, blk.n_iter_block - len(nodes))
+            if blk.kind == SEED_KIND:
+                assert plan is not None
+                planned = plan.seed_round(st, k) if k > 0 else []
+                if not planned:
+                    if any(not n.finished for n in nodes):  # cannot happen after recovery; never loop on it
+                        raise StudyError(f"seed-spread block {blk.block} has unfinished nodes and nothing to plan")
+                    plan.end_seed_phase(st)
+                    return self._end(done)
+                self.rounds.run_round(self.study.state(), planned)
                 continue
             if len(nodes) >= blk.n_iter_block and all(n.finished for n in nodes):
                 self.blocks.end(st)
                 if blk.block >= n_blocks:
-                    return self._end(f"done: {blk.block} block(s) of {blk.n_iter_block} iterations")
+                    return self._end(done)
                 continue
-            k = min(int(self.cfg["batch"]), blk.n_iter_block - len(nodes))
-            max_it = (self.cfg.get("budget") or {}).get("max_iterations")
-            if max_it is not None:
-                k = min(k, int(max_it) - st.n_iterations)
-            try:
-                planned = self.planner.plan(st, k)
-            except PolicyStopped as e:  # the policy asked to stop (budget / user error inside the policy)
-                return self._end(str(e))
+            planned = plan.plan_round(st, k) if plan is not None else []
+            if not planned:
+                try:
+                    planned = self.planner.plan(self.study.state(), k)
+                except PolicyStopped as e:  # the policy asked to stop (budget / user error inside the policy)
+                    return self._end(str(e))
             self.rounds.run_round(self.study.state(), planned)
+
+    def batch_size(self, st: StudyState, left_in_block: int) -> int:
+        """Children of the next round: `batch`, the block's remaining iterations and budget.max_iterations."""
+        k = min(int(self.cfg["batch"]), left_in_block)
+        max_it = (self.cfg.get("budget") or {}).get("max_iterations")
+        if max_it is not None:
+            k = min(k, int(max_it) - st.n_iterations)
+        return k
 
     def _end(self, reason: str) -> int:
         st = self.study.state()

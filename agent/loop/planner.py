@@ -42,6 +42,7 @@ class AcceptedProposal:
     fallback: str | None                 # why the heuristic stands in for the study's policy, if it does
     code_dir: str | None = None          # the code it runs (None: the study's code_dir)
     code_commit: str | None = None
+    plan_item: int | None = None         # a study plan's own node (agent.loop.plan_phase): 0 root, k probe k
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,18 @@ class RoundPlanner:
                   "rationale": f"{p.rationale} [policy's mutation note: {note}]" if note else p.rationale,
                   "log_entry": p.log_entry, "observation": p.observation, "memory_updates": list(p.memory_updates),
                   "code_diff": p.code_diff, "code_dir": a.code_dir, "code_commit": a.code_commit,
-                  "config_hash": a.valid.config_hash, "policy": pname, "fallback": fb, "llm": p.llm}
+                  "config_hash": a.valid.config_hash, "policy": pname, "fallback": fb, "llm": p.llm,
+                  "agent_overrides": list(blk.run_overrides)}
+            if a.plan_item is not None:
+                ev["plan_item"] = a.plan_item
             study.emit(ev)
         st = study.state()
         planned = [st.nodes[next_id + i] for i in range(len(plan.accepted))]
         study.render()
         return planned
 
-    def reject(self, st: StudyState, p: Any, reason: str, policy_name: str, slot: int) -> NodeState:
+    def reject(self, st: StudyState, p: Any, reason: str, policy_name: str, slot: int,
+               plan_item: int | None = None) -> NodeState:
         """Journal a `rejected` node with its reason; returns it (the policy sees it in its next view)."""
         study = self.study
         nid = study.state().next_node_id  # not `st`'s: an earlier rejection of this attempt may have taken it
@@ -173,6 +178,8 @@ class RoundPlanner:
               "overrides": [f"{k}={v}"[:200] for k, v in list(p.overrides.items())[:50]]
               if ok and isinstance(p.overrides, Mapping) else [],
               "reason": reason[:1000], "policy": policy_name, "llm": p.llm if ok else None}
+        if plan_item is not None:
+            ev["plan_item"] = plan_item
         study.emit(ev)
         study.out(f"rejected a {policy_name} proposal: {reason[:200]}")
         return study.state().nodes[nid]

@@ -39,9 +39,11 @@ class RoundLauncher:
 
     def job_overrides(self, n: NodeState, st: StudyState, code_dir: Path, cpu_threads: int | None = None) -> list[str]:
         """The job's full override list: the node's over train_overrides, the study.* keys, and what the agent adds
-        where the trainer has the key and the user did not set it (logger group/tags, an absolute data.root, the
-        job's share of the CPU threads)."""
-        ov = merge_train(self.study.train_overrides, n.overrides)
+        where the trainer has the key and the user did not set it (logger group/tags, an absolute data.root,
+        outputs.plot=false unless the study's policy reads the plot, the job's share of the CPU threads)."""
+        # the agent's own keys (a plan's per-run caps, a seed-spread run's data.seed) are never allow-listed, so they
+        # cannot collide with the node's; they replace the same keys of train_overrides
+        ov = merge_train(merge_train(self.study.train_overrides, n.overrides), n.agent_overrides)
         try:  # the same composition as the proposal's validation (cached): study.* values do not change keys
             cfg = compose_train(code_dir, ov)
         except ComposeError:
@@ -62,6 +64,8 @@ class RoundLauncher:
             root = value(cfg, "data.root")
             if isinstance(root, str) and not Path(root).is_absolute() and re.match(r"^[A-Za-z0-9_./-]+$", root):
                 ov.append(f"data.root={(Path.cwd() / root).resolve()}")
+        if not self.study.needs_plot and "outputs.plot" not in keys and has_key(cfg, "outputs.plot"):
+            ov.append("outputs.plot=false")  # a study is hundreds of short runs: the plot only where a policy reads it
         if cpu_threads is not None and "trainer.cpu_threads" not in keys and has_key(cfg, "trainer.cpu_threads"):
             ov.append(f"trainer.cpu_threads={cpu_threads}")
         return ov

@@ -21,6 +21,9 @@ class Policy(Protocol):
     """
 
     name: str
+    #: whether the policy reads a run's field.png (StudyView.field_png): only then does the agent let jobs plot
+    #: (a plot costs a run seconds; a study is hundreds of short runs)
+    needs_plot: bool
 
     def propose(self, view: StudyView, slots: list[str]) -> list[Proposal]: ...
 

@@ -109,6 +109,7 @@ class HeuristicPolicy:
     """See the module docstring."""
 
     name = "heuristic"
+    needs_plot = False  # reads metrics only
 
     def __init__(self, settings: Settings):
         self.s = settings

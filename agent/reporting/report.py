@@ -75,6 +75,7 @@ from agent.reporting.timemodel import (
     fit,
     samples_from_runs,
 )
+from agent.study.plan import plan_budget_text
 from agent.study.stats import beaten_by
 from agent.study.tree import format_r2
 
@@ -209,6 +210,9 @@ def summary_section(doc: Doc, study: Study) -> None:
           f"; min_compression {study.min_compression:g}."
           + (f" Study stopped: {st.ended.get('reason')}." if st.ended else " The study has not ended."))
     doc.p(llm_text(llm_spend(study)))
+    budgets = plan_budget_text(st)  # a study plan's per-run caps (agent.study.plan)
+    if budgets:
+        doc.p(budgets)
     data_section(doc, data_uses(study.runs))
 
 

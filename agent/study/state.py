@@ -49,6 +49,10 @@ class NodeState:
     code_diff: str | None = None
     code_dir: str | None = None
     code_commit: str | None = None
+    agent_overrides: list[str] = field(default_factory=list)  # what the agent adds to the job, not the policy:
+    # the block's per-run settings (a plan's budget caps) and a seed-spread run's data.seed; outside its identity
+    plan_item: int | None = None   # a plan's node: 0 = the block's root, k = its k-th probe (None: the policy's)
+    source_id: int | None = None   # a seed-spread run: the node whose config it re-runs on another dataset seed
     config_hash: str = ""          # as recorded; compare configs with agent.study.identity (StudyView.config_id)
     policy: str = ""
     fallback: str | None = None
@@ -146,6 +150,10 @@ class BlockState:
     n_iter_block: int
     hypothesis: str = ""
     first_iteration: int = 1
+    kind: str = "policy"           # policy: the regime came from a block-end decision; plan: from the study plan
+    #                                (agent.study.plan); seed-spread: the plan's last phase
+    run_overrides: list[str] = field(default_factory=list)  # added by the agent to every job of the block
+    plan_block: int | None = None  # the plan's block index (1-based) for kind=plan
     ended: bool = False
     decision: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
@@ -233,7 +241,8 @@ def fold(events: list[dict[str, Any]]) -> StudyState:
                 block=int(ev["block"]), field=ev["field"], n_training_frames=int(ev["n_training_frames"]),
                 base_overrides=list(ev.get("base_overrides", [])), ucb_c=float(ev["ucb_c"]),
                 n_iter_block=int(ev["n_iter_block"]), hypothesis=ev.get("hypothesis", ""),
-                first_iteration=int(ev.get("first_iteration", 1)), t_start=t))
+                first_iteration=int(ev.get("first_iteration", 1)), kind=str(ev.get("kind") or "policy"),
+                run_overrides=list(ev.get("run_overrides") or []), plan_block=ev.get("plan_block"), t_start=t))
         elif kind == "block_end":
             blk = st.block(int(ev["block"]))
             if blk is not None:

@@ -21,10 +21,11 @@ from agent.study.tree import UCBScore
 #: slot roles of the design document's parallel variant, in order; batch=1 uses "auto" (the strategy table decides)
 SLOT_ROLES = ("exploit", "exploit", "explore", "principle-test")
 
-#: strategies a proposal may name (the design document's table + baseline, principle-test and code-modification)
+#: strategies a proposal may name (the design document's table + baseline, principle-test, code-modification and
+#: probe, a study plan's one-factor run against its block's root, agent.study.plan)
 STRATEGIES = ("baseline", "exploit", "failure-probe", "explore", "robustness-test", "recombine", "forced-branch",
               "switch-param", "random-branch", "stochastic-field", "principle-test", "boundary",
-              "code-modification")
+              "code-modification", "probe")
 
 
 def slot_roles(k: int) -> list[str]:

@@ -152,6 +152,7 @@ class ClaudePolicy:
     """Claude through the anthropic SDK; see the module docstring."""
 
     name = "claude"
+    needs_plot = True  # attaches the parent's field.png to its prompt (prompt.image_block)
 
     def __init__(self, settings: ClaudeSettings, study_dir: Path, fallback: Policy, *, api_key: str | None = None,
                  http_client: Any = None, sleep: Callable[[float], None] = time.sleep,
