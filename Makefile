@@ -51,7 +51,7 @@ explore: $(STAMP)  ## a short offline study on discs_small (1 block x 4 iteratio
 		'train_overrides=[scenario=discs_small,train.total_steps=300,trainer=cpu]' \
 		'limits={train.total_steps:[10,300]}' $(ARGS)
 
-landscape: $(STAMP)  ## the reference study (plan=landscape, <=90 min on 2 CPU cores, resumable) -> docs/landscape; DRY_RUN=1 prints the plan
+landscape: $(STAMP)  ## the reference study (conf/agent/plan/landscape.yaml), resumable -> docs/landscape; DRY_RUN=1 prints the plan and its estimate
 	$(PY) -m agent landscape $(if $(DRY_RUN),--dry-run) $(ARGS)
 
 wandb-sync: $(STAMP)  ## sync every offline W&B run (needs WANDB_API_KEY and network)
