@@ -27,7 +27,7 @@ COPIED = ("mpm_inr/models/siren.py", "mpm_inr/training/optim.py", "mpm_inr/train
 HASHED = COPIED + ("mpm_inr/models/toy.py",)
 TOY = 'MARKER = "base"\nMAX_STEPS = 1000000\n'
 
-_ANCHOR = '    (run_dir / "field.png").write_bytes(b"\\x89PNG\\r\\n\\x1a\\n")\n'
+_ANCHOR = '    if c["outputs"]["plot"]:\n'  # after the metrics are made, before the optional plot
 _MARKERS = '''    import mpm_inr.models.toy as toy
     here = Path(__file__).resolve().parent
     m["code_marker"] = toy.MARKER
