@@ -7,7 +7,7 @@
   `toy.MAX_STEPS` crashes, so a change can pass the smoke test (few steps) and still fail its run;
 - `mpm_inr/models/toy.py` (no torch: imports in milliseconds), and copies of this repository's
   `mpm_inr/models/siren.py`, `mpm_inr/training/{optim,module,run}.py`, `mpm_inr/errors.py` (which siren.py
-  imports) and `mpm_inr/config/{__init__,build}.py` (which optim.py imports), so the library's and the recorded Claude diffs apply to it, and import, exactly as they do here.
+  imports) and `mpm_inr/config/{__init__,build,choices}.py` (which optim.py and siren.py import), so the library's and the recorded Claude diffs apply to it, and import, exactly as they do here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from agent.codemod.gitops import AGENT_IDENT
 REPO = Path(__file__).resolve().parents[1]
 COPIED = ("mpm_inr/models/siren.py", "mpm_inr/training/optim.py", "mpm_inr/training/module.py",
           "mpm_inr/training/run.py", "mpm_inr/errors.py",  # siren.py imports mpm_inr.errors
-          "mpm_inr/config/__init__.py", "mpm_inr/config/build.py")  # optim.py builds its optimiser through build
+          "mpm_inr/config/__init__.py", "mpm_inr/config/build.py",  # optim.py builds its optimiser through build
+          "mpm_inr/config/choices.py")  # siren.py reads its init options from the declared choices
 HASHED = COPIED + ("mpm_inr/models/toy.py",)
 TOY = 'MARKER = "base"\nMAX_STEPS = 1000000\n'
 
