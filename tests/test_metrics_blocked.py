@@ -1,0 +1,82 @@
+"""The kinograph SSIM scored a block of rows at a time is the whole-image score to the last digit, and its memory
+is one float64 map, not a dozen float64 copies of the image."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy.ndimage import correlate1d
+
+from mpm_inr.metrics.image import (
+    SSIM_BLOCK_VALUES,
+    SSIM_RADIUS,
+    SSIM_TAPS,
+    kinograph_ssim,
+    nanmean,
+    ssim_interior,
+)
+
+
+def whole_image_ssim(gt_image: np.ndarray, pred_image: np.ndarray, data_range: float) -> float:
+    """The unblocked computation `ssim_interior` replaced: every filtered image of the whole image at once."""
+    a, b = np.asarray(gt_image, dtype=np.float64), np.asarray(pred_image, dtype=np.float64)
+    r = SSIM_RADIUS
+    interior = (slice(r, -r), slice(r, -r))
+    ux, uy, uxx, uyy, uxy = (correlate1d(correlate1d(image, SSIM_TAPS, axis=0), SSIM_TAPS, axis=1)[interior]
+                             for image in (a, b, a * a, b * b, a * b))
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    numerator = (2 * ux * uy + c1) * (2 * (uxy - ux * uy) + c2)
+    denominator = (ux * ux + uy * uy + c1) * ((uxx - ux * ux) + (uyy - uy * uy) + c2)
+    return float((numerator / denominator).mean())
+
+
+def _field(n_frames: int, n_particles: int, n_components: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    gt = np.cumsum(rng.normal(size=(n_frames, n_particles, n_components)), axis=0).astype(np.float32)
+    pred = (gt + 0.3 * rng.normal(size=gt.shape)).astype(np.float32)
+    return gt, pred
+
+
+@pytest.mark.parametrize("block_values", [1, 500, 2000, 10**9])
+@pytest.mark.parametrize("shape", [(40, 300), (13, 97), (25, 64)])
+def test_blocked_ssim_is_the_whole_image_score_to_the_last_digit(shape, block_values) -> None:
+    n_frames, n_particles = shape
+    gt, pred = _field(n_frames, n_particles, 1, seed=n_particles)
+    gt_image, pred_image = gt[:, :, 0].T, pred[:, :, 0].T  # the kinograph's float32 views, particles x frames
+    data_range = float(gt_image.max()) - float(gt_image.min())
+    expected = whole_image_ssim(gt_image, pred_image, data_range)
+    assert ssim_interior(gt_image, pred_image, data_range, block_values=block_values) == expected
+
+
+def test_kinograph_ssim_over_several_blocks_equals_the_whole_image_scores(monkeypatch) -> None:
+    monkeypatch.setitem(SSIM_BLOCK_VALUES, "cpu", 1000)  # blocks of 33 particles
+    gt, pred = _field(30, 500, 3, seed=7)
+    expected = []
+    for c in range(3):
+        image = gt[:, :, c].T
+        expected.append(whole_image_ssim(image, pred[:, :, c].T, float(image.max()) - float(image.min())))
+    assert kinograph_ssim(gt, pred) == nanmean(expected)
+    assert kinograph_ssim(gt.astype(np.float64), pred.astype(np.float64)) == nanmean(expected)  # float32 upcasts exactly
+
+
+def _peak_traced_bytes(compute) -> int:
+    """Peak memory traced while `compute()` runs (numpy reports its buffers to tracemalloc)."""
+    tracemalloc.start()
+    try:
+        compute()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_blocked_ssim_holds_one_float64_map_not_copies_of_the_image(monkeypatch) -> None:
+    """Scoring a float32 component holds the float64 SSIM map plus small blocks; the whole-image computation held a
+    dozen float64 images (measured too, so the bound is seen to bite)."""
+    monkeypatch.setitem(SSIM_BLOCK_VALUES, "cpu", 2000)
+    gt, pred = _field(40, 3000, 1, seed=11)
+    image_float64 = gt.size * 8
+    assert _peak_traced_bytes(lambda: kinograph_ssim(gt, pred)) < 1.25 * image_float64
+    whole = _peak_traced_bytes(lambda: whole_image_ssim(gt[:, :, 0].T, pred[:, :, 0].T, float(np.ptp(gt))))
+    assert whole > 5 * image_float64
