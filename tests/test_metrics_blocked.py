@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import correlate1d
 
+from mpm_inr.metrics import evaluate_all, kinograph_reference, pooled_scores
 from mpm_inr.metrics.image import (
     SSIM_BLOCK_VALUES,
     SSIM_RADIUS,
@@ -80,3 +81,52 @@ def test_blocked_ssim_holds_one_float64_map_not_copies_of_the_image(monkeypatch)
     assert _peak_traced_bytes(lambda: kinograph_ssim(gt, pred)) < 1.25 * image_float64
     whole = _peak_traced_bytes(lambda: whole_image_ssim(gt[:, :, 0].T, pred[:, :, 0].T, float(np.ptp(gt))))
     assert whole > 5 * image_float64
+
+
+def _drifting_positions(n_frames: int, n_particles: int, seed: int) -> np.ndarray:
+    xy = np.random.default_rng(seed).uniform(size=(n_particles, 2))
+    return (xy[None] + 0.01 * np.arange(n_frames)[:, None, None]).astype(np.float32)
+
+
+def test_evaluate_all_is_the_same_with_a_kept_kinograph_reference(monkeypatch) -> None:
+    """The ground truth's side computed once and reused (a multirun's later jobs) changes no digit, whether the
+    reference keeps the filtered images or only the data ranges."""
+    monkeypatch.setitem(SSIM_BLOCK_VALUES, "cpu", 1000)
+    gt, pred = _field(30, 400, 4, seed=5)
+    positions = _drifting_positions(30, 400, seed=5)
+    plain = evaluate_all(gt, pred, positions, n_params=100)
+    kept = kinograph_reference(gt)
+    assert kept.filtered is not None and len(kept.filtered) == 4
+    ranges_only = kinograph_reference(gt, max_bytes=0)
+    assert ranges_only.filtered is None
+    for reference in (kept, ranges_only):
+        assert evaluate_all(gt, pred, positions, n_params=100, kinograph=reference) == plain
+    expected = [whole_image_ssim(gt[:, :, c].T, pred[:, :, c].T, float(gt[:, :, c].max()) - float(gt[:, :, c].min()))
+                for c in range(4)]
+    assert plain["kinograph_ssim"] == nanmean(expected)
+    assert evaluate_all(gt, pred, positions[15], n_params=100) == plain  # the middle frame's positions alone
+
+
+def test_a_reference_of_another_window_is_refused() -> None:
+    gt, pred = _field(30, 400, 2, seed=6)
+    with pytest.raises(ValueError, match="kinograph reference"):
+        kinograph_ssim(gt[:20], pred[:20], reference=kinograph_reference(gt))
+
+
+def test_pooled_scores_are_evaluate_all_s() -> None:
+    gt, pred = _field(12, 300, 3, seed=8)
+    metrics = evaluate_all(gt, pred, _drifting_positions(12, 300, seed=8), n_params=10)
+    pooled = pooled_scores(gt, pred)
+    assert (pooled.r2, pooled.mse, pooled.pearson_r2, pooled.slope, pooled.intercept, pooled.r2_per_component) == (
+        metrics["final_r2"], metrics["final_mse"], metrics["pearson_r2"], metrics["slope"], metrics["intercept"],
+        metrics["r2_per_component"])
+
+
+def test_evaluate_all_copies_no_window(monkeypatch) -> None:
+    """Numpy's peak during a whole evaluation of a float32 window stays under the window's own size: no float64 (nor
+    float32) copy of the values or of the positions, only per-frame chunks (torch's, not traced) and the float64
+    SSIM map of one component at a time (half the float32 window of a 4-component field)."""
+    monkeypatch.setitem(SSIM_BLOCK_VALUES, "cpu", 2000)
+    gt, pred = _field(40, 3000, 4, seed=9)
+    positions = _drifting_positions(40, 3000, seed=9)
+    assert _peak_traced_bytes(lambda: evaluate_all(gt, pred, positions, n_params=10)) < 0.75 * gt.nbytes
