@@ -3,17 +3,25 @@ is one float64 map, not a dozen float64 copies of the image."""
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 from scipy.ndimage import correlate1d
 
-from mpm_inr.metrics import evaluate_all, kinograph_reference, pooled_scores
+from mpm_inr.metrics import (
+    R2Accumulator,
+    evaluate_all,
+    kinograph_reference,
+    pooled_scores,
+)
 from mpm_inr.metrics.image import (
     SSIM_BLOCK_VALUES,
     SSIM_RADIUS,
     SSIM_TAPS,
+    kinograph_frame_sums,
     kinograph_ssim,
     nanmean,
     ssim_interior,
@@ -130,3 +138,16 @@ def test_evaluate_all_copies_no_window(monkeypatch) -> None:
     gt, pred = _field(40, 3000, 4, seed=9)
     positions = _drifting_positions(40, 3000, seed=9)
     assert _peak_traced_bytes(lambda: evaluate_all(gt, pred, positions, n_params=10)) < 0.75 * gt.nbytes
+
+
+def test_one_pass_extremes_flag_the_constant_frames_and_components_as_amin_and_amax_do() -> None:
+    gt, pred = _field(6, 50, 2, seed=12)
+    gt[2, :, 1] = 0.5  # a constant frame of one component
+    gt[:, :, 0] = 1.0  # a constant component
+    g, p = torch.as_tensor(gt, dtype=torch.float64), torch.as_tensor(pred, dtype=torch.float64)
+    defined = kinograph_frame_sums(g, p)[2]
+    assert torch.equal(defined, (g.amax(dim=1) != g.amin(dim=1)).double())
+    assert defined[:, 0].sum() == 0 and defined[2, 1] == 0 and defined[:, 1].sum() == 5
+    accumulator = R2Accumulator()
+    accumulator.update(g, p)
+    assert math.isnan(accumulator.compute().r2_per_component[0])  # constant: undefined, as before
