@@ -128,12 +128,11 @@ def ssim_interior(gt_image: Any, pred_image: Any, data_range: float, device: str
     ssim_map = np.empty((n_rows - 2 * SSIM_RADIUS, n_cols - 2 * SSIM_RADIUS))
     for rows, block in _row_blocks(n_rows, n_cols, block_values, use_torch):
         if use_torch:
-            filtered = _filtered_torch(gt_image[block], pred_image[block], device)
-        else:
-            gt_side = _filtered_scipy(gt_image[block]) if gt_filtered is None else (
-                gt_filtered[0][rows], gt_filtered[1][rows])
-            filtered = (*gt_side, *_filtered_scipy(pred_image[block], gt_image[block]))
-        ssim_map[rows] = _ssim_formula(*filtered, c1, c2)
+            ssim_map[rows] = _ssim_block_torch(gt_image[block], pred_image[block], c1, c2, device)
+            continue
+        gt_side = _filtered_scipy(gt_image[block]) if gt_filtered is None else (gt_filtered[0][rows],
+                                                                                gt_filtered[1][rows])
+        ssim_map[rows] = _ssim_formula(*gt_side, *_filtered_scipy(pred_image[block], gt_image[block]), c1, c2)
     return float(ssim_map.mean())
 
 
@@ -176,15 +175,18 @@ def _filtered_scipy(rows: Any, other_rows: Any | None = None) -> tuple[np.ndarra
     return _valid_filter(a), _valid_filter(a * a), _valid_filter(a * b)
 
 
-def _filtered_torch(gt_rows: Any, pred_rows: Any, device: str) -> tuple[np.ndarray, ...]:
-    """(ux, uxx, uy, uyy, uxy) of a block of rows by two 'valid' torch convolutions on `device`, back on the host."""
+def _ssim_block_torch(gt_rows: Any, pred_rows: Any, c1: float, c2: float, device: str) -> np.ndarray:
+    """The SSIM map of a block of rows by two 'valid' torch convolutions on `device`, back on the host."""
     images = torch.as_tensor(np.stack((np.asarray(gt_rows, dtype=np.float64), np.asarray(pred_rows, dtype=np.float64))),
                              device=device)
     a_t, b_t = images[0], images[1]
     kernel = torch.as_tensor(SSIM_TAPS, device=device)
-    filtered = torch.stack((a_t, a_t * a_t, b_t, b_t * b_t, a_t * b_t)).unsqueeze(1)
+    filtered = torch.stack((a_t, b_t, a_t * a_t, b_t * b_t, a_t * b_t)).unsqueeze(1)
     filtered = torch.nn.functional.conv2d(filtered, kernel.view(1, 1, -1, 1))
-    return tuple(torch.nn.functional.conv2d(filtered, kernel.view(1, 1, 1, -1)).squeeze(1).cpu().numpy())
+    ux, uy, uxx, uyy, uxy = torch.nn.functional.conv2d(filtered, kernel.view(1, 1, 1, -1)).squeeze(1)
+    numerator = (2 * ux * uy + c1) * (2 * (uxy - ux * uy) + c2)
+    denominator = (ux * ux + uy * uy + c1) * ((uxx - ux * ux) + (uyy - uy * uy) + c2)
+    return (numerator / denominator).cpu().numpy()
 
 
 def _ssim_formula(ux: np.ndarray, uxx: np.ndarray, uy: np.ndarray, uyy: np.ndarray, uxy: np.ndarray, c1: float,
