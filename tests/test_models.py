@@ -227,3 +227,21 @@ def test_per_object_bases_give_each_object_its_own_curves_and_learn_the_embeddin
 def test_dense_query_refuses_point_types():
     with pytest.raises(ConfigError, match="time-only inr_type"):
         get_inr_type("siren_txy").query_frames(None, _source(), torch.tensor([0]))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, spec in INR_TYPES.items() if not spec.time_grid))
+def test_point_prediction_of_whole_frames_is_every_point_s_query_in_order(name):
+    """predict_frames fills the window chunk by chunk from indices made per chunk: the values of querying the same
+    chunks of the list of every (frame, particle) point in frame-major order, chunk boundaries inside frames."""
+    spec = get_inr_type(name)
+    net = build_network(name, CTX, PARAMS[name])
+    src = _source()
+    frames = torch.tensor([5, 0, 3])
+    frame_idx, particle_idx = frames.repeat_interleave(N), torch.arange(N).repeat(len(frames))
+    with torch.no_grad():
+        for chunk in (7, N, 10_000):
+            expected = torch.cat([spec.query(net, src, frame_idx[lo:lo + chunk], particle_idx[lo:lo + chunk])
+                                  for lo in range(0, len(frame_idx), chunk)])
+            got = spec.predict_frames(net, src, frames, chunk=chunk)
+            assert got.shape == (len(frames), N, C)
+            assert torch.equal(got.reshape(-1, C), expected)

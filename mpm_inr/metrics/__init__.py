@@ -4,10 +4,13 @@ Pure functions on (T, N, C) arrays (numpy or torch, computed in float64), an on-
 for the trainer, and the truncated-SVD baseline.
 """
 
-from mpm_inr.metrics.evaluate import METRIC_KEYS, evaluate_all
+from mpm_inr.metrics._arrays import middle_frame
+from mpm_inr.metrics.evaluate import METRIC_KEYS, evaluate_all, pooled_scores
 from mpm_inr.metrics.image import (
+    KinographReference,
     grid_particles,
     kinograph_r2,
+    kinograph_reference,
     kinograph_ssim,
     ssim_image,
     ssim_per_component,
@@ -27,6 +30,7 @@ from mpm_inr.metrics.svd import SVDBaseline, SVDHoldout, svd_baseline, svd_holdo
 
 __all__ = [
     "METRIC_KEYS",
+    "KinographReference",
     "R2Accumulator",
     "SVDBaseline",
     "SVDHoldout",
@@ -35,9 +39,12 @@ __all__ = [
     "evaluate_all",
     "grid_particles",
     "kinograph_r2",
+    "kinograph_reference",
     "kinograph_ssim",
+    "middle_frame",
     "mse",
     "pearson_r2",
+    "pooled_scores",
     "pooled_slope_intercept",
     "r2_min_component",
     "r2_per_component",

@@ -73,13 +73,14 @@ def frame_chunks(gt: np.ndarray, pred: np.ndarray, device: str = "cpu",
 
 def frame_positions(positions: Any, n_frames: int, n_particles: int) -> np.ndarray:
     """Positions (N, 2) of the middle frame, from positions given as (T, N, 2) or already as (N, 2)."""
+    shape = np.shape(positions)
+    if len(shape) == 3:
+        if shape[0] != n_frames:
+            raise ValueError(f"positions have {shape[0]} frames, the field has {n_frames}")
+        positions = positions[middle_frame(n_frames)]  # the one frame is upcast, not the window's positions
     pos = to_float64(positions)
-    if pos.ndim == 3:
-        if pos.shape[0] != n_frames:
-            raise ValueError(f"positions have {pos.shape[0]} frames, the field has {n_frames}")
-        pos = pos[middle_frame(n_frames)]
-    if pos.ndim != 2 or pos.shape != (n_particles, 2):
-        raise ValueError(f"positions must be (T, {n_particles}, 2) or ({n_particles}, 2), got {to_float64(positions).shape}")
+    if pos.shape != (n_particles, 2):
+        raise ValueError(f"positions must be (T, {n_particles}, 2) or ({n_particles}, 2), got {shape}")
     return pos
 
 

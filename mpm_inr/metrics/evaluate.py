@@ -8,6 +8,7 @@ import torch
 
 from mpm_inr.metrics._arrays import as_field_pair, frame_chunks
 from mpm_inr.metrics.image import (
+    KinographReference,
     kinograph_frame_sums,
     kinograph_r2_from_sums,
     kinograph_ssim,
@@ -15,7 +16,7 @@ from mpm_inr.metrics.image import (
     ssim_per_component,
 )
 from mpm_inr.metrics.regression import compression_ratio, r2_min_component
-from mpm_inr.metrics.streaming import R2Accumulator
+from mpm_inr.metrics.streaming import R2Accumulator, StreamingResult
 
 METRIC_KEYS = (
     "final_r2",
@@ -35,12 +36,22 @@ METRIC_KEYS = (
 )
 
 
+def pooled_scores(gt: Any, pred: Any, device: str = "cpu") -> StreamingResult:
+    """R², MSE, Pearson and slope of a (T, N, C) prediction alone (the held-out frames' scores), in one pass of
+    float64 chunks on `device`: the numbers `evaluate_all` reports for the same arrays."""
+    gt_values, pred_values = as_field_pair(gt, pred, float64=False)
+    pooled = R2Accumulator()
+    for g, p in frame_chunks(gt_values, pred_values, device):
+        pooled.update(g, p)
+    return pooled.compute()
+
+
 def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 64,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", kinograph: KinographReference | None = None) -> dict[str, Any]:
     """Every final metric of Contract 2 for a (T, N, C) prediction in original units.
 
     device: where the moments and the kinograph SSIM (the one costly score, an N x T image per component) are
-    computed.
+    computed. kinograph: the ground truth's `kinograph_reference` (a window's later runs reuse it), else computed.
 
     positions: (T, N, 2) particle positions of the window (or the middle frame's (N, 2)), used for the gridded
     SSIM. Values are Python floats/ints/lists; undefined scores are NaN (the metrics.json writer turns them
@@ -70,5 +81,5 @@ def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 
         "ssim": ssim,
         "ssim_mean": nanmean(ssim),
         "kinograph_r2": kinograph_r2_from_sums(torch.cat(frame_sums, dim=1).cpu().numpy()),
-        "kinograph_ssim": kinograph_ssim(gt_values, pred_values, device=device),
+        "kinograph_ssim": kinograph_ssim(gt_values, pred_values, device=device, reference=kinograph),
     }

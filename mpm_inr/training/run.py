@@ -25,6 +25,12 @@ from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.data.window_cache import derived
 from mpm_inr.errors import ConfigError, UserError
+from mpm_inr.metrics import (
+    evaluate_all,
+    kinograph_reference,
+    middle_frame,
+    pooled_scores,
+)
 from mpm_inr.models import InrType, get_inr_type, network_from_config
 from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
 from mpm_inr.training.cost import DataShape, step_flops
@@ -279,8 +285,6 @@ def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
 def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines,
               with_svd: bool = True) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
-    from mpm_inr.metrics import evaluate_all
-
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = sum(p.numel() for p in module.network.parameters())
     device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
@@ -290,14 +294,16 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
         # of a 4-component field is 1.44 GB
         pred = window.denormalize_(module.predict_frames(torch.arange(window.n_frames))).float().cpu().numpy()
         module.prediction = pred
-        metrics = evaluate_all(_frames(window.values, train_idx), _frames(pred, train_idx),
-                               _frames(window.positions, train_idx), n_params, device=device)
+        gt = _frames(window.values, train_idx)
+        on_cpu = device.startswith("cpu")  # the ground truth's filtered kinograph, reused by later jobs, is scipy's
+        kinograph = derived(window, ("kinograph_reference", on_cpu), lambda: kinograph_reference(gt, on_cpu))
+        metrics = evaluate_all(gt, _frames(pred, train_idx), window.positions[train_idx[middle_frame(len(train_idx))]],
+                               n_params, device=device, kinograph=kinograph)
         metrics["holdout_frames"] = [int(i) for i in test_idx]
         metrics["holdout_r2"] = metrics["holdout_mse"] = None
         if len(test_idx):
-            held = evaluate_all(window.values[test_idx], pred[test_idx], window.positions[test_idx], n_params,
-                                device=device)
-            metrics["holdout_r2"], metrics["holdout_mse"] = held["final_r2"], held["final_mse"]
+            held = pooled_scores(window.values[test_idx], pred[test_idx], device)
+            metrics["holdout_r2"], metrics["holdout_mse"] = held.r2, held.mse
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
     if not with_svd:  # outputs.svd=false: its T x T eigenproblem is the cost of a 10 000-frame window
         metrics.update(svd=None, svd_rank_for_target=None, svd_r2_same_params=None)
