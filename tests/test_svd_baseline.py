@@ -294,7 +294,6 @@ def test_the_streamed_table_reads_the_window_twice_in_chunks_and_keeps_rank_size
     assert tuple(factors.basis.shape) == (train.size, rank)
     assert tuple(factors.held_out.pair_products.shape) == (components, rank, rank)
     assert tuple(factors.held_out.projections.shape) == (components, test.size, rank)
-    assert torch.equal(factors.held_out.pair_products, torch.triu(factors.held_out.pair_products))
 
 
 @pytest.mark.parametrize("every", [0, 4])

@@ -27,9 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.linalg
 import torch
-from scipy.linalg import blas
 
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics._arrays import as_field
@@ -277,20 +275,11 @@ def particle_chunks(n_frames: int, n_particles: int, n_components: int,
 
 
 def _add_products(accumulator: torch.Tensor, block: torch.Tensor) -> None:
-    """accumulator += block·blockᵀ (float64) in its upper triangle; the lower one gets 0. On the CPU through BLAS
-    dsyrk (half a matmul's flops, in the thread count BLAS started with: OMP_NUM_THREADS), elsewhere a matmul.
-    Not float32 (ssyrk, 1.7× faster): its rounding floor (~6e-8·λ_1) reshuffles every eigenvector below it, which
-    moved the tail singular values of a 1000-frame Jp window by orders of magnitude (R² by up to 6e-8)."""
-    if accumulator.device.type != "cpu":
-        accumulator += torch.triu(block @ block.T)
-        return
-    # block.T of a C-ordered block is Fortran-ordered: dsyrk reads it without a copy (trans=1: aᵀ·a = block·blockᵀ)
-    product = blas.dsyrk(1.0, block.numpy().T, trans=1, lower=0)
-    accumulator += torch.from_numpy(np.triu(product))
-
-
-def _symmetric(upper: torch.Tensor) -> torch.Tensor:
-    return upper + torch.triu(upper, diagonal=1).T
+    """accumulator += block·blockᵀ (float64), a torch matmul: it runs in the run's torch threads
+    (mpm_inr.threads), where scipy's BLAS would start one thread per core beside a parallel round. Not float32
+    (1.7× faster): its rounding floor (~6e-8·λ_1) reshuffles every eigenvector below it, which moved the tail
+    singular values of a 1000-frame Jp window by orders of magnitude (R² by up to 6e-8)."""
+    accumulator += block @ block.T
 
 
 @dataclass(frozen=True)
@@ -306,7 +295,7 @@ class HeldOutProducts:
     frames: np.ndarray  # the held-out rows
     energy: np.ndarray  # (C,) ‖X_c‖²
     projections: torch.Tensor  # (C, n_test, r): X_c·W_cᵀ
-    pair_products: torch.Tensor  # (C, r, r): W_c·W_cᵀ, upper triangle (the lower one is 0)
+    pair_products: torch.Tensor  # (C, r, r): W_c·W_cᵀ
 
 
 @dataclass(frozen=True)
@@ -334,17 +323,6 @@ class StreamedFactors:
         return torch.as_tensor(scaled.reshape(rows.size, -1), device=self.basis.device)
 
 
-def _eigenbasis(upper_gram: torch.Tensor) -> torch.Tensor:
-    """Eigenvectors of a Gram matrix given by its upper triangle, by decreasing eigenvalue. On the CPU LAPACK's
-    divide and conquer through scipy (syevd: 160 s at T = 7500 on one core against torch's 210 s; asking for the
-    top half of the vectors only (syevr) saves nothing, the tridiagonal reduction is most of the cost)."""
-    if upper_gram.device.type != "cpu":
-        return _basis_from_gram(_symmetric(upper_gram))
-    _, vectors = scipy.linalg.eigh(upper_gram.numpy(), lower=False, driver="evd", overwrite_a=True,
-                                   check_finite=False)
-    return torch.from_numpy(np.ascontiguousarray(vectors[:, ::-1]))
-
-
 def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", device: str | torch.device = "cpu",
                    chunk_bytes: int = STREAM_CHUNK_BYTES, test_frames: Any = None,
                    moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> StreamedFactors:
@@ -370,7 +348,7 @@ def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", 
     gram = torch.zeros(n_frames, n_frames, dtype=torch.float64, device=device)
     for cols in chunks:
         _add_products(gram, factors.scaled_columns(cols))
-    basis = _eigenbasis(gram)[:, : min(n_frames, n_particles * n_components)].to(device)
+    basis = _basis_from_gram(gram)[:, : min(n_frames, n_particles * n_components)]
     del gram
     factors = StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, torch.empty(0), chunks)
     block_energy, held_out = _project(factors, test_frames)
@@ -577,12 +555,12 @@ def svd_holdout_every_rank(factors: StreamedFactors, test_frames_idx: Any, metho
     n_components = values.shape[-1]
     ss_tot = frame_moments(values, test)[2] if test_ss_tot is None else test_ss_tot
     basis_products = torch.zeros(rank, rank, dtype=torch.float64, device=basis.device)
-    _add_products(basis_products, test_basis.T.contiguous())  # PᵀP, upper triangle
+    _add_products(basis_products, test_basis.T.contiguous())  # PᵀP
     ss_res = np.zeros((rank, n_components))
     for c in range(n_components):
         cross = torch.cumsum((test_basis * held_out.projections[c]).sum(dim=0), dim=0)  # Σ_{i≤k} p_iᵀ X_c w_i
-        both = basis_products * held_out.pair_products[c]  # upper triangles
-        fitted = torch.cumsum(2.0 * both.sum(dim=0) - torch.diagonal(both), dim=0)  # Σ_{i,j≤k}
+        both = torch.triu(basis_products * held_out.pair_products[c])  # symmetric: Σ_{i,j≤k} from i ≤ j
+        fitted = torch.cumsum(2.0 * both.sum(dim=0) - torch.diagonal(both), dim=0)
         residual = (held_out.energy[c] - 2.0 * cross + fitted).clamp(min=0.0) * float(factors.std[c]) ** 2
         ss_res[:, c] = residual.cpu().numpy()
     scored = [r2_from_sums(ss_res[k], ss_tot) for k in range(rank)]
