@@ -9,7 +9,9 @@ same R² as `regression.r2_score`.
 
 `svd_baseline_streamed` does the same decomposition for windows that do not fit in memory (the whole
 simulation): the T×T Gram matrix and the per-component energies are accumulated over chunks of particles read
-from a memory-mapped array, so memory is O(T²) and never a float64 copy of the window.
+from a memory-mapped array, so memory is O(T²) and never a float64 copy of the window; with held-out frames the
+same pass gathers `HeldOutProducts` (C·r² + C·n_test·r), from which `svd_holdout_every_rank` scores every rank
+and interpolation method in O(r²) (the explicit prediction, `svd_holdout_streamed`, costs a pass per rank).
 
 Parameter count of rank k: U_k (T×k) + S_k (k) + V_k (N·C × k) = k·(T + N·C + 1). No per-column means are
 stored (the first singular pair absorbs a static field); the 2·C z-score constants are not counted, just as
