@@ -545,8 +545,8 @@ def svd_holdout_every_rank(factors: StreamedFactors, test_frames_idx: Any, metho
     streamed with these held-out rows, else one more pass): O(r²) per method after the pass, where the explicit
     prediction costs r passes over the held-out frames. test_ss_tot: `frame_moments(values, test)[2]` when the
     caller has it. Equals the explicit residual up to float64 rounding of the expansion (HeldOutProducts), whose
-    terms are at most ‖X_c‖²: relative error ~1e-16·‖X_c‖²/residual, far below the R² digits reported since the
-    held-out residual of interpolated coefficients never falls near 0."""
+    terms are at most ~‖X_c‖² ≈ SS_tot: an absolute error in R² of order 1e-16 per rank summed, whatever the
+    residual (1.2e-13 at most against the explicit prediction on 1000 frames of discs_3types Jp and F)."""
     start = time.perf_counter()
     values, train, basis = factors.values, factors.frames, factors.basis
     rank = basis.shape[1]
