@@ -18,6 +18,8 @@ from mpm_inr.metrics.interpolate import (
     interpolate_natural_cubic,
 )
 from mpm_inr.metrics.svd import (
+    frame_moments,
+    stream_factors,
     svd_baseline_streamed,
     svd_holdout_every_rank,
     svd_holdout_streamed,
@@ -240,6 +242,58 @@ def test_every_rank_holdout_equals_the_per_rank_holdout() -> None:
             assert every.mse[rank] == pytest.approx(per_rank.mse[rank], rel=1e-9)
         for rank in direct.ranks:  # above the field's 4 modes the basis is noise, chosen differently in memory
             assert every.r2[rank] == pytest.approx(direct.r2[rank], abs=1e-10)
+
+
+class ReadCountingArray:
+    """A (T, N, C) array that records the shape of every read: how many passes a decomposition makes over the
+    window and how large its largest read is (what bounds its memory), without timing anything."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.values, self.shape, self.reads = values, values.shape, []
+
+    def __getitem__(self, index):
+        block = self.values[index]
+        self.reads.append(block.shape)
+        return block
+
+
+def test_held_out_products_of_the_training_pass_equal_a_separate_pass_and_the_explicit_prediction() -> None:
+    """The held-out R² of every rank read off the training pass (HeldOutProducts) equals the explicit per-rank
+    prediction, whether the products come with the factors or from a pass of their own."""
+    values = low_rank_window(frames=40, particles=30, seed=3)
+    train, test = np.flatnonzero(np.arange(40) % 4 != 1), np.flatnonzero(np.arange(40) % 4 == 1)
+    times = np.linspace(0.0, 2.0, 40)
+    with_products = stream_factors(values, train, "centred", chunk_bytes=40 * 4 * 8 * 7, test_frames=test)
+    without = stream_factors(values, train, "centred", chunk_bytes=40 * 4 * 8 * 7)
+    assert without.held_out is None and with_products.held_out is not None
+    torch.testing.assert_close(with_products.block_energy, without.block_energy, rtol=0, atol=0)
+    for method in ("linear", "cubic"):
+        fused = svd_holdout_every_rank(with_products, test, method, times)
+        separate = svd_holdout_every_rank(without, test, method, times)
+        explicit = svd_holdout_streamed(without, test, ranks=fused.ranks, method=method, t=times)
+        for rank in fused.ranks:
+            assert fused.r2[rank] == separate.r2[rank]
+            assert fused.r2[rank] == pytest.approx(explicit.r2[rank], abs=1e-12)
+            assert fused.r2_per_component[rank] == pytest.approx(explicit.r2_per_component[rank], abs=1e-12)
+
+
+def test_the_streamed_table_reads_the_window_twice_in_chunks_and_keeps_rank_sized_products() -> None:
+    """Memory: with the moments given, the training frames are read twice (Gram, then W = Uᵀ·M), the held-out
+    frames once, each read at most chunk_bytes of float64; what is kept is T² and C·r² + C·n_test·r, never a
+    copy of the window."""
+    frames, particles, components = 36, 50, 4
+    values = ReadCountingArray(low_rank_window(frames=frames, particles=particles, components=components))
+    train, test = np.flatnonzero(np.arange(frames) % 4 != 0), np.flatnonzero(np.arange(frames) % 4 == 0)
+    chunk_bytes = train.size * components * 8 * 12  # 12 particles a chunk
+    moments = frame_moments(values.values, train)
+    factors = stream_factors(values, train, "centred", chunk_bytes=chunk_bytes, test_frames=test, moments=moments)
+    assert all(rows * cols * components * 8 <= chunk_bytes for rows, cols, _ in values.reads)
+    read = {n_rows: sum(cols for rows, cols, _ in values.reads if rows == n_rows) for n_rows in (train.size, test.size)}
+    assert read == {train.size: 2 * particles, test.size: particles}
+    rank = train.size
+    assert tuple(factors.basis.shape) == (train.size, rank)
+    assert tuple(factors.held_out.pair_products.shape) == (components, rank, rank)
+    assert tuple(factors.held_out.projections.shape) == (components, test.size, rank)
 
 
 @pytest.mark.parametrize("every", [0, 4])

@@ -70,13 +70,16 @@ class ComponentEvaluator:
         self.calls = 0
         self._kept: dict[int, np.ndarray] = {}
 
-    def _chunk(self, lo: int) -> np.ndarray:
+    def _chunk(self, lo: int, component: int) -> np.ndarray:
+        """The training chunk starting at `lo` (frames × particles) of one component: a window of one chunk is
+        read once (every component) and kept; longer windows read only the component asked, at each call."""
         if lo in self._kept:
-            return self._kept[lo]
-        truth = np.asarray(self.source.values[self.train[lo:lo + self.chunk_frames]], dtype=np.float32)
+            return self._kept[lo][:, :, component]
+        rows = self.train[lo:lo + self.chunk_frames]
         if self.train.size <= self.chunk_frames:
-            self._kept[lo] = truth
-        return truth
+            self._kept[lo] = np.asarray(self.source.values[rows], dtype=np.float32)
+            return self._kept[lo][:, :, component]
+        return np.asarray(self.source.values[rows, :, component], dtype=np.float32)
 
     def score(self, component: int, bound: float) -> ComponentScore:
         key = (component, self.codec.stream_key(bound))
@@ -91,7 +94,7 @@ class ComponentEvaluator:
         previous: tuple[np.ndarray, np.ndarray] | None = None  # (time, decoded frame) ending the last chunk
         for lo in range(0, train.size, self.chunk_frames):
             rows = train[lo:lo + self.chunk_frames]
-            truth = np.ascontiguousarray(self._chunk(lo)[:, :, component])
+            truth = np.ascontiguousarray(self._chunk(lo, component))
             stream = codec.encode(truth, bound)
             n_bytes += stream.size
             decoded = codec.decode(stream, truth.shape)
@@ -104,8 +107,7 @@ class ComponentEvaluator:
             mine = test[after_previous & ((test <= rows[-1]) | last)]
             if mine.size:
                 predicted = interpolate_linear(knots_t, knots, self.source.times(mine))
-                held = np.asarray(self.source.values[mine], dtype=np.float64)[:, :, component]
-                ss_test += _squared_error(predicted, held)
+                ss_test += _squared_error(predicted, np.asarray(self.source.values[mine, :, component]))
             previous = (self.source.times(rows[-1:]), decoded[-1:])
         return ComponentScore(int(n_bytes), ss_train, ss_test)
 

@@ -90,15 +90,18 @@ class SVDTable:
 
 
 def compute_svd_table(source: BaselineSource, device: str = "cpu") -> tuple[SVDTable, StreamedFactors]:
-    """One decomposition of the source's training frames, scored at every rank (and held out, when frames are)."""
+    """One decomposition of the source's training frames, scored at every rank (and held out, when frames are):
+    two passes over the window after its moments (shared with the compressors), the held-out scores of every
+    rank and method read off the second (mpm_inr.metrics.svd.HeldOutProducts)."""
     start = time.perf_counter()
+    test = source.test if source.test.size else None
     baseline, factors = svd_baseline_streamed(source.values, source.train, ranks=(1,), normalize=SVD_SCALING,
-                                              device=device)
+                                              device=device, test_frames=test, moments=source.train_moments)
     holdout = {}
-    if source.test.size:
+    if test is not None:
         times = source.times(np.arange(source.values.shape[0]))
         for method in METHODS:
-            scored = svd_holdout_every_rank(factors, source.test, method, times)
+            scored = svd_holdout_every_rank(factors, test, method, times, source.test_ss_tot)
             holdout[method] = np.array([scored.r2[k] for k in scored.ranks])
     table = SVDTable(source.train.size, source.n_particles, source.n_components, baseline.r2_all_ranks,
                      baseline.r2_per_component_all_ranks, baseline.singular_values, holdout,

@@ -9,7 +9,9 @@ same R² as `regression.r2_score`.
 
 `svd_baseline_streamed` does the same decomposition for windows that do not fit in memory (the whole
 simulation): the T×T Gram matrix and the per-component energies are accumulated over chunks of particles read
-from a memory-mapped array, so memory is O(T²) and never a float64 copy of the window.
+from a memory-mapped array, so memory is O(T²) and never a float64 copy of the window; with held-out frames the
+same pass gathers `HeldOutProducts` (C·r² + C·n_test·r), from which `svd_holdout_every_rank` scores every rank
+and interpolation method in O(r²) (the explicit prediction, `svd_holdout_streamed`, costs a pass per rank).
 
 Parameter count of rank k: U_k (T×k) + S_k (k) + V_k (N·C × k) = k·(T + N·C + 1). No per-column means are
 stored (the first singular pair absorbs a static field); the 2·C z-score constants are not counted, just as
@@ -274,6 +276,30 @@ def particle_chunks(n_frames: int, n_particles: int, n_components: int,
     return [slice(lo, min(lo + step, n_particles)) for lo in range(0, n_particles, step)]
 
 
+def _add_products(accumulator: torch.Tensor, block: torch.Tensor) -> None:
+    """accumulator += block·blockᵀ (float64), a torch matmul: it runs in the run's torch threads
+    (mpm_inr.threads), where scipy's BLAS would start one thread per core beside a parallel round. Not float32
+    (1.7× faster): its rounding floor (~6e-8·λ_1) reshuffles every eigenvector below it, which moved the tail
+    singular values of a 1000-frame Jp window by orders of magnitude (R² by up to 6e-8)."""
+    accumulator += block @ block.T
+
+
+@dataclass(frozen=True)
+class HeldOutProducts:
+    """What every rank's held-out residual needs, gathered in the pass that scores the training ranks, so that
+    held-out R² at all r ranks and for every interpolation method costs O(r²) after it instead of r passes.
+
+    With X_c the held-out frames of component c (scaled by the training mean and std), W_c = Uᵀ·M_c and P the
+    basis interpolated to the held-out times, the rank-k residual is
+        ‖X_c − P_k W_c,k‖² = ‖X_c‖² − 2 Σ_{i≤k} p_iᵀ (X_c W_cᵀ)_i + Σ_{i,j≤k} (PᵀP)_ij (W_c W_cᵀ)_ij.
+    """
+
+    frames: np.ndarray  # the held-out rows
+    energy: np.ndarray  # (C,) ‖X_c‖²
+    projections: torch.Tensor  # (C, n_test, r): X_c·W_cᵀ
+    pair_products: torch.Tensor  # (C, r, r): W_c·W_cᵀ
+
+
 @dataclass(frozen=True)
 class StreamedFactors:
     """The temporal basis of a window and what each singular pair carries of each component, with the scaling
@@ -288,22 +314,30 @@ class StreamedFactors:
     basis: torch.Tensor  # (T, r) orthonormal columns by decreasing energy
     block_energy: torch.Tensor  # (r, C)
     chunks: tuple[slice, ...]
+    held_out: HeldOutProducts | None = None  # with `test_frames` given to stream_factors
 
-    def scaled_columns(self, cols: slice) -> torch.Tensor:
-        """The window's scaled matrix restricted to the particles in `cols`: (T, particles·C) float64."""
-        block = np.asarray(self.values[self.frames, cols], dtype=np.float64)
+    def scaled_columns(self, cols: slice, rows: np.ndarray | None = None) -> torch.Tensor:
+        """The scaled matrix of `rows` (default the window's frames) restricted to the particles in `cols`:
+        (rows, particles·C) float64."""
+        rows = self.frames if rows is None else rows
+        block = np.asarray(self.values[rows, cols], dtype=np.float64)
         scaled = (block - self.mean) / self.std
-        return torch.as_tensor(scaled.reshape(self.frames.size, -1), device=self.basis.device)
+        return torch.as_tensor(scaled.reshape(rows.size, -1), device=self.basis.device)
 
 
 def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", device: str | torch.device = "cpu",
-                   chunk_bytes: int = STREAM_CHUNK_BYTES) -> StreamedFactors:
+                   chunk_bytes: int = STREAM_CHUNK_BYTES, test_frames: Any = None,
+                   moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> StreamedFactors:
     """Decompose the rows `frames` of a (T_all, N, C) array through the T×T Gram matrix, a chunk of particles at
-    a time (two passes over the data: the Gram, then W = Uᵀ·M for the energies)."""
+    a time: one pass for the Gram, one for W = Uᵀ·M (the energies and, with `test_frames`, `HeldOutProducts`).
+
+    moments: `frame_moments` of `frames` when the caller has them (the compressors need them too; else two more
+    passes). Memory beyond one chunk: the Gram and U (T² each) and, with test_frames, HeldOutProducts
+    (C·r² + C·n_test·r)."""
     frames = _frame_indices(frames, values.shape[0], "frames")
     n_frames, (n_particles, n_components) = frames.size, values.shape[1:]
     device = torch.device(device)
-    mean, std, ss_tot = frame_moments(values, frames, chunk_bytes)
+    mean, std, ss_tot = moments if moments is not None else frame_moments(values, frames, chunk_bytes)
     scaling = scaling_of(normalize)
     if scaling != "zscore":
         std = np.ones_like(std)
@@ -315,24 +349,52 @@ def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", 
                               torch.empty(0), chunks)
     gram = torch.zeros(n_frames, n_frames, dtype=torch.float64, device=device)
     for cols in chunks:
-        block = factors.scaled_columns(cols)
-        gram += block @ block.T
+        _add_products(gram, factors.scaled_columns(cols))
     basis = _basis_from_gram(gram)[:, : min(n_frames, n_particles * n_components)]
-    block_energy = torch.zeros(basis.shape[1], n_components, dtype=torch.float64, device=device)
-    for cols in chunks:
-        coefficients = basis.T @ factors.scaled_columns(cols)
-        block_energy += (coefficients.reshape(basis.shape[1], -1, n_components) ** 2).sum(dim=1)
-    return StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, block_energy, chunks)
+    del gram
+    factors = StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, torch.empty(0), chunks)
+    block_energy, held_out = _project(factors, test_frames)
+    return StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, block_energy, chunks, held_out)
+
+
+def _project(factors: StreamedFactors, test_frames: Any) -> tuple[torch.Tensor, HeldOutProducts | None]:
+    """One pass of W = Uᵀ·M over the chunks: the energy of each pair in each component and, for held-out rows,
+    their `HeldOutProducts`."""
+    basis, n_components = factors.basis, factors.values.shape[-1]
+    rank, device = basis.shape[1], basis.device
+    block_energy = torch.zeros(rank, n_components, dtype=torch.float64, device=device)
+    test = None if test_frames is None else _frame_indices(test_frames, factors.values.shape[0], "test_frames_idx")
+    if test is not None:
+        energy = np.zeros(n_components)
+        projections = torch.zeros(n_components, test.size, rank, dtype=torch.float64, device=device)
+        pair_products = torch.zeros(n_components, rank, rank, dtype=torch.float64, device=device)
+    for cols in factors.chunks:
+        coefficients = (basis.T @ factors.scaled_columns(cols)).reshape(rank, -1, n_components)
+        block_energy += (coefficients**2).sum(dim=1)
+        if test is None:
+            continue
+        held = factors.scaled_columns(cols, test).reshape(test.size, -1, n_components)
+        energy += (held**2).sum(dim=(0, 1)).cpu().numpy()
+        for c in range(n_components):
+            component = coefficients[:, :, c].contiguous()
+            projections[c] += held[:, :, c] @ component.T
+            _add_products(pair_products[c], component)
+    if test is None:
+        return block_energy, None
+    return block_energy, HeldOutProducts(test, energy, projections, pair_products)
 
 
 def svd_baseline_streamed(values: Any, frames: Any, ranks: Sequence[int] = DEFAULT_RANKS,
                           normalize: bool | str = "centred", device: str | torch.device = "cpu",
-                          chunk_bytes: int = STREAM_CHUNK_BYTES) -> tuple[SVDBaseline, StreamedFactors]:
+                          chunk_bytes: int = STREAM_CHUNK_BYTES, test_frames: Any = None,
+                          moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                          ) -> tuple[SVDBaseline, StreamedFactors]:
     """`svd_baseline` of the rows `frames` of a (T_all, N, C) array that need not fit in memory (a memory map of
-    the whole simulation); returns the factors too, for `svd_holdout_streamed`."""
+    the whole simulation); returns the factors too, for `svd_holdout_streamed` and (with `test_frames`, at no
+    further pass) `svd_holdout_every_rank`. See `stream_factors` for `moments`."""
     checked_ranks = _check_ranks(ranks)
     start = time.perf_counter()
-    factors = stream_factors(values, frames, normalize, device, chunk_bytes)
+    factors = stream_factors(values, frames, normalize, device, chunk_bytes, test_frames, moments)
     shape = (factors.frames.size, *values.shape[1:])
     return _scored(factors.block_energy, factors.std, factors.ss_tot, shape, normalize, checked_ranks, start), factors
 
@@ -478,25 +540,31 @@ def svd_holdout_streamed(factors: StreamedFactors, test_frames_idx: Any, ranks: 
 
 
 def svd_holdout_every_rank(factors: StreamedFactors, test_frames_idx: Any, method: str = "linear",
-                           t: Any = None) -> SVDHoldout:
-    """`svd_holdout_streamed` at every rank 1..r at once: the held-out residual loses one interpolated singular
-    pair at a time (r passes over the held-out frames per chunk of particles instead of one per rank asked)."""
+                           t: Any = None, test_ss_tot: np.ndarray | None = None) -> SVDHoldout:
+    """`svd_holdout_streamed` at every rank 1..r at once, from `HeldOutProducts` (the factors' own when they were
+    streamed with these held-out rows, else one more pass): O(r²) per method after the pass, where the explicit
+    prediction costs r passes over the held-out frames. test_ss_tot: `frame_moments(values, test)[2]` when the
+    caller has it. Equals the explicit residual up to float64 rounding of the expansion (HeldOutProducts), whose
+    terms are at most ~‖X_c‖² ≈ SS_tot: an absolute error in R² of order 1e-16 per rank summed, whatever the
+    residual (1.2e-13 at most against the explicit prediction on 1000 frames of discs_3types Jp and F)."""
     start = time.perf_counter()
     values, train, basis = factors.values, factors.frames, factors.basis
     rank = basis.shape[1]
     test, test_basis = _held_out_basis(factors, basis, test_frames_idx, method, t)
+    held_out = factors.held_out
+    if held_out is None or not np.array_equal(held_out.frames, test):
+        held_out = _project(factors, test)[1]
     n_components = values.shape[-1]
-    _, _, ss_tot = frame_moments(values, test)
+    ss_tot = frame_moments(values, test)[2] if test_ss_tot is None else test_ss_tot
+    basis_products = torch.zeros(rank, rank, dtype=torch.float64, device=basis.device)
+    _add_products(basis_products, test_basis.T.contiguous())  # PᵀP
     ss_res = np.zeros((rank, n_components))
-    scale = torch.as_tensor(factors.std, device=basis.device) ** 2
-    for cols in factors.chunks:
-        coefficients = basis.T @ factors.scaled_columns(cols)
-        truth = np.asarray(values[test, cols], dtype=np.float64)
-        residual = torch.as_tensor(((truth - factors.mean) / factors.std).reshape(test.size, -1), device=basis.device)
-        for k in range(rank):
-            residual -= torch.outer(test_basis[:, k], coefficients[k])
-            energy = (residual.reshape(test.size, -1, n_components) ** 2).sum(dim=(0, 1)) * scale
-            ss_res[k] += energy.cpu().numpy()
+    for c in range(n_components):
+        cross = torch.cumsum((test_basis * held_out.projections[c]).sum(dim=0), dim=0)  # Σ_{i≤k} p_iᵀ X_c w_i
+        both = torch.triu(basis_products * held_out.pair_products[c])  # symmetric: Σ_{i,j≤k} from i ≤ j
+        fitted = torch.cumsum(2.0 * both.sum(dim=0) - torch.diagonal(both), dim=0)
+        residual = (held_out.energy[c] - 2.0 * cross + fitted).clamp(min=0.0) * float(factors.std[c]) ** 2
+        ss_res[:, c] = residual.cpu().numpy()
     scored = [r2_from_sums(ss_res[k], ss_tot) for k in range(rank)]
     n_values = test.size * int(np.prod(values.shape[1:]))
     ranks = tuple(range(1, rank + 1))
