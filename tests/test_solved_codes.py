@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -220,3 +221,21 @@ def test_a_sampled_step_touches_its_frames_whatever_the_window():
         part = torch.tensor([1, 4, 7])
         INR.sampled_sse(net, src, part, part, INR.pack_dense_targets(net, y[part]), (y[part] ** 2).sum(), stats)
         assert stats.frames_touched == 3
+
+
+@pytest.mark.parametrize("k", [8, 320, 570])
+def test_ridge_solve_handles_the_long_window_code_counts(k):
+    """C at 10 000 frames solves 9 groups of K = 570 codes: torch's batched LU solve (oneMKL) raised there; the
+    Cholesky solve gives the ridge least-squares codes (checked against an explicit float64 solve)."""
+    from mpm_inr.models.code_statistics import RIDGE, ridge_solve
+
+    g = torch.Generator().manual_seed(k)
+    basis = torch.randn(3, k, k + 40, generator=g, dtype=torch.float64)
+    gram = basis @ basis.transpose(1, 2)
+    rhs = torch.randn(3, k, 50, generator=g, dtype=torch.float64)
+    codes = ridge_solve(gram, rhs)
+    ridged = gram + RIDGE * gram.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(k, dtype=gram.dtype)
+    expected = torch.stack([torch.from_numpy(np.linalg.solve(a.numpy(), b.numpy())) for a, b in
+                            zip(ridged, rhs)]).transpose(1, 2)
+    assert codes.shape == (3, 50, k)
+    assert torch.allclose(codes, expected, rtol=1e-7, atol=1e-9)

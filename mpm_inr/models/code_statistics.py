@@ -18,11 +18,15 @@ RIDGE = 1e-6
 
 def ridge_solve(gram: Tensor, rhs: Tensor) -> Tensor:
     """(G, K, K) Gram matrices and (G, K, rows) right-hand sides, both in a wide dtype -> codes (G, rows, K).
-    solve_ex: no error check, so no device-to-host sync on a GPU (a failed solve gives NaN, which the divergence
-    check catches)."""
+
+    Cholesky, not LU: the ridged Gram is symmetric positive definite, and torch 2.13's batched LU solve on a CPU
+    (oneMKL) fails from K ≈ 300 on with "Pivots given to lu_solve must all be greater or equal to 1" (C at 10 000
+    frames, K = 570, crashed so in the landscape study). cholesky_ex does no error check, so no device-to-host sync
+    on a GPU (a failed factor gives NaN codes, which the divergence check catches)."""
     ridge = RIDGE * gram.diagonal(dim1=1, dim2=2).mean(-1).clamp_min(1e-30)
     gram = gram + ridge[:, None, None] * torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    return torch.linalg.solve_ex(gram, rhs)[0].transpose(1, 2)
+    lower = torch.linalg.cholesky_ex(gram)[0]
+    return torch.cholesky_solve(rhs, lower).transpose(1, 2)
 
 
 class CodeStatistics:
