@@ -571,3 +571,21 @@ def test_runs_before_the_baselines_render_with_a_note(fixture_report):
     for row in md_table(md, REGIME_HEADER):
         assert row[16:18] == ["not recorded", "not recorded"]
     assert "predate the classical baselines" in html
+
+
+def test_a_legend_of_many_windows_grows_the_figure_instead_of_squeezing_out_the_plots():
+    """The landscape's size panel lists each window's SVD, SZ3 and ZFP curves: ~20 long labels in one column used to
+    push the plots' bottom above their top (matplotlib: 'bottom cannot be >= top')."""
+    import matplotlib.pyplot as plt
+
+    from agent.reporting.plots import MIN_PLOT_IN, _legend_below
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5.6))
+    for i in range(30):
+        a2.plot([1, 2], [i, i], label=f"SZ3 (30 pts) of discs_3types_seed0, {i} frames, hold-out every 4 (linear)")
+    _legend_below(fig, (a1, a2))
+    width, height = fig.get_size_inches()
+    params = fig.subplotpars
+    assert width == 12 and height > 5.6
+    assert (params.top - params.bottom) * height >= MIN_PLOT_IN - 1e-9
+    plt.close(fig)

@@ -196,6 +196,10 @@ def _scatter_runs(ax, runs: Sequence[RunRecord], xkey: str, ykey: str, styles) -
     return ys
 
 
+#: the plots' own height (inches) that a legend below them never squeezes out
+MIN_PLOT_IN = 3.5
+
+
 def _legend_below(fig: Figure, axes, top_in: float = 0.55, left: float = 0.08, right: float = 0.98) -> None:
     """The legend of one axes (or of several, each label once) under the plots, with a bottom margin sized to
     its rows (fixed layout, no tight bbox)."""
@@ -210,6 +214,9 @@ def _legend_below(fig: Figure, axes, top_in: float = 0.55, left: float = 0.08, r
     rows = -(-len(labels) // ncol)
     height = fig.get_size_inches()[1]
     bottom_in = 0.6 + 0.18 * rows
+    if height - top_in - bottom_in < MIN_PLOT_IN:  # a long legend (many windows' baselines) gets room of its own
+        height = top_in + bottom_in + MIN_PLOT_IN
+        fig.set_size_inches(width, height)
     fig.subplots_adjust(left=left, right=right, top=1 - top_in / height, bottom=bottom_in / height, wspace=0.22)
     if handles:
         fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.005), ncol=ncol, fontsize=7,
