@@ -360,3 +360,14 @@ def test_seed_runs_planned_by_a_dead_agent_are_run_once(app, tmp_path, plan_dir)
     seeds = st.block_nodes(4)
     assert len(seeds) == 6 and len({(n.source_id, node_seed(n)) for n in seeds}) == 6
     assert sum(e["event"] == "block_start" for e in evs) == 4
+
+
+def test_a_plan_with_integer_keys_resumes_as_the_same_plan():
+    """The journal stores the plan as JSON, so {400: .., 1000: ..} comes back as {"1000": .., "400": ..}: the resume
+    check must not read that as another plan (the landscape plan's estimate.fixed_s has such keys; its export
+    after the study was refused)."""
+    from agent.loop.explorer import _canonical
+
+    plan = {"estimate": {"fixed_s": {"lagrangian": {100: 10, 400: 28, 1000: 105, 10000: 870}}}}
+    assert _canonical(plan) == _canonical(json.loads(json.dumps(plan)))
+    assert _canonical(plan) != _canonical({"estimate": {"fixed_s": {"lagrangian": {100: 10, 400: 29}}}})

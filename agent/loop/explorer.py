@@ -63,8 +63,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _canonical(x: Any) -> str:
-    """A config value as the journal stores it (JSON: integer mapping keys become strings)."""
-    return json.dumps(x or None, sort_keys=True, default=str)
+    """A config value as the journal stores it (JSON: integer mapping keys become strings, and are sorted as
+    strings only after that round trip: {400: .., 1000: ..} and the journal's {"1000": .., "400": ..} are one)."""
+    return json.dumps(json.loads(json.dumps(x or None, default=str)), sort_keys=True)
 
 
 class Explorer:
