@@ -65,3 +65,15 @@ def test_committed_study_tiny_report_is_its_regeneration(tmp_path):
         pytest.skip(f"the committed figures were drawn by {sorted(drawn_by)}, this is {PNG_METADATA['Software']}: "
                     "other matplotlib versions rasterise differently (report.md matched)")
     assert [name for name in committed if committed[name] != fresh[name]] == [], REGENERATE
+
+
+LANDSCAPE = FIXTURE.parents[1] / "landscape"
+
+
+def test_committed_landscape_report_is_its_regeneration(tmp_path):
+    """docs/landscape (the reference study, issue #22): `python -m agent report docs/landscape` writes the committed
+    report.md byte for byte from the committed journal and metrics."""
+    out = tmp_path / "report"
+    assert agent_main(["report", str(LANDSCAPE), "--out", str(out)]) == 0
+    assert (out / "report.md").read_text() == (LANDSCAPE / "report.md").read_text(), (
+        "regenerate it: python -m agent report docs/landscape")
