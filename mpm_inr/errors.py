@@ -6,6 +6,9 @@ cause (bad option, bad value, missing or corrupt data) should raise a subclass o
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class UserError(Exception):
     """An error caused by the user's input; printed as one line without a traceback."""
@@ -26,3 +29,14 @@ class DatasetError(UserError):
 
 class StudyError(UserError):
     """A study directory cannot be used (locked by another agent, unreadable journal, ...)."""
+
+
+def exit_code_of(command: Callable[[], object]) -> int:
+    """Run a command-line tool's action: 0 when it finishes; a UserError becomes one `error: ...` line on stderr and
+    its exit code (no traceback: the message already names the fix)."""
+    try:
+        command()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    return 0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from agent_kills import kill_after_launches
 from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
@@ -180,27 +179,12 @@ def journal_invariants(d: Path, total: int) -> None:
             assert metrics_files[n.node_id] == 1
 
 
-def _launched(d: Path) -> int:
-    return sum(e["event"] == "launched" for e in Journal(d).read()) if (d / "journal.jsonl").exists() else 0
-
-
 def test_resume_after_sigkill_duplicates_nothing(app, tmp_path):
     """SIGKILL the agent mid-round (after a new round was launched, at varying delays), resume, repeat."""
     args = [sys.executable, "-m", "agent", "explore", f"code_dir={app}", f"root={tmp_path}", "name=k",
             "n_training_frames=48", "n_blocks=2", "n_iter_block=2", "batch=2", "train_overrides=[fake.sleep_s=0.4]"]
     d = tmp_path / "k"
-    kills = 0
-    for delay in (0.2, 1.0, 0.6):
-        before = _launched(d)
-        p = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        t0 = time.time()
-        while p.poll() is None and _launched(d) == before and time.time() - t0 < 60:
-            time.sleep(0.05)
-        time.sleep(delay)
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-            kills += 1
-        p.wait()
+    kills = kill_after_launches(args, d, (0.2, 1.0, 0.6), cwd=REPO)
     r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert kills >= 2

@@ -168,3 +168,17 @@ def test_the_allow_list_brackets_every_value_our_presets_use(overrides):
     values = {key: value(cfg, key) for key in ALLOWED}
     # raises OverrideError naming every value outside the allow-list
     assert Validator().normalise({k: v for k, v in values.items() if v is not None})
+
+
+def test_a_numeric_key_takes_its_named_values_and_its_range():
+    """train.step_frames is an integer with two named values (auto, all): a policy may propose any of them, and
+    the error for anything else names all three forms."""
+    v = Validator()
+    assert v.normalise(["train.step_frames=auto"]) == ["train.step_frames=auto"]
+    assert v.normalise({"train.step_frames": "all"}) == ["train.step_frames=all"]
+    assert v.normalise({"train.step_frames": 200}) == ["train.step_frames=200"]
+    with pytest.raises(OverrideError, match=r"train.step_frames=5: out of range, must be int in \[10, 2000\] or auto "
+                                            r"or all"):
+        v.normalise(["train.step_frames=5"])
+    with pytest.raises(OverrideError, match="train.step_frames='sometimes': not a plain number"):
+        v.normalise(["train.step_frames=sometimes"])

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from agent_kills import kill_after_launches, launched
 from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
@@ -169,29 +170,11 @@ def test_dry_run_prints_the_plan_and_runs_nothing(tmp_path, plan_dir):
     assert not (tmp_path / "p").exists()
 
 
-def _launched(d: Path) -> int:
-    try:
-        return sum(e["event"] == "launched" for e in Journal(d).read())
-    except FileNotFoundError:
-        return 0
-
-
 def test_resume_after_sigkill_duplicates_nothing_with_a_plan(app, tmp_path, plan_dir):
     """SIGKILL the agent mid-round at varying delays, through the plan's blocks and its seed phase; resume."""
     cmd = [sys.executable, "-m", "agent", "explore", *args(app, tmp_path, plan_dir, "train_overrides=[fake.sleep_s=0.4]")]
     d = tmp_path / "p"
-    kills = 0
-    for delay in (0.2, 1.0, 0.6, 0.3, 0.8, 0.1, 1.2, 0.5):
-        before = _launched(d)
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        t0 = time.time()
-        while p.poll() is None and _launched(d) == before and time.time() - t0 < 60:
-            time.sleep(0.05)
-        time.sleep(delay)
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-            kills += 1
-        p.wait()
+    kills = kill_after_launches(cmd, d, (0.2, 1.0, 0.6, 0.3, 0.8, 0.1, 1.2, 0.5), cwd=REPO)
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-2000:]
     assert kills >= 3
@@ -315,7 +298,7 @@ def test_make_landscape_end_to_end_with_the_real_trainer(tmp_path):
     p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     study = tmp_path / "studies" / "toy"
     t0 = time.time()
-    while p.poll() is None and _launched(study) == 0 and time.time() - t0 < 600:
+    while p.poll() is None and launched(study) == 0 and time.time() - t0 < 600:
         time.sleep(0.2)
     time.sleep(1.0)
     if p.poll() is None:

@@ -44,7 +44,7 @@ class Spec:
     kind: str
     lo: float | None = None
     hi: float | None = None
-    choices: tuple[Any, ...] = ()
+    choices: tuple[Any, ...] = ()  #: a choice's values; a numeric key's named values besides the range (auto, all)
     doc: str = ""
 
     def describe(self) -> str:
@@ -52,7 +52,8 @@ class Spec:
             return "one of " + ", ".join(str(c) for c in self.choices)
         if self.kind == "bool":
             return "true or false"
-        return f"{self.kind} in [{_fmt(self.lo)}, {_fmt(self.hi)}]"
+        named = "".join(f" or {c}" for c in self.choices)
+        return f"{self.kind} in [{_fmt(self.lo)}, {_fmt(self.hi)}]{named}"
 
 
 def _fmt(x: Any) -> str:
@@ -66,7 +67,7 @@ def _declared(key: str) -> Spec:
     the declared exploration range `search`, which brackets every value our presets use (tests check it)."""
     p = PARAMS[key]
     if p.kind in ("int", "float"):
-        return Spec(p.kind, p.search[0], p.search[1], doc=p.doc)
+        return Spec(p.kind, p.search[0], p.search[1], choices=p.choices, doc=p.doc)
     return Spec(p.kind, choices=p.choices, doc=p.doc)
 
 
@@ -78,7 +79,7 @@ ALLOWED: dict[str, Spec] = {
         "model.latent_dim", "model.decoder", "model.basis_groups", "model.codes", "model.time_scale", "model.n_levels",
         "model.features_per_level", "model.log2_table_size", "model.base_resolution", "model.per_level_scale",
         "data.xy_period", "data.t_period", "train.batch_size", "train.total_steps", "train.grad_clip", "train.loss",
-        "seed")},
+        "train.step_frames", "seed")},
     "data.n_training_frames": Spec("choice", choices=FRAMES_PROGRESSION,
                                    doc="window length, on the design document's frame progression"),
     **{group: _declared(f"{key}.name") for group, key in (
@@ -110,7 +111,7 @@ def _spec_table(limits: Mapping[str, Sequence[float]] | None,
             raise UserError(f"limits: range for '{key}' is empty after intersecting with [{spec.lo}, {spec.hi}]")
         if spec.kind == "int":
             lo, hi = math.ceil(lo), math.floor(hi)
-        table[key] = Spec(spec.kind, lo, hi, doc=spec.doc)
+        table[key] = Spec(spec.kind, lo, hi, choices=spec.choices, doc=spec.doc)
     return table
 
 
@@ -198,6 +199,8 @@ class Validator:
             return _as_bool(key, value)
         if spec.kind == "choice":
             return _as_choice(key, value, spec)
+        if isinstance(value, str) and value in spec.choices:  # a numeric key's named value (step_frames=auto)
+            return value
         x = _as_number(key, value, integer=spec.kind == "int")
         if not (spec.lo <= x <= spec.hi):
             raise ValueError(f"{key}={_fmt(x)}: out of range, must be {spec.describe()}")

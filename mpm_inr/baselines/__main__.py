@@ -21,7 +21,7 @@ from mpm_inr.baselines.compare import WindowBaselines
 from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.data.dataset import dataset_dir, open_dataset, recorded_fingerprint
 from mpm_inr.data.window import FIELDS
-from mpm_inr.errors import ConfigError, DatasetError, UserError
+from mpm_inr.errors import ConfigError, DatasetError, exit_code_of
 
 
 def _ints(text: str) -> list[int]:
@@ -78,12 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     table.add_argument("--frames", default="100", help="window lengths, comma separated (data.n_training_frames)")
     table.add_argument("--holdout-every", type=int, default=0, help="as train.py's data.holdout_every")
     args = parser.parse_args(argv)
-    try:
-        tabulate(args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return exit_code_of(lambda: tabulate(args))
 
 
 if __name__ == "__main__":

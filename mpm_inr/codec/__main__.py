@@ -13,7 +13,7 @@ from mpm_inr.codec import format
 from mpm_inr.codec.decode import load
 from mpm_inr.codec.encode import CodecSettings, encode_model
 from mpm_inr.codec.rundir import load_run
-from mpm_inr.errors import UserError
+from mpm_inr.errors import UserError, exit_code_of
 
 DEFAULT_NAME = "model.mpmc"
 
@@ -36,17 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     info = sub.add_parser("info", help="print a file's header and metadata")
     info.add_argument("file")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "encode":
-            print(json.dumps(_encode(args), indent=1, default=str))
-        elif args.command == "decode":
-            _decode(args)
-        else:
-            print(json.dumps(_info(args.file), indent=1))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return exit_code_of(lambda: _command(args))
+
+
+def _command(args: argparse.Namespace) -> None:
+    if args.command == "encode":
+        print(json.dumps(_encode(args), indent=1, default=str))
+    elif args.command == "decode":
+        _decode(args)
+    else:
+        print(json.dumps(_info(args.file), indent=1))
 
 
 def _encode(args) -> dict:

@@ -150,7 +150,7 @@ PARAMS: dict[str, Param] = {
     "train.compile": Param("bool", "torch.compile each step's loss"),
     "train.max_time_s": _positive("stop training after this many seconds (null: off)", optional=True),
     "train.step_frames": Param("int", "frames one full-sampler step reads: auto (all up to 1000, then 100), all, N",
-                               lo=0, open_lo=True, choices=("auto", "all"),
+                               lo=0, open_lo=True, choices=("auto", "all"), search=(10, 2000),
                                rule="must be auto, all or an integer > 0"),
     # --- outputs
     "outputs.save_predictions": Param("bool", "write predictions.npy"),

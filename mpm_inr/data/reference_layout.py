@@ -27,7 +27,7 @@ from mpm_inr.data.dataset import (
     ensure_writable_root,
     open_dataset,
 )
-from mpm_inr.errors import DatasetError, UserError
+from mpm_inr.errors import DatasetError, exit_code_of
 
 N_COLUMNS = 21
 # per-frame field -> columns in the reference layout (components flattened row-major)
@@ -147,20 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--dt", type=float, default=7.5e-5, help="time step of the source run (default 7.5e-5)")
     i.add_argument("--overwrite", action="store_true", help="replace an existing dataset directory")
     args = p.parse_args(argv)
-    try:
-        if args.cmd == "export":
-            out = export_reference(args.dataset, args.out, args.start, args.stop)
-            print(f"wrote {out}")
-        else:
-            if args.seed < 0:
-                raise DatasetError(f"--seed must be a non-negative integer, got {args.seed}")
-            out = import_reference(args.npy, dataset_dir(args.root, args.name, args.seed), args.name, args.seed,
-                                   args.dt, args.overwrite)
-            print(f"wrote {out} (use it with scenario={args.name} data.seed={args.seed})")
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+    return exit_code_of(lambda: _command(args))
+
+
+def _command(args: argparse.Namespace) -> None:
+    if args.cmd == "export":
+        out = export_reference(args.dataset, args.out, args.start, args.stop)
+        print(f"wrote {out}")
+    else:
+        if args.seed < 0:
+            raise DatasetError(f"--seed must be a non-negative integer, got {args.seed}")
+        out = import_reference(args.npy, dataset_dir(args.root, args.name, args.seed), args.name, args.seed,
+                               args.dt, args.overwrite)
+        print(f"wrote {out} (use it with scenario={args.name} data.seed={args.seed})")
 
 
 if __name__ == "__main__":
