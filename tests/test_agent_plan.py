@@ -127,6 +127,10 @@ def test_plan_change_on_resume_is_refused(app, tmp_path, plan_dir):
     c2["plan"]["blocks"][0]["n_iter"] = 5
     with pytest.raises(Exception, match="another plan"):
         Explorer(c2, out=lambda s: None).run()
+    # the dry run's cost figures decide no run: a new estimate resumes the same study
+    c3 = compose_explore(args(app, tmp_path, plan_dir, "budget.max_iterations=2"))
+    c3["plan"]["estimate"] = {"budget_min": 5, "fixed_s": {"default": {48: 7}}}
+    assert Explorer(c3, out=lambda s: None).run() == 0
 
 
 @pytest.mark.parametrize("block, message", [

@@ -68,6 +68,12 @@ def _canonical(x: Any) -> str:
     return json.dumps(json.loads(json.dumps(x or None, default=str)), sort_keys=True)
 
 
+def _runs_part(plan: Any) -> Any:
+    """A plan without its `estimate` (the dry run's per-run costs): what decides the runs, which a resume must keep;
+    a better cost figure does not make another study."""
+    return {k: v for k, v in plan.items() if k != "estimate"} if isinstance(plan, dict) else plan
+
+
 class Explorer:
     """Runs (or resumes) one study. `cfg` is the composed explore config as a plain dict; the parts it wires
     together are `study` (shared state and helpers), `planner`, `blocks` and `rounds`."""
@@ -154,7 +160,7 @@ class Explorer:
             if old.get("n_iter_block") != self.cfg["n_iter_block"]:
                 raise StudyError(f"study {self.name} was started with n_iter_block={old.get('n_iter_block')}; "
                                  f"pass n_iter_block={old.get('n_iter_block')} to resume it")
-            if _canonical(old.get("plan")) != _canonical(self.cfg.get("plan")):
+            if _canonical(_runs_part(old.get("plan"))) != _canonical(_runs_part(self.cfg.get("plan"))):
                 raise StudyError(f"study {self.name} was started with another plan; resume it with the same plan= "
                                  "and plan settings, or start a new study (name=...)")
             study.emit({"event": "resume", "config": self.cfg})
