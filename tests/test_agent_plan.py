@@ -29,6 +29,7 @@ from agent.study.plan import (
     node_seed,
     owed_seed_runs,
     parse_plan,
+    selection_score,
 )
 from agent.study.state import fold
 from mpm_inr.errors import ConfigError
@@ -358,3 +359,14 @@ def test_a_plan_with_integer_keys_resumes_as_the_same_plan():
     plan = {"estimate": {"fixed_s": {"lagrangian": {100: 10, 400: 28, 1000: 105, 10000: 870}}}}
     assert _canonical(plan) == _canonical(json.loads(json.dumps(plan)))
     assert _canonical(plan) != _canonical({"estimate": {"fixed_s": {"lagrangian": {100: 10, 400: 29}}}})
+
+
+def test_the_seed_spread_ranks_runs_by_held_out_r2_where_recorded():
+    """The landscape's seed spread re-ran F's ω = 30 child (training R² 0.999953, held-out 0.755) over the preset
+    (0.999874 / 0.999843): ranked by held-out R², the preset wins; without held-out frames training R² decides."""
+    overfit = selection_score(0.999953, {"holdout_r2": 0.755244, "compression_ratio": 22.6})
+    preset = selection_score(0.999874, {"holdout_r2": 0.999843, "compression_ratio": 22.6})
+    assert preset > overfit
+    assert selection_score(0.9, {"holdout_r2": None}) > selection_score(0.8, {"holdout_r2": None})
+    assert selection_score(0.9, {"holdout_r2": float("nan")})[0] == 0.9
+    assert selection_score(0.9, {"compression_ratio": 30}) > selection_score(0.9, {"compression_ratio": 20})
