@@ -28,6 +28,7 @@ from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.baselines.svd_table import SVD_SCALING, SVDTable, compute_svd_table
 from mpm_inr.metrics.interpolate import METHODS
 from mpm_inr.metrics.svd import svd_param_count
+from mpm_inr.threads import process_workers
 
 DEFAULT_CODECS = ("sz3", "zfp")
 
@@ -81,10 +82,11 @@ class WindowBaselines:
         return sum(evaluator.calls for evaluator in self._evaluators.values())
 
     def table(self, name: str) -> Table:
+        if name not in self._evaluators:  # its processes: the torch threads the run pinned (mpm_inr.threads)
+            self._evaluators[name] = ComponentEvaluator(self.source, CODECS[name], workers=process_workers())
         if name not in self._tables:
-            evaluator = self._evaluators.setdefault(name, ComponentEvaluator(self.source, CODECS[name]))
             stored = self.cache.points.get(name, {}) if self.cache is not None else {}
-            self._tables[name] = Table(evaluator.point, CODECS[name].start_scale, stored)
+            self._tables[name] = Table(self._evaluators[name].point, CODECS[name].start_scale, stored)
         return self._tables[name]
 
     @contextlib.contextmanager
@@ -165,6 +167,7 @@ class WindowBaselines:
                            f"{round(1 / GRID_STEP)}), (frames × particles) chunks of {CHUNK_FRAMES} training frames",
                 "matched_accuracy": self._codec_entry(accurate), "matched_size": self._codec_entry(sized),
                 "table_points": len(table.points), "compressions": self._evaluators[name].calls,
+                "workers": self._evaluators[name].processes,
                 "time_s": time.perf_counter() - start}
 
     # ------------------------------------------------------------------ all of them
