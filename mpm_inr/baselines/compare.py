@@ -89,21 +89,30 @@ class WindowBaselines:
             self._tables[name] = Table(self._evaluators[name].point, CODECS[name].start_scale, stored)
         return self._tables[name]
 
+    def close_workers(self) -> None:
+        """End the codecs' worker processes (ComponentEvaluator); a later compression forks new ones."""
+        for evaluator in self._evaluators.values():
+            evaluator.close()
+
     @contextlib.contextmanager
     def _computing(self) -> Iterator[None]:
         """Hold the window's compute lock (a second process needing points waits, then finds them stored) and
-        read what the cache holds by then; stores what the block computed."""
-        if self.cache is None:
-            yield
-            return
-        with self.cache.computing():
-            self.reload()
-            calls_before, bands_before = self.compressions(), dict(self.cache.bands)
-            yield
-            for name, table in self._tables.items():
-                self.cache.points[name] = table.points
-            if self.compressions() > calls_before or self.cache.bands != bands_before:
-                self.cache.save()
+        read what the cache holds by then; stores what the block computed. The codecs' worker processes end
+        with the block."""
+        try:
+            if self.cache is None:
+                yield
+                return
+            with self.cache.computing():
+                self.reload()
+                calls_before, bands_before = self.compressions(), dict(self.cache.bands)
+                yield
+                for name, table in self._tables.items():
+                    self.cache.points[name] = table.points
+                if self.compressions() > calls_before or self.cache.bands != bands_before:
+                    self.cache.save()
+        finally:
+            self.close_workers()
 
     def full_tables(self) -> dict[str, tuple[float, float]]:
         """Every grid point of each codec's band (search.Table.full_band) that the cache does not hold yet, so

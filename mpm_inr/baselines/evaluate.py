@@ -10,7 +10,7 @@ memory map). Held-out frames are never stored: each is interpolated linearly in 
 neighbours, as the SVD interpolates its temporal coefficients.
 
 A (component, chunk) is the unit of work: on a window of more than one chunk, the chunks of every component a
-point needs are shared by `workers` forked processes (forked.py), each returning its chunk's bytes and squared
+point needs are shared by `workers` forked processes (forked.py, one fork per evaluator), each returning its chunk's bytes and squared
 errors and the decoded frames at its edges, from which the parent scores the held-out frames between chunks.
 The sums run in chunk order whatever the number of processes, so every process count gives the same numbers.
 """
@@ -18,11 +18,12 @@ The sums run in chunk order whatever the number of processes, so every process c
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Self
 
 import numpy as np
 
 from mpm_inr.baselines.codecs import SZ3, ZFP
-from mpm_inr.baselines.forked import forked_map
+from mpm_inr.baselines.forked import ForkedPool
 from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.metrics.interpolate import interpolate_linear
 from mpm_inr.metrics.regression import r2_from_sums
@@ -83,8 +84,9 @@ class ComponentEvaluator:
     """Scores (component, bound) pairs of one codec on one source; the training chunks of a window that fits in
     one chunk are read once and kept. `calls` counts real compressions (the warm path must make none).
 
-    workers: processes for a window of more than one chunk (forked.forked_map: pysz and zfpy hold the GIL); a
-    window of one chunk is compressed here, where a fork would cost more than the compression."""
+    workers: processes for a window of more than one chunk (pysz and zfpy hold the GIL), forked at its first
+    compression and kept until `close` (or the end of a `with` block); a window of one chunk is compressed in this
+    process, where a fork would cost more than the compression."""
 
     def __init__(self, source: BaselineSource, codec: SZ3 | ZFP, chunk_frames: int = CHUNK_FRAMES,
                  workers: int = 1) -> None:
@@ -95,6 +97,17 @@ class ComponentEvaluator:
         self.memo: dict[tuple[int, float], ComponentScore] = {}
         self.calls = 0
         self._kept: dict[int, np.ndarray] = {}
+        self._pool = ForkedPool(self.score_chunk, self.processes)
+
+    def close(self) -> None:
+        """End the worker processes (the next compression forks new ones)."""
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        self._pool.__exit__(error_type)
 
     def _chunk(self, lo: int, component: int) -> np.ndarray:
         """The training chunk starting at `lo` (frames × particles) of one component: a window of one chunk is
@@ -142,7 +155,7 @@ class ComponentEvaluator:
         """Score each (component, bound): every chunk of each is one job, all of them shared by the processes."""
         self.calls += len(requests)
         jobs = [(component, lo, bound) for component, bound in requests for lo in self.starts]
-        chunks = forked_map(self.score_chunk, jobs, self.processes)
+        chunks = self._pool.map(jobs)
         n = len(self.starts)
         return [self._component_score(component, chunks[i * n:(i + 1) * n])
                 for i, (component, _) in enumerate(requests)]
@@ -169,4 +182,5 @@ class ComponentEvaluator:
 def evaluate_codec(source: BaselineSource, codec: SZ3 | ZFP, exponent: float,
                    chunk_frames: int = CHUNK_FRAMES, workers: int = 1) -> CodecPoint:
     """Compress and decode the training frames of `source` at eps = 2^-exponent and score them."""
-    return ComponentEvaluator(source, codec, chunk_frames, workers).point(exponent)
+    with ComponentEvaluator(source, codec, chunk_frames, workers) as evaluator:
+        return evaluator.point(exponent)

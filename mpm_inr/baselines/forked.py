@@ -1,4 +1,4 @@
-"""`forked_map`: a function over many jobs in forked worker processes, for work that holds the GIL.
+"""`ForkedPool`: a function over batches of jobs in forked worker processes, for work that holds the GIL.
 
 Why processes: pysz and zfpy hold the GIL while they compress (2 threads take the time of 1), so the baselines
 of a long window use a run's cores only in processes. Why fork: the workers inherit the function with everything
@@ -13,15 +13,14 @@ parent stops early: an exception in a job or in the parent, or KeyboardInterrupt
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 Result = TypeVar("Result")
 
@@ -49,34 +48,55 @@ def _run_job(*job: Any) -> Any:
     return _function(*job)  # type: ignore[misc]  # set by _start_worker
 
 
-def _kill(executor: ProcessPoolExecutor) -> None:
-    """Cancel the jobs not started and kill the workers now (what Python 3.14's terminate_workers does)."""
-    processes = list((executor._processes or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.kill()
-    for process in processes:
-        process.join()
+class ForkedPool:
+    """function(*job) over batches of jobs in `workers` forked processes, results in job order. The processes
+    are forked at the first batch of more than one job and serve every later batch until `close` (a search's
+    points pay one fork, not one each). One process, a single job or a platform that cannot fork: in this process.
 
+    `function` is inherited at the fork, never pickled: it must not change after the first batch. A batch that
+    fails (an exception in a job, KeyboardInterrupt in the parent) kills the processes at once; the next batch
+    forks new ones. Use as a context manager, or call close(): idle processes are left otherwise (they still die
+    with this process)."""
 
-@contextlib.contextmanager
-def _pool(function: Callable[..., Any], workers: int) -> Iterator[ProcessPoolExecutor]:
-    executor = ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), initializer=_start_worker,
-                                   initargs=(function, os.getpid()))
-    try:
-        yield executor
-    except BaseException:
-        _kill(executor)
-        raise
-    executor.shutdown(wait=True)
+    def __init__(self, function: Callable[..., Result], workers: int) -> None:
+        self.function, self.workers = function, workers
+        self._executor: ProcessPoolExecutor | None = None
 
+    def map(self, jobs: Sequence[tuple]) -> list[Result]:
+        if min(self.workers, len(jobs)) <= 1 or not can_fork():
+            return [self.function(*job) for job in jobs]
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"),
+                                                 initializer=_start_worker, initargs=(self.function, os.getpid()))
+        try:
+            return list(self._executor.map(_run_job, *zip(*jobs, strict=True)))
+        except BaseException:
+            self.kill()
+            raise
 
-def forked_map(function: Callable[..., Result], jobs: Sequence[tuple], workers: int) -> list[Result]:
-    """[function(*job) for job in jobs], in min(workers, len(jobs)) forked processes, results in job order.
+    def kill(self) -> None:
+        """Cancel the jobs not started and kill the processes now (Python 3.14's terminate_workers)."""
+        if self._executor is None:
+            return
+        processes = list((self._executor._processes or {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = None
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()
 
-    Serial in this process when that is one process or the platform cannot fork (can_fork)."""
-    workers = min(workers, len(jobs))
-    if workers <= 1 or not can_fork():
-        return [function(*job) for job in jobs]
-    with _pool(function, workers) as executor:
-        return list(executor.map(_run_job, *zip(*jobs, strict=True)))
+    def close(self) -> None:
+        """End the processes (idle between batches: at once) and wait for them."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            self.close()
+        else:
+            self.kill()
