@@ -10,9 +10,10 @@ memory map). Held-out frames are never stored: each is interpolated linearly in 
 neighbours, as the SVD interpolates its temporal coefficients.
 
 A (component, chunk) is the unit of work: on a window of more than one chunk, the chunks of every component a
-point needs are shared by `workers` forked processes (forked.py, one fork per evaluator), each returning its chunk's bytes and squared
-errors and the decoded frames at its edges, from which the parent scores the held-out frames between chunks.
-The sums run in chunk order whatever the number of processes, so every process count gives the same numbers.
+point needs are shared by `workers` forked processes (forked.py, forked once per evaluator), each returning its
+chunk's bytes and squared errors and the decoded frames at its edges, from which the parent scores the held-out
+frames between chunks. The sums run in chunk order whatever the number of processes, so every process count gives
+the same numbers.
 """
 
 from __future__ import annotations
