@@ -7,7 +7,8 @@ parallel speed-up; see `python -m mpm_inr.bench threads` and docs/benchmarks/thr
 behind `AUTO_MAX_THREADS`.
 
 Used by training (`trainer.cpu_threads`), dataset generation (`threads`), the simulator benchmark, and the agent's
-launchers, which give each job of a parallel round its share of the cores (`cpu_share`).
+launchers, which give each job of a parallel round its share of the cores (`cpu_share`); the classical baselines
+size their worker processes by it (`process_workers`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ def threads_in_use() -> dict[str, int]:
     import torch
 
     return {"cpu_threads": torch.get_num_threads(), "cpu_interop_threads": torch.get_num_interop_threads()}
+
+
+def process_workers() -> int:
+    """Worker processes for CPU work outside torch that holds the GIL (the classical baselines' codecs): as many
+    as the torch CPU threads this process runs with, so a job of a parallel round pinned to its share of the cores
+    stays in one process, and a run given 2 threads (or the baselines' table command, at torch's default) uses 2."""
+    return threads_in_use()["cpu_threads"]
 
 
 def _set_interop(n: int) -> None:

@@ -10,12 +10,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pysz
 import pytest
+import torch
 import zfpy
 
 from mpm_inr.baselines import (
@@ -28,9 +30,12 @@ from mpm_inr.baselines import (
 )
 from mpm_inr.baselines import codecs as codecs_module
 from mpm_inr.baselines import compare as compare_module
+from mpm_inr.baselines import evaluate as evaluate_module
+from mpm_inr.baselines import forked as forked_module
 from mpm_inr.baselines.cache import FORMAT
 from mpm_inr.baselines.codecs import CODECS
 from mpm_inr.baselines.evaluate import ComponentEvaluator, evaluate_codec
+from mpm_inr.baselines.forked import ForkedPool, can_fork
 from mpm_inr.baselines.search import (
     COARSE,
     GRID_STEP,
@@ -43,6 +48,7 @@ from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import holdout_mask
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.svd import svd_baseline_streamed, svd_holdout_streamed
+from mpm_inr.threads import process_workers, torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -257,10 +263,11 @@ def test_lazy_answers_equal_the_full_grid_where_the_codec_is_monotone(field: str
 
 
 def _counting_compressions(monkeypatch) -> list:
-    """Every real compression from now on, as (component, bound) (ComponentEvaluator._compress's arguments)."""
+    """Every real compression from now on, as (component, bound) (ComponentEvaluator._compress's requests)."""
     calls: list = []
     real_compress = ComponentEvaluator._compress
-    monkeypatch.setattr(ComponentEvaluator, "_compress", lambda self, *a: calls.append(a) or real_compress(self, *a))
+    monkeypatch.setattr(ComponentEvaluator, "_compress",
+                        lambda self, requests: calls.extend(requests) or real_compress(self, requests))
     return calls
 
 
@@ -473,3 +480,151 @@ def test_a_constant_window_is_skipped_without_compressing(tmp_path) -> None:
     values = np.full((10, 30, 2), 1.5, dtype=np.float32)
     out = classical_baselines(source(values), 0.99, 1000, cache_dirs(tmp_path))
     assert out["skipped"] == "every component is constant on the training frames" and "sz3" not in out
+
+
+# ---------------------------------------------------------------------- processes (forked.py)
+needs_fork = pytest.mark.skipif(not can_fork(), reason="worker processes need Linux's fork")
+
+
+def _spy_on_forks(monkeypatch) -> list[int]:
+    """The process count of every pool of worker processes started from now on."""
+    pools: list[int] = []
+    real = forked_module.ProcessPoolExecutor
+    monkeypatch.setattr(forked_module, "ProcessPoolExecutor",
+                        lambda workers, *args, **kwargs: pools.append(workers) or real(workers, *args, **kwargs))
+    return pools
+
+
+@needs_fork
+@pytest.mark.parametrize("name", ["sz3", "zfp"])
+def test_processes_give_the_serial_numbers_on_a_multi_chunk_window(name: str, data_root, monkeypatch) -> None:
+    """Chunks of 5 training frames on discs_small's F through the memory map (48 frames, every 4th held out:
+    held-out frames inside chunks and between two) and on a window holding out its first and last frames (before
+    the first chunk, after a last chunk of one frame). Two processes, forked once for both points, give the serial
+    scores to the last bit, also after torch ran its OpenMP pool in this process (the workers never call torch)."""
+    mapped = BaselineSource.from_dataset(open_dataset(data_root / "discs_small_seed0"), "F", 48, 4)
+    between = np.searchsorted(mapped.train, mapped.test) % 5 == 0
+    assert between.any() and not between.all()
+    values, held_out = smooth_window(frames=22), np.array([0, 7, 20, 21])
+    ends = BaselineSource(values, np.setdiff1d(np.arange(22), held_out), held_out)  # 18 training frames: 5+5+5+3
+    with torch_threads(2):
+        torch.ones(256, 256) @ torch.ones(256, 256)
+    pools, before = _spy_on_forks(monkeypatch), _children()
+    for src in (mapped, ends):
+        with ComponentEvaluator(src, CODECS[name], 5, 1) as serial, ComponentEvaluator(src, CODECS[name], 5, 2) as two:
+            for exponent in (3.0, 9.0):
+                assert two.point(exponent) == serial.point(exponent)
+            assert two.memo == serial.memo and len(serial.memo) == 2 * src.n_components
+            assert two.calls == serial.calls == 2 * src.n_components
+    assert pools == [2, 2] and _children() == before
+
+
+@needs_fork
+def test_a_window_of_one_chunk_is_compressed_in_this_process(monkeypatch) -> None:
+    src = source(smooth_window(frames=12), every=3)  # 8 training frames
+    pools = _spy_on_forks(monkeypatch)
+    for chunk_frames, processes in ((8, 1), (7, 2)):
+        with ComponentEvaluator(src, CODECS["sz3"], chunk_frames, workers=2) as evaluator:
+            evaluator.point(4.0)
+            evaluator.point(5.0)
+            assert evaluator.processes == processes
+    assert pools == [2]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_baselines_use_as_many_processes_as_the_run_has_torch_threads(threads: int) -> None:
+    """A job of a parallel round pinned to 1 thread stays serial; a run given 2 uses 2 (on a window longer than
+    one chunk of CHUNK_FRAMES training frames), and none is left when the report is done."""
+    src = source(smooth_window(frames=evaluate_module.CHUNK_FRAMES + 8, particles=4, components=1))
+    before = _children()
+    with torch_threads(threads):
+        assert process_workers() == threads
+        out = classical_baselines(src, 0.99, src.raw_bytes // 4)
+    assert out["sz3"]["workers"] == out["zfp"]["workers"] == (threads if can_fork() else 1)
+    assert _children() == before
+
+
+@needs_fork
+def test_a_pool_keeps_the_job_order_and_its_processes_between_batches() -> None:
+    with ForkedPool(lambda i, j: (i * j, os.getpid()), 2) as pool:
+        first, second = pool.map([(i, 3) for i in range(8)]), pool.map([(i, 5) for i in range(8)])
+    assert [product for product, _ in first] == [3 * i for i in range(8)]
+    assert [product for product, _ in second] == [5 * i for i in range(8)]
+    pids = {pid for _, pid in first}
+    assert os.getpid() not in pids and {pid for _, pid in second} <= pids
+
+
+def _children() -> set[int]:
+    """Live (not zombie) child processes of this process."""
+    pids = set()
+    for task in Path("/proc/self/task").iterdir():
+        pids.update(int(pid) for pid in (task / "children").read_text().split())
+    return {pid for pid in pids if _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _sleep_then_fail(i: int) -> int:
+    if i == 0:
+        raise ValueError("job 0 failed")
+    time.sleep(60)
+    return i
+
+
+@needs_fork
+def test_a_failing_job_stops_every_worker_at_once() -> None:
+    before, start = _children(), time.monotonic()
+    with ForkedPool(_sleep_then_fail, 2) as pool, pytest.raises(ValueError, match="job 0 failed"):
+        pool.map([(i,) for i in range(4)])
+    assert time.monotonic() - start < 30 and _children() == before
+
+
+@needs_fork
+def test_ctrl_c_stops_every_worker_at_once() -> None:
+    """During a batch (the parent waits on the workers) and between two (they are idle)."""
+    before, start = _children(), time.monotonic()
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt), ForkedPool(_sleep_then_fail, 2) as pool:
+        pool.map([(i,) for i in range(1, 5)])
+    timer.join()
+    assert time.monotonic() - start < 30 and _children() == before
+    with pytest.raises(KeyboardInterrupt), ForkedPool(abs, 2) as pool:
+        assert pool.map([(-1,), (-2,)]) == [1, 2] and _children() > before
+        raise KeyboardInterrupt
+    assert _children() == before
+
+
+SLEEPING_WORKERS = """
+import os, sys, time
+from mpm_inr.baselines.forked import ForkedPool
+
+def job(i):
+    open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()
+    time.sleep(120)
+
+ForkedPool(job, 2).map([(i,) for i in range(2)])
+"""
+
+
+@needs_fork
+def test_a_killed_parent_leaves_no_worker_behind(tmp_path) -> None:
+    """kill -9 of the process that forked them (a run's kill): the workers die with it, no orphan keeps a core."""
+    child = subprocess.Popen([sys.executable, "-c", SLEEPING_WORKERS, str(tmp_path)], env={**os.environ,
+                             "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.iterdir())) < 2 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(path.name) for path in tmp_path.iterdir()]
+    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)

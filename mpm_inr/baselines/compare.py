@@ -28,6 +28,7 @@ from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.baselines.svd_table import SVD_SCALING, SVDTable, compute_svd_table
 from mpm_inr.metrics.interpolate import METHODS
 from mpm_inr.metrics.svd import svd_param_count
+from mpm_inr.threads import process_workers
 
 DEFAULT_CODECS = ("sz3", "zfp")
 
@@ -81,27 +82,37 @@ class WindowBaselines:
         return sum(evaluator.calls for evaluator in self._evaluators.values())
 
     def table(self, name: str) -> Table:
+        if name not in self._evaluators:  # its processes: the torch threads the run pinned (mpm_inr.threads)
+            self._evaluators[name] = ComponentEvaluator(self.source, CODECS[name], workers=process_workers())
         if name not in self._tables:
-            evaluator = self._evaluators.setdefault(name, ComponentEvaluator(self.source, CODECS[name]))
             stored = self.cache.points.get(name, {}) if self.cache is not None else {}
-            self._tables[name] = Table(evaluator.point, CODECS[name].start_scale, stored)
+            self._tables[name] = Table(self._evaluators[name].point, CODECS[name].start_scale, stored)
         return self._tables[name]
+
+    def close_workers(self) -> None:
+        """End the codecs' worker processes (ComponentEvaluator); a later compression forks new ones."""
+        for evaluator in self._evaluators.values():
+            evaluator.close()
 
     @contextlib.contextmanager
     def _computing(self) -> Iterator[None]:
         """Hold the window's compute lock (a second process needing points waits, then finds them stored) and
-        read what the cache holds by then; stores what the block computed."""
-        if self.cache is None:
-            yield
-            return
-        with self.cache.computing():
-            self.reload()
-            calls_before, bands_before = self.compressions(), dict(self.cache.bands)
-            yield
-            for name, table in self._tables.items():
-                self.cache.points[name] = table.points
-            if self.compressions() > calls_before or self.cache.bands != bands_before:
-                self.cache.save()
+        read what the cache holds by then; stores what the block computed. The codecs' worker processes end
+        with the block."""
+        try:
+            if self.cache is None:
+                yield
+                return
+            with self.cache.computing():
+                self.reload()
+                calls_before, bands_before = self.compressions(), dict(self.cache.bands)
+                yield
+                for name, table in self._tables.items():
+                    self.cache.points[name] = table.points
+                if self.compressions() > calls_before or self.cache.bands != bands_before:
+                    self.cache.save()
+        finally:
+            self.close_workers()
 
     def full_tables(self) -> dict[str, tuple[float, float]]:
         """Every grid point of each codec's band (search.Table.full_band) that the cache does not hold yet, so
@@ -165,6 +176,7 @@ class WindowBaselines:
                            f"{round(1 / GRID_STEP)}), (frames × particles) chunks of {CHUNK_FRAMES} training frames",
                 "matched_accuracy": self._codec_entry(accurate), "matched_size": self._codec_entry(sized),
                 "table_points": len(table.points), "compressions": self._evaluators[name].calls,
+                "workers": self._evaluators[name].processes,
                 "time_s": time.perf_counter() - start}
 
     # ------------------------------------------------------------------ all of them

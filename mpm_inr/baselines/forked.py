@@ -1,0 +1,102 @@
+"""`ForkedPool`: a function over batches of jobs in forked worker processes, for work that holds the GIL.
+
+Why processes: pysz and zfpy hold the GIL while they compress (2 threads take the time of 1), so the baselines
+of a long window use a run's cores only in processes. Why fork: the workers inherit the function with everything
+it reaches (the window's memory map or array, the codec) instead of unpickling it; only the jobs (a few numbers)
+and the results go through pipes.
+
+The workers must not call torch (numpy and the codecs only): torch's OpenMP pool does not survive a fork. They
+die with the process that forked them (PR_SET_PDEATHSIG: a kill -9 of a run leaves none behind; the agent's
+process-group kill reaches them anyway), ignore Ctrl-C (the parent handles it), and are killed at once when the
+parent stops early: an exception in a job or in the parent, or KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Self, TypeVar
+
+Result = TypeVar("Result")
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_function: Callable[..., Any] | None = None  # a worker's function, inherited from the parent at the fork
+
+
+def can_fork() -> bool:
+    """Linux only: the fork start method and prctl's parent-death signal (elsewhere the work stays serial)."""
+    return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def _start_worker(function: Callable[..., Any], parent: int) -> None:
+    """In a fresh worker: keep the function, die with the parent (also if it died before this line)."""
+    global _function
+    _function = function
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, if it set one
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _run_job(*job: Any) -> Any:
+    return _function(*job)  # type: ignore[misc]  # set by _start_worker
+
+
+class ForkedPool:
+    """function(*job) over batches of jobs in `workers` forked processes, results in job order. The processes
+    are forked at the first batch of more than one job and serve every later batch until `close` (a search's
+    points pay one fork, not one each). One process, a single job or a platform that cannot fork: in this process.
+
+    `function` is inherited at the fork, never pickled: it must not change after the first batch. A batch that
+    fails (an exception in a job, KeyboardInterrupt in the parent) kills the processes at once; the next batch
+    forks new ones. Use as a context manager, or call close(): idle processes are left otherwise (they still die
+    with this process)."""
+
+    def __init__(self, function: Callable[..., Result], workers: int) -> None:
+        self.function, self.workers = function, workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def map(self, jobs: Sequence[tuple]) -> list[Result]:
+        if min(self.workers, len(jobs)) <= 1 or not can_fork():
+            return [self.function(*job) for job in jobs]
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(self.workers, multiprocessing.get_context("fork"),
+                                                 initializer=_start_worker, initargs=(self.function, os.getpid()))
+        try:
+            return list(self._executor.map(_run_job, *zip(*jobs, strict=True)))
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """Cancel the jobs not started and kill the processes now (Python 3.14's terminate_workers)."""
+        if self._executor is None:
+            return
+        processes = list((self._executor._processes or {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor = None
+        for process in processes:
+            process.kill()
+        for process in processes:
+            process.join()
+
+    def close(self) -> None:
+        """End the processes (idle between batches: at once) and wait for them."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if error_type is None:
+            self.close()
+        else:
+            self.kill()
