@@ -370,3 +370,25 @@ def test_the_seed_spread_ranks_runs_by_held_out_r2_where_recorded():
     assert selection_score(0.9, {"holdout_r2": None}) > selection_score(0.8, {"holdout_r2": None})
     assert selection_score(0.9, {"holdout_r2": float("nan")})[0] == 0.9
     assert selection_score(0.9, {"compression_ratio": 30}) > selection_score(0.9, {"compression_ratio": 20})
+
+
+def test_the_export_keeps_the_findings_and_carries_the_baseline_caches(tmp_path):
+    """The hand-written docs/landscape/README.md survives a re-export, and each dataset's baseline cache files
+    travel with the study (a fresh clone has no datasets; the report reads the study's copy first)."""
+    from agent.reporting.export import copy_baseline_caches, export_study
+
+    study = tmp_path / "s"
+    study.mkdir()
+    (study / "journal.jsonl").write_text(json.dumps({"event": "study_start", "name": "s", "config": {}, "t": 1.0})
+                                         + "\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "README.md").write_text("findings\n")
+    (out / "stale.md").write_text("old export\n")
+    export_study(study, out, REPO)
+    assert (out / "README.md").read_text() == "findings\n" and not (out / "stale.md").exists()
+    ds = tmp_path / "data" / "discs_3types_seed0"
+    (ds / "baselines").mkdir(parents=True)
+    (ds / "baselines" / "abc_F_0-100_h4.json").write_text("{}")
+    assert copy_baseline_caches([ds], out) == 1
+    assert (out / "baselines" / "discs_3types_seed0" / "abc_F_0-100_h4.json").read_text() == "{}"

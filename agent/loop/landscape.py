@@ -17,7 +17,12 @@ from typing import Any
 
 from agent.loop.explorer import REPO, Explorer
 from agent.loop.plan_estimate import describe
-from agent.reporting.export import export_study, provenance, provenance_md
+from agent.reporting.export import (
+    copy_baseline_caches,
+    export_study,
+    provenance,
+    provenance_md,
+)
 from agent.reporting.render import render_all
 from agent.reporting.report import write_report
 from agent.runs.overrides import Validator, as_dict
@@ -63,13 +68,15 @@ def export(cfg: Mapping[str, Any], code_dir: Path, out_dir: Path, out: Callable[
     provenance.json and provenance.md."""
     study_dir = (Path(cfg.get("root") or "explorations") / str(cfg["name"])).resolve()
     counts = export_study(study_dir, out_dir, code_dir)
+    counts["caches"] = copy_baseline_caches([d for _, _, d in dataset_dirs(cfg)], out_dir)
     render_all(out_dir)
     # the report names the folder it reads (e.g. in its predict-time hint): relative, as it will be committed
     write_report(Path(os.path.relpath(out_dir)) if out_dir.is_relative_to(Path.cwd().resolve()) else out_dir)
     prov = provenance(out_dir, code_dir, [d for _, _, d in dataset_dirs(cfg)])
     (out_dir / "provenance.json").write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
     (out_dir / "provenance.md").write_text(provenance_md(prov))
-    out(f"landscape: exported {counts['events']} journal events and {counts['files']} run files to {out_dir} "
+    out(f"landscape: exported {counts['events']} journal events, {counts['files']} run files and "
+        f"{counts['caches']} baseline cache files to {out_dir} "
         f"(report.md, provenance.md); regenerate the report with python -m agent report {out_dir}")
 
 

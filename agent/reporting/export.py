@@ -16,7 +16,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +95,13 @@ def export_study(study_dir: Path, out_dir: Path, code_dir: Path) -> dict[str, in
     roots.update({str(Path(sys.executable).parent): "<python>/bin", sys.prefix: "<python>"})
     rw = PathRewriter(roots)
     local = [str(study_dir.parent), str(code_dir), str(cwd), *dataset_roots(events), str(Path.home())]
+    findings = out_dir / "README.md"  # hand-written (the findings quoted from the journal): never exported over
+    kept = findings.read_bytes() if findings.is_file() else None
     if out_dir.exists():
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
+    if kept is not None:
+        findings.write_bytes(kept)
     rewritten = [rw.value(ev) for ev in events]
     left = absolute_paths(rewritten, local)
     if left:
@@ -114,6 +118,19 @@ def export_study(study_dir: Path, out_dir: Path, code_dir: Path) -> dict[str, in
         dest.write_text(rw.text(p.read_text(encoding="utf-8", errors="replace")), encoding="utf-8")
         files += 1
     return {"events": len(events), "files": files}
+
+def copy_baseline_caches(dataset_dirs: Sequence[Path], out_dir: Path) -> int:
+    """Each dataset's baseline cache files (mpm_inr.baselines.cache: the SVD at every rank and every SZ3/ZFP bound
+    evaluated) into out_dir/baselines/<dataset>/. The report reads its baselines' full curves from them, so the
+    exported report renders the same without the datasets (a fresh clone has none). Returns the files copied."""
+    copied = 0
+    for d in dataset_dirs:
+        for src in sorted((Path(d) / "baselines").glob("*.json")):
+            dest = out_dir / "baselines" / Path(d).name / src.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            copied += 1
+    return copied
 
 # ------------------------------------------------------------------------------------------------ provenance
 

@@ -589,7 +589,7 @@ def build(study: Study, data_root: str | Path | None = None) -> Doc:
     findings_section(doc, study)
     seed_section(doc, study)
     regime_section(doc, study, windows)
-    pareto_section(doc, study, windows, baseline_windows(study.runs, data_root))
+    pareto_section(doc, study, windows, baseline_windows(study.runs, data_root, study.dir))
     baseline_losses_section(doc, study)
     heldout_section(doc, study, windows, svd_heldout(study.runs, data_root))
     marginal_section(doc, study)

@@ -475,8 +475,11 @@ def _setting(method: str, point: dict[str, Any]) -> str:
     return f"eps {point['eps']:.3g}" if num(point.get("eps")) is not None else "-"
 
 
-def baseline_windows(runs: Sequence[RunRecord], data_root: str | Path | None = None) -> list[BaselineWindow]:
-    """One BaselineWindow per window whose successful runs recorded the `baselines` block."""
+def baseline_windows(runs: Sequence[RunRecord], data_root: str | Path | None = None,
+                     study_dir: Path | None = None) -> list[BaselineWindow]:
+    """One BaselineWindow per window whose successful runs recorded the `baselines` block. A window's cache file
+    is read from the study's own copy (`<study>/baselines/<dataset>/`, written by the export) before the
+    dataset's, so an exported study renders the same report on a machine without the datasets."""
     groups: dict[tuple, list[RunRecord]] = {}
     for r in runs:
         if r.ok and r.baselines is not None and r.raw_bytes:
@@ -494,7 +497,7 @@ def baseline_windows(runs: Sequence[RunRecord], data_root: str | Path | None = N
                     if p is not None:
                         _add_point(points[method], method, p, raw, f"node {r.node_id} {words}")
         best = max(neglog(r.r2) for r in rs if r.r2 is not None)
-        cache_file = _add_cache_points(points, rs[0], data_root, raw, max(6.0, math.ceil(best) + 3))
+        cache_file = _add_cache_points(points, rs[0], data_root, raw, max(6.0, math.ceil(best) + 3), study_dir)
         shown_fp = rs[0].data_fingerprint if names.count((key[0][0], *key[1:])) > 1 else None
         out.append(BaselineWindow(key, window_label(rs[0].dataset, fld, frames, hold, shown_fp), fld, frames, raw,
                                   {m: sorted(p.values(), key=lambda q: (q.bytes, q.r2)) for m, p in points.items()
@@ -511,17 +514,37 @@ def _add_point(points: dict[tuple, BaselinePoint], method: str, p: dict[str, Any
     points[key] = BaselinePoint(key[0], raw / key[0], float(p["r2"]), _setting(method, p), [source])
 
 
-def _add_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRecord, data_root: str | Path | None,
-                      raw: float, max_nines: float) -> Path | None:
-    """The points of the window's cache file `<dataset>/baselines/*.json` (mpm_inr.baselines.cache): the SVD
-    at every rank, each compressor at every bound evaluated so far, up to `max_nines` of R² (3 decades above the
-    window's best run, as the charts' axis: the SVD's higher ranks add nothing to read). Only a file whose key
-    is this window's."""
-    window = (run.baselines or {}).get("window") or {}
+def _cache_dirs(run: RunRecord, data_root: str | Path | None, study_dir: Path | None) -> list[tuple[Path, Path]]:
+    """(directory, what its files are shown relative to): the study's copy of the run's dataset's cache files,
+    then the dataset's own `baselines/`."""
+    out = []
+    if study_dir is not None and run.dataset:
+        out.append((study_dir / "baselines" / Path(run.dataset).name, study_dir))
     ds = dataset_path(run.dataset, data_root)
-    if ds is None or not window.get("fingerprint") or not (ds / "baselines").is_dir():
+    if ds is not None:
+        out.append((ds / "baselines", Path()))
+    return [(d, rel) for d, rel in out if d.is_dir()]
+
+
+def _add_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRecord, data_root: str | Path | None,
+                      raw: float, max_nines: float, study_dir: Path | None = None) -> Path | None:
+    """The points of the window's cache file `baselines/*.json` (mpm_inr.baselines.cache; see `_cache_dirs`):
+    the SVD at every rank, each compressor at every bound evaluated so far, up to `max_nines` of R² (3 decades
+    above the window's best run, as the charts' axis: the SVD's higher ranks add nothing to read). Only a file
+    whose key is this window's."""
+    window = (run.baselines or {}).get("window") or {}
+    if not window.get("fingerprint"):
         return None
-    for path in sorted((ds / "baselines").glob("*.json")):
+    for folder, relative_to in _cache_dirs(run, data_root, study_dir):
+        found = _read_cache_points(points, run, window, folder, raw, max_nines)
+        if found is not None:
+            return found.relative_to(relative_to) if relative_to != Path() else found
+    return None
+
+
+def _read_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRecord, window: dict,
+                       folder: Path, raw: float, max_nines: float) -> Path | None:
+    for path in sorted(folder.glob("*.json")):
         try:
             stored = json.loads(path.read_text())
         except (OSError, ValueError):
