@@ -558,7 +558,10 @@ def _children() -> set[int]:
     """Live (not zombie) child processes of this process."""
     pids = set()
     for task in Path("/proc/self/task").iterdir():
-        pids.update(int(pid) for pid in (task / "children").read_text().split())
+        try:
+            pids.update(int(pid) for pid in (task / "children").read_text().split())
+        except FileNotFoundError:  # a thread (e.g. the executor's manager) ended after the listing
+            continue
     return {pid for pid in pids if _alive(pid)}
 
 
