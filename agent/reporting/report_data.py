@@ -514,15 +514,17 @@ def _add_point(points: dict[tuple, BaselinePoint], method: str, p: dict[str, Any
     points[key] = BaselinePoint(key[0], raw / key[0], float(p["r2"]), _setting(method, p), [source])
 
 
-def _cache_dirs(run: RunRecord, data_root: str | Path | None, study_dir: Path | None) -> list[tuple[Path, Path]]:
-    """(directory, what its files are shown relative to): the study's copy of the run's dataset's cache files,
-    then the dataset's own `baselines/`."""
-    out = []
+def _cache_dirs(run: RunRecord, data_root: str | Path | None,
+                study_dir: Path | None) -> list[tuple[Path, Path | None]]:
+    """(directory, the folder its files are shown relative to, None: as found): the study's copy of the run's
+    dataset's cache files (shown relative to the study, so the report is the same wherever it lies), then the
+    dataset's own `baselines/`."""
+    out: list[tuple[Path, Path | None]] = []
     if study_dir is not None and run.dataset:
         out.append((study_dir / "baselines" / Path(run.dataset).name, study_dir))
     ds = dataset_path(run.dataset, data_root)
     if ds is not None:
-        out.append((ds / "baselines", Path()))
+        out.append((ds / "baselines", None))
     return [(d, rel) for d, rel in out if d.is_dir()]
 
 
@@ -535,10 +537,10 @@ def _add_cache_points(points: dict[str, dict[tuple, BaselinePoint]], run: RunRec
     window = (run.baselines or {}).get("window") or {}
     if not window.get("fingerprint"):
         return None
-    for folder, relative_to in _cache_dirs(run, data_root, study_dir):
+    for folder, shown_from in _cache_dirs(run, data_root, study_dir):
         found = _read_cache_points(points, run, window, folder, raw, max_nines)
         if found is not None:
-            return found.relative_to(relative_to) if relative_to != Path() else found
+            return found if shown_from is None else found.relative_to(shown_from)
     return None
 
 
