@@ -79,7 +79,7 @@ def test_regime_table_matches_the_journal(fixture_report):
     for r in rows:
         runs = groups[(r[0], r[1], r[2])]
         eligible = [m for m in runs if m["compression_ratio"] >= 1.0] or runs
-        best = max(eligible, key=lambda m: (m["final_r2"], -m["node_id"]))
+        best = max(eligible, key=lambda m: (m["holdout_r2"], m["final_r2"], m["compression_ratio"], -m["node_id"]))
         assert r[4] == f"{best['final_r2']:.6f}"
         assert r[6] == f"{best['compression_ratio']:.3g}"
         same = best["svd"]["same_params"]  # the largest SVD rank with no more numbers than the model
@@ -366,6 +366,17 @@ def test_compression_rule_for_the_best_run(tmp_path):
     d = make_study(tmp_path / "s", [runs])
     rows = md_table(write_report(d, tmp_path / "o")["report.md"].read_text(), "| field | inr_type | frames |")
     assert rows[0][4] == "0.950000" and rows[0][11] == "2"
+
+
+def test_best_run_of_a_regime_is_ranked_by_held_out_r2_like_the_seed_spread(tmp_path):
+    # node 1 fits its training frames best but not the frames between them (the landscape's F with omega = 30)
+    runs = [{"metrics": metrics(r2=0.99995, holdout_every=4, holdout_r2=0.76)},
+            {"metrics": metrics(r2=0.99987, holdout_every=4, holdout_r2=0.99984), "parent": 0}]
+    d = make_study(tmp_path / "s", [runs])
+    md = write_report(d, tmp_path / "o")["report.md"].read_text()
+    row = md_table(md, "| field | inr_type | frames | ok/runs |")[0]
+    assert (row[4], row[10], row[11]) == ("0.999870", "0.999840", "2")
+    assert "highest held-out R²" in md
 
 
 def test_svd_at_the_same_parameter_count_sits_beside_each_run(tmp_path):

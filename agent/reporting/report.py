@@ -258,8 +258,9 @@ BASELINES_TEXT = ("Bytes: what the run's model stores (metrics.json `model_bytes
 
 def regime_section(doc: Doc, study: Study, windows: Sequence[SVDWindow]) -> None:
     doc.h(2, "Regime comparison (field × inr_type × frames)")
-    doc.p(f"Best run per regime: highest R² on training frames among runs with compression ≥ "
-          f"{study.min_compression:g} (runs below it store rather than represent the data). SVD at same params: "
+    doc.p(f"Best run per regime: highest held-out R² (training R² where no frames were held out, and to break "
+          f"ties) among runs with compression ≥ {study.min_compression:g} (runs below it store rather than represent "
+          f"the data); the seed spread re-ran that config. SVD at same params: "
           f"R² of the largest truncated-SVD rank of the same window that stores no more numbers than the run (what "
           f"the run has to beat at its own compression). SVD for 0.995: the smallest rank reaching R² 0.995, and "
           f"its compression. " + BASELINES_TEXT)

@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.runs.overrides import as_dict
 from agent.study.journal import Journal
+from agent.study.plan import selection_score
 from agent.study.state import StudyState, data_identity, fold
 from mpm_inr.config.fields import FIELD_NAMES
 from mpm_inr.errors import StudyError
@@ -322,14 +323,17 @@ def block_end_prefixes(events: Sequence[dict[str, Any]]) -> dict[int, list[dict[
 
 
 def best_run(runs: Sequence[RunRecord], min_compression: float = 1.0) -> RunRecord | None:
-    """Highest R² among runs whose compression is at least min_compression (else highest R² overall)."""
+    """The best run among those whose compression is at least min_compression (else among all), ranked as the
+    study's seed spread ranks them (`selection_score`: held-out R² where recorded, then training R²), so the
+    report's best run of a regime is the config the plan re-ran on other seeds, and a run that fits only its
+    training frames does not lead."""
     ok = [r for r in runs if r.ok]
     if not ok:
         return None
 
     def key(r: RunRecord) -> tuple:
         c = r.compression
-        return (c is None or c >= min_compression, r.r2, -r.node_id)
+        return (c is None or c >= min_compression, *selection_score(r.r2, r.metrics), -r.node_id)
 
     return max(ok, key=key)
 
