@@ -163,6 +163,18 @@ def test_seed_spread_rows_hold_the_best_config_on_every_data_seed(tmp_path):
     assert "Best data-seed-0 runs without a re-run on another data seed: S siren_txy 48 frames: node 6." in md
 
 
+def test_seed_spread_shows_the_config_the_study_re_ran_even_when_another_ranks_first_now(tmp_path):
+    # an older study re-ran its best config by training R² (node 2, which overfits between frames); node 1 now
+    # ranks first by held-out R², but it was never re-run: the spread shown is the one measured
+    f = [run("F", "siren_txy", 0.998, "model.omega=20", holdout_r2=0.997),
+         run("F", "siren_txy", 0.999, "model.omega=30", holdout_r2=0.76, parent=0),
+         run("F", "siren_txy", 0.9991, "model.omega=30", "data.seed=1", holdout_r2=0.77, parent=0,
+             strategy="seed-spread")]
+    spreads, alone = seed_spreads(load_study(make_study(tmp_path / "old", [f])))
+    (sp,) = spreads
+    assert (sp.best.node_id, [r.node_id for r in sp.reruns], alone) == (2, [3], [])
+
+
 def test_a_study_on_one_data_seed_says_so(tmp_path):
     md = write_report(_landscape(tmp_path), tmp_path / "out")["report.md"].read_text()
     assert "No best config of this study was re-run on another dataset seed" in md

@@ -780,19 +780,20 @@ def _without_data_seed(run: RunRecord) -> tuple[tuple[str, Any], ...]:
 
 
 def seed_spreads(study: Study) -> tuple[list[SeedSpread], list[RunRecord]]:
-    """Per regime (field, inr_type, frames): its best data-seed-0 run with the finished re-runs of that config on
-    other data seeds; and the best data-seed-0 runs that have no such re-run."""
+    """Per regime (field, inr_type, frames): the best data-seed-0 run among those the study re-ran on other data
+    seeds, with those re-runs; and, where none was re-run, the regime's best data-seed-0 run. The re-run config
+    is read from the journal, not re-derived, so a study whose seed spread ranked runs another way (before
+    `selection_score` used held-out R²) still shows the spread it measured."""
     spreads, alone = [], []
     for g in regimes(study):
-        best = best_run([r for r in g.runs if r.data_seed == 0], study.min_compression)
-        if best is None:
-            continue
-        config = _without_data_seed(best)
-        reruns = sorted((r for r in g.runs if r.data_seed != 0 and _without_data_seed(r) == config),
-                        key=lambda r: (r.data_seed, r.node_id))
-        if reruns:
-            spreads.append(SeedSpread(g.field, g.inr_type, g.frames, best, reruns))
-        else:
+        seed0 = [r for r in g.runs if r.data_seed == 0]
+        reruns_of = {r.node_id: sorted((o for o in g.runs if o.data_seed != 0
+                                        and _without_data_seed(o) == _without_data_seed(r)),
+                                       key=lambda o: (o.data_seed, o.node_id)) for r in seed0}
+        spread = best_run([r for r in seed0 if reruns_of[r.node_id]], study.min_compression)
+        if spread is not None:
+            spreads.append(SeedSpread(g.field, g.inr_type, g.frames, spread, reruns_of[spread.node_id]))
+        elif (best := best_run(seed0, study.min_compression)) is not None:
             alone.append(best)
     return spreads, alone
 
