@@ -23,6 +23,7 @@ import numpy as np
 from mpm_inr.baselines.cache import BaselineCache, json_safe
 from mpm_inr.baselines.codecs import CODECS, codec_versions, require
 from mpm_inr.baselines.evaluate import CHUNK_FRAMES, CodecPoint, ComponentEvaluator
+from mpm_inr.baselines.forked import ForkedTask, can_fork
 from mpm_inr.baselines.search import GRID_STEP, Table
 from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.baselines.svd_table import SVD_SCALING, SVDTable, compute_svd_table
@@ -31,6 +32,9 @@ from mpm_inr.metrics.svd import svd_param_count
 from mpm_inr.threads import process_workers
 
 DEFAULT_CODECS = ("sz3", "zfp")
+#: what `warm` queries besides the coarse band: matched accuracy at the design document's two thresholds, the R²
+#: most runs land near (a run's own R² then refines a bracket these already narrowed, or one of the same points)
+WARM_TARGETS = (0.995, 0.999)
 
 
 def svd_bytes(rank: int, n_frames: int, n_columns: int, n_components: int) -> int:
@@ -52,6 +56,7 @@ class WindowBaselines:
         self._tables: dict[str, Table] = {}
         self._evaluators: dict[str, ComponentEvaluator] = {}  # made on first use: a run without baselines
         # never needs the codecs installed
+        self.workers: int | None = None  # the codecs' processes; None: the run's torch threads (process_workers)
 
     # ------------------------------------------------------------------ tables
     def svd_table(self) -> SVDTable:
@@ -83,7 +88,8 @@ class WindowBaselines:
 
     def table(self, name: str) -> Table:
         if name not in self._evaluators:  # its processes: the torch threads the run pinned (mpm_inr.threads)
-            self._evaluators[name] = ComponentEvaluator(self.source, CODECS[name], workers=process_workers())
+            workers = process_workers() if self.workers is None else self.workers
+            self._evaluators[name] = ComponentEvaluator(self.source, CODECS[name], workers=workers)
         if name not in self._tables:
             stored = self.cache.points.get(name, {}) if self.cache is not None else {}
             self._tables[name] = Table(self._evaluators[name].point, CODECS[name].start_scale, stored)
@@ -123,6 +129,41 @@ class WindowBaselines:
             bands = {name: stored.get(name) or self.table(name).full_band() for name in self.codec_names}
             stored.update(bands)
         return bands
+
+    def warm(self, targets: tuple[float, ...] = WARM_TARGETS, model_bytes: int | None = None) -> None:
+        """Compute and store the grid points that do not depend on a run's result: each codec's coarse band (every
+        query reads it), the matched-size query at the run's bytes when known before its fit (float32 parameters,
+        no codec file), then the matched-accuracy queries at `targets`. A run's own queries then compress only the
+        points of its brackets that these did not reach; their answers are the same (search.py: an answer depends
+        only on the query and the codec's points)."""
+        require(self.codec_names)
+        with self._computing():
+            for name in self.codec_names:
+                self.table(name).coarse_band()
+            for name in self.codec_names:
+                if model_bytes is not None:
+                    self.table(name).matched_size(model_bytes)
+            for target in targets:
+                for name in self.codec_names:
+                    self.table(name).matched_accuracy(target)
+
+    def needs_warming(self) -> bool:
+        """Whether the cache lacks every point of some codec (a window no run or table command has queried): only
+        then is `warm_aside` worth a process."""
+        return self.cache is not None and any(not self.cache.points.get(name) for name in self.codec_names)
+
+    def warm_aside(self, model_bytes: int | None = None) -> ForkedTask | None:
+        """`warm` in a forked process (forked.py: it dies with this one), in one process of its own (no codec
+        workers), storing into the cache, which this object's later queries re-read (`report`, under the
+        window's compute lock). Call `wait` on the task before `report`. None where nothing would be stored or
+        gained: no cache, a window already queried, or no fork on this platform."""
+        if not (self.needs_warming() and can_fork()):
+            return None
+        return ForkedTask(lambda: self._warm_alone(model_bytes)).start()
+
+    def _warm_alone(self, model_bytes: int | None) -> None:
+        self.workers = 1  # the forked process must not call torch (process_workers reads its threads)
+        self.warm(model_bytes=model_bytes)
 
     def reload(self) -> None:
         """Re-read the cache (another process may have stored tables); in-memory tables follow it."""

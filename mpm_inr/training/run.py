@@ -11,7 +11,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from mpm_inr.baselines import SVD_SCALING, BaselineSource, WindowBaselines, cache_dirs
+from mpm_inr.baselines.forked import ForkedTask
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
@@ -32,10 +33,16 @@ from mpm_inr.metrics import (
     pooled_scores,
 )
 from mpm_inr.models import InrType, get_inr_type, network_from_config
-from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
+from mpm_inr.threads import (
+    AUTO,
+    available_cores,
+    resolve_threads,
+    threads_in_use,
+    torch_threads,
+)
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
-from mpm_inr.training.loggers import build_logger, finish_logger
+from mpm_inr.training.loggers import build_logger, finish_logger, start_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
 from mpm_inr.training.progress import StepProgress
@@ -167,8 +174,28 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
     with clock.phase("window"):
         dm, window, module = _build(cfg, dataset_path, device)
         baselines = _window_baselines(cfg, window, dataset_path, base, device)
+        # before W&B starts its threads; the run's bytes are its float32 parameters unless a codec file sets them
+        model_bytes = None if cfg["outputs"].get("codec", False) else 4 * _parameter_count(module)
+        aside = baselines.warm_aside(model_bytes) if _may_warm_baselines_aside(cfg) else None
+    with aside or nullcontext():  # a task still running when the run fails is killed
+        return _fit_and_report(cfg, dm, window, module, baselines, aside, device, run_dir, flat, base, clock,
+                               progress)
+
+
+def _may_warm_baselines_aside(cfg: Mapping[str, Any]) -> bool:
+    """Whether a cold window's baselines may start in a process beside the fit (WindowBaselines.warm_aside): only
+    on a core the run leaves free (its torch threads fewer than the cores), and never in a study's jobs, whose
+    rounds share the cores and whose windows the study computes ahead (`python -m mpm_inr.baselines table`)."""
+    return (bool(cfg["outputs"].get("baselines", True)) and not (cfg.get("study") or {}).get("name")
+            and torch.get_num_threads() < available_cores())
+
+
+def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module: INRModule,
+                    baselines: WindowBaselines, aside: ForkedTask | None, device: str, run_dir: Path, flat: dict,
+                    base: dict, clock: PhaseClock, progress: bool) -> dict[str, Any]:
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
+    start_logger(logger)  # W&B's run starts in a thread, beside the fit (loggers.py)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
     metrics = _evaluate(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True)))
@@ -182,6 +209,8 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
+            if aside is not None:  # what it stores, the queries below read instead of compressing
+                aside.wait()
             metrics.update(_baselines(baselines, metrics))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
@@ -275,6 +304,10 @@ def _configure_precision(tf32: Any, device: str, inr: InrType) -> None:
     torch.backends.cudnn.allow_tf32 = enable
 
 
+def _parameter_count(module: INRModule) -> int:
+    return sum(p.numel() for p in module.network.parameters())
+
+
 def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy)."""
     if len(idx) == values.shape[0] and np.array_equal(idx, np.arange(values.shape[0])):
@@ -286,7 +319,7 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
               with_svd: bool = True) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
     train_idx, test_idx = window.train_frames, window.test_frames
-    n_params = sum(p.numel() for p in module.network.parameters())
+    n_params = _parameter_count(module)
     device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
     with clock.phase("evaluation"):
         module.eval()
