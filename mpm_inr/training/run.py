@@ -11,7 +11,8 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from mpm_inr.training.datamodule import FieldWindowDataModule
 from mpm_inr.training.loggers import build_logger, finish_logger, start_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
+from mpm_inr.training.plot_aside import PlotAside, plot_request
 from mpm_inr.training.progress import StepProgress
 from mpm_inr.training.step_frames import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
@@ -171,27 +173,42 @@ def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
 
 def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat: dict, base: dict,
                       clock: PhaseClock, progress: bool) -> dict[str, Any]:
-    with clock.phase("window"):
-        dm, window, module = _build(cfg, dataset_path, device)
-        baselines = _window_baselines(cfg, window, dataset_path, base, device)
-        # before W&B starts its threads; the run's bytes are its float32 parameters unless a codec file sets them
-        model_bytes = None if cfg["outputs"].get("codec", False) else 4 * _parameter_count(module)
-        aside = baselines.warm_aside(model_bytes) if _may_warm_baselines_aside(cfg) else None
-    with aside or nullcontext():  # a task still running when the run fails is killed
-        return _fit_and_report(cfg, dm, window, module, baselines, aside, device, run_dir, flat, base, clock,
+    with ExitStack() as processes:  # a process beside the fit that still runs when the run fails is killed
+        with clock.phase("window"):
+            dm, window, module = _build(cfg, dataset_path, device)
+            baselines = _window_baselines(cfg, window, dataset_path, base, device)
+            asides = _start_asides(cfg, baselines, window, module)  # forked before W&B starts its threads
+            for process in (asides.baselines, asides.plot):
+                if process is not None:
+                    processes.enter_context(process)
+        return _fit_and_report(cfg, dm, window, module, baselines, asides, device, run_dir, flat, base, clock,
                                progress)
 
 
-def _may_warm_baselines_aside(cfg: Mapping[str, Any]) -> bool:
-    """Whether a cold window's baselines may start in a process beside the fit (WindowBaselines.warm_aside): only
-    on a core the run leaves free (its torch threads fewer than the cores), and never in a study's jobs, whose
-    rounds share the cores and whose windows the study computes ahead (`python -m mpm_inr.baselines table`)."""
-    return (bool(cfg["outputs"].get("baselines", True)) and not (cfg.get("study") or {}).get("name")
-            and torch.get_num_threads() < available_cores())
+@dataclass(frozen=True)
+class Asides:
+    """Work of the run in processes beside its fit (None: done in the run, after the fit)."""
+
+    baselines: ForkedTask | None  # the window's baseline points that do not depend on the run's result
+    plot: PlotAside | None  # field.png
+
+
+def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule
+                  ) -> Asides:
+    """Only on a core the run leaves free (its torch threads fewer than the cores), and never in a study's jobs,
+    whose rounds share the cores and whose windows the study computes ahead (`python -m mpm_inr.baselines
+    table`)."""
+    outputs = cfg["outputs"]
+    if (cfg.get("study") or {}).get("name") or torch.get_num_threads() >= available_cores():
+        return Asides(None, None)
+    # the run's bytes, for the matched-size query: its float32 parameters, unless a codec file sets them
+    model_bytes = None if outputs.get("codec", False) else 4 * _parameter_count(module)
+    return Asides(baselines.warm_aside(model_bytes) if outputs.get("baselines", True) else None,
+                  PlotAside.start_for(window) if outputs.get("plot", True) else None)
 
 
 def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module: INRModule,
-                    baselines: WindowBaselines, aside: ForkedTask | None, device: str, run_dir: Path, flat: dict,
+                    baselines: WindowBaselines, asides: Asides, device: str, run_dir: Path, flat: dict,
                     base: dict, clock: PhaseClock, progress: bool) -> dict[str, Any]:
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
@@ -203,14 +220,17 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
                    r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
+    plot = _plot_request(cfg, run_dir, module, window, metrics) if cfg["outputs"].get("plot", True) else None
+    if plot is not None and asides.plot is not None:
+        asides.plot.draw(plot)  # drawn beside what follows
     if cfg["outputs"].get("codec", False):
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
             codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
-            if aside is not None:  # what it stores, the queries below read instead of compressing
-                aside.wait()
+            if asides.baselines is not None:  # what it stores, the queries below read instead of compressing
+                asides.baselines.wait()
             metrics.update(_baselines(baselines, metrics))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
@@ -219,8 +239,10 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
         if cfg["outputs"].get("save_predictions", False):
             save_predictions(run_dir, module)
         image = None
-        if cfg["outputs"].get("plot", True):
-            image = str(_plot(run_dir, module, window, metrics, list(cfg["field"]["components"])))
+        if plot is not None:
+            if asides.plot is None or not asides.plot.done():  # no process, or it failed: drawn here
+                _draw(window, plot)
+            image = str(plot["path"])
         metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
     print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
     return metrics
@@ -378,17 +400,16 @@ def _baselines(baselines: WindowBaselines, metrics: Mapping[str, Any]) -> dict:
     return flat
 
 
-def _plot(run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict, components: list[str]) -> Path:
+def _plot_request(cfg, run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict) -> dict[str, Any]:
+    return plot_request(run_dir / "field.png", module.prediction[window.train_frames], module.loss_curve(), metrics,
+                        list(cfg["field"]["components"]), window.field)
+
+
+def _draw(window: FieldWindow, plot: dict[str, Any]) -> None:
+    """field.png drawn in this process (matplotlib is loaded only by a run that draws here)."""
     from mpm_inr.viz.field_plot import plot_field
 
-    path = run_dir / "field.png"
-    train_idx = window.train_frames
-    info = {k: metrics.get(k) for k in ("field", "inr_type", "final_r2", "r2_min_component", "slope",
-                                         "compression_ratio", "total_params", "training_time", "steps", "holdout_r2")}
-    plot_field(path, window.values[train_idx], module.prediction[train_idx], window.positions[train_idx],
-               module.loss_curve(), info, components, metrics.get("ssim") or [], window.field,
-               fit=(metrics["final_r2"], metrics["slope"], metrics["intercept"]))
-    return path
+    plot_field(gt=window.values[window.train_frames], positions=window.positions[window.train_frames], **plot)
 
 
 def save_predictions(run_dir: Path, module: INRModule) -> None:
