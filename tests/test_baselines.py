@@ -32,6 +32,8 @@ from mpm_inr.baselines import codecs as codecs_module
 from mpm_inr.baselines import compare as compare_module
 from mpm_inr.baselines import evaluate as evaluate_module
 from mpm_inr.baselines import forked as forked_module
+from mpm_inr.baselines import search as search_module
+from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.baselines.cache import FORMAT
 from mpm_inr.baselines.codecs import CODECS
 from mpm_inr.baselines.evaluate import ComponentEvaluator, evaluate_codec
@@ -633,7 +635,7 @@ def test_a_killed_parent_leaves_no_worker_behind(tmp_path) -> None:
     assert not any(_alive(pid) for pid in workers)
 
 
-# ---------------------------------------------------------------------- beside the fit (WindowBaselines.warm_aside)
+# ---------------------------------------------------------------------- beside the fit (aside.py)
 @needs_fork
 @pytest.mark.parametrize("target", [0.999, 0.99937])
 def test_baselines_warmed_aside_give_the_serial_numbers(target: float, tmp_path) -> None:
@@ -644,19 +646,41 @@ def test_baselines_warmed_aside_give_the_serial_numbers(target: float, tmp_path)
     budget = src.raw_bytes // 20
     serial = classical_baselines(src, target, budget, cache_dirs(tmp_path / "serial"))
     run = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
-    task = run.warm_aside(budget)
-    assert task is not None and task.wait() == 0
-    aside = run.report(target, budget)
-    assert _numbers(aside) == _numbers(serial)
+    aside = BaselinesAside.start_for(run, budget)
+    assert aside is not None and aside.task.wait() == 0 and aside.essentials.is_set()
+    out = run.report(target, budget)
+    assert _numbers(out) == _numbers(serial)
     own_bracket = 0 if target == 0.999 else 3 * src.n_components  # bisection: 3 points of 2 components
-    assert aside["sz3"]["compressions"] <= own_bracket and aside["zfp"]["compressions"] <= own_bracket
-    assert aside["cache"]["compressions"] < serial["cache"]["compressions"]
-    assert WindowBaselines(src, cache_dirs(tmp_path / "dataset")).warm_aside(budget) is None  # warm: no process
+    assert out["sz3"]["compressions"] <= own_bracket and out["zfp"]["compressions"] <= own_bracket
+    assert out["cache"]["compressions"] < serial["cache"]["compressions"]
+    assert BaselinesAside.start_for(WindowBaselines(src, cache_dirs(tmp_path / "dataset")), budget) is None  # warm
+
+
+@needs_fork
+def test_a_run_waits_for_the_points_every_query_reads_never_for_the_thresholds(tmp_path, monkeypatch) -> None:
+    """`settle` returns once the bands and the matched size are stored, and stops a process still on the 0.995/0.999
+    thresholds; the run computes what is missing, with the serial numbers."""
+    src = source(smooth_window(frames=21), every=4)
+    budget = src.raw_bytes // 20
+    serial = classical_baselines(src, 0.99937, budget, cache_dirs(tmp_path / "serial"))
+    real_accuracy = search_module.Table.matched_accuracy
+    monkeypatch.setattr(search_module.Table, "matched_accuracy",  # in the forked process: stuck on the thresholds
+                        lambda self, target: time.sleep(120) or real_accuracy(self, target))
+    run = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
+    aside = BaselinesAside.start_for(run, budget)
+    started = time.monotonic()
+    aside.settle()
+    assert time.monotonic() - started < 60 and aside.essentials.is_set() and not aside.task.running()
+    monkeypatch.setattr(search_module.Table, "matched_accuracy", real_accuracy)
+    out = run.report(0.99937, budget)
+    assert _numbers(out) == _numbers(serial)
+    assert out["cache"]["compressions"] < serial["cache"]["compressions"]  # the bands came from the process
 
 
 def test_nothing_is_warmed_aside_without_a_cache(tmp_path) -> None:
     """No fingerprint (no cache file to pass the points back through): no process."""
-    assert WindowBaselines(source(smooth_window(), fingerprint=None), cache_dirs(tmp_path)).warm_aside() is None
+    no_cache = WindowBaselines(source(smooth_window(), fingerprint=None), cache_dirs(tmp_path))
+    assert BaselinesAside.start_for(no_cache, 1000) is None
 
 
 def _fail() -> None:

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,6 @@ import numpy as np
 from mpm_inr.baselines.cache import BaselineCache, json_safe
 from mpm_inr.baselines.codecs import CODECS, codec_versions, require
 from mpm_inr.baselines.evaluate import CHUNK_FRAMES, CodecPoint, ComponentEvaluator
-from mpm_inr.baselines.forked import ForkedTask, can_fork
 from mpm_inr.baselines.search import GRID_STEP, Table
 from mpm_inr.baselines.source import BaselineSource
 from mpm_inr.baselines.svd_table import SVD_SCALING, SVDTable, compute_svd_table
@@ -130,40 +129,31 @@ class WindowBaselines:
             stored.update(bands)
         return bands
 
-    def warm(self, targets: tuple[float, ...] = WARM_TARGETS, model_bytes: int | None = None) -> None:
-        """Compute and store the grid points that do not depend on a run's result: each codec's coarse band (every
-        query reads it), the matched-size query at the run's bytes when known before its fit (float32 parameters,
-        no codec file), then the matched-accuracy queries at `targets`. A run's own queries then compress only the
-        points of its brackets that these did not reach; their answers are the same (search.py: an answer depends
-        only on the query and the codec's points)."""
+    def warm(self, targets: tuple[float, ...] = WARM_TARGETS, model_bytes: int | None = None,
+             essentials_stored: Callable[[], None] | None = None) -> None:
+        """Compute and store the grid points that do not depend on a run's result. First what every query of the
+        run reads: each codec's coarse band, and the matched-size query at the run's bytes when they are known
+        before its fit (float32 parameters, no codec file); stored, then `essentials_stored()`. Then, as time
+        allows, the matched-accuracy queries at `targets`, stored again. A run's own queries then compress only
+        the points of its brackets that these did not reach; their answers are the same (search.py: an answer
+        depends only on the query and the codec's points)."""
         require(self.codec_names)
         with self._computing():
             for name in self.codec_names:
                 self.table(name).coarse_band()
-            for name in self.codec_names:
                 if model_bytes is not None:
                     self.table(name).matched_size(model_bytes)
+        if essentials_stored is not None:
+            essentials_stored()
+        with self._computing():
             for target in targets:
                 for name in self.codec_names:
                     self.table(name).matched_accuracy(target)
 
     def needs_warming(self) -> bool:
         """Whether the cache lacks every point of some codec (a window no run or table command has queried): only
-        then is `warm_aside` worth a process."""
+        then is `warm` worth a process beside the run (aside.py)."""
         return self.cache is not None and any(not self.cache.points.get(name) for name in self.codec_names)
-
-    def warm_aside(self, model_bytes: int | None = None) -> ForkedTask | None:
-        """`warm` in a forked process (forked.py: it dies with this one), in one process of its own (no codec
-        workers), storing into the cache, which this object's later queries re-read (`report`, under the
-        window's compute lock). Call `wait` on the task before `report`. None where nothing would be stored or
-        gained: no cache, a window already queried, or no fork on this platform."""
-        if not (self.needs_warming() and can_fork()):
-            return None
-        return ForkedTask(lambda: self._warm_alone(model_bytes)).start()
-
-    def _warm_alone(self, model_bytes: int | None) -> None:
-        self.workers = 1  # the forked process must not call torch (process_workers reads its threads)
-        self.warm(model_bytes=model_bytes)
 
     def reload(self) -> None:
         """Re-read the cache (another process may have stored tables); in-memory tables follow it."""

@@ -139,6 +139,9 @@ class ForkedTask:
         self._process.join()
         return self._process.exitcode
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
     def kill(self) -> None:
         if self._process is not None and self._process.exitcode is None:
             self._process.kill()

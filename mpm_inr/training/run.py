@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from mpm_inr.baselines import SVD_SCALING, BaselineSource, WindowBaselines, cache_dirs
-from mpm_inr.baselines.forked import ForkedTask
+from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
@@ -189,7 +189,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
 class Asides:
     """Work of the run in processes beside its fit (None: done in the run, after the fit)."""
 
-    baselines: ForkedTask | None  # the window's baseline points that do not depend on the run's result
+    baselines: BaselinesAside | None  # the window's baseline points that do not depend on the run's result
     plot: PlotAside | None  # field.png
 
 
@@ -203,7 +203,7 @@ def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: Fi
         return Asides(None, None)
     # the run's bytes, for the matched-size query: its float32 parameters, unless a codec file sets them
     model_bytes = None if outputs.get("codec", False) else 4 * _parameter_count(module)
-    return Asides(baselines.warm_aside(model_bytes) if outputs.get("baselines", True) else None,
+    return Asides(BaselinesAside.start_for(baselines, model_bytes) if outputs.get("baselines", True) else None,
                   PlotAside.start_for(window) if outputs.get("plot", True) else None)
 
 
@@ -229,8 +229,8 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
-            if asides.baselines is not None:  # what it stores, the queries below read instead of compressing
-                asides.baselines.wait()
+            if asides.baselines is not None:  # what it stored, the queries below read instead of compressing
+                asides.baselines.settle()
             metrics.update(_baselines(baselines, metrics))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
