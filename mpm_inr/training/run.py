@@ -215,14 +215,15 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     start_logger(logger)  # W&B's run starts in a thread, beside the fit (loggers.py)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
-    metrics = _evaluate(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True)))
+    metrics = _evaluate(module, window, clock)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
                    r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
     plot = _plot_request(cfg, run_dir, module, window, metrics) if cfg["outputs"].get("plot", True) else None
     if plot is not None and asides.plot is not None:
-        asides.plot.draw(plot)  # drawn beside what follows
+        asides.plot.draw(plot)  # drawn beside what follows, from the SVD on
+    metrics.update(_svd(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True))))
     if cfg["outputs"].get("codec", False):
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
             codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
@@ -337,12 +338,11 @@ def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return values[idx]
 
 
-def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines,
-              with_svd: bool = True) -> dict[str, Any]:
+def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = _parameter_count(module)
-    device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
+    device = str(module.device)  # (on a GPU) the kinograph SSIM runs on the training device
     with clock.phase("evaluation"):
         module.eval()
         # in place, and no copy of the training frames when they are the whole window: at 10 000 frames each copy
@@ -360,9 +360,15 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
             held = pooled_scores(window.values[test_idx], pred[test_idx], device)
             metrics["holdout_r2"], metrics["holdout_mse"] = held.r2, held.mse
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+    return metrics
+
+
+def _svd(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines,
+         with_svd: bool = True) -> dict[str, Any]:
+    """The truncated SVD of the window at the run's size, on the training device."""
     if not with_svd:  # outputs.svd=false: its T x T eigenproblem is the cost of a 10 000-frame window
-        metrics.update(svd=None, svd_rank_for_target=None, svd_r2_same_params=None)
-        return metrics
+        return {"svd": None, "svd_rank_for_target": None, "svd_r2_same_params": None}
+    n_params, device, metrics = _parameter_count(module), str(module.device), {}
     with clock.phase("svd"):  # the window's SVD table (SVD_SCALING: per-component centred, the best rank-k fit for
         # the R² reported): one decomposition per window, shared with the SVD baseline in bytes, cached on disk and
         # kept with the window for later jobs of this process; held-out frames get its coefficients interpolated
