@@ -58,3 +58,14 @@ def test_a_failed_drawing_says_so_and_a_run_that_fails_kills_the_process(tmp_pat
 def test_a_long_window_is_drawn_in_the_run(monkeypatch) -> None:
     monkeypatch.setattr(plot_aside_module, "MAX_SENT_BYTES", 4 * 6 * 500 * 4 - 1)  # the prediction: one byte more
     assert PlotAside.start_for(window()) is None
+
+
+@needs_fork
+def test_a_process_killed_from_outside_leaves_the_drawing_to_the_run(tmp_path) -> None:
+    """Its prediction (480 kB) overfills the pipe: the send fails rather than waits for a reader that is gone."""
+    w = window(particles=5000)
+    with PlotAside.start_for(w) as aside:
+        aside._task.kill()  # as the OOM killer would
+        aside.draw(plot_request(tmp_path / "x.png", w.values[w.train_frames], [1.0], METRICS,
+                                ["F00", "F01", "F10", "F11"], "F"))
+        assert not aside.done()

@@ -37,20 +37,24 @@ class PlotAside:
             return None
         aside = cls(window)
         aside._task.start()
+        aside._receive.close()  # the process's end: a send to a process that died fails instead of blocking
         return aside
 
     def _draw_when_asked(self) -> None:
-        from mpm_inr.viz.field_plot import (
-            plot_field,  # here, not at the top: loaded in this process, during the fit
-        )
+        """In the forked process: matplotlib loads here, during the run's fit, not in the run."""
+        from mpm_inr.viz.field_plot import plot_field
 
+        self._send.close()  # the run's end
         request = self._receive.recv()
         train = self.window.train_frames
         plot_field(gt=self.window.values[train], positions=self.window.positions[train], **request)
 
     def draw(self, request: dict[str, Any]) -> None:
         """Send `plot_field`'s arguments but the window's (gt, positions): the figure is drawn from now on."""
-        self._send.send(request)
+        try:
+            self._send.send(request)
+        except OSError:  # the process is gone (killed from outside): `done` says so, the run draws it
+            self._task.kill()
 
     def done(self) -> bool:
         """Wait for the figure; False when the process failed (the caller draws it itself)."""
