@@ -32,10 +32,12 @@ from mpm_inr.baselines import codecs as codecs_module
 from mpm_inr.baselines import compare as compare_module
 from mpm_inr.baselines import evaluate as evaluate_module
 from mpm_inr.baselines import forked as forked_module
+from mpm_inr.baselines import search as search_module
+from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.baselines.cache import FORMAT
 from mpm_inr.baselines.codecs import CODECS
 from mpm_inr.baselines.evaluate import ComponentEvaluator, evaluate_codec
-from mpm_inr.baselines.forked import ForkedPool, can_fork
+from mpm_inr.baselines.forked import ForkedPool, ForkedTask, can_fork
 from mpm_inr.baselines.search import (
     COARSE,
     GRID_STEP,
@@ -631,3 +633,98 @@ def test_a_killed_parent_leaves_no_worker_behind(tmp_path) -> None:
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(_alive(pid) for pid in workers)
+
+
+# ---------------------------------------------------------------------- beside the fit (aside.py)
+@needs_fork
+@pytest.mark.parametrize("target", [0.999, 0.99937])
+def test_baselines_warmed_aside_give_the_serial_numbers(target: float, tmp_path) -> None:
+    """A cold window's points that do not depend on the run's R² (the coarse band, the query at the run's bytes,
+    the 0.995/0.999 targets), computed in a forked process during the fit: the run's report then gives the serial
+    path's numbers, bit for bit, compressing at most its own R²'s bracket (none when that R² is a warmed target)."""
+    src = source(smooth_window(frames=21), every=4)
+    budget = src.raw_bytes // 20
+    serial = classical_baselines(src, target, budget, cache_dirs(tmp_path / "serial"))
+    run = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
+    aside = BaselinesAside.start_for(run, budget)
+    assert aside is not None and aside.task.wait() == 0 and aside.essentials.is_set()
+    out = run.report(target, budget)
+    assert _numbers(out) == _numbers(serial)
+    own_bracket = 0 if target == 0.999 else 3 * src.n_components  # bisection: 3 points of 2 components
+    assert out["sz3"]["compressions"] <= own_bracket and out["zfp"]["compressions"] <= own_bracket
+    assert out["cache"]["compressions"] < serial["cache"]["compressions"]
+    assert BaselinesAside.start_for(WindowBaselines(src, cache_dirs(tmp_path / "dataset")), budget) is None  # warm
+
+
+@needs_fork
+def test_a_run_waits_for_the_points_every_query_reads_never_for_the_thresholds(tmp_path, monkeypatch) -> None:
+    """`settle` returns once the bands and the matched size are stored, and stops a process still on the 0.995/0.999
+    thresholds; the run computes what is missing, with the serial numbers."""
+    src = source(smooth_window(frames=21), every=4)
+    budget = src.raw_bytes // 20
+    serial = classical_baselines(src, 0.99937, budget, cache_dirs(tmp_path / "serial"))
+    real_accuracy = search_module.Table.matched_accuracy
+    monkeypatch.setattr(search_module.Table, "matched_accuracy",  # in the forked process: stuck on the thresholds
+                        lambda self, target: time.sleep(120) or real_accuracy(self, target))
+    run = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
+    aside = BaselinesAside.start_for(run, budget)
+    started = time.monotonic()
+    aside.settle()
+    assert time.monotonic() - started < 60 and aside.essentials.is_set() and not aside.task.running()
+    monkeypatch.setattr(search_module.Table, "matched_accuracy", real_accuracy)
+    out = run.report(0.99937, budget)
+    assert _numbers(out) == _numbers(serial)
+    assert out["cache"]["compressions"] < serial["cache"]["compressions"]  # the bands came from the process
+
+
+def test_nothing_is_warmed_aside_without_a_cache(tmp_path) -> None:
+    """No fingerprint (no cache file to pass the points back through): no process."""
+    no_cache = WindowBaselines(source(smooth_window(), fingerprint=None), cache_dirs(tmp_path))
+    assert BaselinesAside.start_for(no_cache, 1000) is None
+
+
+def _fail() -> None:
+    raise ValueError("this line must not be printed")
+
+
+@needs_fork
+def test_a_forked_task_that_fails_exits_1_silently_and_one_killed_is_gone(capfd) -> None:
+    with ForkedTask(_fail) as failing:
+        assert failing.start().wait() == 1
+    assert "must not be printed" not in capfd.readouterr().err
+    before = _children()
+    with ForkedTask(lambda: time.sleep(120)) as sleeping:
+        sleeping.start()
+        assert _children() > before
+    assert _children() == before  # leaving the block killed it
+
+
+SLEEPING_TASK = """
+import os, sys, time
+from mpm_inr.baselines.forked import ForkedTask
+
+def task():
+    open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()
+    time.sleep(120)
+
+ForkedTask(task).start()
+time.sleep(120)
+"""
+
+
+@needs_fork
+def test_a_killed_run_leaves_no_forked_task_behind(tmp_path) -> None:
+    """kill -9 of the run that forked its baselines task: the task dies with it."""
+    run = subprocess.Popen([sys.executable, "-c", SLEEPING_TASK, str(tmp_path)], env={**os.environ,
+                           "PYTHONPATH": str(REPO)})
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.iterdir()) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tasks = [int(path.name) for path in tmp_path.iterdir()]
+    assert len(tasks) == 1 and _alive(tasks[0])
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    deadline = time.monotonic() + 10
+    while _alive(tasks[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(tasks[0])

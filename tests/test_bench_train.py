@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -111,15 +112,21 @@ def test_bench_cli_rejects_unknown_eulerian_type(capsys):
 
 @pytest.mark.slow  # four train.py processes: about 30 s on the 2-core VM
 def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(tiny_train_overrides):
-    """Part 4 of the bench: whole train.py commands, one run and a 2-job --multirun, each with its wall ÷ fit."""
+    """Part 4 of the bench: whole train.py commands, one run on a cold and then a warm window and a 2-job
+    --multirun, each with its wall ÷ fit; the dataset's own folder gets no cache file."""
     from mpm_inr.bench import fixed_cost
 
     base = [o for o in tiny_train_overrides if not o.startswith("logger=")] + ["logger=none", "inr_type=lagrangian"]
+    root = next(Path(o.split("=", 1)[1]) for o in base if o.startswith("data.root="))
+    cached_before = sorted((root / "discs_small_seed0").glob("baselines/*"))
     row = fixed_cost.fixed_cost("Jp", base, jobs=2)
-    one, many = row["single"], row["multirun"]
+    one, cold, many = row["single"], row["single_cold"], row["multirun"]
+    assert sorted((root / "discs_small_seed0").glob("baselines/*")) == cached_before
+    assert cold["final_r2"] == one["final_r2"] and cold["cpu_threads"] == one["cpu_threads"] >= 1
+    assert one["baseline_compressions"] == 0  # the warm window: its tables came from the cold run's cache
     assert one["wall_over_fit"] == pytest.approx(one["wall_time_s"] / one["fit_s"]) and one["wall_over_fit"] > 1
     assert one["command_wall_s"] > one["wall_time_s"]  # the interpreter's start and imports come on top
     assert len(many["jobs"]) == 2 and many["later_wall_over_fit_median"] == many["jobs"][1]["wall_over_fit"]
     assert many["jobs"][0]["final_r2"] == one["final_r2"]  # seed 0 of the multirun is the single run
     table = "\n".join(fixed_cost.markdown([row]))
-    assert "wall ÷ fit" in table and table.splitlines()[-1].startswith(f"| Jp | {one['fit_s']:.2f} |")
+    assert "wall ÷ fit" in table and table.splitlines()[-1].startswith(f"| Jp | {one['cpu_threads']} | {one['fit_s']:.2f} |")

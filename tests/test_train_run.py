@@ -284,3 +284,34 @@ def test_sampled_frames_reach_the_dense_steps_r2(field, data_root, tmp_path):
     assert sampled["status"] == dense["status"] == "ok"
     assert sampled["final_r2"] > 0.997 and sampled["final_r2"] > dense["final_r2"] - 2e-3
     assert abs(sampled["slope"] - 1) < 5e-3
+
+
+def test_a_run_with_a_spare_core_gives_the_numbers_and_figure_of_a_run_without(tiny_train_overrides, tmp_path,
+                                                                                 monkeypatch):
+    """With a core to spare, a single run computes its window's baseline points that do not depend on its result
+    and draws its figure in forked processes beside the fit (run._start_asides): the same metrics, baselines and
+    field.png pixels as a run that does everything itself, with fewer compressions left after the fit."""
+    overrides = tiny_train_overrides + ["field=F", "data.holdout_every=4", "outputs.checkpoint=false"]
+    cfg = compose_train_config(overrides)
+    started = []
+    real_start = run_module._start_asides
+    monkeypatch.setattr(run_module, "_start_asides", lambda *a: started.append(real_start(*a)) or started[-1])
+    runs = {}
+    for name, cores in (("serial", 1), ("aside", 2)):  # the run's one torch thread, on 1 core or with one spare
+        monkeypatch.setattr(run_module, "available_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(run_module, "cache_dirs", lambda _, d=tmp_path / name / "cache": [d])  # both cold
+        runs[name] = run_training(cfg, tmp_path / name / "run", overrides, progress=False)
+    assert started[0].baselines is None and started[0].plot is None
+    assert started[1].baselines is not None and started[1].plot is not None
+    serial, aside = runs["serial"], runs["aside"]
+    volatile = {"timings", "wall_time", "training_time", "steps_per_s", "baselines", "svd", "dataset_provenance"}
+    assert {k: v for k, v in aside.items() if k not in volatile} == {k: v for k, v in serial.items() if k not in volatile}
+    numbers = {}
+    for name, m in runs.items():
+        block = m["baselines"]
+        numbers[name] = {method: {q: block[method][q] for q in ("matched_accuracy", "matched_size")}
+                         for method in ("svd", "sz3", "zfp")}
+    assert numbers["aside"] == numbers["serial"]
+    assert aside["baselines"]["cache"]["compressions"] < serial["baselines"]["cache"]["compressions"]
+    images = [mpimg.imread(tmp_path / name / "run" / "field.png") for name in runs]  # pixels: test_plot_aside.py
+    assert images[0].shape == images[1].shape  # (their info panels differ: each shows its own training time)

@@ -99,3 +99,20 @@ def test_a_given_fit_is_drawn_as_given() -> None:
     assert "pred vs GT: R² 0.500000, slope 2.0000" in titles
     legends = " ".join(t.get_text() for ax in figure.axes if ax.get_legend() for t in ax.get_legend().get_texts())
     assert "fit: slope 2.0000" in legends
+
+
+@pytest.mark.parametrize("components", [1, 3, 4])
+def test_fixed_title_places_and_fast_png_give_the_automatic_pixels(tmp_path: Path, monkeypatch,
+                                                                   components: int) -> None:
+    """The titles' given place (no re-measuring at each draw) and zlib level 1 are speed only: the same pixels as
+    matplotlib's automatic title placement and PIL's default compression."""
+    from mpm_inr.viz import field_plot
+
+    gt, pred, positions = particle_window(10, 400, components)
+    fast = plot_field(tmp_path / "fast.png", gt, pred, positions, np.exp(-np.arange(200) / 50), INFO,
+                      ssim=[0.9] * components)
+    monkeypatch.setattr(field_plot, "TITLE_Y", None)  # set_title(y=None): matplotlib places each title itself
+    monkeypatch.setattr(field_plot, "PNG_COMPRESS_LEVEL", 6)
+    auto = plot_field(tmp_path / "auto.png", gt, pred, positions, np.exp(-np.arange(200) / 50), INFO,
+                      ssim=[0.9] * components)
+    assert np.array_equal(read_png(fast), read_png(auto))

@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,9 @@ from mpm_inr.metrics.svd import svd_param_count
 from mpm_inr.threads import process_workers
 
 DEFAULT_CODECS = ("sz3", "zfp")
+#: what `warm` queries besides the coarse band: matched accuracy at the design document's two thresholds, the R²
+#: most runs land near (a run's own R² then refines a bracket these already narrowed, or one of the same points)
+WARM_TARGETS = (0.995, 0.999)
 
 
 def svd_bytes(rank: int, n_frames: int, n_columns: int, n_components: int) -> int:
@@ -52,6 +55,7 @@ class WindowBaselines:
         self._tables: dict[str, Table] = {}
         self._evaluators: dict[str, ComponentEvaluator] = {}  # made on first use: a run without baselines
         # never needs the codecs installed
+        self.workers: int | None = None  # the codecs' processes; None: the run's torch threads (process_workers)
 
     # ------------------------------------------------------------------ tables
     def svd_table(self) -> SVDTable:
@@ -83,7 +87,8 @@ class WindowBaselines:
 
     def table(self, name: str) -> Table:
         if name not in self._evaluators:  # its processes: the torch threads the run pinned (mpm_inr.threads)
-            self._evaluators[name] = ComponentEvaluator(self.source, CODECS[name], workers=process_workers())
+            workers = process_workers() if self.workers is None else self.workers
+            self._evaluators[name] = ComponentEvaluator(self.source, CODECS[name], workers=workers)
         if name not in self._tables:
             stored = self.cache.points.get(name, {}) if self.cache is not None else {}
             self._tables[name] = Table(self._evaluators[name].point, CODECS[name].start_scale, stored)
@@ -123,6 +128,32 @@ class WindowBaselines:
             bands = {name: stored.get(name) or self.table(name).full_band() for name in self.codec_names}
             stored.update(bands)
         return bands
+
+    def warm(self, targets: tuple[float, ...] = WARM_TARGETS, model_bytes: int | None = None,
+             essentials_stored: Callable[[], None] | None = None) -> None:
+        """Compute and store the grid points that do not depend on a run's result. First what every query of the
+        run reads: each codec's coarse band, and the matched-size query at the run's bytes when they are known
+        before its fit (float32 parameters, no codec file); stored, then `essentials_stored()`. Then, as time
+        allows, the matched-accuracy queries at `targets`, stored again. A run's own queries then compress only
+        the points of its brackets that these did not reach; their answers are the same (search.py: an answer
+        depends only on the query and the codec's points)."""
+        require(self.codec_names)
+        with self._computing():
+            for name in self.codec_names:
+                self.table(name).coarse_band()
+                if model_bytes is not None:
+                    self.table(name).matched_size(model_bytes)
+        if essentials_stored is not None:
+            essentials_stored()
+        with self._computing():
+            for target in targets:
+                for name in self.codec_names:
+                    self.table(name).matched_accuracy(target)
+
+    def needs_warming(self) -> bool:
+        """Whether the cache lacks every point of some codec (a window no run or table command has queried): only
+        then is `warm` worth a process beside the run (aside.py)."""
+        return self.cache is not None and any(not self.cache.points.get(name) for name in self.codec_names)
 
     def reload(self) -> None:
         """Re-read the cache (another process may have stored tables); in-memory tables follow it."""

@@ -9,6 +9,9 @@ The workers must not call torch (numpy and the codecs only): torch's OpenMP pool
 die with the process that forked them (PR_SET_PDEATHSIG: a kill -9 of a run leaves none behind; the agent's
 process-group kill reaches them anyway), ignore Ctrl-C (the parent handles it), and are killed at once when the
 parent stops early: an exception in a job or in the parent, or KeyboardInterrupt.
+
+`ForkedTask` is the same kind of process for one call whose result goes to disk (a run's baselines computed
+beside its fit): started now, waited for or killed later.
 """
 
 from __future__ import annotations
@@ -42,6 +45,17 @@ def _start_worker(function: Callable[..., Any], parent: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _run_task(function: Callable[[], Any], parent: int) -> None:
+    """A ForkedTask's process: the call, then an exit that skips the parent's inherited exit handlers and stdio
+    buffers (their lines were the parent's to print); a failure is only its exit code."""
+    _start_worker(function, parent)
+    try:
+        function()
+    except BaseException:  # noqa: BLE001 - the parent redoes whatever the task did not store
+        os._exit(1)
+    os._exit(0)
 
 
 def _run_job(*job: Any) -> Any:
@@ -100,3 +114,41 @@ class ForkedPool:
             self.close()
         else:
             self.kill()
+
+
+class ForkedTask:
+    """function() in one forked process, beside this one, for work that stores its result (a cache file): the
+    parent `wait`s for it before reading that result, or `kill`s it. The process dies with this one and ignores
+    Ctrl-C, as a ForkedPool's; a failure is its exit code, nothing printed (what it did not store, the parent
+    computes). Use as a context manager: leaving the block kills a task still running."""
+
+    def __init__(self, function: Callable[[], Any]) -> None:
+        self.function = function
+        self._process: multiprocessing.process.BaseProcess | None = None
+
+    def start(self) -> Self:
+        self._process = multiprocessing.get_context("fork").Process(target=_run_task,
+                                                                    args=(self.function, os.getpid()), daemon=True)
+        self._process.start()
+        return self
+
+    def wait(self) -> int | None:
+        """Block until the task ends; its exit code (0: done; None: never started)."""
+        if self._process is None:
+            return None
+        self._process.join()
+        return self._process.exitcode
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.exitcode is None:
+            self._process.kill()
+            self._process.join()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()

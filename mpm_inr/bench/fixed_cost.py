@@ -1,16 +1,19 @@
 """A run's fixed cost: wall time ÷ fit time of whole `python train.py` commands.
 
-A study is hundreds of short runs, so what a run costs besides its fit counts. Two commands per field, as the
-user and the agent run them:
-- one `python train.py field=X` with the default outputs (plot, checkpoint, baselines, logger): the command's
-  whole wall time (interpreter start and imports included) and the run's in-process `wall_time`;
+A study is hundreds of short runs, so what a run costs besides its fit counts. Per field, the commands the user
+and the agent run:
+- `python train.py field=X` with the default outputs (plot, checkpoint, baselines, logger), twice: on a cold
+  window (its baseline tables not cached yet: the SZ3/ZFP search runs in this run) and then on the warm one. For
+  each, the command's whole wall time (interpreter start and imports included) and the run's in-process
+  `wall_time`. The dataset is seen through a private folder of links to its files, so the window starts cold
+  whatever the dataset's own cache holds, and nothing is written beside the dataset;
 - one `python train.py --multirun field=X seed=0,1,...` of `jobs` jobs (a study's round: one interpreter runs the
   jobs in turn, so from the 2nd job on the dataset, window and SVD come from the process's caches), with
   `outputs.plot=false` as a study's runs need no figure: per job its `wall_time` ÷ fit, and the command's wall
   time per job.
 fit is metrics.json `training_time` (the optimisation loop with its set-up), the time a study pays for; Lightning's
-whole fit phase (`timings.fit`, which also holds the logger's start: 2-4 s for W&B's first run in a process) is
-shown beside it.
+whole fit phase (`timings.fit`: Lightning's set-up and teardown around the loop; W&B's run starts beside it, in a
+thread) is shown beside it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from mpm_inr.data.dataset import dataset_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,24 +50,48 @@ def _job(run_dir: Path) -> dict[str, Any]:
     m = json.loads((run_dir / "metrics.json").read_text())
     fit = m["training_time"]
     return {"wall_time_s": m["wall_time"], "fit_s": fit, "lightning_fit_s": m["timings"]["fit"],
-            "wall_over_fit": m["wall_time"] / fit, "timings": m["timings"], "final_r2": m["final_r2"]}
+            "wall_over_fit": m["wall_time"] / fit, "timings": m["timings"], "final_r2": m["final_r2"],
+            "cpu_threads": m["cpu_threads"],
+            "baseline_compressions": ((m.get("baselines") or {}).get("cache") or {}).get("compressions")}
+
+
+def _private_data_root(base: list[str], tmp: Path) -> list[str]:
+    """`base` with data.root replaced by a folder of links to the dataset's files (not its baselines cache)."""
+    values = dict(o.split("=", 1) for o in base if "=" in o)
+    if "data.root" not in values or not Path(values["data.root"]).is_absolute():
+        raise ValueError("the fixed-cost commands need an absolute data.root=... among their overrides")
+    scenario, seed = values.get("scenario", "discs_3types"), int(values.get("data.seed", 0))
+    source, linked = dataset_dir(values["data.root"], scenario, seed), dataset_dir(tmp / "data", scenario, seed)
+    linked.mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file():
+            (linked / path.name).symlink_to(path.resolve())
+    return [o for o in base if not o.startswith("data.root=")] + [f"data.root={tmp / 'data'}"]
+
+
+def _single(field: str, base: list[str], tmp: Path, name: str) -> dict[str, Any]:
+    run_dir = tmp / name
+    command_wall = _command([f"field={field}", *base, f"hydra.run.dir={run_dir}"], str(tmp))
+    one = {**_job(run_dir), "command_wall_s": command_wall}
+    one["command_over_fit"] = command_wall / one["fit_s"]
+    return one
 
 
 def fixed_cost(field: str, base: list[str], jobs: int = 4) -> dict[str, Any]:
-    """The two commands for one field; `base`: the overrides that pick the dataset and device (and, in tests,
-    a short run)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        single_dir = Path(tmp) / "single"
-        command_wall = _command([f"field={field}", *base, f"hydra.run.dir={single_dir}"], tmp)
-        single = {**_job(single_dir), "command_wall_s": command_wall}
-        single["command_over_fit"] = command_wall / single["fit_s"]
-        sweep_dir = Path(tmp) / "multirun"
+    """The commands for one field; `base`: the overrides that pick the dataset (an absolute data.root) and device
+    (and, in tests, a short run)."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        base = _private_data_root(base, tmp)
+        cold = _single(field, base, tmp, "cold")
+        warm = _single(field, base, tmp, "warm")
+        sweep_dir = tmp / "multirun"
         seeds = ",".join(str(k) for k in range(jobs))
         command_wall = _command(["--multirun", f"field={field}", f"seed={seeds}", "outputs.plot=false", *base,
-                                 f"hydra.sweep.dir={sweep_dir}"], tmp)
+                                 f"hydra.sweep.dir={sweep_dir}"], tmp_name)
         runs = [_job(sweep_dir / str(k)) for k in range(jobs)]
     later = [r["wall_over_fit"] for r in runs[1:]]
-    return {"field": field, "overrides": base, "single": single,
+    return {"field": field, "overrides": base, "single": warm, "single_cold": cold,
             "multirun": {"jobs": runs, "command_wall_s": command_wall, "command_wall_per_job_s": command_wall / jobs,
                          "first_wall_over_fit": runs[0]["wall_over_fit"],
                          "later_wall_over_fit_median": statistics.median(later) if later else None,
@@ -76,19 +105,23 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
     jobs = len(rows[0]["multirun"]["jobs"])
     lines = ["", "## Fixed cost: wall time ÷ fit time of whole commands", "",
              ("fit = metrics.json `training_time` (the optimisation loop and its set-up); Lightning's fit phase "
-              "(`timings.fit`) adds the logger's start; "
+              "(`timings.fit`) adds what Lightning does around it; "
               "wall = the run's in-process `wall_time`; command = the whole `python train.py` (interpreter start "
-              f"and imports included). The multirun is one `--multirun` of {jobs} jobs (seeds 0..{jobs - 1}, "
+              "and imports included). One run: default outputs, on a cold window (no baseline tables cached yet) "
+              f"and again on the warm one. The multirun is one `--multirun` of {jobs} jobs (seeds 0..{jobs - 1}, "
               "`outputs.plot=false`): from its 2nd job on, the window and SVD come from the process's cache."), "",
-             ("| field | one run: fit [s] | Lightning fit [s] | wall [s] | wall ÷ fit | command [s] | command ÷ fit | "
+             ("| field | torch threads | one run, warm: fit [s] | Lightning fit [s] | wall [s] | wall ÷ fit | "
+              "command [s] | command ÷ fit | cold: fit [s] | wall [s] | wall ÷ fit | command [s] | "
               f"multirun: median fit [s] | 1st job wall ÷ fit | jobs 2-{jobs} wall ÷ fit (median) | "
               "command per job [s] |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        one, many = r["single"], r["multirun"]
+        one, cold, many = r["single"], r["single_cold"], r["multirun"]
         later = many["later_wall_over_fit_median"]
-        lines.append(f"| {r['field']} | {one['fit_s']:.2f} | {one['lightning_fit_s']:.2f} | {one['wall_time_s']:.2f} | "
-                     f"{one['wall_over_fit']:.2f} | {one['command_wall_s']:.1f} | {one['command_over_fit']:.1f} | "
+        lines.append(f"| {r['field']} | {one['cpu_threads']} | {one['fit_s']:.2f} | {one['lightning_fit_s']:.2f} | "
+                     f"{one['wall_time_s']:.2f} | {one['wall_over_fit']:.2f} | {one['command_wall_s']:.1f} | "
+                     f"{one['command_over_fit']:.1f} | {cold['fit_s']:.2f} | {cold['wall_time_s']:.2f} | "
+                     f"{cold['wall_over_fit']:.2f} | {cold['command_wall_s']:.1f} | "
                      f"{many['fit_median_s']:.2f} | {many['first_wall_over_fit']:.2f} | "
                      f"{'-' if later is None else format(later, '.2f')} | {many['command_wall_per_job_s']:.1f} |")
     return lines

@@ -11,7 +11,8 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 
 from mpm_inr.baselines import SVD_SCALING, BaselineSource, WindowBaselines, cache_dirs
+from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
@@ -32,12 +34,19 @@ from mpm_inr.metrics import (
     pooled_scores,
 )
 from mpm_inr.models import InrType, get_inr_type, network_from_config
-from mpm_inr.threads import AUTO, resolve_threads, threads_in_use, torch_threads
+from mpm_inr.threads import (
+    AUTO,
+    available_cores,
+    resolve_threads,
+    threads_in_use,
+    torch_threads,
+)
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
-from mpm_inr.training.loggers import build_logger, finish_logger
+from mpm_inr.training.loggers import build_logger, finish_logger, start_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
+from mpm_inr.training.plot_aside import PlotAside, plot_request
 from mpm_inr.training.progress import StepProgress
 from mpm_inr.training.step_frames import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
@@ -164,24 +173,65 @@ def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
 
 def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat: dict, base: dict,
                       clock: PhaseClock, progress: bool) -> dict[str, Any]:
-    with clock.phase("window"):
-        dm, window, module = _build(cfg, dataset_path, device)
-        baselines = _window_baselines(cfg, window, dataset_path, base, device)
+    with ExitStack() as processes:  # a process beside the fit that still runs when the run fails is killed
+        with clock.phase("window"):
+            dm, window, module = _build(cfg, dataset_path, device)
+            baselines = _window_baselines(cfg, window, dataset_path, base, device)
+            asides = _start_asides(cfg, baselines, window, module)  # forked before W&B starts its threads
+            for process in (asides.baselines, asides.plot):
+                if process is not None:
+                    processes.enter_context(process)
+        return _fit_and_report(cfg, dm, window, module, baselines, asides, device, run_dir, flat, base, clock,
+                               progress)
+
+
+@dataclass(frozen=True)
+class Asides:
+    """Work of the run in processes beside its fit (None: done in the run, after the fit)."""
+
+    baselines: BaselinesAside | None  # the window's baseline points that do not depend on the run's result
+    plot: PlotAside | None  # field.png
+
+
+def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule
+                  ) -> Asides:
+    """Only on a core the run leaves free (its torch threads fewer than the cores), and never in a study's jobs,
+    whose rounds share the cores and whose windows the study computes ahead (`python -m mpm_inr.baselines
+    table`)."""
+    outputs = cfg["outputs"]
+    if (cfg.get("study") or {}).get("name") or torch.get_num_threads() >= available_cores():
+        return Asides(None, None)
+    # the run's bytes, for the matched-size query: its float32 parameters, unless a codec file sets them
+    model_bytes = None if outputs.get("codec", False) else 4 * _parameter_count(module)
+    return Asides(BaselinesAside.start_for(baselines, model_bytes) if outputs.get("baselines", True) else None,
+                  PlotAside.start_for(window) if outputs.get("plot", True) else None)
+
+
+def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module: INRModule,
+                    baselines: WindowBaselines, asides: Asides, device: str, run_dir: Path, flat: dict,
+                    base: dict, clock: PhaseClock, progress: bool) -> dict[str, Any]:
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
+    start_logger(logger)  # W&B's run starts in a thread, beside the fit (loggers.py)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
-    metrics = _evaluate(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True)))
+    metrics = _evaluate(module, window, clock)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
                    r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
+    plot = _plot_request(cfg, run_dir, module, window, metrics) if cfg["outputs"].get("plot", True) else None
+    if plot is not None and asides.plot is not None:
+        asides.plot.draw(plot)  # drawn beside what follows, from the SVD on
+    metrics.update(_svd(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True))))
     if cfg["outputs"].get("codec", False):
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
             codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
+            if asides.baselines is not None:  # what it stored, the queries below read instead of compressing
+                asides.baselines.settle()
             metrics.update(_baselines(baselines, metrics))
     with clock.phase("outputs"):
         if cfg["outputs"].get("checkpoint", True):
@@ -190,8 +240,10 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         if cfg["outputs"].get("save_predictions", False):
             save_predictions(run_dir, module)
         image = None
-        if cfg["outputs"].get("plot", True):
-            image = str(_plot(run_dir, module, window, metrics, list(cfg["field"]["components"])))
+        if plot is not None:
+            if asides.plot is None or not asides.plot.done():  # no process, or it failed: drawn here
+                _draw(window, plot)
+            image = str(plot["path"])
         metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
     print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
     return metrics
@@ -275,6 +327,10 @@ def _configure_precision(tf32: Any, device: str, inr: InrType) -> None:
     torch.backends.cudnn.allow_tf32 = enable
 
 
+def _parameter_count(module: INRModule) -> int:
+    return sum(p.numel() for p in module.network.parameters())
+
+
 def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy)."""
     if len(idx) == values.shape[0] and np.array_equal(idx, np.arange(values.shape[0])):
@@ -282,12 +338,11 @@ def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return values[idx]
 
 
-def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines,
-              with_svd: bool = True) -> dict[str, Any]:
+def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units."""
     train_idx, test_idx = window.train_frames, window.test_frames
-    n_params = sum(p.numel() for p in module.network.parameters())
-    device = str(module.device)  # the SVD baseline and (on a GPU) the kinograph SSIM run on the training device
+    n_params = _parameter_count(module)
+    device = str(module.device)  # (on a GPU) the kinograph SSIM runs on the training device
     with clock.phase("evaluation"):
         module.eval()
         # in place, and no copy of the training frames when they are the whole window: at 10 000 frames each copy
@@ -305,9 +360,15 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock, baselin
             held = pooled_scores(window.values[test_idx], pred[test_idx], device)
             metrics["holdout_r2"], metrics["holdout_mse"] = held.r2, held.mse
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
+    return metrics
+
+
+def _svd(module: INRModule, window: FieldWindow, clock: PhaseClock, baselines: WindowBaselines,
+         with_svd: bool = True) -> dict[str, Any]:
+    """The truncated SVD of the window at the run's size, on the training device."""
     if not with_svd:  # outputs.svd=false: its T x T eigenproblem is the cost of a 10 000-frame window
-        metrics.update(svd=None, svd_rank_for_target=None, svd_r2_same_params=None)
-        return metrics
+        return {"svd": None, "svd_rank_for_target": None, "svd_r2_same_params": None}
+    n_params, device, metrics = _parameter_count(module), str(module.device), {}
     with clock.phase("svd"):  # the window's SVD table (SVD_SCALING: per-component centred, the best rank-k fit for
         # the R² reported): one decomposition per window, shared with the SVD baseline in bytes, cached on disk and
         # kept with the window for later jobs of this process; held-out frames get its coefficients interpolated
@@ -345,17 +406,16 @@ def _baselines(baselines: WindowBaselines, metrics: Mapping[str, Any]) -> dict:
     return flat
 
 
-def _plot(run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict, components: list[str]) -> Path:
+def _plot_request(cfg, run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict) -> dict[str, Any]:
+    return plot_request(run_dir / "field.png", module.prediction[window.train_frames], module.loss_curve(), metrics,
+                        list(cfg["field"]["components"]), window.field)
+
+
+def _draw(window: FieldWindow, plot: dict[str, Any]) -> None:
+    """field.png drawn in this process (matplotlib is loaded only by a run that draws here)."""
     from mpm_inr.viz.field_plot import plot_field
 
-    path = run_dir / "field.png"
-    train_idx = window.train_frames
-    info = {k: metrics.get(k) for k in ("field", "inr_type", "final_r2", "r2_min_component", "slope",
-                                         "compression_ratio", "total_params", "training_time", "steps", "holdout_r2")}
-    plot_field(path, window.values[train_idx], module.prediction[train_idx], window.positions[train_idx],
-               module.loss_curve(), info, components, metrics.get("ssim") or [], window.field,
-               fit=(metrics["final_r2"], metrics["slope"], metrics["intercept"]))
-    return path
+    plot_field(gt=window.values[window.train_frames], positions=window.positions[window.train_frames], **plot)
 
 
 def save_predictions(run_dir: Path, module: INRModule) -> None:

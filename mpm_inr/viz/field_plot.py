@@ -37,6 +37,12 @@ GT_COLOR = "tab:green"
 PRED_COLOR = "black"
 PANEL_WIDTH = 4.5  # inches per panel
 PANEL_HEIGHT = 4.0
+#: Titles at the top of their axes, where matplotlib's automatic placement puts them when nothing sits above an axes
+#: (no panel has top ticks; the colour bars end below the top): given, the place is not re-measured from every
+#: axis's tight bounding box at each draw, a fifth of the figure's drawing time, and the pixels are the same.
+TITLE_Y = 1.0
+#: zlib level of the PNG: 1 writes the same pixels 3x faster than PIL's default 6, in a file about 30 % larger
+PNG_COMPRESS_LEVEL = 1
 
 
 def default_component_names(field_name: str, n_components: int) -> list[str]:
@@ -78,7 +84,7 @@ def plot_loss(ax: Axes, loss_history: Any) -> None:
     steps, losses = _loss_series(loss_history)
     keep = np.isfinite(losses) & (losses > 0)
     steps, losses = steps[keep], losses[keep]
-    ax.set_title("training loss")
+    ax.set_title("training loss", y=TITLE_Y)
     ax.set_xlabel("step")
     if losses.size == 0:
         ax.text(0.5, 0.5, "no loss history", ha="center", va="center", transform=ax.transAxes)
@@ -117,7 +123,7 @@ def plot_traces(ax: Axes, gt: np.ndarray, pred: np.ndarray | None, particles: Se
     ax.legend(loc="upper right", fontsize=8)
     ax.set_yticks([])
     ax.set_xlabel("frame in window")
-    ax.set_title(f"{len(particles)} particle traces{label}")
+    ax.set_title(f"{len(particles)} particle traces{label}", y=TITLE_Y)
 
 
 def plot_info(ax: Axes, lines: Sequence[str]) -> None:
@@ -151,7 +157,7 @@ def plot_scatter(
     ax.legend(loc="upper left", fontsize=8)
     ax.set_xlabel("ground truth")
     ax.set_ylabel("prediction")
-    ax.set_title(f"pred vs GT: R² {r2:.6f}, slope {slope:.4f}")
+    ax.set_title(f"pred vs GT: R² {r2:.6f}, slope {slope:.4f}", y=TITLE_Y)
     return r2, slope, intercept
 
 
@@ -176,7 +182,7 @@ def plot_particles(
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, y=TITLE_Y)
     return collection
 
 
@@ -297,5 +303,5 @@ def plot_field(
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
+    figure.savefig(path, dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     return path
