@@ -14,7 +14,7 @@ from conftest import REPO
 
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.errors import ConfigError
-from mpm_inr.threads import auto_threads, available_cores
+from mpm_inr.threads import auto_threads, available_cores, core_to_spare, torch_threads
 from mpm_inr.training import run as run_module
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.run import run_training
@@ -291,7 +291,8 @@ def test_a_run_with_a_spare_core_gives_the_numbers_and_figure_of_a_run_without(t
     """With a core to spare, a single run computes its window's baseline points that do not depend on its result
     and draws its figure in forked processes beside the fit (run._start_asides): the same metrics, baselines and
     field.png pixels as a run that does everything itself, with fewer compressions left after the fit."""
-    overrides = tiny_train_overrides + ["field=F", "data.holdout_every=4", "outputs.checkpoint=false"]
+    overrides = tiny_train_overrides + ["field=F", "data.holdout_every=4", "outputs.checkpoint=false",
+                                        "outputs.beside_fit=always"]  # whatever else runs on this machine
     cfg = compose_train_config(overrides)
     started = []
     real_start = run_module._start_asides
@@ -315,3 +316,27 @@ def test_a_run_with_a_spare_core_gives_the_numbers_and_figure_of_a_run_without(t
     assert aside["baselines"]["cache"]["compressions"] < serial["baselines"]["cache"]["compressions"]
     images = [mpimg.imread(tmp_path / name / "run" / "field.png") for name in runs]  # pixels: test_plot_aside.py
     assert images[0].shape == images[1].shape  # (their info panels differ: each shows its own training time)
+
+
+@pytest.mark.parametrize(("mode", "busy", "beside"), [("auto", 0.1, True), ("auto", 1.0, False),
+                                                       ("always", 1.0, True), ("never", 0.0, False)])
+def test_work_goes_beside_the_fit_only_on_a_spare_core_unless_told(tiny_train_overrides, monkeypatch, mode, busy,
+                                                                   beside):
+    """A neighbour holding the second core (load 1.0) keeps the plot and the baselines in the run: beside the fit
+    they would slow the fit itself. `always` and `never` override the machine's load."""
+    cfg = compose_train_config(tiny_train_overrides + [f"outputs.beside_fit={mode}"])
+    monkeypatch.setattr(run_module, "available_cores", lambda: 2)
+    monkeypatch.setattr("mpm_inr.threads.available_cores", lambda: 2)
+    monkeypatch.setattr("mpm_inr.threads.others_running", lambda: busy)
+    monkeypatch.setattr(run_module, "_parameter_count", lambda module: 1000)
+    calls = []
+    monkeypatch.setattr(run_module.PlotAside, "start_for", lambda window: calls.append("plot") or "plot")
+    monkeypatch.setattr(run_module.BaselinesAside, "start_for", lambda *a: calls.append("baselines") or "baselines")
+    with torch_threads(1):
+        asides = run_module._start_asides(cfg, None, None, None)
+    assert (asides.plot is not None) == beside and bool(calls) == beside
+
+
+def test_a_core_is_spare_when_the_run_and_its_neighbours_leave_one():
+    assert core_to_spare(1, cores=2, busy=0.2) and not core_to_spare(1, cores=2, busy=0.6)
+    assert not core_to_spare(2, cores=2, busy=0.0) and core_to_spare(2, cores=4, busy=1.4)

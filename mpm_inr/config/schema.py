@@ -68,6 +68,7 @@ class OutputsConfig:
     baselines: bool = MISSING  #: SVD, SZ3, ZFP on the same window, in bytes
     svd: bool = MISSING  #: the run's own SVD baseline (its T x T eigenproblem dominates 10 000 frames)
     codec: bool = MISSING  #: write the model as one file of bytes
+    beside_fit: str = MISSING  #: auto | always | never: plot and cold baselines in processes beside the fit
 
 
 @dataclass

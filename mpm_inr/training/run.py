@@ -37,6 +37,7 @@ from mpm_inr.models import InrType, get_inr_type, network_from_config
 from mpm_inr.threads import (
     AUTO,
     available_cores,
+    core_to_spare,
     resolve_threads,
     threads_in_use,
     torch_threads,
@@ -195,11 +196,13 @@ class Asides:
 
 def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule
                   ) -> Asides:
-    """Only on a core the run leaves free (its torch threads fewer than the cores), and never in a study's jobs,
-    whose rounds share the cores and whose windows the study computes ahead (`python -m mpm_inr.baselines
-    table`)."""
+    """Only on a core the run leaves free (outputs.beside_fit=auto: its torch threads fewer than the cores, and no
+    other work on the rest, `core_to_spare`; always: any core its threads leave, however busy), and never in a study's jobs, whose rounds share the cores and whose windows the study
+    computes ahead (`python -m mpm_inr.baselines table`)."""
     outputs = cfg["outputs"]
-    if (cfg.get("study") or {}).get("name") or torch.get_num_threads() >= available_cores():
+    mode, threads = outputs.get("beside_fit", "auto"), torch.get_num_threads()
+    spare = threads < available_cores() if mode == "always" else mode == "auto" and core_to_spare(threads)
+    if (cfg.get("study") or {}).get("name") or not spare:
         return Asides(None, None)
     # the run's bytes, for the matched-size query: its float32 parameters, unless a codec file sets them
     model_bytes = None if outputs.get("codec", False) else 4 * _parameter_count(module)

@@ -37,7 +37,7 @@ def _alive(pid: int) -> bool:
 def test_kill9_of_a_run_kills_its_processes_beside_the_fit(data_root, tmp_path, fault_row) -> None:
     run = spawn([sys.executable, str(REPO / "train.py"), "scenario=discs_small", f"data.root={data_root}",
                  "data.n_training_frames=44", "field=C", "trainer=cpu", "logger=none", "train.total_steps=1000000",
-                 "trainer.cpu_threads=1", f"hydra.run.dir={tmp_path / 'run'}"],
+                 "trainer.cpu_threads=1", "outputs.beside_fit=always", f"hydra.run.dir={tmp_path / 'run'}"],
                 base_env(PYTHONPATH=str(REPO)), tmp_path / "train.log", cwd=tmp_path)
     seen = wait_for(lambda: len(_children(run.pid)) >= 2 or run.poll() is not None, timeout=120)
     beside = _children(run.pid)
