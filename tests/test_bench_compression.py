@@ -152,3 +152,10 @@ def test_only_compression_over_two_windows_caps_the_long_one(data_root, tmp_path
     codec = blocks[30]["comparison"]["targets"]["0.995"]["codec"]
     if not codec["target_met"]:  # the capped model cannot reach it: the cell says what it reached
         assert f"0.995: no, R² {codec['r2']:.5f} reached" in goal
+
+
+def test_large_ratios_read_as_whole_numbers():
+    assert [compression_tables.ratio_text(x) for x in (9.876, 422.4, 2879.6, 12345.0)] == [
+        "9.88×", "422×", "2880×", "12345×"]
+    goal = _goal([_seed(0, (422, 0.996), 756, 2880)])
+    assert compression_tables.goal_text(goal) == "no, ratio 0.15× the best rival's: 422× vs SZ3 756×, qSVD 2880×"

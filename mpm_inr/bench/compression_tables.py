@@ -14,6 +14,11 @@ from mpm_inr.bench.compression_bench import GOAL_RIVALS, METHODS, QUANTISED_SVD
 _NAMES = {QUANTISED_SVD: "SVD, quantised + lzma (as our codec)", **METHODS}
 
 
+def ratio_text(ratio: float) -> str:
+    """3 significant digits, but whole numbers from 1000 on (2880×, not 2.88e+03×)."""
+    return f"{ratio:.3g}×" if ratio < 1000 else f"{ratio:.0f}×"
+
+
 def window_label(block: dict[str, Any]) -> str:
     frames = f"{block['window']:,} frames".replace(",", " ")
     return f"{frames}, held-out (every {block['holdout_every']}th frame)" if block["holdout_every"] else frames
@@ -81,23 +86,23 @@ def goal_text(goal: dict[str, Any]) -> str:
 
 
 def _window_goal_text(goal: dict[str, Any]) -> str:
-    rivals = ", ".join(f"{GOAL_RIVALS[k]} " + ("none reaches it" if r is None else f"{r:.3g}×")
+    rivals = ", ".join(f"{GOAL_RIVALS[k]} " + ("none reaches it" if r is None else ratio_text(r))
                        for k, r in goal["rivals"].items())
     if goal["met"]:
-        return f"**met**: {goal['ratio']:.3g}× vs {rivals}"
+        return f"**met**: {ratio_text(goal['ratio'])} vs {rivals}"
     how_far = []
     if goal["missed_seeds"]:
         seeds = f" ({goal['missed_seeds']} of {goal['ran']} seeds miss)" if goal["ran"] > 1 else ""
         how_far.append(f"R² {goal['lowest_r2']:.5f} reached{seeds}")
     if goal["ratio_of_best"] is not None and goal["ratio_of_best"] < 1:
         how_far.append(f"ratio {goal['ratio_of_best']:.2g}× the best rival's")
-    return f"no, {'; '.join(how_far)}: {goal['ratio']:.3g}× vs {rivals}"
+    return f"no, {'; '.join(how_far)}: {ratio_text(goal['ratio'])} vs {rivals}"
 
 
 def _holdout_goal_text(goal: dict[str, Any]) -> str:
     rivals = ", ".join(f"{METHODS[k].split(' ')[0]} " + ("nothing fits" if r is None else f"{r:.5f}")
                        for k, r in goal["rivals"].items())
-    ours = f"R² {goal['holdout_r2']:.5f} at {goal['ratio']:.3g}×"
+    ours = f"R² {goal['holdout_r2']:.5f} at {ratio_text(goal['ratio'])}"
     if goal["met"]:
         return f"**met**: {ours} vs {rivals}"
     return f"no, {goal['r2_behind_best']:.2g} R² behind: {ours} vs {rivals}"
@@ -109,13 +114,13 @@ def _cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: str = "")
     notes = [f"R² {c['r2']:.5f}"] + ([extra] if extra else [])
     if n_seeds is not None and c["seeds"] < n_seeds:
         notes.append(f"{c['seeds']} of {n_seeds} seeds")
-    return f"{c['ratio']:.3g}× ({', '.join(notes)})"
+    return f"{ratio_text(c['ratio'])} ({', '.join(notes)})"
 
 
 def _holdout_cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: str = "") -> str:
     if c is None:
         return "nothing fits" if n_seeds is None else "-"
-    notes = [f"{c['ratio']:.3g}×", f"training R² {c['r2']:.5f}"] + ([extra] if extra else [])
+    notes = [ratio_text(c["ratio"]), f"training R² {c['r2']:.5f}"] + ([extra] if extra else [])
     if n_seeds is not None and c["seeds"] < n_seeds:
         notes.append(f"{c['seeds']} of {n_seeds} seeds")
     return f"held-out R² {c['holdout_r2']:.5f} ({', '.join(notes)})"
