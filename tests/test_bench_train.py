@@ -9,6 +9,7 @@ import pytest
 
 from mpm_inr.bench.__main__ import main
 from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.bench.compression_tables import ratio_text
 from mpm_inr.bench.train_bench import BenchSettings, markdown, run
 
 
@@ -61,21 +62,25 @@ def test_bench_parts_and_tables(data_root, tmp_path):
 
 
 def _cell(point: dict, extra: str = "") -> str:
-    return f"{point['ratio']:.3g}× (R² {point['r2']:.5f}" + (f", {extra}" if extra else "") + ")"
+    return f"{ratio_text(point['ratio'])} (R² {point['r2']:.5f}" + (f", {extra}" if extra else "") + ")"
 
 
 def _check_compression_table(saved: dict, table: str) -> None:
-    """Ours (float32, codec file) against SVD, SZ3 and ZFP at R² 0.995 and 0.999: the table is the JSON."""
+    """Ours (float32, codec file) against the quantised SVD, SVD, SZ3 and ZFP at R² 0.995 and 0.999, and the
+    held-out comparison of the window: the table is the JSON."""
     sweep = saved["seed_sweep"][0]
-    comp = sweep["compression"]
+    assert "compression" not in sweep  # the seeds part's models are compared in the window's block
+    blocks = {(b["window"], b["holdout_every"]): b for b in saved["compression"]}
+    assert set(blocks) == {(20, 0), (20, 4)}  # the held-out row exists because the run holds frames out
+    (comp,) = blocks[(20, 0)]["fields"]
     assert comp["field"] == "Jp" and comp["targets"] == [0.995, 0.999]
     (seed,) = comp["seeds"]
     c = seed["comparison"]
     raw = c["raw_bytes"]
     assert raw == 4 * 20 * 900  # float32 training frames of the 20-frame Jp window (one component, 900 particles)
     assert c["ours"]["ratio"] == pytest.approx(sweep["runs"][0]["compression_ratio"])  # 4 bytes per parameter
-    assert c["ours"]["r2"] == sweep["runs"][0]["final_r2"]
-    lines = table.split("### Field Jp", 1)[1].splitlines()
+    assert c["ours"]["r2"] == sweep["runs"][0]["final_r2"] == seed["training"]["final_r2"]
+    lines = table.split("### Field Jp", 2)[1].split("## Compression")[0].splitlines()
     rows = {tuple(cell.strip() for cell in line.strip("|").split(" | ")[:2]): line for line in lines
             if line.startswith("| ") and not line.startswith("| method")}
     assert rows[("ours, float32 parameters", "its own")].startswith(
@@ -87,7 +92,8 @@ def _check_compression_table(saved: dict, table: str) -> None:
         assert codec["target_met"] == (codec["r2"] >= float(target) - 1e-9)
         extra = "" if codec["target_met"] else "target missed"
         assert f"| ours, codec file | {target} | {_cell(codec, extra)} | {_cell(codec)} |" in table
-        for method, name in (("svd", "SVD (centred)"), ("sz3", "SZ3"), ("zfp", "ZFP")):
+        for method, name in (("svd_q", "SVD, quantised + lzma (as our codec)"), ("svd", "SVD (centred, float32)"),
+                             ("sz3", "SZ3"), ("zfp", "ZFP")):
             point = got[method]
             if point is None:
                 assert f"| {name} | {target} | none reaches it | - |" in table
@@ -98,16 +104,27 @@ def _check_compression_table(saved: dict, table: str) -> None:
         if svd is not None:  # float32 U_k, S_k, V_k and the mean: 4·(k·(T + N·C + 1) + C)
             rank = int(svd["setting"].removeprefix("rank "))
             assert svd["bytes"] == 4 * (rank * (20 + 900 + 1) + 1)
+            # the same rank quantised and lzma-coded is smaller than its float32 numbers
+            assert got["svd_q"] is not None and got["svd_q"]["bytes"] < svd["bytes"]
     lo, hi = c["targets"]["0.995"]["svd"], c["targets"]["0.999"]["svd"]
     if lo is not None and hi is not None:  # the SVD's R² grows with its rank: a stricter target, no fewer bytes
         assert hi["bytes"] >= lo["bytes"]
+    (held,) = blocks[(20, 4)]["fields"]
+    h = held["seeds"][0]["comparison"]
+    assert h["holdout_every"] == 4 and h["holdout_frames"] == 5 and h["raw_bytes"] == 4 * 15 * 900
+    for target in ("0.995", "0.999"):
+        got = h["targets"][target]
+        for method in ("svd", "sz3", "zfp"):  # matched size: within the codec file's bytes
+            assert got[method] is None or got[method]["bytes"] <= got["codec"]["bytes"]
+        assert -1.0 < got["codec"]["holdout_r2"] <= 1.0
+    goal_rows = table.split("## Goal", 1)[1].split("\n## ", 1)[0]
+    assert "| 20 frames | 0.995: " in goal_rows and "| 20 frames, held-out (every 4th frame) | 0.995: " in goal_rows
 
 
 def test_bench_cli_rejects_unknown_eulerian_type(capsys):
-    with pytest.raises(SystemExit) as err:
-        main(["train", "--eulerian", "siren_xyz", "--device", "cpu"])
-    assert err.value.code == 2
-    assert "unknown Eulerian type" in capsys.readouterr().err
+    assert main(["train", "--eulerian", "siren_xyz", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown Eulerian type") and err.count("\n") == 1  # one line, no usage dump
 
 
 @pytest.mark.slow  # four train.py processes: about 30 s on the 2-core VM

@@ -10,6 +10,14 @@ def _csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def _frame_counts(text: str) -> list[int]:
+    """--windows: comma-separated whole numbers of frames."""
+    try:
+        return [int(x) for x in _csv(text)]
+    except ValueError:
+        raise ValueError(f"--windows {text!r}: need comma-separated frame counts, e.g. --windows 100,1000,10000") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mpm_inr.bench")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -24,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-reference", action="store_true", help="skip the reference recipe")
     tr.add_argument("--seeds", default="0,1,2", help="dataset seeds; the first one is used for speed and held-out")
     tr.add_argument("--frames", type=int, default=100)
+    tr.add_argument("--windows", default=None,
+                    help="training frames of each compression window, e.g. 100,1000,10000 (default: --frames; "
+                         "longer windows train for minutes to hours on a CPU)")
+    tr.add_argument("--long-cap", type=float, default=None,
+                    help="training seconds per run (train.max_time_s) on compression windows longer than --frames")
+    tr.add_argument("--only-compression", action="store_true",
+                    help="run only the compression part (every window, every seed, held-out with --holdout-every)")
     tr.add_argument("--holdout-every", type=int, default=4, help="k: hold out every k-th frame (0: skip that part)")
     tr.add_argument("--eulerian", default="siren_txy,ngp", help="Eulerian types raced in the held-out part")
     tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
@@ -73,9 +88,12 @@ def main(argv: list[str] | None = None) -> int:
                 frames=args.frames, root=args.root, holdout_every=args.holdout_every, eulerian=_csv(args.eulerian),
                 eulerian_cap_s=args.eulerian_cap, reference=not args.no_reference,
                 fixed_cost=not args.no_fixed_cost, multirun_jobs=args.multirun_jobs,
-                compare_targets=tuple(float(x) for x in _csv(args.compare_targets)))
+                compare_targets=tuple(float(x) for x in _csv(args.compare_targets)),
+                windows=_frame_counts(args.windows or ""), long_cap_s=args.long_cap,
+                only_compression=args.only_compression)
         except ValueError as err:
-            parser.error(str(err))
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         run(settings, args.out)
     else:
         from mpm_inr.bench.sim_bench import run as run_sim

@@ -1,48 +1,75 @@
-"""The bench's compression table: ours against the classical compressors at the same R², in bytes.
+"""The bench's compression numbers: ours against the classical compressors at the same R², in bytes, per window.
 
-Per field and dataset seed, on the window our default recipe trained on: ours as float32 parameters (at its own
-training R²) and as the codec file at each target R² (`outputs.codec=true codec.target_r2=<t>`, encoded from the
-same trained network, so one training serves every target), and the SVD (per-component centred), SZ3 and ZFP at
-each target (`mpm_inr.baselines.classical_baselines`, matched accuracy: the smallest stored size reaching it).
-Every ratio is raw float32 bytes of the training frames / stored bytes. The baselines' cache of the window (the
-training run filled it at its own R²) serves the later targets' search points.
+Per field, window and dataset seed: ours as float32 parameters (at its own training R²) and as the codec file at
+each target R² (`outputs.codec=true codec.target_r2=<t>`, encoded from the same trained network, so one training
+serves every target); the truncated SVD quantised and lzma-coded like our codec (`codec.svd_baseline`, the bar of
+issue #19); and the float32 SVD (per-component centred), SZ3 and ZFP at each target (`classical_baselines`,
+matched accuracy: the smallest stored size reaching it). Every ratio is raw float32 bytes of the training frames /
+stored bytes.
+
+A window trained with held-out frames (`holdout_every=k`) is compared on those frames instead: the codec file
+decoded at the held-out times against the baselines' interpolated held-out R² at the codec's bytes
+(`classical_baselines`, matched size).
+
+`goal` reads the medians over seeds as issue #19's goal table does: met, or how far.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from torch import nn
 
 from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec.encode import CodecSettings, encode_model
 from mpm_inr.codec.rundir import load_run
+from mpm_inr.codec.svd_baseline import compression, quantised_svd
 from mpm_inr.data.dataset import open_dataset
+from mpm_inr.data.window import FieldWindow
 
 COMPARE_TARGETS = (0.995, 0.999)
-METHODS = {"svd": "SVD (centred)", "sz3": "SZ3", "zfp": "ZFP"}
+METHODS = {"svd": "SVD (centred, float32)", "sz3": "SZ3", "zfp": "ZFP"}
+QUANTISED_SVD = "svd_q"
+#: the rivals a window's goal cell must beat in bytes (issue #19: SZ3 and the quantised SVD)
+GOAL_RIVALS = {"sz3": "SZ3", QUANTISED_SVD: "qSVD"}
+
+
+def _load(run_dir: Path) -> tuple[dict[str, Any], FieldWindow, nn.Module, BaselineSource]:
+    """A finished run's resolved config, window, trained network and the baselines' view of its window."""
+    cfg, window, network = load_run(run_dir)
+    data = cfg["data"]
+    source = BaselineSource.from_dataset(open_dataset(cfg["dataset"]), window.field, data["n_training_frames"],
+                                         data["holdout_every"])
+    return cfg, window, network, source
+
+
+def _encode(run_dir: Path, cfg: dict[str, Any], window: FieldWindow, network: nn.Module,
+            target: float) -> dict[str, Any]:
+    """The run's codec file at `target`: its numbers (R² decoded from the written file)."""
+    settings = CodecSettings.from_config({**(cfg.get("codec") or {}), "target_r2": target})
+    return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], run_dir / f"model_{target}.mpmc",
+                        settings)
 
 
 def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ...], device: str) -> dict[str, Any]:
     """One trained run (its run dir holds the checkpoint) against the baselines of its window at each target."""
     started = time.perf_counter()
-    cfg, window, network = load_run(run_dir)
-    data = cfg["data"]
-    source = BaselineSource.from_dataset(open_dataset(cfg["dataset"]), window.field, data["n_training_frames"],
-                                         data["holdout_every"])
-    float32_bytes = 4 * int(metrics["total_params"])
-    out: dict[str, Any] = {"raw_bytes": source.raw_bytes,
-                           "ours": {"r2": metrics["final_r2"], "bytes": float32_bytes,
-                                    "ratio": source.raw_bytes / float32_bytes},
-                           "targets": {}}
+    cfg, window, network, source = _load(run_dir)
+    raw, float32_bytes = source.raw_bytes, 4 * int(metrics["total_params"])
+    train_values = np.asarray(source.values[source.train])
+    out: dict[str, Any] = {"raw_bytes": raw, "ours": {"r2": metrics["final_r2"], "bytes": float32_bytes,
+                                                      "ratio": raw / float32_bytes}, "targets": {}}
     for target in targets:
-        settings = CodecSettings.from_config({**(cfg.get("codec") or {}), "target_r2": target})
-        codec = encode_model(network, cfg["model"], window, data["t_period"], run_dir / f"model_{target}.mpmc",
-                             settings)
+        codec = _encode(run_dir, cfg, window, network, target)
         block = classical_baselines(source, target, float32_bytes, cache_dirs(cfg["dataset"]), device=device)
-        row: dict[str, Any] = {"codec": {"bytes": codec["bytes"], "ratio": source.raw_bytes / codec["bytes"],
-                                         "r2": codec["r2"], "target_met": codec["target_met"]}}
+        row: dict[str, Any] = {"codec": {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
+                                         "target_met": codec["target_met"]},
+                               QUANTISED_SVD: quantised_svd_point(train_values, target)}
         for method in METHODS:
             point = (block.get(method) or {}).get("matched_accuracy")
             row[method] = None if point is None else {
@@ -54,76 +81,99 @@ def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ..
     return out
 
 
-def _median(cells: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Median ratio and R² over the seeds that have the cell, and how many do."""
+def quantised_svd_point(values: np.ndarray, target: float) -> dict[str, Any] | None:
+    """The smallest quantised, lzma-coded SVD file of the training frames reaching `target` (None: no rank does)."""
+    point = quantised_svd(values, target)
+    if point is None:
+        return None
+    return {"bytes": point.n_bytes, "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
+            "bits": point.bits, "setting": f"rank {point.rank}, {point.bits} bits"}
+
+
+def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> dict[str, Any]:
+    """A run trained with held-out frames: its codec file at each target, decoded at the held-out times, against
+    the baselines' interpolated held-out R² within the codec file's bytes (matched size)."""
+    started = time.perf_counter()
+    cfg, window, network, source = _load(run_dir)
+    raw = source.raw_bytes
+    out: dict[str, Any] = {"raw_bytes": raw, "holdout_every": cfg["data"]["holdout_every"],
+                           "holdout_frames": int(source.test.size), "targets": {}}
+    for target in targets:
+        codec = _encode(run_dir, cfg, window, network, target)
+        block = classical_baselines(source, target, codec["bytes"], cache_dirs(cfg["dataset"]), device=device)
+        row: dict[str, Any] = {"codec": {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
+                                         "holdout_r2": codec["holdout_r2"], "target_met": codec["target_met"]}}
+        for method in METHODS:
+            row[method] = _holdout_point((block.get(method) or {}).get("matched_size"))
+        out["targets"][str(target)] = row
+    out["time_s"] = time.perf_counter() - started
+    return out
+
+
+def _holdout_point(point: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A matched-size baseline's held-out R²: the best of its interpolations (the SVD's linear and cubic)."""
+    if point is None or not point.get("holdout_r2"):
+        return None
+    method, r2 = max(point["holdout_r2"].items(), key=lambda kv: kv[1])
+    setting = f"rank {point['rank']}" if "rank" in point else f"eps {point['eps']:.3g}"
+    return {"bytes": point["bytes"], "ratio": point["compression"], "r2": point["r2"], "holdout_r2": r2,
+            "setting": f"{setting}, {method}"}
+
+
+def median_cell(cells: Iterable[dict[str, Any] | None], keys: tuple[str, ...] = ("ratio", "r2")
+                ) -> dict[str, Any] | None:
+    """Medians of `keys` over the seeds that have the cell, and how many do."""
     have = [c for c in cells if c is not None]
     if not have:
         return None
-    return {"ratio": statistics.median(c["ratio"] for c in have), "r2": statistics.median(c["r2"] for c in have),
-            "seeds": len(have)}
+    return {**{k: statistics.median(c[k] for c in have) for k in keys}, "seeds": len(have)}
 
 
-def summarise(field: str, per_seed: list[dict[str, Any]], targets: tuple[float, ...]) -> dict[str, Any]:
-    """The field's table: per seed (None where the run failed) and the medians over seeds."""
+def summarise(field: str, per_seed: list[dict[str, Any]], targets: tuple[float, ...],
+              holdout_every: int = 0) -> dict[str, Any]:
+    """The field's table for one window: per seed (None where the run failed), the medians over seeds and the
+    goal cell per target."""
     ok = [r for r in per_seed if r.get("comparison")]
-    median: dict[str, Any] = {"ours": _median([r["comparison"]["ours"] for r in ok]), "targets": {}}
+    keys = ("codec", *METHODS) if holdout_every else ("codec", QUANTISED_SVD, *METHODS)
+    measure = ("ratio", "r2", "holdout_r2") if holdout_every else ("ratio", "r2")
+    median: dict[str, Any] = {"targets": {}}
+    if not holdout_every:
+        median["ours"] = median_cell(r["comparison"]["ours"] for r in ok)
+    goals = {}
     for target in map(str, targets):
-        median["targets"][target] = {key: _median([r["comparison"]["targets"][target][key] for r in ok])
-                                     for key in ("codec", *METHODS)}
-    return {"field": field, "targets": list(targets), "seeds": per_seed, "median": median}
+        cells = {key: [r["comparison"]["targets"][target][key] for r in ok] for key in keys}
+        median["targets"][target] = {key: median_cell(cells[key], measure) for key in keys}
+        goals[target] = (holdout_goal if holdout_every else window_goal)(
+            cells["codec"], median["targets"][target], float(target), len(per_seed))
+    return {"field": field, "targets": list(targets), "holdout_every": holdout_every, "seeds": per_seed,
+            "median": median, "goal": goals}
 
 
-def _cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: str = "") -> str:
-    if c is None:
-        return "none reaches it" if n_seeds is None else "-"
-    notes = [f"R² {c['r2']:.5f}"] + ([extra] if extra else [])
-    if n_seeds is not None and c["seeds"] < n_seeds:
-        notes.append(f"{c['seeds']} of {n_seeds} seeds")
-    return f"{c['ratio']:.3g}× ({', '.join(notes)})"
+def window_goal(codecs: list[dict[str, Any]], median: dict[str, Any], target: float, n_seeds: int
+                ) -> dict[str, Any]:
+    """Met when the codec file reaches the target on every seed and its median ratio is at least SZ3's and the
+    quantised SVD's (a rival that no setting brings to the target is beaten); else how far, in R² and in ratio."""
+    if not codecs:
+        return {"met": False, "ran": 0, "seeds": n_seeds}
+    missed = [c["r2"] for c in codecs if not c["target_met"]]
+    ours = median["codec"]["ratio"]
+    rivals = {key: (median[key] or {}).get("ratio") for key in GOAL_RIVALS}
+    best = max((r for r in rivals.values() if r is not None), default=None)
+    return {"met": not missed and (best is None or ours >= best), "ran": len(codecs), "seeds": n_seeds,
+            "ratio": ours, "r2": median["codec"]["r2"], "rivals": rivals, "target": target,
+            "missed_seeds": len(missed), "lowest_r2": min(missed, default=None),
+            "ratio_of_best": None if best is None else ours / best}
 
 
-def markdown(tables: list[dict[str, Any]]) -> list[str]:
-    """One table per field: rows ours (float32, codec at each target), SVD, SZ3, ZFP; columns the seeds and the
-    median over seeds."""
-    if not tables:
-        return []
-    lines = ["", "## Compression at the same R²: ours vs SVD, SZ3 and ZFP (default recipe, every seed)", "",
-             ("Ratios are raw float32 bytes of the training frames / stored bytes. Ours, float32: 4 bytes per "
-              "parameter, at its own training R². Ours, codec: the same trained model written as a file "
-              "(`outputs.codec=true codec.target_r2=<target>`), R² decoded from it; \"target missed\": the decoded "
-              "R² falls short of the target (where the model itself does not reach it, the file keeps the model's "
-              "accuracy). SVD, SZ3, ZFP: the smallest stored "
-              "size whose training R² reaches the target (`mpm_inr.baselines.classical_baselines`, matched "
-              "accuracy); \"none reaches it\": no rank or bound tried does. Median over the seeds that have a "
-              "value.")]
-    for t in tables:
-        lines += _field_table(t)
-    return lines
-
-
-def _field_table(t: dict[str, Any]) -> list[str]:
-    seeds = [r["seed"] for r in t["seeds"]]
-    n = len(seeds)
-    lines = ["", f"### Field {t['field']}", "",
-             "| method | target R² | " + " | ".join(f"seed {s}" for s in seeds) + " | median |",
-             "|---|---|" + "---|" * (n + 1)]
-
-    def row(name: str, target: str, cells: list[str], median: str) -> None:
-        lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {median} |")
-
-    comps = [r.get("comparison") for r in t["seeds"]]
-    failed = [f"failed: {r.get('error')}" for r in t["seeds"]]
-    row("ours, float32 parameters", "its own", [_cell(c["ours"]) if c else f for c, f in zip(comps, failed)],
-        _cell(t["median"]["ours"], n))
-    for target in map(str, t["targets"]):
-        med = t["median"]["targets"][target]
-        codec = [_cell(c["targets"][target]["codec"], extra="" if c["targets"][target]["codec"]["target_met"]
-                       else "target missed") if c else f for c, f in zip(comps, failed)]
-        row("ours, codec file", target, codec, _cell(med["codec"], n))
-        for method, name in METHODS.items():
-            cells = []
-            for c, f in zip(comps, failed):
-                point = c["targets"][target][method] if c else None
-                cells.append(f if not c else _cell(point, extra=point["setting"] if point else ""))
-            row(name, target, cells, _cell(med[method], n))
-    return lines
+def holdout_goal(codecs: list[dict[str, Any]], median: dict[str, Any], target: float, n_seeds: int
+                 ) -> dict[str, Any]:
+    """Met when the codec file's median held-out R² is at least every baseline's median interpolated held-out R²
+    at the codec's bytes (a baseline none of whose settings fits in those bytes is beaten); else how far."""
+    if not codecs:
+        return {"met": False, "ran": 0, "seeds": n_seeds}
+    ours = median["codec"]["holdout_r2"]
+    rivals = {key: (median[key] or {}).get("holdout_r2") for key in METHODS}
+    best = max((r for r in rivals.values() if r is not None), default=None)
+    return {"met": best is None or ours >= best, "ran": len(codecs), "seeds": n_seeds, "holdout_r2": ours,
+            "ratio": median["codec"]["ratio"], "rivals": rivals, "target": target,
+            "r2_behind_best": None if best is None else best - ours}

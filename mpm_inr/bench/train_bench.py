@@ -4,9 +4,11 @@ Three parts, all in the same process, on the same windows and the same device:
 1. speed (first seed): time to R² >= target for our default recipe (early stop at the target, R² estimated on a
    schedule, then measured on every value at the end) and for the reference recipe (capped), with the SVD rank
    the target needs;
-2. seeds: our default recipe on every dataset seed, with medians (R², slope, compression, time), and per field
-   the compression table in bytes at each of `compare_targets`: ours (float32 parameters; the codec file) vs
-   SVD, SZ3 and ZFP at the same R² (mpm_inr.bench.compression_bench);
+2. seeds: our default recipe on every dataset seed, with medians (R², slope, compression, time);
+   compression: per window of `windows` (the one of `frames` reuses the seeds part's runs) and per field, the
+   table in bytes at each of `compare_targets`: ours (float32 parameters; the codec file) vs the quantised SVD,
+   SVD, SZ3 and ZFP at the same R², and with held-out frames the codec decoded at the held-out times vs the
+   baselines interpolated at its bytes; issue #19's goal table on top (compression_bench, compression_tables);
 3. held-out frames (`holdout_every=k`): training-frame and held-out R² for SVD (temporal coefficients
    interpolated linearly and by a cubic spline), our default (Lagrangian) recipe, and the best Eulerian type
    trained under the same wall-time cap for every Eulerian type.
@@ -28,7 +30,7 @@ from typing import Any
 
 import torch
 
-from mpm_inr.bench import compression_bench, fixed_cost
+from mpm_inr.bench import compression_bench, compression_tables, fixed_cost
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.bench.reference_recipe import (
     REFERENCE_RECIPES,
@@ -62,6 +64,9 @@ class BenchSettings:
     compare_targets: tuple[float, ...] = compression_bench.COMPARE_TARGETS
     fixed_cost: bool = True  # part 4: wall ÷ fit of whole train.py commands (one run; a --multirun round)
     multirun_jobs: int = 4
+    windows: list[int] = dc_field(default_factory=list)  # compression windows (frames); empty: [frames]
+    long_cap_s: float | None = None  # train.max_time_s of the compression runs on windows longer than `frames`
+    only_compression: bool = False  # skip the speed, seeds, held-out race and fixed-cost parts
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -71,6 +76,20 @@ class BenchSettings:
             raise ValueError("at least one dataset seed is needed")
         if any(not 0 < t < 1 for t in self.compare_targets):
             raise ValueError(f"compare targets {list(self.compare_targets)} must lie in (0, 1)")
+        self.windows = list(self.windows or [self.frames])
+        check_windows(self.windows, self.scenario)
+        if self.long_cap_s is not None and not self.long_cap_s > 0:
+            raise ValueError(f"--long-cap {self.long_cap_s} must be a positive number of seconds")
+
+
+def check_windows(windows: list[int], scenario: str) -> None:
+    """Compression windows must be distinct frame counts from 2 to the scenario's frames (checked before any run,
+    so a long bench does not fail at its last window)."""
+    n_frames = int(compose_train_config([f"scenario={scenario}"])["scenario"]["n_frames"])
+    bad = [w for w in windows if not 2 <= w <= n_frames]
+    if bad or len(set(windows)) < len(windows):
+        raise ValueError(f"--windows {','.join(map(str, windows))}: need distinct frame counts from 2 to "
+                         f"{n_frames} (scenario {scenario}), e.g. --windows 100,1000")
 
 
 def train_once(s: BenchSettings, field: str, seed: int, extra: list[str]) -> tuple[dict[str, Any], float]:
@@ -80,16 +99,17 @@ def train_once(s: BenchSettings, field: str, seed: int, extra: list[str]) -> tup
 
 
 def train_and_inspect(s: BenchSettings, field: str, seed: int, extra: list[str],
-                      inspect: Callable[[Path, dict[str, Any]], Any] | None = None
+                      inspect: Callable[[Path, dict[str, Any]], Any] | None = None, frames: int | None = None
                       ) -> tuple[dict[str, Any], float, Any]:
     """train_once, and then (for an ok run, with its checkpoint written) `inspect(run_dir, metrics)` before the
-    temporary run dir goes; returns metrics, wall time of the training and what inspect returned (or None)."""
+    temporary run dir goes; returns metrics, wall time of the training and what inspect returned (or None).
+    frames: the window's training frames (default: the bench's `frames`)."""
     from mpm_inr.errors import UserError
     from mpm_inr.training.run import run_training
 
     trainer = "gpu" if s.device == "cuda" else "cpu"
     overrides = [f"field={field}", f"scenario={s.scenario}", f"data.seed={seed}", f"data.root={s.root}",
-                 f"data.n_training_frames={s.frames}", "logger=none", f"trainer={trainer}", "outputs.plot=false",
+                 f"data.n_training_frames={frames or s.frames}", "logger=none", f"trainer={trainer}", "outputs.plot=false",
                  "outputs.checkpoint=" + ("true" if inspect is not None else "false"), *extra]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train_config(overrides, tmp)
@@ -189,10 +209,10 @@ def _reference_summary(ref: ReferenceResult, cap_s: float, ours_time: float | No
 
 
 def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
-    """Our default recipe (no early stop) on every seed, and the medians; each trained model also against the
-    classical compressors at the compare targets (compression_bench)."""
+    """Our default recipe (no early stop) on every seed, and the medians; when `frames` is a compression window,
+    each trained model also against the baselines at the compare targets (compression_bench)."""
     runs, compared = [], []
-    targets = tuple(s.compare_targets)
+    targets = tuple(s.compare_targets) if s.frames in s.windows else ()
 
     def compare(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
         return compression_bench.compare_run(run_dir, metrics, targets, s.device)
@@ -200,13 +220,40 @@ def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
     for seed in s.seeds:
         metrics, wall, comparison = train_and_inspect(s, field, seed, [], compare if targets else None)
         runs.append({"seed": seed, **_ours_summary(metrics, wall, s.target)})
-        compared.append({"seed": seed, "comparison": comparison, "error": metrics.get("error")})
+        compared.append(_compared(seed, metrics, comparison))
     keys = ("final_r2", "slope", "compression_ratio", "training_time_s", "end_to_end_s", "wall_over_fit")
     done = [r for r in runs if r["status"] == "ok"]
     median = {k: statistics.median(r[k] for r in done) if done else None for k in keys}
     ok = all(r["status"] == "ok" and r["final_r2"] >= s.target and 0.99 <= r["slope"] <= 1.01 for r in runs)
     return {"field": field, "runs": runs, "median": median, "all_seeds_meet_target": ok,
             "compression": compression_bench.summarise(field, compared, targets) if targets else None}
+
+
+def _compared(seed: int, metrics: dict[str, Any], comparison: dict[str, Any] | None) -> dict[str, Any]:
+    """One seed's entry of a compression table: its comparison and the training behind it."""
+    training = None if metrics["status"] != "ok" else {
+        "final_r2": metrics["final_r2"], "training_time_s": metrics["training_time"], "steps": metrics["steps"]}
+    return {"seed": seed, "comparison": comparison, "error": metrics.get("error"), "training": training}
+
+
+def compression_sweep(s: BenchSettings, field: str, window: int, holdout_every: int = 0) -> dict[str, Any]:
+    """Our default recipe on every seed at `window` training frames (capped at long_cap_s beyond `frames`), each
+    model against the baselines at the compare targets: on its training frames, or with holdout_every > 0 on
+    the held-out frames (compression_bench.compare_holdout)."""
+    targets = tuple(s.compare_targets)
+    cap = [f"train.max_time_s={s.long_cap_s}"] if s.long_cap_s and window > s.frames else []
+    extra = [f"data.holdout_every={holdout_every}", "outputs.svd=false", "outputs.baselines=false", *cap]
+
+    def compare(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+        if holdout_every:
+            return compression_bench.compare_holdout(run_dir, targets, s.device)
+        return compression_bench.compare_run(run_dir, metrics, targets, s.device)
+
+    compared = []
+    for seed in s.seeds:
+        metrics, _, comparison = train_and_inspect(s, field, seed, extra, compare, frames=window)
+        compared.append(_compared(seed, metrics, comparison))
+    return compression_bench.summarise(field, compared, targets, holdout_every)
 
 
 def holdout(s: BenchSettings, field: str) -> dict[str, Any]:
@@ -242,14 +289,18 @@ def markdown(results: dict[str, Any]) -> str:
     seeds = ", ".join(str(x) for x in results["seeds"])
     lines = [f"# Training benchmark — {results['device']} — torch {results['torch']} — {results['date']}", "",
              (f"scenario `{results['scenario']}`, {results['frames']} frames, target R² {results['target_r2']}, "
-              f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end."), "",
+              f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end."
+              + (f" Compression windows: {', '.join(map(str, results['windows']))} frames"
+                 + (f", training capped at {results['long_cap_s']:g} s per run beyond {results['frames']}."
+                    if results.get("long_cap_s") else ".") if results.get("windows") else "")), "",
              "Dataset fingerprints (sha256 of the arrays, first 16 hex digits; the same seed made by another "
              "simulator version, torch build or device is another trajectory): "
-             + ", ".join(f"seed {k} `{(v or 'not recorded')[:16]}`" for k, v in results["datasets"].items()), "",
-             f"## Speed: time to R² ≥ {results['target_r2']} (dataset seed {results['seeds'][0]})", "",
-             ("| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
-              "SVD rank for target |"),
-             "|---|---|---|---|---|---|---|"]
+             + ", ".join(f"seed {k} `{(v or 'not recorded')[:16]}`" for k, v in results["datasets"].items())]
+    if results["speed"]:
+        lines += ["", f"## Speed: time to R² ≥ {results['target_r2']} (dataset seed {results['seeds'][0]})", "",
+                  ("| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
+                   "SVD rank for target |"),
+                  "|---|---|---|---|---|---|---|"]
     for r in results["speed"]:
         o = r["ours"]
         if o["status"] != "ok":
@@ -274,7 +325,6 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(m['compression_ratio'], '.1f')} | {_f(m['training_time_s'], '.1f')} | "
                          f"{_f(m.get('wall_over_fit'), '.2f')} | {per} | {svd} | "
                          f"{'yes' if r['all_seeds_meet_target'] else 'NO'} |")
-        lines += compression_bench.markdown([r["compression"] for r in results["seed_sweep"] if r.get("compression")])
     if results["holdout"]:
         h0 = results["holdout"][0]
         lines += ["", (f"## Held-out frames (every {h0['holdout_every']}th frame never trained on; dataset seed "
@@ -296,6 +346,7 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{_f(sv.get('holdout_r2_linear'), '.5f')} / {_f(sv.get('holdout_r2_cubic'), '.5f')} | "
                          f"{o['inr_type']} | {o['train_r2']:.5f} | {o['holdout_r2']:.5f} | "
                          f"{o['compression_ratio']:.1f} | {eul} |")
+    lines += compression_tables.markdown(results.get("compression") or [])
     lines += fixed_cost.markdown(results.get("fixed_cost") or [])
     return "\n".join(lines) + "\n"
 
@@ -355,7 +406,8 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
     results: dict[str, Any] = {
         "device": device_name(s.device), "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
-        "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": [], "fixed_cost": []}
+        "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": [], "fixed_cost": [],
+        "compression": [], "windows": s.windows, "long_cap_s": s.long_cap_s}
     from mpm_inr.data.dataset import recorded_fingerprint
 
     results["datasets"] = {str(seed): recorded_fingerprint(_dataset(s, seed)) for seed in s.seeds}
@@ -366,17 +418,38 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
         (out / "train_bench.json").write_text(json.dumps(results, indent=2))
         (out / "train_bench.md").write_text(markdown(results))
 
-    for f in s.fields:
-        results["speed"].append(speed(s, f))
-        save()
-    for f in s.fields:
-        results["seed_sweep"].append(seed_sweep(s, f))
-        save()
-    if s.holdout_every > 0:
+    def block(window: int, holdout_every: int) -> list[dict[str, Any]]:
+        """The field tables of one compression window (made on first use)."""
+        found = next((b for b in results["compression"]
+                      if (b["window"], b["holdout_every"]) == (window, holdout_every)), None)
+        if found is None:
+            found = {"window": window, "holdout_every": holdout_every, "fields": []}
+            results["compression"].append(found)
+        return found["fields"]
+
+    if not s.only_compression:
+        for f in s.fields:
+            results["speed"].append(speed(s, f))
+            save()
+        for f in s.fields:
+            sweep = seed_sweep(s, f)
+            results["seed_sweep"].append(sweep)
+            compared = sweep.pop("compression")
+            if compared is not None:
+                block(s.frames, 0).append(compared)
+            save()
+    if s.compare_targets:
+        for window in sorted(s.windows):
+            for held in (0, s.holdout_every) if s.holdout_every > 0 else (0,):
+                for f in s.fields:
+                    if held or s.only_compression or window != s.frames:  # else: the seeds part compared it
+                        block(window, held).append(compression_sweep(s, f, window, held))
+                        save()
+    if s.holdout_every > 0 and not s.only_compression:
         for f in s.fields:
             results["holdout"].append(holdout(s, f))
             save()
-    if s.fixed_cost:
+    if s.fixed_cost and not s.only_compression:
         for f in s.fields:
             results["fixed_cost"].append(fixed_cost.fixed_cost(f, fixed_cost_overrides(s, f), s.multirun_jobs))
             save()

@@ -1,0 +1,161 @@
+"""The bench's compression part: issue #19's goal cells read from the per-seed numbers, the held-out row, the
+windows flag, and a run over two windows with the long one capped."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+from mpm_inr.bench import compression_tables
+from mpm_inr.bench.__main__ import main
+from mpm_inr.bench.compression_bench import summarise
+from mpm_inr.bench.train_bench import BenchSettings, run
+
+RAW = 1_000_000
+
+
+def _point(ratio: float | None, r2: float, **extra) -> dict | None:
+    return None if ratio is None else {"ratio": ratio, "r2": r2, "bytes": round(RAW / ratio), "setting": "s", **extra}
+
+
+def _seed(seed: int, codec: tuple[float, float], sz3: float | None, svd_q: float | None, target: float = 0.995
+          ) -> dict:
+    """One seed's comparison at one target: the codec's (ratio, R²) and the rivals' ratios (None: none reaches)."""
+    row = {"codec": {**_point(codec[0], codec[1]), "target_met": codec[1] >= target},
+           "svd_q": _point(svd_q, target + 1e-4), "svd": _point(2.0, 0.9991), "sz3": _point(sz3, target + 2e-4),
+           "zfp": _point(3.0, 0.9993)}
+    return {"seed": seed, "error": None, "training": {"final_r2": codec[1], "training_time_s": 1.0, "steps": 10},
+            "comparison": {"raw_bytes": RAW, "ours": _point(9.0, 0.9995), "targets": {str(target): row}}}
+
+
+def _goal(per_seed: list[dict]) -> dict:
+    return summarise("F", per_seed, (0.995,))["goal"]["0.995"]
+
+
+def test_met_cell_has_the_codec_ratio_at_least_both_rivals_medians_over_seeds():
+    table = summarise("F", [_seed(0, (300, 0.996), 100, 250), _seed(1, (200, 0.9955), 150, 180),
+                            _seed(2, (120, 0.9952), 400, 90)], (0.995,))
+    goal = table["goal"]["0.995"]
+    assert goal["met"] and goal["ratio"] == 200  # medians: ours 200, SZ3 150, qSVD 180
+    assert goal["rivals"] == {"sz3": 150, "svd_q": 180}
+    assert compression_tables.goal_text(goal) == "**met**: 200× vs SZ3 150×, qSVD 180×"
+
+
+def test_cell_short_of_a_rival_says_how_far_in_ratio():
+    goal = _goal([_seed(0, (50, 0.996), 100, 250), _seed(1, (60, 0.996), 80, 200), _seed(2, (40, 0.996), 90, 300)])
+    assert not goal["met"] and goal["ratio_of_best"] == pytest.approx(50 / 250)
+    assert compression_tables.goal_text(goal) == "no, ratio 0.2× the best rival's: 50× vs SZ3 90×, qSVD 250×"
+
+
+def test_cell_whose_target_is_missed_says_the_r2_reached_even_when_its_ratio_wins():
+    goal = _goal([_seed(0, (900, 0.99321), 100, 250), _seed(1, (800, 0.996), 80, 200), _seed(2, (700, 0.9949), 9, 9)])
+    assert not goal["met"] and goal["missed_seeds"] == 2 and goal["lowest_r2"] == 0.99321
+    assert compression_tables.goal_text(goal).startswith("no, R² 0.99321 reached (2 of 3 seeds miss): 800× vs ")
+
+
+def test_a_rival_that_never_reaches_the_target_is_beaten_and_a_failed_seed_is_counted():
+    failed = {"seed": 2, "error": "field is constant", "training": None, "comparison": None}
+    goal = _goal([_seed(0, (30, 0.996), None, None), _seed(1, (20, 0.9961), None, 10), failed])
+    assert goal["met"] and goal["rivals"] == {"sz3": None, "svd_q": 10}
+    assert compression_tables.goal_text(goal) == "**met**: 25× vs SZ3 none reaches it, qSVD 10× (2 of 3 seeds ran)"
+
+
+def test_goal_cells_agree_with_medians_of_the_per_seed_numbers():
+    """Random per-seed numbers: a met cell has every seed at the target and the median codec ratio at least the
+    median of each rival over the seeds it reaches; any other cell names the R² reached or the ratio short."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        seeds = [_seed(k, (float(rng.uniform(1, 100)), float(rng.choice([0.9949, 0.996]))),
+                       None if rng.random() < 0.2 else float(rng.uniform(1, 100)),
+                       None if rng.random() < 0.2 else float(rng.uniform(1, 100))) for k in range(3)]
+        goal = _goal(seeds)
+        rows = [s["comparison"]["targets"]["0.995"] for s in seeds]
+        ours = statistics.median(r["codec"]["ratio"] for r in rows)
+        rivals = [statistics.median(have) for key in ("sz3", "svd_q")
+                  if (have := [r[key]["ratio"] for r in rows if r[key] is not None])]
+        reached = all(r["codec"]["r2"] >= 0.995 for r in rows)
+        assert goal["met"] == (reached and all(ours >= r for r in rivals))
+        text = compression_tables.goal_text(goal)
+        if not goal["met"]:
+            lowest = min(r["codec"]["r2"] for r in rows)
+            assert text.startswith(f"no, R² {lowest:.5f} reached" if not reached else "no, ratio ")
+
+
+def _held(seed: int, ours: float, svd: float | None, sz3: float | None, zfp: float | None) -> dict:
+    def rival(r2):
+        return None if r2 is None else {**_point(8.0, 0.999), "holdout_r2": r2}
+
+    row = {"codec": {**_point(10.0, 0.9951), "holdout_r2": ours, "target_met": True}, "svd": rival(svd),
+           "sz3": rival(sz3), "zfp": rival(zfp)}
+    return {"seed": seed, "error": None, "training": {"final_r2": 0.999, "training_time_s": 1.0, "steps": 10},
+            "comparison": {"raw_bytes": RAW, "holdout_every": 4, "holdout_frames": 25, "targets": {"0.995": row}}}
+
+
+def test_held_out_cells_compare_held_out_r2_at_the_codec_bytes():
+    beaten = summarise("S", [_held(0, 0.998, 0.997, 0.99, None), _held(1, 0.997, 0.996, 0.98, None)], (0.995,), 4)
+    goal = beaten["goal"]["0.995"]
+    assert goal["met"] and goal["holdout_r2"] == pytest.approx(0.9975)
+    assert compression_tables.goal_text(goal) == ("**met**: R² 0.99750 at 10× vs SVD 0.99650, SZ3 0.98500, "
+                                                   "ZFP nothing fits")
+    behind = summarise("S", [_held(0, 0.95, 0.997, 0.99, 0.999)], (0.995,), 4)["goal"]["0.995"]
+    assert not behind["met"] and behind["r2_behind_best"] == pytest.approx(0.049)
+    assert compression_tables.goal_text(behind).startswith("no, 0.049 R² behind: R² 0.95000 at 10× vs SVD 0.99700")
+
+
+def test_goal_table_has_a_row_per_window_then_the_held_out_rows():
+    window = summarise("F", [_seed(0, (300, 0.996), 100, 250)], (0.995,))
+    held = summarise("F", [_held(0, 0.998, 0.997, 0.99, None)], (0.995,), 4)
+    blocks = [{"window": 1000, "holdout_every": 0, "fields": [window]},
+              {"window": 100, "holdout_every": 4, "fields": [held]},
+              {"window": 100, "holdout_every": 0, "fields": [window]}]
+    lines = compression_tables.markdown(blocks)
+    rows = [line.split(" | ")[0] for line in lines if line.startswith("| ") and "frames" in line.split(" | ")[0]]
+    assert rows[:3] == ["| 100 frames", "| 1 000 frames", "| 100 frames, held-out (every 4th frame)"]
+
+
+@pytest.mark.parametrize("windows, says", [("100,abc", "comma-separated frame counts"),
+                                           ("100,100", "distinct frame counts from 2 to 1000"),
+                                           ("1,100", "distinct frame counts from 2 to 1000"),
+                                           ("100,5000", "distinct frame counts from 2 to 1000")])
+def test_windows_flag_refuses_bad_input_in_one_line(windows, says, capsys, tmp_path):
+    code = main(["train", "--device", "cpu", "--scenario", "discs_small", "--windows", windows,
+                 "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: --windows ") and says in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # refused before anything ran
+
+
+def test_long_cap_must_be_positive(capsys):
+    assert main(["train", "--device", "cpu", "--scenario", "discs_small", "--long-cap", "0"]) == 2
+    assert capsys.readouterr().err == "error: --long-cap 0.0 must be a positive number of seconds\n"
+
+
+def test_only_compression_over_two_windows_caps_the_long_one(data_root, tmp_path):
+    s = BenchSettings(fields=["Jp"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
+                      holdout_every=0, windows=[30, 20], long_cap_s=0.01, only_compression=True,
+                      compare_targets=(0.995,))
+    run(s, str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    assert saved["speed"] == saved["seed_sweep"] == saved["fixed_cost"] == []
+    assert saved["windows"] == [30, 20] and saved["long_cap_s"] == 0.01
+    blocks = {b["window"]: b["fields"][0]["seeds"][0] for b in saved["compression"]}
+    assert set(blocks) == {20, 30}
+    assert blocks[30]["comparison"]["raw_bytes"] == 4 * 30 * 900
+    # the cap ends the 30-frame run after its first call of steps; the 20-frame window (= --frames) runs uncapped
+    assert blocks[30]["training"]["steps"] < blocks[20]["training"]["steps"]
+    table = (tmp_path / "train_bench.md").read_text()
+    assert "## Speed" not in table and "Compression windows: 30, 20 frames, training capped at 0.01 s" in table
+    goal = next(line for line in table.splitlines() if line.startswith("| 30 frames | "))
+    codec = blocks[30]["comparison"]["targets"]["0.995"]["codec"]
+    if not codec["target_met"]:  # the capped model cannot reach it: the cell says what it reached
+        assert f"0.995: no, R² {codec['r2']:.5f} reached" in goal
+
+
+def test_large_ratios_read_as_whole_numbers():
+    assert [compression_tables.ratio_text(x) for x in (9.876, 422.4, 2879.6, 12345.0)] == [
+        "9.88×", "422×", "2880×", "12345×"]
+    goal = _goal([_seed(0, (422, 0.996), 756, 2880)])
+    assert compression_tables.goal_text(goal) == "no, ratio 0.15× the best rival's: 422× vs SZ3 756×, qSVD 2880×"
