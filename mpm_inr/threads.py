@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,28 +40,28 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def others_running() -> float:
-    """How many cores other work is using now, as the larger of two readings: the 1-minute load average (steady
-    neighbours: a bench, another run) and the runnable tasks this instant (/proc/stat `procs_running`, minus the
-    thread reading it), which sees a neighbour that started seconds ago. 0 where neither can be read."""
-    readings = []
-    try:
-        readings.append(os.getloadavg()[0])
-    except (AttributeError, OSError):
-        pass
-    try:
-        with open("/proc/stat") as stat:
-            running = next((int(line.split()[1]) for line in stat if line.startswith("procs_running ")), None)
-        if running is not None:
-            readings.append(running - 1)
-    except (OSError, ValueError):
-        pass
-    return max(readings, default=0.0)
+def others_running(samples: int = 5, interval_s: float = 0.01) -> float:
+    """How many cores other work is using now: the runnable tasks (/proc/stat `procs_running`, less the thread
+    reading it), averaged over a few samples 10 ms apart. Not the load average: it still counts a run that ended
+    seconds ago (back-to-back `train.py` commands read ~0.9 on an idle machine). 0 where /proc is not there."""
+    counts = []
+    for k in range(samples):
+        try:
+            with open("/proc/stat") as stat:
+                running = next((int(line.split()[1]) for line in stat if line.startswith("procs_running ")), None)
+        except (OSError, ValueError):
+            return 0.0
+        if running is None:
+            return 0.0
+        counts.append(running - 1)
+        if k + 1 < samples:
+            time.sleep(interval_s)
+    return sum(counts) / len(counts)
 
 
 def core_to_spare(threads: int, cores: int | None = None, busy: float | None = None) -> bool:
     """Whether work beside a run's `threads` would get a core of its own: the cores (affinity mask) less the run's
-    threads and what others use now leave at least one, with half a core of margin for the load average's lag.
+    threads and what others run now leave at least one, with half a core of margin.
     A process beside the fit on a core someone else holds slows the fit itself (measured: a cold C fit 3.7 ->
     11.3 s with a neighbour's bench on the second core), so a busy machine keeps the work in the run."""
     cores = available_cores() if cores is None else cores

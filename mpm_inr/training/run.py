@@ -215,7 +215,7 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
                     base: dict, clock: PhaseClock, progress: bool) -> dict[str, Any]:
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
-    start_logger(logger)  # W&B's run starts in a thread, beside the fit (loggers.py)
+    start_logger(logger)  # W&B's run starts now, outside the training clock (loggers.py)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
     metrics = _evaluate(module, window, clock)
