@@ -44,7 +44,7 @@ from mpm_inr.threads import (
 )
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
-from mpm_inr.training.loggers import build_logger, finish_logger, start_logger
+from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
 from mpm_inr.training.plot_aside import PlotAside, plot_request
@@ -178,7 +178,7 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         with clock.phase("window"):
             dm, window, module = _build(cfg, dataset_path, device)
             baselines = _window_baselines(cfg, window, dataset_path, base, device)
-            asides = _start_asides(cfg, baselines, window, module)  # forked before W&B starts its threads
+            asides = _start_asides(cfg, baselines, window, module)  # forked before W&B starts its threads (in the fit)
             for process in (asides.baselines, asides.plot):
                 if process is not None:
                     processes.enter_context(process)
@@ -215,7 +215,6 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
                     base: dict, clock: PhaseClock, progress: bool) -> dict[str, Any]:
     run_name = f"{cfg['field']['name']}_{cfg['model']['name']}"
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
-    start_logger(logger)  # W&B's run starts now, outside the training clock (loggers.py)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
     metrics = _evaluate(module, window, clock)
