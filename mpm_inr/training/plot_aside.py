@@ -42,12 +42,10 @@ class PlotAside:
 
     def _draw_when_asked(self) -> None:
         """In the forked process: matplotlib loads here, during the run's fit, not in the run."""
-        from mpm_inr.viz.field_plot import plot_field
+        import matplotlib  # noqa: F401 - the import is what this process does while the run trains
 
         self._send.close()  # the run's end
-        request = self._receive.recv()
-        train = self.window.train_frames
-        plot_field(gt=self.window.values[train], positions=self.window.positions[train], **request)
+        draw_field(self.window, self._receive.recv())
 
     def draw(self, request: dict[str, Any]) -> None:
         """Send `plot_field`'s arguments but the window's (gt, positions): the figure is drawn from now on."""
@@ -66,6 +64,15 @@ class PlotAside:
     def __exit__(self, *_: object) -> None:
         self._task.kill()
         self._send.close()
+
+
+def draw_field(window: FieldWindow, request: dict[str, Any]) -> None:
+    """field.png from a `plot_request` and the window's ground truth and positions (matplotlib is loaded only by
+    a process that draws)."""
+    from mpm_inr.viz.field_plot import plot_field
+
+    train = window.train_frames
+    plot_field(gt=window.values[train], positions=window.positions[train], **request)
 
 
 def plot_request(path: Path, prediction: Any, loss_history: Any, metrics: dict[str, Any], components: list[str],

@@ -47,7 +47,7 @@ from mpm_inr.training.datamodule import FieldWindowDataModule
 from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
-from mpm_inr.training.plot_aside import PlotAside, plot_request
+from mpm_inr.training.plot_aside import PlotAside, draw_field, plot_request
 from mpm_inr.training.progress import StepProgress
 from mpm_inr.training.step_frames import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
@@ -197,8 +197,9 @@ class Asides:
 def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule
                   ) -> Asides:
     """Only on a core the run leaves free (outputs.beside_fit=auto: its torch threads fewer than the cores, and no
-    other work on the rest, `core_to_spare`; always: any core its threads leave, however busy), and never in a study's jobs, whose rounds share the cores and whose windows the study
-    computes ahead (`python -m mpm_inr.baselines table`)."""
+    other work on the rest, `core_to_spare`; always: any core its threads leave, however busy), and never in a
+    study's jobs, whose rounds share the cores and whose windows the study computes ahead (`python -m
+    mpm_inr.baselines table`)."""
     outputs = cfg["outputs"]
     mode, threads = outputs.get("beside_fit", "auto"), torch.get_num_threads()
     spare = threads < available_cores() if mode == "always" else mode == "auto" and core_to_spare(threads)
@@ -244,7 +245,7 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
         image = None
         if plot is not None:
             if asides.plot is None or not asides.plot.done():  # no process, or it failed: drawn here
-                _draw(window, plot)
+                draw_field(window, plot)
             image = str(plot["path"])
         metrics["wandb_run_id"] = finish_logger(logger, metrics, image)
     print(f"\n{cfg['field']['name']} / {cfg['model']['name']}  ({run_dir})\n{metrics_table(metrics)}", flush=True)
@@ -411,13 +412,6 @@ def _baselines(baselines: WindowBaselines, metrics: Mapping[str, Any]) -> dict:
 def _plot_request(cfg, run_dir: Path, module: INRModule, window: FieldWindow, metrics: dict) -> dict[str, Any]:
     return plot_request(run_dir / "field.png", module.prediction[window.train_frames], module.loss_curve(), metrics,
                         list(cfg["field"]["components"]), window.field)
-
-
-def _draw(window: FieldWindow, plot: dict[str, Any]) -> None:
-    """field.png drawn in this process (matplotlib is loaded only by a run that draws here)."""
-    from mpm_inr.viz.field_plot import plot_field
-
-    plot_field(gt=window.values[window.train_frames], positions=window.positions[window.train_frames], **plot)
 
 
 def save_predictions(run_dir: Path, module: INRModule) -> None:
