@@ -7,6 +7,7 @@ import json
 import pytest
 from test_report_helpers import make_study, metrics
 
+from agent.reporting import wandb_study
 from agent.reporting.report_data import best_run, load_study
 from agent.reporting.wandb_study import (
     BYTES_COLUMNS,
@@ -102,6 +103,26 @@ def test_block_end_run_logs_journal_plots_and_report(tmp_path, monkeypatch):
     assert "Landscape report: wb" in page and page.count("data:image/png;base64,") >= 3
     assert run.summary["study/best_r2/Jp"] == pytest.approx(0.97)
     assert run.summary["study/best_r2/S"] == pytest.approx(0.85) and run.summary["last_block"] == 2
+
+
+def test_past_block_figures_are_drawn_once(tmp_path, monkeypatch):
+    """Every call rewrites the offline run from block 1; a past block's PNGs come from the study's cache."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    d = _study(tmp_path)
+    drawn = []
+    real = wandb_study.block_figures
+    monkeypatch.setattr(wandb_study, "block_figures",
+                        lambda study, ready=None: drawn.append(max(r.block for r in study.runs)) or real(study, ready))
+    log_block_end(d, 1)
+    log_block_end(d, 2)
+    run_dir = log_block_end(d, 2)
+    assert drawn == [1, 2]  # block 1 drawn at its end, block 2 at its own; the third call draws nothing
+    rows = {row["_step"]: row for row in read_offline_run(run_dir).history}
+    cached = next((d / wandb_study.FIGURE_CACHE).glob("b0001_*")) / "tree.png"
+    assert (run_dir / "files" / rows[1]["tree/path"]).read_bytes() == cached.read_bytes()
+    (cached.parent / "names.json").unlink()  # an entry a kill left half written is drawn again
+    log_block_end(d, 2)
+    assert drawn == [1, 2, 1]
 
 
 def test_disabled_and_unfinished_blocks(tmp_path, monkeypatch):

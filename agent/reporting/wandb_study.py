@@ -14,6 +14,10 @@ journal (a `wandb.Table`), the tree plot and the per-field Pareto plots; the row
 removes the superseded offline copies of the same run id: `wandb sync` (`make wandb-sync`) then uploads one
 complete run. Online, a resumed run only gets the rows of blocks it has not logged yet.
 
+Each block end's row PNGs are drawn once and kept under the study's `wandb/block_figures/`, keyed by the block and
+the journal's length at its end: rewriting the run from block 1 at every block end would otherwise redraw every
+past snapshot, quadratic in the number of blocks.
+
 The config logged is the study's explore config with anything that looks like a secret dropped. The report built
 for the run is also written to the study dir (report.md, report.html) when `block` is the latest ended block.
 """
@@ -21,13 +25,14 @@ for the run is also written to the study dir (report.md, report.html) when `bloc
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +52,8 @@ from agent.study.journal import Journal
 from mpm_inr.errors import StudyError
 
 log = logging.getLogger(__name__)
+#: where each block end's row PNGs are kept once drawn (under the study's wandb/, which no export copies)
+FIGURE_CACHE = Path("wandb") / "block_figures"
 
 SECRET_RE = re.compile(r"(key|token|secret|password|passwd|credential|auth)", re.IGNORECASE)
 #: the run's stored size and the classical baselines of its window (metrics.json flat keys, Contract 2): their
@@ -122,20 +129,54 @@ def _image(wandb: Any, png: bytes, tmp: Path, name: str) -> Any:
     return wandb.Image(str(path), caption=name)
 
 
-def block_row(wandb: Any, study: Study, block: int, tmp: Path, figures: dict[str, bytes] | None = None
-              ) -> dict[str, Any]:
-    """The history row of one block end (scalars, journal table, tree and Pareto images). `figures`: PNGs
-    already drawn for this snapshot by the report (`tree`, `pareto_<field>`), reused instead of redrawn."""
-    figures = figures or {}
-    row = block_scalars(study, block)
-    row["journal"] = wandb.Table(columns=JOURNAL_COLUMNS, data=journal_rows(study), allow_mixed_types=True)
-    tree = figures.get("tree") or plots.png_bytes(plots.tree_figure(study))
-    row["tree"] = _image(wandb, tree, tmp, f"tree_b{block}")
+def block_figures(study: Study, drawn: Mapping[str, bytes] | None = None) -> dict[str, bytes]:
+    """The PNGs of a block-end row: the tree, and the Pareto chart of each field with a timed run. `drawn`:
+    PNGs the report already drew for this snapshot (`tree`, `pareto_<field>`), reused instead of redrawn."""
+    drawn = drawn or {}
+    figures = {"tree": drawn.get("tree") or plots.png_bytes(plots.tree_figure(study))}
     windows, baselines = svd_windows(study.runs), baseline_windows(study.runs)
     for fld in study.fields():
         if any(r.field == fld and r.time is not None for r in study.ok_runs):
-            png = figures.get(f"pareto_{fld}") or plots.png_bytes(plots.pareto_figure(study, fld, windows,
-                                                                                         baselines))
+            figures[f"pareto_{fld}"] = drawn.get(f"pareto_{fld}") or plots.png_bytes(
+                plots.pareto_figure(study, fld, windows, baselines))
+    return figures
+
+
+def cached_block_figures(cache: Path, block: int, n_events: int, draw: Callable[[], dict[str, bytes]]
+                         ) -> dict[str, bytes]:
+    """A past block's row PNGs from `cache`, drawn (and stored) only the first time. Every call rewrites the
+    offline run from block 1, so without the cache a study of B blocks would draw ~B²/2 snapshots (the
+    48-block landscape: ~45 CPU-minutes in the agent's process, beside the two training jobs). The key holds the
+    journal prefix length of that block end: a different journal gets fresh figures."""
+    folder = cache / f"b{block:04d}_e{n_events}"
+    names = folder / "names.json"
+    if names.is_file():
+        try:
+            return {name: (folder / f"{name}.png").read_bytes() for name in json.loads(names.read_text())}
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is redrawn
+    figures = draw()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, png in figures.items():
+            (folder / f"{name}.png").write_bytes(png)
+        tmp = names.with_suffix(".tmp")
+        tmp.write_text(json.dumps(sorted(figures)))
+        os.replace(tmp, names)  # written last: an entry without it (a kill mid-write) is redrawn
+    except OSError as err:
+        log.warning("study W&B figure cache %s not written: %s", folder, err.strerror)
+    return figures
+
+
+def block_row(wandb: Any, study: Study, block: int, tmp: Path, figures: Mapping[str, bytes]) -> dict[str, Any]:
+    """The history row of one block end (scalars, journal table, tree and Pareto images); `figures` as
+    block_figures draws them for this snapshot."""
+    row = block_scalars(study, block)
+    row["journal"] = wandb.Table(columns=JOURNAL_COLUMNS, data=journal_rows(study), allow_mixed_types=True)
+    row["tree"] = _image(wandb, figures["tree"], tmp, f"tree_b{block}")
+    for name, png in figures.items():
+        if name.startswith("pareto_"):
+            fld = name.removeprefix("pareto_")
             row[f"pareto/{fld}"] = _image(wandb, png, tmp, f"pareto_{fld}_b{block}")
     return row
 
@@ -173,7 +214,10 @@ def log_block_end(study_dir: str | Path, block: int, *, mode: str | None = None,
     with tempfile.TemporaryDirectory(prefix="study_wandb_") as tmp:
         for b in sorted(k for k in prefixes if first <= k <= block):
             snap = final if b == block else load_study(d, prefixes[b])
-            row = block_row(wandb, snap, b, Path(tmp), doc.figures if b == block else None)
+            drawn = doc.figures if b == block else None  # the report drew the latest snapshot's figures
+            figures = cached_block_figures(d / FIGURE_CACHE, b, len(prefixes[b]),
+                                           lambda snap=snap, drawn=drawn: block_figures(snap, drawn))
+            row = block_row(wandb, snap, b, Path(tmp), figures)
             if b == block:
                 row["report"] = wandb.Html(doc.html(f"Landscape report: {final.name}"), inject=False)
             run.log(row, step=b)
