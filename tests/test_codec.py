@@ -275,3 +275,20 @@ def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
     assert "metrics.json" in capsys.readouterr().err
     assert codec_main(["encode", str(tmp_path), "--weight-bits", "8,x"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_file_holds_only_the_particle_labels_its_network_reads(f_file, data_root, tmp_path):
+    """One basis (F preset): no labels; per-object bases: the object ids only. A file whose model reads a label
+    it lacks is refused in one line."""
+    assert {"material", "object_id"}.isdisjoint(format.read(f_file[0]).blobs)
+    cfg, _ = _train(data_root, tmp_path, "field=C", "model.basis_groups=object")
+    _, window, network = load_run(tmp_path)
+    path = tmp_path / "c.mpmc"
+    encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.9))
+    box = format.read(path)
+    assert "object_id" in box.blobs and "material" not in box.blobs
+    meta = {k: v for k, v in box.meta.items() if k != "object_id"}
+    format.write(tmp_path / "bad.mpmc", meta, {k: v for k, v in box.blobs.items() if k != "object_id"})
+    with pytest.raises(CodecError, match="object labels, which the file lacks") as err:
+        load(tmp_path / "bad.mpmc")
+    assert "\n" not in str(err.value)

@@ -28,6 +28,9 @@ from mpm_inr.models import (
     network_from_config,
 )
 
+#: blob name of each per-particle label (FieldNetwork.particle_labels)
+LABEL_BLOBS = {"material": "material", "object": "object_id"}
+
 
 @dataclass
 class CodecModel:
@@ -127,12 +130,18 @@ def from_container(box: format.Container) -> CodecModel:
 
 
 def build(meta: dict[str, Any], blobs: dict[str, bytes]) -> nn.Module:
-    """A fresh network of the file's model config, with the file's per-particle groups."""
+    """A fresh network of the file's model config, with the file's per-particle labels (zeros for a label the
+    network does not read, which the file then does not hold)."""
     win = meta["window"]
-    material = torch.from_numpy(unpack_array(blobs["material"], meta["material"]).astype(np.int64))
-    object_id = torch.from_numpy(unpack_array(blobs["object_id"], meta["object_id"]).astype(np.int64))
-    ctx = NetworkContext(win["n_particles"], win["n_components"], material, object_id)
-    return network_from_config(meta["model"], ctx).eval()
+    labels = {name: torch.from_numpy(unpack_array(blobs[name], meta[name]).astype(np.int64)) if name in meta
+              else torch.zeros(win["n_particles"], dtype=torch.long) for name in LABEL_BLOBS.values()}
+    ctx = NetworkContext(win["n_particles"], win["n_components"], labels["material"], labels["object_id"])
+    network = network_from_config(meta["model"], ctx).eval()
+    missing = {label for label in network.particle_labels if LABEL_BLOBS[label] not in meta}
+    if missing:
+        raise format.CodecError(f"the file's model reads the particles' {', '.join(sorted(missing))} labels, which "
+                                f"the file lacks; it is inconsistent, encode it again")
+    return network
 
 
 def load_parameters(network: nn.Module, state: dict[str, np.ndarray]) -> None:
@@ -146,11 +155,14 @@ def load_parameters(network: nn.Module, state: dict[str, np.ndarray]) -> None:
     network.load_state_dict(full)
 
 
-def particle_blobs(material: np.ndarray, object_id: np.ndarray,
-                   constant: np.ndarray) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Per-particle data every file holds: groups, and which particles are constant over the window."""
+def particle_blobs(material: np.ndarray, object_id: np.ndarray, constant: np.ndarray,
+                   labels: frozenset[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Per-particle data a file holds: the labels the network reads (`labels`, FieldNetwork.particle_labels), and
+    which particles are constant over the window."""
     blobs, meta = {}, {}
-    for name, values in (("material", material), ("object_id", object_id)):
-        blobs[name], meta[name] = pack_array(smallest_int(np.asarray(values, dtype=np.int64)))
+    for label, values in (("material", material), ("object", object_id)):
+        if label in labels:
+            name = LABEL_BLOBS[label]
+            blobs[name], meta[name] = pack_array(smallest_int(np.asarray(values, dtype=np.int64)))
     blobs["constant"], meta["constant"] = pack_array(np.packbits(constant))
     return blobs, meta

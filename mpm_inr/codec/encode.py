@@ -80,7 +80,7 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     refuse_positions(str(model_cfg["name"]))
     network = copy.deepcopy(network).cpu().float().eval()
     constant = constant_particles(window.values)
-    blobs, meta = particle_blobs(window.material, window.object_id, constant)
+    blobs, meta = particle_blobs(window.material, window.object_id, constant, network.particle_labels)
     meta.update(model=dict(model_cfg), window=_window_meta(window, t_period), source=dict(source or {}))
     shell = CodecModel(meta, network, constant, window.values[0, constant])  # constants exact while searching
     train = window.train_frames
