@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 from mpm_inr.bench.compose import compose_train_config
-from mpm_inr.codec import CodecError, CodecSettings, encode_model, load
+from mpm_inr.codec import (
+    FORMAT_VERSION,
+    CodecError,
+    CodecSettings,
+    bilinear,
+    chebyshev,
+    encode_model,
+    format,
+    load,
+)
 from mpm_inr.codec.__main__ import main as codec_main
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
@@ -39,9 +48,11 @@ def f_run(data_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def f_file(f_run, tmp_path_factory) -> tuple[Path, dict]:
+    """The model's own network in the file (codec.basis=network): its decode reproduces the in-memory model."""
     path = tmp_path_factory.mktemp("f_file") / "f.mpmc"
     cfg, window, network = load_run(f_run)
-    return path, encode_model(network, cfg["model"], window, cfg["data"]["t_period"], path)
+    return path, encode_model(network, cfg["model"], window, cfg["data"]["t_period"], path,
+                              CodecSettings(basis="network"))
 
 
 def test_round_trip_reproduces_the_model_to_quantisation_error(f_run, f_file):
@@ -138,6 +149,77 @@ def test_bad_codec_settings_are_one_line():
         CodecSettings.from_config({"target_r2": 1.5})
     with pytest.raises(ConfigError, match="weight_bits"):
         CodecSettings.from_config({"weight_bits": [1]})
+    with pytest.raises(ConfigError, match="codec.basis=spline"):
+        CodecSettings.from_config({"basis": "spline"})
+    cfg = compose_train_config(["model.decoder=mlp", "model.codes=learned", "outputs.codec=true",
+                                "codec.basis=chebyshev"])
+    with pytest.raises(ConfigError, match="not bilinear") as err:
+        validate_codec_config(cfg)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("target", [0.99, 0.999])
+def test_basis_as_series_or_network_auto_keeps_the_smaller(f_run, tmp_path, target):
+    """Both representations of the basis reach the target from the decoded file; auto writes the smaller one."""
+    cfg, window, network = load_run(f_run)
+    reports = {}
+    for basis in ("network", "chebyshev", "auto"):
+        path = tmp_path / f"{basis}.mpmc"
+        reports[basis] = encode_model(network, cfg["model"], window, 1.0, path,
+                                      CodecSettings(target_r2=target, basis=basis))
+        meta = load(path).meta["encoding"]
+        assert meta["basis_kind"] == basis or basis == "auto"
+        decoded = load(path).decode_window()
+        train = window.train_frames
+        assert reports[basis]["r2"] == pytest.approx(r2_score(window.values[train], decoded[train]), abs=1e-12)
+        assert reports[basis]["r2"] >= min(target, 1 - 1.1 * (1 - reports[basis]["ceiling_r2"])) - 1e-9
+    assert reports["auto"]["bytes"] == min(reports["network"]["bytes"], reports["chebyshev"]["bytes"])
+    series = load(tmp_path / "chebyshev.mpmc")
+    # the series file is the model re-encoded, not a copy: both fit the data to ~their error, so they differ
+    # from each other by at most (√e_file + √e_model)²
+    final_r2 = json.loads((f_run / "metrics.json").read_text())["final_r2"]
+    e_file, e_model = 1 - reports["chebyshev"]["r2"], 1 - final_r2
+    assert 1 - r2_score(np.load(f_run / "predictions.npy"), series.decode_window()) <= (
+        np.sqrt(e_file) + np.sqrt(e_model)) ** 2 * 1.01
+    assert "basis/basis.head.weight" not in series.meta["encoding"] and series.series is not None
+    start, frames = int(series.frames[0]), series.decode_window()
+    between = series.predict([start + 2.5])[0]
+    assert np.isfinite(between).all() and not np.allclose(between, frames[2]) and not np.allclose(between, frames[3])
+
+
+def test_series_sums_match_the_evaluated_basis():
+    """ProjectedTargets' Gram-form sums through the Chebyshev projections equal those of the evaluated basis."""
+    rng = np.random.default_rng(0)
+    n_frames, n_particles, n_comp, k = 12, 30, 2, 3
+    values = rng.normal(size=(n_frames, n_particles, n_comp))
+    mean, std = values.mean(axis=(0, 1)), np.array([0.5, 2.0])
+    members = [np.arange(0, 20), np.arange(20, 30)]
+    coefs = rng.normal(size=(4, 2, k, n_comp))
+    train = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
+    u = chebyshev.frame_times(n_frames)[train]
+    via_series = chebyshev.ProjectedTargets.build(values[train], mean, std, members, u, 6).fits(coefs)
+    basis = chebyshev.evaluate(coefs, u) * std  # (F, G, K, C) in original units
+    bases = [basis[:, g].transpose(1, 0, 2).reshape(k, -1) for g in range(2)]
+    direct = bilinear.fit_groups(bases, values[train], mean, members)
+    for a, b in zip(via_series, direct, strict=True):
+        np.testing.assert_allclose(a.gram, b.gram, rtol=1e-10)
+        np.testing.assert_allclose(a.target_basis, b.target_basis, rtol=1e-10, atol=1e-12)
+        assert a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
+
+
+def test_a_version_1_file_still_decodes(f_run, tmp_path, monkeypatch):
+    """Files written before the series existed (format 1, no basis_kind) decode as network files."""
+    cfg, window, network = load_run(f_run)
+    path = tmp_path / "v2.mpmc"
+    encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(basis="network"))
+    box = format.read(path)
+    meta = {**box.meta, "encoding": {k: v for k, v in box.meta["encoding"].items() if k != "basis_kind"}}
+    monkeypatch.setattr(format, "FORMAT_VERSION", 1)
+    old = tmp_path / "v1.mpmc"
+    format.write(old, meta, box.blobs)
+    monkeypatch.undo()
+    assert format.read(old).version == 1
+    np.testing.assert_array_equal(load(old).decode_window(), load(path).decode_window())
 
 
 def _damaged(data: bytes) -> dict[str, bytes]:
@@ -181,7 +263,7 @@ def test_cli_encode_decode_info(f_run, tmp_path, capsys):
     capsys.readouterr()
     assert codec_main(["info", str(out)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["bytes"] == report["bytes"] and info["format_version"] == 1 and info["field"] == "F"
+    assert info["bytes"] == report["bytes"] and info["format_version"] == FORMAT_VERSION and info["field"] == "F"
 
 
 def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
@@ -193,3 +275,20 @@ def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
     assert "metrics.json" in capsys.readouterr().err
     assert codec_main(["encode", str(tmp_path), "--weight-bits", "8,x"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_a_file_holds_only_the_particle_labels_its_network_reads(f_file, data_root, tmp_path):
+    """One basis (F preset): no labels; per-object bases: the object ids only. A file whose model reads a label
+    it lacks is refused in one line."""
+    assert {"material", "object_id"}.isdisjoint(format.read(f_file[0]).blobs)
+    cfg, _ = _train(data_root, tmp_path, "field=C", "model.basis_groups=object")
+    _, window, network = load_run(tmp_path)
+    path = tmp_path / "c.mpmc"
+    encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.9))
+    box = format.read(path)
+    assert "object_id" in box.blobs and "material" not in box.blobs
+    meta = {k: v for k, v in box.meta.items() if k != "object_id"}
+    format.write(tmp_path / "bad.mpmc", meta, {k: v for k, v in box.blobs.items() if k != "object_id"})
+    with pytest.raises(CodecError, match="object labels, which the file lacks") as err:
+        load(tmp_path / "bad.mpmc")
+    assert "\n" not in str(err.value)

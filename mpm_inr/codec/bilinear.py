@@ -82,16 +82,19 @@ def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
     fits = []
     for basis, idx in zip(bases, members, strict=True):
         targets = (values[:, idx, :].astype(np.float64) - mean).transpose(1, 0, 2).reshape(idx.size, basis.shape[1])
-        gram = basis @ basis.T
-        target_basis = targets @ basis.T
-        codes = np.linalg.solve(_ridged(gram), target_basis.T).T  # (n, K)
-        lower = np.linalg.cholesky(_ridged(gram))
-        # a group whose particles are all constant has no codes, and no directions
-        vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if idx.size else np.zeros((0, basis.shape[0]))
-        rotation = np.linalg.solve(lower.T, vt.T).T  # Vᵀ L⁻¹: rows of rotation·basis are orthonormal
-        fits.append(GroupFit(gram, target_basis, float(np.einsum("ij,ij->", targets, targets)), rotation,
-                             codes @ lower @ vt.T))
+        fits.append(fit_from_sums(basis @ basis.T, targets @ basis.T, float(np.einsum("ij,ij->", targets, targets))))
     return fits
+
+
+def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float) -> GroupFit:
+    """A group's least-squares codes and their KLT from the Gram-form sums alone (B Bᵀ, Y Bᵀ, ||Y||²), whatever
+    represents the basis (a network, a Chebyshev series)."""
+    codes = np.linalg.solve(_ridged(gram), target_basis.T).T  # (n, K)
+    lower = np.linalg.cholesky(_ridged(gram))
+    # a group whose particles are all constant has no codes, and no directions
+    vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if codes.shape[0] else np.zeros((0, gram.shape[0]))
+    rotation = np.linalg.solve(lower.T, vt.T).T  # Vᵀ L⁻¹: rows of rotation·basis are orthonormal
+    return GroupFit(gram, target_basis, target_sq, rotation, codes @ lower @ vt.T)
 
 
 def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:

@@ -3,6 +3,7 @@ any time of the window (fractional frames too), in original units."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpm_inr.codec import bilinear, format
+from mpm_inr.codec import bilinear, chebyshev, format
 from mpm_inr.codec.quantise import (
     pack_array,
     smallest_int,
@@ -27,6 +28,9 @@ from mpm_inr.models import (
     network_from_config,
 )
 
+#: blob name of each per-particle label (FieldNetwork.particle_labels)
+LABEL_BLOBS = {"material": "material", "object": "object_id"}
+
 
 @dataclass
 class CodecModel:
@@ -36,6 +40,7 @@ class CodecModel:
     network: nn.Module
     constant: np.ndarray  # (N,) bool: particles whose values are constant over the window, stored exactly
     constant_values: np.ndarray  # (n_constant, C) float32
+    series: np.ndarray | None = None  # (d + 1, G, K, C) Chebyshev coefficients of a bilinear basis stored as a series
 
     @property
     def inr(self) -> InrType:
@@ -53,7 +58,11 @@ class CodecModel:
 
     def normalised_time(self, frames: Sequence[float] | np.ndarray) -> torch.Tensor:
         """Absolute (possibly fractional) frame numbers -> the time coordinate the network saw in training: the
-        window's linspace(-1, 1) at whole frames, linear in between."""
+        window's linspace(-1, 1) at whole frames, linear in between, over t_period."""
+        return torch.from_numpy(self.window_time(frames)).float() / self.meta["window"]["t_period"]
+
+    def window_time(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Absolute (possibly fractional) frame numbers -> u in [-1, 1] over the window (float64)."""
         win = self.meta["window"]
         offset = np.asarray(frames, dtype=np.float64) - win["start"]
         last = win["n_frames"] - 1
@@ -62,16 +71,19 @@ class CodecModel:
                                     f"(the model does not extrapolate); got {np.asarray(frames).min()}.."
                                     f"{np.asarray(frames).max()}")
         grid = torch.linspace(-1.0, 1.0, win["n_frames"]).double().numpy()
-        return torch.from_numpy(np.interp(offset, np.arange(win["n_frames"]), grid)).float() / win["t_period"]
+        return np.interp(offset, np.arange(win["n_frames"]), grid)
 
     @torch.no_grad()
     def predict(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
         """(len(frames), N, C) float32 in original units at absolute (possibly fractional) frame numbers."""
         win = self.meta["window"]
-        t = self.normalised_time(frames)
-        n_particles = win["n_particles"]
-        src = CoordinateSource(t, torch.linspace(-1.0, 1.0, n_particles), None)
-        out = self.inr.predict_frames(self.network, src, torch.arange(t.numel())).double().numpy()
+        if self.series is None:
+            t = self.normalised_time(frames)
+            src = CoordinateSource(t, torch.linspace(-1.0, 1.0, win["n_particles"]), None)
+            out = self.inr.predict_frames(self.network, src, torch.arange(t.numel())).double().numpy()
+        else:
+            out = chebyshev.predict(self.series, self.window_time(frames), self.network.latents.double().numpy(),
+                                    self.network.basis_group.numpy())
         out = (out * np.asarray(win["std"]) + np.asarray(win["mean"])).astype(np.float32)
         out[:, self.constant] = self.constant_values
         return out
@@ -89,7 +101,7 @@ def load(path: str | os.PathLike) -> CodecModel:
 def from_container(box: format.Container) -> CodecModel:
     meta, blobs = box.meta, box.blobs
     network = build(meta, blobs)
-    win = meta["window"]
+    win, series = meta["window"], None
     constant = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))[:win["n_particles"]].astype(bool)
     if meta["kind"] == "bilinear":
         members = bilinear.coded_members(network, constant)
@@ -100,21 +112,36 @@ def from_container(box: format.Container) -> CodecModel:
         for idx, group_codes in zip(members, codes, strict=False):
             latents[idx] = group_codes
         values = (np.asarray(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
-        state = {**unpack_tensors("basis", blobs, meta["encoding"]["basis"]), "latents": latents}
+        encoding = meta["encoding"]
+        if encoding.get("basis_kind", "network") == "chebyshev":
+            series = unpack_tensors("series", blobs, encoding["series"])["coefs"].astype(np.float64)
+            if series.size != math.prod(encoding["series_shape"]):
+                raise format.CodecError("the file's basis series does not match its shape; it is inconsistent, "
+                                        "encode it again")
+            series = series.reshape(encoding["series_shape"])
+            state = {"latents": latents}
+        else:
+            state = {**unpack_tensors("basis", blobs, encoding["basis"]), "latents": latents}
     else:
         values = unpack_array(blobs["constant_values"], meta["encoding"]["constant_values"])
         state = unpack_tensors("weights", blobs, meta["encoding"]["weights"])
     load_parameters(network, state)
-    return CodecModel(meta, network, constant, values.astype(np.float32))
+    return CodecModel(meta, network, constant, values.astype(np.float32), series)
 
 
 def build(meta: dict[str, Any], blobs: dict[str, bytes]) -> nn.Module:
-    """A fresh network of the file's model config, with the file's per-particle groups."""
+    """A fresh network of the file's model config, with the file's per-particle labels (zeros for a label the
+    network does not read, which the file then does not hold)."""
     win = meta["window"]
-    material = torch.from_numpy(unpack_array(blobs["material"], meta["material"]).astype(np.int64))
-    object_id = torch.from_numpy(unpack_array(blobs["object_id"], meta["object_id"]).astype(np.int64))
-    ctx = NetworkContext(win["n_particles"], win["n_components"], material, object_id)
-    return network_from_config(meta["model"], ctx).eval()
+    labels = {name: torch.from_numpy(unpack_array(blobs[name], meta[name]).astype(np.int64)) if name in meta
+              else torch.zeros(win["n_particles"], dtype=torch.long) for name in LABEL_BLOBS.values()}
+    ctx = NetworkContext(win["n_particles"], win["n_components"], labels["material"], labels["object_id"])
+    network = network_from_config(meta["model"], ctx).eval()
+    missing = {label for label in network.particle_labels if LABEL_BLOBS[label] not in meta}
+    if missing:
+        raise format.CodecError(f"the file's model reads the particles' {', '.join(sorted(missing))} labels, which "
+                                f"the file lacks; it is inconsistent, encode it again")
+    return network
 
 
 def load_parameters(network: nn.Module, state: dict[str, np.ndarray]) -> None:
@@ -128,11 +155,14 @@ def load_parameters(network: nn.Module, state: dict[str, np.ndarray]) -> None:
     network.load_state_dict(full)
 
 
-def particle_blobs(material: np.ndarray, object_id: np.ndarray,
-                   constant: np.ndarray) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Per-particle data every file holds: groups, and which particles are constant over the window."""
+def particle_blobs(material: np.ndarray, object_id: np.ndarray, constant: np.ndarray,
+                   labels: frozenset[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Per-particle data a file holds: the labels the network reads (`labels`, FieldNetwork.particle_labels), and
+    which particles are constant over the window."""
     blobs, meta = {}, {}
-    for name, values in (("material", material), ("object_id", object_id)):
-        blobs[name], meta[name] = pack_array(smallest_int(np.asarray(values, dtype=np.int64)))
+    for label, values in (("material", material), ("object", object_id)):
+        if label in labels:
+            name = LABEL_BLOBS[label]
+            blobs[name], meta[name] = pack_array(smallest_int(np.asarray(values, dtype=np.int64)))
     blobs["constant"], meta["constant"] = pack_array(np.packbits(constant))
     return blobs, meta

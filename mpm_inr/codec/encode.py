@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mpm_inr.codec import bilinear, format
+from mpm_inr.codec import bilinear, chebyshev, format
 from mpm_inr.codec.decode import CodecModel, load, load_parameters, particle_blobs
 from mpm_inr.codec.quantise import (
     FLOAT_BITS,
@@ -33,6 +33,11 @@ from mpm_inr.models import INR_TYPES, get_inr_type
 from mpm_inr.models.field_network import FieldNetwork
 
 _BISECTIONS = 14
+#: how a bilinear model's temporal basis is stored: its network's weights, a Chebyshev series fitted to it, or
+#: whichever file is smaller (auto)
+BASIS_KINDS = ("auto", "network", "chebyshev")
+SERIES_NEEDS_BILINEAR = ("codec.basis=chebyshev stores a bilinear model's temporal basis as a series; this model "
+                         "is not bilinear (inr_type=lagrangian model.decoder=bilinear), use codec.basis=auto")
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class CodecSettings:
     target_r2: float | None = None  # decoded R² over the training frames the file must reach
     weight_bits: Sequence[int] = (16, 8, 6, 5, 4, 3)  # candidate precisions of the network weights (16: fp16; less: ints)
     max_error_growth: float = 0.1  # without a reachable target: 1 − R² may grow by this fraction at most
+    basis: str = "auto"  # bilinear models' temporal basis: one of BASIS_KINDS
 
     @classmethod
     def from_config(cls, codec: Mapping[str, Any] | None) -> CodecSettings:
@@ -53,7 +59,10 @@ class CodecSettings:
             raise ConfigError(f"codec.weight_bits={list(bits)} must list bits from 32, 16 or 2..15")
         if not growth > 0:
             raise ConfigError(f"codec.max_error_growth={growth} must be positive")
-        return cls(None if target is None else float(target), bits, growth)
+        basis = str(codec.get("basis", cls.basis))
+        if basis not in BASIS_KINDS:
+            raise ConfigError(f"codec.basis={basis} is not one of {', '.join(BASIS_KINDS)}")
+        return cls(None if target is None else float(target), bits, growth, basis)
 
 
 def constant_particles(values: np.ndarray) -> np.ndarray:
@@ -71,13 +80,15 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     refuse_positions(str(model_cfg["name"]))
     network = copy.deepcopy(network).cpu().float().eval()
     constant = constant_particles(window.values)
-    blobs, meta = particle_blobs(window.material, window.object_id, constant)
+    blobs, meta = particle_blobs(window.material, window.object_id, constant, network.particle_labels)
     meta.update(model=dict(model_cfg), window=_window_meta(window, t_period), source=dict(source or {}))
     shell = CodecModel(meta, network, constant, window.values[0, constant])  # constants exact while searching
     train = window.train_frames
     gt = window.values[train]
     ss_tot = float(component_sums(gt.astype(np.float64), gt.astype(np.float64))[1].sum())
     linear = network.linear_in_codes
+    if settings.basis == "chebyshev" and not linear:
+        raise format.CodecError(SERIES_NEEDS_BILINEAR)
     encoder = _encode_bilinear if linear else _encode_weights
     kind_meta, kind_blobs = encoder(shell, window, ss_tot, settings)
     meta.update(kind="bilinear" if linear else "weights", encoding=kind_meta)
@@ -123,9 +134,13 @@ def _window_meta(window: FieldWindow, t_period: float) -> dict[str, Any]:
 
 def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
                      settings: CodecSettings) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """Per weight precision: fit the KLT codes to the decoded basis, bisect the step to the goal; keep the
-    smallest file."""
+    """Per basis representation (the network at each weight precision; a Chebyshev series of each degree and
+    precision, see codec.chebyshev): fit the KLT codes to the decoded basis, bisect the step to the goal; keep
+    the smallest file."""
     network, train = shell.network, window.train_frames
+    t_period = float(shell.meta["window"]["t_period"])
+    u_samples = chebyshev.sample_times(window.n_frames)
+    samples = chebyshev.network_samples(network, u_samples, t_period)  # before any weight is quantised
     t_train = shell.normalised_time(window.frames[train]).unsqueeze(-1)
     basis_names = [n for n in network.state_dict() if n not in ("latents", "latents_shared")]
     weights = {n: v.numpy() for n, v in network.state_dict().items() if n in basis_names}
@@ -139,33 +154,77 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
         bases = list(bilinear.group_bases(network, t_train, window.std))
         return bilinear.fit_groups(bases, values, window.mean, members) + constant_fit
 
-    def r2_of(fits: list[bilinear.GroupFit], step: float) -> float:
-        return 1.0 - bilinear.quantise_codes(fits, step).ss_res / ss_tot
-
     ceiling = 1.0 - sum(fit.ss_res for fit in fits_at(32)) / ss_tot
     goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
     # the closed form is float64, the decoder float32: search against a budget 1 % tighter, so the decoded file
     # does not land a rounding error below the target (a 0.999 target decoded to 0.9989999 before)
     search_goal = 1.0 - (1.0 - goal) * (1.0 - DECODE_MARGIN)
-    best: tuple[int, dict, dict] | None = None
-    for bits in settings.weight_bits:
-        fits = fits_at(bits)
-        n_coefs = sum(f.coefs.size for f in fits)
-        guess = math.sqrt(12.0 * max(ss_tot * (1.0 - goal), 1e-300) / max(n_coefs, 1))
-        step = largest_passing(lambda s, fits=fits: r2_of(fits, s) >= search_goal, guess)
-        if step is None:
-            continue
-        code_blobs, code_meta = bilinear.pack_codes(bilinear.quantise_codes(fits, step))
-        weight_blobs, specs = pack_tensors("basis", weights, bits)
-        size = sum(map(len, code_blobs.values())) + sum(map(len, weight_blobs.values()))
-        if best is None or size < best[0]:
-            meta = {**code_meta, "basis": specs, "weight_bits": bits, "goal_r2": goal, "ceiling_r2": ceiling,
-                    "r2_estimate": r2_of(fits, step)}
-            best = (size, meta, {**code_blobs, **weight_blobs})
-    if best is None:
+    found: list[tuple[int, dict, dict]] = []
+    if settings.basis in ("auto", "network"):
+        for bits in settings.weight_bits:
+            weight_blobs, specs = pack_tensors("basis", weights, bits)
+            point = _codes_at_goal(fits_at(bits), ss_tot, search_goal, weight_blobs)
+            if point is not None:
+                found.append((point[0], {**point[1], "basis_kind": "network", "basis": specs, "weight_bits": bits},
+                              point[2]))
+    if settings.basis in ("auto", "chebyshev"):
+        found += _series_points(samples, u_samples, window, members, constant_fit, ss_tot, search_goal, settings)
+    if not found:
         raise format.CodecError(f"no weight precision in codec.weight_bits={list(settings.weight_bits)} reaches "
-                                f"R² {goal:.6f}; add 32 (float32 weights) to codec.weight_bits")
-    return best[1], best[2]
+                                f"R² {goal:.6f} (codec.basis={settings.basis}); add 32 (float32 weights) to "
+                                f"codec.weight_bits")
+    _, meta, blobs = min(found, key=lambda point: point[0])
+    return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs
+
+
+def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
+                   basis_blobs: dict[str, bytes]) -> tuple[int, dict, dict] | None:
+    """(bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal, with this
+    basis's blobs; None if no step does."""
+    def r2_of(step: float) -> float:
+        return 1.0 - bilinear.quantise_codes(fits, step).ss_res / ss_tot
+
+    n_coefs = sum(f.coefs.size for f in fits)
+    guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
+    step = largest_passing(lambda s: r2_of(s) >= search_goal, guess)
+    if step is None:
+        return None
+    code_blobs, code_meta = bilinear.pack_codes(bilinear.quantise_codes(fits, step))
+    blobs = {**code_blobs, **basis_blobs}
+    return sum(map(len, blobs.values())), {**code_meta, "r2_estimate": r2_of(step)}, blobs
+
+
+def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWindow, members: list[np.ndarray],
+                   constant_fit: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
+                   settings: CodecSettings) -> list[tuple[int, dict, dict]]:
+    """The Chebyshev series of the network's basis at each degree (smallest first) and weight precision that
+    reaches the goal. Degrees stop two past the one with the smallest file: a longer series costs more
+    coefficients than its smaller error saves in codes."""
+    degrees = chebyshev.degrees_for(window.n_frames)
+    u_train = chebyshev.frame_times(window.n_frames)[window.train_frames]
+    projected = chebyshev.ProjectedTargets.build(window.values[window.train_frames], window.mean, window.std,
+                                                 members, u_train, max(degrees))
+    points: list[tuple[int, dict, dict]] = []
+    best, misses = math.inf, 0
+    for degree in degrees:
+        coefs = chebyshev.fit_series(samples, u_samples, degree)
+        if 1.0 - sum(f.ss_res for f in projected.fits(coefs) + constant_fit) / ss_tot < search_goal:
+            continue  # the series is too coarse at any precision
+        flat = {"coefs": coefs.reshape(degree + 1, -1).astype(np.float32)}
+        sizes = []
+        for bits in settings.weight_bits:
+            decoded = roundtrip_tensors(flat, bits)["coefs"].astype(np.float64).reshape(coefs.shape)
+            series_blobs, specs = pack_tensors("series", flat, bits)
+            point = _codes_at_goal(projected.fits(decoded) + constant_fit, ss_tot, search_goal, series_blobs)
+            if point is not None:
+                points.append((point[0], {**point[1], "basis_kind": "chebyshev", "series": specs,
+                                          "series_shape": list(coefs.shape), "weight_bits": bits}, point[2]))
+                sizes.append(point[0])
+        if sizes and min(sizes) < best:
+            best, misses = min(sizes), 0
+        elif (misses := misses + 1) >= 2:
+            break
+    return points
 
 
 def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,

@@ -28,7 +28,7 @@ from typing import Any
 from mpm_inr.errors import UserError
 
 MAGIC = b"MPMINRC\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a bilinear file may hold its basis as a Chebyshev series (encoding.basis_kind)
 _HEAD = struct.Struct("<8sHIQ")
 _DIGEST = 32
 # Raw LZMA2 streams: no .xz container (about 60 bytes each), the filter chain is fixed by the format version. A

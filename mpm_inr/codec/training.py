@@ -8,8 +8,14 @@ from typing import Any
 
 from torch import nn
 
-from mpm_inr.codec.encode import CodecSettings, encode_model, refuse_positions
+from mpm_inr.codec.encode import (
+    SERIES_NEEDS_BILINEAR,
+    CodecSettings,
+    encode_model,
+    refuse_positions,
+)
 from mpm_inr.data.window import FieldWindow
+from mpm_inr.errors import ConfigError
 
 DEFAULT_FILE = "model.mpmc"
 
@@ -18,8 +24,10 @@ def validate_codec_config(cfg: Mapping[str, Any]) -> None:
     """One ConfigError line, before any training, if `outputs.codec=true` cannot work with this config."""
     if not (cfg.get("outputs") or {}).get("codec", False):
         return
-    CodecSettings.from_config(cfg.get("codec"))
+    settings = CodecSettings.from_config(cfg.get("codec"))
     refuse_positions(str(cfg["model"]["name"]))
+    if settings.basis == "chebyshev" and cfg["model"].get("decoder") != "bilinear":
+        raise ConfigError(SERIES_NEEDS_BILINEAR)
 
 
 def encode_after_training(cfg: Mapping[str, Any], network: nn.Module, window: FieldWindow,

@@ -76,6 +76,7 @@ class CodecConfig:
     target_r2: Optional[float] = MISSING  #: decoded R² to reach; null keeps the model's accuracy
     max_error_growth: float = MISSING  #: the file's 1 - R² may exceed the model's by this fraction
     weight_bits: list[int] = MISSING  #: candidate network weight precisions
+    basis: str = MISSING  #: a bilinear basis as its network, a Chebyshev series in t, or the smaller (auto)
     file: str = MISSING  #: file name in the run dir
 
 

@@ -18,6 +18,8 @@ class PointSiren(FieldNetwork):
     """A plain SIREN on the coordinate vector (siren_txy, siren_id); particle index unused. n_layers counts every
     sine layer (the reference's n_layers_nnr_f + 1); head_init and bias_init: see `mpm_inr.models.siren`."""
 
+    particle_labels = frozenset()
+
     def __init__(self, ctx: NetworkContext, in_dim: int, hidden_dim: int, n_layers: int, omega: float,
                  learn_omega: bool = False, head_init: str = "hidden", bias_init: str = "weight_bound") -> None:
         super().__init__()
@@ -35,6 +37,8 @@ class PointSiren(FieldNetwork):
 
 class HashGridField(FieldNetwork):
     """Hash-grid encoding of (t, x, y) in [-1, 1] followed by a small ReLU MLP (ngp)."""
+
+    particle_labels = frozenset()
 
     def __init__(self, ctx: NetworkContext, in_dim: int, n_levels: int, features_per_level: int,
                  log2_table_size: int, base_resolution: int, per_level_scale: float, hidden_dim: int,

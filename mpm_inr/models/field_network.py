@@ -22,6 +22,9 @@ class FieldNetwork(nn.Module):
     #: the prediction is <z_i, g(t)>, linear in each particle's code, so the codec transform-codes the codes
     #: (`mpm_inr.codec.encode`); otherwise it quantises the weights
     linear_in_codes: bool = False
+    #: the per-particle labels of the NetworkContext ("material", "object") the outputs depend on: a codec file
+    #: stores only those (a network that reads none need not carry 9 000 labels). Conservative default: both
+    particle_labels: frozenset[str] = frozenset(("material", "object"))
 
     # --- cost estimates (mpm_inr.training.cost), from the model config alone ---------------------------------------
 

@@ -24,6 +24,8 @@ from mpm_inr.models.siren import Siren, SirenTrunk
 class PerParticleHead(FieldNetwork):
     """siren_t: t -> all particles x components via a head of width x particles x components (memorises)."""
 
+    particle_labels = frozenset()
+
     def __init__(self, ctx: NetworkContext, in_dim: int, hidden_dim: int, n_layers: int, omega: float,
                  learn_omega: bool = False) -> None:
         super().__init__()
@@ -87,6 +89,7 @@ class LatentCodeField(FieldNetwork):
             raise ValueError("codes=solved needs decoder=bilinear and shared_codes=none: only then are the codes "
                              "a linear least-squares problem given the basis")
         self.solve_codes = codes == "solved"
+        self.particle_labels = frozenset(kind for kind in (shared_codes, basis_groups) if kind != "none")
         self.latents = nn.Parameter(torch.randn(ctx.n_particles, latent_dim) * latent_init_std)
         shared = _particle_groups(ctx, shared_codes, "shared_codes")
         self.register_buffer("group", shared, persistent=False)
