@@ -84,12 +84,13 @@ def test_goal_cells_agree_with_medians_of_the_per_seed_numbers():
             assert text.startswith(f"no, R² {lowest:.5f} reached" if not reached else "no, ratio ")
 
 
-def _held(seed: int, ours: float, svd: float | None, sz3: float | None, zfp: float | None) -> dict:
+def _held(seed: int, ours: float, svd: float | None, sz3: float | None, zfp: float | None,
+          qsvd: float | None = None) -> dict:
     def rival(r2):
         return None if r2 is None else {**_point(8.0, 0.999), "holdout_r2": r2}
 
     row = {"codec": {**_point(10.0, 0.9951), "holdout_r2": ours, "target_met": True}, "svd": rival(svd),
-           "sz3": rival(sz3), "zfp": rival(zfp)}
+           "sz3": rival(sz3), "zfp": rival(zfp), "svd_q": rival(qsvd)}
     return {"seed": seed, "error": None, "training": {"final_r2": 0.999, "training_time_s": 1.0, "steps": 10},
             "comparison": {"raw_bytes": RAW, "holdout_every": 4, "holdout_frames": 25, "targets": {"0.995": row}}}
 
@@ -98,11 +99,18 @@ def test_held_out_cells_compare_held_out_r2_at_the_codec_bytes():
     beaten = summarise("S", [_held(0, 0.998, 0.997, 0.99, None), _held(1, 0.997, 0.996, 0.98, None)], (0.995,), 4)
     goal = beaten["goal"]["0.995"]
     assert goal["met"] and goal["holdout_r2"] == pytest.approx(0.9975)
-    assert compression_tables.goal_text(goal) == ("**met**: R² 0.99750 at 10× vs SVD 0.99650, SZ3 0.98500, "
-                                                   "ZFP nothing fits")
+    assert compression_tables.goal_text(goal) == ("**met**: R² 0.99750 at 10× vs qSVD nothing fits, SVD 0.99650, "
+                                                   "SZ3 0.98500, ZFP nothing fits")
     behind = summarise("S", [_held(0, 0.95, 0.997, 0.99, 0.999)], (0.995,), 4)["goal"]["0.995"]
     assert not behind["met"] and behind["r2_behind_best"] == pytest.approx(0.049)
-    assert compression_tables.goal_text(behind).startswith("no, 0.049 R² behind: R² 0.95000 at 10× vs SVD 0.99700")
+    assert compression_tables.goal_text(behind).startswith("no, 0.049 R² behind: R² 0.95000 at 10× vs qSVD nothing "
+                                                           "fits, SVD 0.99700")
+    # the quantised SVD at the codec's bytes is a rival too: it beats us here
+    by_qsvd = summarise("S", [_held(0, 0.998, 0.997, 0.99, None, qsvd=0.9995)], (0.995,), 4)["goal"]["0.995"]
+    assert not by_qsvd["met"] and by_qsvd["r2_behind_best"] == pytest.approx(0.0015)
+    lines = compression_tables.markdown([{"window": 100, "holdout_every": 4, "fields": [
+        summarise("S", [_held(0, 0.998, 0.997, 0.99, None, qsvd=0.9995)], (0.995,), 4)]}])
+    assert any(line.startswith("| SVD, quantised + lzma (as our codec) | 0.995 | held-out R² 0.99950") for line in lines)
 
 
 def test_goal_table_has_a_row_per_window_then_the_held_out_rows():
@@ -159,3 +167,17 @@ def test_large_ratios_read_as_whole_numbers():
         "9.88×", "422×", "2880×", "12345×"]
     goal = _goal([_seed(0, (422, 0.996), 756, 2880)])
     assert compression_tables.goal_text(goal) == "no, ratio 0.15× the best rival's: 422× vs SZ3 756×, qSVD 2880×"
+
+
+def test_held_out_window_meets_the_quantised_svd_at_the_codec_bytes(data_root, tmp_path):
+    s = BenchSettings(fields=["F"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
+                      holdout_every=4, windows=[20], long_cap_s=10.0, only_compression=True,
+                      compare_targets=(0.995,))
+    run(s, str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    held = next(b for b in saved["compression"] if b["holdout_every"] == 4)["fields"][0]
+    row = held["seeds"][0]["comparison"]["targets"]["0.995"]
+    qsvd, codec = row["svd_q"], row["codec"]
+    assert qsvd is not None and qsvd["bytes"] <= codec["bytes"] and -1 < qsvd["holdout_r2"] <= 1
+    assert held["goal"]["0.995"]["rivals"]["svd_q"] == pytest.approx(qsvd["holdout_r2"])
+    assert "| SVD, quantised + lzma (as our codec) | 0.995 | held-out R²" in (tmp_path / "train_bench.md").read_text()

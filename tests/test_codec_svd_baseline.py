@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-from mpm_inr.codec.svd_baseline import compression, quantised_svd
+from mpm_inr.codec.quantise import dequantise_tensor, quantise_tensor
+from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
+from mpm_inr.metrics.interpolate import interpolate
+from mpm_inr.metrics.svd import temporal_basis
 
 
 def _window(seed: int = 0) -> np.ndarray:
@@ -48,3 +52,36 @@ def test_rank_and_size_against_the_float_svd():
 
 def test_an_unreachable_target_gives_none():
     assert quantised_svd(_window(), 0.999999999, max_rank=1) is None
+
+
+def _held_out_frames(n_frames: int = 40, every: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    test = np.arange(every - 1, n_frames - 1, every)  # interior frames: the interpolation has both neighbours
+    return np.setdiff1d(np.arange(n_frames), test), test
+
+
+def test_held_out_rival_fits_its_budget_and_scores_the_held_out_frames():
+    """Within the byte budget; its held-out R² is the decoded file's at the held-out frames, the temporal factors
+    interpolated there (smooth curves: the cubic spline wins); more bytes never score worse."""
+    values = _window()
+    train, test = _held_out_frames()
+    small = quantised_svd_holdout(values, train, test, 600)
+    large = quantised_svd_holdout(values, train, test, 6000)
+    assert small.n_bytes <= 600 and large.n_bytes <= 6000
+    assert large.holdout_r2 >= small.holdout_r2 - 1e-12 and large.holdout_r2 > 0.99
+    assert large.interpolation == "cubic" and large.rank >= 3
+    # decode the large point by hand from its rank, bits and step: the temporal factors (quantised as stored)
+    # interpolated at the held-out frame numbers, times the rounded codes, plus the training frames' mean
+    mean = values[train].reshape(-1, 2).mean(0, dtype=np.float64).astype(np.float32).astype(np.float64)
+    centred = torch.from_numpy(values[train].reshape(len(train), -1).astype(np.float64) - np.tile(mean, 50))
+    basis = temporal_basis(centred)[0][:, :large.rank]
+    u = dequantise_tensor(quantise_tensor(basis.T.numpy(), large.bits)).T.astype(np.float64)
+    codes = np.linalg.solve(u.T @ u, u.T @ centred.numpy())
+    codes = np.rint(codes / large.step) * large.step
+    at_test = interpolate(train.astype(float), u, test.astype(float), large.interpolation) @ codes
+    assert _r2(values[test], at_test.reshape(len(test), 50, 2) + mean) == pytest.approx(large.holdout_r2, abs=1e-9)
+    assert _r2(values[train], (u @ codes).reshape(len(train), 50, 2) + mean) == pytest.approx(large.r2, abs=1e-9)
+
+
+def test_held_out_rival_none_when_not_even_rank_one_fits():
+    train, test = _held_out_frames()
+    assert quantised_svd_holdout(_window(), train, test, 40) is None

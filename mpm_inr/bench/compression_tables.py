@@ -12,6 +12,7 @@ from typing import Any
 from mpm_inr.bench.compression_bench import GOAL_RIVALS, METHODS, QUANTISED_SVD
 
 _NAMES = {QUANTISED_SVD: "SVD, quantised + lzma (as our codec)", **METHODS}
+_SHORT = {QUANTISED_SVD: GOAL_RIVALS[QUANTISED_SVD], **{k: name.split(" ")[0] for k, name in METHODS.items()}}
 
 
 def ratio_text(ratio: float) -> str:
@@ -100,7 +101,7 @@ def _window_goal_text(goal: dict[str, Any]) -> str:
 
 
 def _holdout_goal_text(goal: dict[str, Any]) -> str:
-    rivals = ", ".join(f"{METHODS[k].split(' ')[0]} " + ("nothing fits" if r is None else f"{r:.5f}")
+    rivals = ", ".join(f"{_SHORT[k]} " + ("nothing fits" if r is None else f"{r:.5f}")
                        for k, r in goal["rivals"].items())
     ours = f"R² {goal['holdout_r2']:.5f} at {ratio_text(goal['ratio'])}"
     if goal["met"]:
@@ -171,7 +172,7 @@ def _holdout_table(t: dict[str, Any]) -> list[str]:
     n = len(comps)
     for target in map(str, t["targets"]):
         med = t["median"]["targets"][target]
-        for method, name in (("codec", "ours, codec file"), *METHODS.items()):
+        for method, name in (("codec", "ours, codec file"), *_NAMES.items()):
             cells = []
             for c, f in zip(comps, failed):
                 point = c["targets"][target][method] if c else None

@@ -23,11 +23,15 @@ from mpm_inr.codec.quantise import (
     quantise_tensor,
     quantise_uniform,
 )
+from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
+from mpm_inr.metrics.interpolate import interpolate
+from mpm_inr.metrics.regression import r2_score
 from mpm_inr.metrics.svd import temporal_basis
 
 #: bytes a decoder needs besides the arrays: rank, bits, step, shapes (a generous fixed header)
 HEADER_BYTES = 32
 DEFAULT_BITS = (16, 8, 6, 5, 4, 3)
+_BUDGET_BISECTIONS = 12  # step bisections against a byte budget: within 2^(24/4096) of the finest step that fits
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,84 @@ def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: 
     arrays = [ints.T, *(stored_u if isinstance(stored_u, tuple) else (stored_u,)), mean]
     n_bytes = HEADER_BYTES + sum(len(pack_array(np.asarray(a))[0]) for a in arrays)
     return QuantisedSVD(int(basis.shape[1]), bits, step, n_bytes, r2_at(step), temporal, ints * step, mean)
+
+
+@dataclass(frozen=True)
+class HeldOutSVD:
+    """The quantised SVD file within a byte budget that predicts the held-out frames best."""
+
+    rank: int
+    bits: int
+    step: float
+    n_bytes: int
+    r2: float  # decoded at the training frames
+    holdout_r2: float  # decoded at the held-out frames: the temporal factors interpolated there
+    interpolation: str  # which interpolation of the temporal factors gave it (interpolate.METHODS)
+
+
+def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarray, budget_bytes: int,
+                          bits: tuple[int, ...] = (16, 8), max_rank: int = 64) -> HeldOutSVD | None:
+    """The held-out rival of a codec file of `budget_bytes`: the truncated SVD of the training frames of (T, N, C)
+    `values`, stored as quantised_svd stores it, its temporal factors interpolated (linear or natural cubic) to
+    the `test` frames. Over ranks, temporal-factor bits and code steps whose file fits the budget, the best
+    held-out R² (pooled over components, original units). None if not even a rank-1 file fits.
+
+    The finest step that fits is the best one for the training frames; ranks stop three past the best."""
+    values = np.asarray(values)
+    _, n_particles, n_comp = values.shape
+    train_values = values[train].reshape(len(train), -1).astype(np.float64)
+    test_values = values[test].astype(np.float64)
+    mean = values[train].reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = torch.from_numpy(train_values) - torch.from_numpy(np.tile(mean.astype(np.float64), n_particles))
+    basis, _ = temporal_basis(centred)
+    t_train, t_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    best: HeldOutSVD | None = None
+    misses = 0
+    for rank in range(1, min(max_rank, basis.shape[1]) + 1):
+        found = [p for b in bits if (p := _fit_budget(centred, basis[:, :rank], b, mean, budget_bytes, t_train,
+                                                      t_test, test_values)) is not None]
+        point = max(found, key=lambda p: p.holdout_r2, default=None)
+        if point is None:
+            break  # a higher rank costs more bytes at every step: none fits either
+        if best is None or point.holdout_r2 > best.holdout_r2:
+            best, misses = point, 0
+        elif (misses := misses + 1) >= 3:
+            break
+    return best
+
+
+def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.ndarray, budget: int,
+                t_train: np.ndarray, t_test: np.ndarray, test_values: np.ndarray) -> HeldOutSVD | None:
+    """Rank k at these bits: the finest code step whose file fits `budget`, scored on the held-out frames."""
+    stored_u = quantise_tensor(basis.T.numpy(), bits)
+    temporal = dequantise_tensor(stored_u).T.astype(np.float64)  # (T_train, k)
+    u = torch.from_numpy(temporal)
+    coefs = torch.linalg.solve(u.T @ u, u.T @ centred).numpy()  # (k, N·C), least squares for the stored U_k
+    fixed = HEADER_BYTES + sum(len(pack_array(np.asarray(a))[0])
+                               for a in (*(stored_u if isinstance(stored_u, tuple) else (stored_u,)), mean))
+
+    def size(step: float) -> int:
+        return fixed + len(pack_array(quantise_uniform(coefs, step).T)[0])
+
+    coarse = 4.0 * max(float(np.abs(coefs).max()), 1e-30)  # every code rounds to 0
+    if size(coarse) > budget:
+        return None
+    fine = coarse * 2.0 ** -24
+    if size(fine) <= budget:
+        coarse = fine
+    else:
+        for _ in range(_BUDGET_BISECTIONS):  # fine does not fit, coarse does
+            mid = math.sqrt(fine * coarse)
+            fine, coarse = (fine, mid) if size(mid) <= budget else (mid, coarse)
+    decoded = quantise_uniform(coefs, coarse) * coarse
+    train_r2 = 1.0 - float(((centred - u @ torch.from_numpy(decoded)) ** 2).sum() / (centred ** 2).sum())
+    scores = {}
+    for method in INTERPOLATIONS:
+        at_test = interpolate(t_train, temporal, t_test, method) @ decoded
+        predicted = at_test.reshape(test_values.shape) + mean.astype(np.float64)
+        scores[method] = r2_score(test_values, predicted)
+    method = max(scores, key=scores.get)
+    return HeldOutSVD(int(basis.shape[1]), bits, coarse, size(coarse), train_r2, scores[method], method)
 
 
 def compression(values: np.ndarray, point: QuantisedSVD) -> float:
