@@ -64,8 +64,8 @@ def goal_table(blocks: list[dict[str, Any]]) -> list[str]:
              ("Windows: the codec file's median ratio must be at least SZ3's and the quantised SVD's at the same R² "
               "(met), with the target reached on every seed; else how far: the lowest R² reached, and the codec's "
               "ratio as a share of the best rival's. Held-out: the codec file's median held-out R² must be at "
-              "least the float32 SVD's, SZ3's and ZFP's with interpolation at the codec's bytes; else how far "
-              "behind the best. Details per seed in the sections below."), "",
+              "least the quantised SVD's, the float32 SVD's, SZ3's and ZFP's with interpolation at the codec's "
+              "bytes; else how far behind the best. Details per seed in the sections below."), "",
              "| window | " + " | ".join(fields) + " |", "|---|" + "---|" * len(fields)]
     for block in blocks:
         by_field = {t["field"]: t for t in block["fields"]}
