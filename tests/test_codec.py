@@ -197,7 +197,7 @@ def test_series_sums_match_the_evaluated_basis():
     coefs = rng.normal(size=(4, 2, k, n_comp))
     train = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
     u = chebyshev.frame_times(n_frames)[train]
-    via_series = chebyshev.ProjectedTargets.build(values[train], mean, std, members, u, 6).fits(coefs)
+    via_series = chebyshev.ProjectedTargets.build(values[train], mean, std, members, u, 6).fits([coefs[:, 0], coefs[:, 1]])
     basis = chebyshev.evaluate(coefs, u) * std  # (F, G, K, C) in original units
     bases = [basis[:, g].transpose(1, 0, 2).reshape(k, -1) for g in range(2)]
     direct = bilinear.fit_groups(bases, values[train], mean, members)

@@ -48,8 +48,8 @@ class QuantisedCodes:
     """Codes at one step: per group the kept directions (int8 rows with float32 scales) and integer coefficients."""
 
     step: float
-    rows: list[np.ndarray]  # (r_g, K_g) int8, each row scaled to max |.| = ROW_LEVELS
-    row_scales: list[np.ndarray]  # (r_g,) float32
+    rows: list[np.ndarray | None]  # (r_g, K_g) int8, each row scaled to max |.| = ROW_LEVELS; None: no directions
+    row_scales: list[np.ndarray | None]  # (r_g,) float32
     ints: list[np.ndarray]  # (n_g, r_g) integers
     ss_res: float  # Σ squared error over the coded particles and training frames, original units
 
@@ -121,31 +121,50 @@ def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
 
 def pack_codes(codes: QuantisedCodes) -> tuple[dict[str, bytes], dict]:
     """Blobs and metadata: every group's integer columns back to back (column-major, one lzma stream), the
-    directions and their scales likewise."""
+    directions and their scales likewise. A group whose rows are None has no directions: its codes are the
+    coefficients of the stored basis itself (a Chebyshev series file's coded groups)."""
     columns = np.concatenate([q.T.ravel() for q in codes.ints])
     blobs, meta = {}, {"step": codes.step, "ranks": [int(q.shape[1]) for q in codes.ints]}
     blobs["codes"], meta["codes"] = pack_array(columns.astype(np.result_type(*[q.dtype for q in codes.ints])))
-    blobs["rows"], meta["rows"] = pack_array(np.concatenate([r.ravel() for r in codes.rows]))
-    blobs["row_scales"], meta["row_scales"] = pack_array(np.concatenate(codes.row_scales))
+    rows = [r for r in codes.rows if r is not None]
+    if len(rows) < len(codes.rows):
+        meta["directions"] = [r is not None for r in codes.rows]
+    blobs["rows"], meta["rows"] = pack_array(np.concatenate([r.ravel() for r in rows] or [np.zeros(0, np.int8)]))
+    blobs["row_scales"], meta["row_scales"] = pack_array(np.concatenate(
+        [s for s in codes.row_scales if s is not None] or [np.zeros(0, np.float32)]))
     return blobs, meta
 
 
 def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
-    """Per group (n_g, K_g) float64 codes q·δ·R, for the (particles, code size) of each group."""
-    columns = unpack_array(blobs["codes"], meta["codes"]).astype(np.float64)
-    rows = unpack_array(blobs["rows"], meta["rows"]).astype(np.float64)
-    scales = unpack_array(blobs["row_scales"], meta["row_scales"]).astype(np.float64)
+    """Per group (n_g, K_g) float64 codes q·δ·R, for the (particles, code size) of each group; a group stored
+    without directions (pack_codes) gives its (n_g, rank_g) coefficients q·δ, whatever K_g says."""
+    columns = unpack_array(_blob(blobs, "codes"), meta["codes"]).astype(np.float64)
+    rows = unpack_array(_blob(blobs, "rows"), meta["rows"]).astype(np.float64)
+    scales = unpack_array(_blob(blobs, "row_scales"), meta["row_scales"]).astype(np.float64)
     ranks = meta["ranks"]
-    if len(ranks) != len(shapes) or columns.size != sum(n * r for (n, _), r in zip(shapes, ranks, strict=True)) \
-            or rows.size != sum(k * r for (_, k), r in zip(shapes, ranks, strict=True)):
+    directions = meta.get("directions", [True] * len(ranks))
+    if len(ranks) != len(shapes) or len(directions) != len(ranks) \
+            or columns.size != sum(n * r for (n, _), r in zip(shapes, ranks, strict=True)) \
+            or rows.size != sum(k * r for (_, k), r, d in zip(shapes, ranks, directions, strict=True) if d):
         raise CodecError("the file's codes do not match its particle groups; it is inconsistent, encode it again")
     out, at_col, at_row, at_value = [], 0, 0, 0
-    for (n, dim), rank in zip(shapes, ranks, strict=True):
-        q = columns[at_col:at_col + n * rank].reshape(rank, n).T
-        rotation = rows[at_value:at_value + rank * dim].reshape(rank, dim) / ROW_LEVELS * scales[at_row:at_row + rank, None]
-        out.append((q * meta["step"]) @ rotation)
-        at_col, at_row, at_value = at_col + n * rank, at_row + rank, at_value + rank * dim
+    for (n, dim), rank, has_rows in zip(shapes, ranks, directions, strict=True):
+        q = columns[at_col:at_col + n * rank].reshape(rank, n).T * meta["step"]
+        at_col += n * rank
+        if has_rows:
+            rotation = rows[at_value:at_value + rank * dim].reshape(rank, dim) / ROW_LEVELS * scales[
+                at_row:at_row + rank, None]
+            q = q @ rotation
+            at_row, at_value = at_row + rank, at_value + rank * dim
+        out.append(q)
     return out
+
+
+def _blob(blobs: dict[str, bytes], name: str) -> bytes:
+    try:
+        return blobs[name]
+    except KeyError:
+        raise CodecError(f"the file lacks its {name!r} blob; it is inconsistent, encode it again") from None
 
 
 def _ridged(gram: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ not another pass over every value of the window.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,8 @@ from numpy.polynomial import chebyshev
 from torch import nn
 
 from mpm_inr.codec import bilinear
+from mpm_inr.codec.format import CodecError
+from mpm_inr.codec.quantise import quantise_uniform, roundtrip_tensors
 
 #: degrees tried, smallest first; a window of n frames allows up to n - 1 (the series then has n coefficients)
 DEGREES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -61,7 +64,7 @@ def fit_series(samples: np.ndarray, u: np.ndarray, degree: int) -> np.ndarray:
 
 
 def evaluate(coefs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """(len(u), G, K, C) basis at window times u, in normalised units."""
+    """(len(u), ...) curves at window times u of a series (d + 1, ...), in normalised units."""
     vander = chebyshev.chebvander(np.asarray(u, dtype=np.float64), coefs.shape[0] - 1)
     return (vander @ coefs.reshape(coefs.shape[0], -1)).reshape(len(u), *coefs.shape[1:])
 
@@ -88,26 +91,76 @@ class ProjectedTargets:
             target_sq.append(float(np.einsum("fnc,fnc->", targets, targets)))
         return cls(projections, target_sq, vander.T @ vander, np.asarray(std, dtype=np.float64))
 
-    def fits(self, coefs: np.ndarray) -> list[bilinear.GroupFit]:
-        """Every coded group's least-squares codes for the series `coefs` (d + 1, G, K, C), d <= max_degree."""
-        n_coefs = coefs.shape[0]
-        scaled = coefs * self.std  # original units
-        poly_gram = self.poly_gram[:n_coefs, :n_coefs]
+    def fits(self, per_group: Sequence[np.ndarray]) -> list[bilinear.GroupFit]:
+        """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree."""
         out = []
-        for g, (proj, sq) in enumerate(zip(self.projections, self.target_sq, strict=True)):
-            a = scaled[:, g]  # (d + 1, K, C)
-            gram = np.einsum("jkc,ji,ilc->kl", a, poly_gram, a, optimize=True)
-            by_row = a.transpose(0, 2, 1).reshape(-1, a.shape[1])  # ((d + 1)·C, K), rows as the projections' (j, c)
+        for a, proj, sq in zip(per_group, self.projections, self.target_sq, strict=True):
+            scaled = a * self.std  # original units
+            n_coefs, dim = scaled.shape[:2]
+            gram = np.einsum("jkc,ji,ilc->kl", scaled, self.poly_gram[:n_coefs, :n_coefs], scaled, optimize=True)
+            by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
             target_basis = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], by_row.shape[0]) @ by_row
             out.append(bilinear.fit_from_sums(gram, target_basis, sq))
         return out
 
 
-def predict(coefs: np.ndarray, u: np.ndarray, latents: np.ndarray, group: np.ndarray) -> np.ndarray:
-    """(len(u), N, C) normalised prediction Σ_k z_pk g_k(u) of every particle, each through its group's curves."""
-    basis = evaluate(coefs, u)
-    out = np.zeros((len(u), latents.shape[0], basis.shape[-1]))
-    for g in range(basis.shape[1]):
-        idx = np.flatnonzero(group == g)
-        out[:, idx] = np.einsum("nk,fkc->fnc", latents[idx], basis[:, g])
+@dataclass
+class RotatedSeries:
+    """The file's basis at one set of kept directions: per coded group, the series of its KLT directions that
+    keep a non-zero code (r_g curves per component instead of K: no directions to store, fewer curves), and the
+    least-squares fits of the codes to it as stored at `bits`."""
+
+    flat: np.ndarray  # (d + 1, Σ r_g·C) float32: the rotated series before quantisation (pack_tensors quantises)
+    fits: list[bilinear.GroupFit]  # per coded group, for the decoded (quantised) series
+
+    def quantise(self, step: float) -> tuple[list[np.ndarray], float]:
+        """Per coded group the codes (n_g, r_g) rounded to multiples of `step`, and the squared error they leave
+        over the coded particles and training frames (original units)."""
+        ints, ss_res = [], 0.0
+        for fit in self.fits:
+            q = quantise_uniform(fit.coefs @ fit.rotation, step)  # least squares in the stored curves' coordinates
+            values = q * step
+            ss_res += fit.target_sq - 2 * float(np.einsum("ij,ij->", values, fit.target_basis)) + float(
+                np.einsum("ij,ij->", values.T @ values, fit.gram))
+            ints.append(q)
+        return ints, ss_res
+
+
+def kept_directions(fits: list[bilinear.GroupFit], step: float) -> tuple[tuple[int, ...], ...]:
+    """Per group, the KLT directions some particle's code keeps at `step` (as bilinear.quantise_codes keeps them)."""
+    return tuple(tuple(np.flatnonzero(np.abs(f.coefs).max(axis=0, initial=0.0) >= step / 2).tolist()) for f in fits)
+
+
+def rotated_series(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets, bits: int,
+                   kept: tuple[tuple[int, ...], ...]) -> RotatedSeries:
+    """The series `coefs` (d + 1, G, K, C) turned into each group's `kept` KLT directions (`fits`: the float fits
+    of these coefs), quantised at `bits` as the decoder will see it, with the codes' fits to that."""
+    rotated = [np.einsum("rk,jkc->jrc", fit.rotation[list(k)], coefs[:, g])
+               for g, (fit, k) in enumerate(zip(fits, kept, strict=True))]
+    n_coefs, n_comp = coefs.shape[0], coefs.shape[-1]
+    flat = np.concatenate([r.reshape(n_coefs, -1) for r in rotated], axis=1).astype(np.float32)
+    decoded = split_groups(roundtrip_tensors({"coefs": flat}, bits)["coefs"], [r.shape[1] for r in rotated], n_comp)
+    return RotatedSeries(flat, projected.fits(decoded))
+
+
+def split_groups(flat: np.ndarray, ranks: Sequence[int], n_comp: int) -> list[np.ndarray]:
+    """(d + 1, Σ r_g·C) stored series -> per group (d + 1, r_g, C) float64."""
+    edges = np.cumsum([0, *(r * n_comp for r in ranks)])
+    if flat.ndim != 2 or flat.shape[1] != edges[-1]:
+        raise CodecError("the file's basis series does not match its code ranks; it is inconsistent, encode it "
+                         "again")
+    return [flat[:, a:b].astype(np.float64).reshape(flat.shape[0], r, n_comp)
+            for a, b, r in zip(edges[:-1], edges[1:], ranks, strict=True)]
+
+
+def predict(series: Sequence[np.ndarray], codes: Sequence[np.ndarray], members: Sequence[np.ndarray], u: np.ndarray,
+            n_particles: int) -> np.ndarray:
+    """(len(u), N, C) normalised prediction: each coded group's codes (n_g, r_g) times its curves (d + 1, r_g, C)
+    at window times u; particles in no group (the constant ones) are zero here."""
+    n_comp = series[0].shape[-1] if len(series) else 1
+    out = np.zeros((len(u), n_particles, n_comp))
+    for curves, group_codes, idx in zip(series, codes, members, strict=True):
+        if idx.size and curves.shape[1]:
+            basis = evaluate(curves, u)  # (len(u), r_g, C)
+            out[:, idx] = np.einsum("nr,frc->fnc", group_codes, basis)
     return out

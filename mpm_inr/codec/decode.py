@@ -3,7 +3,6 @@ any time of the window (fractional frames too), in original units."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,15 @@ from mpm_inr.models import (
 LABEL_BLOBS = {"material": "material", "object": "object_id"}
 
 
+@dataclass(frozen=True)
+class SeriesBasis:
+    """A series file's model: per coded basis group, its curves (d + 1, r_g, C), codes (n_g, r_g), particles."""
+
+    curves: list[np.ndarray]
+    codes: list[np.ndarray]
+    members: list[np.ndarray]
+
+
 @dataclass
 class CodecModel:
     """A decodable model: the network with its (decoded) parameters and what maps its output to the window."""
@@ -40,7 +48,7 @@ class CodecModel:
     network: nn.Module
     constant: np.ndarray  # (N,) bool: particles whose values are constant over the window, stored exactly
     constant_values: np.ndarray  # (n_constant, C) float32
-    series: np.ndarray | None = None  # (d + 1, G, K, C) Chebyshev coefficients of a bilinear basis stored as a series
+    series: SeriesBasis | None = None  # a bilinear basis stored as a Chebyshev series, with its codes
 
     @property
     def inr(self) -> InrType:
@@ -82,8 +90,8 @@ class CodecModel:
             src = CoordinateSource(t, torch.linspace(-1.0, 1.0, win["n_particles"]), None)
             out = self.inr.predict_frames(self.network, src, torch.arange(t.numel())).double().numpy()
         else:
-            out = chebyshev.predict(self.series, self.window_time(frames), self.network.latents.double().numpy(),
-                                    self.network.basis_group.numpy())
+            out = chebyshev.predict(self.series.curves, self.series.codes, self.series.members,
+                                    self.window_time(frames), win["n_particles"])
         out = (out * np.asarray(win["std"]) + np.asarray(win["mean"])).astype(np.float32)
         out[:, self.constant] = self.constant_values
         return out
@@ -103,7 +111,10 @@ def from_container(box: format.Container) -> CodecModel:
     network = build(meta, blobs)
     win, series = meta["window"], None
     constant = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))[:win["n_particles"]].astype(bool)
-    if meta["kind"] == "bilinear":
+    if meta["kind"] == "bilinear" and meta["encoding"].get("basis_kind", "network") == "chebyshev":
+        series, values = _series_parts(meta, blobs, network, constant)
+        state = {}
+    elif meta["kind"] == "bilinear":
         members = bilinear.coded_members(network, constant)
         shapes = [(idx.size, network.latent_dim) for idx in members]
         shapes += [(int(constant.sum()), win["n_components"])] if constant.any() else []
@@ -112,21 +123,27 @@ def from_container(box: format.Container) -> CodecModel:
         for idx, group_codes in zip(members, codes, strict=False):
             latents[idx] = group_codes
         values = (np.asarray(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
-        encoding = meta["encoding"]
-        if encoding.get("basis_kind", "network") == "chebyshev":
-            series = unpack_tensors("series", blobs, encoding["series"])["coefs"].astype(np.float64)
-            if series.size != math.prod(encoding["series_shape"]):
-                raise format.CodecError("the file's basis series does not match its shape; it is inconsistent, "
-                                        "encode it again")
-            series = series.reshape(encoding["series_shape"])
-            state = {"latents": latents}
-        else:
-            state = {**unpack_tensors("basis", blobs, encoding["basis"]), "latents": latents}
+        state = {**unpack_tensors("basis", blobs, meta["encoding"]["basis"]), "latents": latents}
     else:
         values = unpack_array(blobs["constant_values"], meta["encoding"]["constant_values"])
         state = unpack_tensors("weights", blobs, meta["encoding"]["weights"])
-    load_parameters(network, state)
+    if state:
+        load_parameters(network, state)
     return CodecModel(meta, network, constant, values.astype(np.float32), series)
+
+
+def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], network: nn.Module,
+                  constant: np.ndarray) -> tuple[SeriesBasis, np.ndarray]:
+    """A series file's basis and codes per coded group, and the constant particles' values."""
+    win, encoding = meta["window"], meta["encoding"]
+    members = bilinear.coded_members(network, constant)
+    shapes = [(idx.size, 0) for idx in members]
+    shapes += [(int(constant.sum()), win["n_components"])] if constant.any() else []
+    codes = bilinear.unpack_codes(blobs, encoding, shapes)
+    curves = chebyshev.split_groups(unpack_tensors("series", blobs, encoding["series"])["coefs"],
+                                    encoding["series_ranks"], win["n_components"])
+    values = (np.asarray(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
+    return SeriesBasis(curves, codes[:len(members)], members), values
 
 
 def build(meta: dict[str, Any], blobs: dict[str, bytes]) -> nn.Module:

@@ -198,8 +198,8 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWind
                    constant_fit: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
                    settings: CodecSettings) -> list[tuple[int, dict, dict]]:
     """The Chebyshev series of the network's basis at each degree (smallest first) and weight precision that
-    reaches the goal. Degrees stop two past the one with the smallest file: a longer series costs more
-    coefficients than its smaller error saves in codes."""
+    reaches the goal, stored in each group's kept KLT directions (chebyshev.rotated_series). Degrees stop two
+    past the one with the smallest file: a longer series costs more coefficients than its error saves in codes."""
     degrees = chebyshev.degrees_for(window.n_frames)
     u_train = chebyshev.frame_times(window.n_frames)[window.train_frames]
     projected = chebyshev.ProjectedTargets.build(window.values[window.train_frames], window.mean, window.std,
@@ -208,23 +208,54 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWind
     best, misses = math.inf, 0
     for degree in degrees:
         coefs = chebyshev.fit_series(samples, u_samples, degree)
-        if 1.0 - sum(f.ss_res for f in projected.fits(coefs) + constant_fit) / ss_tot < search_goal:
+        fits = projected.fits([coefs[:, g] for g in range(coefs.shape[1])])
+        if 1.0 - sum(f.ss_res for f in fits + constant_fit) / ss_tot < search_goal:
             continue  # the series is too coarse at any precision
-        flat = {"coefs": coefs.reshape(degree + 1, -1).astype(np.float32)}
         sizes = []
         for bits in settings.weight_bits:
-            decoded = roundtrip_tensors(flat, bits)["coefs"].astype(np.float64).reshape(coefs.shape)
-            series_blobs, specs = pack_tensors("series", flat, bits)
-            point = _codes_at_goal(projected.fits(decoded) + constant_fit, ss_tot, search_goal, series_blobs)
+            point = _series_at_goal(coefs, fits, projected, constant_fit, bits, ss_tot, search_goal)
             if point is not None:
-                points.append((point[0], {**point[1], "basis_kind": "chebyshev", "series": specs,
-                                          "series_shape": list(coefs.shape), "weight_bits": bits}, point[2]))
+                points.append(point)
                 sizes.append(point[0])
         if sizes and min(sizes) < best:
             best, misses = min(sizes), 0
         elif (misses := misses + 1) >= 2:
             break
     return points
+
+
+def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: chebyshev.ProjectedTargets,
+                    constant_fit: list[bilinear.GroupFit], bits: int, ss_tot: float,
+                    search_goal: float) -> tuple[int, dict, dict] | None:
+    """(bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching search_goal. The rotated
+    series depends on the step only through the kept directions, so each set of them is built once."""
+    series: dict[tuple, chebyshev.RotatedSeries] = {}
+
+    def coded(step: float) -> tuple[chebyshev.RotatedSeries, bilinear.QuantisedCodes]:
+        kept = chebyshev.kept_directions(fits, step)
+        if kept not in series:
+            series[kept] = chebyshev.rotated_series(coefs, fits, projected, bits, kept)
+        ints, ss_res = series[kept].quantise(step)
+        constant = bilinear.quantise_codes(constant_fit, step)  # the constant particles keep their directions
+        return series[kept], bilinear.QuantisedCodes(step, [None] * len(ints) + constant.rows,
+                                                     [None] * len(ints) + constant.row_scales,
+                                                     ints + constant.ints, ss_res + constant.ss_res)
+
+    def r2_of(step: float) -> float:
+        return 1.0 - coded(step)[1].ss_res / ss_tot
+
+    n_coefs = sum(f.coefs.size for f in fits + constant_fit)
+    guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
+    step = largest_passing(lambda s: r2_of(s) >= search_goal, guess)
+    if step is None:
+        return None
+    rotated, codes = coded(step)
+    blobs, specs = pack_tensors("series", {"coefs": rotated.flat}, bits)
+    code_blobs, meta = bilinear.pack_codes(codes)
+    blobs.update(code_blobs)
+    meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
+                weight_bits=bits, r2_estimate=r2_of(step))
+    return sum(map(len, blobs.values())), meta, blobs
 
 
 def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,
