@@ -287,6 +287,14 @@ def test_a_file_holds_only_the_particle_labels_its_network_reads(f_file, data_ro
     encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.9))
     box = format.read(path)
     assert "object_id" in box.blobs and "material" not in box.blobs
+    # a series per object group, each in its own kept directions, decodes to what the encoder measured
+    series = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
+                          CodecSettings(target_r2=0.9, basis="chebyshev"))
+    decoded = load(tmp_path / "s.mpmc")
+    assert len(decoded.series.curves) == network.n_basis_groups > 1
+    assert series["r2"] == pytest.approx(r2_score(window.values[window.train_frames],
+                                                  decoded.decode_window()[window.train_frames]), abs=1e-12)
+    assert series["r2"] >= min(0.9, 1 - 1.1 * (1 - series["ceiling_r2"])) - 1e-9
     meta = {k: v for k, v in box.meta.items() if k != "object_id"}
     format.write(tmp_path / "bad.mpmc", meta, {k: v for k, v in box.blobs.items() if k != "object_id"})
     with pytest.raises(CodecError, match="object labels, which the file lacks") as err:
