@@ -9,7 +9,9 @@ defined there; no data is read), so the file still decodes at any t and, between
 Coefficients are stored as one row (one scale) per degree, since they decay with the degree, at the codec's
 candidate weight bits.
 
-The codes are fitted to the decoded series exactly as to a decoded network (bilinear.fit_from_sums). The sums
+The file stores, per basis group, the series of the KLT directions of the codes (bilinear.fit_from_sums) that some
+particle keeps at the chosen code step: r_g curves per component instead of K, and no direction rows, since the
+codes are then plain coefficients of the stored curves. The codes are re-fitted to the decoded series. The sums
 they need (the Gram matrix of the basis, the targets projected on it) are linear in the coefficients, so the
 targets are projected on the Chebyshev polynomials once, and another degree or precision costs O(n·K·d·C),
 not another pass over every value of the window.
