@@ -229,12 +229,17 @@ def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected:
                     search_goal: float) -> tuple[int, dict, dict] | None:
     """(bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching search_goal. The rotated
     series depends on the step only through the kept directions, so each set of them is built once."""
-    series: dict[tuple, chebyshev.RotatedSeries] = {}
+    series: dict[tuple, chebyshev.RotatedSeries | None] = {}
 
-    def coded(step: float) -> tuple[chebyshev.RotatedSeries, bilinear.QuantisedCodes]:
+    def coded(step: float) -> tuple[chebyshev.RotatedSeries | None, bilinear.QuantisedCodes | None]:
         kept = chebyshev.kept_directions(fits, step)
         if kept not in series:
-            series[kept] = chebyshev.rotated_series(coefs, fits, projected, bits, kept)
+            try:
+                series[kept] = chebyshev.rotated_series(coefs, fits, projected, bits, kept)
+            except np.linalg.LinAlgError:  # so few bits that a stored curve is degenerate: this point fails
+                series[kept] = None
+        if series[kept] is None:
+            return None, None
         ints, ss_res = series[kept].quantise(step)
         constant = bilinear.quantise_codes(constant_fit, step)  # the constant particles keep their directions
         return series[kept], bilinear.QuantisedCodes(step, [None] * len(ints) + constant.rows,
@@ -242,7 +247,8 @@ def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected:
                                                      ints + constant.ints, ss_res + constant.ss_res)
 
     def r2_of(step: float) -> float:
-        return 1.0 - coded(step)[1].ss_res / ss_tot
+        codes = coded(step)[1]
+        return -math.inf if codes is None or not math.isfinite(codes.ss_res) else 1.0 - codes.ss_res / ss_tot
 
     n_coefs = sum(f.coefs.size for f in fits + constant_fit)
     guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
@@ -250,6 +256,7 @@ def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected:
     if step is None:
         return None
     rotated, codes = coded(step)
+    assert rotated is not None and codes is not None  # the step passed, so its series was built
     blobs, specs = pack_tensors("series", {"coefs": rotated.flat}, bits)
     code_blobs, meta = bilinear.pack_codes(codes)
     blobs.update(code_blobs)
