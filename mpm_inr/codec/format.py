@@ -4,7 +4,8 @@ Layout (little endian):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
-    meta_len  u32      bytes of the metadata blob (lzma-compressed compact JSON)
+    meta_len  u32      bytes of the metadata blob: compact JSON, deflated against META_DICTIONARY (version 3;
+                       versions 1-2: raw LZMA2)
     data_len  u64      bytes of the payload (the named blobs, back to back, offsets in the metadata)
     meta      meta_len bytes
     payload   data_len bytes
@@ -21,14 +22,19 @@ import json
 import lzma
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mpm_inr.codec.meta_dictionary import META_DICTIONARY
 from mpm_inr.errors import UserError
 
 MAGIC = b"MPMINRC\x00"
-FORMAT_VERSION = 2  # 2: a bilinear file may hold its basis as a Chebyshev series (encoding.basis_kind)
+# 2: a bilinear file may hold its basis as a Chebyshev series (encoding.basis_kind); 3: the metadata is deflated
+# against META_DICTIONARY (~0.45 KB less per file)
+FORMAT_VERSION = 3
+_DICTIONARY_SINCE = 3
 _HEAD = struct.Struct("<8sHIQ")
 _DIGEST = 32
 # Raw LZMA2 streams: no .xz container (about 60 bytes each), the filter chain is fixed by the format version. A
@@ -61,14 +67,32 @@ def decompress(data: bytes) -> bytes:
     return lzma.decompress(data, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
 
 
+def pack_meta(text: bytes, version: int) -> bytes:
+    """From version 3, raw deflate (no zlib header) against the preset dictionary: the keys and structure every
+    file shares cost a back-reference instead of their text."""
+    if version < _DICTIONARY_SINCE:
+        return compress(text)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=META_DICTIONARY)
+    return packer.compress(text) + packer.flush()
+
+
+def unpack_meta(blob: bytes, version: int) -> bytes:
+    if version < _DICTIONARY_SINCE:
+        return decompress(blob)
+    unpacker = zlib.decompressobj(-15, zdict=META_DICTIONARY)
+    return unpacker.decompress(blob) + unpacker.flush()
+
+
 def pack(meta: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
     """The file's bytes: `meta` gains a `blobs` table {name: [offset, size]} into the payload."""
     table, offset = {}, 0
     for name, blob in blobs.items():
         table[name] = [offset, len(blob)]
         offset += len(blob)
-    meta_blob = compress(json.dumps({**meta, "blobs": table}, separators=(",", ":"), sort_keys=True).encode())
-    body = _HEAD.pack(MAGIC, FORMAT_VERSION, len(meta_blob), offset) + meta_blob + b"".join(blobs.values())
+    version = FORMAT_VERSION
+    meta_blob = pack_meta(json.dumps({**meta, "blobs": table}, separators=(",", ":"), sort_keys=True).encode(),
+                          version)
+    body = _HEAD.pack(MAGIC, version, len(meta_blob), offset) + meta_blob + b"".join(blobs.values())
     return body + hashlib.sha256(body).digest()
 
 
@@ -114,7 +138,11 @@ def parse(data: bytes, name: str = "<bytes>") -> Container:
         raise CodecError(f"{name} has {len(data) - expected} unexpected trailing bytes; copy or encode it again")
     if hashlib.sha256(data[:-_DIGEST]).digest() != data[-_DIGEST:]:
         raise CodecError(f"{name} fails its sha256 checksum (the file is corrupted); copy or encode it again")
-    meta = json.loads(decompress(data[_HEAD.size:_HEAD.size + meta_len]))
+    try:
+        meta = json.loads(unpack_meta(data[_HEAD.size:_HEAD.size + meta_len], version))
+    except (zlib.error, lzma.LZMAError, ValueError):  # checksum-consistent but not ours: a forged or foreign file
+        raise CodecError(f"{name} has metadata this reader cannot parse (format version {version}); encode it "
+                         f"again") from None
     start = _HEAD.size + meta_len
     blobs = {key: data[start + off:start + off + size] for key, (off, size) in meta.pop("blobs").items()}
     return Container(version, meta, blobs, len(data), meta_len)
