@@ -178,6 +178,33 @@ def test_hash_grid_interpolates_continuously_and_dense_levels_do_not_collide():
     assert torch.isclose(v, enc.embeddings[1 + 2 * 5][0])
 
 
+def _grid_corner_indices(enc: HashGridEncoding, base: torch.Tensor) -> torch.Tensor:
+    """The textbook formula: every corner's coordinates on a (B, L, 2^d, d) grid, then dense or hashed index."""
+    grid = base.unsqueeze(2) + enc.corners.view(1, 1, -1, enc.in_dim)
+    res1 = (enc.resolutions.long() + 1).view(1, -1, 1)
+    strides = res1.unsqueeze(-1) ** torch.arange(enc.in_dim).view(1, 1, 1, -1)
+    hashed = grid * enc.primes.view(1, 1, 1, -1)
+    hash_idx = hashed[..., 0]
+    for dim in range(1, enc.in_dim):
+        hash_idx = torch.bitwise_xor(hash_idx, hashed[..., dim])
+    return torch.where(enc.dense.view(1, -1, 1), (grid * strides).sum(-1), hash_idx) % enc.sizes.view(1, -1, 1)
+
+
+@pytest.mark.parametrize("in_dim", [1, 2, 3])
+def test_hash_grid_corner_indices_equal_the_grid_formula(in_dim):
+    """Dense and hashed levels alike (the table is small enough that fine levels hash), x = 1 included."""
+    enc = HashGridEncoding(in_dim, n_levels=8, features_per_level=2, log2_table_size=10 if in_dim > 1 else 6,
+                           base_resolution=4, per_level_scale=1.8)
+    assert bool(enc.dense.any()) and not bool(enc.dense.all())
+    x = torch.cat([torch.rand(500, in_dim, generator=torch.Generator().manual_seed(in_dim)), torch.ones(1, in_dim),
+                   torch.zeros(1, in_dim)])
+    base = (x.unsqueeze(1) * enc.resolutions.view(1, -1, 1)).floor().long()
+    assert torch.equal(enc.corner_indices(base), _grid_corner_indices(enc, base))
+    frac = x.unsqueeze(1) * enc.resolutions.view(1, -1, 1) - base
+    grid_weights = torch.where(enc.corners.view(1, 1, -1, in_dim).bool(), frac.unsqueeze(2), 1.0 - frac.unsqueeze(2))
+    assert torch.equal(enc.corner_weights(frac), grid_weights.prod(-1, keepdim=True))
+
+
 def test_bad_parameters_are_config_errors():
     with pytest.raises(ConfigError, match="inr_type=siren_txy"):
         build_network("siren_txy", CTX, {"hidden_dim": 8, "n_layers": 2, "omega": 30.0, "latent_dim": 3})
