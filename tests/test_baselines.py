@@ -552,8 +552,8 @@ def test_a_pool_keeps_the_job_order_and_its_processes_between_batches() -> None:
         first, second = pool.map([(i, 3) for i in range(8)]), pool.map([(i, 5) for i in range(8)])
     assert [product for product, _ in first] == [3 * i for i in range(8)]
     assert [product for product, _ in second] == [5 * i for i in range(8)]
-    pids = {pid for _, pid in first}
-    assert os.getpid() not in pids and {pid for _, pid in second} <= pids
+    pids = {pid for _, pid in first + second}  # on a busy machine one worker may take a whole batch
+    assert os.getpid() not in pids and len(pids) <= 2  # a pool forked anew per batch would show up to 4
 
 
 def _children() -> set[int]:

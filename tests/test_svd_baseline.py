@@ -9,16 +9,19 @@ import pytest
 import torch
 
 from mpm_inr.baselines import BaselineSource
-from mpm_inr.baselines.svd_table import compute_svd_table
+from mpm_inr.baselines.svd_table import SVD_SCALING, TAIL_TOL, compute_svd_table
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.interpolate import (
+    METHODS,
     interpolate,
     interpolate_linear,
     interpolate_natural_cubic,
 )
 from mpm_inr.metrics.svd import (
+    DEFAULT_RANKS,
     frame_moments,
+    kept_rank,
     stream_factors,
     svd_baseline_streamed,
     svd_holdout_every_rank,
@@ -327,3 +330,38 @@ def test_the_shared_svd_table_gives_the_run_the_svd_block_it_computed_itself(eve
         direct = svd_holdout(values, rows[~mask], rows[mask], method=method, normalize="centred").as_metrics()
         assert entry["method"] == method and entry["r2_rank"].keys() == direct["r2_rank"].keys()
         assert entry["r2_rank"] == pytest.approx(direct["r2_rank"], abs=1e-10)
+
+
+def test_kept_rank_drops_only_a_tail_below_the_tolerance() -> None:
+    eigenvalues = torch.tensor([10.0, 1.0, 1e-9, 1e-12, -1e-15], dtype=torch.float64)  # eigh's rounding: < 0
+    assert kept_rank(eigenvalues, 0.0) == 5
+    assert kept_rank(eigenvalues, 1e-10) == 2  # 1.001e-9 dropped: at most 1e-10 of the 11.000000001 total
+    assert kept_rank(eigenvalues, 1e-11) == 3
+    assert kept_rank(eigenvalues, 1.0) == 1
+
+
+def test_a_truncated_table_scores_every_kept_rank_as_the_full_decomposition() -> None:
+    """A long window whose spectrum ends far below TAIL_TOL: the table keeps max(DEFAULT_RANKS) pairs, and its
+    training R² (pooled, per component) and held-out R² (every method) at those ranks are the full one's, because
+    the dropped pairs' energy is measured and counted in every residual."""
+    rng = np.random.default_rng(5)
+    t = np.linspace(0, 1, 200)
+    modes = np.stack([np.ones_like(t), t, np.sin(3 * t), np.cos(5 * t) * t], axis=1)
+    values = (modes @ rng.normal(size=(4, 160))).reshape(200, 40, 4) + 5e-6 * rng.normal(size=(200, 40, 4))
+    rows = np.arange(200)
+    held = rows % 4 == 2
+    source = BaselineSource(values, rows[~held], rows[held], {})
+    table, factors = compute_svd_table(source)
+    assert table.r2_rank.size == max(DEFAULT_RANKS) < held.size - held.sum() and factors.beyond is not None
+    full, full_factors = svd_baseline_streamed(values, rows[~held], ranks=(1,), normalize=SVD_SCALING,
+                                               test_frames=rows[held])
+    kept = table.r2_rank.size
+    np.testing.assert_allclose(table.r2_rank, full.r2_all_ranks[:kept], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(table.r2_per_component_rank, full.r2_per_component_all_ranks[:kept], rtol=0,
+                               atol=1e-12)
+    for method in METHODS:
+        every = svd_holdout_every_rank(full_factors, rows[held], method, rows.astype(np.float64),
+                                       source.test_ss_tot)
+        np.testing.assert_allclose(table.holdout[method], [every.r2[k] for k in range(1, kept + 1)], rtol=0,
+                                   atol=1e-12)
+    assert 1.0 - table.r2_rank[-1] < TAIL_TOL

@@ -66,8 +66,24 @@ def temporal_basis(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _basis_from_gram(gram: torch.Tensor) -> torch.Tensor:
     """Eigenvectors of a T×T Gram matrix as columns, by decreasing eigenvalue (eigh sorts ascending)."""
-    _, eigenvectors = torch.linalg.eigh(gram)
-    return eigenvectors.flip(-1)
+    return _eigen_from_gram(gram)[1]
+
+
+def _eigen_from_gram(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eigenvalues, eigenvectors as columns) of a T×T Gram matrix, by decreasing eigenvalue."""
+    eigenvalues, eigenvectors = torch.linalg.eigh(gram)
+    return eigenvalues.flip(-1), eigenvectors.flip(-1)
+
+
+def kept_rank(eigenvalues: torch.Tensor, tail_tol: float) -> int:
+    """The smallest rank whose discarded energy (the eigenvalues after it) is at most tail_tol of the total: beyond
+    it every rank's R² differs from 1 by less than tail_tol. All of them when tail_tol is 0."""
+    energy = eigenvalues.clamp(min=0.0)
+    if tail_tol <= 0 or energy.numel() == 0:
+        return int(energy.numel())
+    tail = torch.flip(torch.cumsum(torch.flip(energy, dims=[0]), dim=0), dims=[0])  # Σ_{i ≥ k}
+    beyond = torch.cat([tail[1:], tail.new_zeros(1)])  # discarded by rank k + 1
+    return int(torch.nonzero(beyond <= tail_tol * tail[0])[0]) + 1
 
 
 def scaling_of(normalize: bool | str) -> str:
@@ -223,11 +239,16 @@ def svd_baseline(
 
 
 def _scored(block_energy: torch.Tensor, std: np.ndarray, ss_tot: np.ndarray, shape: tuple[int, ...],
-            normalize: bool | str, ranks: tuple[int, ...], start: float) -> SVDBaseline:
-    """R² of every rank from the per-pair, per-component energies (scaled units) and SS_tot (original units)."""
+            normalize: bool | str, ranks: tuple[int, ...], start: float,
+            beyond: torch.Tensor | None = None) -> SVDBaseline:
+    """R² of every rank from the per-pair, per-component energies (scaled units) and SS_tot (original units).
+    beyond: (C,) the energy of the pairs a truncated basis dropped (StreamedFactors.beyond), in every residual."""
     singular = block_energy.sum(dim=1).sqrt()
     tail = torch.flip(torch.cumsum(torch.flip(block_energy, dims=[0]), dim=0), dims=[0])  # Σ_{i ≥ k}
-    residual_host = torch.cat([tail[1:], torch.zeros_like(tail[:1])]).cpu().numpy() * std**2  # rank k = 1..r
+    residual = torch.cat([tail[1:], torch.zeros_like(tail[:1])])  # rank k = 1..r
+    if beyond is not None:
+        residual = residual + beyond
+    residual_host = residual.cpu().numpy() * std**2
     r2_all = np.empty(residual_host.shape[0])
     per_component_all = np.empty(residual_host.shape)
     for index, ss_res in enumerate(residual_host):
@@ -315,6 +336,7 @@ class StreamedFactors:
     block_energy: torch.Tensor  # (r, C)
     chunks: tuple[slice, ...]
     held_out: HeldOutProducts | None = None  # with `test_frames` given to stream_factors
+    beyond: torch.Tensor | None = None  # (C,) energy of the pairs after the r kept (tail_tol), None: none dropped
 
     def scaled_columns(self, cols: slice, rows: np.ndarray | None = None) -> torch.Tensor:
         """The scaled matrix of `rows` (default the window's frames) restricted to the particles in `cols`:
@@ -327,13 +349,20 @@ class StreamedFactors:
 
 def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", device: str | torch.device = "cpu",
                    chunk_bytes: int = STREAM_CHUNK_BYTES, test_frames: Any = None,
-                   moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> StreamedFactors:
+                   moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                   tail_tol: float = 0.0, min_rank: int = 0) -> StreamedFactors:
     """Decompose the rows `frames` of a (T_all, N, C) array through the T×T Gram matrix, a chunk of particles at
     a time: one pass for the Gram, one for W = Uᵀ·M (the energies and, with `test_frames`, `HeldOutProducts`).
 
     moments: `frame_moments` of `frames` when the caller has them (the compressors need them too; else two more
     passes). Memory beyond one chunk: the Gram and U (T² each) and, with test_frames, HeldOutProducts
-    (C·r² + C·n_test·r)."""
+    (C·r² + C·n_test·r).
+
+    tail_tol: keep only the pairs up to `kept_rank` (the rest hold at most tail_tol of the energy), and at least
+    min_rank of them; the energy of the rest per component is measured in the second pass (`beyond`), so every kept
+    rank's R² is the same as with all pairs.
+    The second pass costs r/T of the full one, its held-out products (r/T)²: at 10 000 frames, where the tail of a
+    field's spectrum is thousands of pairs below 1e-10 of its energy, that is most of the decomposition."""
     frames = _frame_indices(frames, values.shape[0], "frames")
     n_frames, (n_particles, n_components) = frames.size, values.shape[1:]
     device = torch.device(device)
@@ -350,26 +379,34 @@ def stream_factors(values: Any, frames: Any, normalize: bool | str = "centred", 
     gram = torch.zeros(n_frames, n_frames, dtype=torch.float64, device=device)
     for cols in chunks:
         _add_products(gram, factors.scaled_columns(cols))
-    basis = _basis_from_gram(gram)[:, : min(n_frames, n_particles * n_components)]
+    eigenvalues, basis = _eigen_from_gram(gram)
     del gram
+    full = min(n_frames, n_particles * n_components)
+    rank = min(full, max(kept_rank(eigenvalues[:full], tail_tol), min_rank))
+    basis = basis[:, :rank]
     factors = StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, torch.empty(0), chunks)
-    block_energy, held_out = _project(factors, test_frames)
-    return StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, block_energy, chunks, held_out)
+    block_energy, held_out, energy = _project(factors, test_frames)
+    beyond = (energy - block_energy.sum(dim=0)).clamp(min=0.0) if rank < full else None
+    return StreamedFactors(values, frames, normalize, mean, std, ss_tot, basis, block_energy, chunks, held_out, beyond)
 
 
-def _project(factors: StreamedFactors, test_frames: Any) -> tuple[torch.Tensor, HeldOutProducts | None]:
-    """One pass of W = Uᵀ·M over the chunks: the energy of each pair in each component and, for held-out rows,
-    their `HeldOutProducts`."""
+def _project(factors: StreamedFactors, test_frames: Any
+             ) -> tuple[torch.Tensor, HeldOutProducts | None, torch.Tensor]:
+    """One pass of W = Uᵀ·M over the chunks: the energy of each pair in each component, for held-out rows their
+    `HeldOutProducts`, and the window's energy per component (scaled units) that the pairs share."""
     basis, n_components = factors.basis, factors.values.shape[-1]
     rank, device = basis.shape[1], basis.device
     block_energy = torch.zeros(rank, n_components, dtype=torch.float64, device=device)
+    total = torch.zeros(n_components, dtype=torch.float64, device=device)
     test = None if test_frames is None else _frame_indices(test_frames, factors.values.shape[0], "test_frames_idx")
     if test is not None:
         energy = np.zeros(n_components)
         projections = torch.zeros(n_components, test.size, rank, dtype=torch.float64, device=device)
         pair_products = torch.zeros(n_components, rank, rank, dtype=torch.float64, device=device)
     for cols in factors.chunks:
-        coefficients = (basis.T @ factors.scaled_columns(cols)).reshape(rank, -1, n_components)
+        scaled = factors.scaled_columns(cols)
+        total += (scaled.reshape(scaled.shape[0], -1, n_components) ** 2).sum(dim=(0, 1))
+        coefficients = (basis.T @ scaled).reshape(rank, -1, n_components)
         block_energy += (coefficients**2).sum(dim=1)
         if test is None:
             continue
@@ -380,23 +417,25 @@ def _project(factors: StreamedFactors, test_frames: Any) -> tuple[torch.Tensor, 
             projections[c] += held[:, :, c] @ component.T
             _add_products(pair_products[c], component)
     if test is None:
-        return block_energy, None
-    return block_energy, HeldOutProducts(test, energy, projections, pair_products)
+        return block_energy, None, total
+    return block_energy, HeldOutProducts(test, energy, projections, pair_products), total
 
 
 def svd_baseline_streamed(values: Any, frames: Any, ranks: Sequence[int] = DEFAULT_RANKS,
                           normalize: bool | str = "centred", device: str | torch.device = "cpu",
                           chunk_bytes: int = STREAM_CHUNK_BYTES, test_frames: Any = None,
-                          moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-                          ) -> tuple[SVDBaseline, StreamedFactors]:
+                          moments: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                          tail_tol: float = 0.0, min_rank: int = 0) -> tuple[SVDBaseline, StreamedFactors]:
     """`svd_baseline` of the rows `frames` of a (T_all, N, C) array that need not fit in memory (a memory map of
     the whole simulation); returns the factors too, for `svd_holdout_streamed` and (with `test_frames`, at no
     further pass) `svd_holdout_every_rank`. See `stream_factors` for `moments`."""
     checked_ranks = _check_ranks(ranks)
     start = time.perf_counter()
-    factors = stream_factors(values, frames, normalize, device, chunk_bytes, test_frames, moments)
+    factors = stream_factors(values, frames, normalize, device, chunk_bytes, test_frames, moments, tail_tol,
+                             min_rank)
     shape = (factors.frames.size, *values.shape[1:])
-    return _scored(factors.block_energy, factors.std, factors.ss_tot, shape, normalize, checked_ranks, start), factors
+    return _scored(factors.block_energy, factors.std, factors.ss_tot, shape, normalize, checked_ranks, start,
+                   factors.beyond), factors
 
 
 @dataclass(frozen=True)
