@@ -22,12 +22,15 @@ from mpm_inr.codec import (
     format,
     load,
 )
+from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
+from mpm_inr.codec.encode import constant_particles
 from mpm_inr.codec.meta_dictionary import META_DICTIONARY
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
+from mpm_inr.metrics.regression import component_sums
 from mpm_inr.training.run import run_training
 
 TINY = ["scenario=discs_small", "data.n_training_frames=20", "trainer=cpu", "logger=none", "train.total_steps=20",
@@ -128,14 +131,24 @@ def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
     assert report["ratio"] > 1 and (report["holdout_r2"] is not None) == bool(len(window.test_frames))
 
 
-def test_constant_particles_cost_no_code(data_root, tmp_path):
-    """Jp is exactly constant for the elastic particles: they go to the constant group, decoded within budget."""
+def test_constant_particles_are_split_off_only_when_the_file_is_smaller(data_root, tmp_path):
+    """Jp is exactly constant for the elastic particles: stored by value (a mask and their values) or coded like
+    the rest, whichever file is smaller; either decodes within budget."""
     cfg, _ = _train(data_root, tmp_path, "field=Jp")
     _, window, network = load_run(tmp_path)
-    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "jp.mpmc", CodecSettings(target_r2=0.99))
+    settings = CodecSettings(target_r2=0.99)
+    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "jp.mpmc", settings)
     model = load(tmp_path / "jp.mpmc")
-    assert report["constant_particles"] == int(model.constant.sum()) > 0
-    assert report["r2"] >= 0.99
+    mask = constant_particles(window.values)
+    gt = window.values[window.train_frames].astype(np.float64)
+    ss_tot = float(component_sums(gt, gt)[1].sum())  # as encode_model measures it
+    split, whole = (encode_module._encoded(network, cfg["model"], window, 1.0, settings, None, ss_tot, constant)
+                    for constant in (mask, np.zeros_like(mask)))
+    assert mask.any() and whole.constant.sum() == 0
+    assert report["bytes"] == min(split.n_bytes, whole.n_bytes)
+    assert report["constant_particles"] == int(model.constant.sum()) == (
+        int(mask.sum()) if split.n_bytes <= whole.n_bytes else 0)
+    assert report["r2"] >= 0.99 and np.isfinite(model.decode_window()).all()
 
 
 @pytest.mark.parametrize("inr_type", ["siren_txy", "ngp"])
