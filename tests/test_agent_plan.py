@@ -196,7 +196,8 @@ def test_resume_after_sigkill_duplicates_nothing_with_a_plan(app, tmp_path, plan
     assert set(seed_keys.values()) == {1} and len(seed_keys) == 6
     assert [len(st.block_nodes(b)) for b in (1, 2, 3)] == [4, 3, 3]
     for n in st.launched_nodes():
-        assert n.finished and n.launches <= 2
+        # a round runs again only as a recovery after a kill (two kills may hit the same round on a busy machine)
+        assert n.finished and n.launches <= 1 + n.recoveries and n.recoveries <= kills
         assert n.status in ("ok", "crashed"), (n.node_id, n.status, n.error)
     assert sum(e["event"] == "resume" for e in evs) >= kills
     from agent.runs.runner import round_alive
