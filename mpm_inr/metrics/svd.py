@@ -75,13 +75,18 @@ def _eigen_from_gram(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return eigenvalues.flip(-1), eigenvectors.flip(-1)
 
 
+def _suffix_sums(values: torch.Tensor) -> torch.Tensor:
+    """Σ_{i ≥ k} values_i along the first axis, for every k: the energy a rank-k truncation leaves, shifted by one."""
+    return torch.flip(torch.cumsum(torch.flip(values, dims=[0]), dim=0), dims=[0])
+
+
 def kept_rank(eigenvalues: torch.Tensor, tail_tol: float) -> int:
     """The smallest rank whose discarded energy (the eigenvalues after it) is at most tail_tol of the total: beyond
     it every rank's R² differs from 1 by less than tail_tol. All of them when tail_tol is 0."""
     energy = eigenvalues.clamp(min=0.0)
     if tail_tol <= 0 or energy.numel() == 0:
         return int(energy.numel())
-    tail = torch.flip(torch.cumsum(torch.flip(energy, dims=[0]), dim=0), dims=[0])  # Σ_{i ≥ k}
+    tail = _suffix_sums(energy)
     beyond = torch.cat([tail[1:], tail.new_zeros(1)])  # discarded by rank k + 1
     return int(torch.nonzero(beyond <= tail_tol * tail[0])[0]) + 1
 
@@ -244,7 +249,7 @@ def _scored(block_energy: torch.Tensor, std: np.ndarray, ss_tot: np.ndarray, sha
     """R² of every rank from the per-pair, per-component energies (scaled units) and SS_tot (original units).
     beyond: (C,) the energy of the pairs a truncated basis dropped (StreamedFactors.beyond), in every residual."""
     singular = block_energy.sum(dim=1).sqrt()
-    tail = torch.flip(torch.cumsum(torch.flip(block_energy, dims=[0]), dim=0), dims=[0])  # Σ_{i ≥ k}
+    tail = _suffix_sums(block_energy)
     residual = torch.cat([tail[1:], torch.zeros_like(tail[:1])])  # rank k = 1..r
     if beyond is not None:
         residual = residual + beyond
