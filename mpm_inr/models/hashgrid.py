@@ -80,7 +80,9 @@ class HashGridEncoding(nn.Module):
         The same integers as the grid formula, with ~4x fewer int64 temporaries (it dominates ngp's evaluation)."""
         res1 = self.resolutions.long() + 1  # (L,)
         strides = res1.view(-1, 1) ** torch.arange(self.in_dim, device=base.device).view(1, -1)  # (L, d)
-        dense = (base * strides).sum(-1, keepdim=True) + self.corners.matmul(strides.T).T.unsqueeze(0)  # (B, L, 2^d)
+        # each corner's offset per level, (L, 2^d): a product and a sum, since CUDA has no integer matmul
+        corner_offsets = (self.corners.unsqueeze(0) * strides.unsqueeze(1)).sum(-1)
+        dense = (base * strides).sum(-1, keepdim=True) + corner_offsets.unsqueeze(0)  # (B, L, 2^d)
         low = base * self.primes  # (B, L, d): the hashed term of coordinate base_d; base_d + 1 adds prime_d
         hashed = torch.stack((low[..., 0], low[..., 0] + self.primes[0]), dim=-1)  # (B, L, 2)
         for dim in range(1, self.in_dim):
