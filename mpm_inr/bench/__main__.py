@@ -1,4 +1,4 @@
-"""`python -m mpm_inr.bench sim|train|threads [options]` — see `make bench` and `make bench-threads`."""
+"""`python -m mpm_inr.bench sim|train|reference|threads [options]` — see `make bench` and `make bench-threads`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--no-fixed-cost", action="store_true", help="skip the whole-command wall ÷ fit part")
     tr.add_argument("--multirun-jobs", type=int, default=4, help="jobs of the fixed-cost part's --multirun")
     tr.add_argument("--out", default="bench_results")
+    rf = sub.add_parser("reference", help="the reference recipe to its documented steps: time to true R² target")
+    rf.add_argument("--fields", default="F")
+    rf.add_argument("--scenario", default="discs_3types")
+    rf.add_argument("--device", default=None, choices=["cpu", "cuda"])
+    rf.add_argument("--seed", type=int, default=0, help="dataset seed")
+    rf.add_argument("--frames", type=int, default=100)
+    rf.add_argument("--target", type=float, default=0.995)
+    rf.add_argument("--cap", type=float, default=None,
+                    help="training seconds per recipe at most (default: none, its documented steps decide)")
+    rf.add_argument("--check-every", type=int, default=200, help="steps between true-R² checks (not timed)")
+    rf.add_argument("--root", default="data")
+    rf.add_argument("--out", default="bench_results")
     sm = sub.add_parser("sim", help="simulator steps/s")
     sm.add_argument("--scenario", default="discs_3types")
     sm.add_argument("--device", default=None, choices=["cpu", "cuda"])
@@ -74,6 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             parser.error(str(err))
         run_threads(settings, args.out, "python -m mpm_inr.bench " + " ".join(argv or sys.argv[1:]))
+        return 0
+    if args.command == "reference":
+        import torch
+
+        from mpm_inr.bench.reference_bench import ReferenceSettings
+        from mpm_inr.bench.reference_bench import run as run_reference
+
+        try:
+            ref_settings = ReferenceSettings(
+                fields=_csv(args.fields), scenario=args.scenario,
+                device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"), seed=args.seed,
+                frames=args.frames, target=args.target, cap_s=args.cap, check_every=args.check_every, root=args.root)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        run_reference(ref_settings, args.out)
         return 0
     if args.command == "train":
         import torch

@@ -133,7 +133,7 @@ def _ours_summary(m: dict[str, Any], wall: float, target: float) -> dict[str, An
             "svd_r2_same_params": m.get("svd_r2_same_params")}
 
 
-def _dataset(s: BenchSettings, seed: int):
+def bench_dataset(s: BenchSettings, seed: int):
     from mpm_inr.data.dataset import open_dataset
     from mpm_inr.data.generate import ensure_dataset
 
@@ -141,10 +141,10 @@ def _dataset(s: BenchSettings, seed: int):
     return open_dataset(ensure_dataset(scenario_cfg, seed, s.root, device=s.device, progress=False))
 
 
-def _window(s: BenchSettings, field: str, seed: int, holdout_every: int):
+def bench_window(s: BenchSettings, field: str, seed: int, holdout_every: int):
     from mpm_inr.data.window import FieldWindow
 
-    return FieldWindow.from_dataset(_dataset(s, seed), field, s.frames, holdout_every, normalize=False)
+    return FieldWindow.from_dataset(bench_dataset(s, seed), field, s.frames, holdout_every, normalize=False)
 
 
 def _svd_holdout(s: BenchSettings, field: str, seed: int) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def _svd_holdout(s: BenchSettings, field: str, seed: int) -> dict[str, Any]:
     its temporal coefficients interpolated in t (linear and cubic spline)."""
     from mpm_inr.metrics.svd import svd_baseline, svd_holdout
 
-    window = _window(s, field, seed, s.holdout_every)
+    window = bench_window(s, field, seed, s.holdout_every)
     train, test = window.train_frames, window.test_frames
     fit = svd_baseline(window.values[train], normalize="centred")
     rank = fit.rank_for(s.target) or fit.max_rank
@@ -172,7 +172,7 @@ def speed(s: BenchSettings, field: str) -> dict[str, Any]:
     # few hundred steps, so the presets' check every 100 would round the time to target up by up to 2x
     metrics, wall = train_once(s, field, seed, [f"train.target_r2={s.target}", "train.eval_every=20",
                                                 "train.steps_per_call=20"])
-    window = _window(s, field, seed, 0)
+    window = bench_window(s, field, seed, 0)
     svd = svd_baseline(window.values, normalize="centred")
     out: dict[str, Any] = {
         "field": field, "seed": seed, "target_r2": s.target, "ours": _ours_summary(metrics, wall, s.target),
@@ -187,11 +187,11 @@ def speed(s: BenchSettings, field: str) -> dict[str, Any]:
         ours_done = metrics["final_r2"] >= s.target and metrics["training_time"] > 0
         for recipe in REFERENCE_RECIPES[field]:
             ref = train_reference(values, positions, recipe, s.target, s.ref_cap_s)
-            out["reference"].append(_reference_summary(ref, s.ref_cap_s, metrics["training_time"] if ours_done else None))
+            out["reference"].append(reference_summary(ref, s.ref_cap_s, metrics["training_time"] if ours_done else None))
     return out
 
 
-def _reference_summary(ref: ReferenceResult, cap_s: float, ours_time: float | None) -> dict[str, Any]:
+def reference_summary(ref: ReferenceResult, cap_s: float, ours_time: float | None) -> dict[str, Any]:
     """What one reference recipe did within the cap, and the speed-up it implies.
 
     Reached the target: its time ÷ ours, exact. Stopped at the cap: its training time there (the cap) ÷ ours, a
@@ -410,7 +410,7 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
         "compression": [], "windows": s.windows, "long_cap_s": s.long_cap_s}
     from mpm_inr.data.dataset import recorded_fingerprint
 
-    results["datasets"] = {str(seed): recorded_fingerprint(_dataset(s, seed)) for seed in s.seeds}
+    results["datasets"] = {str(seed): recorded_fingerprint(bench_dataset(s, seed)) for seed in s.seeds}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
