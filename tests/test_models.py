@@ -190,6 +190,25 @@ def _grid_corner_indices(enc: HashGridEncoding, base: torch.Tensor) -> torch.Ten
     return torch.where(enc.dense.view(1, -1, 1), (grid * strides).sum(-1), hash_idx) % enc.sizes.view(1, -1, 1)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", sorted(INR_TYPES))
+def test_every_type_runs_on_cuda_as_on_the_cpu(name, monkeypatch):
+    """CUDA lacks some ops the CPU has (an int64 matmul once crashed every ngp run on a GPU): each type's forward
+    and backward run there, with the CPU's outputs to float32 rounding (tf32 off)."""
+    torch.manual_seed(0)
+    spec = get_inr_type(name)
+    net = build_network(name, CTX, PARAMS[name])
+    f, p = torch.randint(T, (50,)), torch.randint(N, (50,))
+    coords = spec.coordinates(_source(), f, p)
+    on_cpu = net(coords, p).detach()
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    gpu = net.to("cuda")
+    out = gpu(coords.to("cuda"), p.to("cuda"))
+    out.square().mean().backward()
+    assert all(q.grad is not None and q.grad.is_cuda for q in gpu.parameters() if q.requires_grad)
+    torch.testing.assert_close(out.detach().cpu(), on_cpu, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("in_dim", [1, 2, 3])
 def test_hash_grid_corner_indices_equal_the_grid_formula(in_dim):
     """Dense and hashed levels alike (the table is small enough that fine levels hash), x = 1 included."""

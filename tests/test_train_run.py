@@ -14,6 +14,7 @@ from conftest import REPO
 
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.errors import ConfigError
+from mpm_inr.models import get_inr_type
 from mpm_inr.threads import auto_threads, available_cores, core_to_spare, torch_threads
 from mpm_inr.training import run as run_module
 from mpm_inr.training.cost import DataShape, step_flops
@@ -43,6 +44,22 @@ def test_every_field_and_type_trains(field, inr_type, tiny_train_overrides, tmp_
     assert m["field"] == field and m["inr_type"] == inr_type
     assert len(m["r2_per_component"]) == (1 if field == "Jp" else 4)
     assert m["compression_ratio"] == pytest.approx(m["n_values"] / m["total_params"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("inr_type", TYPES)
+def test_every_type_trains_and_encodes_on_cuda(inr_type, tiny_train_overrides, tmp_path):
+    """The whole run on a GPU, codec file included where the codec takes the type: CPU-only suites cannot see ops
+    CUDA lacks."""
+    encodes = not get_inr_type(inr_type).needs_positions
+    overrides = [o for o in tiny_train_overrides if o != "trainer=cpu"] + [
+        "trainer=gpu", "field=C", f"inr_type={inr_type}", "outputs.plot=false", f"outputs.codec={encodes}",
+        "data.holdout_every=4"] + SMALL_MODEL[inr_type]
+    m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
+    assert m["status"] == "ok" and m["steps"] == 20, m.get("error")
+    assert m["device"] == torch.cuda.get_device_name() and m["holdout_r2"] is not None
+    if encodes:
+        assert m["codec"]["bytes"] == (tmp_path / m["codec"]["file"]).stat().st_size
 
 
 def test_outputs_are_well_formed(tiny_train_overrides, tmp_path, capsys):
