@@ -18,6 +18,7 @@ from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
 from agent.loop.explorer import Explorer
+from agent.reporting.export import provenance, ran_commits
 from agent.runs.overrides import Validator, as_dict
 from agent.study.journal import Journal
 from agent.study.plan import (
@@ -231,6 +232,10 @@ def check_export(out: Path, n_runs: int) -> None:
             assert not [m for m in LOCAL_MARKERS if m in text], (p, [m for m in LOCAL_MARKERS if m in text])
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["machine"]["cores"] and prov["date"] and "commit" in prov and prov["study"]["ended"].startswith("done")
+    ran = ran_commits(Journal(out).read())  # the commit the rounds ran, not the checkout after the export wrote
+    if ran:
+        assert prov["commit"] == ", ".join(dict.fromkeys(c.removesuffix("-dirty") for c in ran))
+        assert prov["dirty"] == any(c.endswith("-dirty") for c in ran)
     evs = Journal(out).read()
     assert all(not str(e.get("run_dir") or "").startswith("/") for e in evs)
 
@@ -393,3 +398,17 @@ def test_the_export_keeps_the_findings_and_carries_the_baseline_caches(tmp_path)
     (ds / "baselines" / "abc_F_0-100_h4.json").write_text("{}")
     assert copy_baseline_caches([ds], out) == 1
     assert (out / "baselines" / "discs_3types_seed0" / "abc_F_0-100_h4.json").read_text() == "{}"
+
+
+def test_provenance_names_the_commit_the_rounds_ran_not_the_checkout_after_the_export(tmp_path):
+    """The export writes into the tracked docs/landscape before provenance is taken, so the checkout is dirty by
+    then: the commit is read from the rounds' launch records instead."""
+    journal = Journal(tmp_path)
+    for n, commit in enumerate(["abc123", "abc123", "def456-dirty"]):
+        journal.append({"event": "launched", "round": n, "node_ids": [n], "code_commit": commit})
+    prov = provenance(tmp_path, tmp_path, [])
+    assert prov["commit"] == "abc123, def456" and prov["dirty"] is True
+    assert ran_commits(journal.read()) == ["abc123", "def456-dirty"]
+    clean = Journal(tmp_path / "clean")
+    clean.append({"event": "launched", "round": 0, "node_ids": [0], "code_commit": "abc123"})
+    assert provenance(tmp_path / "clean", tmp_path, [])["dirty"] is False

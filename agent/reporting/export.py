@@ -167,9 +167,16 @@ def torch_version() -> str | None:
     except Exception:  # noqa: BLE001
         return None
 
+def ran_commits(events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The code commits the study's rounds ran ("-dirty": with uncommitted changes), in order, each once."""
+    return list(dict.fromkeys(str(e["code_commit"]) for e in events
+                              if e.get("event") == "launched" and e.get("code_commit")))
+
+
 def provenance(study_dir: Path, code_dir: Path, dataset_dirs: Iterable[Path]) -> dict[str, Any]:
     """Where and when the study ran: machine, date, commit, torch, and each dataset's fingerprint (meta.json)."""
-    st = fold(Journal(study_dir).read())
+    events = Journal(study_dir).read()
+    st = fold(events)
     datasets = []
     for d in dataset_dirs:
         try:
@@ -181,8 +188,14 @@ def provenance(study_dir: Path, code_dir: Path, dataset_dirs: Iterable[Path]) ->
         datasets.append({"name": d.name, "seed": meta.get("seed"), "generator_version": meta.get("generator_version"),
                          "device": meta.get("device"), "torch_version": meta.get("torch_version"),
                          "created": meta.get("created"), "sha256": fp.get("sha256")})
-    commit = _git(code_dir, "rev-parse", "HEAD")
-    dirty = bool(_git(code_dir, "status", "--porcelain", "--untracked-files=no"))
+    ran = ran_commits(events)
+    if ran:  # what the jobs ran, as each round recorded it at launch (HEAD now may have moved on)
+        commit = ", ".join(dict.fromkeys(c.removesuffix("-dirty") for c in ran))
+        dirty = any(c.endswith("-dirty") for c in ran)
+    else:  # nothing launched: the checkout as it is, less the export's own files (written just before)
+        commit = _git(code_dir, "rev-parse", "HEAD")
+        dirty = bool(_git(code_dir, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                          f":(exclude){study_dir.resolve()}"))
     t_end = (st.ended or {}).get("t")
     return {
         "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
