@@ -359,3 +359,28 @@ def test_a_degenerate_series_candidate_is_skipped_not_fatal(f_run, tmp_path, mon
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
                           CodecSettings(target_r2=0.99, basis="chebyshev", weight_bits=(8, 3)))
     assert report["target_met"] and load(tmp_path / "s.mpmc").meta["encoding"]["weight_bits"] == 8
+
+
+def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, tmp_path, monkeypatch):
+    """After the degree and bits search, the best series is tried again with at most K-1, K-2, ... directions per
+    group; every such candidate keeps fewer directions and still reaches the goal, and the file is the smallest of
+    all candidates (never larger than without the search)."""
+    cfg, window, network = load_run(f_run)
+    settings = CodecSettings(target_r2=0.995, basis="chebyshev")
+    real, seen = encode_module._fewer_directions, []
+
+    def recorded(coefs, fits, *args):
+        points = real(coefs, fits, *args)
+        seen.append((max(f.coefs.shape[1] for f in fits), points))
+        return points
+
+    monkeypatch.setattr(encode_module, "_fewer_directions", recorded)
+    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "fewer.mpmc", settings)
+    assert seen and any(points for _, points in seen)  # one search per particle split encode_model tries
+    for k, points in seen:
+        assert all(max(meta["series_ranks"]) <= k - 1 for _, meta, _ in points)
+        assert all(meta["r2_estimate"] >= 0.995 for _, meta, _ in points)
+    monkeypatch.setattr(encode_module, "_fewer_directions", lambda *args: [])
+    without = encode_model(network, cfg["model"], window, 1.0, tmp_path / "all.mpmc", settings)
+    assert report["bytes"] <= without["bytes"]
+    assert report["r2"] >= 0.995 and load(tmp_path / "fewer.mpmc").decode_window().shape == window.values.shape
