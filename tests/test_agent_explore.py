@@ -7,12 +7,14 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from agent_kills import kill_after_launches
 from fakeapp import write_fake_app
 
 from agent.__main__ import compose_explore
+from agent.loop import blocks as blocks_module
 from agent.loop.explorer import Explorer
 from agent.study.journal import Journal, StudyLock
 from agent.study.proposal import BlockEndDecision, Proposal
@@ -283,3 +285,30 @@ def test_bad_train_overrides_and_budgets_fail_before_anything_runs(app, tmp_path
         Explorer(cfg(app, tmp_path, extra), out=lambda s: None).run()
     assert msg in str(e.value) and "\n" not in str(e.value)
     assert not spawned and not (tmp_path / "s").exists()
+
+
+def test_block_ends_rewrite_the_study_run_by_its_cost_and_the_end_always(app, tmp_path, monkeypatch):
+    """A block end skips the W&B run + report rewrite while the last one is recent for its cost; the study's end
+    rewrites the latest ended block whenever a block end skipped it."""
+    clock = [100.0]
+    monkeypatch.setattr(blocks_module.time, "monotonic", lambda: clock[0])
+    written: list[int] = []
+
+    def study_wandb(self, block: int) -> None:
+        written.append(block)
+        clock[0] += 2.0  # each rewrite "takes" 2 s
+
+    monkeypatch.setattr(blocks_module.BlockKeeper, "_study_wandb", study_wandb)
+    keeper = blocks_module.BlockKeeper(SimpleNamespace(cfg={}), [])
+    keeper.refresh_study_run(1)
+    clock[0] += blocks_module.REFRESH_GAP_FACTOR * 2.0 - 1.0
+    keeper.refresh_study_run(2)  # 1 s too early
+    clock[0] += 1.0
+    keeper.refresh_study_run(3)
+    keeper.refresh_study_run(3, force=True)  # already written
+    keeper.refresh_study_run(4, force=True)
+    assert written == [1, 3, 4]
+
+    written.clear()
+    Explorer(cfg(app, tmp_path, "n_blocks=3", "n_iter_block=1"), out=lambda s: None).run()
+    assert written[0] == 1 and written[-1] == 3 and 2 not in written  # block 2 came too soon after block 1

@@ -250,5 +250,8 @@ class Explorer:
         if not st.ended or st.ended.get("reason") != reason:
             self.study.emit({"event": "study_end", "reason": reason})
         self.study.render()
+        ended = [b.block for b in st.blocks if b.ended]
+        if ended:  # a block end may have skipped the rewrite (blocks.REFRESH_GAP_FACTOR): the finished study has it all
+            self.blocks.refresh_study_run(max(ended), force=True)
         self.out(f"study {self.name}: {reason}. Files in {self.study_dir}")
         return 0
