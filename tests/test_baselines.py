@@ -43,8 +43,7 @@ from mpm_inr.baselines.search import (
     GRID_STEP,
     K_MAX,
     K_MIN,
-    R2_CEILING,
-    R2_FLOOR,
+    STRIDE,
 )
 from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import holdout_mask
@@ -184,21 +183,22 @@ def _cache_file(tmp_path, frames: int, every: int):
 
 @pytest.mark.parametrize("name", ["sz3", "zfp"])
 def test_the_stored_points_are_direct_library_calls_on_the_grid(name: str, tmp_path) -> None:
-    """A run stores the coarse band (every COARSE-th grid point from R² ≤ R2_FLOOR up to R² ≥ R2_CEILING) and
-    the points its queries bisected; a few of them redone with pysz / zfpy directly give the same bytes and R²."""
+    """A run stores the points its two queries walked (octave lattice through start_k) and bisected, no band; a
+    few of them redone with pysz / zfpy directly give the same bytes and R²."""
     values = smooth_window(frames=16, particles=200)
     src = source(values)
     classical_baselines(src, 0.999, src.raw_bytes // 20, cache_dirs(tmp_path / "dataset"))
     stored = _stored(_cache_file(tmp_path, 16, 0))
     assert stored["key"]["format"] == FORMAT and stored["key"]["grid"]["step"] == GRID_STEP
     assert stored["tables"] == {}  # a run computes no full band
-    warm = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
-    band = [stored["points"][name][repr(k * GRID_STEP)] for k in warm.table(name).coarse_band()]
-    assert warm.compressions() == 0 and len(band) >= 4
-    assert band[0]["r2"] <= R2_FLOOR < band[1]["r2"] and band[-2]["r2"] < R2_CEILING <= band[-1]["r2"]
-    assert [r["exponent"] for r in band] == [band[0]["exponent"] + k * COARSE * GRID_STEP for k in range(len(band))]
+    table = WindowBaselines(src).table(name)  # the same two queries, cold and without a cache
+    table.matched_accuracy(0.999), table.matched_size(src.raw_bytes // 20)
+    assert {repr(x) for x in table.points} == set(stored["points"][name])
+    ks = sorted(round(x / GRID_STEP) for x in table.points)
+    assert table.start_k in ks and len(ks) < len(table.coarse_band())  # fewer than the old band alone
+    records = [stored["points"][name][repr(k * GRID_STEP)] for k in ks]
     std = values.reshape(-1, 2).astype(np.float64).std(axis=0)
-    for record in (band[0], band[len(band) // 3], band[-1]):
+    for record in (records[0], records[len(records) // 2], records[-1]):
         n_bytes, decoded = 0, np.empty_like(values)
         for c in range(2):
             size, decoded[:, :, c] = direct_round_trip(name, values[:, :, c], 2.0 ** -record["exponent"] * std[c])
@@ -209,8 +209,8 @@ def test_the_stored_points_are_direct_library_calls_on_the_grid(name: str, tmp_p
 
 @pytest.mark.parametrize("name", ["sz3", "zfp"])
 def test_answers_beyond_the_band_against_the_whole_grid(name: str) -> None:
-    """Against brute force over every grid point from X_MIN to X_MAX, also where the run's R² or bytes lie beyond
-    the band (reached by doubling steps, then bisection to one grid step)."""
+    """Against brute force over every grid point from X_MIN to X_MAX, also where the run's R² or bytes lie far
+    from the walks' start (octave steps, then bisection to one grid step)."""
     src = source(smooth_window(frames=16, particles=200))
     table = WindowBaselines(src).table(name)
     evaluator = ComponentEvaluator(src, CODECS[name])
@@ -234,7 +234,7 @@ def _equal_answers(table, every: dict, queries: list[tuple[str, float]]) -> int:
             best = max((p for p in every.values() if p.bytes <= value),
                        key=lambda p: (p.r2, -p.bytes, p.exponent if p.r2 < 1 else -p.exponent))
         ks = sorted(round(p.exponent / GRID_STEP) for p in (got, best))
-        span = [every[k] for k in range(ks[0] // COARSE * COARSE, -(-ks[1] // COARSE) * COARSE + 1) if k in every]
+        span = [every[k] for k in range(ks[0] // STRIDE * STRIDE, -(-ks[1] // STRIDE) * STRIDE + 1) if k in every]
         monotone = all(b.r2 >= a.r2 and b.bytes >= a.bytes for a, b in itertools.pairwise(span))
         assert got == best or not monotone, (kind, value, got, best)
         equal += got == best
@@ -273,23 +273,25 @@ def _counting_compressions(monkeypatch) -> list:
     return calls
 
 
-def test_a_cold_run_compresses_the_coarse_band_and_one_bracket_per_query(tmp_path, monkeypatch) -> None:
-    """Cold: the coarse band plus at most 3 bisection points per query (matched accuracy, matched size) and codec,
-    far fewer than the full band's grid points."""
+def test_a_cold_run_compresses_only_what_its_two_walks_read(tmp_path, monkeypatch) -> None:
+    """Cold: per codec, each query's start, its octave steps to the flip and 4 bisection points, shared where the
+    walks meet; fewer points than the coarse band alone, and a small fraction of the full band's."""
     src = source(smooth_window(frames=21), every=4)
     calls = _counting_compressions(monkeypatch)
     out = classical_baselines(src, 0.999, src.raw_bytes // 20, cache_dirs(tmp_path / "dataset"))
-    warm = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
-    coarse = {name: len(warm.table(name).coarse_band()) for name in ("sz3", "zfp")}
-    assert warm.compressions() == 0
-    for name in ("sz3", "zfp"):
-        assert out[name]["table_points"] <= coarse[name] + 2 * 3
-        assert out[name]["compressions"] <= 2 * (coarse[name] + 2 * 3)  # 2 components
     assert len(calls) == out["cache"]["compressions"] == out["sz3"]["compressions"] + out["zfp"]["compressions"]
-    assert out["sz3"]["table_points"] * 3 < (coarse["sz3"] - 1) * COARSE  # the full band: (coarse - 1)·COARSE + 1
+    warm = WindowBaselines(src, cache_dirs(tmp_path / "dataset"))
+    for name in ("sz3", "zfp"):
+        table = warm.table(name)
+        assert table.matched_accuracy(0.999) and table.matched_size(src.raw_bytes // 20)
+        coarse = len(table.coarse_band())
+        assert out[name]["table_points"] < coarse and out[name]["compressions"] <= 2 * out[name]["table_points"]
+        assert out[name]["table_points"] * 6 < (coarse - 1) * COARSE  # the full band: (coarse - 1)·COARSE + 1
 
 
-def test_another_r2_on_a_warm_window_refines_only_its_own_bracket(tmp_path, monkeypatch) -> None:
+def test_another_r2_on_a_warm_window_walks_only_its_own_bracket(tmp_path, monkeypatch) -> None:
+    """A second run at another R² reuses the lattice points the first stored and adds at most its start, one
+    octave step and the 4 bisection points of its own bracket, which holds its R²."""
     src = source(smooth_window(frames=21), every=4)
     dirs, budget = cache_dirs(tmp_path / "dataset"), src.raw_bytes // 20
     classical_baselines(src, 0.999, budget, dirs)
@@ -297,14 +299,13 @@ def test_another_r2_on_a_warm_window_refines_only_its_own_bracket(tmp_path, monk
     calls = _counting_compressions(monkeypatch)
     later = classical_baselines(src, 0.99995, budget, dirs)
     after = _stored(_cache_file(tmp_path, 21, 4))["points"]
-    warm = WindowBaselines(src, dirs)
     for name in ("sz3", "zfp"):
         new = sorted(round(float(x) / GRID_STEP) for x in set(after[name]) - before[name])
-        assert 1 <= len(new) <= 3
-        lo = new[0] // COARSE * COARSE  # the coarse bracket [lo, lo + COARSE] holding the run's R²
-        assert all(lo < k < lo + COARSE for k in new) and lo in warm.table(name).coarse_band()
-        assert after[name][repr(lo * GRID_STEP)]["r2"] < 0.99995 <= after[name][repr((lo + COARSE) * GRID_STEP)]["r2"]
-        assert later[name]["compressions"] <= 2 * len(new)
+        assert 1 <= len(new) <= 6
+        r2 = {round(float(x) / GRID_STEP): p["r2"] for x, p in after[name].items()}
+        flips = [k for k in r2 if k + 1 in r2 and r2[k] < 0.99995 <= r2[k + 1]]  # its answer's edge
+        assert flips and any(abs(k - flips[0]) <= STRIDE for k in new)
+        assert 0 < later[name]["compressions"] <= 2 * len(new)  # ZFP: one stream per power of 2
     assert len(calls) == later["cache"]["compressions"] > 0
 
 
@@ -639,9 +640,9 @@ def test_a_killed_parent_leaves_no_worker_behind(tmp_path) -> None:
 @needs_fork
 @pytest.mark.parametrize("target", [0.999, 0.99937])
 def test_baselines_warmed_aside_give_the_serial_numbers(target: float, tmp_path) -> None:
-    """A cold window's points that do not depend on the run's R² (the coarse band, the query at the run's bytes,
-    the 0.995/0.999 targets), computed in a forked process during the fit: the run's report then gives the serial
-    path's numbers, bit for bit, compressing at most its own R²'s bracket (none when that R² is a warmed target)."""
+    """A cold window's points that do not depend on the run's R² (the query at the run's bytes, the 0.995/0.999
+    targets), computed in a forked process during the fit: the run's report then gives the serial path's numbers,
+    bit for bit, compressing at most its own R²'s walk (none when that R² is a warmed target)."""
     src = source(smooth_window(frames=21), every=4)
     budget = src.raw_bytes // 20
     serial = classical_baselines(src, target, budget, cache_dirs(tmp_path / "serial"))
@@ -650,7 +651,7 @@ def test_baselines_warmed_aside_give_the_serial_numbers(target: float, tmp_path)
     assert aside is not None and aside.task.wait() == 0 and aside.essentials.is_set()
     out = run.report(target, budget)
     assert _numbers(out) == _numbers(serial)
-    own_bracket = 0 if target == 0.999 else 3 * src.n_components  # bisection: 3 points of 2 components
+    own_bracket = 0 if target == 0.999 else 6 * src.n_components  # start, a step, 4 bisections; 2 components
     assert out["sz3"]["compressions"] <= own_bracket and out["zfp"]["compressions"] <= own_bracket
     assert out["cache"]["compressions"] < serial["cache"]["compressions"]
     assert BaselinesAside.start_for(WindowBaselines(src, cache_dirs(tmp_path / "dataset")), budget) is None  # warm
@@ -658,8 +659,8 @@ def test_baselines_warmed_aside_give_the_serial_numbers(target: float, tmp_path)
 
 @needs_fork
 def test_a_run_waits_for_the_points_every_query_reads_never_for_the_thresholds(tmp_path, monkeypatch) -> None:
-    """`settle` returns once the bands and the matched size are stored, and stops a process still on the 0.995/0.999
-    thresholds; the run computes what is missing, with the serial numbers."""
+    """`settle` returns once the matched size is stored, and stops a process still on the 0.995/0.999 thresholds;
+    the run computes what is missing, with the serial numbers."""
     src = source(smooth_window(frames=21), every=4)
     budget = src.raw_bytes // 20
     serial = classical_baselines(src, 0.99937, budget, cache_dirs(tmp_path / "serial"))
@@ -674,7 +675,7 @@ def test_a_run_waits_for_the_points_every_query_reads_never_for_the_thresholds(t
     monkeypatch.setattr(search_module.Table, "matched_accuracy", real_accuracy)
     out = run.report(0.99937, budget)
     assert _numbers(out) == _numbers(serial)
-    assert out["cache"]["compressions"] < serial["cache"]["compressions"]  # the bands came from the process
+    assert out["cache"]["compressions"] < serial["cache"]["compressions"]  # the matched size came from the process
 
 
 def test_nothing_is_warmed_aside_without_a_cache(tmp_path) -> None:

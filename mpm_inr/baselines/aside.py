@@ -1,7 +1,7 @@
 """A cold window's baselines computed beside a run's fit, in a forked process (forked.py: it dies with the run).
 
 What the process computes does not depend on the run's result (WindowBaselines.warm): first what every query of
-the run reads (the coarse bands, the matched size at the run's bytes), then the matched accuracy at the design
+the run reads that is known before its fit (the matched size at the run's bytes), then the matched accuracy at the design
 document's thresholds. It stores them in the window's cache, which the run's `report` re-reads under the window's
 compute lock. When the run reaches its baselines, `settle` waits for the first part only and stops the process if
 it is still on the second: a run never waits for points it may not need. The process runs the codecs in itself

@@ -31,8 +31,8 @@ from mpm_inr.metrics.svd import svd_param_count
 from mpm_inr.threads import process_workers
 
 DEFAULT_CODECS = ("sz3", "zfp")
-#: what `warm` queries besides the coarse band: matched accuracy at the design document's two thresholds, the R²
-#: most runs land near (a run's own R² then refines a bracket these already narrowed, or one of the same points)
+#: what `warm` queries after the matched size: matched accuracy at the design document's two thresholds, the R²
+#: most runs land near (a run's own R² then walks lattice points these already read, or the very same points)
 WARM_TARGETS = (0.995, 0.999)
 
 
@@ -131,17 +131,16 @@ class WindowBaselines:
 
     def warm(self, targets: tuple[float, ...] = WARM_TARGETS, model_bytes: int | None = None,
              essentials_stored: Callable[[], None] | None = None) -> None:
-        """Compute and store the grid points that do not depend on a run's result. First what every query of the
-        run reads: each codec's coarse band, and the matched-size query at the run's bytes when they are known
-        before its fit (float32 parameters, no codec file); stored, then `essentials_stored()`. Then, as time
-        allows, the matched-accuracy queries at `targets`, stored again. A run's own queries then compress only
-        the points of its brackets that these did not reach; their answers are the same (search.py: an answer
-        depends only on the query and the codec's points)."""
+        """Compute and store the grid points that do not depend on a run's result. First what a query of the run
+        reads that is known before its fit: the matched-size query at the run's bytes (float32 parameters, no
+        codec file); stored, then `essentials_stored()`. Then, as time allows, the matched-accuracy queries at
+        `targets`, stored again. A run's own queries then compress only the points their walks did not reach
+        (the walks share one lattice, search.py); their answers are the same (an answer depends only on the
+        query and the codec's points)."""
         require(self.codec_names)
-        with self._computing():
-            for name in self.codec_names:
-                self.table(name).coarse_band()
-                if model_bytes is not None:
+        if model_bytes is not None:
+            with self._computing():
+                for name in self.codec_names:
                     self.table(name).matched_size(model_bytes)
         if essentials_stored is not None:
             essentials_stored()

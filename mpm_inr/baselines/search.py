@@ -3,24 +3,28 @@ needs them.
 
 eps = 2^-x with x = k·GRID_STEP, k an integer (the fine grid). A query (matched accuracy at a run's R², matched
 size at a run's bytes) reads:
-  1. the coarse band: every COARSE-th grid point (eps ratio 2^(1/2)) from where the training R² is at most
-     R2_FLOOR up to where it reaches R2_CEILING, the same for every query of the window;
-  2. beyond the band, when the query's condition holds (or fails) all the way to its edge: steps of COARSE,
-     doubling, until the condition flips (or X_MIN / X_MAX);
-  3. in every bracket between neighbours of 1-2 where the condition flips, bisection down to one grid step
-     (3 compressions per bracket of COARSE).
+  1. its start, a point of the octave lattice (every STRIDE-th grid point, eps ratio 2, through the codec's
+     `start_k`): for matched accuracy the lattice point nearest the eps that 1 − R² ≈ eps²/3 predicts for the
+     target (times the codec's start_scale), for matched size `start_k` itself;
+  2. lattice points walked one octave at a time from the start towards where the query's condition flips (or
+     X_MIN / X_MAX);
+  3. the bracket between the last two, bisected down to one grid step (4 compressions).
 The answer is the best point of those that meets the condition: real compressions at grid points, never
 interpolations. What a query reads depends only on the query and the codec's points, never on which points other
-queries (or `full_band`) computed before, so a cached answer equals a fresh one.
+queries (or `full_band`) computed before, so a cached answer equals a fresh one; and every walk runs on the same
+lattice, so queries of one window share their points.
 
-Assumption: R² and bytes are monotone in eps inside each bracket that 3. bisects (one flip per bracket, its best
-point at the flip). Then the answer equals the best over every grid point of [X_MIN, X_MAX] (the full grid). It
-holds for ZFP; SZ3's bytes and R² wobble by a few % between neighbouring bounds on some fields, where the two
-answers may differ by that wobble (how often: tests/test_baselines.py, docs/contracts.md). The coarse band
-tolerates non-monotonicities across brackets: every flip between coarse points is refined, and every coarse point
-is a candidate. Ties in (bytes, R²) (ZFP's streams change only at powers of 2) go to the largest eps
-for matched accuracy and to the smallest for matched size, lossless points (R² = 1) excepted: the largest eps that
-is lossless. Those are the edges the bisections find.
+Assumption: R² and bytes are monotone in eps along the walk (one flip, its best point at the flip). Then the
+answer equals the best over every grid point of [X_MIN, X_MAX] (the full grid). It holds for ZFP; SZ3's bytes and
+R² wobble by a few % between neighbouring bounds on some fields, where the two answers may differ by that wobble
+(how often: tests/test_baselines.py, docs/contracts.md). Ties in (bytes, R²) (ZFP's streams change only at powers
+of 2) go to the largest eps for matched accuracy and to the smallest for matched size, lossless points (R² = 1)
+excepted: the largest eps that is lossless. Those are the edges the bisections find.
+
+Before 2026-12-04 every query also read a coarse band (every 8th grid point from R² 0.97 to 1 − 1e-6): on the
+10 000-frame windows of discs_3types, 24-32 points per codec and run where the walk reads about 10.
+`full_band` still computes that band (every grid point, and the lattice an octave beyond it), for a study that
+computes its tables ahead (`python -m mpm_inr.baselines table`).
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ from collections.abc import Callable, Iterable
 from mpm_inr.baselines.evaluate import CodecPoint
 
 GRID_STEP = 1.0 / 16.0  # eps ratio 2^(1/16) ≈ 4.4 % between neighbours: ~2 % in SZ3's bytes (contracts.md)
-COARSE = 8  # grid steps between the coarse band's points: eps ratio 2^(1/2)
+COARSE = 8  # grid steps between the coarse band's points (full_band): eps ratio 2^(1/2)
+STRIDE = 16  # grid steps between the walk's lattice points: one octave of eps
 X_MIN, X_MAX = -8.0, 30.0  # eps from 256 std (everything rounds to the mean) down to 1e-9 std
 K_MIN, K_MAX = round(X_MIN / GRID_STEP), round(X_MAX / GRID_STEP)  # multiples of COARSE
 R2_FLOOR = 0.97  # the band starts where R² ≤ this (well below the 0.99 of the loosest targets) ...
 R2_CEILING = 1.0 - 1e-6  # ... and ends where R² ≥ this (beyond the tightest targets, 0.99999)
-BAND_START_R2 = 0.999  # where the coarse band's walk starts (start_exponent): mid-band for every field measured
+BAND_START_R2 = 0.999  # the lattice's anchor `start_k` (start_exponent): mid-band for every field measured
 
 Condition = Callable[[CodecPoint], bool]
 
@@ -50,12 +55,13 @@ def start_exponent(target_r2: float, start_scale: float) -> float:
 
 class Table:
     """The points of one codec on one window, `points[x]`, computed through `evaluate` when a query needs them.
-    `start_scale`: the codec's (codecs.py), where the coarse band's walk starts."""
+    `start_scale`: the codec's (codecs.py), which places the walks' lattice and their starts."""
 
     def __init__(self, evaluate: Callable[[float], CodecPoint], start_scale: float,
                  points: dict[float, CodecPoint] | None = None) -> None:
         self.evaluate = evaluate
-        self.start_k = COARSE * round(start_exponent(BAND_START_R2, start_scale) / GRID_STEP / COARSE)
+        self.start_scale = start_scale
+        self.start_k = STRIDE * round(start_exponent(BAND_START_R2, start_scale) / GRID_STEP / STRIDE)
         self.points = dict(points or {})
 
     def at(self, k: int) -> CodecPoint:
@@ -75,23 +81,35 @@ class Table:
         return list(range(lo, hi + 1, COARSE))
 
     def full_band(self) -> tuple[float, float]:
-        """Every grid point between the coarse band's ends (their x): what a study computes ahead of its runs
-        (`python -m mpm_inr.baselines table`), so that no query inside the band compresses."""
+        """Every grid point between the coarse band's ends (their x), and the walks' lattice points an octave beyond
+        each end: what a study computes ahead of its runs (`python -m mpm_inr.baselines table`), so that a query
+        whose start and flip lie inside the band compresses nothing."""
         band = self.coarse_band()
-        for k in range(band[0], band[-1] + 1):
+        lo, hi = band[0], band[-1]
+        for k in range(lo, hi + 1):
             self.at(k)
-        return band[0] * GRID_STEP, band[-1] * GRID_STEP
+        below = self.start_k + STRIDE * ((lo - self.start_k) // STRIDE)  # the lattice point at or below lo
+        above = self.start_k - STRIDE * ((self.start_k - hi) // STRIDE)  # ... at or above hi
+        for k in (below - STRIDE, below, above, above + STRIDE):  # a walk's start or overshoot beyond the band
+            self.at(min(max(k, K_MIN), K_MAX))
+        return lo * GRID_STEP, hi * GRID_STEP
 
-    def _gallop(self, meets: Condition, edge: int, direction: int) -> list[int]:
-        """From the band's edge, steps of COARSE doubling each time (cut at the grid's end) until `meets` flips."""
-        holds, end = meets(self.at(edge)), K_MAX if direction > 0 else K_MIN
-        visited, k, step = [], edge, COARSE
-        while k != end:
-            k = min(k + step, end) if direction > 0 else max(k - step, end)
+    def _accuracy_start(self, target_r2: float) -> int:
+        """The lattice point nearest the bound 1 − R² ≈ eps²/3 predicts for target_r2 (start_exponent)."""
+        k = round(start_exponent(target_r2, self.start_scale) / GRID_STEP)
+        return min(max(self.start_k + STRIDE * round((k - self.start_k) / STRIDE), K_MIN), K_MAX)
+
+    def _walk(self, meets: Condition, start: int, grows_up: bool) -> list[int]:
+        """From `start`, lattice steps (cut at the grid's ends) towards where `meets` flips: down (larger eps)
+        while an accuracy condition holds or a byte budget fails, up otherwise; until it flips or the grid ends."""
+        holds = meets(self.at(start))
+        direction = 1 if holds != grows_up else -1
+        visited, k = [start], start
+        while K_MIN < k < K_MAX:
+            k = min(max(k + direction * STRIDE, K_MIN), K_MAX)
             visited.append(k)
             if meets(self.at(k)) != holds:
                 break
-            step *= 2
         return visited
 
     def _bisect(self, meets: Condition, inside: int, outside: int) -> list[int]:
@@ -106,28 +124,24 @@ class Table:
                 outside = middle
         return visited
 
-    def _candidates(self, meets: Condition, grows_up: bool) -> list[CodecPoint]:
-        """The points a query reads (module docstring), walked by `meets`. `grows_up`: it holds for larger x
-        (accuracy) rather than smaller x (a byte budget)."""
-        band = self.coarse_band()
-        lo, hi = band[0], band[-1]
-        any_meets = any(meets(self.at(k)) for k in band)
-        up = not any_meets if grows_up else meets(self.at(hi))
-        down = meets(self.at(lo)) if grows_up else not any_meets
-        ks = sorted(band + (self._gallop(meets, hi, 1) if up else []) + (self._gallop(meets, lo, -1) if down else []))
+    def _candidates(self, meets: Condition, start: int, grows_up: bool) -> list[CodecPoint]:
+        """The points a query reads (module docstring), walked by `meets` from `start`. `grows_up`: it holds for
+        larger x (accuracy) rather than smaller x (a byte budget)."""
+        ks = sorted(self._walk(meets, start, grows_up))
         refined = [k for left, right in itertools.pairwise(ks) if meets(self.at(left)) != meets(self.at(right))
                    for k in self._bisect(meets, left, right)]
         return [self.at(k) for k in ks + refined]
 
     def matched_accuracy(self, target_r2: float) -> CodecPoint | None:
         """The smallest stream whose training R² reaches target_r2 (None if none does)."""
-        meeting = [p for p in self._candidates(lambda p: p.r2 >= target_r2, True) if p.r2 >= target_r2]
+        meets = lambda p: p.r2 >= target_r2
+        meeting = [p for p in self._candidates(meets, self._accuracy_start(target_r2), True) if meets(p)]
         return min(meeting, key=lambda p: (p.bytes, -p.r2, p.exponent)) if meeting else None
 
     def matched_size(self, budget_bytes: int) -> CodecPoint | None:
         """The highest training R² in at most budget_bytes (None if none fits). The walk treats a lossless point
         (R² = 1) as the end: a smaller eps only adds bytes, so the smallest lossless x is what it looks for."""
-        improvable = [p for p in self._candidates(lambda p: p.bytes <= budget_bytes and p.r2 < 1.0, False)]
+        improvable = self._candidates(lambda p: p.bytes <= budget_bytes and p.r2 < 1.0, self.start_k, False)
         fitting = [p for p in improvable if p.bytes <= budget_bytes]
         return max(fitting, key=lambda p: (p.r2, -p.bytes, p.exponent if p.r2 < 1.0 else -p.exponent)) \
             if fitting else None
