@@ -36,7 +36,7 @@ from mpm_inr.baselines import search as search_module
 from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.baselines.cache import FORMAT
 from mpm_inr.baselines.codecs import CODECS
-from mpm_inr.baselines.evaluate import ComponentEvaluator, evaluate_codec
+from mpm_inr.baselines.evaluate import CodecPoint, ComponentEvaluator, evaluate_codec
 from mpm_inr.baselines.forked import ForkedPool, ForkedTask, can_fork
 from mpm_inr.baselines.search import (
     COARSE,
@@ -44,6 +44,7 @@ from mpm_inr.baselines.search import (
     K_MAX,
     K_MIN,
     STRIDE,
+    X_MIN,
 )
 from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import holdout_mask
@@ -729,3 +730,24 @@ def test_a_killed_run_leaves_no_forked_task_behind(tmp_path) -> None:
     while _alive(tasks[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _alive(tasks[0])
+
+
+@pytest.mark.parametrize("edge", [K_MIN, K_MAX])
+def test_a_walk_that_starts_at_the_grid_edge_still_walks_inward(edge: int, monkeypatch) -> None:
+    """A start at X_MIN or X_MAX (a target far beyond what the codec's scale predicts) walks inward to the flip,
+    and the answer equals brute force over the whole grid, on a monotone synthetic codec."""
+    def point(x: float) -> CodecPoint:  # R² rises and bytes grow with x (a smaller eps); lossless from x = 29
+        r2 = 1.0 - 2.0 ** (-x) if x < 29.0 else 1.0
+        return CodecPoint(x, int(1000 + 50 * (x - X_MIN)), r2, [r2], None, None)
+
+    table = search_module.Table(point, 1.0)
+    every = {k: point(k * GRID_STEP) for k in range(K_MIN, K_MAX + 1)}
+    if edge == K_MIN:  # an accuracy start at the coarse end, where the condition fails: the walk goes up
+        monkeypatch.setattr(search_module.Table, "_accuracy_start", lambda self, target: K_MIN)
+        got = table.matched_accuracy(0.999)
+        best = min((p for p in every.values() if p.r2 >= 0.999), key=lambda p: (p.bytes, -p.r2, p.exponent))
+    else:  # a budget everything fits, from the lossless end: the walk goes down to the smallest lossless x
+        table.start_k = K_MAX
+        got = table.matched_size(10 ** 9)
+        best = max(every.values(), key=lambda p: (p.r2, -p.bytes, p.exponent if p.r2 < 1 else -p.exponent))
+    assert got == best

@@ -105,8 +105,8 @@ class Table:
         holds = meets(self.at(start))
         direction = 1 if holds != grows_up else -1
         visited, k = [start], start
-        while K_MIN < k < K_MAX:
-            k = min(max(k + direction * STRIDE, K_MIN), K_MAX)
+        while (step := min(max(k + direction * STRIDE, K_MIN), K_MAX)) != k:
+            k = step
             visited.append(k)
             if meets(self.at(k)) != holds:
                 break
