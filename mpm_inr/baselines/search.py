@@ -22,7 +22,7 @@ of 2) go to the largest eps for matched accuracy and to the smallest for matched
 excepted: the largest eps that is lossless. Those are the edges the bisections find.
 
 Before 2026-12-04 every query also read a coarse band (every 8th grid point from R² 0.97 to 1 − 1e-6): on the
-10 000-frame windows of discs_3types, 24-32 points per codec and run where the walk reads about 10.
+10 000-frame windows of discs_3types, 23-32 points per codec and run where the walk read 12-16 (docs/landscape).
 `full_band` still computes that band (every grid point, and the lattice an octave beyond it), for a study that
 computes its tables ahead (`python -m mpm_inr.baselines table`).
 """
