@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mpm_inr.codec import svd_baseline as svd_baseline_module
 from mpm_inr.codec.quantise import dequantise_tensor, quantise_tensor
 from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
 from mpm_inr.metrics.interpolate import interpolate
@@ -85,3 +86,16 @@ def test_held_out_rival_fits_its_budget_and_scores_the_held_out_frames():
 def test_held_out_rival_none_when_not_even_rank_one_fits():
     train, test = _held_out_frames()
     assert quantised_svd_holdout(_window(), train, test, 40) is None
+
+
+def test_candidates_encoded_in_threads_give_the_serial_file(monkeypatch):
+    """A rank's bits are encoded in the process's CPU threads; the file found is the one-thread search's, field
+    for field (pool.map keeps the bits' order, so even ties in bytes resolve alike)."""
+    values = _window()
+    monkeypatch.setattr(svd_baseline_module, "process_workers", lambda: 1)
+    serial = quantised_svd(values, 0.999)
+    monkeypatch.setattr(svd_baseline_module, "process_workers", lambda: 4)
+    threaded = quantised_svd(values, 0.999)
+    fields = ("rank", "bits", "step", "n_bytes", "r2")
+    assert [getattr(threaded, f) for f in fields] == [getattr(serial, f) for f in fields]
+    np.testing.assert_array_equal(threaded.decode(values.shape[1]), serial.decode(values.shape[1]))
