@@ -93,7 +93,8 @@ class BlockKeeper:
                 return
         start = time.monotonic()
         self._study_wandb(block)
-        self._refreshed = (block, time.monotonic(), time.monotonic() - start)
+        ended = time.monotonic()
+        self._refreshed = (block, ended, ended - start)
 
     def _study_wandb(self, block: int) -> None:
         """Study-level W&B run + report through `block` (agent.reporting.wandb_study); never stops the study."""
