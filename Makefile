@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: help install train test test-slow bench bench-threads faults explore landscape wandb-sync clean lint
+.PHONY: help install train warm test test-slow bench bench-threads faults explore landscape wandb-sync clean lint
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ install: $(STAMP)  ## create .venv and install mpm-inr with the dev extras
 
 train: $(STAMP)  ## generate the default dataset if missing, then train the default field (Jp)
 	$(PY) train.py $(ARGS)
+
+warm: $(STAMP)  ## start a warm server: later `python train.py` runs skip the imports (stop: python -m mpm_inr.warm stop)
+	$(PY) -m mpm_inr.warm start $(ARGS)
 
 test: $(STAMP)  ## the fast test suite (what CI runs)
 	$(PY) -m pytest -q $(ARGS)

@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mpm_inr.cli import exit_on_interrupt, precheck_overrides, run_hydra_task
+from mpm_inr.warm.client import hand_off
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -28,6 +29,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 
 if __name__ == "__main__":
+    handed = hand_off(sys.argv[1:])  # to a warm server (python -m mpm_inr.warm start), when one is listening
+    if handed is not None:
+        sys.exit(handed)
     with exit_on_interrupt("this run has no metrics.json, and a dataset it was generating was not kept"):
         precheck_overrides("train", validate=validate)
         sys.exit(main())

@@ -18,6 +18,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+# a developer's warm server (python -m mpm_inr.warm start) must not run the tests' train.py commands: its code and
+# environment are not the test's. Tests of the warm server give each of theirs a socket of its own.
+os.environ["MPM_INR_WARM_SOCKET"] = "off"
 
 import torch  # after OPENBLAS_NUM_THREADS, which OpenBLAS reads when torch loads numpy
 

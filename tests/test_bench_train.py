@@ -129,8 +129,8 @@ def test_bench_cli_rejects_unknown_eulerian_type(capsys):
 
 @pytest.mark.slow  # four train.py processes: about 30 s on the 2-core VM
 def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(tiny_train_overrides):
-    """Part 4 of the bench: whole train.py commands, one run on a cold and then a warm window and a 2-job
-    --multirun, each with its wall ÷ fit; the dataset's own folder gets no cache file."""
+    """Part 4 of the bench: whole train.py commands, one run on a cold and then a warm window, two handed to a
+    warm server, and a 2-job --multirun, each with its wall ÷ fit; the dataset's own folder gets no cache file."""
     from mpm_inr.bench import fixed_cost
 
     base = [o for o in tiny_train_overrides if not o.startswith("logger=")] + ["logger=none", "inr_type=lagrangian"]
@@ -145,5 +145,10 @@ def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(ti
     assert one["command_wall_s"] > one["wall_time_s"]  # the interpreter's start and imports come on top
     assert len(many["jobs"]) == 2 and many["later_wall_over_fit_median"] == many["jobs"][1]["wall_over_fit"]
     assert many["jobs"][0]["final_r2"] == one["final_r2"]  # seed 0 of the multirun is the single run
-    table = "\n".join(fixed_cost.markdown([row]))
-    assert "wall ÷ fit" in table and table.splitlines()[-1].startswith(f"| Jp | {one['cpu_threads']} | {one['fit_s']:.2f} |")
+    warm = row["warm_server"]["runs"]  # handed to the bench's own warm server: its imports are not paid again
+    assert [r["final_r2"] for r in warm] == [one["final_r2"]] * 2
+    assert all(r["command_wall_s"] < one["command_wall_s"] for r in warm)
+    table = fixed_cost.markdown([row])
+    row_line = next(line for line in table if line.startswith("| Jp | ") and "**" not in line)
+    assert "wall ÷ fit" in "\n".join(table) and row_line.startswith(f"| Jp | {one['cpu_threads']} | {one['fit_s']:.2f} |")
+    assert table[-1].startswith(f"| Jp | {row['warm_server']['start_s']:.1f} | {warm[0]['fit_s']:.2f} |")

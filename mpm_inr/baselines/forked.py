@@ -42,7 +42,13 @@ def _start_worker(function: Callable[..., Any], parent: int) -> None:
     _function = function
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, if it set one
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(parent, signal.SIGKILL)
+
+
+def die_with_parent(parent: int, signum: int) -> None:
+    """In a forked process (Linux): get `signum` when the process that forked it ends; exit now if it already
+    has (it died before this line)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum)
     if os.getppid() != parent:
         os._exit(1)
 
