@@ -125,6 +125,8 @@ def test_bench_cli_rejects_unknown_eulerian_type(capsys):
     assert main(["train", "--eulerian", "siren_xyz", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: unknown Eulerian type") and err.count("\n") == 1  # one line, no usage dump
+    assert main(["train", "--only-compression", "--only-fixed-cost", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == "error: --only-compression and --only-fixed-cost exclude each other\n"
 
 
 @pytest.mark.slow  # four train.py processes: about 30 s on the 2-core VM

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import matplotlib.image
@@ -116,3 +117,27 @@ def test_fixed_title_places_and_fast_png_give_the_automatic_pixels(tmp_path: Pat
     auto = plot_field(tmp_path / "auto.png", gt, pred, positions, np.exp(-np.arange(200) / 50), INFO,
                       ssim=[0.9] * components)
     assert np.array_equal(read_png(fast), read_png(auto))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the second process is a fork")
+@pytest.mark.parametrize("components", [1, 3, 4])
+def test_a_figure_drawn_by_two_processes_has_the_same_pixels(tmp_path: Path, monkeypatch, components: int) -> None:
+    """Half the panels drawn by a fork and composed by their minimum over white: the figure drawn at once. A
+    fork that fails to draw leaves its half to the caller, which gives the same pixels too."""
+    from mpm_inr.viz import field_plot
+
+    gt, pred, positions = particle_window(10, 400, components)
+    args = (gt, pred, positions, np.exp(-np.arange(200) / 50), INFO)
+    one = plot_field(tmp_path / "one.png", *args, ssim=[0.9] * components)
+    two = plot_field(tmp_path / "two.png", *args, ssim=[0.9] * components, processes=2)
+    assert np.array_equal(read_png(one), read_png(two))
+    parent, pixels = os.getpid(), field_plot._pixels
+
+    def fails_in_the_fork(*a, **k):
+        if os.getpid() != parent:
+            raise RuntimeError("drawing failed in the fork")
+        return pixels(*a, **k)
+
+    monkeypatch.setattr(field_plot, "_pixels", fails_in_the_fork)
+    again = plot_field(tmp_path / "again.png", *args, ssim=[0.9] * components, processes=2)
+    assert np.array_equal(read_png(one), read_png(again))

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
     tr.add_argument("--root", default="data")
     tr.add_argument("--no-fixed-cost", action="store_true", help="skip the whole-command wall ÷ fit part")
+    tr.add_argument("--only-fixed-cost", action="store_true", help="run only the whole-command wall ÷ fit part")
     tr.add_argument("--multirun-jobs", type=int, default=4, help="jobs of the fixed-cost part's --multirun")
     tr.add_argument("--out", default="bench_results")
     rf = sub.add_parser("reference", help="the reference recipe to its documented steps: time to true R² target")
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 fixed_cost=not args.no_fixed_cost, multirun_jobs=args.multirun_jobs,
                 compare_targets=tuple(float(x) for x in _csv(args.compare_targets)),
                 windows=_frame_counts(args.windows or ""), long_cap_s=args.long_cap,
-                only_compression=args.only_compression)
+                only_compression=args.only_compression, only_fixed_cost=args.only_fixed_cost)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -158,8 +158,8 @@ def _warm_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", ("The same single command handed to a warm server (`python -m mpm_inr.warm start`: torch, Lightning, "
                   "Hydra, W&B and matplotlib imported once, each run a fork of it), twice on the warm window; "
                   "command = the whole `python train.py` as the shell sees it:"), "",
-             "| field | server start [s] | fit [s] | wall [s] | command [s] | command ÷ fit | 2nd: fit [s] | "
-             "command [s] | command ÷ fit |", "|---|---|---|---|---|---|---|---|---|"]
+             ("| field | server start [s] | fit [s] | wall [s] | command [s] | command ÷ fit | 2nd: fit [s] | "
+              "command [s] | command ÷ fit |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         first, second = r["warm_server"]["runs"]
         lines.append(f"| {r['field']} | {r['warm_server']['start_s']:.1f} | {first['fit_s']:.2f} | "

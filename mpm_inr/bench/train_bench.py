@@ -67,6 +67,7 @@ class BenchSettings:
     windows: list[int] = dc_field(default_factory=list)  # compression windows (frames); empty: [frames]
     long_cap_s: float | None = None  # train.max_time_s of the compression runs on windows longer than `frames`
     only_compression: bool = False  # skip the speed, seeds, held-out race and fixed-cost parts
+    only_fixed_cost: bool = False  # skip every part but the fixed cost
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -78,6 +79,10 @@ class BenchSettings:
             raise ValueError(f"compare targets {list(self.compare_targets)} must lie in (0, 1)")
         self.windows = list(self.windows or [self.frames])
         check_windows(self.windows, self.scenario)
+        if self.only_compression and self.only_fixed_cost:
+            raise ValueError("--only-compression and --only-fixed-cost exclude each other")
+        if self.only_fixed_cost and not self.fixed_cost:
+            raise ValueError("--only-fixed-cost and --no-fixed-cost exclude each other")
         if self.long_cap_s is not None and not self.long_cap_s > 0:
             raise ValueError(f"--long-cap {self.long_cap_s} must be a positive number of seconds")
 
@@ -427,7 +432,7 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
             results["compression"].append(found)
         return found["fields"]
 
-    if not s.only_compression:
+    if not (s.only_compression or s.only_fixed_cost):
         for f in s.fields:
             results["speed"].append(speed(s, f))
             save()
@@ -438,14 +443,14 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
             if compared is not None:
                 block(s.frames, 0).append(compared)
             save()
-    if s.compare_targets:
+    if s.compare_targets and not s.only_fixed_cost:
         for window in sorted(s.windows):
             for held in (0, s.holdout_every) if s.holdout_every > 0 else (0,):
                 for f in s.fields:
                     if held or s.only_compression or window != s.frames:  # else: the seeds part compared it
                         block(window, held).append(compression_sweep(s, f, window, held))
                         save()
-    if s.holdout_every > 0 and not s.only_compression:
+    if s.holdout_every > 0 and not (s.only_compression or s.only_fixed_cost):
         for f in s.fields:
             results["holdout"].append(holdout(s, f))
             save()

@@ -15,6 +15,7 @@ pyplot state), so plotting is safe in worker processes and never opens a window.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
+from matplotlib.image import imsave
 
 from mpm_inr.metrics._arrays import (
     as_field_pair,
@@ -43,6 +45,9 @@ PANEL_HEIGHT = 4.0
 TITLE_Y = 1.0
 #: zlib level of the PNG: 1 writes the same pixels 3x faster than PIL's default 6, in a file about 30 % larger
 PNG_COMPRESS_LEVEL = 1
+#: the label of the panels a second process draws when the figure is drawn in two (`plot_field(processes=2)`):
+#: the Pred panels with their colour bars and the scatter, about half of the drawing time
+SECOND_PROCESS = "drawn by the second process"
 
 
 def default_component_names(field_name: str, n_components: int) -> list[str]:
@@ -251,6 +256,7 @@ def field_figure(
     plot_info(axes[0, 2], info_lines)
     scatter_ax = axes[1, 2] if n_components == 1 else axes[0, 3]
     plot_scatter(scatter_ax, gt_values, pred_values, max_points=max_scatter_points, fit=fit)
+    scatter_ax.set_label(SECOND_PROCESS)
     used = [axes[0, 0], axes[0, 1], axes[0, 2], scatter_ax]
 
     for component, name in enumerate(names):
@@ -267,6 +273,7 @@ def field_figure(
             pred_ax, frame_xy, pred_values[frame, :, component], vmin, vmax, title=f"Pred {name}{score}"
         )
         figure.colorbar(collection, cax=pred_ax.inset_axes((1.03, 0.1, 0.04, 0.8)))
+        pred_ax.set_label(SECOND_PROCESS)
         used += [gt_ax, pred_ax]
     for ax in axes.flat:
         if ax not in used:  # an odd component count leaves the last row half empty
@@ -288,6 +295,7 @@ def plot_field(
     max_scatter_points: int = 20_000,
     dpi: int = 80,
     fit: tuple[float, float, float] | None = None,
+    processes: int = 1,
 ) -> Path:
     """Write the run's field figure to `path` (PNG) and return the path.
 
@@ -296,12 +304,57 @@ def plot_field(
     slope, compression, time, params, ...); component_names: panel labels such as "F00" (conf/field's
     `components`; default from field_name); ssim: per-component SSIM shown in the GT/Pred titles (None or []
     to leave it out); fit: (R², slope, intercept) on all values if already known (else computed here). The PNG
-    is 4.5·cols × 4·rows inches at `dpi`.
+    is 4.5·cols × 4·rows inches at `dpi`. processes=2 draws half the panels in a forked process (Linux; the
+    caller must not have torch's thread pool running): the same pixels in a little over half the time.
     """
     figure = field_figure(
         gt, pred, positions, loss_history, info, component_names, ssim, field_name, n_traces, max_scatter_points, fit
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    if processes > 1 and hasattr(os, "fork"):
+        imsave(path, _drawn_in_two_processes(figure, dpi), format="png",
+               pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
+    else:
+        figure.savefig(path, dpi=dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL})
     return path
+
+
+def _pixels(figure: Figure, dpi: int, hidden: Sequence[Axes] = ()) -> np.ndarray:
+    """The figure's RGBA pixels at `dpi` with the `hidden` panels left out (white where they were)."""
+    for ax in hidden:
+        ax.set_visible(False)
+    figure.set_dpi(dpi)
+    figure.canvas.draw()
+    return np.array(figure.canvas.buffer_rgba())
+
+
+def _drawn_in_two_processes(figure: Figure, dpi: int) -> np.ndarray:
+    """The figure's pixels, half of its panels drawn by a forked process. The panels do not overlap and each is
+    drawn on the white figure, so each half's pixels are white where the other half draws: their per-channel
+    minimum is the whole figure drawn at once (tested). A fork that fails leaves its half to this process."""
+    second = [ax for ax in figure.axes if ax.get_label() == SECOND_PROCESS]
+    first = [ax for ax in figure.axes if ax.get_label() != SECOND_PROCESS]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: draw the second half, send it, leave without the parent's exit handlers
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as out:
+                out.write(_pixels(figure, dpi, hidden=first).tobytes())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    mine = _pixels(figure, dpi, hidden=second)
+    with os.fdopen(read, "rb") as pipe:
+        theirs = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    for ax in second:
+        ax.set_visible(True)
+    if status != 0 or len(theirs) != mine.nbytes:
+        for ax in first:
+            ax.set_visible(True)
+        return _pixels(figure, dpi)
+    return np.minimum(mine, np.frombuffer(theirs, dtype=np.uint8).reshape(mine.shape))
