@@ -11,7 +11,7 @@ import pytest
 
 from mpm_inr.baselines.forked import can_fork
 from mpm_inr.training import plot_aside as plot_aside_module
-from mpm_inr.training.plot_aside import PlotAside, plot_request
+from mpm_inr.training.plot_aside import PlotAside, draft_request, plot_request
 from mpm_inr.viz import plot_field
 
 needs_fork = pytest.mark.skipif(not can_fork(), reason="the plot's process needs Linux's fork")
@@ -39,6 +39,22 @@ def test_the_figure_drawn_beside_the_run_is_the_one_drawn_in_it(tmp_path) -> Non
         aside.draw(plot_request(tmp_path / "aside.png", pred, loss, METRICS, ["F00", "F01", "F10", "F11"], "F"))
         assert aside.done()
     here = plot_request(tmp_path / "here.png", pred, loss, METRICS, ["F00", "F01", "F10", "F11"], "F")
+    plot_field(gt=w.values[w.train_frames], positions=w.positions[w.train_frames], **here)
+    assert np.array_equal(mpimg.imread(tmp_path / "aside.png"), mpimg.imread(tmp_path / "here.png"))
+
+
+@needs_fork
+def test_a_figure_drafted_while_the_run_evaluates_is_the_one_drawn_in_it(tmp_path) -> None:
+    """The panels sent once the run has predicted, the numbers after its evaluation: the same pixels."""
+    w = window(components=3)
+    pred = w.values[w.train_frames] * 0.98
+    loss = np.exp(-np.arange(100) / 30)
+    metrics = {**METRICS, "ssim": [0.9, 0.91, 0.92]}
+    with PlotAside.start_for(w) as aside:
+        aside.draft(draft_request(pred, loss, ["S0", "S1", "S2"], "S"))
+        aside.draw(plot_request(tmp_path / "aside.png", pred, loss, metrics, ["S0", "S1", "S2"], "S"))
+        assert aside.done()
+    here = plot_request(tmp_path / "here.png", pred, loss, metrics, ["S0", "S1", "S2"], "S")
     plot_field(gt=w.values[w.train_frames], positions=w.positions[w.train_frames], **here)
     assert np.array_equal(mpimg.imread(tmp_path / "aside.png"), mpimg.imread(tmp_path / "here.png"))
 

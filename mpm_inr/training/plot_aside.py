@@ -1,9 +1,10 @@
 """The field plot (`field.png`) drawn in a forked process beside the run, when the run leaves a core free.
 
 Forked before the fit, the process loads matplotlib while the run trains (0.5-0.6 s on the 2-core VM, which the
-plot otherwise pays after the fit), then waits for the run's prediction; the run sends it once evaluated and goes on
-with its SVD, baselines and checkpoint while the figure is drawn, half of it by a second fork (the run, waiting for
-it, leaves its core free): C's figure in 0.43 s instead of 0.79. The ground truth and positions need no sending:
+plot otherwise pays after the fit), then waits for the run's prediction. The run sends it as soon as it has predicted, so the
+panels are drawn while it evaluates; then the numbers (titles, info, fitted line), and it goes on with its SVD,
+baselines and checkpoint while the figure is finished, half of it by a second fork (the run, waiting for it, leaves
+its core free): C's figure in 0.43 s instead of 0.79. The ground truth and positions need no sending:
 the process holds the window from the fork. Only windows whose training prediction is at most MAX_SENT_BYTES
 (hundreds of frames) are drawn so; a longer one's fit dwarfs its plot. The process never calls torch (forked.py),
 dies with the run, and a failure is only its exit code: the run then draws the figure itself, so a plotting error
@@ -14,21 +15,31 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from mpm_inr.baselines.forked import ForkedTask, can_fork
 from mpm_inr.data.window import FieldWindow
 
+if TYPE_CHECKING:  # matplotlib loads only in a process that draws
+    from mpm_inr.viz.field_plot import FieldDraft
+
 MAX_SENT_BYTES = 64 << 20  # the float32 training prediction sent through a pipe: 100 frames of C are 14 MB
 
 
+#: the parts of a `plot_request` known once the run has predicted, before its evaluation: the figure's data
+DRAFT_KEYS = ("pred", "loss_history", "component_names", "field_name")
+
+
 class PlotAside:
-    """One figure of one window: `draw(request)` after the evaluation, `done()` before the figure is read."""
+    """One figure of one window: `draft(draft_request(...))` once the run has predicted (optional: the figure's
+    panels are drawn while the run evaluates), `draw(plot_request(...))` after the evaluation, `done()` before the
+    figure is read."""
 
     def __init__(self, window: FieldWindow) -> None:
         self.window = window
         self._receive, self._send = multiprocessing.get_context("fork").Pipe(duplex=False)
         self._task = ForkedTask(self._draw_when_asked)
+        self._drafted = False
 
     @classmethod
     def start_for(cls, window: FieldWindow) -> PlotAside | None:
@@ -46,14 +57,30 @@ class PlotAside:
         import matplotlib  # noqa: F401 - the import is what this process does while the run trains
 
         self._send.close()  # the run's end
-        draw_field(self.window, self._receive.recv(), processes=2)  # the run waits for it: its own core drawing too
+        message = self._receive.recv()
+        if "draft" in message:
+            draft = draft_field(self.window, message["draft"])
+            message = self._receive.recv()
+        else:
+            draft = draft_field(self.window, {k: message[k] for k in DRAFT_KEYS})
+        finish_field(draft, message, processes=2)  # the run waits for it: its own core draws half
+
+    def draft(self, request: dict[str, Any]) -> None:
+        """Send a `draft_request`: the panels are drawn from now on."""
+        self._drafted = self._sent({"draft": request})
 
     def draw(self, request: dict[str, Any]) -> None:
-        """Send `plot_field`'s arguments but the window's (gt, positions): the figure is drawn from now on."""
+        """Send `plot_field`'s arguments but the window's (gt, positions) (what a draft sent, not again): the
+        figure is finished from now on."""
+        self._sent({k: v for k, v in request.items() if k not in DRAFT_KEYS} if self._drafted else request)
+
+    def _sent(self, message: dict[str, Any]) -> bool:
         try:
-            self._send.send(request)
+            self._send.send(message)
         except OSError:  # the process is gone (killed from outside): `done` says so, the run draws it
             self._task.kill()
+            return False
+        return True
 
     def done(self) -> bool:
         """Wait for the figure; False when the process failed (the caller draws it itself)."""
@@ -67,13 +94,33 @@ class PlotAside:
         self._send.close()
 
 
-def draw_field(window: FieldWindow, request: dict[str, Any], processes: int = 1) -> None:
-    """field.png from a `plot_request` and the window's ground truth and positions (matplotlib is loaded only by
-    a process that draws); processes=2 only where no torch thread pool runs (plot_field)."""
-    from mpm_inr.viz.field_plot import plot_field
+def draw_field(window: FieldWindow, request: dict[str, Any]) -> None:
+    """field.png from a `plot_request` and the window's ground truth and positions, drawn here at once."""
+    finish_field(draft_field(window, {k: request[k] for k in DRAFT_KEYS}), request)
+
+
+def draft_field(window: FieldWindow, request: dict[str, Any]) -> FieldDraft:
+    """The figure's panels from a `draft_request` and the window (matplotlib is loaded only by a process that
+    draws)."""
+    from mpm_inr.viz.field_plot import draft_field_figure
 
     train = window.train_frames
-    plot_field(gt=window.values[train], positions=window.positions[train], processes=processes, **request)
+    return draft_field_figure(gt=window.values[train], positions=window.positions[train], **request)
+
+
+def finish_field(draft: FieldDraft, request: dict[str, Any], processes: int = 1) -> None:
+    """The draft's numbers from a `plot_request`, saved to its path; processes=2 only where no torch thread pool
+    runs (`plot_field`)."""
+    from mpm_inr.viz.field_plot import finish_field_figure, save_field_figure
+
+    figure = finish_field_figure(draft, request["info"], request["ssim"], request["fit"])
+    save_field_figure(figure, request["path"], processes=processes)
+
+
+def draft_request(prediction: Any, loss_history: Any, components: list[str], field_name: str) -> dict[str, Any]:
+    """What the figure's panels need of the run: its training prediction, loss curve and component names."""
+    return {"pred": prediction, "loss_history": loss_history, "component_names": components,
+            "field_name": field_name}
 
 
 def plot_request(path: Path, prediction: Any, loss_history: Any, metrics: dict[str, Any], components: list[str],
@@ -81,6 +128,5 @@ def plot_request(path: Path, prediction: Any, loss_history: Any, metrics: dict[s
     """`plot_field`'s arguments for a run's figure, but the window's ground truth and positions."""
     info = {k: metrics.get(k) for k in ("field", "inr_type", "final_r2", "r2_min_component", "slope",
                                          "compression_ratio", "total_params", "training_time", "steps", "holdout_r2")}
-    return {"path": path, "pred": prediction, "loss_history": loss_history, "info": info,
-            "component_names": components, "ssim": metrics.get("ssim") or [], "field_name": field_name,
-            "fit": (metrics["final_r2"], metrics["slope"], metrics["intercept"])}
+    return {**draft_request(prediction, loss_history, components, field_name), "path": path, "info": info,
+            "ssim": metrics.get("ssim") or [], "fit": (metrics["final_r2"], metrics["slope"], metrics["intercept"])}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,13 @@ def plot_scatter(
     fit: (R², slope, intercept) already computed on all values (a run's metrics), so they are not computed twice."""
     if fit is None:
         fit = (r2_score(gt, pred), *slope_intercept(gt, pred))
-    r2, slope, intercept = fit
+    label_scatter(ax, scatter_points(ax, gt, pred, max_points, seed), fit)
+    return fit
+
+
+def scatter_points(ax: Axes, gt: np.ndarray, pred: np.ndarray, max_points: int = 20_000, seed: int = 0
+                   ) -> tuple[float, float]:
+    """The scatter's points and its y = x line; the GT range the fitted line spans."""
     x = gt.reshape(-1)
     y = pred.reshape(-1)
     if x.size > max_points:
@@ -157,13 +164,19 @@ def plot_scatter(
     low, high = float(_finite(x).min()), float(_finite(x).max())
     line = np.array([low, high])
     ax.plot(line, line, color="tab:red", linestyle="--", linewidth=1.2, label="y = x")
+    ax.set_xlabel("ground truth")
+    ax.set_ylabel("prediction")
+    return low, high
+
+
+def label_scatter(ax: Axes, span: tuple[float, float], fit: tuple[float, float, float]) -> None:
+    """The fitted line over `span`, the legend and the title with R² and slope."""
+    r2, slope, intercept = fit
+    line = np.array(span)
     if math.isfinite(slope):
         ax.plot(line, slope * line + intercept, color="tab:green", linewidth=1.2, label=f"fit: slope {slope:.4f}")
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_xlabel("ground truth")
-    ax.set_ylabel("prediction")
     ax.set_title(f"pred vs GT: R² {r2:.6f}, slope {slope:.4f}", y=TITLE_Y)
-    return r2, slope, intercept
 
 
 def plot_particles(
@@ -210,28 +223,37 @@ def _layout(n_components: int) -> tuple[int, int]:
     return 1 + math.ceil(n_components / 2), 4
 
 
-def field_figure(
+@dataclass
+class FieldDraft:
+    """A field figure with its data drawn and the numbers a run computes from it (titles, info, fitted line) not
+    yet: a run's plot process drafts it while the run evaluates."""
+
+    figure: Figure
+    gt: np.ndarray  # for a fit computed here when none is given
+    pred: np.ndarray
+    field_name: str
+    info_ax: Axes
+    scatter_ax: Axes
+    scatter_span: tuple[float, float]
+    particle_titles: list[tuple[Axes, str, int]]  # (panel, title before its SSIM, component)
+
+
+def draft_field_figure(
     gt: Any,
     pred: Any,
     positions: Any,
     loss_history: Any,
-    info: Mapping[str, Any],
     component_names: Sequence[str] | None = None,
-    ssim: Sequence[float] | None = None,
     field_name: str = "field",
     n_traces: int = 10,
     max_scatter_points: int = 20_000,
-    fit: tuple[float, float, float] | None = None,
-) -> Figure:
-    """Build the field figure (see `plot_field` for the arguments) on its own Agg canvas, without saving it."""
+) -> FieldDraft:
+    """The figure's panels with their data (see `plot_field`); `finish_field_figure` adds the numbers."""
     gt_values, pred_values = as_field_pair(gt, pred, float64=False)  # a float64 copy of the window costs more than a panel
     n_frames, n_particles, n_components = gt_values.shape
     names = list(component_names) if component_names else default_component_names(field_name, n_components)
     if len(names) != n_components:
         raise ValueError(f"{len(names)} component names for {n_components} components")
-    ssim = list(ssim) if ssim else None  # an empty list means "not computed"
-    if ssim is not None and len(ssim) != n_components:
-        raise ValueError(f"{len(ssim)} SSIM values for {n_components} components")
     frame = middle_frame(n_frames)
     frame_xy = frame_positions(positions, n_frames, n_particles)
 
@@ -250,35 +272,70 @@ def field_figure(
         trace_particles(n_particles, n_traces),
         label=f" ({names[most_dynamic]})",
     )
-    info_lines = [] if "field" in info else [f"field: {field_name}"]
-    info_lines += [f"{key}: {_format_value(value)}" for key, value in info.items()]
-    info_lines.append(f"frames × particles × components: {n_frames} × {n_particles} × {n_components}")
-    plot_info(axes[0, 2], info_lines)
     scatter_ax = axes[1, 2] if n_components == 1 else axes[0, 3]
-    plot_scatter(scatter_ax, gt_values, pred_values, max_points=max_scatter_points, fit=fit)
+    span = scatter_points(scatter_ax, gt_values, pred_values, max_points=max_scatter_points)
     scatter_ax.set_label(SECOND_PROCESS)
     used = [axes[0, 0], axes[0, 1], axes[0, 2], scatter_ax]
 
+    titles = []
     for component, name in enumerate(names):
         if n_components == 1:
             gt_ax, pred_ax = axes[1, 0], axes[1, 1]
         else:
             row, col = 1 + component // 2, component % 2
             gt_ax, pred_ax = axes[row, col], axes[row, col + 2]
-        score = f", SSIM {_format_ssim(ssim[component])}" if ssim is not None else ""
         gt_frame = gt_values[frame, :, component]
         vmin, vmax = colour_limits(gt_frame)
-        plot_particles(gt_ax, frame_xy, gt_frame, vmin, vmax, title=f"GT {name} (frame {frame}){score}")
-        collection = plot_particles(
-            pred_ax, frame_xy, pred_values[frame, :, component], vmin, vmax, title=f"Pred {name}{score}"
-        )
+        plot_particles(gt_ax, frame_xy, gt_frame, vmin, vmax)
+        collection = plot_particles(pred_ax, frame_xy, pred_values[frame, :, component], vmin, vmax)
         figure.colorbar(collection, cax=pred_ax.inset_axes((1.03, 0.1, 0.04, 0.8)))
         pred_ax.set_label(SECOND_PROCESS)
+        titles += [(gt_ax, f"GT {name} (frame {frame})", component), (pred_ax, f"Pred {name}", component)]
         used += [gt_ax, pred_ax]
     for ax in axes.flat:
         if ax not in used:  # an odd component count leaves the last row half empty
             ax.axis("off")
-    return figure
+    return FieldDraft(figure, gt_values, pred_values, field_name, axes[0, 2], scatter_ax, span, titles)
+
+
+def finish_field_figure(draft: FieldDraft, info: Mapping[str, Any], ssim: Sequence[float] | None = None,
+                        fit: tuple[float, float, float] | None = None) -> Figure:
+    """The draft's titles (with each component's SSIM), info panel and fitted line (computed on all values when
+    `fit` is None); the figure, not saved."""
+    n_frames, n_particles, n_components = draft.gt.shape
+    ssim = list(ssim) if ssim else None  # an empty list means "not computed"
+    if ssim is not None and len(ssim) != n_components:
+        raise ValueError(f"{len(ssim)} SSIM values for {n_components} components")
+    info_lines = [] if "field" in info else [f"field: {draft.field_name}"]
+    info_lines += [f"{key}: {_format_value(value)}" for key, value in info.items()]
+    info_lines.append(f"frames × particles × components: {n_frames} × {n_particles} × {n_components}")
+    plot_info(draft.info_ax, info_lines)
+    if fit is None:
+        fit = (r2_score(draft.gt, draft.pred), *slope_intercept(draft.gt, draft.pred))
+    label_scatter(draft.scatter_ax, draft.scatter_span, fit)
+    for ax, title, component in draft.particle_titles:
+        score = f", SSIM {_format_ssim(ssim[component])}" if ssim is not None else ""
+        ax.set_title(title + score, fontsize=10, y=TITLE_Y)
+    return draft.figure
+
+
+def field_figure(
+    gt: Any,
+    pred: Any,
+    positions: Any,
+    loss_history: Any,
+    info: Mapping[str, Any],
+    component_names: Sequence[str] | None = None,
+    ssim: Sequence[float] | None = None,
+    field_name: str = "field",
+    n_traces: int = 10,
+    max_scatter_points: int = 20_000,
+    fit: tuple[float, float, float] | None = None,
+) -> Figure:
+    """Build the field figure (see `plot_field` for the arguments) on its own Agg canvas, without saving it."""
+    draft = draft_field_figure(gt, pred, positions, loss_history, component_names, field_name, n_traces,
+                               max_scatter_points)
+    return finish_field_figure(draft, info, ssim, fit)
 
 
 def plot_field(
@@ -310,6 +367,11 @@ def plot_field(
     figure = field_figure(
         gt, pred, positions, loss_history, info, component_names, ssim, field_name, n_traces, max_scatter_points, fit
     )
+    return save_field_figure(figure, path, dpi, processes)
+
+
+def save_field_figure(figure: Figure, path: str | Path, dpi: int = 80, processes: int = 1) -> Path:
+    """`figure` as a PNG at `path` (see `plot_field` for processes=2)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if processes > 1 and hasattr(os, "fork"):
