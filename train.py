@@ -29,7 +29,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    handed = hand_off(sys.argv[1:])  # to a warm server (python -m mpm_inr.warm start), when one is listening
+    handed = hand_off(sys.argv[1:], __file__)  # to a warm server (python -m mpm_inr.warm start), if one listens
     if handed is not None:
         sys.exit(handed)
     with exit_on_interrupt("this run has no metrics.json, and a dataset it was generating was not kept"):

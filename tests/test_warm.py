@@ -30,7 +30,8 @@ from mpm_inr.warm.protocol import (
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_SERVER = REPO / "tests" / "warm_fake_server.py"
-CLIENT = "import sys; from mpm_inr.warm.client import hand_off; code = hand_off(sys.argv[1:]); " \
+FAKE_SCRIPT = REPO / "tests" / "warm_fake_script.py"
+CLIENT = "import sys; from mpm_inr.warm.client import hand_off; code = hand_off(sys.argv[2:], sys.argv[1]); " \
          "sys.exit(99 if code is None else code)"  # 99: not handed off
 
 
@@ -63,8 +64,9 @@ def fake_server(tmp_path, monkeypatch):
         process.wait(timeout=20)
 
 
-def _client(args: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CLIENT, *args], env={**os.environ, **(env or {})}, **kwargs)
+def _client(args: list[str], env: dict | None = None, script: Path = FAKE_SCRIPT, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLIENT, str(script), *args], env={**os.environ, **(env or {})},
+                            **kwargs)
 
 
 # -- protocol -----------------------------------------------------------------------------------------------------
@@ -135,15 +137,15 @@ def test_exit_status_is_the_interpreters(code, status, capsys):
 @pytest.mark.parametrize("argv", [["--multirun", "seed=0,1"], ["-m", "seed=0,1"], ["--cfg", "job"], ["--help"]])
 def test_multiruns_and_hydra_flags_are_not_handed_off(argv):
     assert not client.handed_off(argv)
-    assert client.hand_off(argv) is None
+    assert client.hand_off(argv, str(FAKE_SCRIPT)) is None
 
 
 def test_no_server_means_the_command_runs_itself(tmp_path, monkeypatch):
     monkeypatch.setenv(SOCKET_ENV, str(tmp_path / "none.sock"))
-    assert client.hand_off(["field=F"]) is None
+    assert client.hand_off(["field=F"], str(FAKE_SCRIPT)) is None
     (tmp_path / "stale.sock").write_text("")  # a server killed with -9 leaves its socket file
     monkeypatch.setenv(SOCKET_ENV, str(tmp_path / "stale.sock"))
-    assert client.hand_off(["field=F"]) is None
+    assert client.hand_off(["field=F"], str(FAKE_SCRIPT)) is None
 
 
 # -- the server, with a fake script -------------------------------------------------------------------------------
@@ -186,6 +188,41 @@ def test_garbage_on_the_socket_loses_nothing(fake_server):
         Channel(sock).send({"op": "run", "argv": ["exit", "0"], "cwd": "/", "env": {}, "executable": sys.executable})
         assert Channel(sock).receive()[0] == {"declined": "a malformed request"}
     assert _client(["exit", "5"]).wait(timeout=30) == 5
+
+
+def test_another_script_or_a_vanished_directory_is_not_handed_off(fake_server, tmp_path):
+    other = tmp_path / "train.py"  # another checkout's script: the server runs only its own
+    other.write_text("")
+    done = _client(["exit", "0"], script=other, stderr=subprocess.PIPE, text=True)
+    assert done.communicate(timeout=30)[1].startswith("note: the warm server declined (it serves ")
+    assert done.returncode == 99
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    caller = subprocess.Popen([sys.executable, "-c", "import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+                               + CLIENT.replace("sys.argv[2:], sys.argv[1]", "['exit', '0'], sys.argv[2]"), str(gone),
+                               str(FAKE_SCRIPT)])
+    assert caller.wait(timeout=30) == 99
+
+
+def test_only_a_private_socket_is_used_or_served(tmp_path, monkeypatch):
+    """A request carries the caller's environment (its secrets too): never to a folder others can reach."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    monkeypatch.setenv(SOCKET_ENV, str(shared / "w.sock"))
+    assert client.connect() is None
+    (tmp_path / "w").mkdir()
+    done = subprocess.run(check=False, args=[sys.executable, str(FAKE_SERVER), str(shared / "w.sock"),
+                                             str(tmp_path / "w"), "30"], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "is not private to this user (owner uid" in done.stderr
+
+
+def test_a_second_server_on_the_same_socket_refuses(fake_server, tmp_path):
+    path, watched, process, _ = fake_server
+    done = subprocess.run(check=False, args=[sys.executable, str(FAKE_SERVER), str(path), str(watched), "30"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and f"another warm server is serving on {path}" in done.stderr
+    assert client.request({"op": "status"})["server_pid"] == process.pid  # the first one still serves
 
 
 def test_an_import_time_variable_that_differs_is_declined(fake_server):

@@ -10,7 +10,7 @@ from pathlib import Path
 from mpm_inr.warm.client import request
 from mpm_inr.warm.launch import WarmStartError, launch
 from mpm_inr.warm.protocol import socket_path
-from mpm_inr.warm.server import DEFAULT_IDLE_S, WarmServer, preload
+from mpm_inr.warm.server import DEFAULT_IDLE_S, ServeError, WarmServer, preload
 
 
 def _path() -> Path:
@@ -30,7 +30,11 @@ def serve(idle_s: float) -> int:
     environment = dict(os.environ)  # before the imports, which add to it
     seconds = preload()
     print(f"imported what a run imports in {seconds:.1f} s", flush=True)
-    WarmServer(_path(), environment, idle_s).serve()
+    try:
+        WarmServer(_path(), environment, idle_s).serve()
+    except ServeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -14,7 +14,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mpm_inr.warm.protocol import Channel, ProtocolError, socket_path
+from mpm_inr.warm.protocol import (
+    Channel,
+    ProtocolError,
+    private_socket_problem,
+    socket_path,
+)
 
 #: the signals a terminal or a job runner sends the command; the run gets them instead
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -40,7 +45,7 @@ def handed_off(argv: Sequence[str]) -> bool:
 def connect(path: Path | None = None) -> Channel | None:
     """A channel to the server on `path` (default: this checkout's and Python's); None when none is listening."""
     path = path or socket_path()
-    if path is None:
+    if path is None or private_socket_problem(path) is not None:  # never send this environment to another user
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT_S)
@@ -67,9 +72,10 @@ def request(message: dict[str, Any], path: Path | None = None) -> dict[str, Any]
         channel.sock.close()
 
 
-def hand_off(argv: Sequence[str]) -> int | None:
-    """Run `train.py argv` in a fork of the warm server, on this process's terminal, directory and environment;
-    its exit code, or None when it was not handed off (the caller runs it)."""
+def hand_off(argv: Sequence[str], script: str) -> int | None:
+    """Run `script argv` (the caller's own script, which the server must be serving) in a fork of the warm server,
+    on this process's terminal, directory and environment; its exit code, or None when it was not handed off (the
+    caller runs it)."""
     if not handed_off(argv):
         return None
     channel = connect()
@@ -77,8 +83,8 @@ def hand_off(argv: Sequence[str]) -> int | None:
         return None
     with channel.sock:
         try:
-            channel.send({"op": "run", "argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ),
-                          "executable": sys.executable}, fds=(0, 1, 2))
+            channel.send({"op": "run", "argv": list(argv), "script": os.path.realpath(script), "cwd": os.getcwd(),
+                          "env": dict(os.environ), "executable": sys.executable}, fds=(0, 1, 2))
             reply = channel.receive()[0]
         except (OSError, ProtocolError):
             return None

@@ -52,6 +52,22 @@ def socket_path(environ: Mapping[str, str] | None = None) -> Path | None:
     return Path(tempfile.gettempdir()) / f"mpm-inr-{os.getuid()}" / f"warm-{key}.sock"
 
 
+def private_socket_problem(path: Path) -> str | None:
+    """Why `path` is not a socket only this user can reach (its folder must be this user's and closed to others,
+    the socket, if there, this user's); None when it is. A request carries the caller's environment, secrets
+    included: it goes to no other user's server."""
+    try:
+        folder = path.parent.stat()
+        mine = path.stat().st_uid == os.getuid() if path.exists() else True
+    except OSError as err:
+        return f"{path.parent} cannot be read ({err.strerror})"
+    if folder.st_uid != os.getuid() or folder.st_mode & 0o077:
+        return f"{path.parent} is not private to this user (owner uid {folder.st_uid}, mode {folder.st_mode & 0o777:o})"
+    if not mine:
+        return f"{path} belongs to another user"
+    return None
+
+
 def import_time_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(IMPORT_TIME_PREFIXES)}
 

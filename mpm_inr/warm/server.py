@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import importlib
 import os
 import runpy
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from hydra.core.plugins import Plugins
 
@@ -35,6 +36,7 @@ from mpm_inr.warm.protocol import (
     ProtocolError,
     code_fingerprint,
     environment_difference,
+    private_socket_problem,
 )
 
 #: modules a run imports after train.py's own imports (in the order a run meets them); one that is missing in the
@@ -67,6 +69,11 @@ def fork_hazards() -> list[str]:
     return found
 
 
+class ServeError(RuntimeError):
+    """The server cannot serve: another serves on its socket, its folder is not private, or a fork of it would
+    not be safe."""
+
+
 @dataclass
 class Run:
     channel: Channel
@@ -95,6 +102,7 @@ class WarmServer:
         self._last_active = time.monotonic()
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
+        self._lock: IO[str] | None = None
         self._wakeup: tuple[int, int] | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------------------
@@ -102,7 +110,7 @@ class WarmServer:
     def serve(self) -> None:
         hazards = fork_hazards()
         if hazards:
-            raise RuntimeError(f"forking this process would not be safe ({', '.join(hazards)})")
+            raise ServeError(f"forking this process would not be safe ({', '.join(hazards)})")
         self._listen()
         self._log(f"serving {self.script.name} of {self.script.parent} on {self.path} (pid {os.getpid()}; "
                   f"stops after {self.idle_s:g} s idle)")
@@ -133,8 +141,16 @@ class WarmServer:
 
     def _listen(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problem = private_socket_problem(self.path)
+        if problem is not None:
+            raise ServeError(f"{problem}; pass a private folder in MPM_INR_WARM_SOCKET")
+        self._lock = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 - held for the server's life
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ServeError(f"another warm server is serving on {self.path}") from None
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a server that died left it; a live one was asked first (mpm_inr.warm start)
+            self.path.unlink()  # a server that died left it (a live one holds the lock)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.path))
         os.chmod(self.path, 0o600)
@@ -153,6 +169,9 @@ class WarmServer:
 
     def _close(self) -> None:
         self.stop()
+        if self._lock is not None:
+            self._lock.close()  # the next server may take the socket
+            self._lock = None
         signal.set_wakeup_fd(-1)
         if self._wakeup is not None:
             for fd in self._wakeup:
@@ -161,7 +180,9 @@ class WarmServer:
         self._selector.close()
 
     def _close_inherited(self) -> None:
-        """In a fork: the server's sockets and pipes are not the run's."""
+        """In a fork: the server's sockets, pipes and lock are not the run's."""
+        if self._lock is not None:
+            self._lock.close()
         for run in self.runs.values():
             run.channel.sock.close()
         if self._listener is not None:
@@ -234,6 +255,8 @@ class WarmServer:
             return "a malformed request"
         if self.stopping:
             return "it is stopping"
+        if request.get("script") != os.path.realpath(self.script):
+            return f"it serves {self.script}, the caller is {request.get('script')}"
         if request.get("executable") != sys.executable:
             return f"it runs {sys.executable}, the caller {request.get('executable')}"
         if not os.path.isdir(cwd):
