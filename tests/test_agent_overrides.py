@@ -151,9 +151,10 @@ def _presets_and_defaults():
     from mpm_inr.config.choices import INR_TYPES
     from mpm_inr.config.fields import FIELD_NAMES
 
-    for field in FIELD_NAMES:  # the tuned presets (conf/preset), at every window length a study may reach
-        for frames in FRAMES_PROGRESSION:
+    for field in FIELD_NAMES:  # the tuned presets (conf/preset, conf/accuracy_preset), at every window length a
+        for frames in FRAMES_PROGRESSION:  # study may reach
             yield [f"field={field}", f"data.n_training_frames={frames}"]
+            yield [f"field={field}", f"data.n_training_frames={frames}", "accuracy=r2_0999"]
     for inr_type in INR_TYPES:  # each inr_type's own defaults
         yield [f"inr_type={inr_type}"]
 

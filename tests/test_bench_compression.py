@@ -12,7 +12,13 @@ import pytest
 from mpm_inr.bench import compression_tables
 from mpm_inr.bench.__main__ import main
 from mpm_inr.bench.compression_bench import summarise
-from mpm_inr.bench.train_bench import BenchSettings, run
+from mpm_inr.bench.train_bench import (
+    BenchSettings,
+    accuracy_option,
+    run,
+    run_overrides,
+    trainings_for,
+)
 
 RAW = 1_000_000
 
@@ -181,3 +187,44 @@ def test_held_out_window_meets_the_quantised_svd_at_the_codec_bytes(data_root, t
     assert qsvd is not None and qsvd["bytes"] <= codec["bytes"] and -1 < qsvd["holdout_r2"] <= 1
     assert held["goal"]["0.995"]["rivals"]["svd_q"] == pytest.approx(qsvd["holdout_r2"])
     assert "| SVD, quantised + lzma (as our codec) | 0.995 | held-out R²" in (tmp_path / "train_bench.md").read_text()
+
+
+# --- a target asks for its own training (conf/accuracy) ------------------------------------------------------
+def test_targets_share_a_run_unless_their_accuracy_option_trains_differently():
+    s = BenchSettings(fields=["S"], scenario="discs_small", device="cpu", seeds=[0])
+    for field, expected in (("F", [(["accuracy=r2_0995"], (0.99, 0.995, 0.999))]),
+                            ("S", [(["accuracy=r2_0995"], (0.99, 0.995)), (["accuracy=r2_0999"], (0.999,))]),
+                            ("C", [([], (0.99, 0.995)), (["accuracy=r2_0999"], (0.999,))])):
+        order = (0.995, 0.99, 0.999) if field != "C" else (0.99, 0.995, 0.999)
+        plan = trainings_for(run_overrides(s, field, 0), order)
+        assert [(extra, tuple(sorted(served))) for extra, served in plan] == expected, field
+    assert accuracy_option(0.999) == "r2_0999" and accuracy_option(0.995) == "r2_0995"
+    assert accuracy_option(0.99) is None and accuracy_option(0.9995) is None
+
+
+def test_a_target_trained_on_its_own_gets_its_training_row():
+    def seed(k: int) -> dict:
+        both = _seed(k, (300, 0.996), 100, 250)
+        high = _seed(k, (120, 0.9991), 50, 110, target=0.999)["comparison"]["targets"]["0.999"]
+        both["comparison"]["targets"]["0.995"]["training"] = {"accuracy": "r2_0995", "final_r2": 0.9993,
+                                                               "training_time_s": 1.0, "steps": 200}
+        high["training"] = {"accuracy": "r2_0999", "final_r2": 0.99934, "training_time_s": 2.5, "steps": 1000}
+        both["comparison"]["targets"]["0.999"] = high
+        return both
+
+    lines = compression_tables.markdown([{"window": 100, "holdout_every": 0,
+                                          "fields": [summarise("S", [seed(0), seed(1)], (0.995, 0.999))]}])
+    own = [line for line in lines if line.startswith("| ours, training (accuracy=")]
+    run = "R² 0.99934, 2.5 s, 1000 steps"
+    assert own == [f"| ours, training (accuracy=r2_0999) | 0.999 | {run} | {run} | |"]
+
+
+def test_the_bench_trains_s_again_for_r2_0999_and_compares_that_model(data_root, tmp_path):
+    s = BenchSettings(fields=["S"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
+                      holdout_every=0, only_compression=True, compare_targets=(0.995, 0.999))
+    run(s, str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    rows = saved["compression"][0]["fields"][0]["seeds"][0]["comparison"]["targets"]
+    low, high = rows["0.995"]["training"], rows["0.999"]["training"]
+    assert (low["accuracy"], high["accuracy"]) == ("r2_0995", "r2_0999") and high["steps"] == 5 * low["steps"]
+    assert "| ours, training (accuracy=r2_0999) | 0.999 | " in (tmp_path / "train_bench.md").read_text()

@@ -42,6 +42,7 @@ def _options(group: str) -> set[str]:
 @pytest.mark.parametrize(("group", "declared"), [
     ("field", FIELD_NAMES), ("inr_type", choices.INR_TYPES), ("optimizer", choices.OPTIMIZERS),
     ("scheduler", choices.SCHEDULERS), ("logger", choices.LOGGERS), ("trainer", choices.TRAINERS),
+    ("accuracy", choices.ACCURACIES),
 ])
 def test_config_group_files_are_the_declared_choices(group, declared):
     assert _options(group) == set(declared)
@@ -93,9 +94,37 @@ def test_every_field_and_inr_type_composes_and_validates(field, inr_type):
 
 
 @pytest.mark.parametrize("frames", [48, 100, 1000, 10000])
-def test_presets_compose_at_every_window_length(frames):
+@pytest.mark.parametrize("accuracy", choices.ACCURACIES)
+def test_presets_compose_at_every_window_length(frames, accuracy):
     for field in FIELD_NAMES:
-        validate_train_config(compose_train_config([f"field={field}", f"data.n_training_frames={frames}"]))
+        validate_train_config(compose_train_config([f"field={field}", f"data.n_training_frames={frames}",
+                                                    f"accuracy={accuracy}"]))
+
+
+def test_an_accuracy_option_asks_the_codec_for_its_r2_and_trains_more_only_where_a_preset_needs_it():
+    def composed(field: str, accuracy: str) -> dict:
+        return compose_train_config([f"field={field}", f"accuracy={accuracy}"])
+
+    assert composed("C", "none")["codec"]["target_r2"] is None
+    for field in FIELD_NAMES:
+        base = composed(field, "none")
+        for option in ("r2_0995", "r2_0999"):
+            cfg = composed(field, option)
+            assert cfg["codec"]["target_r2"] == cfg["accuracy"]["r2"] == float("0." + option[4:])
+            own = (CONF_DIR / "accuracy_preset" / f"lagrangian_{field}_{option}.yaml").exists()
+            assert (cfg["model"], cfg["train"]) != (base["model"], base["train"]) if own else \
+                (cfg["model"], cfg["train"]) == (base["model"], base["train"])
+    assert composed("S", "r2_0999")["train"]["total_steps"] == 1000
+    assert (composed("C", "r2_0999")["model"]["latent_dim"], composed("C", "r2_0999")["train"]["total_steps"]) == (
+        32, 900)
+    # the command line still wins over the option
+    assert compose_train_config(["field=C", "accuracy=r2_0999", "codec.target_r2=0.998"])["codec"]["target_r2"] == 0.998
+
+
+def test_every_accuracy_preset_names_a_real_inr_type_field_and_option():
+    names = {f"{i}_{f}_{o}" for i in choices.INR_TYPES for f in FIELD_NAMES for o in choices.ACCURACIES}
+    found = {path.stem for path in (CONF_DIR / "accuracy_preset").glob("*.yaml")}
+    assert found and found <= names  # a misspelt file would silently never apply
 
 
 @pytest.mark.parametrize("name", choices.OPTIMIZERS)

@@ -1,8 +1,9 @@
 """The bench's compression numbers: ours against the classical compressors at the same R², in bytes, per window.
 
 Per field, window and dataset seed: ours as float32 parameters (at its own training R²) and as the codec file at
-each target R² (`outputs.codec=true codec.target_r2=<t>`, encoded from the same trained network, so one training
-serves every target); the truncated SVD quantised and lzma-coded like our codec (`codec.svd_baseline`, the bar of
+each target R² (`outputs.codec=true codec.target_r2=<t>`, encoded from the network trained for it: the training
+its `accuracy=r2_<digits>` option composes, so that targets with the same training share one run;
+bench.train_bench.trainings_for); the truncated SVD quantised and lzma-coded like our codec (`codec.svd_baseline`, the bar of
 issue #19); and the float32 SVD (per-component centred), SZ3 and ZFP at each target (`classical_baselines`,
 matched accuracy: the smallest stored size reaching it). Every ratio is raw float32 bytes of the training frames /
 stored bytes.

@@ -37,6 +37,7 @@ from mpm_inr.bench.reference_recipe import (
     ReferenceResult,
     train_reference,
 )
+from mpm_inr.config import choices
 from mpm_inr.threads import AUTO, resolve_threads
 
 # Eulerian recipes raced in the held-out comparison: each type's config defaults plus what made it train at
@@ -112,10 +113,8 @@ def train_and_inspect(s: BenchSettings, field: str, seed: int, extra: list[str],
     from mpm_inr.errors import UserError
     from mpm_inr.training.run import run_training
 
-    trainer = "gpu" if s.device == "cuda" else "cpu"
-    overrides = [f"field={field}", f"scenario={s.scenario}", f"data.seed={seed}", f"data.root={s.root}",
-                 f"data.n_training_frames={frames or s.frames}", "logger=none", f"trainer={trainer}", "outputs.plot=false",
-                 "outputs.checkpoint=" + ("true" if inspect is not None else "false"), *extra]
+    overrides = [*run_overrides(s, field, seed, frames), "outputs.checkpoint=" + ("true" if inspect else "false"),
+                 *extra]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_train_config(overrides, tmp)
         t0 = time.perf_counter()
@@ -126,6 +125,65 @@ def train_and_inspect(s: BenchSettings, field: str, seed: int, extra: list[str],
         wall = time.perf_counter() - t0
         seen = inspect(Path(tmp), metrics) if inspect is not None and metrics["status"] == "ok" else None
         return metrics, wall, seen
+
+
+def run_overrides(s: BenchSettings, field: str, seed: int, frames: int | None = None) -> list[str]:
+    """A bench run's dataset, window, device and quiet outputs (the logger off, no plot)."""
+    trainer = "gpu" if s.device == "cuda" else "cpu"
+    return [f"field={field}", f"scenario={s.scenario}", f"data.seed={seed}", f"data.root={s.root}",
+            f"data.n_training_frames={frames or s.frames}", "logger=none", f"trainer={trainer}", "outputs.plot=false"]
+
+
+def accuracy_option(target: float) -> str | None:
+    """The conf/accuracy option that asks for R² `target` (0.999 -> r2_0999); None where conf/ has none."""
+    name = "r2_" + format(target, "g").replace(".", "")
+    return name if name in choices.ACCURACIES else None
+
+
+#: the config sections that make one training differ from another (outputs and codec settings do not)
+_TRAINING_SECTIONS = ("model", "train", "optimizer", "scheduler", "data", "seed")
+
+
+def trainings_for(base: list[str], targets: tuple[float, ...]) -> list[tuple[list[str], tuple[float, ...]]]:
+    """The compare targets grouped by the training their accuracy option composes (`accuracy=r2_0999` adds the
+    larger S and C trainings of conf/accuracy_preset): per distinct training its override and the targets it
+    serves, in the targets' order. A target with no accuracy option, or one that composes the same training as
+    an earlier target, shares that run."""
+    groups: dict[str, tuple[list[str], list[float]]] = {}
+    for target in targets:
+        option = accuracy_option(target)
+        extra = [f"accuracy={option}"] if option else []
+        cfg = compose_train_config([*base, *extra])
+        key = json.dumps({k: cfg[k] for k in _TRAINING_SECTIONS}, sort_keys=True, default=str)
+        groups.setdefault(key, (extra, []))[1].append(target)
+    return [(extra, tuple(served)) for extra, served in groups.values()]
+
+
+def compare_per_training(s: BenchSettings, field: str, seed: int, extra: list[str], targets: tuple[float, ...],
+                         compare: Callable[[Path, dict[str, Any], tuple[float, ...]], dict[str, Any]],
+                         frames: int | None = None) -> tuple[dict[str, Any], float, dict[str, Any] | None]:
+    """Train once per distinct training of the targets (trainings_for) and compare each run at the targets it
+    serves; returns the first run's metrics and wall time and the merged comparison, each target's row with the
+    training behind it. A failed run fails the seed (metrics of that run, no comparison)."""
+    first: tuple[dict[str, Any], float] | None = None
+    merged: dict[str, Any] | None = None
+    for accuracy, served in trainings_for([*run_overrides(s, field, seed, frames), *extra], targets):
+        metrics, wall, comparison = train_and_inspect(
+            s, field, seed, [*extra, *accuracy], lambda run_dir, m, ts=served: compare(run_dir, m, ts), frames)
+        first = first or (metrics, wall)
+        if comparison is None:
+            return metrics, wall, None
+        for row in comparison["targets"].values():
+            row["training"] = {"accuracy": accuracy[0].split("=")[1] if accuracy else "none",
+                               "final_r2": metrics["final_r2"], "training_time_s": metrics["training_time"],
+                               "steps": metrics["steps"]}
+        if merged is None:
+            merged = comparison
+        else:
+            merged["targets"].update(comparison["targets"])
+            merged["time_s"] += comparison["time_s"]
+    assert first is not None  # targets is never empty here
+    return first[0], first[1], merged
 
 
 def _ours_summary(m: dict[str, Any], wall: float, target: float) -> dict[str, Any]:
@@ -219,11 +277,12 @@ def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
     runs, compared = [], []
     targets = tuple(s.compare_targets) if s.frames in s.windows else ()
 
-    def compare(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
-        return compression_bench.compare_run(run_dir, metrics, targets, s.device)
+    def compare(run_dir: Path, metrics: dict[str, Any], served: tuple[float, ...]) -> dict[str, Any]:
+        return compression_bench.compare_run(run_dir, metrics, served, s.device)
 
     for seed in s.seeds:
-        metrics, wall, comparison = train_and_inspect(s, field, seed, [], compare if targets else None)
+        metrics, wall, comparison = (compare_per_training(s, field, seed, [], targets, compare) if targets
+                                     else train_and_inspect(s, field, seed, []))
         runs.append({"seed": seed, **_ours_summary(metrics, wall, s.target)})
         compared.append(_compared(seed, metrics, comparison))
     keys = ("final_r2", "slope", "compression_ratio", "training_time_s", "end_to_end_s", "wall_over_fit")
@@ -249,14 +308,14 @@ def compression_sweep(s: BenchSettings, field: str, window: int, holdout_every: 
     cap = [f"train.max_time_s={s.long_cap_s}"] if s.long_cap_s and window > s.frames else []
     extra = [f"data.holdout_every={holdout_every}", "outputs.svd=false", "outputs.baselines=false", *cap]
 
-    def compare(run_dir: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    def compare(run_dir: Path, metrics: dict[str, Any], served: tuple[float, ...]) -> dict[str, Any]:
         if holdout_every:
-            return compression_bench.compare_holdout(run_dir, targets, s.device)
-        return compression_bench.compare_run(run_dir, metrics, targets, s.device)
+            return compression_bench.compare_holdout(run_dir, served, s.device)
+        return compression_bench.compare_run(run_dir, metrics, served, s.device)
 
     compared = []
     for seed in s.seeds:
-        metrics, _, comparison = train_and_inspect(s, field, seed, extra, compare, frames=window)
+        metrics, _, comparison = compare_per_training(s, field, seed, extra, targets, compare, frames=window)
         compared.append(_compared(seed, metrics, comparison))
     return compression_bench.summarise(field, compared, targets, holdout_every)
 

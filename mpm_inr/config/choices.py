@@ -17,6 +17,9 @@ SCHEDULERS: tuple[str, ...] = ("none", "cosine")
 LOGGERS: tuple[str, ...] = ("wandb", "csv", "none")
 #: conf/trainer/ (pl.Trainer with the accelerator each name says)
 TRAINERS: tuple[str, ...] = ("auto", "cpu", "gpu")
+#: conf/accuracy/ (none: the presets' sizing, the codec keeps the model's accuracy; r2_<digits>: R² 0.<digits>
+#: asked of the codec file and of the training, via conf/accuracy_preset/ where a preset needs more for it)
+ACCURACIES: tuple[str, ...] = ("none", "r2_0995", "r2_0999")
 
 # --- values of single keys ---------------------------------------------------------------------------------
 #: train.sampler: uniform points, whole frames (the reference's recipe), or every training point each step

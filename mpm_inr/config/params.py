@@ -98,6 +98,10 @@ PARAMS: dict[str, Param] = {
     "optimizer.name": _choice("optimiser (config group optimizer)", choices.OPTIMIZERS, label="optimizer"),
     "scheduler.name": _choice("LR schedule (config group scheduler)", choices.SCHEDULERS, label="scheduler"),
     "logger.name": _choice("experiment logger (config group logger)", choices.LOGGERS, label="logger"),
+    "accuracy.name": _choice("the R² asked of the run (config group accuracy)", choices.ACCURACIES,
+                             label="accuracy"),
+    "accuracy.r2": Param("float", "the R² the accuracy option asks (null: none)", lo=0, hi=1, open_lo=True,
+                         open_hi=True, optional=True),
     # --- optimizer
     "optimizer.lr": _positive("learning rate (learning_rate_NNR_f)", search=(1e-7, 1e-1)),
     "optimizer.omega_lr": _positive("learning rate of omega when model.learn_omega", search=(1e-8, 1e-3)),

@@ -81,6 +81,12 @@ class CodecConfig:
 
 
 @dataclass
+class AccuracyConfig:
+    name: str = MISSING  #: the option (choices.ACCURACIES)
+    r2: Optional[float] = MISSING  #: the R² asked (null: none asked)
+
+
+@dataclass
 class StudyConfig:
     name: Optional[str] = MISSING  #: the agent's study
     node_id: Optional[int] = MISSING  #: node of the study tree
@@ -216,6 +222,7 @@ class TrainConfig:
     train: TrainLoopConfig = MISSING  #: the optimisation loop
     outputs: OutputsConfig = MISSING  #: what a run writes
     codec: CodecConfig = MISSING  #: how outputs.codec encodes
+    accuracy: AccuracyConfig = MISSING  #: config group accuracy: the R² asked of the run
     study: StudyConfig = MISSING  #: set by the agent
     optimizer: OptimizerConfig = MISSING  #: config group optimizer
     trainer: TrainerConfig = MISSING  #: config group trainer
