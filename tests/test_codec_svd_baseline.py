@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from mpm_inr.codec import svd_baseline as svd_baseline_module
-from mpm_inr.codec.quantise import dequantise_tensor, quantise_tensor
+from mpm_inr.codec.quantise import (
+    dequantise_tensor,
+    pack_array,
+    quantise_tensor,
+    quantise_uniform,
+)
 from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
 from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.svd import temporal_basis
@@ -99,3 +104,24 @@ def test_candidates_encoded_in_threads_give_the_serial_file(monkeypatch):
     fields = ("rank", "bits", "step", "n_bytes", "r2")
     assert [getattr(threaded, f) for f in fields] == [getattr(serial, f) for f in fields]
     np.testing.assert_array_equal(threaded.decode(values.shape[1]), serial.decode(values.shape[1]))
+
+
+def test_the_coefficients_are_packed_in_the_smaller_of_the_two_layouts():
+    """The rival gets our codec's direction-major layout, or particle-major where that packs smaller: a file's
+    bytes are the header, the smaller coefficient layout and the stored U_k and mean, each packed by hand here."""
+    values = _window()
+    point = quantised_svd(values, 0.999)
+    ints = quantise_uniform(point.coefficients, point.step)
+    by_direction, by_particle = (len(pack_array(np.ascontiguousarray(a))[0]) for a in (ints, ints.T))
+    assert svd_baseline_module.coefficient_bytes(ints) == min(by_direction, by_particle)
+    centred = torch.from_numpy((values.reshape(40, -1) - np.tile(point.mean, 50)).astype(np.float64))
+    basis, _ = temporal_basis(centred)
+    stored_u = quantise_tensor(basis[:, :point.rank].T.numpy(), point.bits)
+    stored = stored_u if isinstance(stored_u, tuple) else (stored_u,)
+    others = sum(len(pack_array(np.asarray(a))[0]) for a in (*stored, point.mean))
+    assert point.n_bytes == svd_baseline_module.HEADER_BYTES + min(by_direction, by_particle) + others
+    # a direction whose integers are all zero packs to almost nothing direction-major, not particle-major
+    sparse = np.zeros((3, 3000), np.int8)
+    sparse[0] = np.random.default_rng(0).integers(-20, 20, 3000)
+    assert svd_baseline_module.coefficient_bytes(sparse) == len(pack_array(sparse)[0]) < len(pack_array(
+        np.ascontiguousarray(sparse.T))[0])
