@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 import sys
+
+from mpm_inr.warm.client import hand_off
+
+if __name__ == "__main__":  # before Hydra is imported (0.1 s): a warm server (python -m mpm_inr.warm start) that
+    handed = hand_off(sys.argv[1:], __file__)  # listens runs the whole command in a fork of itself
+    if handed is not None:
+        sys.exit(handed)
+
+# the imports a run needs come after the hand-off, which does not need them
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +19,6 @@ import hydra
 from omegaconf import DictConfig
 
 from mpm_inr.cli import exit_on_interrupt, precheck_overrides, run_hydra_task
-from mpm_inr.warm.client import hand_off
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -29,9 +37,6 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    handed = hand_off(sys.argv[1:], __file__)  # to a warm server (python -m mpm_inr.warm start), if one listens
-    if handed is not None:
-        sys.exit(handed)
     with exit_on_interrupt("this run has no metrics.json, and a dataset it was generating was not kept"):
         precheck_overrides("train", validate=validate)
         sys.exit(main())
