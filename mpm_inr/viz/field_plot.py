@@ -338,23 +338,9 @@ def field_figure(
     return finish_field_figure(draft, info, ssim, fit)
 
 
-def plot_field(
-    path: str | Path,
-    gt: Any,
-    pred: Any,
-    positions: Any,
-    loss_history: Any,
-    info: Mapping[str, Any],
-    component_names: Sequence[str] | None = None,
-    ssim: Sequence[float] | None = None,
-    field_name: str = "field",
-    n_traces: int = 10,
-    max_scatter_points: int = 20_000,
-    dpi: int = 80,
-    fit: tuple[float, float, float] | None = None,
-    processes: int = 1,
-) -> Path:
-    """Write the run's field figure to `path` (PNG) and return the path.
+def plot_field(path: str | Path, *figure_args: Any, dpi: int = 80, processes: int = 1, **figure_kwargs: Any) -> Path:
+    """Write the run's field figure to `path` (PNG) and return the path; the figure's arguments are
+    `field_figure`'s, passed through.
 
     gt, pred: (T, N, C) in original units; positions: (T, N, 2) (or the middle frame's (N, 2));
     loss_history: losses, or (step, loss) pairs; info: key → value lines for the info panel (inr_type, R²,
@@ -364,10 +350,7 @@ def plot_field(
     is 4.5·cols × 4·rows inches at `dpi`. processes=2 draws half the panels in a forked process (Linux; the
     caller must not have torch's thread pool running): the same pixels in a little over half the time.
     """
-    figure = field_figure(
-        gt, pred, positions, loss_history, info, component_names, ssim, field_name, n_traces, max_scatter_points, fit
-    )
-    return save_field_figure(figure, path, dpi, processes)
+    return save_field_figure(field_figure(*figure_args, **figure_kwargs), path, dpi, processes)
 
 
 def save_field_figure(figure: Figure, path: str | Path, dpi: int = 80, processes: int = 1) -> Path:
