@@ -112,3 +112,18 @@ def test_cuda_evaluation_gives_the_cpu_numbers() -> None:
     on_cpu, on_gpu = (evaluate_all(gt, pred, positions, n_params=1000, device=d) for d in ("cpu", "cuda"))
     for key in ("final_r2", "final_mse", "pearson_r2", "slope", "intercept", "kinograph_r2", "kinograph_ssim"):
         assert on_gpu[key] == pytest.approx(on_cpu[key], rel=1e-10), key
+
+
+def test_the_scores_a_figure_shows_come_before_the_kinograph_ssim() -> None:
+    """`scored` gets every score but the kinograph SSIM, with the values returned at the end, before the
+    kinograph reference is asked for (a run's figure is drawn beside that last, costly score)."""
+    gt, pred, positions = window(12, 500)
+    order = []
+    metrics = evaluate_all(gt, pred, positions, n_params=1000,
+                           kinograph=lambda: order.append("reference") or None,
+                           scored=lambda first: order.append(first))
+    assert len(order) == 2 and order[1] == "reference"
+    first = order[0]
+    assert set(first) == CONTRACT_KEYS - {"kinograph_ssim"}
+    assert first == {k: v for k, v in metrics.items() if k != "kinograph_ssim"}
+    assert metrics == evaluate_all(gt, pred, positions, n_params=1000)  # the same numbers as without either

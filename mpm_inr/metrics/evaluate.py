@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -47,11 +48,17 @@ def pooled_scores(gt: Any, pred: Any, device: str = "cpu") -> StreamingResult:
 
 
 def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 64,
-                 device: str = "cpu", kinograph: KinographReference | None = None) -> dict[str, Any]:
+                 device: str = "cpu",
+                 kinograph: KinographReference | Callable[[], KinographReference] | None = None,
+                 scored: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Every final metric of Contract 2 for a (T, N, C) prediction in original units.
 
     device: where the moments and the kinograph SSIM (the one costly score, an N x T image per component) are
-    computed. kinograph: the ground truth's `kinograph_reference` (a window's later runs reuse it), else computed.
+    computed. kinograph: the ground truth's `kinograph_reference` (a window's later runs reuse it), or a function that
+    returns it (called after `scored`), else computed.
+
+    scored: called with a copy of every score but the kinograph SSIM as soon as they are known, before that one
+    costly score: a run's figure, which shows no kinograph score, is drawn from then on, beside it.
 
     positions: (T, N, 2) particle positions of the window (or the middle frame's (N, 2)), used for the gridded
     SSIM. Values are Python floats/ints/lists; undefined scores are NaN (the metrics.json writer turns them
@@ -67,7 +74,7 @@ def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 
         frame_sums.append(kinograph_frame_sums(g, p))
     r = pooled.compute()
     ssim = ssim_per_component(gt_values, pred_values, positions, grid=grid)
-    return {
+    metrics = {
         "final_r2": r.r2,
         "final_mse": r.mse,
         "r2_per_component": r.r2_per_component,
@@ -81,5 +88,9 @@ def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 
         "ssim": ssim,
         "ssim_mean": nanmean(ssim),
         "kinograph_r2": kinograph_r2_from_sums(torch.cat(frame_sums, dim=1).cpu().numpy()),
-        "kinograph_ssim": kinograph_ssim(gt_values, pred_values, device=device, reference=kinograph),
     }
+    if scored is not None:
+        scored(dict(metrics))
+    reference = kinograph() if callable(kinograph) else kinograph
+    metrics["kinograph_ssim"] = kinograph_ssim(gt_values, pred_values, device=device, reference=reference)
+    return metrics

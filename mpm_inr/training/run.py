@@ -223,17 +223,25 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
-    drafting = asides.plot if cfg["outputs"].get("plot", True) else None  # the panels drawn while it evaluates
+    figure: dict[str, Any] = {}  # field.png's request, made as soon as the numbers it shows are known
+
+    def scored(first: dict[str, Any]) -> None:
+        run_info = {**first, **base, "training_time": module.train_seconds, "steps": module.steps_done}
+        figure["request"] = _plot_request(cfg, run_dir, module, window, run_info)
+        if asides.plot is not None:
+            asides.plot.draw(figure["request"])  # drawn beside the rest of the evaluation, from the kinograph SSIM on
+
+    plotting = bool(cfg["outputs"].get("plot", True))
+    drafting = asides.plot if plotting else None  # the panels drawn while it evaluates
     metrics = _evaluate(module, window, clock,
                         None if drafting is None else lambda: drafting.draft(draft_request(*_figure_data(cfg, module,
-                                                                                                        window))))
+                                                                                                        window))),
+                        scored if plotting else None)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
                    r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
-    plot = _plot_request(cfg, run_dir, module, window, metrics) if cfg["outputs"].get("plot", True) else None
-    if plot is not None and asides.plot is not None:
-        asides.plot.draw(plot)  # drawn beside what follows, from the SVD on
+    plot = figure.get("request")
     metrics.update(_svd(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True))))
     if cfg["outputs"].get("codec", False):
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
@@ -357,9 +365,11 @@ def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
-              predicted: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Final metrics on every particle of every training frame (and of held-out frames), in original units;
-    `predicted` is called once module.prediction holds the prediction, before the metrics are computed."""
+              predicted: Callable[[], None] | None = None,
+              scored: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Final metrics on every particle of every training frame (and of held-out frames), in original units.
+    `predicted` is called once module.prediction holds the prediction, before the metrics are computed; `scored`
+    with every metric but the kinograph SSIM, before that costly one (evaluate_all)."""
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = _parameter_count(module)
     device = str(module.device)  # (on a GPU) the kinograph SSIM runs on the training device
@@ -371,16 +381,18 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
         module.prediction = pred
         if predicted is not None:
             predicted()
+        held: dict[str, Any] = {"holdout_frames": [int(i) for i in test_idx], "holdout_r2": None, "holdout_mse": None}
+        if len(test_idx):
+            scores = pooled_scores(window.values[test_idx], pred[test_idx], device)
+            held.update(holdout_r2=scores.r2, holdout_mse=scores.mse)
         gt = _frames(window.values, train_idx)
         on_cpu = device.startswith("cpu")  # the ground truth's filtered kinograph, reused by later jobs, is scipy's
-        kinograph = derived(window, ("kinograph_reference", on_cpu), lambda: kinograph_reference(gt, on_cpu))
         metrics = evaluate_all(gt, _frames(pred, train_idx), window.positions[train_idx[middle_frame(len(train_idx))]],
-                               n_params, device=device, kinograph=kinograph)
-        metrics["holdout_frames"] = [int(i) for i in test_idx]
-        metrics["holdout_r2"] = metrics["holdout_mse"] = None
-        if len(test_idx):
-            held = pooled_scores(window.values[test_idx], pred[test_idx], device)
-            metrics["holdout_r2"], metrics["holdout_mse"] = held.r2, held.mse
+                               n_params, device=device,
+                               kinograph=lambda: derived(window, ("kinograph_reference", on_cpu),
+                                                         lambda: kinograph_reference(gt, on_cpu)),
+                               scored=None if scored is None else lambda first: scored({**first, **held}))
+        metrics.update(held)
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
     return metrics
 
