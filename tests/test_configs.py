@@ -6,6 +6,7 @@ In the style of lightning-hydra-template's tests/test_configs.py: instantiate-on
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from mpm_inr.config.schema import (
 )
 from mpm_inr.errors import ConfigError
 from mpm_inr.models.registry import INR_TYPES
-from mpm_inr.training.loggers import build_logger
+from mpm_inr.training.loggers import SHARED_SERVICE_ENV, build_logger
 from mpm_inr.training.optim import build_optimizer, build_scheduler
 from mpm_inr.training.validate import validate_train_config
 
@@ -162,6 +163,24 @@ def test_every_logger_instantiates(name, tmp_path, monkeypatch):
     else:
         assert isinstance(logger, pl.loggers.Logger)
         assert Path(logger.save_dir) == tmp_path
+
+
+@pytest.mark.parametrize(("mode", "given", "attached"), [
+    ("offline", None, "3-1-unix-/tmp/shared.sock"), ("online", None, None),
+    ("offline", "3-2-unix-/tmp/own.sock", "3-2-unix-/tmp/own.sock")])
+def test_an_offline_run_attaches_to_the_wandb_service_a_warm_server_offers(mode, given, attached, tmp_path,
+                                                                           monkeypatch):
+    """Only an offline run takes it (an online run's service starts with its caller's environment), and never
+    over a service the process was given."""
+    monkeypatch.setenv("WANDB_MODE", mode)
+    monkeypatch.setenv(SHARED_SERVICE_ENV, "3-1-unix-/tmp/shared.sock")
+    if given is None:
+        monkeypatch.delenv("WANDB_SERVICE", raising=False)
+    else:
+        monkeypatch.setenv("WANDB_SERVICE", given)
+    cfg = compose_train_config(["logger=wandb"], run_dir=str(tmp_path))
+    assert build_logger(cfg["logger"], str(tmp_path), "Jp_lagrangian", {"seed": 0}) is not None
+    assert os.environ.get("WANDB_SERVICE") == attached
 
 
 @pytest.mark.parametrize("name", choices.TRAINERS)

@@ -5,8 +5,10 @@ ones start the real `python -m mpm_inr.warm serve` and hand it real train.py com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from mpm_inr.training.loggers import SHARED_SERVICE_ENV
+from mpm_inr.wandb_offline import read_offline_run
 from mpm_inr.warm import client
 from mpm_inr.warm.child import exit_status
 from mpm_inr.warm.protocol import (
@@ -27,6 +31,7 @@ from mpm_inr.warm.protocol import (
     environment_difference,
     socket_path,
 )
+from mpm_inr.warm.wandb_service import SharedWandbService
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_SERVER = REPO / "tests" / "warm_fake_server.py"
@@ -293,8 +298,9 @@ def test_an_idle_server_stops(tmp_path):
 
 def test_train_py_is_handed_to_the_real_server(tmp_path, tiny_train_overrides):
     """`python -m mpm_inr.warm start` serves train.py: a run forked from it writes what a run writes, a bad
-    override still gets its one line, status counts them and stop ends it."""
-    env = {**os.environ, SOCKET_ENV: str(tmp_path / "w.sock")}
+    override still gets its one line, status counts them and stop ends it. Its offline W&B runs use the one
+    W&B service it started, which ends with it."""
+    env = {**os.environ, SOCKET_ENV: str(tmp_path / "w.sock"), "WANDB_MODE": "offline"}
     warm = [sys.executable, "-m", "mpm_inr.warm"]
     started = subprocess.run(check=False, args=[*warm, "start", "--idle", "120"], env=env, capture_output=True, text=True, timeout=240,
                              cwd=REPO)
@@ -303,12 +309,16 @@ def test_train_py_is_handed_to_the_real_server(tmp_path, tiny_train_overrides):
         assert "warm server ready" in started.stdout
         run_dir = tmp_path / "run"
         done = subprocess.run(check=False, args=[sys.executable, str(REPO / "train.py"), "field=F", *tiny_train_overrides,
-                               f"hydra.run.dir={run_dir}"], env=env, capture_output=True, text=True, timeout=240,
+                               "logger=wandb", f"hydra.run.dir={run_dir}"], env=env, capture_output=True, text=True, timeout=240,
                               cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["status"] == "ok" and metrics["steps"] == 20
         assert "F / lagrangian" in done.stdout
+        (wandb_log,) = run_dir.glob("wandb/offline-run-*/logs/debug.log")
+        assert "Connected to an existing wandb-core service via WANDB_SERVICE" in wandb_log.read_text()
+        assert read_offline_run(wandb_log.parents[1]).summary["final_r2"] == \
+            metrics["final_r2"]
         bad = subprocess.run(check=False, args=[sys.executable, str(REPO / "train.py"), "field=Q"], env=env, capture_output=True,
                              text=True, timeout=240, cwd=tmp_path)
         assert bad.returncode == 2
@@ -321,3 +331,27 @@ def test_train_py_is_handed_to_the_real_server(tmp_path, tiny_train_overrides):
     log = (tmp_path / "w.log").read_text()
     assert "run 2 (pid" in log
     _wait_for(lambda: "stopped after 2 runs" in (tmp_path / "w.log").read_text(), what="the server to stop")
+    service = int(re.search(r"a W&B service for its offline runs: pid (\d+)", log).group(1))
+    _wait_for(lambda: not _alive(service), what="the W&B service to end with the server")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        return os.waitpid(pid, os.WNOHANG)[0] == 0
+    return True
+
+
+def test_the_shared_wandb_service_starts_offers_and_stops(monkeypatch):
+    lines = []
+    assert SharedWandbService.start({"WANDB_MODE": "disabled"}, lines.append) is None  # its runs would not use it
+    service = SharedWandbService.start({}, lines.append)
+    assert service is not None, lines
+    try:
+        assert service.alive() and service.offer() == {SHARED_SERVICE_ENV: service.token}
+    finally:
+        service.stop()
+    assert not service.alive() and service.offer() == {}

@@ -38,6 +38,7 @@ from mpm_inr.warm.protocol import (
     environment_difference,
     private_socket_problem,
 )
+from mpm_inr.warm.wandb_service import SharedWandbService
 
 #: modules a run imports after train.py's own imports (in the order a run meets them); one that is missing in the
 #: installed versions is skipped (it is only loaded later, in each run)
@@ -104,6 +105,7 @@ class WarmServer:
         self._listener: socket.socket | None = None
         self._lock: IO[str] | None = None
         self._wakeup: tuple[int, int] | None = None
+        self._wandb: SharedWandbService | None = None
 
     # -- the loop ---------------------------------------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class WarmServer:
         if hazards:
             raise ServeError(f"forking this process would not be safe ({', '.join(hazards)})")
         self._listen()
+        self._start_wandb()
         self._log(f"serving {self.script.name} of {self.script.parent} on {self.path} (pid {os.getpid()}; "
                   f"stops after {self.idle_s:g} s idle)")
         try:
@@ -178,6 +181,8 @@ class WarmServer:
                 os.close(fd)
             self._wakeup = None
         self._selector.close()
+        if self._wandb is not None:
+            self._wandb.stop()
 
     def _close_inherited(self) -> None:
         """In a fork: the server's sockets, pipes and lock are not the run's."""
@@ -273,16 +278,30 @@ class WarmServer:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # or the fork inherits the server's unwritten lines and prints them as the run's
         server = os.getpid()
+        offered = self._wandb_offer()
         pid = os.fork()
         if pid == 0:
             channel.sock.close()
-            request = {**request, "env": {**request["env"], **self.set_by_imports}}
+            request = {**request, "env": {**request["env"], **self.set_by_imports, **offered}}
             run_forked(self.script, request, fds, server, self._close_inherited)
         self.served += 1
         self.runs[pid] = Run(channel, list(request["argv"]))
         self._selector.register(channel.sock, selectors.EVENT_READ, lambda: self._caller_gone(pid))
         self._log(f"run {self.served} (pid {pid}): {self.script.name} {' '.join(request['argv'])}")
         return pid
+
+    def _start_wandb(self) -> None:
+        self._wandb = SharedWandbService.start(self.environment, self._log)
+        if self._wandb is not None:
+            self._log(f"a W&B service for its offline runs: pid {self._wandb.pid}")
+
+    def _wandb_offer(self) -> dict[str, str]:
+        """The shared W&B service's token for a run (mpm_inr.warm.wandb_service); a service that has died is
+        started again, and without one the run starts its own."""
+        if self._wandb is not None and not self._wandb.alive():
+            self._log("the shared W&B service has stopped; starting another")
+            self._start_wandb()
+        return {} if self._wandb is None else self._wandb.offer()
 
     def _caller_gone(self, pid: int) -> None:
         """The caller's end closed (or it wrote, which it never does): its command was killed, so is its run."""
