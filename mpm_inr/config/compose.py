@@ -13,6 +13,8 @@ from omegaconf import DictConfig
 
 from mpm_inr.confres import register as register_resolvers
 
+register_resolvers()  # on import: Hydra's own compose in train.py (@hydra.main) needs them too
+
 #: this repository's conf/
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
