@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import matplotlib.image as mpimg
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -349,9 +351,12 @@ def test_work_goes_beside_the_fit_only_on_a_spare_core_unless_told(tiny_train_ov
     calls = []
     monkeypatch.setattr(run_module.PlotAside, "start_for", lambda window: calls.append("plot") or "plot")
     monkeypatch.setattr(run_module.BaselinesAside, "start_for", lambda *a: calls.append("baselines") or "baselines")
+    monkeypatch.setattr(run_module.KinographAside, "start_for", lambda gt: calls.append("kinograph") or "kinograph")
+    window = types.SimpleNamespace(values=np.zeros((4, 3, 1)), train_frames=np.arange(4), cache_key=None)
     with torch_threads(1):
-        asides = run_module._start_asides(cfg, None, None, None)
-    assert (asides.plot is not None) == beside and bool(calls) == beside
+        asides = run_module._start_asides(cfg, None, window, None)
+    assert (asides.plot is not None) == beside and (asides.kinograph is not None) == beside
+    assert sorted(calls) == (["baselines", "kinograph", "plot"] if beside else [])
 
 
 def test_a_core_is_spare_when_the_run_and_its_neighbours_leave_one():

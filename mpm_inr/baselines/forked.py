@@ -11,12 +11,13 @@ process-group kill reaches them anyway), ignore Ctrl-C (the parent handles it), 
 parent stops early: an exception in a job or in the parent, or KeyboardInterrupt.
 
 `ForkedTask` is the same kind of process for one call whose result goes to disk (a run's baselines computed
-beside its fit): started now, waited for or killed later.
+beside its fit) or into a `shared_array` made before the fork: started now, waited for or killed later.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import multiprocessing
 import os
 import signal
@@ -24,6 +25,8 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Self, TypeVar
+
+import numpy as np
 
 Result = TypeVar("Result")
 
@@ -34,6 +37,14 @@ _function: Callable[..., Any] | None = None  # a worker's function, inherited fr
 def can_fork() -> bool:
     """Linux only: the fork start method and prctl's parent-death signal (elsewhere the work stays serial)."""
     return sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+
+
+def shared_array(shape: tuple[int, ...], dtype: Any = np.float64) -> np.ndarray:
+    """A zeroed array in anonymous shared memory: what a process forked after it writes there, its parent reads,
+    with no copy through a pipe."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    return np.frombuffer(mmap.mmap(-1, max(size, 1)), dtype=dtype, count=size // dtype.itemsize).reshape(shape)
 
 
 def _start_worker(function: Callable[..., Any], parent: int) -> None:

@@ -107,6 +107,14 @@ def _evict() -> None:
         _entries.popitem(last=False)
 
 
+def has_derived(window: FieldWindow, name: Hashable) -> bool:
+    """Whether `derived(window, name, ...)` would return a kept value without computing it."""
+    key = window.cache_key
+    with _lock:
+        entry = _entries.get(key) if key is not None else None
+        return entry is not None and name in entry.derived
+
+
 def derived(window: FieldWindow, name: Hashable, compute: Callable[[], T]) -> T:
     """`compute()`, a value that depends on the window's values alone (and on `name`, which should say everything
     else it depends on: the method, its settings, the device), kept with the cached window so later jobs on the

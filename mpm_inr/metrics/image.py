@@ -313,16 +313,25 @@ class KinographReference:
     filtered: tuple[tuple[np.ndarray, np.ndarray], ...] | None = None
 
 
+def filtered_interior_shape(shape: tuple[int, ...], max_bytes: int = KINOGRAPH_REFERENCE_MAX_BYTES
+                            ) -> tuple[int, int] | None:
+    """The shape of each filtered interior a `KinographReference` of a (T, N, C) ground truth keeps (two per
+    component, float64); None where it keeps none (an image too small for the window, or over max_bytes)."""
+    n_frames, n_particles, n_components = shape
+    if min(n_frames, n_particles) <= 2 * SSIM_RADIUS:
+        return None
+    interior = (n_particles - 2 * SSIM_RADIUS, n_frames - 2 * SSIM_RADIUS)
+    return interior if 16 * interior[0] * interior[1] * n_components <= max_bytes else None
+
+
 def kinograph_reference(gt: Any, keep_filtered: bool = True,
                         max_bytes: int = KINOGRAPH_REFERENCE_MAX_BYTES) -> KinographReference:
     """The `KinographReference` of a (T, N, C) ground truth; keep_filtered=False (a GPU scores with torch) or an
     image over max_bytes keeps the data ranges alone."""
     gt_values = as_field(gt, "gt", float64=False)
-    n_frames, n_particles, n_components = gt_values.shape
-    images = [gt_values[:, :, c].T for c in range(n_components)]
-    interior = max(0, n_particles - 2 * SSIM_RADIUS) * max(0, n_frames - 2 * SSIM_RADIUS)
+    images = [gt_values[:, :, c].T for c in range(gt_values.shape[2])]
     filtered = None
-    if keep_filtered and min(n_frames, n_particles) > 2 * SSIM_RADIUS and 16 * interior * n_components <= max_bytes:
+    if keep_filtered and filtered_interior_shape(gt_values.shape, max_bytes) is not None:
         filtered = tuple(gt_filtered_interior(image) for image in images)
     ranges = tuple(float(image.max()) - float(image.min()) for image in images)  # in float64, as ssim_image takes it
     return KinographReference(gt_values.shape, ranges, filtered)

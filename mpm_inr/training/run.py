@@ -25,9 +25,10 @@ from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.data.window import FieldWindow
-from mpm_inr.data.window_cache import derived
+from mpm_inr.data.window_cache import derived, has_derived
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.metrics import (
+    KinographReference,
     evaluate_all,
     kinograph_reference,
     middle_frame,
@@ -44,6 +45,7 @@ from mpm_inr.threads import (
 )
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
+from mpm_inr.training.kinograph_aside import KinographAside
 from mpm_inr.training.loggers import build_logger, finish_logger
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
@@ -183,8 +185,8 @@ def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat:
         with clock.phase("window"):
             dm, window, module = _build(cfg, dataset_path, device)
             baselines = _window_baselines(cfg, window, dataset_path, base, device)
-            asides = _start_asides(cfg, baselines, window, module)  # forked before W&B starts its threads (in the fit)
-            for process in (asides.baselines, asides.plot):
+            asides = _start_asides(cfg, baselines, window, module, device)  # forked before W&B starts its threads
+            for process in (asides.baselines, asides.plot, asides.kinograph):
                 if process is not None:
                     processes.enter_context(process)
         return _fit_and_report(cfg, dm, window, module, baselines, asides, device, run_dir, flat, base, clock,
@@ -197,10 +199,11 @@ class Asides:
 
     baselines: BaselinesAside | None  # the window's baseline points that do not depend on the run's result
     plot: PlotAside | None  # field.png
+    kinograph: KinographAside | None = None  # the ground truth's kinograph reference (a CPU run's, not cached yet)
 
 
-def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule
-                  ) -> Asides:
+def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule,
+                  device: str = "cpu") -> Asides:
     """Only on a core the run leaves free (outputs.beside_fit=auto: its torch threads fewer than the cores, and no
     other work on the rest, `core_to_spare`; always: any core its threads leave, however busy), and never in a
     study's jobs, whose rounds share the cores and whose windows the study computes ahead (`python -m
@@ -212,8 +215,10 @@ def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: Fi
         return Asides(None, None)
     # the run's bytes, for the matched-size query: its float32 parameters, unless a codec file sets them
     model_bytes = None if outputs.get("codec", False) else 4 * _parameter_count(module)
+    kinograph = device == "cpu" and not has_derived(window, _kinograph_key(True))  # a GPU keeps no images
     return Asides(BaselinesAside.start_for(baselines, model_bytes) if outputs.get("baselines", True) else None,
-                  PlotAside.start_for(window) if outputs.get("plot", True) else None)
+                  PlotAside.start_for(window) if outputs.get("plot", True) else None,
+                  KinographAside.start_for(_frames(window.values, window.train_frames)) if kinograph else None)
 
 
 def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module: INRModule,
@@ -236,7 +241,7 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     metrics = _evaluate(module, window, clock,
                         None if drafting is None else lambda: drafting.draft(draft_request(*_figure_data(cfg, module,
                                                                                                         window))),
-                        scored if plotting else None)
+                        scored if plotting else None, asides.kinograph)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
@@ -364,12 +369,19 @@ def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return values[idx]
 
 
+def _kinograph_key(on_cpu: bool) -> tuple[str, bool]:
+    """The window cache's name for the kinograph reference (a CPU's keeps scipy's filtered images)."""
+    return ("kinograph_reference", on_cpu)
+
+
 def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
               predicted: Callable[[], None] | None = None,
-              scored: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+              scored: Callable[[dict[str, Any]], None] | None = None,
+              beside: KinographAside | None = None) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units.
     `predicted` is called once module.prediction holds the prediction, before the metrics are computed; `scored`
-    with every metric but the kinograph SSIM, before that costly one (evaluate_all)."""
+    with every metric but the kinograph SSIM, before that costly one (evaluate_all); `beside`, the kinograph
+    reference computed beside the fit."""
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = _parameter_count(module)
     device = str(module.device)  # (on a GPU) the kinograph SSIM runs on the training device
@@ -387,10 +399,13 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
             held.update(holdout_r2=scores.r2, holdout_mse=scores.mse)
         gt = _frames(window.values, train_idx)
         on_cpu = device.startswith("cpu")  # the ground truth's filtered kinograph, reused by later jobs, is scipy's
+
+        def reference() -> KinographReference:
+            return (beside.reference() if beside is not None else None) or kinograph_reference(gt, on_cpu)
+
         metrics = evaluate_all(gt, _frames(pred, train_idx), window.positions[train_idx[middle_frame(len(train_idx))]],
                                n_params, device=device,
-                               kinograph=lambda: derived(window, ("kinograph_reference", on_cpu),
-                                                         lambda: kinograph_reference(gt, on_cpu)),
+                               kinograph=lambda: derived(window, _kinograph_key(on_cpu), reference),
                                scored=None if scored is None else lambda first: scored({**first, **held}))
         metrics.update(held)
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
