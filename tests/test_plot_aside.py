@@ -63,8 +63,11 @@ def test_a_figure_drafted_while_the_run_evaluates_is_the_one_drawn_in_it(tmp_pat
 def test_a_failed_drawing_says_so_and_a_run_that_fails_kills_the_process(tmp_path) -> None:
     w = window()
     with PlotAside.start_for(w) as aside:
-        aside.draw({"path": tmp_path / "x.png", "pred": "not an array"})  # plot_field raises in the process
+        aside.draw({"path": tmp_path / "x.png", "pred": "not an array"})  # no prediction of the window: not sent
         assert not aside.done()  # the run then draws it itself, raising where it always did
+    with PlotAside.start_for(w) as aside:
+        aside.draw({"path": tmp_path / "x.png", "pred": w.values[w.train_frames]})  # plot_field raises in the process
+        assert not aside.done()
     with PlotAside.start_for(w) as waiting:
         process = waiting._task._process
         assert process.is_alive()
@@ -78,7 +81,7 @@ def test_a_long_window_is_drawn_in_the_run(monkeypatch) -> None:
 
 @needs_fork
 def test_a_process_killed_from_outside_leaves_the_drawing_to_the_run(tmp_path) -> None:
-    """Its prediction (480 kB) overfills the pipe: the send fails rather than waits for a reader that is gone."""
+    """The send fails (no reader left) rather than waits for a process that is gone."""
     w = window(particles=5000)
     with PlotAside.start_for(w) as aside:
         aside._task.kill()  # as the OOM killer would
