@@ -8,8 +8,9 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-from mpm_inr.viz import field_figure, plot_field, trace_particles
+from mpm_inr.viz import field_figure, plot_field, plot_particles, trace_particles
 
 
 def particle_window(frames: int, particles: int, components: int, seed: int = 0):
@@ -141,3 +142,23 @@ def test_a_figure_drawn_by_two_processes_has_the_same_pixels(tmp_path: Path, mon
     monkeypatch.setattr(field_plot, "_pixels", fails_in_the_fork)
     again = plot_field(tmp_path / "again.png", *args, ssim=[0.9] * components, processes=2)
     assert np.array_equal(read_png(one), read_png(again))
+
+
+def test_particles_are_painted_where_they_are_the_latest_on_top() -> None:
+    """plot_particles' image: each particle's value in the cells around its position, the later of two particles
+    at one place on top (as overlapping markers), a particle with no position left out, empty cells blank."""
+    positions = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.5], [0.5, 0.5], [np.nan, 0.2]])
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    figure = Figure(figsize=(4, 4))
+    shown = plot_particles(figure.subplots(), positions, values, marker_size=20.0)
+    image = shown.get_array()
+    painted = image.compressed()
+    assert set(painted) == {1.0, 2.0, 4.0}  # 3 lies under 4; 5 has no position
+    assert image.mask.mean() > 0.9  # the rest is blank
+    x0, x1, y0, y1 = shown.get_extent()
+    rows, columns = image.shape
+
+    def at(x: float, y: float) -> float:
+        return image[int((y - y0) / (y1 - y0) * rows), int((x - x0) / (x1 - x0) * columns)]
+
+    assert (at(0.0, 0.0), at(1.0, 1.0), at(0.5, 0.5)) == (1.0, 2.0, 4.0)
