@@ -150,7 +150,13 @@ def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(ti
     warm = row["warm_server"]["runs"]  # handed to the bench's own warm server: its imports are not paid again
     assert [r["final_r2"] for r in warm] == [one["final_r2"]] * 2
     assert all(r["command_wall_s"] < one["command_wall_s"] for r in warm)
+    sized = row["warm_server"]["one_second"]  # the same command sized for a one-second fit
+    assert sized["total_steps"] == max(1, round(warm[0]["steps"] * fixed_cost.ONE_SECOND_S / warm[0]["fit_s"]))
+    assert [r["steps"] for r in sized["runs"]] == [sized["total_steps"]] * 2
     table = fixed_cost.markdown([row])
     row_line = next(line for line in table if line.startswith("| Jp | ") and "**" not in line)
     assert "wall ÷ fit" in "\n".join(table) and row_line.startswith(f"| Jp | {one['cpu_threads']} | {one['fit_s']:.2f} |")
     assert table[-1].startswith(f"| Jp | {row['warm_server']['start_s']:.1f} | {warm[0]['fit_s']:.2f} |")
+    assert table[-1].endswith(f"| {sized['total_steps']} | {'/'.join(format(r['fit_s'], '.2f') for r in sized['runs'])} "
+                              f"| {'/'.join(format(r['command_wall_s'], '.2f') for r in sized['runs'])} "
+                              f"| **{sized['command_over_fit_median']:.2f}** |")
