@@ -210,6 +210,8 @@ def test_multirun_with_offline_wandb_leaves_finished_runs(tiny_train_overrides, 
         assert run.finished and run.exit_code == 0
         assert run.run_id == metrics["wandb_run_id"]
         assert run.summary["final_r2"] == pytest.approx(metrics["final_r2"])
+        requirements = (run_dirs[0] / "files" / "requirements.txt").read_text().splitlines()  # saved once per process
+        assert f"torch=={torch.__version__}" in requirements and requirements == sorted(requirements, key=str.lower)
         assert run.summary["compression_ratio"] == pytest.approx(metrics["compression_ratio"])
         assert run.config["field.name"] == metrics["field"] and run.job_type == metrics["field"]
         fingerprint = metrics["dataset_provenance"]["fingerprint"]  # which bytes: a key dashboards can group by

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from hydra.core.plugins import Plugins
 
+from mpm_inr.training.loggers import installed_requirements
 from mpm_inr.warm.child import run_forked
 from mpm_inr.warm.protocol import (
     TRAIN_SCRIPT,
@@ -51,13 +52,14 @@ DEFAULT_IDLE_S = 3600.0
 
 def preload(script: Path = TRAIN_SCRIPT, modules: Sequence[str] = PRELOAD) -> float:
     """Import the script's imports (it is run under another name: its `__main__` block does not run) and
-    `modules`; the seconds it took."""
+    `modules`, and read what each run would read the same; the seconds it took."""
     start = time.perf_counter()
     runpy.run_path(str(script), run_name="mpm_inr_warm_preload")
     for name in modules:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     Plugins.instance()  # Hydra's plugin discovery, a scan of its namespace packages
+    installed_requirements()  # what each run's W&B record lists, read once for all of them
     return time.perf_counter() - start
 
 
