@@ -1,15 +1,15 @@
 """The field plot (`field.png`) drawn in a forked process beside the run, when the run leaves a core free.
 
 Forked before the fit, the process loads matplotlib while the run trains (0.5-0.6 s on the 2-core VM, which the
-plot otherwise pays after the fit), then waits for the run's prediction. The run sends it as soon as it has predicted, so the
-panels are drawn while it evaluates; then the numbers (titles, info, fitted line), and it goes on with its SVD,
-baselines and checkpoint while the figure is finished, half of it by a second fork (the run, waiting for it, leaves
-its core free): C's figure in 0.43 s instead of 0.79. The ground truth and positions need no sending:
-the process holds the window from the fork; the training prediction goes through memory the two share (written
-once, never pickled: 0.05 s of the run's for C's 14 MB). Only windows whose training prediction is at most
-MAX_SENT_BYTES (hundreds of frames) are drawn so; a longer one's fit dwarfs its plot. The process never calls torch (forked.py),
-dies with the run, and a failure is only its exit code: the run then draws the figure itself, so a plotting error
-is raised where it always was.
+plot otherwise pays after the fit), then waits for the run's prediction. The run sends it as soon as it has
+predicted, so the panels are drawn while it evaluates; then the numbers (titles, info, fitted line) as soon as it
+has the scores the figure shows, before the kinograph SSIM (evaluate_all's `scored`), and it goes on with that
+score, its SVD, baselines and checkpoint while the figure is finished, half of it by a second fork. The ground
+truth and positions need no sending: the process holds the window from the fork; the training prediction goes
+through memory the two share (written once, never pickled: 0.05 s of the run's for C's 14 MB). Only windows
+whose training prediction is at most MAX_SENT_BYTES (hundreds of frames) are drawn so; a longer one's fit dwarfs
+its plot. The process never calls torch (forked.py), dies with the run, and a failure is only its exit code: the
+run then draws the figure itself, so a plotting error is raised where it always was.
 """
 
 from __future__ import annotations
