@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -172,15 +173,23 @@ def test_an_offline_run_attaches_to_the_wandb_service_a_warm_server_offers(mode,
                                                                            monkeypatch):
     """Only an offline run takes it (an online run's service starts with its caller's environment), and never
     over a service the process was given."""
+    shared = tmp_path / "shared.sock"
+    listening = socket.socket(socket.AF_UNIX)
+    listening.bind(str(shared))
     monkeypatch.setenv("WANDB_MODE", mode)
-    monkeypatch.setenv(SHARED_SERVICE_ENV, "3-1-unix-/tmp/shared.sock")
+    monkeypatch.setenv(SHARED_SERVICE_ENV, f"3-1-unix-{shared}")
+    monkeypatch.setenv("WANDB_SERVICE", given or "")  # restored (to absent) after the test, whatever the run set
     if given is None:
-        monkeypatch.delenv("WANDB_SERVICE", raising=False)
-    else:
-        monkeypatch.setenv("WANDB_SERVICE", given)
+        monkeypatch.delenv("WANDB_SERVICE")
     cfg = compose_train_config(["logger=wandb"], run_dir=str(tmp_path))
     assert build_logger(cfg["logger"], str(tmp_path), "Jp_lagrangian", {"seed": 0}) is not None
-    assert os.environ.get("WANDB_SERVICE") == attached
+    assert os.environ.get("WANDB_SERVICE") == (attached and attached.replace("/tmp/shared.sock", str(shared)))
+    listening.close()
+    shared.unlink()  # a stale offer: its socket is gone
+    monkeypatch.setenv("WANDB_SERVICE", "")
+    monkeypatch.delenv("WANDB_SERVICE")
+    build_logger(cfg["logger"], str(tmp_path), "Jp_lagrangian", {"seed": 0})
+    assert "WANDB_SERVICE" not in os.environ
 
 
 @pytest.mark.parametrize("name", choices.TRAINERS)

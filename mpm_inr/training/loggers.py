@@ -64,11 +64,20 @@ def installed_requirements() -> str:
 
 def attach_shared_service() -> None:
     """Have this process's W&B runs use the service a warm server offers, instead of starting one (0.2-0.3 s): an
-    offline run's only, as an online one's service must start with its caller's environment (proxies, hosts), and
-    never over a WANDB_SERVICE the process was given."""
+    offline run's only, as an online one's service must start with its caller's environment (proxies, hosts), never
+    over a WANDB_SERVICE the process was given, and not to a service whose socket is gone (a stale variable)."""
     token = os.environ.get(SHARED_SERVICE_ENV)
-    if token and "WANDB_SERVICE" not in os.environ:
+    if token and "WANDB_SERVICE" not in os.environ and service_listening(token):
         os.environ["WANDB_SERVICE"] = token
+
+
+def service_listening(token: str) -> bool:
+    """Whether a wandb-core token (`<version>-<pid>-unix-<socket path>`) names a socket that exists; a token of
+    another kind (TCP) is taken as listening."""
+    parts = token.split("-", 3)
+    if len(parts) == 4 and parts[2] == "unix":
+        return Path(parts[3]).is_socket()
+    return True
 
 
 def finish_logger(logger, summary: Mapping[str, Any], image_path: str | None) -> str | None:

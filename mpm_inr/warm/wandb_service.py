@@ -12,12 +12,10 @@ is offered and each run starts its own service.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
-from mpm_inr.training.loggers import SHARED_SERVICE_ENV
+from mpm_inr.training.loggers import SHARED_SERVICE_ENV, service_listening
 
 try:  # wandb's internal API: tested with wandb 0.31
     import wandb
@@ -56,11 +54,10 @@ class SharedWandbService:
         return None if self._process is None else self._process.pid
 
     def alive(self) -> bool:
-        """Whether it still runs (and listens, where its socket is a file)."""
+        """Whether it still runs and listens."""
         if self._process is not None and self._process.poll() is not None:
             return False
-        socket = _unix_socket(self.token)
-        return socket is None or socket.exists()
+        return service_listening(self.token)
 
     def offer(self) -> dict[str, str]:
         """The variables a run gets to attach to it; none once it has stopped."""
@@ -75,9 +72,3 @@ class SharedWandbService:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-
-
-def _unix_socket(token: str) -> Path | None:
-    """The socket file of a `<version>-<pid>-unix-<path>` token; None for another kind."""
-    parts = token.split("-", 3)
-    return Path(parts[3]) if len(parts) == 4 and parts[2] == "unix" and os.path.isabs(parts[3]) else None
