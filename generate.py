@@ -7,11 +7,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from mpm_inr.cli import exit_on_interrupt, precheck_overrides
+from mpm_inr.cli import exit_on_interrupt, run_command
 from mpm_inr.errors import UserError
 
 
-@hydra.main(config_path="conf", config_name="generate", version_base="1.3")
+CONFIG_PATH, CONFIG_NAME = "conf", "generate"
+
+
+@hydra.main(config_path=CONFIG_PATH, config_name=CONFIG_NAME, version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from mpm_inr.data.generate import generate_from_config
 
@@ -31,5 +34,4 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 if __name__ == "__main__":
     with exit_on_interrupt("no dataset was written (a partly written one is removed); run the command again"):
-        precheck_overrides("generate", validate=validate)
-        main()
+        run_command(main, CONFIG_PATH, CONFIG_NAME, validate=validate)

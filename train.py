@@ -18,10 +18,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from mpm_inr.cli import exit_on_interrupt, precheck_overrides, run_hydra_task
+from mpm_inr.cli import exit_on_interrupt, run_command, run_hydra_task
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+CONFIG_PATH, CONFIG_NAME = "conf", "train"
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=CONFIG_NAME)
 def main(cfg: DictConfig) -> float | None:
     """Returns final_r2 so Hydra sweepers can optimise it (None for a failed job of a sweep: see run_hydra_task)."""
     from mpm_inr.training.run import run_training
@@ -38,5 +41,4 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 if __name__ == "__main__":
     with exit_on_interrupt("this run has no metrics.json, and a dataset it was generating was not kept"):
-        precheck_overrides("train", validate=validate)
-        sys.exit(main())
+        sys.exit(run_command(main, CONFIG_PATH, CONFIG_NAME, validate=validate))
