@@ -10,7 +10,6 @@ from omegaconf import DictConfig
 from mpm_inr.cli import exit_on_interrupt, run_command
 from mpm_inr.errors import UserError
 
-
 CONFIG_PATH, CONFIG_NAME = "conf", "generate"
 
 

@@ -20,7 +20,6 @@ from omegaconf import DictConfig
 
 from mpm_inr.cli import exit_on_interrupt, run_command, run_hydra_task
 
-
 CONFIG_PATH, CONFIG_NAME = "conf", "train"
 
 

@@ -100,7 +100,7 @@ def _run(app: Path, way: str, *args: str) -> subprocess.CompletedProcess:
     cwd = app / way
     cwd.mkdir(exist_ok=True)
     env = {**os.environ, "APP_WAY": way, "PYTHONPATH": f"{REPO}{os.pathsep}{app}", "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, str(app / "app.py"), *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, str(app / "app.py"), *args], cwd=cwd, env=env, capture_output=True, check=False,
                           text=True, timeout=120)
 
 
