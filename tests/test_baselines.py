@@ -679,6 +679,59 @@ def test_a_run_waits_for_the_points_every_query_reads_never_for_the_thresholds(t
     assert out["cache"]["compressions"] < serial["cache"]["compressions"]  # the matched size came from the process
 
 
+def test_the_full_band_fills_by_bisection_depth_and_resumes_where_it_stopped() -> None:
+    """`filling_band` compresses the points `full_band` does, the coarse band first and then the band's other grid
+    points by the depth a query's bisection reaches them; stopped anywhere and resumed from the points it had, it
+    ends with the same table."""
+    src = source(smooth_window(frames=21), every=4)
+    whole = WindowBaselines(src).table("zfp")
+    band = whole.full_band()
+    order = []
+    table = WindowBaselines(src).table("zfp")
+    filling = table.filling_band()
+    order += list(itertools.islice(filling, 9))
+    resumed = WindowBaselines(src).table("zfp")
+    resumed.points = dict(table.points)  # what a killed process had stored
+    order += list(resumed.filling_band())
+    assert resumed.band == band and set(resumed.points) == set(whole.points)
+    assert len(order) == len(set(order)) == len(whole.points)  # each point compressed once over both
+    lo, hi = round(band[0] / GRID_STEP), round(band[1] / GRID_STEP)
+    depth = [search_module._depth(k - table.start_k) for k in order if lo <= k <= hi]
+    coarse = [i for i, d in enumerate(depth) if d >= 3]  # the coarse band: every COARSE-th point from start_k
+    fine = [d for d in depth if d < 3]
+    assert max(coarse) < depth.index(2)  # the coarse band before any other point of the band ...
+    assert fine == sorted(fine, reverse=True) and fine[-1] == 0  # ... then the others, deepest first
+
+
+@needs_fork
+def test_runs_fill_their_window_tables_a_fit_at_a_time(tmp_path) -> None:
+    """A warmed window without full tables still gets a process beside the fit: it stores each point as it comes,
+    `fit_ended` stops it (what it stored stays), and the next runs go on until the tables are full, when no
+    process starts."""
+    src = source(smooth_window(frames=21), every=4)
+    budget, dirs = src.raw_bytes // 20, cache_dirs(tmp_path / "dataset")
+    WindowBaselines(src, dirs).warm(model_bytes=budget)  # what a first aside stores before the tables: no band
+    stored = lambda: sum(len(v) for v in _stored(_cache_file(tmp_path, 21, 4))["points"].values())
+    before = stored()
+    aside = BaselinesAside.start_for(WindowBaselines(src, dirs), budget)
+    assert aside is not None
+    deadline = time.monotonic() + 60
+    while stored() < before + 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    aside.fit_ended()
+    assert aside.tabling.is_set() and not aside.task.running()
+    after_one = stored()
+    assert after_one >= before + 4
+    runs = 1
+    while (aside := BaselinesAside.start_for(WindowBaselines(src, dirs), budget)) is not None and runs < 50:
+        assert aside.task.wait() == 0
+        runs += 1
+    assert aside is None and set(_stored(_cache_file(tmp_path, 21, 4))["tables"]) == {"sz3", "zfp"}
+    full = WindowBaselines(src, cache_dirs(tmp_path / "fresh"))
+    full.full_tables()
+    assert stored() == sum(len(t.points) for t in full._tables.values())
+
+
 def test_nothing_is_warmed_aside_without_a_cache(tmp_path) -> None:
     """No fingerprint (no cache file to pass the points back through): no process."""
     no_cache = WindowBaselines(source(smooth_window(), fingerprint=None), cache_dirs(tmp_path))

@@ -119,15 +119,23 @@ class WindowBaselines:
         finally:
             self.close_workers()
 
-    def full_tables(self) -> dict[str, tuple[float, float]]:
+    def full_tables(self, store_each: bool = False) -> dict[str, tuple[float, float]]:
         """Every grid point of each codec's band (search.Table.full_band) that the cache does not hold yet, so
-        that later runs of the window compress nothing inside it; returns each band (x of both ends)."""
+        that later runs of the window compress nothing inside it; returns each band (x of both ends).
+        store_each: store every point as it comes (a process that may be stopped anywhere keeps all it computed)."""
         require(self.codec_names)
         with self._computing():
             stored = self.cache.bands if self.cache is not None else {}
-            bands = {name: stored.get(name) or self.table(name).full_band() for name in self.codec_names}
-            stored.update(bands)
-        return bands
+            filling = {name: self.table(name).filling_band() for name in self.codec_names if name not in stored}
+            while filling:  # a point of each codec in turn: stopped early, every codec has its share
+                for name, points in list(filling.items()):
+                    if next(points, None) is None:
+                        del filling[name]
+                        stored[name] = self.table(name).band
+                    elif store_each and self.cache is not None:
+                        self.cache.points[name] = self.table(name).points
+                        self.cache.save()
+            return {name: stored[name] for name in self.codec_names}
 
     def warm(self, targets: tuple[float, ...] = WARM_TARGETS, model_bytes: int | None = None,
              essentials_stored: Callable[[], None] | None = None) -> None:
@@ -153,6 +161,10 @@ class WindowBaselines:
         """Whether the cache lacks every point of some codec (a window no run or table command has queried): only
         then is `warm` worth a process beside the run (aside.py)."""
         return self.cache is not None and any(not self.cache.points.get(name) for name in self.codec_names)
+
+    def needs_tables(self) -> bool:
+        """Whether some codec's band is not complete in the cache (`full_tables` would compress)."""
+        return self.cache is not None and any(name not in self.cache.bands for name in self.codec_names)
 
     def reload(self) -> None:
         """Re-read the cache (another process may have stored tables); in-memory tables follow it."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from mpm_inr.baselines.evaluate import CodecPoint
 
@@ -63,6 +63,7 @@ class Table:
         self.start_scale = start_scale
         self.start_k = STRIDE * round(start_exponent(BAND_START_R2, start_scale) / GRID_STEP / STRIDE)
         self.points = dict(points or {})
+        self.band: tuple[float, float] | None = None  # (x of both ends), once `full_band` has computed it
 
     def at(self, k: int) -> CodecPoint:
         x = k * GRID_STEP
@@ -73,26 +74,54 @@ class Table:
     def coarse_band(self) -> list[int]:
         """Every COARSE-th grid index, walked down from start_k until R² ≤ R2_FLOOR and up until R² ≥ R2_CEILING
         (or the grid's ends)."""
+        walk = self._coarse_walk()
+        while True:
+            try:
+                next(walk)
+            except StopIteration as done:
+                lo, hi = done.value
+                return list(range(lo, hi + 1, COARSE))
+
+    def _coarse_walk(self) -> Generator[int, None, tuple[int, int]]:
+        """`coarse_band`'s walk, yielding each index it compresses; returns the band's ends."""
         lo = hi = self.start_k
+        yield from self._read(lo)
         while self.at(lo).r2 > R2_FLOOR and lo - COARSE >= K_MIN:
             lo -= COARSE
+            yield from self._read(lo)
         while self.at(hi).r2 < R2_CEILING and hi + COARSE <= K_MAX:
             hi += COARSE
-        return list(range(lo, hi + 1, COARSE))
+            yield from self._read(hi)
+        return lo, hi
+
+    def _read(self, k: int) -> Iterator[int]:
+        """Compute the point at grid index k if the table lacks it, yielding k when it did."""
+        if k * GRID_STEP not in self.points:
+            self.at(k)
+            yield k
 
     def full_band(self) -> tuple[float, float]:
         """Every grid point between the coarse band's ends (their x), and the walks' lattice points an octave beyond
         each end: what a study computes ahead of its runs (`python -m mpm_inr.baselines table`), so that a query
         whose start and flip lie inside the band compresses nothing."""
-        band = self.coarse_band()
-        lo, hi = band[0], band[-1]
-        for k in range(lo, hi + 1):
-            self.at(k)
+        for _ in self.filling_band():
+            pass
+        return self.band
+
+    def filling_band(self) -> Iterator[int]:
+        """`full_band` a point at a time: yields each grid index it compresses (after compressing it), so a caller
+        can store them as they come and stop anywhere. The coarse band first, then its lattice octaves beyond each end,
+        then the band's other grid points by the depth a query's bisection reaches them (search.py: halves of the
+        lattice's octaves, quarters, eighths, then every grid step): stopped early, it has saved every query of
+        the band the same number of compressions. Sets `band` when done."""
+        lo, hi = yield from self._coarse_walk()
         below = self.start_k + STRIDE * ((lo - self.start_k) // STRIDE)  # the lattice point at or below lo
         above = self.start_k - STRIDE * ((self.start_k - hi) // STRIDE)  # ... at or above hi
-        for k in (below - STRIDE, below, above, above + STRIDE):  # a walk's start or overshoot beyond the band
-            self.at(min(max(k, K_MIN), K_MAX))
-        return lo * GRID_STEP, hi * GRID_STEP
+        beyond = [min(max(k, K_MIN), K_MAX) for k in (below - STRIDE, below, above, above + STRIDE)]
+        by_depth = sorted(range(lo, hi + 1), key=lambda k: (-_depth(k - self.start_k), k))
+        for k in dict.fromkeys(beyond + by_depth):  # a walk's start or overshoot beyond the band, then the band
+            yield from self._read(k)
+        self.band = (lo * GRID_STEP, hi * GRID_STEP)
 
     def _accuracy_start(self, target_r2: float) -> int:
         """The lattice point nearest the bound 1 − R² ≈ eps²/3 predicts for target_r2 (start_exponent)."""
@@ -145,6 +174,14 @@ class Table:
         fitting = [p for p in improvable if p.bytes <= budget_bytes]
         return max(fitting, key=lambda p: (p.r2, -p.bytes, p.exponent if p.r2 < 1.0 else -p.exponent)) \
             if fitting else None
+
+
+def _depth(offset: int) -> int:
+    """How many times 2 divides a grid offset from the lattice, capped at the lattice's octave (0 for odd)."""
+    depth = 0
+    while depth < STRIDE.bit_length() - 1 and offset % (2 ** (depth + 1)) == 0:
+        depth += 1
+    return depth
 
 
 def on_grid(xs: Iterable[float]) -> bool:

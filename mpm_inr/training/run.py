@@ -228,6 +228,8 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     logger = build_logger(cfg["logger"], str(run_dir), run_name, flat)
     with clock.phase("fit"):
         trainer = _fit(cfg, module, dm, device, logger, progress)
+    if asides.baselines is not None:
+        asides.baselines.fit_ended()
     figure: dict[str, Any] = {}  # field.png's request, made as soon as the numbers it shows are known
 
     def scored(first: dict[str, Any]) -> None:
