@@ -153,10 +153,18 @@ def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(ti
     sized = row["warm_server"]["one_second"]  # the same command sized for a one-second fit
     assert sized["total_steps"] == max(1, round(warm[0]["steps"] * fixed_cost.ONE_SECOND_S / warm[0]["fit_s"]))
     assert [r["steps"] for r in sized["runs"]] == [sized["total_steps"]] * 2
+    tabled = row["warm_server"]["one_second_tabled"]  # again, on the window's full tables: no compression
+    assert [r["steps"] for r in tabled["runs"]] == [sized["total_steps"]] * 2 and tabled["tables_s"] > 0
+    assert [r["baseline_compressions"] for r in tabled["runs"]] == [0, 0]
+    assert len({r["final_r2"] for r in (*sized["runs"], *tabled["runs"])}) == 3  # seeds 0, 1, 2: their own R²s
     table = fixed_cost.markdown([row])
     row_line = next(line for line in table if line.startswith("| Jp | ") and "**" not in line)
     assert "wall ÷ fit" in "\n".join(table) and row_line.startswith(f"| Jp | {one['cpu_threads']} | {one['fit_s']:.2f} |")
     assert table[-1].startswith(f"| Jp | {row['warm_server']['start_s']:.1f} | {warm[0]['fit_s']:.2f} |")
     assert table[-1].endswith(f"| {sized['total_steps']} | {'/'.join(format(r['fit_s'], '.2f') for r in sized['runs'])} "
                               f"| {'/'.join(format(r['command_wall_s'], '.2f') for r in sized['runs'])} "
-                              f"| **{sized['command_over_fit_median']:.2f}** |")
+                              f"| {'/'.join(str(r['baseline_compressions']) for r in sized['runs'])} "
+                              f"| **{sized['command_over_fit_median']:.2f}** | {tabled['tables_s']:.1f} | "
+                              f"{'/'.join(format(r['fit_s'], '.2f') for r in tabled['runs'])} "
+                              f"| {'/'.join(format(r['command_wall_s'], '.2f') for r in tabled['runs'])} | 0/0 "
+                              f"| **{tabled['command_over_fit_median']:.2f}** |")

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mpm_inr.config.compose import compose_train
 from mpm_inr.data.dataset import dataset_dir
 from mpm_inr.warm.client import request
 from mpm_inr.warm.launch import launch
@@ -80,9 +81,12 @@ def _private_data_root(base: list[str], tmp: Path) -> list[str]:
     return [o for o in base if not o.startswith("data.root=")] + [f"data.root={tmp / 'data'}"]
 
 
-def _single(field: str, base: list[str], tmp: Path, name: str, warm_socket: Path | None = None) -> dict[str, Any]:
+def _single(field: str, base: list[str], tmp: Path, name: str, warm_socket: Path | None = None,
+            seed: int | None = None) -> dict[str, Any]:
+    """One command; `seed`: the training seed (another R² than the runs before: a query of its own)."""
     run_dir = tmp / name
-    command_wall = _command([f"field={field}", *base, f"hydra.run.dir={run_dir}"], str(tmp), warm_socket)
+    seeded = [] if seed is None else [f"seed={seed}"]
+    command_wall = _command([f"field={field}", *base, *seeded, f"hydra.run.dir={run_dir}"], str(tmp), warm_socket)
     one = {**_job(run_dir), "command_wall_s": command_wall}
     one["command_over_fit"] = command_wall / one["fit_s"]
     return one
@@ -103,16 +107,36 @@ def _warm_server(field: str, base: list[str], tmp: Path, runs: int = 2) -> dict[
     try:
         done = [_single(field, base, tmp, f"warm{k}", path) for k in range(runs)]
         steps = max(1, round(done[0]["steps"] * ONE_SECOND_S / done[0]["fit_s"]))
-        sized = [_single(field, [*base, f"train.total_steps={steps}"], tmp, f"second{k}", path) for k in range(runs)]
+        sized_base = [*base, f"train.total_steps={steps}"]
+        sized = [_single(field, sized_base, tmp, f"second{k}", path) for k in range(runs)]
+        tabling = _tabulate(field, base, tmp)
+        tabled = [_single(field, sized_base, tmp, f"tabled{k}", path, seed=k + 1) for k in range(runs)]
         served = (request({"op": "status"}, path) or {}).get("served")
     finally:
         request({"op": "stop"}, path)
         process.wait(timeout=60)
-    if served != 2 * runs:  # a declined hand-off runs the command in its own interpreter: not what is measured here
-        raise RuntimeError(f"the bench's warm server served {served} of its {2 * runs} commands (see {tmp / 'warm.log'})")
+    if served != 3 * runs:  # a declined hand-off runs the command in its own interpreter: not what is measured here
+        raise RuntimeError(f"the bench's warm server served {served} of its {3 * runs} commands (see {tmp / 'warm.log'})")
     return {"start_s": started, "runs": done,
             "one_second": {"total_steps": steps, "runs": sized,
-                           "command_over_fit_median": statistics.median(r["command_over_fit"] for r in sized)}}
+                           "command_over_fit_median": statistics.median(r["command_over_fit"] for r in sized)},
+            "one_second_tabled": {"tables_s": tabling, "runs": tabled,
+                                  "command_over_fit_median": statistics.median(r["command_over_fit"] for r in tabled)}}
+
+
+def _tabulate(field: str, base: list[str], tmp: Path) -> float:
+    """The window's full SZ3/ZFP tables, computed as a study computes them ahead of its runs (and as a user's runs
+    fill them beside their fits): `python -m mpm_inr.baselines table`; returns its seconds."""
+    cfg = compose_train([f"field={field}", *base])
+    data = cfg.data
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "mpm_inr.baselines", "table", "--root", str(data.root),
+                           "--scenario", str(cfg.scenario.name), "--seed", str(data.seed), "--fields", field,
+                           "--frames", str(data.n_training_frames), "--holdout-every", str(data.holdout_every)],
+                          cwd=tmp, capture_output=True, text=True, check=False, env=_environ())
+    if done.returncode != 0:
+        raise RuntimeError(f"the window's tables failed: {done.stderr.strip()[-300:]}")
+    return time.perf_counter() - start
 
 
 def fixed_cost(field: str, base: list[str], jobs: int = 4) -> dict[str, Any]:
@@ -169,18 +193,29 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
 def _warm_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", ("The same single command handed to a warm server (`python -m mpm_inr.warm start`: torch, Lightning, "
                   "Hydra, W&B and matplotlib imported once, each run a fork of it), twice on the warm window, then "
-                  f"twice with train.total_steps scaled to a {ONE_SECOND_S:g}-s fit (the one-second run); "
-                  "command = the whole `python train.py` as the shell sees it:"), "",
+                  f"twice with train.total_steps scaled to a {ONE_SECOND_S:g}-s fit (the one-second run) on the "
+                  "window's SZ3/ZFP tables as the runs before left them (a new R² compresses the grid points its "
+                  "query lacks), then twice more (training seeds 1, 2: R²s of their own) once the window's tables "
+                  "are full (`python -m mpm_inr.baselines table`, what a study computes ahead and a user's runs fill "
+                  "beside their fits); command = the whole `python train.py` as the shell sees it, compressions = "
+                  "the SZ3/ZFP compressions the run made:"), "",
              ("| field | server start [s] | fit [s] | wall [s] | command [s] | command ÷ fit | 2nd: fit [s] | "
-              "command [s] | command ÷ fit | one-second run: steps | fit [s] | command [s] | command ÷ fit |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "command [s] | command ÷ fit | one-second run: steps | fit [s] | command [s] | compressions | "
+              "command ÷ fit | tables [s] | full tables: fit [s] | command [s] | compressions | command ÷ fit |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         first, second = r["warm_server"]["runs"]
-        sized = r["warm_server"]["one_second"]
-        fits = "/".join(f"{x['fit_s']:.2f}" for x in sized["runs"])
-        commands = "/".join(f"{x['command_wall_s']:.2f}" for x in sized["runs"])
+        sized, tabled = r["warm_server"]["one_second"], r["warm_server"]["one_second_tabled"]
         lines.append(f"| {r['field']} | {r['warm_server']['start_s']:.1f} | {first['fit_s']:.2f} | "
                      f"{first['wall_time_s']:.2f} | {first['command_wall_s']:.2f} | **{first['command_over_fit']:.2f}** | "
                      f"{second['fit_s']:.2f} | {second['command_wall_s']:.2f} | **{second['command_over_fit']:.2f}** | "
-                     f"{sized['total_steps']} | {fits} | {commands} | **{sized['command_over_fit_median']:.2f}** |")
+                     f"{sized['total_steps']} | {_each(sized, 'fit_s')} | {_each(sized, 'command_wall_s')} | "
+                     f"{_each(sized, 'baseline_compressions', 'd')} | **{sized['command_over_fit_median']:.2f}** | "
+                     f"{tabled['tables_s']:.1f} | {_each(tabled, 'fit_s')} | {_each(tabled, 'command_wall_s')} | "
+                     f"{_each(tabled, 'baseline_compressions', 'd')} | **{tabled['command_over_fit_median']:.2f}** |")
     return lines
+
+
+def _each(part: dict[str, Any], key: str, spec: str = ".2f") -> str:
+    """A value of each run, `/`-separated ('-' where a run has none)."""
+    return "/".join("-" if run[key] is None else format(run[key], spec) for run in part["runs"])
