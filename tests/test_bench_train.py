@@ -151,7 +151,9 @@ def test_fixed_cost_reports_wall_over_fit_of_one_run_and_of_a_multirun_s_jobs(ti
     assert [r["final_r2"] for r in warm] == [one["final_r2"]] * 2
     assert all(r["command_wall_s"] < one["command_wall_s"] for r in warm)
     sized = row["warm_server"]["one_second"]  # the same command sized for a one-second fit
-    assert sized["total_steps"] == max(1, round(warm[0]["steps"] * fixed_cost.ONE_SECOND_S / warm[0]["fit_s"]))
+    sizing = sized["sizing_run"]  # sized from the first run, then from a run of those steps
+    assert sizing["steps"] == max(1, round(warm[0]["steps"] * fixed_cost.ONE_SECOND_S / warm[0]["fit_s"]))
+    assert sized["total_steps"] == max(1, round(sizing["steps"] * fixed_cost.ONE_SECOND_S / sizing["fit_s"]))
     assert [r["steps"] for r in sized["runs"]] == [sized["total_steps"]] * 2
     tabled = row["warm_server"]["one_second_tabled"]  # again, on the window's full tables: no compression
     assert [r["steps"] for r in tabled["runs"]] == [sized["total_steps"]] * 2 and tabled["tables_s"] > 0

@@ -9,8 +9,8 @@ and the agent run:
   whatever the dataset's own cache holds, and nothing is written beside the dataset;
 - the same `python train.py field=X`, twice, handed to a warm server (mpm_inr.warm: the imports done once, each
   run a fork of it) started for the bench on a private socket: what a user who keeps one running pays per command;
-  then twice more with train.total_steps scaled to a one-second fit, the issue's yardstick (a one-second run's
-  command within 2x of its fit);
+  then twice more with train.total_steps sized to a one-second fit, the issue's yardstick (a one-second run's
+  command within 2x of its fit), and twice more once the window's SZ3/ZFP tables are full;
 - one `python train.py --multirun field=X seed=0,1,...` of `jobs` jobs (a study's round: one interpreter runs the
   jobs in turn, so from the 2nd job on the dataset, window and SVD come from the process's caches), with
   `outputs.plot=false` as a study's runs need no figure: per job its `wall_time` ÷ fit, and the command's wall
@@ -98,15 +98,17 @@ ONE_SECOND_S = 1.0
 
 def _warm_server(field: str, base: list[str], tmp: Path, runs: int = 2) -> dict[str, Any]:
     """`runs` single commands handed to a warm server of the bench's own, then `runs` more with train.total_steps
-    scaled from the first run's steps and fit to a fit of ONE_SECOND_S (the fit is not exactly proportional: its
-    set-up counts); the seconds the server took to start."""
+    sized to a fit of ONE_SECOND_S (scaled from the first run's steps and fit, run once, and scaled again from that
+    run's: the fit's set-up does not scale), then `runs` more on the window's full tables; the seconds the server
+    took to start."""
     path = tmp / "w.sock"
     start = time.perf_counter()
     process, _ = launch(path, 600.0, tmp / "warm.log", _environ())
     started = time.perf_counter() - start
     try:
         done = [_single(field, base, tmp, f"warm{k}", path) for k in range(runs)]
-        steps = max(1, round(done[0]["steps"] * ONE_SECOND_S / done[0]["fit_s"]))
+        sizing = _single(field, [*base, f"train.total_steps={_steps_for(done[0])}"], tmp, "sizing", path)
+        steps = _steps_for(sizing)  # a fit's set-up does not scale with its steps: sized twice, it is 1 s within noise
         sized_base = [*base, f"train.total_steps={steps}"]
         sized = [_single(field, sized_base, tmp, f"second{k}", path) for k in range(runs)]
         tabling = _tabulate(field, base, tmp)
@@ -115,13 +117,19 @@ def _warm_server(field: str, base: list[str], tmp: Path, runs: int = 2) -> dict[
     finally:
         request({"op": "stop"}, path)
         process.wait(timeout=60)
-    if served != 3 * runs:  # a declined hand-off runs the command in its own interpreter: not what is measured here
-        raise RuntimeError(f"the bench's warm server served {served} of its {3 * runs} commands (see {tmp / 'warm.log'})")
+    if served != 3 * runs + 1:  # a declined hand-off runs the command in its own interpreter: not what is measured
+        raise RuntimeError(f"the bench's warm server served {served} of its {3 * runs + 1} commands (see "
+                           f"{tmp / 'warm.log'})")
     return {"start_s": started, "runs": done,
-            "one_second": {"total_steps": steps, "runs": sized,
+            "one_second": {"total_steps": steps, "runs": sized, "sizing_run": sizing,
                            "command_over_fit_median": statistics.median(r["command_over_fit"] for r in sized)},
             "one_second_tabled": {"tables_s": tabling, "runs": tabled,
                                   "command_over_fit_median": statistics.median(r["command_over_fit"] for r in tabled)}}
+
+
+def _steps_for(run: dict[str, Any]) -> int:
+    """The steps that make `run`'s fit ONE_SECOND_S, were it proportional to its steps."""
+    return max(1, round(run["steps"] * ONE_SECOND_S / run["fit_s"]))
 
 
 def _tabulate(field: str, base: list[str], tmp: Path) -> float:
@@ -193,7 +201,9 @@ def markdown(rows: list[dict[str, Any]]) -> list[str]:
 def _warm_markdown(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", ("The same single command handed to a warm server (`python -m mpm_inr.warm start`: torch, Lightning, "
                   "Hydra, W&B and matplotlib imported once, each run a fork of it), twice on the warm window, then "
-                  f"twice with train.total_steps scaled to a {ONE_SECOND_S:g}-s fit (the one-second run) on the "
+                  f"twice with train.total_steps sized to a {ONE_SECOND_S:g}-s fit (the one-second run: scaled "
+                  "from the first run's steps and fit, run once, and scaled again, since a fit's set-up does not "
+                  "scale with its steps) on the "
                   "window's SZ3/ZFP tables as the runs before left them (a new R² compresses the grid points its "
                   "query lacks), then twice more (training seeds 1, 2: R²s of their own) once the window's tables "
                   "are full (`python -m mpm_inr.baselines table`, what a study computes ahead and a user's runs fill "
