@@ -163,7 +163,7 @@ PARAMS: dict[str, Param] = {
     "outputs.baselines": Param("bool", "SVD, SZ3 and ZFP on the same window, in bytes"),
     "outputs.svd": Param("bool", "the run's own SVD baseline (false: skip it on very long windows)"),
     "outputs.codec": Param("bool", "write the model as one file of bytes (mpm_inr.codec)"),
-    "outputs.beside_fit": Param("choice", "plot and a cold window's baselines beside the fit: auto (a core to "
+    "outputs.beside_fit": Param("choice", "plot and the window's baseline tables beside the fit: auto (a core to "
                                 "spare), always, never", choices=("auto", "always", "never")),
 }
 
