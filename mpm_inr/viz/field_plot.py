@@ -342,7 +342,7 @@ def finish_field_figure(draft: FieldDraft, info: Mapping[str, Any], ssim: Sequen
         raise ValueError(f"{len(ssim)} SSIM values for {n_components} components")
     info_lines = [] if "field" in info else [f"field: {draft.field_name}"]
     info_lines += [f"{key}: {_format_value(value)}" for key, value in info.items()]
-    info_lines.append(f"frames × particles × components: {n_frames} × {n_particles} × {n_components}")
+    info_lines.append(f"window: {n_frames} frames × {n_particles} particles × {n_components}")  # fits the panel
     plot_info(draft.info_ax, info_lines)
     if fit is None:
         fit = (r2_score(draft.gt, draft.pred), *slope_intercept(draft.gt, draft.pred))
