@@ -24,7 +24,8 @@ excepted: the largest eps that is lossless. Those are the edges the bisections f
 Before 2026-12-04 every query also read a coarse band (every 8th grid point from R² 0.97 to 1 − 1e-6): on the
 10 000-frame windows of discs_3types, 23-32 points per codec and run where the walk read 12-16 (docs/landscape).
 `full_band` still computes that band (every grid point, and the lattice an octave beyond it), for a study that
-computes its tables ahead (`python -m mpm_inr.baselines table`).
+computes its tables ahead (`python -m mpm_inr.baselines table`) and for the process beside a run's fit, which
+fills it a point at a time (`filling_band`) until no query inside it compresses.
 """
 
 from __future__ import annotations
