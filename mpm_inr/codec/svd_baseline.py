@@ -32,12 +32,17 @@ from mpm_inr.codec.quantise import (
 from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
 from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.regression import r2_score
-from mpm_inr.metrics.svd import temporal_basis
+from mpm_inr.metrics.svd import leading_temporal_basis, temporal_basis
 from mpm_inr.threads import process_workers
 
 #: bytes a decoder needs besides the arrays: rank, bits, step, shapes (a generous fixed header)
 HEADER_BYTES = 32
 DEFAULT_BITS = (16, 8, 6, 5, 4, 3)
+#: beyond this many frames (or columns), the search reads the leading directions alone (`leading_temporal_basis`),
+#: LEADING_START of them first, doubled while the search needs more: the whole decomposition of the whole simulation
+#: (10 000 frames) took minutes and, two fields at once, more than the VM's 23 GB
+FULL_BASIS_MAX = 2048
+LEADING_START = 64
 _BUDGET_BISECTIONS = 12  # step bisections against a byte budget: within 2^(24/4096) of the finest step that fits
 
 
@@ -70,12 +75,26 @@ def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = 
     centred = torch.from_numpy(values.reshape(n_frames, -1).astype(np.float64)) - torch.from_numpy(
         np.tile(mean.astype(np.float64), n_particles))
     ss_tot = float((centred ** 2).sum())
-    basis, coefficients = temporal_basis(centred)
     goal = 1.0 - (1.0 - target_r2) * (1.0 - DECODE_MARGIN)  # the codec's margin, so the decoded file meets it
-    limit = min(max_rank or basis.shape[1], basis.shape[1])
-    # no rank-k file beats the float rank-k SVD (Eckart–Young), so the search starts where that reaches the goal
-    float_r2 = 1.0 - (ss_tot - torch.cumsum((coefficients ** 2).sum(dim=1), 0)) / ss_tot
-    first = int(torch.searchsorted(float_r2, torch.tensor([goal], dtype=float_r2.dtype))[0]) + 1
+    full = min(centred.shape) <= FULL_BASIS_MAX
+    directions = min(centred.shape) if full else LEADING_START
+    while True:
+        basis, coefficients = temporal_basis(centred) if full else leading_temporal_basis(centred, directions)
+        # no rank-k file beats the float rank-k SVD (Eckart–Young), so the search starts where that reaches the goal
+        float_r2 = 1.0 - (ss_tot - torch.cumsum((coefficients ** 2).sum(dim=1), 0)) / ss_tot
+        first = int(torch.searchsorted(float_r2, torch.tensor([goal], dtype=float_r2.dtype))[0]) + 1
+        limit = min(max_rank or basis.shape[1], basis.shape[1])
+        best, stopped = _smallest_file(centred, basis, first, limit, bits, ss_tot, goal, mean)
+        whole = full or directions >= min(centred.shape) or (max_rank is not None and directions >= max_rank)
+        if whole or stopped:  # every rank it may need was there, or it stopped past its best
+            return best
+        directions = min(2 * max(directions, first), min(centred.shape))
+
+
+def _smallest_file(centred: torch.Tensor, basis: torch.Tensor, first: int, limit: int, bits: tuple[int, ...],
+                   ss_tot: float, goal: float, mean: np.ndarray) -> tuple[QuantisedSVD | None, bool]:
+    """The smallest file over ranks first..limit and `bits` (None if none reaches the goal), and whether the search
+    stopped before limit: 3 ranks past its best, where more rank costs more than its coarser step saves."""
     best: QuantisedSVD | None = None
     misses = 0
     with ThreadPoolExecutor(max_workers=max(1, min(process_workers(), len(bits)))) as pool:
@@ -86,9 +105,9 @@ def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = 
                 continue
             if best is None or point.n_bytes < best.n_bytes:
                 best, misses = point, 0
-            elif (misses := misses + 1) >= 3:  # past the best size: more rank costs more than its coarser step saves
-                break
-    return best
+            elif (misses := misses + 1) >= 3:
+                return best, True
+    return best, False
 
 
 def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: float, goal: float,

@@ -64,6 +64,31 @@ def temporal_basis(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q @ u, s[:, None] * vh
 
 
+def leading_temporal_basis(matrix: torch.Tensor, rank: int, passes: int = 8, oversample: int = 64,
+                           seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """`temporal_basis`'s leading `rank` directions (U_k, W_k = U_kᵀ·matrix) without the whole decomposition, for
+    matrices where that costs minutes and gigabytes (the whole simulation: 10 000 frames of a 4-component field,
+    a T×T Gram of 0.8 GB that takes 3.6e12 flops to form, or the QR and SVD of a tall 10 000 × 9 000 matrix).
+
+    Randomised subspace iteration (Halko, Martinsson & Tropp 2011, algorithm 4.4): a Gaussian test matrix of
+    rank + oversample columns, `passes` power passes re-orthonormalised each way, then the exact SVD of the matrix
+    projected on the subspace found. Its directions span at most the optimal subspace, so a rank-k fit from them
+    is at most the Eckart–Young optimum; with the passes and oversampling here its energy at every kept rank
+    is the optimum's to 1e-13 of the total, on a spectrum that decays as slowly as 1e-6 over 1 000 directions
+    (tested; 4 passes and 32 extra directions left 1e-5 there). W is exact for the basis returned, so every score
+    computed from it is exact for that basis."""
+    rows, cols = matrix.shape
+    width = min(rank + oversample, rows, cols)
+    generator = torch.Generator().manual_seed(seed)
+    test = torch.randn(cols, width, dtype=matrix.dtype, generator=generator).to(matrix.device)
+    subspace = torch.linalg.qr(matrix @ test)[0]
+    for _ in range(passes):
+        subspace = torch.linalg.qr(matrix @ torch.linalg.qr(matrix.T @ subspace)[0])[0]
+    u, s, vh = torch.linalg.svd(subspace.T @ matrix, full_matrices=False)
+    keep = min(rank, width)
+    return subspace @ u[:, :keep], s[:keep, None] * vh[:keep]
+
+
 def _basis_from_gram(gram: torch.Tensor) -> torch.Tensor:
     """Eigenvectors of a T×T Gram matrix as columns, by decreasing eigenvalue (eigh sorts ascending)."""
     return _eigen_from_gram(gram)[1]
