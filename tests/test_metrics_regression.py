@@ -16,6 +16,7 @@ from mpm_inr.metrics import (
     r2_min_component,
     r2_per_component,
     r2_score,
+    regression,
     slope_intercept,
 )
 
@@ -184,3 +185,19 @@ def test_matches_torchmetrics() -> None:
     assert r2_per_component(gt, pred) == pytest.approx(raw.tolist(), abs=1e-12)
     pooled_r = pearson_corrcoef(flat_pred.reshape(-1), flat_gt.reshape(-1))
     assert pearson_r2(gt, pred) == pytest.approx(float(pooled_r) ** 2, abs=1e-12)
+
+
+def test_component_sums_of_a_long_window_go_by_blocks_of_frames_with_the_same_sums(monkeypatch):
+    """Beyond SUMS_CHUNK_VALUES (the whole simulation's windows) the two passes go a block of frames at a time, from
+    float32 without a float64 copy of the window: the one-shot sums to 1e-12, a constant component still 0."""
+    rng = np.random.default_rng(0)
+    gt = (rng.standard_normal((50, 300, 4)) * [1, 0.1, 10, 1] + [5, 0, -3, 100]).astype(np.float32)
+    gt[:, :, 3] = 100.0
+    pred = (gt + 0.01 * rng.standard_normal(gt.shape)).astype(np.float32)
+    whole = regression.component_sums(gt, pred)
+    monkeypatch.setattr(regression, "SUMS_CHUNK_VALUES", 7 * 300 * 4)  # 7 frames a block, the last one short
+    blocked = regression.component_sums(gt, pred)
+    assert np.allclose(blocked[0], whole[0], rtol=1e-12, atol=0) and blocked[1][3] == whole[1][3] == 0.0
+    assert np.allclose(blocked[1], whole[1], rtol=1e-12, atol=0)
+    assert regression.r2_score(gt, pred) == pytest.approx(r2_score(gt.astype(np.float64), pred.astype(np.float64)),
+                                                          abs=1e-15)

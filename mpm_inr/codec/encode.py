@@ -87,7 +87,7 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
         raise format.CodecError(SERIES_NEEDS_BILINEAR)
     train = window.train_frames
     gt = window.values[train]
-    ss_tot = float(component_sums(gt.astype(np.float64), gt.astype(np.float64))[1].sum())
+    ss_tot = float(component_sums(gt, gt)[1].sum())
     constant = constant_particles(window.values)
     splits = [constant, np.zeros_like(constant)] if constant.any() else [constant]
     candidates = [_encoded(network, model_cfg, window, t_period, settings, source, ss_tot, split) for split in splits]
