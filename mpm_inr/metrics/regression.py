@@ -34,7 +34,6 @@ import numpy as np
 
 from mpm_inr.metrics._arrays import as_field_pair
 
-
 #: arrays above this many values are summed a block of frames at a time: a float64 copy of the whole simulation's
 #: 4-component window is 2.9 GB per array, and the codec's encoding held four (22 GB on the 23-GB VM)
 SUMS_CHUNK_VALUES = 2**24
