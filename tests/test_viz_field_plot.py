@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import matplotlib.image
@@ -11,6 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from mpm_inr.viz import field_figure, plot_field, plot_particles, trace_particles
+from mpm_inr.viz.field_plot import prime_caches
 
 
 def particle_window(frames: int, particles: int, components: int, seed: int = 0):
@@ -162,3 +164,15 @@ def test_particles_are_painted_where_they_are_the_latest_on_top() -> None:
         return image[int((y - y0) / (y1 - y0) * rows), int((x - x0) / (x1 - x0) * columns)]
 
     assert (at(0.0, 0.0), at(1.0, 1.0), at(0.5, 0.5)) == (1.0, 2.0, 4.0)
+
+
+def test_priming_the_caches_changes_no_pixel_and_starts_no_thread(tmp_path: Path) -> None:
+    """A warm server primes matplotlib before it forks its runs: their figures must not differ for it, and a fork
+    must stay safe (no thread)."""
+    gt, pred, positions = particle_window(10, 400, 4)
+    args = (gt, pred, positions, np.exp(-np.arange(200) / 50), INFO)
+    before = read_png(plot_field(tmp_path / "before.png", *args, ssim=[0.9] * 4))
+    threads = threading.active_count()
+    prime_caches()
+    assert threading.active_count() == threads
+    assert np.array_equal(read_png(plot_field(tmp_path / "after.png", *args, ssim=[0.9] * 4)), before)
