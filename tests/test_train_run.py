@@ -17,7 +17,13 @@ from conftest import REPO
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.errors import ConfigError
 from mpm_inr.models import get_inr_type
-from mpm_inr.threads import auto_threads, available_cores, core_to_spare, torch_threads
+from mpm_inr.threads import (
+    LoadSamples,
+    auto_threads,
+    available_cores,
+    core_to_spare,
+    torch_threads,
+)
 from mpm_inr.training import run as run_module
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.run import run_training
@@ -359,6 +365,31 @@ def test_work_goes_beside_the_fit_only_on_a_spare_core_unless_told(tiny_train_ov
         asides = run_module._start_asides(cfg, None, window, None)
     assert (asides.plot is not None) == beside and (asides.kinograph is not None) == beside
     assert sorted(calls) == (["baselines", "kinograph", "plot"] if beside else [])
+
+
+def test_a_run_reads_the_load_at_its_set_up_steps_without_sleeping(tiny_train_overrides, tmp_path, monkeypatch):
+    """The load that decides what goes beside the fit is sampled as the run sets up, never by `others_running`'s
+    sleeps (40 ms of a one-second run); the samples it takes decide as others_running's would."""
+    def sleeps(*args, **kwargs):
+        raise AssertionError("a run slept to sample the load")
+
+    monkeypatch.setattr("mpm_inr.threads.others_running", sleeps)
+    taken = []
+    monkeypatch.setattr(LoadSamples, "take", lambda self: taken.append(1) or self._counts.append(1))
+    decided = []
+    monkeypatch.setattr(run_module, "core_to_spare", lambda threads, busy: decided.append(busy) or False)
+    overrides = tiny_train_overrides + ["outputs.beside_fit=auto"]
+    assert run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)["status"] == "ok"
+    assert len(taken) >= 3 and decided == [1.0]
+
+
+def test_load_samples_average_the_runnable_tasks_of_others():
+    load = LoadSamples()
+    assert load.mean() is None
+    if Path("/proc/stat").exists():
+        load.take()
+        load.take()
+        assert load.mean() is not None and load.mean() >= 0
 
 
 def test_a_core_is_spare_when_the_run_and_its_neighbours_leave_one():

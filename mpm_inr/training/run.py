@@ -37,6 +37,7 @@ from mpm_inr.metrics import (
 from mpm_inr.models import InrType, get_inr_type, network_from_config
 from mpm_inr.threads import (
     AUTO,
+    LoadSamples,
     available_cores,
     core_to_spare,
     resolve_threads,
@@ -126,6 +127,8 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
         "torch_version": torch.__version__, "wandb_run_id": None,
         "timings": clock.seconds,  # filled as phases end, so a failed run still says how far it got
     }
+    load = LoadSamples()  # what other work runs on the cores, sampled as the run sets up (`_start_asides`)
+    load.take()
     try:
         validate_train_config(cfg)
         validate_codec_config(cfg)
@@ -136,7 +139,8 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
             with clock.phase("dataset"):
                 dataset_path = _dataset(cfg, device, progress)
                 base["dataset"], base["dataset_provenance"] = str(dataset_path), _provenance(dataset_path)
-            metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress)
+            load.take()
+            metrics = _fit_and_evaluate(cfg, dataset_path, device, run_dir, flat, base, clock, progress, load)
     except Diverged as err:
         metrics = {**base, "status": "diverged", "diverged_step": err.step, "error": str(err)}
     except UserError as err:
@@ -180,12 +184,15 @@ def _dataset(cfg: Mapping[str, Any], device: str, progress: bool) -> Path:
 
 
 def _fit_and_evaluate(cfg, dataset_path: Path, device: str, run_dir: Path, flat: dict, base: dict,
-                      clock: PhaseClock, progress: bool) -> dict[str, Any]:
+                      clock: PhaseClock, progress: bool, load: LoadSamples) -> dict[str, Any]:
     with ExitStack() as processes:  # a process beside the fit that still runs when the run fails is killed
         with clock.phase("window"):
             dm, window, module = _build(cfg, dataset_path, device)
+            load.take()
             baselines = _window_baselines(cfg, window, dataset_path, base, device)
-            asides = _start_asides(cfg, baselines, window, module, device)  # forked before W&B starts its threads
+            load.take()
+            # forked before W&B starts its threads
+            asides = _start_asides(cfg, baselines, window, module, device, load.mean())
             for process in (asides.baselines, asides.plot, asides.kinograph):
                 if process is not None:
                     processes.enter_context(process)
@@ -203,14 +210,14 @@ class Asides:
 
 
 def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: FieldWindow, module: INRModule,
-                  device: str = "cpu") -> Asides:
+                  device: str = "cpu", busy: float | None = None) -> Asides:
     """Only on a core the run leaves free (outputs.beside_fit=auto: its torch threads fewer than the cores, and no
     other work on the rest, `core_to_spare`; always: any core its threads leave, however busy), and never in a
     study's jobs, whose rounds share the cores and whose windows the study computes ahead (`python -m
-    mpm_inr.baselines table`)."""
+    mpm_inr.baselines table`). busy: the cores other work uses (`others_running`, sampled now when None)."""
     outputs = cfg["outputs"]
     mode, threads = outputs.get("beside_fit", "auto"), torch.get_num_threads()
-    spare = threads < available_cores() if mode == "always" else mode == "auto" and core_to_spare(threads)
+    spare = threads < available_cores() if mode == "always" else mode == "auto" and core_to_spare(threads, busy=busy)
     if (cfg.get("study") or {}).get("name") or not spare:
         return Asides(None, None)
     # the run's bytes, for the matched-size query: its float32 parameters, unless a codec file sets them
