@@ -58,16 +58,18 @@ class PlotAside:
 
     def _draw_when_asked(self) -> None:
         """In the forked process: matplotlib loads here, during the run's fit, not in the run."""
-        import matplotlib  # noqa: F401 - the import is what this process does while the run trains
+        from mpm_inr.viz.field_plot import most_dynamic_component  # matplotlib loads here, while the run trains
 
         self._send.close()  # the run's end
+        shown = shown_frames(self.window)  # what needs no prediction, made before it comes
+        traced = most_dynamic_component(shown[0])
         message = self._receive.recv()
         if "draft" in message:
-            draft = draft_field(self.window, {**message["draft"], "pred": self._prediction})
+            draft = draft_field(shown, {**message["draft"], "pred": self._prediction}, traced)
             message = self._receive.recv()
         else:
-            draft = draft_field(self.window, {**{k: message[k] for k in DRAFT_KEYS if k != "pred"},
-                                              "pred": self._prediction})
+            draft = draft_field(shown, {**{k: message[k] for k in DRAFT_KEYS if k != "pred"},
+                                        "pred": self._prediction}, traced)
         finish_field(draft, message, processes=2)  # the run waits for it: its own core draws half
 
     def draft(self, request: dict[str, Any]) -> None:
@@ -115,16 +117,26 @@ class PlotAside:
 
 def draw_field(window: FieldWindow, request: dict[str, Any]) -> None:
     """field.png from a `plot_request` and the window's ground truth and positions, drawn here at once."""
-    finish_field(draft_field(window, {k: request[k] for k in DRAFT_KEYS}), request)
+    finish_field(draft_field(shown_frames(window), {k: request[k] for k in DRAFT_KEYS}), request)
 
 
-def draft_field(window: FieldWindow, request: dict[str, Any]) -> FieldDraft:
-    """The figure's panels from a `draft_request` and the window (matplotlib is loaded only by a process that
-    draws)."""
+def shown_frames(window: FieldWindow) -> tuple[np.ndarray, np.ndarray]:
+    """The ground truth and positions of the window's training frames, which the figure shows (copies of 21 MB for
+    100 frames of C, unless the training frames are the whole window)."""
+    train = window.train_frames
+    if len(train) == window.values.shape[0] and np.array_equal(train, np.arange(len(train))):
+        return window.values, window.positions
+    return window.values[train], window.positions[train]
+
+
+def draft_field(shown: tuple[np.ndarray, np.ndarray], request: dict[str, Any],
+                traced_component: int | None = None) -> FieldDraft:
+    """The figure's panels from the window's `shown_frames` and a `draft_request` (matplotlib is loaded only by a
+    process that draws); traced_component: `draft_field_figure`'s, if known."""
     from mpm_inr.viz.field_plot import draft_field_figure
 
-    train = window.train_frames
-    return draft_field_figure(gt=window.values[train], positions=window.positions[train], **request)
+    gt, positions = shown
+    return draft_field_figure(gt=gt, positions=positions, traced_component=traced_component, **request)
 
 
 def finish_field(draft: FieldDraft, request: dict[str, Any], processes: int = 1) -> None:
