@@ -50,7 +50,8 @@ def pooled_scores(gt: Any, pred: Any, device: str = "cpu") -> StreamingResult:
 def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 64,
                  device: str = "cpu",
                  kinograph: KinographReference | Callable[[], KinographReference] | None = None,
-                 scored: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                 scored: Callable[[dict[str, Any]], None] | None = None,
+                 defer: Callable[[Callable[[], float]], Any] | None = None) -> dict[str, Any]:
     """Every final metric of Contract 2 for a (T, N, C) prediction in original units.
 
     device: where the moments and the kinograph SSIM (the one costly score, an N x T image per component) are
@@ -59,6 +60,9 @@ def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 
 
     scored: called with a copy of every score but the kinograph SSIM as soon as they are known, before that one
     costly score: a run's figure, which shows no kinograph score, is drawn from then on, beside it.
+
+    defer: given the function that computes the kinograph SSIM, runs it elsewhere and returns a handle, which is
+    then the value of "kinograph_ssim" for the caller to resolve (a run scores it at low priority beside its figure).
 
     positions: (T, N, 2) particle positions of the window (or the middle frame's (N, 2)), used for the gridded
     SSIM. Values are Python floats/ints/lists; undefined scores are NaN (the metrics.json writer turns them
@@ -92,5 +96,9 @@ def evaluate_all(gt: Any, pred: Any, positions: Any, n_params: int, grid: int = 
     if scored is not None:
         scored(dict(metrics))
     reference = kinograph() if callable(kinograph) else kinograph
-    metrics["kinograph_ssim"] = kinograph_ssim(gt_values, pred_values, device=device, reference=reference)
+
+    def score() -> float:
+        return kinograph_ssim(gt_values, pred_values, device=device, reference=reference)
+
+    metrics["kinograph_ssim"] = score() if defer is None else defer(score)
     return metrics

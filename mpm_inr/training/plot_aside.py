@@ -58,7 +58,8 @@ class PlotAside:
 
     def _draw_when_asked(self) -> None:
         """In the forked process: matplotlib loads here, during the run's fit, not in the run."""
-        from mpm_inr.viz.field_plot import most_dynamic_component  # matplotlib loads here, while the run trains
+        # matplotlib loads here, while the run trains
+        from mpm_inr.viz.field_plot import most_dynamic_component
 
         self._send.close()  # the run's end
         shown = shown_frames(self.window)  # what needs no prediction, made before it comes

@@ -48,6 +48,7 @@ from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
 from mpm_inr.training.kinograph_aside import KinographAside
 from mpm_inr.training.loggers import build_logger, finish_logger
+from mpm_inr.training.low_priority import LowPriorityCall
 from mpm_inr.training.module import Diverged, INRModule, TrainSettings
 from mpm_inr.training.outputs import metrics_table, write_analysis_log, write_metrics
 from mpm_inr.training.plot_aside import (
@@ -247,10 +248,12 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
 
     plotting = bool(cfg["outputs"].get("plot", True))
     drafting = asides.plot if plotting else None  # the panels drawn while it evaluates
+    # beside a figure drawn by processes of its own, the kinograph SSIM yields the cores to them (low_priority.py)
+    deferred = asides.plot is not None and plotting and device == "cpu"
     metrics = _evaluate(module, window, clock,
                         None if drafting is None else lambda: drafting.draft(draft_request(*_figure_data(cfg, module,
                                                                                                         window))),
-                        scored if plotting else None, asides.kinograph)
+                        scored if plotting else None, asides.kinograph, LowPriorityCall if deferred else None)
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
@@ -261,6 +264,9 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
             codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
             metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
+    if isinstance(metrics["kinograph_ssim"], LowPriorityCall):
+        with clock.phase("evaluation"):
+            metrics["kinograph_ssim"] = metrics["kinograph_ssim"].result()
     if cfg["outputs"].get("baselines", True):
         with clock.phase("baselines"):
             if asides.baselines is not None:  # what it stored, the queries below read instead of compressing
@@ -386,11 +392,12 @@ def _kinograph_key(on_cpu: bool) -> tuple[str, bool]:
 def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
               predicted: Callable[[], None] | None = None,
               scored: Callable[[dict[str, Any]], None] | None = None,
-              beside: KinographAside | None = None) -> dict[str, Any]:
+              beside: KinographAside | None = None,
+              defer: Callable[[Callable[[], float]], Any] | None = None) -> dict[str, Any]:
     """Final metrics on every particle of every training frame (and of held-out frames), in original units.
     `predicted` is called once module.prediction holds the prediction, before the metrics are computed; `scored`
     with every metric but the kinograph SSIM, before that costly one (evaluate_all); `beside`, the kinograph
-    reference computed beside the fit."""
+    reference computed beside the fit; `defer`, evaluate_all's (the kinograph SSIM is then its handle)."""
     train_idx, test_idx = window.train_frames, window.test_frames
     n_params = _parameter_count(module)
     device = str(module.device)  # (on a GPU) the kinograph SSIM runs on the training device
@@ -415,7 +422,8 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
         metrics = evaluate_all(gt, _frames(pred, train_idx), window.positions[train_idx[middle_frame(len(train_idx))]],
                                n_params, device=device,
                                kinograph=lambda: derived(window, _kinograph_key(on_cpu), reference),
-                               scored=None if scored is None else lambda first: scored({**first, **held}))
+                               scored=None if scored is None else lambda first: scored({**first, **held}),
+                               defer=defer)
         metrics.update(held)
         metrics["loss_curve_tail"] = module.loss_curve()[-1:] or None
     return metrics
