@@ -150,6 +150,8 @@ def _check_added_keys(conf_dir: Path, config_name: str, argv: list[str], sweep: 
 
     Presence is judged on the config composed without the adding overrides (with the first value of each sweep
     for a --multirun); a command line Hydra cannot parse or compose is left for Hydra to report."""
+    if not any(a.lstrip().startswith("+") for a in argv):  # no override adds a key: nothing to parse (10 ms)
+        return
     try:
         parsed = OverridesParser.create().parse_overrides(argv)
     except HydraException:
