@@ -8,5 +8,7 @@ declaration without loading Hydra):
 - `params`: every numeric / choice key's valid range (and the agent's exploration range), with a one-line doc.
 - `schema`: dataclass schemas per config group, registered in Hydra's ConfigStore; `check_types`.
 - `build`: instantiate the `_target_` of the optimizer / scheduler / logger / trainer groups, minus our own keys.
+- `step_frames`: how many frames a `train.sampler=full` step reads (`train.step_frames`), which the presets'
+  resolvers, the training step and the cost model follow.
 - `compose`: `compose_train`, the one way to compose conf/train.yaml outside a Hydra run.
 """

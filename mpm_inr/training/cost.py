@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from mpm_inr.config.step_frames import resolve_step_frames
 from mpm_inr.errors import ConfigError
-from mpm_inr.training.step_frames import resolve_step_frames
 
 #: forward + backward, in forwards
 STEP_FACTOR = 3.0

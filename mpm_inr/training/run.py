@@ -24,6 +24,7 @@ from mpm_inr.baselines import SVD_SCALING, BaselineSource, WindowBaselines, cach
 from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
+from mpm_inr.config.step_frames import resolve_step_frames
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.data.window_cache import derived, has_derived
 from mpm_inr.errors import ConfigError, UserError
@@ -58,7 +59,6 @@ from mpm_inr.training.plot_aside import (
     plot_request,
 )
 from mpm_inr.training.progress import StepProgress
-from mpm_inr.training.step_frames import resolve_step_frames
 from mpm_inr.training.validate import validate_train_config
 
 log = logging.getLogger(__name__)
