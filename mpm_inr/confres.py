@@ -9,9 +9,9 @@ most MPM fields need grows roughly with the square root of the window (S: K 16 a
 steps read a sample of its frames (`train.step_frames`, auto beyond 1 000 frames: 100 per step): VALUE * (frames /
 frames a step reads) ** POWER, VALUE itself where a step reads every frame. Over the whole simulation (10 000
 frames, 100 per step) the presets' learning rate 3e-3 left F (seed 2) at R² 0.605 and Jp (seed 1) at 0.456, stuck
-from the first 100 steps, where 9.5e-4 (POWER -0.25) with 7 962 steps (POWER 0.3 on 2 000) reached 0.99658 (F,
-seed 2) and 0.99607 / 0.99646 / 0.99786 (Jp, seeds 0 / 1 / 2); 2 000 steps, each reading a hundredth of the window,
-had stopped Jp (seed 0) at 0.934.
+from the first 100 steps; with 7 963 steps (POWER 0.3 on 2 000, which had stopped Jp's seed 0 at 0.934), 1.5e-3
+(POWER -0.15) reached 0.99872 (F, seed 2) and 0.99765 / 0.99827 / 0.99606 (Jp, seeds 0 / 1 / 2), where 9.5e-4
+(POWER -0.25) left Jp at 0.99368 / 0.99519 / 0.99805.
 """
 
 from __future__ import annotations
