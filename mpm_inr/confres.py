@@ -21,6 +21,7 @@ import math
 from omegaconf import OmegaConf
 
 from mpm_inr.config.step_frames import resolve_step_frames
+from mpm_inr.errors import ConfigError
 
 REFERENCE_FRAMES = 100
 
@@ -49,7 +50,10 @@ def sampled_scaled(value: float, frames: int, step_frames: int | str, power: flo
     power = float(power)
     if not -1 <= power <= 1:
         raise ValueError(f"sampled_scaled power must be in [-1, 1], got {power}")
-    read = resolve_step_frames(step_frames, frames)
+    try:
+        read = resolve_step_frames(step_frames, frames)
+    except ConfigError:  # a bad train.step_frames: the run's checks name it in their own words
+        return value
     if read is None:
         return value
     scaled = value * (frames / read) ** power

@@ -48,6 +48,7 @@ def test_sampled_scaled_follows_the_frames_a_step_reads(value, frames, step_fram
     assert isinstance(sampled_scaled(value, frames, step_frames, power), type(value))
     with pytest.raises(ValueError, match="power must be in"):
         sampled_scaled(value, frames, step_frames, 1.5)
+    assert sampled_scaled(value, frames, 0, power) == value  # a bad train.step_frames is the run's checks' to name
 
 
 def test_presets_over_the_whole_simulation_train_longer_at_a_lower_rate():
