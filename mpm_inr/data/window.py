@@ -95,6 +95,14 @@ def holdout_mask(n: int, every: int) -> np.ndarray:
     return mask
 
 
+def frames_of(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy: 14 MB for 100
+    frames of a 4-component field, 1.4 GB at 10 000)."""
+    if len(idx) == values.shape[0] and np.array_equal(idx, np.arange(values.shape[0])):
+        return values
+    return values[idx]
+
+
 @dataclass
 class FieldWindow:
     field: str

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from mpm_inr.baselines.forked import ForkedTask, can_fork, shared_array
-from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window import FieldWindow, frames_of
 
 if TYPE_CHECKING:  # matplotlib loads only in a process that draws
     from mpm_inr.viz.field_plot import FieldDraft
@@ -124,10 +124,7 @@ def draw_field(window: FieldWindow, request: dict[str, Any]) -> None:
 def shown_frames(window: FieldWindow) -> tuple[np.ndarray, np.ndarray]:
     """The ground truth and positions of the window's training frames, which the figure shows (copies of 21 MB for
     100 frames of C, unless the training frames are the whole window)."""
-    train = window.train_frames
-    if len(train) == window.values.shape[0] and np.array_equal(train, np.arange(len(train))):
-        return window.values, window.positions
-    return window.values[train], window.positions[train]
+    return frames_of(window.values, window.train_frames), frames_of(window.positions, window.train_frames)
 
 
 def draft_field(shown: tuple[np.ndarray, np.ndarray], request: dict[str, Any],

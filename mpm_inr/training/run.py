@@ -25,7 +25,7 @@ from mpm_inr.baselines.aside import BaselinesAside
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.config.build import partial_of
 from mpm_inr.config.step_frames import resolve_step_frames
-from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window import FieldWindow, frames_of
 from mpm_inr.data.window_cache import derived, has_derived
 from mpm_inr.errors import ConfigError, UserError
 from mpm_inr.metrics import (
@@ -226,7 +226,7 @@ def _start_asides(cfg: Mapping[str, Any], baselines: WindowBaselines, window: Fi
     kinograph = device == "cpu" and not has_derived(window, _kinograph_key(True))  # a GPU keeps no images
     return Asides(BaselinesAside.start_for(baselines, model_bytes) if outputs.get("baselines", True) else None,
                   PlotAside.start_for(window) if outputs.get("plot", True) else None,
-                  KinographAside.start_for(_frames(window.values, window.train_frames)) if kinograph else None)
+                  KinographAside.start_for(frames_of(window.values, window.train_frames)) if kinograph else None)
 
 
 def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module: INRModule,
@@ -295,7 +295,7 @@ def _build(cfg, dataset_path: Path, device: str) -> tuple[FieldWindowDataModule,
     dm = FieldWindowDataModule(dataset_path, cfg["field"]["name"], data["n_training_frames"],
                                data["holdout_every"], data["normalize"], train["total_steps"], train["steps_per_call"])
     window = dm.prepare_window()
-    if not _varies(_frames(window.values, window.train_frames)):
+    if not _varies(frames_of(window.values, window.train_frames)):
         raise UserError(f"field {cfg['field']['name']} is constant over the training frames of {dataset_path.name} "
                         f"(R² is undefined); pick another data.seed, scenario or n_training_frames")
     if train["batch_size"] > len(window.train_frames):
@@ -377,13 +377,6 @@ def _parameter_count(module: INRModule) -> int:
     return sum(p.numel() for p in module.network.parameters())
 
 
-def _frames(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy)."""
-    if len(idx) == values.shape[0] and np.array_equal(idx, np.arange(values.shape[0])):
-        return values
-    return values[idx]
-
-
 def _kinograph_key(on_cpu: bool) -> tuple[str, bool]:
     """The window cache's name for the kinograph reference (a CPU's keeps scipy's filtered images)."""
     return ("kinograph_reference", on_cpu)
@@ -413,13 +406,13 @@ def _evaluate(module: INRModule, window: FieldWindow, clock: PhaseClock,
         if len(test_idx):
             scores = pooled_scores(window.values[test_idx], pred[test_idx], device)
             held.update(holdout_r2=scores.r2, holdout_mse=scores.mse)
-        gt = _frames(window.values, train_idx)
+        gt = frames_of(window.values, train_idx)
         on_cpu = device.startswith("cpu")  # the ground truth's filtered kinograph, reused by later jobs, is scipy's
 
         def reference() -> KinographReference:
             return (beside.reference() if beside is not None else None) or kinograph_reference(gt, on_cpu)
 
-        metrics = evaluate_all(gt, _frames(pred, train_idx), window.positions[train_idx[middle_frame(len(train_idx))]],
+        metrics = evaluate_all(gt, frames_of(pred, train_idx), window.positions[train_idx[middle_frame(len(train_idx))]],
                                n_params, device=device,
                                kinograph=lambda: derived(window, _kinograph_key(on_cpu), reference),
                                scored=None if scored is None else lambda first: scored({**first, **held}),
@@ -475,7 +468,7 @@ def _baselines(baselines: WindowBaselines, metrics: Mapping[str, Any]) -> dict:
 def _figure_data(cfg, module: INRModule, window: FieldWindow) -> tuple[np.ndarray, Any, list[str], str]:
     """The training prediction (the prediction itself when it is all training frames: a copy of 100 frames of C
     was 9 ms before the figure's process could start), loss curve, component names and field the figure shows."""
-    return (_frames(module.prediction, window.train_frames), module.loss_curve(), list(cfg["field"]["components"]),
+    return (frames_of(module.prediction, window.train_frames), module.loss_curve(), list(cfg["field"]["components"]),
             window.field)
 
 
