@@ -7,7 +7,7 @@ from conftest import REPO
 
 from agent.runs.trainconf import compose_train, value
 from mpm_inr.bench.compose import compose_train_config
-from mpm_inr.confres import frames_scaled, sampled_scaled
+from mpm_inr.confres import frames_scaled, sampled_choice, sampled_scaled
 
 
 @pytest.mark.parametrize(("base", "frames", "expected"), [(16, 20, 16), (16, 100, 16), (16, 400, 32),
@@ -62,3 +62,13 @@ def test_presets_over_the_whole_simulation_train_longer_at_a_lower_rate():
         assert (dense["optimizer"]["lr"], dense["train"]["total_steps"]) == (3e-3, 633)
     every_frame = compose_train_config(["field=F", "data.n_training_frames=10000", "train.step_frames=all"])
     assert (every_frame["optimizer"]["lr"], every_frame["train"]["total_steps"]) == (3e-3, 2000)
+
+
+def test_sampled_choice_and_jp_s_clipping_only_where_a_step_reads_a_sample():
+    assert sampled_choice(0.0, 1.0, 10_000, "auto") == 1.0 and sampled_choice(0.0, 1.0, 1000, "auto") == 0.0
+    assert sampled_choice(0.0, 1.0, 10_000, "all") == 0.0 and sampled_choice(0.0, 1.0, 10_000, 0) == 0.0
+    clips = {n: compose_train_config(["field=Jp", f"data.n_training_frames={n}"])["train"]["grad_clip"]
+             for n in (100, 1000, 10_000)}
+    assert clips == {100: 0.0, 1000: 0.0, 10_000: 1.0}
+    pinned = compose_train_config(["field=Jp", "data.n_training_frames=10000", "train.grad_clip=0"])
+    assert pinned["train"]["grad_clip"] == 0
