@@ -32,12 +32,25 @@ from mpm_inr.errors import ConfigError
 REFERENCE_FRAMES = 100
 
 
-def frames_scaled(base: int, frames: int, power: float = 0.5) -> int:
-    """base at <= 100 frames, base * (frames / 100) ** power (rounded up) beyond."""
+def _window_frames(frames: int | str) -> int:
     try:
-        frames = int(frames)
+        return int(frames)
     except (TypeError, ValueError):  # OmegaConf reports this with the key it was resolving: name the user's key
         raise ValueError(f"data.n_training_frames must be an integer, got {frames!r}") from None
+
+
+def _sampled_reads(frames: int, step_frames: int | str) -> int | None:
+    """The frames a step reads where it reads a sample of the window's; None where it reads every frame, or where
+    train.step_frames is bad (the run's checks name it in their own words)."""
+    try:
+        return resolve_step_frames(step_frames, frames)
+    except ConfigError:
+        return None
+
+
+def frames_scaled(base: int, frames: int, power: float = 0.5) -> int:
+    """base at <= 100 frames, base * (frames / 100) ** power (rounded up) beyond."""
+    frames = _window_frames(frames)
     base, power = int(base), float(power)
     if not 0 <= power <= 1:
         raise ValueError(f"frames_scaled power must be in [0, 1], got {power}")
@@ -49,17 +62,10 @@ def frames_scaled(base: int, frames: int, power: float = 0.5) -> int:
 def sampled_scaled(value: float, frames: int, step_frames: int | str, power: float) -> float:
     """value * (frames / the frames a step reads) ** power (an int value rounded up); value where a step reads every
     frame."""
-    try:
-        frames = int(frames)
-    except (TypeError, ValueError):
-        raise ValueError(f"data.n_training_frames must be an integer, got {frames!r}") from None
-    power = float(power)
+    frames, power = _window_frames(frames), float(power)
     if not -1 <= power <= 1:
         raise ValueError(f"sampled_scaled power must be in [-1, 1], got {power}")
-    try:
-        read = resolve_step_frames(step_frames, frames)
-    except ConfigError:  # a bad train.step_frames: the run's checks name it in their own words
-        return value
+    read = _sampled_reads(frames, step_frames)
     if read is None:
         return value
     scaled = value * (frames / read) ** power
@@ -67,13 +73,8 @@ def sampled_scaled(value: float, frames: int, step_frames: int | str, power: flo
 
 
 def sampled_choice(dense: Any, sampled: Any, frames: int, step_frames: int | str) -> Any:
-    """`sampled` where a step reads a sample of the window's frames, `dense` where it reads every frame (or
-    train.step_frames is bad: the run's checks name it)."""
-    try:
-        read = resolve_step_frames(step_frames, int(frames))
-    except (ConfigError, TypeError, ValueError):
-        return dense
-    return dense if read is None else sampled
+    """`sampled` where a step reads a sample of the window's frames, `dense` where it reads every frame."""
+    return dense if _sampled_reads(_window_frames(frames), step_frames) is None else sampled
 
 
 def register() -> None:
