@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from legacy_codec import write_legacy
 
 from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.codec import (
@@ -25,7 +26,7 @@ from mpm_inr.codec import (
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
 from mpm_inr.codec.encode import constant_particles
-from mpm_inr.codec.meta_dictionary import META_DICTIONARY
+from mpm_inr.codec.meta_dictionary import META_DICTIONARY, META_DICTIONARY_V4
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.errors import ConfigError
@@ -82,7 +83,7 @@ def test_reported_numbers_come_from_the_file(f_run, f_file):
     assert report["ratio"] == pytest.approx(window.values.size * 4 / os.path.getsize(path))
     assert report["r2"] == pytest.approx(r2_score(window.values[window.train_frames], decoded[window.train_frames]),
                                          abs=1e-12)
-    estimate = load(path).meta["encoding"]["r2_estimate"]  # the encoder's closed-form error matches the decoded one
+    estimate = report["r2_estimate"]  # the encoder's closed-form error matches the decoded one
     assert 1 - report["r2"] == pytest.approx(1 - estimate, rel=1e-3)
 
 
@@ -142,7 +143,7 @@ def test_constant_particles_are_split_off_only_when_the_file_is_smaller(data_roo
     mask = constant_particles(window.values)
     gt = window.values[window.train_frames].astype(np.float64)
     ss_tot = float(component_sums(gt, gt)[1].sum())  # as encode_model measures it
-    split, whole = (encode_module._encoded(network, cfg["model"], window, 1.0, settings, None, ss_tot, constant)
+    split, whole = (encode_module._encoded(network, cfg["model"], window, 1.0, settings, ss_tot, constant)
                     for constant in (mask, np.zeros_like(mask)))
     assert mask.any() and whole.constant.sum() == 0
     assert report["bytes"] == min(split.n_bytes, whole.n_bytes)
@@ -222,46 +223,66 @@ def test_series_sums_match_the_evaluated_basis():
         assert a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
 
 
-def test_a_version_1_file_still_decodes(f_run, tmp_path, monkeypatch):
+def test_a_version_1_file_still_decodes(f_run, tmp_path):
     """Files written before the series existed (format 1, no basis_kind) decode as network files."""
     cfg, window, network = load_run(f_run)
-    path = tmp_path / "v2.mpmc"
+    path = tmp_path / "v4.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(basis="network"))
     box = format.read(path)
     meta = {**box.meta, "encoding": {k: v for k, v in box.meta["encoding"].items() if k != "basis_kind"}}
-    monkeypatch.setattr(format, "FORMAT_VERSION", 1)
     old = tmp_path / "v1.mpmc"
-    format.write(old, meta, box.blobs)
-    monkeypatch.undo()
+    write_legacy(old, meta, box.blobs, 1)
     assert format.read(old).version == 1
     np.testing.assert_array_equal(load(old).decode_window(), load(path).decode_window())
 
 
-def test_a_version_2_file_still_decodes(f_run, tmp_path, monkeypatch):
-    """Files written before the metadata dictionary (format 2, LZMA2 metadata) decode to the same arrays."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_version_2_or_3_file_still_decodes(version, f_run, tmp_path):
+    """Files of one LZMA2 stream per blob, a sha256, the run's provenance and the encoder's estimates in the
+    metadata (format 3: deflated against its dictionary; format 2: LZMA2) decode to the same arrays."""
     cfg, window, network = load_run(f_run)
-    path = tmp_path / "v3.mpmc"
+    path = tmp_path / "v4.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path)
     box = format.read(path)
-    monkeypatch.setattr(format, "FORMAT_VERSION", 2)
-    old = tmp_path / "v2.mpmc"
-    format.write(old, box.meta, box.blobs)
-    monkeypatch.undo()
-    assert format.read(old).version == 2 and format.read(old).meta == box.meta
+    legacy_window = {**box.meta["window"], "mean": [float(np.float32(v)) for v in box.meta["window"]["mean"]]}
+    meta = {**box.meta, "window": legacy_window, "source": {"run_dir": str(f_run)},
+            "encoding": {**box.meta["encoding"], "goal_r2": 0.995, "ceiling_r2": 0.999, "r2_estimate": 0.996}}
+    old = tmp_path / f"v{version}.mpmc"
+    write_legacy(old, meta, box.blobs, version)
+    assert format.read(old).version == version and format.read(old).meta == meta
     np.testing.assert_array_equal(load(old).decode_window(), load(path).decode_window())
+    assert codec_main(["info", str(old)]) == 0
 
 
 def test_metadata_is_coded_against_the_fixed_dictionary(f_run, tmp_path):
-    """Version-3 files decode only with these exact dictionary bytes, and it pays: a 100-frame file's metadata
-    (network config, window, blob specs) costs well under half of what LZMA2 alone makes of it."""
+    """Version-3 and version-4 files decode only with these exact dictionary bytes, and it pays: a 100-frame
+    file's metadata (network config, window, blob specs) costs well under half of what LZMA2 alone makes of it."""
     assert hashlib.sha256(META_DICTIONARY).hexdigest() == "dc31e7b60008921e802df20eccf5eab49a62720e762a698d6e00d8283eae92ce"
+    assert hashlib.sha256(META_DICTIONARY_V4).hexdigest() == "38f07aa93269937cd3de065fe090526f4cabbba7ca1c0160aacc0db6479fc4f2"
     cfg, window, network = load_run(f_run)
     path = tmp_path / "f.mpmc"
-    encode_model(network, cfg["model"], window, 1.0, path, source={"run_dir": str(f_run)})
+    encode_model(network, cfg["model"], window, 1.0, path)
     box = format.read(path)
-    text = json.dumps({**box.meta, "blobs": {k: [0, len(v)] for k, v in box.blobs.items()}},
+    text = json.dumps({**box.meta, "blobs": {k: len(v) for k, v in box.blobs.items()}},
                       separators=(",", ":"), sort_keys=True).encode()
     assert box.meta_bytes < 0.5 * len(format.compress(text))
+
+
+def test_a_file_holds_what_a_decoder_needs_and_no_more(f_run, tmp_path):
+    """No provenance (a run's path is the user's business, not the file's), no encoder estimates, the window's
+    statistics and the code step in the fewest digits that read back to their float32 values."""
+    cfg, window, network = load_run(f_run)
+    path = tmp_path / "f.mpmc"
+    report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.99))
+    box = format.read(path)
+    assert "source" not in box.meta and str(f_run) not in path.read_bytes().decode("latin-1")
+    assert {"goal_r2", "ceiling_r2", "r2_estimate"}.isdisjoint(box.meta["encoding"])
+    assert report["goal_r2"] == 0.99 and report["ceiling_r2"] > 0.99
+    for value, exact in zip(box.meta["window"]["mean"], window.mean, strict=True):
+        assert np.float32(value) == exact and len(repr(value)) <= len(str(np.float32(exact)))
+    assert box.meta["encoding"]["step"] == float(str(np.float32(box.meta["encoding"]["step"])))
+    assert sum(box.parts.values()) == box.n_bytes == report["bytes"] and report["bytes_by_part"] == box.parts
+    assert sum(report["raw_bytes_by_part"].values()) == sum(map(len, box.blobs.values()))
 
 
 def _damaged(data: bytes) -> dict[str, bytes]:

@@ -29,7 +29,7 @@ def test_small_signed_ints_compress_to_few_bytes():
     """zigzag: small values of either sign leave the high byte plane all zero."""
     q = np.random.default_rng(1).integers(-3, 4, size=20000).astype(np.int16)
     blob, _ = pack_array(q)
-    assert len(blob) < 0.25 * q.nbytes
+    assert not any(blob[q.size:]) and len(format.compress(blob)) < 0.25 * q.nbytes
 
 
 @pytest.mark.parametrize("bits", [3, 4, 8, 12])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from mpm_inr.codec import format
 from mpm_inr.codec import svd_baseline as svd_baseline_module
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
@@ -106,25 +107,27 @@ def test_candidates_encoded_in_threads_give_the_serial_file(monkeypatch):
     np.testing.assert_array_equal(threaded.decode(values.shape[1]), serial.decode(values.shape[1]))
 
 
-def test_the_coefficients_are_packed_in_the_smaller_of_the_two_layouts():
-    """The rival gets our codec's direction-major layout, or particle-major where that packs smaller: a file's
-    bytes are the header, the smaller coefficient layout and the stored U_k and mean, each packed by hand here."""
+def test_the_rival_file_is_one_stream_with_the_smaller_coefficient_layout():
+    """The rival's file is its header and one LZMA stream (as our codec's payload) of the stored U_k, the mean and
+    the coefficients, direction-major (our codec's layout) or particle-major where that packs smaller; packed by
+    hand here."""
     values = _window()
     point = quantised_svd(values, 0.999)
     ints = quantise_uniform(point.coefficients, point.step)
-    by_direction, by_particle = (len(pack_array(np.ascontiguousarray(a))[0]) for a in (ints, ints.T))
-    assert svd_baseline_module.coefficient_bytes(ints) == min(by_direction, by_particle)
     centred = torch.from_numpy((values.reshape(40, -1) - np.tile(point.mean, 50)).astype(np.float64))
     basis, _ = temporal_basis(centred)
     stored_u = quantise_tensor(basis[:, :point.rank].T.numpy(), point.bits)
     stored = stored_u if isinstance(stored_u, tuple) else (stored_u,)
-    others = sum(len(pack_array(np.asarray(a))[0]) for a in (*stored, point.mean))
-    assert point.n_bytes == svd_baseline_module.HEADER_BYTES + min(by_direction, by_particle) + others
+
+    def by_hand(coefficients: np.ndarray) -> int:
+        arrays = (*stored, point.mean, np.ascontiguousarray(coefficients))
+        return svd_baseline_module.HEADER_BYTES + len(format.compress(b"".join(pack_array(a)[0] for a in arrays)))
+
+    assert point.n_bytes == min(by_hand(ints), by_hand(ints.T))
     # a direction whose integers are all zero packs to almost nothing direction-major, not particle-major
     sparse = np.zeros((3, 3000), np.int8)
     sparse[0] = np.random.default_rng(0).integers(-20, 20, 3000)
-    assert svd_baseline_module.coefficient_bytes(sparse) == len(pack_array(sparse)[0]) < len(pack_array(
-        np.ascontiguousarray(sparse.T))[0])
+    assert svd_baseline_module.file_bytes(stored_u, point.mean, sparse) == by_hand(sparse) < by_hand(sparse.T)
 
 
 def test_the_leading_directions_hold_the_optimal_energy_on_a_slowly_decaying_spectrum():

@@ -60,8 +60,7 @@ def _encode(args) -> dict:
                                           "basis": args.basis})
     cfg, window, network = load_run(args.run_dir, args.data_root)
     out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_NAME
-    return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], out, settings,
-                        source={"run_dir": str(args.run_dir), "dataset": cfg["dataset"]})
+    return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], out, settings)
 
 
 def _decode(args) -> None:
@@ -87,8 +86,9 @@ def _info(path: str) -> dict:
             "ratio": meta["window"]["n_frames"] * meta["window"]["n_particles"] * meta["window"]["n_components"] * 4
             / box.n_bytes,
             "encoding": {k: v for k, v in meta["encoding"].items() if not isinstance(v, dict)},
-            "bytes_by_part": {"meta": box.meta_bytes, **{k: len(v) for k, v in box.blobs.items()}},
-            "model": meta["model"], "source": meta["source"]}
+            "bytes_by_part": box.parts,
+            "raw_bytes_by_part": {k: len(v) for k, v in box.blobs.items()},
+            "model": meta["model"], **({"source": meta["source"]} if "source" in meta else {})}
 
 
 if __name__ == "__main__":

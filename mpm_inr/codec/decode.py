@@ -92,13 +92,19 @@ class CodecModel:
         else:
             out = chebyshev.predict(self.series.curves, self.series.codes, self.series.members,
                                     self.window_time(frames), win["n_particles"])
-        out = (out * np.asarray(win["std"]) + np.asarray(win["mean"])).astype(np.float32)
+        out = (out * as_float32(win["std"]) + as_float32(win["mean"])).astype(np.float32)
         out[:, self.constant] = self.constant_values
         return out
 
     def decode_window(self) -> np.ndarray:
         """Every frame of the window, (T, N, C)."""
         return self.predict(self.frames)
+
+
+def as_float32(numbers: Sequence[float]) -> np.ndarray:
+    """The window's statistics as the encoder used them: float32 values (a file may write them as the shortest
+    decimal that reads back to that float32), in float64 arithmetic."""
+    return np.asarray(numbers, dtype=np.float32).astype(np.float64)
 
 
 def load(path: str | os.PathLike) -> CodecModel:
@@ -122,7 +128,7 @@ def from_container(box: format.Container) -> CodecModel:
         latents = np.zeros((win["n_particles"], network.latent_dim), dtype=np.float32)
         for idx, group_codes in zip(members, codes, strict=False):
             latents[idx] = group_codes
-        values = (np.asarray(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
+        values = (as_float32(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
         state = {**unpack_tensors("basis", blobs, meta["encoding"]["basis"]), "latents": latents}
     else:
         values = unpack_array(blobs["constant_values"], meta["encoding"]["constant_values"])
@@ -142,7 +148,7 @@ def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], network: nn.Mod
     codes = bilinear.unpack_codes(blobs, encoding, shapes)
     curves = chebyshev.split_groups(unpack_tensors("series", blobs, encoding["series"])["coefs"],
                                     encoding["series_ranks"], win["n_components"])
-    values = (np.asarray(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
+    values = (as_float32(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
     return SeriesBasis(curves, codes[:len(members)], members), values
 
 

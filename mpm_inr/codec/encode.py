@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from mpm_inr.codec import bilinear, chebyshev, format
-from mpm_inr.codec.decode import CodecModel, load, load_parameters, particle_blobs
+from mpm_inr.codec.decode import CodecModel, from_container, load_parameters, particle_blobs
 from mpm_inr.codec.quantise import (
     FLOAT_BITS,
     pack_array,
@@ -72,8 +72,7 @@ def constant_particles(values: np.ndarray) -> np.ndarray:
 
 
 def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
-                 path: str | os.PathLike, settings: CodecSettings = CodecSettings(),
-                 source: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 path: str | os.PathLike, settings: CodecSettings = CodecSettings()) -> dict[str, Any]:
     """Encode a trained network of `window` into `path`; returns the numbers for metrics.json, with the R²
     recomputed from the arrays decoded from the written file.
 
@@ -90,51 +89,62 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     ss_tot = float(component_sums(gt, gt)[1].sum())
     constant = constant_particles(window.values)
     splits = [constant, np.zeros_like(constant)] if constant.any() else [constant]
-    candidates = [_encoded(network, model_cfg, window, t_period, settings, source, ss_tot, split) for split in splits]
+    candidates = [_encoded(network, model_cfg, window, t_period, settings, ss_tot, split) for split in splits]
     # the same accuracy: an unsplit file whose goal is lower (no target: its best decodable R² is) does not count
-    goal = candidates[0].meta["encoding"]["goal_r2"]
-    chosen = min((c for c in candidates if c.meta["encoding"]["goal_r2"] >= goal - 1e-12), key=lambda c: c.n_bytes)
-    n_bytes = format.write(path, chosen.meta, chosen.blobs)
+    goal = candidates[0].search["goal_r2"]
+    chosen = min((c for c in candidates if c.search["goal_r2"] >= goal - 1e-12), key=lambda c: c.n_bytes)
+    n_bytes = format.write(path, chosen.meta, chosen.blobs, chosen.payload)
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
-    decoded = load(path).decode_window()
+    box = format.read(path)
+    decoded = from_container(box).decode_window()
     decode_s = time.perf_counter() - started
     raw = window.values.size * 4
     r2 = r2_score(gt, decoded[train])
-    kind_meta = chosen.meta["encoding"]
+    kind_meta, search = chosen.meta["encoding"], chosen.search
     return {"file": str(path), "bytes": n_bytes, "ratio": raw / n_bytes, "raw_bytes": raw, "r2": r2,
             "holdout_r2": r2_score(window.values[window.test_frames], decoded[window.test_frames])
             if len(window.test_frames) else None,
-            "target_r2": settings.target_r2, "goal_r2": kind_meta["goal_r2"],
-            "target_met": r2 >= (settings.target_r2 or kind_meta["goal_r2"]) - 1e-9,
-            "ceiling_r2": kind_meta["ceiling_r2"], "kind": chosen.meta["kind"], "weight_bits": kind_meta["weight_bits"],
+            "target_r2": settings.target_r2, "goal_r2": search["goal_r2"],
+            "target_met": r2 >= (settings.target_r2 or search["goal_r2"]) - 1e-9,
+            "ceiling_r2": search["ceiling_r2"], "r2_estimate": search["r2_estimate"], "kind": chosen.meta["kind"], "weight_bits": kind_meta["weight_bits"],
             "step": kind_meta.get("step"), "constant_particles": int(chosen.constant.sum()),
-            "bytes_by_part": {name: len(blob) for name, blob in chosen.blobs.items()},
+            "bytes_by_part": box.parts,
+            "raw_bytes_by_part": {name: len(blob) for name, blob in chosen.blobs.items()},
             "encode_s": encode_s, "decode_s": decode_s}
+
 
 
 @dataclass(frozen=True)
 class _Candidate:
     meta: dict[str, Any]
-    blobs: dict[str, bytes]
+    blobs: dict[str, bytes]  # raw byte planes, by name
+    payload: bytes  # the blobs as the file codes them (format.payload)
+    search: dict[str, float]  # the encoder's goal_r2, ceiling_r2 and r2_estimate (metrics.json, not the file)
     constant: np.ndarray  # the particles stored as constant values
     n_bytes: int  # of the file it would write
 
 
 def _encoded(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
-             settings: CodecSettings, source: Mapping[str, Any] | None, ss_tot: float,
-             constant: np.ndarray) -> _Candidate:
+             settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Candidate:
     """The file's metadata and blobs with `constant` as the particles stored by value (a copy of the network:
     the search loads quantised weights into it)."""
     network = copy.deepcopy(network).cpu().float().eval()
     blobs, meta = particle_blobs(window.material, window.object_id, constant, network.particle_labels)
-    meta.update(model=dict(model_cfg), window=_window_meta(window, t_period), source=dict(source or {}))
+    meta.update(model=dict(model_cfg), window=_window_meta(window, t_period))
     shell = CodecModel(meta, network, constant, window.values[0, constant])  # constants exact while searching
     encoder = _encode_bilinear if network.linear_in_codes else _encode_weights
     kind_meta, kind_blobs = encoder(shell, window, ss_tot, settings)
+    search = {key: kind_meta.pop(key) for key in SEARCH_KEYS}
     meta.update(kind="bilinear" if network.linear_in_codes else "weights", encoding=kind_meta)
     blobs = {**blobs, **kind_blobs}
-    return _Candidate(meta, blobs, constant, len(format.pack(meta, blobs)))
+    packed = format.payload(blobs)
+    n_bytes = format.file_bytes(len(format.meta_blob(meta, blobs)), len(packed))
+    return _Candidate(meta, blobs, packed, search, constant, n_bytes)
+
+
+#: what the encoders find besides the file's contents: reported in metrics.json, not stored (a decoder needs none)
+SEARCH_KEYS = ("goal_r2", "ceiling_r2", "r2_estimate")
 
 
 def refuse_positions(inr_type: str) -> None:
@@ -156,7 +166,13 @@ def _window_meta(window: FieldWindow, t_period: float) -> dict[str, Any]:
     return {"field": window.field, "start": int(window.frames[0]), "n_frames": window.n_frames,
             "n_particles": window.n_particles, "n_components": window.n_components,
             "held_out": [int(i) for i in window.test_frames], "t_period": float(t_period),
-            "mean": [float(v) for v in window.mean], "std": [float(v) for v in window.std]}
+            "mean": [short_float(v) for v in window.mean], "std": [short_float(v) for v in window.std]}
+
+
+def short_float(value: float) -> float:
+    """A float32 value as the shortest decimal that reads back to it (`1.5320394`, not `1.5320394039154053`): the
+    decoder rounds what it reads to float32 (decode.as_float32), so the metadata spends no digits past it."""
+    return float(str(np.float32(value)))
 
 
 def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
@@ -203,8 +219,9 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
     def file_bytes(point: tuple[int, dict, dict]) -> int:
         """The candidate's bytes with its metadata packed as the file will hold it (the particle blobs, the same
         for every candidate, aside): two candidates a few payload bytes apart can differ as much in metadata."""
-        meta = {**shell.meta, "kind": "bilinear", "encoding": {**point[1], "goal_r2": goal, "ceiling_r2": ceiling}}
-        return len(format.pack(meta, point[2]))
+        meta = {**shell.meta, "kind": "bilinear",
+                "encoding": {k: v for k, v in point[1].items() if k not in SEARCH_KEYS}}
+        return format.file_bytes(len(format.meta_blob(meta, point[2])), point[0])
 
     _, meta, blobs = min(found, key=file_bytes)
     return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs
@@ -219,12 +236,13 @@ def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: fl
 
     n_coefs = sum(f.coefs.size for f in fits)
     guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
-    step = largest_passing(lambda s: r2_of(s) >= search_goal, guess)
+    step = largest_passing(lambda s: r2_of(short_float(s)) >= search_goal, guess)
     if step is None:
         return None
+    step = short_float(step)
     code_blobs, code_meta = bilinear.pack_codes(bilinear.quantise_codes(fits, step))
     blobs = {**code_blobs, **basis_blobs}
-    return sum(map(len, blobs.values())), {**code_meta, "r2_estimate": r2_of(step)}, blobs
+    return len(format.payload(blobs)), {**code_meta, "r2_estimate": r2_of(step)}, blobs
 
 
 def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWindow, members: list[np.ndarray],
@@ -313,9 +331,10 @@ def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected:
 
     n_coefs = sum(f.coefs.size for f in fits + constant_fit)
     guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
-    step = largest_passing(lambda s: r2_of(s) >= search_goal, guess)
+    step = largest_passing(lambda s: r2_of(short_float(s)) >= search_goal, guess)
     if step is None:
         return None
+    step = short_float(step)  # the metadata's step in as few digits as the search tested
     rotated, codes = coded(step)
     assert rotated is not None and codes is not None  # the step passed, so its series was built
     blobs, specs = pack_tensors("series", {"coefs": rotated.flat}, bits)
@@ -323,7 +342,7 @@ def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected:
     blobs.update(code_blobs)
     meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
                 weight_bits=bits, r2_estimate=r2_of(step))
-    return sum(map(len, blobs.values())), meta, blobs
+    return len(format.payload(blobs)), meta, blobs
 
 
 def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,

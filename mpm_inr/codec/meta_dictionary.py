@@ -1,11 +1,12 @@
-"""The preset dictionary the codec's metadata is deflated against (format version 3).
+"""The preset dictionaries the codec's metadata is deflated against (format versions 3 and 4).
 
 A file's metadata is a few hundred bytes of compact JSON whose keys and structure repeat from file to file (the
 model config, the window, the blobs' dtypes and shapes); deflated on its own it costs ~0.6 KB, a quarter of a
-100-frame Jp file. Deflated against this dictionary (compact JSON of four typical files: a siren_t weights file,
-a bilinear file with its basis network, a per-object Chebyshev file and a one-component one, with their numbers
-zeroed) it costs ~0.1-0.2 KB. Never edit it: every version-3 file decodes only with these exact bytes; a new
-dictionary is a new format version.
+100-frame Jp file. Deflated against a dictionary (compact JSON of four typical files: a siren_t weights file, a
+bilinear file with its basis network, a per-object Chebyshev file and a one-component one, with their numbers
+zeroed) it costs ~0.1-0.2 KB. Never edit one: every file of a version decodes only with that version's exact
+bytes; a new dictionary is a new format version. Version 4's is version 3's four files in version 4's layout (no
+provenance, no encoder estimates, a table of blob sizes instead of offsets).
 """
 
 META_DICTIONARY = (
@@ -69,3 +70,62 @@ META_DICTIONARY = (
     b':"Jp","held_out":[],"mean":[0.0],"n_components":1,"n_frames":100,"n_particles":9000,"start":4950,"std":[1.0]'
     b',"t_period":1.0}}'
 )
+
+META_DICTIONARY_V4 = (
+    b'{"blobs":{"constant":0,"constant_values":0,"weights/bias":0,"weights/bias/scale":0,"weights/trunk.layers.0.lin'
+    b'ear.bias":0,"weights/trunk.layers.0.linear.weight":0,"weights/trunk.layers.0.linear.weight/scale":0,"weights/t'
+    b'runk.layers.1.linear.bias":0,"weights/trunk.layers.1.linear.weight":0,"weights/trunk.layers.1.linear.weight/sc'
+    b'ale":0,"weights/trunk.layers.2.linear.bias":0,"weights/trunk.layers.2.linear.weight":0,"weights/trunk.layers.2'
+    b'.linear.weight/scale":0,"weights/weight":0,"weights/weight/scale":0},"constant":{"dtype":"|u1","shape":[1125]}'
+    b',"encoding":{"constant_values":{"dtype":"<f4","shape":[0,4]},"goal_r2":0.995,"weight_bits":4,"weights":{"bias"'
+    b':{"dtype":"|i1","scale":{"dtype":"<f2","shape":[9000]},"shape":[9000,4],"zigzag":true},"trunk.layers.0.linear.'
+    b'bias":{"dtype":"<f2","shape":[256]},"trunk.layers.0.linear.weight":{"dtype":"|i1","scale":{"dtype":"<f2","shap'
+    b'e":[256]},"shape":[256,1],"zigzag":true},"trunk.layers.1.linear.bias":{"dtype":"<f2","shape":[256]},"trunk.lay'
+    b'ers.1.linear.weight":{"dtype":"|i1","scale":{"dtype":"<f2","shape":[256]},"shape":[256,256],"zigzag":true},"tr'
+    b'unk.layers.2.linear.bias":{"dtype":"<f2","shape":[256]},"trunk.layers.2.linear.weight":{"dtype":"|i1","scale":'
+    b'{"dtype":"<f2","shape":[256]},"shape":[256,256],"zigzag":true},"weight":{"dtype":"|i1","scale":{"dtype":"<f2",'
+    b'"shape":[9000]},"shape":[9000,256,4],"zigzag":true}}},"kind":"weights","model":{"hidden_dim":256,"learn_omega"'
+    b':false,"n_layers":3,"name":"siren_t","omega":30.0},"window":{"field":"F","held_out":[],"mean":[0.0,0.0,0.0,0.0'
+    b'],"n_components":4,"n_frames":100,"n_particles":9000,"start":4950,"std":[1.0,1.0,1.0,1.0],"t_period":1.0}}{"bl'
+    b'obs":{"basis/basis.head.bias":0,"basis/basis.head.weight":0,"basis/basis.head.weight/scale":0,"basis/basis.tru'
+    b'nk.layers.0.linear.bias":0,"basis/basis.trunk.layers.0.linear.weight":0,"basis/basis.trunk.layers.0.linear.wei'
+    b'ght/scale":0,"basis/basis.trunk.layers.1.linear.bias":0,"basis/basis.trunk.layers.1.linear.weight":0,"basis/ba'
+    b'sis.trunk.layers.1.linear.weight/scale":0,"basis/basis.trunk.layers.2.linear.bias":0,"basis/basis.trunk.layers'
+    b'.2.linear.weight":0,"basis/basis.trunk.layers.2.linear.weight/scale":0,"codes":0,"constant":0,"row_scales":0,"'
+    b'rows":0},"constant":{"dtype":"|u1","shape":[1125]},"encoding":{"basis":{"basis.head.bias":{"dtype":"<f2","shap'
+    b'e":[64]},"basis.head.weight":{"dtype":"|i1","scale":{"dtype":"<f2","shape":[64]},"shape":[64,64],"zigzag":true'
+    b'},"basis.trunk.layers.0.linear.bias":{"dtype":"<f2","shape":[64]},"basis.trunk.layers.0.linear.weight":{"dtype'
+    b'":"|i1","scale":{"dtype":"<f2","shape":[64]},"shape":[64,1],"zigzag":true},"basis.trunk.layers.1.linear.bias":'
+    b'{"dtype":"<f2","shape":[64]},"basis.trunk.layers.1.linear.weight":{"dtype":"|i1","scale":{"dtype":"<f2","shape'
+    b'":[64]},"shape":[64,64],"zigzag":true},"basis.trunk.layers.2.linear.bias":{"dtype":"<f2","shape":[64]},"basis.'
+    b'trunk.layers.2.linear.weight":{"dtype":"|i1","scale":{"dtype":"<f2","shape":[64]},"shape":[64,64],"zigzag":tru'
+    b'e}},"basis_kind":"network","codes":{"dtype":"<i2","shape":[144000],"zigzag":true},"goal_r2":0.995,"ranks":[16]'
+    b',"row_scales":{"dtype":"<f4","shape":[16]},"rows":{"dtype":"|i1","shape":[256],"zigzag":true},"step":0.0,"weig'
+    b'ht_bits":6},"kind":"bilinear","model":{"basis_groups":"none","codes":"solved","decoder":"bilinear","decoder_hi'
+    b'dden":64,"group_embedding_dim":4,"hidden_dim":64,"latent_dim":16,"latent_init_std":0.1,"latent_lr_mult":30.0,"'
+    b'learn_omega":false,"n_layers":3,"name":"lagrangian","omega":10.0,"shared_codes":"none","time_scale":1},"window'
+    b'":{"field":"S","held_out":[],"mean":[0.0,0.0,0.0,0.0],"n_components":4,"n_frames":100,"n_particles":9000,"star'
+    b't":4950,"std":[1.0,1.0,1.0,1.0],"t_period":1.0}}{"blobs":{"codes":0,"constant":0,"object_id":0,"row_scales":0,'
+    b'"rows":0,"series/coefs":0,"series/coefs/scale":0},"constant":{"dtype":"|u1","shape":[1125]},"encoding":{"basis'
+    b'_kind":"chebyshev","codes":{"dtype":"<i2","shape":[161000],"zigzag":true},"directions":[false,false,false,fals'
+    b'e,false,false,false,false,false],"goal_r2":0.995,"ranks":[18,18,17,18,18,18,18,18,18],"row_scales":{"dtype":"<'
+    b'f4","shape":[0]},"rows":{"dtype":"|i1","shape":[0],"zigzag":true},"series":{"coefs":{"dtype":"|i1","scale":{"d'
+    b'type":"<f2","shape":[33]},"shape":[33,644],"zigzag":true}},"series_ranks":[18,18,17,18,18,18,18,18,18],"step":'
+    b'0.0,"weight_bits":8},"kind":"bilinear","model":{"basis_groups":"object","codes":"solved","decoder":"bilinear",'
+    b'"decoder_hidden":64,"group_embedding_dim":4,"hidden_dim":64,"latent_dim":18,"latent_init_std":0.1,"latent_lr_m'
+    b'ult":30.0,"learn_omega":false,"n_layers":3,"name":"lagrangian","omega":10.0,"shared_codes":"none","time_scale"'
+    b':1},"object_id":{"dtype":"|i1","shape":[9000],"zigzag":true},"window":{"field":"C","held_out":[2,6,10,14,18,22'
+    b',26,30,34,38,42,46,50,54,58,62,66,70,74,78,82,86,90,94,98],"mean":[0.0,0.0,0.0,0.0],"n_components":4,"n_frames'
+    b'":100,"n_particles":9000,"start":4950,"std":[1.0,1.0,1.0,1.0],"t_period":1.0}}{"blobs":{"codes":0,"constant":0'
+    b',"row_scales":0,"rows":0,"series/coefs":0},"constant":{"dtype":"|u1","shape":[1125]},"encoding":{"basis_kind":'
+    b'"chebyshev","codes":{"dtype":"|i1","shape":[10624],"zigzag":true},"directions":[false,true],"goal_r2":0.995,"r'
+    b'anks":[2,1],"row_scales":{"dtype":"<f4","shape":[1]},"rows":{"dtype":"|i1","shape":[1],"zigzag":true},"series"'
+    b':{"coefs":{"dtype":"<f2","shape":[2,2]}},"series_ranks":[2],"step":0.0,"weight_bits":16},"kind":"bilinear","mo'
+    b'del":{"basis_groups":"none","codes":"solved","decoder":"bilinear","decoder_hidden":64,"group_embedding_dim":4,'
+    b'"hidden_dim":64,"latent_dim":4,"latent_init_std":0.1,"latent_lr_mult":30.0,"learn_omega":false,"n_layers":3,"n'
+    b'ame":"lagrangian","omega":10.0,"shared_codes":"none","time_scale":1},"window":{"field":"Jp","held_out":[],"mea'
+    b'n":[0.0],"n_components":1,"n_frames":100,"n_particles":9000,"start":4950,"std":[1.0],"t_period":1.0}}'
+)
+
+#: the dictionary of each format version that has one
+META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4}

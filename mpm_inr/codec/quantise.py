@@ -1,8 +1,8 @@
-"""Numbers to small bytes: uniform scalar quantisation, per-row int weights, and lzma over byte planes.
+"""Numbers to small bytes: uniform scalar quantisation, per-row int weights, and arrays as byte planes.
 
-Every array is stored as one lzma stream of its bytes split into byte planes (all low bytes, then all high
-bytes): the high bytes of small integers are nearly constant, and LZMA codes a constant run in a few bytes,
-where interleaved it would pay for every one.
+Every array is stored as its bytes split into byte planes (all low bytes, then all high bytes), which the file
+then codes with LZMA (`format.payload`): the high bytes of small integers are nearly constant, and LZMA codes a
+constant run in a few bytes, where interleaved it would pay for every one.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from mpm_inr.codec.format import CodecError, compress, decompress
+from mpm_inr.codec.format import CodecError, payload
 
 _SMALL = 64  # tensors with fewer values (biases, embeddings, scalars) are stored as floats: a scale would cost as much
 FLOAT_BITS = (32, 16)  # bits that mean "store as IEEE floats", below that per-row integers
 
 
 def pack_array(arr: np.ndarray) -> tuple[bytes, dict[str, Any]]:
-    """(compressed bytes, spec) of any numeric array; `unpack_array(blob, spec)` gives it back bit-exactly.
+    """(byte planes, spec) of any numeric array; `unpack_array(blob, spec)` gives it back bit-exactly.
     Signed integers are zigzag-mapped (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...) first, so a small value of either sign
     has an all-zero high byte."""
     arr = np.ascontiguousarray(arr)
@@ -28,12 +28,12 @@ def pack_array(arr: np.ndarray) -> tuple[bytes, dict[str, Any]]:
         arr = np.where(wide >= 0, 2 * wide, -2 * wide - 1).astype(arr.dtype.str.replace("i", "u"))
         spec["zigzag"] = True
     raw = arr.astype(arr.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(-1, arr.dtype.itemsize)
-    return compress(np.ascontiguousarray(raw.T).tobytes()), spec
+    return np.ascontiguousarray(raw.T).tobytes(), spec
 
 
 def unpack_array(blob: bytes, spec: dict[str, Any]) -> np.ndarray:
     dtype, shape = np.dtype(spec["dtype"]), tuple(spec["shape"])
-    planes = np.frombuffer(decompress(blob), dtype=np.uint8)
+    planes = np.frombuffer(blob, dtype=np.uint8)
     if planes.size != dtype.itemsize * int(np.prod(shape)):
         raise CodecError(f"a stored array has {planes.size} bytes, its spec says {spec}; the file is inconsistent")
     stored = dtype.str.replace("i", "u") if spec.get("zigzag") else dtype.str
@@ -42,6 +42,11 @@ def unpack_array(blob: bytes, spec: dict[str, Any]) -> np.ndarray:
         wide = arr.astype(np.int64)
         arr = np.where(wide % 2 == 0, wide // 2, -(wide + 1) // 2).astype(dtype)
     return arr
+
+
+def packed_bytes(*arrays: np.ndarray) -> int:
+    """The payload bytes of these arrays stored together in one file (the quantised SVD's size)."""
+    return len(payload({f"{i:04d}": pack_array(a)[0] for i, a in enumerate(arrays)}))
 
 
 def smallest_int(q: np.ndarray) -> np.ndarray:

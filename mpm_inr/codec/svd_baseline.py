@@ -4,8 +4,9 @@ A float32 SVD (`mpm_inr.baselines`) pays 32 bits per number; our codec pays a fe
 the SVD gets the same tools: per component centred (the best rank-k fit for the reported R², Eckart–Young), its
 temporal factor U_k (T x k) stored as per-direction integers like our network weights (`quantise_tensor`, the
 codec's candidate bits), its coefficients W (k x N·C) re-solved for the stored U_k, then rounded to multiples of
-one step found by bisection on the decoded R² (as our codes are), and every array lzma-coded by byte planes
-(`pack_array`), the coefficients in whichever layout packs smaller (`coefficient_bytes`). The smallest file over the rank and the bits that reaches the target wins.
+one step found by bisection on the decoded R² (as our codes are), and its arrays stored as byte planes coded in
+one LZMA stream (`packed_bytes`, as our file's payload), the coefficients in whichever layout packs smaller
+(`file_bytes`). The smallest file over the rank and the bits that reaches the target wins.
 
 A rank's candidate bits are encoded in as many threads as the process's torch CPU threads (`process_workers`): lzma
 releases the GIL, and it is most of the search's time at long windows (C, 1 000 frames, seed 0, R² 0.995: 613 s on
@@ -25,7 +26,7 @@ import torch
 from mpm_inr.codec.encode import DECODE_MARGIN, largest_passing
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
-    pack_array,
+    packed_bytes,
     quantise_tensor,
     quantise_uniform,
 )
@@ -133,18 +134,19 @@ def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: 
     if step is None:
         return None
     ints = quantise_uniform(coefs_np, step)
-    n_bytes = HEADER_BYTES + coefficient_bytes(ints) + sum(
-        len(pack_array(np.asarray(a))[0]) for a in (*(stored_u if isinstance(stored_u, tuple) else (stored_u,)), mean))
+    n_bytes = file_bytes(stored_u, mean, ints)
     return QuantisedSVD(int(basis.shape[1]), bits, step, n_bytes, r2_at(step), temporal, ints * step, mean)
 
 
-def coefficient_bytes(ints: np.ndarray) -> int:
-    """The (k, N·C) integer coefficients packed in the better of two layouts: direction-major (each direction's
-    integers back to back, as our codec stores its codes) or particle-major (each particle-component's k integers
-    together); the header's layout flag tells the decoder which. Until 2026-12-04 the rival was always packed
-    particle-major, up to 12 % larger than direction-major (Jp and S at R² 0.999, 100 frames), a handicap our codec
-    did not have; particle-major is still up to 1 % smaller on C."""
-    return min(len(pack_array(np.ascontiguousarray(ints))[0]), len(pack_array(np.ascontiguousarray(ints.T))[0]))
+def file_bytes(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray, ints: np.ndarray) -> int:
+    """The file of the stored U_k (`quantise_tensor`), the mean and the (k, N·C) integer coefficients: the header
+    and one LZMA stream of the arrays, the coefficients in the better of two layouts, direction-major (each
+    direction's integers back to back, as our codec stores its codes) or particle-major (each
+    particle-component's k integers together); the header's layout flag tells the decoder which. Until
+    2026-12-04 the rival was always packed particle-major, up to 12 % larger than direction-major (Jp and S at R²
+    0.999, 100 frames), a handicap our codec did not have; particle-major is still up to 1 % smaller on C."""
+    temporal = stored_u if isinstance(stored_u, tuple) else (stored_u,)
+    return HEADER_BYTES + min(packed_bytes(*temporal, mean, np.ascontiguousarray(layout)) for layout in (ints, ints.T))
 
 
 @dataclass(frozen=True)
@@ -198,11 +200,9 @@ def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.
     temporal = dequantise_tensor(stored_u).T.astype(np.float64)  # (T_train, k)
     u = torch.from_numpy(temporal)
     coefs = torch.linalg.solve(u.T @ u, u.T @ centred).numpy()  # (k, N·C), least squares for the stored U_k
-    fixed = HEADER_BYTES + sum(len(pack_array(np.asarray(a))[0])
-                               for a in (*(stored_u if isinstance(stored_u, tuple) else (stored_u,)), mean))
 
     def size(step: float) -> int:
-        return fixed + coefficient_bytes(quantise_uniform(coefs, step))
+        return file_bytes(stored_u, mean, quantise_uniform(coefs, step))
 
     coarse = 4.0 * max(float(np.abs(coefs).max()), 1e-30)  # every code rounds to 0
     if size(coarse) > budget:

@@ -37,4 +37,4 @@ def encode_after_training(cfg: Mapping[str, Any], network: nn.Module, window: Fi
     codec = dict(cfg.get("codec") or {})
     path = Path(run_dir) / str(codec.get("file") or DEFAULT_FILE)
     return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], path,
-                        CodecSettings.from_config(codec), source={"run_dir": str(run_dir)})
+                        CodecSettings.from_config(codec))

@@ -1,0 +1,29 @@
+"""A writer of the codec's older layouts (versions 1-3), for the tests that older files still decode: the package
+only reads them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from mpm_inr.codec import format
+
+_HEAD = struct.Struct("<8sHIQ")
+
+
+def write_legacy(path: Path, meta: dict[str, Any], blobs: dict[str, bytes], version: int) -> None:
+    """`blobs` are raw byte planes (as format.Container holds them); versions 1-3 coded each in its own LZMA2
+    stream, listed at [offset, size] in the metadata, behind a 22-byte header and before a sha256."""
+    assert 1 <= version <= 3
+    streams = {name: format.compress(blob) for name, blob in blobs.items()}
+    table, offset = {}, 0
+    for name, stream in streams.items():
+        table[name] = [offset, len(stream)]
+        offset += len(stream)
+    text = json.dumps({**meta, "blobs": table}, separators=(",", ":"), sort_keys=True).encode()
+    meta_part = format.pack_meta(text, version)
+    body = _HEAD.pack(format.MAGIC, version, len(meta_part), offset) + meta_part + b"".join(streams.values())
+    path.write_bytes(body + hashlib.sha256(body).digest())
