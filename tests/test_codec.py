@@ -223,6 +223,31 @@ def test_series_sums_match_the_evaluated_basis():
         assert a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
 
 
+def test_refining_a_series_never_loses_fit_and_reaches_the_best_rank_r_basis():
+    """Alternating least squares from a poor rank-1 curve: the error never grows, and it ends at the best rank-1
+    basis of that degree (the leading singular pair of the targets projected on the polynomials); a series whose
+    curves span every polynomial of its degree is left as it is."""
+    rng = np.random.default_rng(5)
+    n_frames, n_particles, degree = 30, 40, 4
+    u = chebyshev.frame_times(n_frames)
+    curve = np.stack([np.cos(2 * u), u ** 3], axis=-1)  # (F, C): one temporal shape, two components
+    values = rng.normal(size=n_particles)[None, :, None] * curve[:, None, :] + 0.01 * rng.normal(
+        size=(n_frames, n_particles, 2))
+    mean, std = np.zeros(2), np.array([1.0, 0.5])
+    projected = chebyshev.ProjectedTargets.build(values, mean, std, [np.arange(n_particles)], u, degree)
+    start = rng.normal(size=(degree + 1, 1, 2))
+    errors = [projected.fits([projected.refine([start], n)[0]])[0].ss_res for n in range(6)]
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(errors, errors[1:], strict=False))
+    vander = np.polynomial.chebyshev.chebvander(u, degree)
+    q = np.linalg.qr(vander)[0]
+    projected_values = np.einsum("fi,fnc->nic", q, values).reshape(n_particles, -1)
+    singular = np.linalg.svd(projected_values, compute_uv=False)
+    best = float((values ** 2).sum() - singular[0] ** 2)
+    assert projected.fits([projected.refine([start], 50)[0]])[0].ss_res == pytest.approx(best, rel=1e-6)
+    full = rng.normal(size=(degree + 1, degree + 1, 2))
+    np.testing.assert_array_equal(projected.refine([full], 5)[0], full)
+
+
 def test_a_version_1_file_still_decodes(f_run, tmp_path):
     """Files written before the series existed (format 1, no basis_kind) decode as network files."""
     cfg, window, network = load_run(f_run)
@@ -371,10 +396,10 @@ def test_a_degenerate_series_candidate_is_skipped_not_fatal(f_run, tmp_path, mon
     cfg, window, network = load_run(f_run)
     real = chebyshev.rotated_series
 
-    def flaky(coefs, fits, projected, bits, kept):
+    def flaky(curves, projected, bits):
         if bits == 3:
             raise np.linalg.LinAlgError("SVD did not converge")
-        return real(coefs, fits, projected, bits, kept)
+        return real(curves, projected, bits)
 
     monkeypatch.setattr(chebyshev, "rotated_series", flaky)
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
@@ -390,9 +415,9 @@ def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, t
     settings = CodecSettings(target_r2=0.995, basis="chebyshev")
     real, seen = encode_module._fewer_directions, []
 
-    def recorded(coefs, fits, *args):
-        points = real(coefs, fits, *args)
-        seen.append((max(f.coefs.shape[1] for f in fits), points))
+    def recorded(kept_series, *args):
+        points = real(kept_series, *args)
+        seen.append((max(f.coefs.shape[1] for f in kept_series.fits), points))
         return points
 
     monkeypatch.setattr(encode_module, "_fewer_directions", recorded)

@@ -89,8 +89,8 @@ def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
 def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float) -> GroupFit:
     """A group's least-squares codes and their KLT from the Gram-form sums alone (B Bᵀ, Y Bᵀ, ||Y||²), whatever
     represents the basis (a network, a Chebyshev series)."""
-    codes = np.linalg.solve(_ridged(gram), target_basis.T).T  # (n, K)
-    lower = np.linalg.cholesky(_ridged(gram))
+    codes = np.linalg.solve(ridged(gram), target_basis.T).T  # (n, K)
+    lower = np.linalg.cholesky(ridged(gram))
     # a group whose particles are all constant has no codes, and no directions
     vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if codes.shape[0] else np.zeros((0, gram.shape[0]))
     rotation = np.linalg.solve(lower.T, vt.T).T  # Vᵀ L⁻¹: rows of rotation·basis are orthonormal
@@ -108,7 +108,7 @@ def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
         half = np.rint(fit.rotation[kept] / scale[:, None] * ROW_LEVELS).astype(np.int8)
         stored = half.astype(np.float64) / ROW_LEVELS * scale[:, None]  # (r, K): what the decoder multiplies by
         gram, rhs = stored @ fit.gram @ stored.T, fit.target_basis @ stored.T
-        coefs = np.linalg.solve(_ridged(gram), rhs.T).T if kept.size else rhs
+        coefs = np.linalg.solve(ridged(gram), rhs.T).T if kept.size else rhs
         q = quantise_uniform(coefs, step)
         decoded = q * step
         ss_res += fit.target_sq - 2 * float(np.einsum("ij,ij->", decoded, rhs)) + float(
@@ -167,7 +167,8 @@ def _blob(blobs: dict[str, bytes], name: str) -> bytes:
         raise CodecError(f"the file lacks its {name!r} blob; it is inconsistent, encode it again") from None
 
 
-def _ridged(gram: np.ndarray) -> np.ndarray:
+def ridged(gram: np.ndarray) -> np.ndarray:
+    """The Gram matrix with a relative ridge: solvable when a basis or a set of codes is rank-deficient."""
     if gram.size == 0:
         return gram
     return gram + _RIDGE * max(float(np.mean(np.diag(gram))), 1e-300) * np.eye(gram.shape[0])

@@ -95,15 +95,63 @@ class ProjectedTargets:
 
     def fits(self, per_group: Sequence[np.ndarray]) -> list[bilinear.GroupFit]:
         """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree."""
+        if len(per_group) != len(self.projections):
+            raise ValueError(f"{len(per_group)} series for {len(self.projections)} coded groups")
+        return [self._fit(a, g) for g, a in enumerate(per_group)]
+
+    def _fit(self, series: np.ndarray, group: int) -> bilinear.GroupFit:
+        proj = self.projections[group]
+        scaled = series * self.std  # original units
+        n_coefs, dim = scaled.shape[:2]
+        gram = np.einsum("jkc,ji,ilc->kl", scaled, self.poly_gram[:n_coefs, :n_coefs], scaled, optimize=True)
+        by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
+        target_basis = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], by_row.shape[0]) @ by_row
+        return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group])
+
+    def refine(self, per_group: Sequence[np.ndarray], iterations: int) -> list[np.ndarray]:
+        """Each group's series (d + 1, r_g, C) after `iterations` rounds of alternating least squares against the
+        training targets: the codes Z for the series (as `fits` solves them), then, per component, the series for
+        those codes, S_c = (ZᵀZ)⁻¹ Zᵀ (Y_c V) (VᵀV)⁻¹, where Y_c V are the stored projections. Each half-step is a
+        least-squares optimum, so the fit never gets worse: r curves taken from the network's basis move toward
+        the window's best rank-r basis of that degree (the truncated SVD's, were the degree unbounded). Where the
+        r curves already span every polynomial of the degree (r ≥ d + 1), they are that best basis already."""
         out = []
-        for a, proj, sq in zip(per_group, self.projections, self.target_sq, strict=True):
-            scaled = a * self.std  # original units
-            n_coefs, dim = scaled.shape[:2]
-            gram = np.einsum("jkc,ji,ilc->kl", scaled, self.poly_gram[:n_coefs, :n_coefs], scaled, optimize=True)
-            by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
-            target_basis = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], by_row.shape[0]) @ by_row
-            out.append(bilinear.fit_from_sums(gram, target_basis, sq))
+        for g, series in enumerate(per_group):
+            series = np.array(series, dtype=np.float64)
+            n_coefs, rank = series.shape[:2]
+            if self.projections[g].shape[0] and 0 < rank < n_coefs:
+                poly_gram = self.poly_gram[:n_coefs, :n_coefs]
+                gram_inv = np.linalg.inv(bilinear.ridged(poly_gram))
+                proj = np.ascontiguousarray(self.projections[g][:, :n_coefs])  # (n, d + 1, C)
+                for _ in range(iterations):
+                    scaled = series * self.std  # (d + 1, r, C), original units
+                    gram = np.einsum("jkc,ji,ilc->kl", scaled, poly_gram, scaled, optimize=True)
+                    target_basis = np.einsum("njc,jkc->nk", proj, scaled, optimize=True)
+                    codes = np.linalg.solve(bilinear.ridged(gram), target_basis.T).T  # (n, r)
+                    rhs = np.einsum("nk,njc->ckj", codes, proj, optimize=True)  # (C, r, d + 1)
+                    scaled = np.linalg.solve(bilinear.ridged(codes.T @ codes), rhs) @ gram_inv
+                    series = scaled.transpose(2, 1, 0) / self.std
+            out.append(series)
         return out
+
+
+class KeptSeries:
+    """A series (d + 1, G, K, C) turned into any set of kept KLT directions per group (`fits`: the float fits of
+    its codes), and refined against the window (ProjectedTargets.refine), once per set: the step search and every
+    weight precision visit the same few sets."""
+
+    def __init__(self, coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets,
+                 iterations: int) -> None:
+        self.coefs, self.fits, self.projected, self.iterations = coefs, fits, projected, iterations
+        self._curves: dict[tuple[tuple[int, ...], ...], list[np.ndarray]] = {}
+
+    def curves(self, kept: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
+        """Per coded group (d + 1, r_g, C) in normalised units, r_g = len(kept[g])."""
+        if kept not in self._curves:
+            rotated = [np.einsum("rk,jkc->jrc", fit.rotation[list(k)], self.coefs[:, g])
+                       for g, (fit, k) in enumerate(zip(self.fits, kept, strict=True))]
+            self._curves[kept] = self.projected.refine(rotated, self.iterations)
+        return self._curves[kept]
 
 
 @dataclass
@@ -133,15 +181,12 @@ def kept_directions(fits: list[bilinear.GroupFit], step: float) -> tuple[tuple[i
     return tuple(tuple(np.flatnonzero(np.abs(f.coefs).max(axis=0, initial=0.0) >= step / 2).tolist()) for f in fits)
 
 
-def rotated_series(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets, bits: int,
-                   kept: tuple[tuple[int, ...], ...]) -> RotatedSeries:
-    """The series `coefs` (d + 1, G, K, C) turned into each group's `kept` KLT directions (`fits`: the float fits
-    of these coefs), quantised at `bits` as the decoder will see it, with the codes' fits to that."""
-    rotated = [np.einsum("rk,jkc->jrc", fit.rotation[list(k)], coefs[:, g])
-               for g, (fit, k) in enumerate(zip(fits, kept, strict=True))]
-    n_coefs, n_comp = coefs.shape[0], coefs.shape[-1]
-    flat = np.concatenate([r.reshape(n_coefs, -1) for r in rotated], axis=1).astype(np.float32)
-    decoded = split_groups(roundtrip_tensors({"coefs": flat}, bits)["coefs"], [r.shape[1] for r in rotated], n_comp)
+def rotated_series(curves: list[np.ndarray], projected: ProjectedTargets, bits: int) -> RotatedSeries:
+    """Per-group curves (KeptSeries.curves) quantised at `bits` as the decoder will see them, with the codes'
+    fits to that."""
+    n_coefs, n_comp = curves[0].shape[0], curves[0].shape[-1]
+    flat = np.concatenate([c.reshape(n_coefs, -1) for c in curves], axis=1).astype(np.float32)
+    decoded = split_groups(roundtrip_tensors({"coefs": flat}, bits)["coefs"], [c.shape[1] for c in curves], n_comp)
     return RotatedSeries(flat, projected.fits(decoded))
 
 

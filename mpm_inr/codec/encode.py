@@ -262,26 +262,26 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWind
         fits = projected.fits([coefs[:, g] for g in range(coefs.shape[1])])
         if 1.0 - sum(f.ss_res for f in fits + constant_fit) / ss_tot < search_goal:
             continue  # the series is too coarse at any precision
+        kept_series = chebyshev.KeptSeries(coefs, fits, projected, REFINE_ITERATIONS)
         sizes = []
         for bits in settings.weight_bits:
-            point = _series_at_goal(coefs, fits, projected, constant_fit, bits, ss_tot, search_goal)
+            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal)
             if point is not None:
                 points.append(point)
                 sizes.append(point[0])
                 if point[0] <= min(sizes):
-                    series_here = (coefs, fits, bits)
+                    series_here = (kept_series, bits)
         if sizes and min(sizes) < best:
             best, misses, best_series = min(sizes), 0, series_here
         elif (misses := misses + 1) >= 2:
             break
     if best_series is not None:
-        points += _fewer_directions(*best_series, projected, constant_fit, ss_tot, search_goal)
+        points += _fewer_directions(*best_series, constant_fit, ss_tot, search_goal)
     return points
 
 
-def _fewer_directions(coefs: np.ndarray, fits: list[bilinear.GroupFit], bits: int,
-                      projected: chebyshev.ProjectedTargets, constant_fit: list[bilinear.GroupFit], ss_tot: float,
-                      search_goal: float) -> list[tuple[int, dict, dict]]:
+def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
+                      ss_tot: float, search_goal: float) -> list[tuple[int, dict, dict]]:
     """The best series again with at most r KLT directions per group, r = K - 1, K - 2, ...: a fine code step
     keeps every direction some code reaches, and a weak direction's curves can cost more bytes than a finer step
     on the strong ones (the quantised SVD searches its rank likewise). Stops when fewer directions cannot reach
@@ -289,8 +289,8 @@ def _fewer_directions(coefs: np.ndarray, fits: list[bilinear.GroupFit], bits: in
     a full step search (Jp, 100 frames, seed 0, R² 0.995: 1 538 -> 1 431 bytes, encoding time unchanged)."""
     points: list[tuple[int, dict, dict]] = []
     best, misses = math.inf, 0
-    for cap in range(max(f.coefs.shape[1] for f in fits) - 1, 0, -1):
-        point = _series_at_goal(coefs, fits, projected, constant_fit, bits, ss_tot, search_goal, cap)
+    for cap in range(max(f.coefs.shape[1] for f in kept_series.fits) - 1, 0, -1):
+        point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap)
         if point is None:
             break
         points.append(point)
@@ -301,11 +301,12 @@ def _fewer_directions(coefs: np.ndarray, fits: list[bilinear.GroupFit], bits: in
     return points
 
 
-def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: chebyshev.ProjectedTargets,
-                    constant_fit: list[bilinear.GroupFit], bits: int, ss_tot: float,
-                    search_goal: float, max_directions: int | None = None) -> tuple[int, dict, dict] | None:
+def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[bilinear.GroupFit], bits: int,
+                    ss_tot: float, search_goal: float,
+                    max_directions: int | None = None) -> tuple[int, dict, dict] | None:
     """(bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching search_goal. The rotated
     series depends on the step only through the kept directions, so each set of them is built once."""
+    fits = kept_series.fits
     series: dict[tuple, chebyshev.RotatedSeries | None] = {}
 
     def coded(step: float) -> tuple[chebyshev.RotatedSeries | None, bilinear.QuantisedCodes | None]:
@@ -314,7 +315,7 @@ def _series_at_goal(coefs: np.ndarray, fits: list[bilinear.GroupFit], projected:
             kept = tuple(tuple(d for d in k if d < max_directions) for k in kept)
         if kept not in series:
             try:
-                series[kept] = chebyshev.rotated_series(coefs, fits, projected, bits, kept)
+                series[kept] = chebyshev.rotated_series(kept_series.curves(kept), kept_series.projected, bits)
             except np.linalg.LinAlgError:  # so few bits that a stored curve is degenerate: this point fails
                 series[kept] = None
         if series[kept] is None:
@@ -369,6 +370,10 @@ def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,
     return {"weights": specs, "weight_bits": chosen, "constant_values": constant_spec, "goal_r2": goal,
             "ceiling_r2": ceiling, "r2_estimate": r2}, blobs
 
+
+#: rounds of alternating least squares that move a series from the network's basis toward the window's best
+#: basis of its rank and degree (chebyshev.ProjectedTargets.refine)
+REFINE_ITERATIONS = 5
 
 #: share of the error budget 1 − R² kept back while searching the code step (see _encode_bilinear)
 DECODE_MARGIN = 0.01
