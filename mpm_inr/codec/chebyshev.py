@@ -113,8 +113,10 @@ class ProjectedTargets:
         training targets: the codes Z for the series (as `fits` solves them), then, per component, the series for
         those codes, S_c = (ZᵀZ)⁻¹ Zᵀ (Y_c V) (VᵀV)⁻¹, where Y_c V are the stored projections. Each half-step is a
         least-squares optimum, so the fit never gets worse: r curves taken from the network's basis move toward
-        the window's best rank-r basis of that degree (the truncated SVD's, were the degree unbounded). Where the
-        r curves already span every polynomial of the degree (r ≥ d + 1), they are that best basis already."""
+        the window's best rank-r basis of that degree (the truncated SVD's, were the degree unbounded). The result
+        is turned back into its KLT curves (orthonormal, strongest first), whose codes are decorrelated, as one
+        uniform step wants them. Where the r curves already span every polynomial of the degree (r ≥ d + 1),
+        they are that best basis already and are left as they are."""
         out = []
         for g, series in enumerate(per_group):
             series = np.array(series, dtype=np.float64)
@@ -131,6 +133,8 @@ class ProjectedTargets:
                     rhs = np.einsum("nk,njc->ckj", codes, proj, optimize=True)  # (C, r, d + 1)
                     scaled = np.linalg.solve(bilinear.ridged(codes.T @ codes), rhs) @ gram_inv
                     series = scaled.transpose(2, 1, 0) / self.std
+                if iterations:  # back to KLT curves: orthonormal, strongest first, decorrelated codes
+                    series = np.einsum("rk,jkc->jrc", self._fit(series, g).rotation, series)
             out.append(series)
         return out
 
