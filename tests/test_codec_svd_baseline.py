@@ -148,6 +148,23 @@ def test_the_leading_directions_hold_the_optimal_energy_on_a_slowly_decaying_spe
         assert float((exact[:rank] - energy).abs().max() / exact[-1]) < 1e-13
 
 
+def test_the_held_out_rival_of_a_long_window_reads_only_the_directions_it_may_use(monkeypatch):
+    """Beyond FULL_BASIS_MAX frames the held-out search decomposes only its max_rank leading directions (the whole
+    simulation's full decomposition takes minutes), and finds the same file and held-out R²."""
+    values = _window()
+    train, test = _held_out_frames()
+    whole = quantised_svd_holdout(values, train, test, 3000, max_rank=8)
+    monkeypatch.setattr(svd_baseline_module, "FULL_BASIS_MAX", 0)
+    asked = []
+    real = svd_baseline_module.leading_temporal_basis
+    monkeypatch.setattr(svd_baseline_module, "leading_temporal_basis",
+                        lambda matrix, rank: asked.append(rank) or real(matrix, rank))
+    leading = quantised_svd_holdout(values, train, test, 3000, max_rank=8)
+    assert asked == [8]
+    assert (leading.rank, leading.bits) == (whole.rank, whole.bits)
+    assert leading.holdout_r2 == pytest.approx(whole.holdout_r2, abs=1e-9)
+
+
 @pytest.mark.parametrize("target", [0.99, 0.999])
 def test_the_search_on_leading_directions_finds_the_whole_decomposition_s_file(target, monkeypatch):
     """A long window's search reads the leading directions alone, widening them while it needs more (here from 1):

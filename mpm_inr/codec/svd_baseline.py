@@ -176,7 +176,9 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     test_values = values[test].astype(np.float64)
     mean = values[train].reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
     centred = torch.from_numpy(train_values) - torch.from_numpy(np.tile(mean.astype(np.float64), n_particles))
-    basis, _ = temporal_basis(centred)
+    # the search reads at most max_rank directions: beyond FULL_BASIS_MAX, only those are computed
+    basis = (temporal_basis(centred) if min(centred.shape) <= FULL_BASIS_MAX
+             else leading_temporal_basis(centred, max_rank))[0]
     t_train, t_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
     best: HeldOutSVD | None = None
     misses = 0
