@@ -5,7 +5,9 @@ function of the window time u in [-1, 1]. Over a short window it barely moves, a
 per curve hold it to well below the codes' quantisation error, in far fewer bytes than the network's weights (F,
 100 frames: the 4-bit weights cost ~6.5 kB, more than the codes). The series is fitted to the trained network
 itself, sampled at every frame of the window and half-way between (held-out frames included: the network is
-defined there; no data is read), so the file still decodes at any t and, between frames, follows the network.
+defined there; no data is read), so the file still decodes at any t. Once turned into the directions the codes
+keep, the curves are refined against the window's training frames (ProjectedTargets.refine), so between frames
+the file follows the refined curves, which start from the network's and never read a held-out frame.
 Coefficients are stored as one row (one scale) per degree, since they decay with the degree, at the codec's
 candidate weight bits.
 
