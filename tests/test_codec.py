@@ -407,6 +407,32 @@ def test_a_degenerate_series_candidate_is_skipped_not_fatal(f_run, tmp_path, mon
     assert report["target_met"] and load(tmp_path / "s.mpmc").meta["encoding"]["weight_bits"] == 8
 
 
+def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_files_past_its_best(
+        f_run, monkeypatch):
+    """Files within DEGREE_PLATEAU of the best do not end the search (a plateau can precede a fall: S, seed 2);
+    two clearly larger ones in a row do."""
+    cfg, window, network = load_run(f_run)
+    sizes = {1: 1000, 2: 900, 3: 905, 4: 910, 5: 905, 6: 700, 7: 950, 8: 1000, 9: 500}
+    visited = []
+
+    def fake(kept_series, *args):
+        degree = kept_series.coefs.shape[0] - 1
+        visited.append(degree)
+        return sizes[degree], {"degree": degree}, {}
+
+    monkeypatch.setattr(chebyshev, "DEGREES", tuple(sizes))
+    monkeypatch.setattr(encode_module, "_series_at_goal", fake)
+    monkeypatch.setattr(encode_module, "_fewer_directions", lambda *args: [])
+    u = chebyshev.sample_times(window.n_frames)
+    members = bilinear.coded_members(network, np.zeros(window.n_particles, dtype=bool))
+    gt = window.values[window.train_frames]
+    points = encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u, window, members, [],
+                                          float(component_sums(gt, gt)[1].sum()), 0.5,
+                                          CodecSettings(weight_bits=(8,)))
+    assert sorted(set(visited)) == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert min(p[0] for p in points) == 700
+
+
 def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, tmp_path, monkeypatch):
     """After the degree and bits search, the best series is tried again with at most K-1, K-2, ... directions per
     group; every such candidate keeps fewer directions and still reaches the goal, and the file is the smallest of

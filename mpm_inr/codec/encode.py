@@ -250,7 +250,9 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWind
                    settings: CodecSettings) -> list[tuple[int, dict, dict]]:
     """The Chebyshev series of the network's basis at each degree (smallest first) and weight precision that
     reaches the goal, stored in each group's kept KLT directions (chebyshev.rotated_series). Degrees stop two
-    past the one with the smallest file: a longer series costs more coefficients than its error saves in codes."""
+    past the one with the smallest file, counting only files clearly larger (DEGREE_PLATEAU): a longer series
+    costs more coefficients than its error saves in codes, but a plateau can precede a fall (S, 100 frames, seed
+    2, R² 0.995: 24.0 KB at degrees 3-8, 18.6 KB at degree 24)."""
     degrees = chebyshev.degrees_for(window.n_frames)
     u_train = chebyshev.frame_times(window.n_frames)[window.train_frames]
     projected = chebyshev.ProjectedTargets.build(window.values[window.train_frames], window.mean, window.std,
@@ -271,9 +273,10 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, window: FieldWind
                 sizes.append(point[0])
                 if point[0] <= min(sizes):
                     series_here = (kept_series, bits)
-        if sizes and min(sizes) < best:
-            best, misses, best_series = min(sizes), 0, series_here
-        elif (misses := misses + 1) >= 2:
+        here = min(sizes) if sizes else math.inf
+        if here < best:
+            best, misses, best_series = here, 0, series_here
+        elif here > best * (1 + DEGREE_PLATEAU) and (misses := misses + 1) >= 2:
             break
     if best_series is not None:
         points += _fewer_directions(*best_series, constant_fit, ss_tot, search_goal)
@@ -370,6 +373,9 @@ def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,
     return {"weights": specs, "weight_bits": chosen, "constant_values": constant_spec, "goal_r2": goal,
             "ceiling_r2": ceiling, "r2_estimate": r2}, blobs
 
+
+#: a degree whose file is within this share of the best so far does not count toward ending the degree search
+DEGREE_PLATEAU = 0.02
 
 #: rounds of alternating least squares that move a series from the network's basis toward the window's best
 #: basis of its rank and degree (chebyshev.ProjectedTargets.refine)
