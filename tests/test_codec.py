@@ -4,6 +4,7 @@ from the file, every time-only inr_type round-trips, and a damaged or foreign fi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -237,7 +238,7 @@ def test_refining_a_series_never_loses_fit_and_reaches_the_best_rank_r_basis():
     projected = chebyshev.ProjectedTargets.build(values, mean, std, [np.arange(n_particles)], u, degree)
     start = rng.normal(size=(degree + 1, 1, 2))
     errors = [projected.fits([projected.refine([start], n)[0]])[0].ss_res for n in range(6)]
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(errors, errors[1:], strict=False))
+    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(errors))
     vander = np.polynomial.chebyshev.chebvander(u, degree)
     q = np.linalg.qr(vander)[0]
     projected_values = np.einsum("fi,fnc->nic", q, values).reshape(n_particles, -1)
@@ -411,7 +412,7 @@ def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_
         f_run, monkeypatch):
     """Files within DEGREE_PLATEAU of the best do not end the search (a plateau can precede a fall: S, seed 2);
     two clearly larger ones in a row do."""
-    cfg, window, network = load_run(f_run)
+    _, window, network = load_run(f_run)
     sizes = {1: 1000, 2: 900, 3: 905, 4: 910, 5: 905, 6: 700, 7: 950, 8: 1000, 9: 500}
     visited = []
 

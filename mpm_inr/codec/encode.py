@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from mpm_inr.codec import bilinear, chebyshev, format
-from mpm_inr.codec.decode import CodecModel, from_container, load_parameters, particle_blobs
+from mpm_inr.codec.decode import (
+    CodecModel,
+    from_container,
+    load_parameters,
+    particle_blobs,
+)
 from mpm_inr.codec.quantise import (
     FLOAT_BITS,
     pack_array,
