@@ -9,6 +9,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
 
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.models import NetworkContext, build_network, get_inr_type
@@ -47,8 +48,6 @@ def _module(total_steps=200, steps_per_call=20, object_id=None, basis_groups="no
 
 
 def _fit(module):
-    from torch.utils.data import DataLoader
-
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)
     n_calls = math.ceil(module.settings.total_steps / module.settings.steps_per_call)
@@ -252,3 +251,37 @@ def test_compiled_step_loss_trains_like_the_eager_one(sampler):
     assert counters["stats"]["unique_graphs"] >= 1  # dynamo really captured the step
     assert compiled.steps_done == 40
     torch.testing.assert_close(compiled.loss_history, eager.loss_history, rtol=2e-3, atol=1e-5)
+
+
+class _Scramble(pl.Callback):
+    """Throws the network's weights far off after one call: a collapse the last few small steps cannot undo."""
+
+    def __init__(self, after_call: int) -> None:
+        self.after_call = after_call
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx == self.after_call:
+            with torch.no_grad():
+                for param in module.network.parameters():
+                    param.add_(torch.randn_like(param) * 10.0)
+
+
+def test_a_collapsed_run_ends_with_its_best_estimate_s_model():
+    """Scrambled at step 260 of 300 (the cosine's last, tiny steps cannot recover): the run puts back the network
+    of its best estimate and says so; the model it ends with scores that estimate again."""
+    m = _module(total_steps=300)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[_Scramble(12)])
+    trainer.fit(m, DataLoader(range(15), batch_size=None))
+    assert m.restored is not None and m.restored["step"] <= 260 and m.restored["last_step"] == 300
+    best = max(r2 for _, r2 in m.r2_trace[:-1])
+    assert m.restored["r2_estimate"] == best and m.restored["last_r2_estimate"] < 1 - 2 * (1 - best)
+    assert m.estimate_r2() == pytest.approx(best, abs=1e-6)
+
+
+def test_a_run_that_did_not_collapse_keeps_its_last_model():
+    m = _fit(_module(total_steps=300))
+    assert m.restored is None
+    last = [p.detach().clone() for p in m.network.parameters()]
+    m.restore_after_collapse()
+    assert m.restored is None and all(torch.equal(a, b) for a, b in zip(last, m.network.parameters(), strict=True))

@@ -7,6 +7,7 @@ the scheduled R² estimate.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,15 @@ from mpm_inr.models.coordinates import CoordinateSource
 from mpm_inr.models.registry import InrType
 from mpm_inr.training.optim import build_optimizer, build_scheduler
 from mpm_inr.training.sampler import FrameCycle, PointSampler
+
+#: a run whose last R² estimate has more than this many times the best estimate's error has collapsed
+COLLAPSE_FACTOR = 2.0
+
+
+class _BestState(NamedTuple):
+    r2: float
+    step: int
+    state: dict[str, Tensor]
 
 
 @dataclass
@@ -98,6 +108,8 @@ class INRModule(pl.LightningModule):
         self.r2_trace: list[tuple[int, float]] = []
         self.train_seconds = 0.0
         self.diverged_step: int | None = None
+        self.restored: dict[str, float] | None = None  # the best estimate's model, put back after a collapse
+        self._best: _BestState | None = None
         self._sampler: PointSampler | None = None
         self._dense_targets: Tensor | None = None
         self._packed: GramTargets | None = None
@@ -216,8 +228,7 @@ class INRModule(pl.LightningModule):
         self.train_seconds = time.perf_counter() - self._started
         crossed = (first // s.eval_every) != (self.steps_done // s.eval_every) or self.steps_done == s.total_steps
         if crossed:
-            self.r2_estimate = self.estimate_r2()
-            self.r2_trace.append((self.steps_done, self.r2_estimate))
+            self._record_estimate()
             if self.logger is not None:  # logger=none: nothing to log to (Lightning would warn every time)
                 self.log("r2_estimate", self.r2_estimate, on_step=True, logger=True)
                 self.log("loss", float(window[-1]), on_step=True, logger=True)
@@ -262,7 +273,31 @@ class INRModule(pl.LightningModule):
             acc.update(self.target_points(f, p), self(f, p))
         return float(acc.r2_tensor())
 
+    def _record_estimate(self) -> None:
+        """The R² estimate now, in the trace; a copy of the network whenever it is the best so far."""
+        self.r2_estimate = self.estimate_r2()
+        self.r2_trace.append((self.steps_done, self.r2_estimate))
+        if math.isfinite(self.r2_estimate) and (self._best is None or self.r2_estimate > self._best.r2):
+            state = {name: value.detach().clone() for name, value in self.network.state_dict().items()}
+            self._best = _BestState(self.r2_estimate, self.steps_done, state)
+
+    def restore_after_collapse(self) -> None:
+        """Put back the best estimate's network when the last estimate's error is more than COLLAPSE_FACTOR times
+        its error: a run that falls into a bad state late (sampled frames over the whole simulation, R² 0.98 ->
+        0.47, never recovering) ends with the model it had, not the one it fell to; `restored` says so."""
+        if self.r2_trace and self.r2_trace[-1][0] != self.steps_done:  # steps since the last estimate
+            self._record_estimate()
+        best, last = self._best, self.r2_estimate
+        if best is None or last is None or not (1.0 - last > COLLAPSE_FACTOR * max(1.0 - best.r2, 1e-12)):
+            return
+        self.network.load_state_dict(best.state)
+        self.restored = {"step": best.step, "r2_estimate": best.r2, "last_step": self.steps_done,
+                         "last_r2_estimate": last}
+        self.r2_estimate = best.r2
+
     def on_train_end(self) -> None:
+        if self.diverged_step is None:
+            self.restore_after_collapse()
         if self._statistics is not None and self.diverged_step is None:  # the final codes: exact, from every frame
             self._exact_statistics()
         self.train_seconds = time.perf_counter() - self._started

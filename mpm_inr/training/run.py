@@ -257,7 +257,12 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     metrics.update(base)
     metrics.update(status="ok", steps=module.steps_done, training_time=module.train_seconds,
                    steps_per_s=module.steps_done / max(module.train_seconds, 1e-9),
-                   r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window))
+                   r2_estimate_trace=module.r2_trace, flops_per_step=_step_flops(cfg, window),
+                   restored_best=module.restored)
+    if module.restored is not None:
+        log.warning("the R² estimate collapsed to %.4f by step %d; the step-%d model (estimate %.4f) was put back",
+                    module.restored["last_r2_estimate"], module.restored["last_step"], module.restored["step"],
+                    module.restored["r2_estimate"])
     plot = figure.get("request")
     metrics.update(_svd(module, window, clock, baselines, bool(cfg["outputs"].get("svd", True))))
     if cfg["outputs"].get("codec", False):
