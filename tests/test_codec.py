@@ -249,6 +249,23 @@ def test_refining_a_series_never_loses_fit_and_reaches_the_best_rank_r_basis():
     np.testing.assert_array_equal(projected.refine([full], 5)[0], full)
 
 
+def test_a_series_is_refined_only_where_its_fit_stays_bounded_between_the_training_frames(monkeypatch):
+    """The least-squares fit's Lebesgue constant: a few units at low degree, exploding past ~2·√n, sooner with
+    every 4th frame held out; above MAX_LEBESGUE a series is left as the network's (anchored between frames)."""
+    u = chebyshev.frame_times(100)
+    gappy = u[np.setdiff1d(np.arange(100), np.arange(2, 100, 4))]
+    assert chebyshev.lebesgue_constant(u, 12) < 4 and chebyshev.lebesgue_constant(u, 48) > 1e3
+    assert chebyshev.lebesgue_constant(gappy, 32) > 5 * chebyshev.lebesgue_constant(u, 32) > 50
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(100, 30, 1))
+    projected = chebyshev.ProjectedTargets.build(values, np.zeros(1), np.ones(1), [np.arange(30)], u, 8)
+    start = rng.normal(size=(9, 2, 1))
+    assert not np.array_equal(projected.refine([start], 3)[0], start)
+    monkeypatch.setattr(chebyshev, "MAX_LEBESGUE", 1.0)
+    unbounded = chebyshev.ProjectedTargets.build(values, np.zeros(1), np.ones(1), [np.arange(30)], u, 8)
+    np.testing.assert_array_equal(unbounded.refine([start], 3)[0], start)
+
+
 def test_a_version_1_file_still_decodes(f_run, tmp_path):
     """Files written before the series existed (format 1, no basis_kind) decode as network files."""
     cfg, window, network = load_run(f_run)

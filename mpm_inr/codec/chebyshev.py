@@ -22,7 +22,7 @@ not another pass over every value of the window.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -73,6 +73,27 @@ def evaluate(coefs: np.ndarray, u: np.ndarray) -> np.ndarray:
     return (vander @ coefs.reshape(coefs.shape[0], -1)).reshape(len(u), *coefs.shape[1:])
 
 
+def lebesgue_constant(u: np.ndarray, degree: int, ends: int = 200) -> float:
+    """How much the least-squares polynomial of `degree` through values at times `u` can amplify them anywhere in
+    between: max over t of Σ_i |ℓ_i(t)|, ℓ_i the fit's weights, taken at the frames' midpoints (every one for
+    short windows; the first and last `ends` gaps and a sparse grid between them for long ones: it peaks near
+    the ends). Around 2-6 while the degree is below ~2·√n; then it explodes (100 frames: degree 24 5.5, 32 23,
+    48 8 000; every 4th of them held out: 24 25, 32 270)."""
+    u = np.sort(np.asarray(u, dtype=np.float64))
+    mids = (u[:-1] + u[1:]) / 2
+    if mids.size > 4 * ends:
+        inner = mids[ends:-ends]
+        mids = np.concatenate([mids[:ends], inner[::max(1, inner.size // (2 * ends))], mids[-ends:]])
+    q, r = np.linalg.qr(chebyshev.chebvander(u, degree))
+    weights = np.linalg.solve(r.T, chebyshev.chebvander(np.concatenate([u[:1], mids, u[-1:]]), degree).T).T @ q.T
+    return float(np.abs(weights).sum(axis=1).max())
+
+
+#: a series is refined against the training frames only while their least-squares fit of its degree amplifies
+#: them at most this much between frames (lebesgue_constant)
+MAX_LEBESGUE = 10.0
+
+
 @dataclass
 class ProjectedTargets:
     """The training targets of each coded group projected on the Chebyshev polynomials up to `max_degree`, in
@@ -82,6 +103,8 @@ class ProjectedTargets:
     target_sq: list[float]  # per group ||Y_g||²
     poly_gram: np.ndarray  # (D + 1, D + 1): Σ_f T_j(u_f) T_j'(u_f) over the training frames
     std: np.ndarray  # (C,) the normalisation's std: the series is in normalised units
+    u_train: np.ndarray  # window times of the training frames the projections sum over
+    _stable: dict[int, bool] = field(default_factory=dict)  # stable(degree), computed once per degree
 
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
@@ -93,7 +116,8 @@ class ProjectedTargets:
             flat = vander.T @ targets.reshape(len(u_train), -1)  # one BLAS product: (D + 1, n·C)
             projections.append(flat.reshape(max_degree + 1, idx.size, values.shape[2]).transpose(1, 0, 2))
             target_sq.append(float(np.einsum("fnc,fnc->", targets, targets)))
-        return cls(projections, target_sq, vander.T @ vander, np.asarray(std, dtype=np.float64))
+        return cls(projections, target_sq, vander.T @ vander, np.asarray(std, dtype=np.float64),
+                   np.asarray(u_train, dtype=np.float64))
 
     def fits(self, per_group: Sequence[np.ndarray]) -> list[bilinear.GroupFit]:
         """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree."""
@@ -110,6 +134,12 @@ class ProjectedTargets:
         target_basis = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], by_row.shape[0]) @ by_row
         return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group])
 
+    def stable(self, degree: int) -> bool:
+        """Whether a least-squares series of `degree` through the training frames stays bounded between them."""
+        if degree not in self._stable:
+            self._stable[degree] = lebesgue_constant(self.u_train, degree) <= MAX_LEBESGUE
+        return self._stable[degree]
+
     def refine(self, per_group: Sequence[np.ndarray], iterations: int) -> list[np.ndarray]:
         """Each group's series (d + 1, r_g, C) after `iterations` rounds of alternating least squares against the
         training targets: the codes Z for the series (as `fits` solves them), then, per component, the series for
@@ -118,12 +148,15 @@ class ProjectedTargets:
         the window's best rank-r basis of that degree (the truncated SVD's, were the degree unbounded). The result
         is turned back into its KLT curves (orthonormal, strongest first), whose codes are decorrelated, as one
         uniform step wants them. Where the r curves already span every polynomial of the degree (r ≥ d + 1),
-        they are that best basis already and are left as they are."""
+        they are that best basis already and are left as they are. So are series whose least-squares fit through
+        the training frames alone could swing between them (lebesgue_constant above MAX_LEBESGUE; S, 100 frames,
+        seed 2, every 4th frame held out, degree 32: held-out R² 0.99903 -> 0.99543 refined), where the network's
+        series is anchored at every frame and half frame."""
         out = []
         for g, series in enumerate(per_group):
             series = np.array(series, dtype=np.float64)
             n_coefs, rank = series.shape[:2]
-            if self.projections[g].shape[0] and 0 < rank < n_coefs:
+            if self.projections[g].shape[0] and 0 < rank < n_coefs and self.stable(n_coefs - 1):
                 poly_gram = self.poly_gram[:n_coefs, :n_coefs]
                 gram_inv = np.linalg.inv(bilinear.ridged(poly_gram))
                 proj = np.ascontiguousarray(self.projections[g][:, :n_coefs])  # (n, d + 1, C)
