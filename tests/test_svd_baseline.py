@@ -17,6 +17,7 @@ from mpm_inr.metrics.interpolate import (
     interpolate,
     interpolate_linear,
     interpolate_natural_cubic,
+    natural_spline_second_derivatives,
 )
 from mpm_inr.metrics.svd import (
     DEFAULT_RANKS,
@@ -365,3 +366,17 @@ def test_a_truncated_table_scores_every_kept_rank_as_the_full_decomposition() ->
         np.testing.assert_allclose(table.holdout[method], [every.r2[k] for k in range(1, kept + 1)], rtol=0,
                                    atol=1e-12)
     assert 1.0 - table.r2_rank[-1] < TAIL_TOL
+
+
+@pytest.mark.parametrize("n_knots", [3, 4, 7500])
+def test_natural_cubic_second_derivatives_solve_the_spline_system(n_knots) -> None:
+    """Every interior row of the tridiagonal system holds, for a few knots and for the whole simulation's."""
+    rng = np.random.default_rng(n_knots)
+    t = np.cumsum(rng.uniform(0.5, 1.5, n_knots))
+    y = rng.normal(size=(n_knots, 2, 3))
+    second = natural_spline_second_derivatives(t, y)
+    h = np.diff(t)[:, None, None]
+    slopes = np.diff(y, axis=0) / h
+    lhs = h[:-1] * second[:-2] + 2 * (h[:-1] + h[1:]) * second[1:-1] + h[1:] * second[2:]
+    np.testing.assert_allclose(lhs, 6 * (slopes[1:] - slopes[:-1]), atol=1e-9)
+    assert not second[0].any() and not second[-1].any()

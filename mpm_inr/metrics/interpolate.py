@@ -8,6 +8,7 @@ derivative is 0 at the ends), and it never blows up the way a cubic extrapolatio
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solve_banded
 
 from mpm_inr.errors import ConfigError
 
@@ -44,7 +45,8 @@ def natural_spline_second_derivatives(t_known: np.ndarray, y_known: np.ndarray) 
     """Second derivatives M_i of the natural cubic spline through (t, y) (M_0 = M_{n-1} = 0).
 
     Solves the tridiagonal system h_{i-1} M_{i-1} + 2 (h_{i-1} + h_i) M_i + h_i M_{i+1} = 6 (Δ_i − Δ_{i-1}),
-    Δ_i = (y_{i+1} − y_i) / h_i, with the Thomas algorithm, for all columns at once.
+    Δ_i = (y_{i+1} − y_i) / h_i, as one banded solve for all columns at once (a Python loop over the knots took
+    minutes for the held-out rival of the whole simulation: 7 500 knots, every rank and precision it tries).
     """
     n = t_known.shape[0]
     second = np.zeros_like(y_known)
@@ -53,23 +55,11 @@ def natural_spline_second_derivatives(t_known: np.ndarray, y_known: np.ndarray) 
     h = np.diff(t_known)
     slopes = np.diff(y_known, axis=0) / h.reshape(-1, *([1] * (y_known.ndim - 1)))
     rhs = 6.0 * (slopes[1:] - slopes[:-1])  # rows i = 1 .. n-2
-    diagonal = 2.0 * (h[:-1] + h[1:])
-    lower = h[:-1]  # coefficient of M_{i-1} in row i
-    upper = h[1:]  # coefficient of M_{i+1} in row i
-    size = n - 2
-    c_prime = np.zeros(size)
-    d_prime = np.zeros_like(rhs)
-    c_prime[0] = upper[0] / diagonal[0]
-    d_prime[0] = rhs[0] / diagonal[0]
-    for i in range(1, size):
-        denominator = diagonal[i] - lower[i] * c_prime[i - 1]
-        c_prime[i] = upper[i] / denominator
-        d_prime[i] = (rhs[i] - lower[i] * d_prime[i - 1]) / denominator
-    interior = np.zeros_like(rhs)
-    interior[-1] = d_prime[-1]
-    for i in range(size - 2, -1, -1):
-        interior[i] = d_prime[i] - c_prime[i] * interior[i + 1]
-    second[1:-1] = interior
+    bands = np.zeros((3, n - 2))
+    bands[0, 1:] = h[1:-1]  # coefficient of M_{i+1} in row i
+    bands[1] = 2.0 * (h[:-1] + h[1:])
+    bands[2, :-1] = h[1:-1]  # coefficient of M_{i-1} in row i
+    second[1:-1] = solve_banded((1, 1), bands, rhs.reshape(n - 2, -1)).reshape(rhs.shape)
     return second
 
 
