@@ -29,6 +29,7 @@ import lzma
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,7 @@ def _parse_legacy(data: bytes, name: str, version: int) -> Container:
 
 
 def _checked(data: bytes, name: str, at: int, meta_len: int, data_len: int, digest_len: int,
-             digest) -> tuple[bytes, bytes]:
+             digest: Callable[[bytes], bytes]) -> tuple[bytes, bytes]:
     """The metadata and payload bytes after the length and checksum tests."""
     expected = at + meta_len + data_len + digest_len
     if len(data) < expected:
