@@ -1,4 +1,4 @@
-"""A writer of the codec's older layouts (versions 1-3), for the tests that older files still decode: the package
+"""A writer of the codec's older layouts (versions 1-4), for the tests that older files still decode: the package
 only reads them."""
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ _HEAD = struct.Struct("<8sHIQ")
 
 def write_legacy(path: Path, meta: dict[str, Any], blobs: dict[str, bytes], version: int) -> None:
     """`blobs` are raw byte planes (as format.Container holds them); versions 1-3 coded each in its own LZMA2
-    stream, listed at [offset, size] in the metadata, behind a 22-byte header and before a sha256."""
-    assert 1 <= version <= 3
+    stream, listed at [offset, size] in the metadata, behind a 22-byte header and before a sha256; version 4
+    coded them in one stream, as version 5 does, and listed their sizes in the metadata."""
+    assert 1 <= version <= 4
+    if version == 4:
+        _write_v4(path, meta, blobs)
+        return
     streams = {name: format.compress(blob) for name, blob in blobs.items()}
     table, offset = {}, 0
     for name, stream in streams.items():
@@ -27,3 +31,12 @@ def write_legacy(path: Path, meta: dict[str, Any], blobs: dict[str, bytes], vers
     meta_part = format.pack_meta(text, version)
     body = _HEAD.pack(format.MAGIC, version, len(meta_part), offset) + meta_part + b"".join(streams.values())
     path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+def _write_v4(path: Path, meta: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    text = json.dumps({**meta, "blobs": {name: len(blob) for name, blob in blobs.items()}}, separators=(",", ":"),
+                      sort_keys=True).encode()
+    meta_part, data = format.pack_meta(text, 4), format.payload(blobs)
+    body = (struct.pack("<8sH", format.MAGIC, 4) + format._varint(len(meta_part)) + format._varint(len(data))
+            + meta_part + data)
+    path.write_bytes(body + hashlib.blake2b(body, digest_size=8).digest())

@@ -51,10 +51,24 @@ def test_float_precisions_and_small_tensors():
 
 
 def test_container_round_trip_and_version_field():
-    data = format.pack({"a": [1, 2.5]}, {"x": b"\x00\x01", "y": b""})
+    meta = {"a": [1, 2.5], "x": {"dtype": "<u2", "shape": [1]},
+            "encoding": {"y": {"dtype": "|i1", "shape": [0], "scale": {"dtype": "<f2", "shape": [1]}}}}
+    blobs = {"x": b"\x00\x01", "y": b"", "y/scale": b"\x00\x3c"}
+    data = format.pack(meta, blobs)
     box = format.parse(data)
-    assert box.version == format.FORMAT_VERSION and box.meta == {"a": [1, 2.5]}
-    assert box.blobs == {"x": b"\x00\x01", "y": b""} and box.n_bytes == len(data)
+    assert box.version == format.FORMAT_VERSION and box.meta == meta
+    assert box.blobs == blobs and box.n_bytes == len(data)
+
+
+def test_the_arrays_sizes_come_from_their_specs():
+    """Version 5 lists no table of sizes: an array without a spec, or of another size, is refused when written."""
+    meta = {"x": {"dtype": "<u2", "shape": [1]}}
+    assert format.array_sizes({**meta, "encoding": {"codes": {"dtype": "<i2", "shape": [3, 2]}}}) == {
+        "x": 2, "codes": 12}
+    with pytest.raises(format.CodecError, match="do not match their specs"):
+        format.pack(meta, {"x": b"\x00"})
+    with pytest.raises(format.CodecError, match="do not match their specs"):
+        format.pack(meta, {"x": b"\x00\x01", "z": b""})
 
 
 def test_klt_codes_quantisation_error_is_closed_form():

@@ -144,7 +144,7 @@ def _encoded(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldW
     meta.update(kind="bilinear" if network.linear_in_codes else "weights", encoding=kind_meta)
     blobs = {**blobs, **kind_blobs}
     packed = format.payload(blobs)
-    n_bytes = format.file_bytes(len(format.meta_blob(meta, blobs)), len(packed))
+    n_bytes = format.file_bytes(len(format.meta_blob(meta)), len(packed))
     return _Candidate(meta, blobs, packed, search, constant, n_bytes)
 
 
@@ -226,7 +226,7 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
         for every candidate, aside): two candidates a few payload bytes apart can differ as much in metadata."""
         meta = {**shell.meta, "kind": "bilinear",
                 "encoding": {k: v for k, v in point[1].items() if k not in SEARCH_KEYS}}
-        return format.file_bytes(len(format.meta_blob(meta, point[2])), point[0])
+        return format.file_bytes(len(format.meta_blob(meta)), point[0])
 
     _, meta, blobs = min(found, key=file_bytes)
     return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs

@@ -1,20 +1,26 @@
 """The codec's container: one self-checking file that a decoder can trust or refuse in one line.
 
-Layout of version 4 (little endian):
+Layout of version 5 (little endian):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
     meta_len  varint   bytes of the metadata blob: compact JSON deflated against the version's preset dictionary
     data_len  varint   bytes of the payload
-    meta      meta_len bytes; its `blobs` table gives each named array's raw bytes, in payload order (by name)
-    payload   data_len bytes: ONE raw LZMA2 stream of the named arrays' byte planes, back to back
+    meta      meta_len bytes
+    payload   data_len bytes: ONE raw LZMA2 stream of the named arrays' byte planes, back to back, by name
     digest    8 bytes  BLAKE2b-64 over everything before it
+
+Every array the payload holds is described in the metadata by its spec, a mapping with a `dtype` and a `shape`
+(quantise.pack_array), and named by the spec's path there, the top-level `encoding` key left out:
+meta["encoding"]["weights"]["bias"]["scale"] is the array `weights/bias/scale`, meta["constant"] is `constant`
+(array_sizes). So the arrays' sizes follow from their specs; version 4 also listed them in a table (~15-25 bytes
+per file).
 
 Versions 1-3 (still read) had a fixed 22-byte header (u32 meta_len, u64 data_len), one LZMA2 stream per array
 with an offset table, a sha256 digest (32 bytes) and, in the metadata, the run's provenance and the encoder's
-estimates. Version 4 drops what a decoder does not need: a Jp file of discs_3types seed 0, 100 frames, R² 0.995,
+estimates. Version 4 dropped what a decoder does not need: a Jp file of discs_3types seed 0, 100 frames, R² 0.995,
 went from 1 430 to 1 297 bytes (header and checksum 54 -> 21, metadata 158 -> 82, arrays 1 218 -> 1 194). The
-magic and the version stay where every version keeps them, so an older reader refuses a version-4 file as newer.
+magic and the version stay where every version keeps them, so an older reader refuses a newer file as newer.
 
 A truncated, extended or bit-flipped file fails the length or checksum test before any number is decoded, so a
 damaged file can never turn into plausible wrong arrays. The digest guards against corruption (a random error
@@ -26,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import math
 import os
 import struct
 import zlib
@@ -34,20 +41,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mpm_inr.codec.meta_dictionary import META_DICTIONARIES
 from mpm_inr.errors import UserError
 
 MAGIC = b"MPMINRC\x00"
 # 2: a bilinear file may hold its basis as a Chebyshev series (encoding.basis_kind); 3: the metadata is deflated
 # against a preset dictionary (~0.45 KB less per file); 4: one payload stream, varint lengths, an 8-byte digest,
-# no provenance or encoder estimates in the metadata (~0.1 KB less per file)
-FORMAT_VERSION = 4
+# no provenance or encoder estimates in the metadata (~0.1 KB less per file); 5: no table of the arrays' sizes,
+# which their specs give (array_sizes)
+FORMAT_VERSION = 5
 _PREFIX = struct.Struct("<8sH")  # what every version starts with: magic, version
 _LEGACY_HEAD = struct.Struct("<8sHIQ")  # versions 1-3: magic, version, meta_len, data_len
 _LEGACY_DIGEST = 32  # versions 1-3: sha256
 _DIGEST = 8
 _DICTIONARY_SINCE = 3
 _ONE_STREAM_SINCE = 4
+_SIZES_FROM_SPECS_SINCE = 5
 # Raw LZMA2 streams: no .xz container (about 60 bytes each), the filter chain is fixed by the format version. A
 # 1 MiB dictionary (blobs are mostly smaller) makes each call 5x cheaper than preset 9's 64 MiB; no literal context
 # bits (lc=lp=pb=0), as quantised coefficients are nearly independent bytes (1 % smaller on them).
@@ -86,7 +97,7 @@ def decompress(data: bytes) -> bytes:
 
 
 def payload(blobs: dict[str, bytes]) -> bytes:
-    """The blobs as the file stores them: one LZMA2 stream, in name order (the metadata's table is sorted)."""
+    """The blobs as the file stores them: one LZMA2 stream, in name order (array_sizes gives their sizes)."""
     return compress(b"".join(blobs[name] for name in sorted(blobs)))
 
 
@@ -106,11 +117,28 @@ def unpack_meta(blob: bytes, version: int) -> bytes:
     return unpacker.decompress(blob) + unpacker.flush()
 
 
-def meta_blob(meta: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
-    """The packed metadata of a file holding `blobs` (raw bytes): `meta` with the table of their sizes."""
-    table = {name: len(blob) for name, blob in blobs.items()}
-    return pack_meta(json.dumps({**meta, "blobs": table}, separators=(",", ":"), sort_keys=True).encode(),
-                     FORMAT_VERSION)
+def meta_blob(meta: dict[str, Any]) -> bytes:
+    """The packed metadata (its arrays' specs give their sizes: array_sizes)."""
+    return pack_meta(json.dumps(meta, separators=(",", ":"), sort_keys=True).encode(), FORMAT_VERSION)
+
+
+def array_sizes(meta: dict[str, Any]) -> dict[str, int]:
+    """Bytes of every array the metadata describes, by name: each mapping with a `dtype` and a `shape` is an
+    array's spec, named by its path (the top-level `encoding` key left out), a spec nested in one (a `scale`)
+    included."""
+    sizes: dict[str, int] = {}
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(node, dict):
+            return
+        if "dtype" in node and "shape" in node:
+            sizes["/".join(path)] = np.dtype(node["dtype"]).itemsize * math.prod(node["shape"])
+        for key, value in node.items():
+            walk(value, path + (str(key),))
+
+    for key, value in meta.items():
+        walk(value, () if key == "encoding" else (key,))
+    return sizes
 
 
 def file_bytes(meta_len: int, payload_len: int) -> int:
@@ -120,7 +148,11 @@ def file_bytes(meta_len: int, payload_len: int) -> int:
 
 def pack(meta: dict[str, Any], blobs: dict[str, bytes], packed_payload: bytes | None = None) -> bytes:
     """The file's bytes from the metadata and the raw blobs (`packed_payload`: their payload(), if already made)."""
-    meta_part = meta_blob(meta, blobs)
+    listed, actual = array_sizes(meta), {name: len(blob) for name, blob in blobs.items()}
+    if listed != actual:
+        raise CodecError(f"the arrays {sorted(set(listed.items()) ^ set(actual.items()))} do not match their specs "
+                         f"in the metadata; this is a bug in the encoder")
+    meta_part = meta_blob(meta)
     data = payload(blobs) if packed_payload is None else packed_payload
     body = (_PREFIX.pack(MAGIC, FORMAT_VERSION) + _varint(len(meta_part)) + _varint(len(data)) + meta_part
             + data)
@@ -174,7 +206,10 @@ def parse(data: bytes, name: str = "<bytes>") -> Container:
         raw = decompress(stream)
     except lzma.LZMAError:
         raise CodecError(f"{name} has a payload this reader cannot decompress; encode it again") from None
-    table = meta.pop("blobs")
+    try:
+        table = meta.pop("blobs") if version < _SIZES_FROM_SPECS_SINCE else array_sizes(meta)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CodecError(f"{name} has metadata whose arrays this reader cannot size; encode it again") from None
     if sum(table.values()) != len(raw):
         raise CodecError(f"{name} holds {len(raw)} payload bytes where its table lists {sum(table.values())}; it "
                          f"is inconsistent, encode it again")

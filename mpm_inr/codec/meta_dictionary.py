@@ -1,4 +1,4 @@
-"""The preset dictionaries the codec's metadata is deflated against (format versions 3 and 4).
+"""The preset dictionaries the codec's metadata is deflated against (format versions 3, 4 and 5).
 
 A file's metadata is a few hundred bytes of compact JSON whose keys and structure repeat from file to file (the
 model config, the window, the blobs' dtypes and shapes); deflated on its own it costs ~0.6 KB, a quarter of a
@@ -128,4 +128,5 @@ META_DICTIONARY_V4 = (
 )
 
 #: the dictionary of each format version that has one
-META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4}
+# version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused
+META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4, 5: META_DICTIONARY_V4}
