@@ -11,7 +11,7 @@ import pytest
 
 from mpm_inr.bench import compression_tables
 from mpm_inr.bench.__main__ import main
-from mpm_inr.bench.compression_bench import summarise
+from mpm_inr.bench.compression_bench import coding_goal, summarise
 from mpm_inr.bench.train_bench import (
     BenchSettings,
     accuracy_option,
@@ -128,6 +128,32 @@ def test_goal_table_has_a_row_per_window_then_the_held_out_rows():
     lines = compression_tables.markdown(blocks)
     rows = [line.split(" | ")[0] for line in lines if line.startswith("| ") and "frames" in line.split(" | ")[0]]
     assert rows[:3] == ["| 100 frames", "| 1 000 frames", "| 100 frames, held-out (every 4th frame)"]
+
+
+def _coded(seed: int, seconds: float, threads: int = 1) -> dict:
+    run = _seed(seed, (300, 0.996), 100, 250)
+    run["comparison"]["targets"]["0.995"]["codec"].update(coding_s=seconds, threads=threads)
+    return run
+
+
+def test_coding_time_of_100_frame_files_is_read_against_its_bound():
+    """Issue #19: encode + decode of a 100-frame window within 10 s on one CPU thread; the slowest file decides,
+    a file coded on more threads cannot meet it, and a longer window does not count."""
+    short = summarise("C", [_coded(0, 2.5), _coded(1, 7.25)], (0.995,))
+    long = summarise("C", [_coded(0, 60.0)], (0.995,))
+    blocks = [{"window": 100, "holdout_every": 0, "fields": [short]},
+              {"window": 1000, "holdout_every": 0, "fields": [long]}]
+    goal = coding_goal(blocks)
+    assert goal["met"] and goal["seconds"] == 7.25 and (goal["field"], goal["seed"], goal["files"]) == ("C", 1, 2)
+    lines = compression_tables.markdown(blocks)
+    assert ("Encode + decode of a 100-frame window within 10 s on one CPU thread: **met**, the slowest of 2 files "
+            "took 7.2 s (C, seed 1, R² 0.995; one thread).") in lines
+    assert any(line.startswith("| ours, codec file | 0.995 | 300× (R² 0.99600, coded in 2.5 s) | 300× (R² 0.99600, "
+                               "coded in 7.2 s) |") for line in lines)
+    slow = coding_goal([{"window": 100, "holdout_every": 0, "fields": [summarise("C", [_coded(0, 12.0)], (0.995,))]}])
+    busy = coding_goal([{"window": 100, "holdout_every": 0, "fields": [summarise("C", [_coded(0, 1.0, 2)], (0.995,))]}])
+    assert not slow["met"] and not busy["met"] and busy["threads"] == 2
+    assert coding_goal([{"window": 1000, "holdout_every": 0, "fields": [long]}]) is None
 
 
 @pytest.mark.parametrize("windows, says", [("100,abc", "comma-separated frame counts"),

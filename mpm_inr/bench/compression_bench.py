@@ -13,7 +13,9 @@ decoded at the held-out times against the baselines' interpolated held-out R² a
 (`classical_baselines`, matched size), and against the quantised SVD given the same bytes (its temporal factors
 interpolated; `codec.svd_baseline.quantised_svd_holdout`), the rival the float32 SVD cannot be at a few kB.
 
-`goal` reads the medians over seeds as issue #19's goal table does: met, or how far.
+`goal` reads the medians over seeds as issue #19's goal table does: met, or how far. Every codec cell also
+keeps the seconds its file took to encode and to decode again (with the torch threads they ran on), which issue
+#19 bounds at 100 frames (coding_goal).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
@@ -35,6 +38,8 @@ from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import FieldWindow
 
 COMPARE_TARGETS = (0.995, 0.999)
+#: issue #19: encode + decode of a window of CODING_FRAMES frames within CODING_LIMIT_S on one CPU thread
+CODING_FRAMES, CODING_LIMIT_S = 100, 10.0
 METHODS = {"svd": "SVD (centred, float32)", "sz3": "SZ3", "zfp": "ZFP"}
 QUANTISED_SVD = "svd_q"
 #: the rivals a window's goal cell must beat in bytes (issue #19: SZ3 and the quantised SVD)
@@ -58,6 +63,13 @@ def _encode(run_dir: Path, cfg: dict[str, Any], window: FieldWindow, network: nn
                         settings)
 
 
+def _codec_cell(codec: dict[str, Any], raw: int) -> dict[str, Any]:
+    """The codec file's numbers in a bench cell: size, ratio, decoded R², and how long it took to code."""
+    return {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
+            "target_met": codec["target_met"], "coding_s": codec["encode_s"] + codec["decode_s"],
+            "threads": torch.get_num_threads()}
+
+
 def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ...], device: str) -> dict[str, Any]:
     """One trained run (its run dir holds the checkpoint) against the baselines of its window at each target."""
     started = time.perf_counter()
@@ -69,8 +81,7 @@ def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ..
     for target in targets:
         codec = _encode(run_dir, cfg, window, network, target)
         block = classical_baselines(source, target, float32_bytes, cache_dirs(cfg["dataset"]), device=device)
-        row: dict[str, Any] = {"codec": {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
-                                         "target_met": codec["target_met"]},
+        row: dict[str, Any] = {"codec": _codec_cell(codec, raw),
                                QUANTISED_SVD: quantised_svd_point(train_values, target)}
         for method in METHODS:
             point = (block.get(method) or {}).get("matched_accuracy")
@@ -103,8 +114,7 @@ def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> d
     for target in targets:
         codec = _encode(run_dir, cfg, window, network, target)
         block = classical_baselines(source, target, codec["bytes"], cache_dirs(cfg["dataset"]), device=device)
-        row: dict[str, Any] = {"codec": {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
-                                         "holdout_r2": codec["holdout_r2"], "target_met": codec["target_met"]}}
+        row: dict[str, Any] = {"codec": {**_codec_cell(codec, raw), "holdout_r2": codec["holdout_r2"]}}
         for method in METHODS:
             row[method] = _holdout_point((block.get(method) or {}).get("matched_size"))
         row[QUANTISED_SVD] = quantised_svd_holdout_point(source, codec["bytes"])
@@ -191,3 +201,20 @@ def holdout_goal(codecs: list[dict[str, Any]], median: dict[str, Any], target: f
     return {"met": best is None or ours >= best, "ran": len(codecs), "seeds": n_seeds, "holdout_r2": ours,
             "ratio": median["codec"]["ratio"], "rivals": rivals, "target": target,
             "r2_behind_best": None if best is None else best - ours}
+
+
+def coding_goal(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Issue #19's bound on coding time: the slowest encode + decode of a CODING_FRAMES-frame window's codec file
+    (every field, seed and target, held-out windows included), on how many threads; None if no such window ran."""
+    cells = [(cell["coding_s"], cell.get("threads"), table["field"], run["seed"], target)
+             for block in blocks if block["window"] == CODING_FRAMES for table in block["fields"]
+             for run in table["seeds"] if run.get("comparison")
+             for target, row in run["comparison"]["targets"].items()
+             if (cell := row["codec"]) and "coding_s" in cell]
+    if not cells:
+        return None
+    seconds, _, field, seed, target = max(cells, key=lambda c: c[0])
+    threads = max(c[1] or 1 for c in cells)  # met only if every file was coded on one thread
+    return {"met": seconds <= CODING_LIMIT_S and threads == 1, "seconds": seconds, "threads": threads,
+            "field": field, "seed": seed, "target": target, "files": len(cells), "limit_s": CODING_LIMIT_S,
+            "frames": CODING_FRAMES}

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from mpm_inr.bench.compression_bench import GOAL_RIVALS, METHODS, QUANTISED_SVD
+from mpm_inr.bench.compression_bench import (
+    GOAL_RIVALS,
+    METHODS,
+    QUANTISED_SVD,
+    coding_goal,
+)
 
 _NAMES = {QUANTISED_SVD: "SVD, quantised + lzma (as our codec)", **METHODS}
 _SHORT = {QUANTISED_SVD: GOAL_RIVALS[QUANTISED_SVD], **{k: name.split(" ")[0] for k, name in METHODS.items()}}
@@ -76,7 +81,18 @@ def goal_table(blocks: list[dict[str, Any]]) -> list[str]:
             cells.append("not run" if table is None else "<br>".join(
                 f"{target}: {goal_text(table['goal'][str(target)])}" for target in table["targets"]))
         lines.append(f"| {window_label(block)} | " + " | ".join(cells) + " |")
-    return lines
+    return lines + coding_text(coding_goal(blocks))
+
+
+def coding_text(goal: dict[str, Any] | None) -> list[str]:
+    """The coding-time bound under the goal table: met, or how far (compression_bench.coding_goal)."""
+    if goal is None:
+        return []
+    where = f"{goal['field']}, seed {goal['seed']}, R² {goal['target']}"
+    verdict = "**met**" if goal["met"] else "no"
+    threads = "one thread" if goal["threads"] == 1 else f"{goal['threads']} threads"
+    return ["", f"Encode + decode of a {goal['frames']}-frame window within {goal['limit_s']:g} s on one CPU thread: "
+                f"{verdict}, the slowest of {goal['files']} files took {goal['seconds']:.1f} s ({where}; {threads})."]
 
 
 def goal_text(goal: dict[str, Any]) -> str:
@@ -113,7 +129,7 @@ def _holdout_goal_text(goal: dict[str, Any]) -> str:
 def _cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: str = "") -> str:
     if c is None:
         return "none reaches it" if n_seeds is None else "-"
-    notes = [f"R² {c['r2']:.5f}"] + ([extra] if extra else [])
+    notes = [f"R² {c['r2']:.5f}"] + ([extra] if extra else []) + _coding_note(c)
     if n_seeds is not None and c["seeds"] < n_seeds:
         notes.append(f"{c['seeds']} of {n_seeds} seeds")
     return f"{ratio_text(c['ratio'])} ({', '.join(notes)})"
@@ -122,10 +138,15 @@ def _cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: str = "")
 def _holdout_cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: str = "") -> str:
     if c is None:
         return "nothing fits" if n_seeds is None else "-"
-    notes = [ratio_text(c["ratio"]), f"training R² {c['r2']:.5f}"] + ([extra] if extra else [])
+    notes = [ratio_text(c["ratio"]), f"training R² {c['r2']:.5f}"] + ([extra] if extra else []) + _coding_note(c)
     if n_seeds is not None and c["seeds"] < n_seeds:
         notes.append(f"{c['seeds']} of {n_seeds} seeds")
     return f"held-out R² {c['holdout_r2']:.5f} ({', '.join(notes)})"
+
+
+def _coding_note(c: dict[str, Any]) -> list[str]:
+    """A codec file's encode + decode seconds, where the cell has them (a median cell does not)."""
+    return [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else []
 
 
 def _header(t: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None], list[str]]:
