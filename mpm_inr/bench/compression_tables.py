@@ -91,8 +91,9 @@ def coding_text(goal: dict[str, Any] | None) -> list[str]:
     where = f"{goal['field']}, seed {goal['seed']}, R² {goal['target']}"
     verdict = "**met**" if goal["met"] else "no"
     threads = "one thread" if goal["threads"] == 1 else f"{goal['threads']} threads"
-    return ["", f"Encode + decode of a {goal['frames']}-frame window within {goal['limit_s']:g} s on one CPU thread: "
-                f"{verdict}, the slowest of {goal['files']} files took {goal['seconds']:.1f} s ({where}; {threads})."]
+    return ["", (f"Encode + decode of a {goal['frames']}-frame window within {goal['limit_s']:g} s on one CPU "
+                 f"thread: {verdict}, the slowest of {goal['files']} files took {goal['seconds']:.1f} s ({where}; "
+                 f"{threads}).")]
 
 
 def goal_text(goal: dict[str, Any]) -> str:
