@@ -33,7 +33,7 @@ class GroupFit:
     gram: np.ndarray  # (K, K) B Bᵀ of the group's basis in original units (times std per component)
     target_basis: np.ndarray  # (n, K) Y Bᵀ, Y the training-frame values minus the normalisation mean
     target_sq: float  # ||Y||²
-    rotation: np.ndarray  # (K, K): KLT directions in code space, strongest first
+    rotation: np.ndarray  # (K, K): KLT directions in code space, strongest first (identity: fit_from_sums klt=False)
     coefs: np.ndarray  # (n, K) least-squares coefficients in those directions
 
     @property
@@ -86,10 +86,14 @@ def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
     return fits
 
 
-def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float) -> GroupFit:
+def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float, klt: bool = True) -> GroupFit:
     """A group's least-squares codes and their KLT from the Gram-form sums alone (B Bᵀ, Y Bᵀ, ||Y||²), whatever
-    represents the basis (a network, a Chebyshev series)."""
+    represents the basis (a network, a Chebyshev series). `klt=False` skips the KLT (rotation = identity, the
+    codes in the basis' own coordinates): a stored series' codes are quantised in those (chebyshev.RotatedSeries),
+    and the decomposition cost a fifth of a C file's encoding."""
     codes = np.linalg.solve(ridged(gram), target_basis.T).T  # (n, K)
+    if not klt:
+        return GroupFit(gram, target_basis, target_sq, np.eye(gram.shape[0]), codes)
     lower = np.linalg.cholesky(ridged(gram))
     # a group whose particles are all constant has no codes, and no directions
     vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if codes.shape[0] else np.zeros((0, gram.shape[0]))

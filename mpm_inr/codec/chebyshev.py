@@ -119,20 +119,21 @@ class ProjectedTargets:
         return cls(projections, target_sq, vander.T @ vander, np.asarray(std, dtype=np.float64),
                    np.asarray(u_train, dtype=np.float64))
 
-    def fits(self, per_group: Sequence[np.ndarray]) -> list[bilinear.GroupFit]:
-        """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree."""
+    def fits(self, per_group: Sequence[np.ndarray], klt: bool = True) -> list[bilinear.GroupFit]:
+        """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree (with their
+        KLT unless klt=False: bilinear.fit_from_sums)."""
         if len(per_group) != len(self.projections):
             raise ValueError(f"{len(per_group)} series for {len(self.projections)} coded groups")
-        return [self._fit(a, g) for g, a in enumerate(per_group)]
+        return [self._fit(a, g, klt) for g, a in enumerate(per_group)]
 
-    def _fit(self, series: np.ndarray, group: int) -> bilinear.GroupFit:
+    def _fit(self, series: np.ndarray, group: int, klt: bool = True) -> bilinear.GroupFit:
         proj = self.projections[group]
         scaled = series * self.std  # original units
         n_coefs, dim = scaled.shape[:2]
         gram = np.einsum("jkc,ji,ilc->kl", scaled, self.poly_gram[:n_coefs, :n_coefs], scaled, optimize=True)
         by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
         target_basis = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], by_row.shape[0]) @ by_row
-        return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group])
+        return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group], klt)
 
     def stable(self, degree: int) -> bool:
         """Whether a least-squares series of `degree` through the training frames stays bounded between them."""
@@ -200,14 +201,14 @@ class RotatedSeries:
     least-squares fits of the codes to it as stored at `bits`."""
 
     flat: np.ndarray  # (d + 1, Σ r_g·C) float32: the rotated series before quantisation (pack_tensors quantises)
-    fits: list[bilinear.GroupFit]  # per coded group, for the decoded (quantised) series
+    fits: list[bilinear.GroupFit]  # per coded group, for the decoded (quantised) series, in its coordinates (no KLT)
 
     def quantise(self, step: float) -> tuple[list[np.ndarray], float]:
         """Per coded group the codes (n_g, r_g) rounded to multiples of `step`, and the squared error they leave
         over the coded particles and training frames (original units)."""
         ints, ss_res = [], 0.0
         for fit in self.fits:
-            q = quantise_uniform(fit.coefs @ fit.rotation, step)  # least squares in the stored curves' coordinates
+            q = quantise_uniform(fit.coefs, step)  # least squares in the stored curves' coordinates (klt=False)
             values = q * step
             ss_res += fit.target_sq - 2 * float(np.einsum("ij,ij->", values, fit.target_basis)) + float(
                 np.einsum("ij,ij->", values.T @ values, fit.gram))
@@ -226,7 +227,7 @@ def rotated_series(curves: list[np.ndarray], projected: ProjectedTargets, bits: 
     n_coefs, n_comp = curves[0].shape[0], curves[0].shape[-1]
     flat = np.concatenate([c.reshape(n_coefs, -1) for c in curves], axis=1).astype(np.float32)
     decoded = split_groups(roundtrip_tensors({"coefs": flat}, bits)["coefs"], [c.shape[1] for c in curves], n_comp)
-    return RotatedSeries(flat, projected.fits(decoded))
+    return RotatedSeries(flat, projected.fits(decoded, klt=False))
 
 
 def split_groups(flat: np.ndarray, ranks: Sequence[int], n_comp: int) -> list[np.ndarray]:
