@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from legacy_codec import write_legacy
 
@@ -224,29 +225,47 @@ def test_series_sums_match_the_evaluated_basis():
         assert a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
 
 
-def test_refining_a_series_never_loses_fit_and_reaches_the_best_rank_r_basis():
-    """Alternating least squares from a poor rank-1 curve: the error never grows, and it ends at the best rank-1
-    basis of that degree (the leading singular pair of the targets projected on the polynomials); a series whose
-    curves span every polynomial of its degree is left as it is."""
+def test_refining_a_series_gives_the_best_basis_of_its_rank_and_degree():
+    """Whatever curves it starts from, a refined series is the best rank-r basis of its degree for the training
+    frames (the leading singular pairs of the targets projected on the polynomials), orthonormal over the frames
+    in original units: its error is what reachable_ss_res promises and never more than the start's. A series
+    with as many curves as the C·(d + 1) polynomials of its degree is left as it is."""
     rng = np.random.default_rng(5)
     n_frames, n_particles, degree = 30, 40, 4
     u = chebyshev.frame_times(n_frames)
-    curve = np.stack([np.cos(2 * u), u ** 3], axis=-1)  # (F, C): one temporal shape, two components
-    values = rng.normal(size=n_particles)[None, :, None] * curve[:, None, :] + 0.01 * rng.normal(
+    shapes = np.stack([np.stack([np.cos(2 * u), u ** 3], axis=-1), np.stack([u, np.sin(3 * u)], axis=-1)])
+    values = np.einsum("pk,kfc->fpc", rng.normal(size=(n_particles, 2)) * [1.0, 0.3], shapes) + 0.01 * rng.normal(
         size=(n_frames, n_particles, 2))
-    mean, std = np.zeros(2), np.array([1.0, 0.5])
-    projected = chebyshev.ProjectedTargets.build(values, mean, std, [np.arange(n_particles)], u, degree)
-    start = rng.normal(size=(degree + 1, 1, 2))
-    errors = [projected.fits([projected.refine([start], n)[0]])[0].ss_res for n in range(6)]
-    assert all(b <= a * (1 + 1e-12) for a, b in itertools.pairwise(errors))
-    vander = np.polynomial.chebyshev.chebvander(u, degree)
-    q = np.linalg.qr(vander)[0]
-    projected_values = np.einsum("fi,fnc->nic", q, values).reshape(n_particles, -1)
-    singular = np.linalg.svd(projected_values, compute_uv=False)
-    best = float((values ** 2).sum() - singular[0] ** 2)
-    assert projected.fits([projected.refine([start], 50)[0]])[0].ss_res == pytest.approx(best, rel=1e-6)
-    full = rng.normal(size=(degree + 1, degree + 1, 2))
-    np.testing.assert_array_equal(projected.refine([full], 5)[0], full)
+    projected = chebyshev.ProjectedTargets.build(values, np.zeros(2), np.array([1.0, 0.5]), [np.arange(n_particles)],
+                                                 u, degree)
+    q = np.linalg.qr(np.polynomial.chebyshev.chebvander(u, degree))[0]
+    singular = np.linalg.svd(np.einsum("fi,fnc->nic", q, values).reshape(n_particles, -1), compute_uv=False)
+    for rank in (1, 2, 3):
+        start = rng.normal(size=(degree + 1, rank, 2))
+        fit = projected.fits([projected.refine([start])[0]])[0]
+        best = float((values ** 2).sum() - (singular[:rank] ** 2).sum())
+        assert fit.ss_res == pytest.approx(best, rel=1e-6) and fit.ss_res <= projected.fits([start])[0].ss_res
+        assert projected.reachable_ss_res(projected.fits([start]), degree) == pytest.approx(best, rel=1e-6)
+        np.testing.assert_allclose(fit.gram, np.eye(rank), atol=1e-8)
+    full = rng.normal(size=(degree + 1, 2 * (degree + 1), 2))
+    np.testing.assert_array_equal(projected.refine([full])[0], full)
+
+
+def test_a_target_the_networks_basis_misses_is_reached_by_the_best_series_of_its_rank(f_run, tmp_path):
+    """The goal is capped at the best decodable R², which counts the best series of the model's rank and not only
+    the network's own basis (over the whole simulation Jp's network stops at 0.998, its best series reaches
+    0.9995): a network whose basis is scrambled still gets its file at the target."""
+    cfg, window, network = load_run(f_run)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, param in network.named_parameters():
+            if name.startswith("basis"):
+                param.add_(torch.randn_like(param) * param.std())
+    own = encode_model(network, cfg["model"], window, 1.0, tmp_path / "n.mpmc", CodecSettings(basis="network"))
+    series = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
+                          CodecSettings(target_r2=0.995, basis="chebyshev"))
+    assert own["ceiling_r2"] < 0.99 and series["target_met"] and series["r2"] >= 0.995
+    assert series["ceiling_r2"] > 0.995
 
 
 def test_a_series_is_refined_only_where_its_fit_stays_bounded_between_the_training_frames(monkeypatch):
@@ -260,10 +279,10 @@ def test_a_series_is_refined_only_where_its_fit_stays_bounded_between_the_traini
     values = rng.normal(size=(100, 30, 1))
     projected = chebyshev.ProjectedTargets.build(values, np.zeros(1), np.ones(1), [np.arange(30)], u, 8)
     start = rng.normal(size=(9, 2, 1))
-    assert not np.array_equal(projected.refine([start], 3)[0], start)
+    assert not np.array_equal(projected.refine([start])[0], start)
     monkeypatch.setattr(chebyshev, "MAX_LEBESGUE", 1.0)
     unbounded = chebyshev.ProjectedTargets.build(values, np.zeros(1), np.ones(1), [np.arange(30)], u, 8)
-    np.testing.assert_array_equal(unbounded.refine([start], 3)[0], start)
+    np.testing.assert_array_equal(unbounded.refine([start])[0], start)
 
 
 def test_a_version_1_file_still_decodes(f_run, tmp_path):
@@ -456,8 +475,10 @@ def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_
     u = chebyshev.sample_times(window.n_frames)
     members = bilinear.coded_members(network, np.zeros(window.n_particles, dtype=bool))
     gt = window.values[window.train_frames]
-    points = encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u, window, members, [],
-                                          float(component_sums(gt, gt)[1].sum()), 0.5,
+    projected = chebyshev.ProjectedTargets.build(gt, window.mean, window.std, members,
+                                                 chebyshev.frame_times(window.n_frames)[window.train_frames], 9)
+    points = encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u, window.n_frames,
+                                          projected, [], float(component_sums(gt, gt)[1].sum()), 0.5,
                                           CodecSettings(weight_bits=(8,)))
     assert sorted(set(visited)) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert min(p[0] for p in points) == 700
