@@ -4,14 +4,13 @@ from the file, every time-only inr_type round-trips, and a damaged or foreign fi
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from legacy_codec import write_legacy
 
 from mpm_inr.bench.compose import compose_train_config
