@@ -2,8 +2,10 @@
 
 A user asks for an R², not a number of bits: `target_r2` picks, among the candidate weight precisions, the
 coarsest code step (bisection on the decoded R², cheap for bilinear codes: the error is measured in closed form)
-whose file is smallest. Without a target, or with one the model cannot reach, the codec keeps the model's
-accuracy: it may add at most `max_error_growth` (10 %) to the best decodable 1 − R².
+whose file is smallest. A target is reached wherever some file decodes to it: the network's basis, or for a
+bilinear model the best series of its rank (chebyshev.ProjectedTargets.refine), which can pass the network's
+own accuracy. Without a target the codec keeps the model's accuracy, and with one no file reaches it keeps the
+best decodable one: it may add at most `max_error_growth` (10 %) to that 1 − R².
 """
 
 from __future__ import annotations
@@ -202,13 +204,15 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
         bases = list(bilinear.group_bases(network, t_train, window.std))
         return bilinear.fit_groups(bases, values, window.mean, members) + constant_fit
 
-    ceiling = 1.0 - sum(fit.ss_res for fit in fits_at(32)) / ss_tot
+    ceiling = 1.0 - sum(fit.ss_res for fit in fits_at(32)) / ss_tot  # the model's own accuracy
     projected = None
     if settings.basis in ("auto", "chebyshev"):
         projected = chebyshev.ProjectedTargets.build(values, window.mean, window.std, members,
                                                      chebyshev.frame_times(window.n_frames)[train],
                                                      max(chebyshev.degrees_for(window.n_frames)))
-        ceiling = max(ceiling, _series_ceiling(samples, u_samples, window.n_frames, projected, constant_fit, ss_tot))
+        if settings.target_r2 is not None:  # a target is reached wherever some file decodes to it
+            ceiling = max(ceiling, _series_ceiling(samples, u_samples, window.n_frames, projected, constant_fit,
+                                                   ss_tot))
     goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
     # the closed form is float64, the decoder float32: search against a budget 1 % tighter, so the decoded file
     # does not land a rounding error below the target (a 0.999 target decoded to 0.9989999 before)
