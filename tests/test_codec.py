@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -120,8 +121,9 @@ def test_decoding_between_frames(f_file):
     ["field=F", "model.decoder=mlp", "model.codes=learned", "train.sampler=points", "model.hidden_dim=16"],
     ["field=F", "inr_type=siren_t", "model.hidden_dim=16"],
     ["field=S", "inr_type=siren_id", "model.hidden_dim=16", "data.holdout_every=4"],
+    ["field=F", "data.holdout_every=4"],  # series degrees past the training frames' count (15 of 20)
 ], ids=["lagrangian-object", "lagrangian-material", "lagrangian-learned-shared", "lagrangian-mlp", "siren_t",
-        "siren_id-holdout"])
+        "siren_id-holdout", "lagrangian-holdout"])
 def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
     cfg, _ = _train(data_root, tmp_path, *variant)
     _, window, network = load_run(tmp_path)
@@ -277,6 +279,7 @@ def test_a_series_is_refined_only_where_its_fit_stays_bounded_between_the_traini
     gappy = u[np.setdiff1d(np.arange(100), np.arange(2, 100, 4))]
     assert chebyshev.lebesgue_constant(u, 12) < 4 and chebyshev.lebesgue_constant(u, 48) > 1e3
     assert chebyshev.lebesgue_constant(gappy, 32) > 5 * chebyshev.lebesgue_constant(u, 32) > 50
+    assert chebyshev.lebesgue_constant(gappy, 75) == math.inf  # 76 coefficients through 75 frames
     rng = np.random.default_rng(6)
     values = rng.normal(size=(100, 30, 1))
     projected = chebyshev.ProjectedTargets.build(values, np.zeros(1), np.ones(1), [np.arange(30)], u, 8)

@@ -22,6 +22,7 @@ not another pass over every value of the window.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -79,8 +80,11 @@ def lebesgue_constant(u: np.ndarray, degree: int, ends: int = 200) -> float:
     between: max over t of Σ_i |ℓ_i(t)|, ℓ_i the fit's weights, taken at the frames' midpoints (every one for
     short windows; the first and last `ends` gaps and a sparse grid between them for long ones: it peaks near
     the ends). Around 2-6 while the degree is below ~2·√n; then it explodes (100 frames: degree 24 5.5, 32 23,
-    48 8 000; every 4th of them held out: 24 25, 32 270)."""
+    48 8 000; every 4th of them held out: 24 25, 32 270). Unbounded (inf) where the degree has more coefficients
+    than there are times: no least-squares fit pins such a polynomial down."""
     u = np.sort(np.asarray(u, dtype=np.float64))
+    if degree + 1 > u.size:
+        return math.inf
     mids = (u[:-1] + u[1:]) / 2
     if mids.size > 4 * ends:
         inner = mids[ends:-ends]
