@@ -450,10 +450,10 @@ def test_a_degenerate_series_candidate_is_skipped_not_fatal(f_run, tmp_path, mon
     cfg, window, network = load_run(f_run)
     real = chebyshev.rotated_series
 
-    def flaky(curves, projected, bits):
+    def flaky(curves, bits, fit):
         if bits == 3:
             raise np.linalg.LinAlgError("SVD did not converge")
-        return real(curves, projected, bits)
+        return real(curves, bits, fit)
 
     monkeypatch.setattr(chebyshev, "rotated_series", flaky)
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",

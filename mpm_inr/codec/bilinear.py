@@ -115,8 +115,7 @@ def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
         coefs = np.linalg.solve(ridged(gram), rhs.T).T if kept.size else rhs
         q = quantise_uniform(coefs, step)
         decoded = q * step
-        ss_res += fit.target_sq - 2 * float(np.einsum("ij,ij->", decoded, rhs)) + float(
-            np.einsum("ij,ij->", decoded.T @ decoded, gram))
+        ss_res += fit.target_sq - 2 * float(np.vdot(decoded, rhs)) + float(np.vdot(decoded.T @ decoded, gram))
         rows.append(half)
         scales.append(scale)
         ints.append(q)

@@ -23,7 +23,7 @@ not another pass over every value of the window.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,6 +111,7 @@ class ProjectedTargets:
     u_train: np.ndarray  # window times of the training frames the projections sum over
     _stable: dict[int, bool] = field(default_factory=dict)  # stable(degree), computed once per degree
     _best: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _flat: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (n_g, (d + 1)·C) per group, degree
 
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
@@ -130,15 +131,20 @@ class ProjectedTargets:
         KLT unless klt=False: bilinear.fit_from_sums)."""
         if len(per_group) != len(self.projections):
             raise ValueError(f"{len(per_group)} series for {len(self.projections)} coded groups")
-        return [self._fit(a, g, klt) for g, a in enumerate(per_group)]
+        return [self.fits_group(a, g, klt) for g, a in enumerate(per_group)]
 
-    def _fit(self, series: np.ndarray, group: int, klt: bool = True) -> bilinear.GroupFit:
+    def fits_group(self, series: np.ndarray, group: int, klt: bool = True) -> bilinear.GroupFit:
+        """One coded group's least-squares codes for its series (d + 1, K, C)."""
         proj = self.projections[group]
         scaled = series * self.std  # original units
         n_coefs, dim = scaled.shape[:2]
-        gram = np.einsum("jkc,ji,ilc->kl", scaled, self.poly_gram[:n_coefs, :n_coefs], scaled, optimize=True)
+        by_comp = scaled.transpose(2, 0, 1)  # (C, d + 1, K); matmuls, not an optimised einsum (its path search
+        gram = (by_comp.transpose(0, 2, 1) @ (self.poly_gram[:n_coefs, :n_coefs] @ by_comp)).sum(axis=0)  # dominated)
         by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
-        target_basis = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], by_row.shape[0]) @ by_row
+        if (group, n_coefs) not in self._flat:  # one copy per degree: a step search fits hundreds of series
+            self._flat[group, n_coefs] = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0],
+                                                                                          by_row.shape[0])
+        target_basis = self._flat[group, n_coefs] @ by_row
         return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group], klt)
 
     def stable(self, degree: int) -> bool:
@@ -201,7 +207,8 @@ class ProjectedTargets:
             lower = np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
             proj = self.projections[group][:, :n_coefs]  # (n, d + 1, C)
             n_particles, _, n_comp = proj.shape
-            whitened = np.linalg.solve(lower, proj.transpose(1, 0, 2).reshape(n_coefs, -1))  # L⁻¹ P_cᵀ: (d + 1, n·C)
+            # L⁻¹ P_cᵀ for every component at once: (d + 1, n·C)
+            whitened = np.linalg.solve(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp))
             rows = whitened.reshape(n_coefs, n_particles, n_comp).transpose(1, 2, 0).reshape(n_particles, -1)
             _, singular, vt = np.linalg.svd(rows, full_matrices=False)
             self._best[group, degree] = (lower, singular, vt)
@@ -210,12 +217,34 @@ class ProjectedTargets:
 
 class KeptSeries:
     """A series (d + 1, G, K, C) turned into any set of kept KLT directions per group (`fits`: the float fits of
-    its codes), and refined against the window (ProjectedTargets.refine), once per set: the step search and every
-    weight precision visit the same few sets."""
+    its codes), and refined against the window (ProjectedTargets.refine), once per set; and stored at given bits
+    (rotated_series), once per set and bits: the step searches of every weight precision and of fewer directions
+    visit the same few sets."""
 
     def __init__(self, coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets) -> None:
         self.coefs, self.fits, self.projected = coefs, fits, projected
         self._curves: dict[tuple[tuple[int, ...], ...], list[np.ndarray]] = {}
+        self._stored: dict[tuple[tuple[tuple[int, ...], ...], int], RotatedSeries | None] = {}
+        self._fits: dict[tuple[int, tuple[int, ...], bytes], bilinear.GroupFit] = {}
+
+    def stored(self, kept: tuple[tuple[int, ...], ...], bits: int) -> RotatedSeries | None:
+        """The curves of `kept` as a file at `bits` stores them, with their codes' fits; None where so few bits
+        leave a stored curve degenerate (its fit fails to converge; seen on C at 3 bits)."""
+        if (kept, bits) not in self._stored:
+            try:
+                self._stored[kept, bits] = rotated_series(self.curves(kept), bits, self._fit_stored)
+            except np.linalg.LinAlgError:
+                self._stored[kept, bits] = None
+        return self._stored[kept, bits]
+
+    def _fit_stored(self, group: int, curves: np.ndarray) -> bilinear.GroupFit:
+        """A group's codes fitted to its stored curves, once per distinct curves: a step search changes the kept
+        directions of one group or two at a time, and the others' stored curves stay bit for bit the same
+        (C, seed 2, 0.999: 2 475 fits, most of them repeated)."""
+        key = (group, curves.shape, curves.tobytes())
+        if key not in self._fits:
+            self._fits[key] = self.projected.fits_group(curves, group, klt=False)
+        return self._fits[key]
 
     def curves(self, kept: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
         """Per coded group (d + 1, r_g, C) in normalised units, r_g = len(kept[g])."""
@@ -242,8 +271,8 @@ class RotatedSeries:
         for fit in self.fits:
             q = quantise_uniform(fit.coefs, step)  # least squares in the stored curves' coordinates (klt=False)
             values = q * step
-            ss_res += fit.target_sq - 2 * float(np.einsum("ij,ij->", values, fit.target_basis)) + float(
-                np.einsum("ij,ij->", values.T @ values, fit.gram))
+            ss_res += fit.target_sq - 2 * float(np.vdot(values, fit.target_basis)) + float(
+                np.vdot(values.T @ values, fit.gram))
             ints.append(q)
         return ints, ss_res
 
@@ -253,13 +282,14 @@ def kept_directions(fits: list[bilinear.GroupFit], step: float) -> tuple[tuple[i
     return tuple(tuple(np.flatnonzero(np.abs(f.coefs).max(axis=0, initial=0.0) >= step / 2).tolist()) for f in fits)
 
 
-def rotated_series(curves: list[np.ndarray], projected: ProjectedTargets, bits: int) -> RotatedSeries:
+def rotated_series(curves: list[np.ndarray], bits: int,
+                   fit: Callable[[int, np.ndarray], bilinear.GroupFit]) -> RotatedSeries:
     """Per-group curves (KeptSeries.curves) quantised at `bits` as the decoder will see them, with the codes'
-    fits to that."""
+    fits to that (`fit(group, decoded curves)`)."""
     n_coefs, n_comp = curves[0].shape[0], curves[0].shape[-1]
     flat = np.concatenate([c.reshape(n_coefs, -1) for c in curves], axis=1).astype(np.float32)
     decoded = split_groups(roundtrip_tensors({"coefs": flat}, bits)["coefs"], [c.shape[1] for c in curves], n_comp)
-    return RotatedSeries(flat, projected.fits(decoded, klt=False))
+    return RotatedSeries(flat, [fit(g, group_curves) for g, group_curves in enumerate(decoded)])
 
 
 def split_groups(flat: np.ndarray, ranks: Sequence[int], n_comp: int) -> list[np.ndarray]:

@@ -39,7 +39,7 @@ from mpm_inr.metrics.regression import component_sums, r2_score
 from mpm_inr.models import INR_TYPES, get_inr_type
 from mpm_inr.models.field_network import FieldNetwork
 
-_BISECTIONS = 14
+_BISECTIONS = 10  # step bisections within a factor 2: to 2^(1/1024), a file ~0.1 % above the optimum at most
 #: how a bilinear model's temporal basis is stored: its network's weights, a Chebyshev series fitted to it, or
 #: whichever file is smaller (auto)
 BASIS_KINDS = ("auto", "network", "chebyshev")
@@ -237,16 +237,28 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
         for every candidate, aside): two candidates a few payload bytes apart can differ as much in metadata."""
         meta = {**shell.meta, "kind": "bilinear",
                 "encoding": {k: v for k, v in point[1].items() if k not in SEARCH_KEYS}}
-        return format.file_bytes(len(format.meta_blob(meta)), point[0])
+        return format.file_bytes(len(format.meta_blob(meta)), len(format.payload(point[2])))
 
-    _, meta, blobs = min(found, key=file_bytes)
+    _, meta, blobs = min(finalists(found), key=file_bytes)
     return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs
+
+
+#: candidates whose fast-compressed payload is within this share of the smallest are compressed for real
+SCREEN_MARGIN = 0.05
+
+
+def finalists(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, dict]]:
+    """The candidates (screened payload bytes, meta, blobs) worth compressing for real: those within
+    SCREEN_MARGIN of the smallest screened size (format.screen_size), whose ratio to the real size varies far
+    less than that between the candidates of one encoding."""
+    smallest = min(point[0] for point in points)
+    return [point for point in points if point[0] <= smallest * (1 + SCREEN_MARGIN)]
 
 
 def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
                    basis_blobs: dict[str, bytes]) -> tuple[int, dict, dict] | None:
-    """(bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal, with this
-    basis's blobs; None if no step does."""
+    """(screened payload bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal,
+    with this basis's blobs; None if no step does."""
     def r2_of(step: float) -> float:
         return 1.0 - bilinear.quantise_codes(fits, step).ss_res / ss_tot
 
@@ -258,7 +270,7 @@ def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: fl
     step = short_float(step)
     code_blobs, code_meta = bilinear.pack_codes(bilinear.quantise_codes(fits, step))
     blobs = {**code_blobs, **basis_blobs}
-    return len(format.payload(blobs)), {**code_meta, "r2_estimate": r2_of(step)}, blobs
+    return format.screen_size(blobs), {**code_meta, "r2_estimate": r2_of(step)}, blobs
 
 
 def _series_ceiling(samples: np.ndarray, u_samples: np.ndarray, n_frames: int,
@@ -345,27 +357,23 @@ def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit
 def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[bilinear.GroupFit], bits: int,
                     ss_tot: float, search_goal: float,
                     max_directions: int | None = None) -> tuple[int, dict, dict] | None:
-    """(bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching search_goal. The rotated
-    series depends on the step only through the kept directions, so each set of them is built once."""
+    """(screened payload bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching
+    search_goal. The stored series depends on the step only through the kept directions (KeptSeries.stored builds
+    each set once)."""
     fits = kept_series.fits
-    series: dict[tuple, chebyshev.RotatedSeries | None] = {}
 
     def coded(step: float) -> tuple[chebyshev.RotatedSeries | None, bilinear.QuantisedCodes | None]:
         kept = chebyshev.kept_directions(fits, step)
         if max_directions is not None:  # KLT order: the strongest directions first
             kept = tuple(tuple(d for d in k if d < max_directions) for k in kept)
-        if kept not in series:
-            try:
-                series[kept] = chebyshev.rotated_series(kept_series.curves(kept), kept_series.projected, bits)
-            except np.linalg.LinAlgError:  # so few bits that a stored curve is degenerate: this point fails
-                series[kept] = None
-        if series[kept] is None:
+        stored = kept_series.stored(kept, bits)
+        if stored is None:  # so few bits that a stored curve is degenerate: this point fails
             return None, None
-        ints, ss_res = series[kept].quantise(step)
+        ints, ss_res = stored.quantise(step)
         constant = bilinear.quantise_codes(constant_fit, step)  # the constant particles keep their directions
-        return series[kept], bilinear.QuantisedCodes(step, [None] * len(ints) + constant.rows,
-                                                     [None] * len(ints) + constant.row_scales,
-                                                     ints + constant.ints, ss_res + constant.ss_res)
+        return stored, bilinear.QuantisedCodes(step, [None] * len(ints) + constant.rows,
+                                               [None] * len(ints) + constant.row_scales,
+                                               ints + constant.ints, ss_res + constant.ss_res)
 
     def r2_of(step: float) -> float:
         codes = coded(step)[1]
@@ -384,7 +392,7 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
     blobs.update(code_blobs)
     meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
                 weight_bits=bits, r2_estimate=r2_of(step))
-    return len(format.payload(blobs)), meta, blobs
+    return format.screen_size(blobs), meta, blobs
 
 
 def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,

@@ -64,6 +64,9 @@ _SIZES_FROM_SPECS_SINCE = 5
 # bits (lc=lp=pb=0), as quantised coefficients are nearly independent bytes (1 % smaller on them).
 LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 1 << 20, "lc": 0,
                  "lp": 0, "pb": 0}]
+# The same stream format at preset 3: ~4x faster, its sizes 15-18 % larger, by nearly the same factor for the
+# candidates of one encoding (screen_size)
+_SCREEN_FILTERS = [{**LZMA_FILTERS[0], "preset": 3}]
 
 
 class CodecError(UserError):
@@ -99,6 +102,13 @@ def decompress(data: bytes) -> bytes:
 def payload(blobs: dict[str, bytes]) -> bytes:
     """The blobs as the file stores them: one LZMA2 stream, in name order (array_sizes gives their sizes)."""
     return compress(b"".join(blobs[name] for name in sorted(blobs)))
+
+
+def screen_size(blobs: dict[str, bytes]) -> int:
+    """A fast stand-in for len(payload(blobs)) to rank candidate files by: a C file's encoder compared 40-odd
+    candidates at ~0.15 s each; ranked by this, only the near-best are compressed for real."""
+    return len(lzma.compress(b"".join(blobs[name] for name in sorted(blobs)), format=lzma.FORMAT_RAW,
+                             filters=_SCREEN_FILTERS))
 
 
 def pack_meta(text: bytes, version: int) -> bytes:
