@@ -138,8 +138,9 @@ class ProjectedTargets:
         proj = self.projections[group]
         scaled = series * self.std  # original units
         n_coefs, dim = scaled.shape[:2]
-        by_comp = scaled.transpose(2, 0, 1)  # (C, d + 1, K); matmuls, not an optimised einsum (its path search
-        gram = (by_comp.transpose(0, 2, 1) @ (self.poly_gram[:n_coefs, :n_coefs] @ by_comp)).sum(axis=0)  # dominated)
+        # Σ_c S_cᵀ G S_c by matmuls: an optimised einsum spent more on its path search than on the product
+        by_comp = scaled.transpose(2, 0, 1)  # (C, d + 1, K)
+        gram = (by_comp.transpose(0, 2, 1) @ (self.poly_gram[:n_coefs, :n_coefs] @ by_comp)).sum(axis=0)
         by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
         if (group, n_coefs) not in self._flat:  # one copy per degree: a step search fits hundreds of series
             self._flat[group, n_coefs] = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0],
