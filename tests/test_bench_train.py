@@ -90,8 +90,9 @@ def _check_compression_table(saved: dict, table: str) -> None:
         codec = got["codec"]
         assert codec["ratio"] == pytest.approx(raw / codec["bytes"])
         assert codec["target_met"] == (codec["r2"] >= float(target) - 1e-9)
-        extra = "" if codec["target_met"] else "target missed"
-        assert f"| ours, codec file | {target} | {_cell(codec, extra)} | {_cell(codec)} |" in table
+        notes = ", ".join([*([] if codec["target_met"] else ["target missed"]), f"coded in {codec['coding_s']:.1f} s"])
+        assert codec["coding_s"] > 0 and codec["threads"] >= 1  # the file's encode + decode, timed
+        assert f"| ours, codec file | {target} | {_cell(codec, notes)} | {_cell(codec)} |" in table
         for method, name in (("svd_q", "SVD, quantised + lzma (as our codec)"), ("svd", "SVD (centred, float32)"),
                              ("sz3", "SZ3"), ("zfp", "ZFP")):
             point = got[method]
