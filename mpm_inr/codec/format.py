@@ -101,14 +101,17 @@ def decompress(data: bytes) -> bytes:
 
 def payload(blobs: dict[str, bytes]) -> bytes:
     """The blobs as the file stores them: one LZMA2 stream, in name order (array_sizes gives their sizes)."""
-    return compress(b"".join(blobs[name] for name in sorted(blobs)))
+    return compress(_in_file_order(blobs))
 
 
 def screen_size(blobs: dict[str, bytes]) -> int:
     """A fast stand-in for len(payload(blobs)) to rank candidate files by: a C file's encoder compared 40-odd
     candidates at ~0.15 s each; ranked by this, only the near-best are compressed for real."""
-    return len(lzma.compress(b"".join(blobs[name] for name in sorted(blobs)), format=lzma.FORMAT_RAW,
-                             filters=_SCREEN_FILTERS))
+    return len(lzma.compress(_in_file_order(blobs), format=lzma.FORMAT_RAW, filters=_SCREEN_FILTERS))
+
+
+def _in_file_order(blobs: dict[str, bytes]) -> bytes:
+    return b"".join(blobs[name] for name in sorted(blobs))
 
 
 def pack_meta(text: bytes, version: int) -> bytes:
