@@ -512,3 +512,15 @@ def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, t
     without = encode_model(network, cfg["model"], window, 1.0, tmp_path / "all.mpmc", settings)
     assert report["bytes"] <= without["bytes"]
     assert report["r2"] >= 0.995 and load(tmp_path / "fewer.mpmc").decode_window().shape == window.values.shape
+
+
+def test_only_candidates_near_the_smallest_screened_size_are_compressed_for_real(f_run, tmp_path):
+    """Candidate files are ranked by a fast LZMA2 size; those within SCREEN_MARGIN of the smallest are compressed
+    for real, and the file written is the smallest of them (with its metadata)."""
+    points = [(1000, {"k": 0}, {}), (1049, {"k": 1}, {}), (1051, {"k": 2}, {})]
+    assert [p[1]["k"] for p in encode_module.finalists(points)] == [0, 1]
+    cfg, window, network = load_run(f_run)
+    blobs = {"codes": np.arange(5000, dtype=np.int16).tobytes(), "rows": bytes(100)}
+    assert format.screen_size(blobs) >= len(format.payload(blobs))  # the fast preset codes no better
+    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc", CodecSettings(target_r2=0.99))
+    assert report["bytes"] == (tmp_path / "s.mpmc").stat().st_size and report["target_met"]
