@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -181,3 +183,66 @@ def test_the_search_on_leading_directions_finds_the_whole_decomposition_s_file(t
     assert len(widened) >= 2 and widened == sorted(widened)  # from 1 direction, widened until the search stopped
     assert (leading.rank, leading.bits, leading.n_bytes) == (whole.rank, whole.bits, whole.n_bytes)
     assert leading.r2 == pytest.approx(whole.r2, abs=1e-12) and leading.r2 >= target
+
+
+@pytest.mark.parametrize("target", [0.99, 0.999])
+def test_screened_candidates_give_the_file_of_an_all_exact_search(target, monkeypatch):
+    """Candidates are ranked by the fast screen and only the near-best compressed for real: the same file as
+    when every candidate is compressed for real (an infinite margin), with fewer exact compressions."""
+    values = _window(1)
+    exact_calls = []
+    real = svd_baseline_module.packed_bytes
+
+    def counted(*arrays: np.ndarray, screen: bool = False) -> int:
+        exact_calls.extend([] if screen else [1])
+        return real(*arrays, screen=screen)
+
+    monkeypatch.setattr(svd_baseline_module, "packed_bytes", counted)
+    screened = quantised_svd(values, target)
+    n_screened = len(exact_calls)
+    exact_calls.clear()
+    monkeypatch.setattr(svd_baseline_module, "SCREEN_MARGIN", math.inf)
+    everything = quantised_svd(values, target)
+    assert (screened.rank, screened.bits, screened.step, screened.n_bytes) == (
+        everything.rank, everything.bits, everything.step, everything.n_bytes)
+    assert 0 < n_screened < len(exact_calls)
+
+
+def _bytes_of_step(x: float, noise: bool) -> int:
+    """A file's bytes against log2 of its step: about linear, a few bytes of LZMA-like jitter."""
+    jitter = int(7 * math.sin(977 * x)) if noise else 0
+    return int(200_000 - 9_000 * x) + jitter
+
+
+@pytest.mark.parametrize("start", [-8.0, 3.0, 9.5, 12.0])
+@pytest.mark.parametrize("noise", [False, True])
+def test_the_budget_search_brackets_the_finest_fitting_step(start, noise):
+    """`finest_fitting` answers a size that fits, and a size a tolerance finer does not (on a monotone size);
+    from any start it takes a handful of sizes, where a 24-octave bisection took 14."""
+    tolerance = 24 / 4096
+    calls = []
+
+    def size(x: float) -> int:
+        calls.append(x)
+        return _bytes_of_step(x, noise)
+
+    budget = 110_000  # the linear size's root at x = 10
+    found = svd_baseline_module.finest_fitting(size, budget, start, -14.0, 10.0 + 14.0, tolerance)
+    assert _bytes_of_step(found, noise) <= budget
+    assert found == pytest.approx(10.0, abs=0.01)
+    if not noise:
+        assert _bytes_of_step(found - tolerance, noise) > budget
+    assert len(calls) <= 10
+
+
+def test_the_budget_search_answers_the_finest_end_when_everything_fits():
+    assert svd_baseline_module.finest_fitting(lambda x: 10, 100, 0.0, -24.0, 0.0, 0.01) == -24.0
+
+
+@pytest.mark.parametrize("budget", [500, 900, 1100])
+def test_the_held_out_rival_spends_its_budget(budget):
+    """The held-out rival's file comes within 1 % of its byte budget (the finest step that fits, to 0.4 %)."""
+    values = _window()
+    train, test = _held_out_frames()
+    point = quantised_svd_holdout(values, train, test, budget)
+    assert 0.99 * budget <= point.n_bytes <= budget

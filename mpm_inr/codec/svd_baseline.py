@@ -8,6 +8,10 @@ one step found by bisection on the decoded R² (as our codes are), and its array
 one LZMA stream (`packed_bytes`, as our file's payload), the coefficients in whichever layout packs smaller
 (`file_bytes`). The smallest file over the rank and the bits that reaches the target wins.
 
+Candidates are ranked by a fast LZMA size (`format.screen_size`, as our encoder ranks its own), and only those
+within `encode.SCREEN_MARGIN` of the smallest are compressed for real: at 1 000 frames of C the search had spent
+13 minutes per seed and target on 246 exact sizes of up to 3.3 MB each.
+
 A rank's candidate bits are encoded in as many threads as the process's torch CPU threads (`process_workers`): lzma
 releases the GIL, and it is most of the search's time at long windows (C, 1 000 frames, seed 0, R² 0.995: 613 s on
 one thread, 358 s of it lzma on 710 arrays of rank 96; C, 400 frames: 138.6 s on one thread, 103.7 s on two, same
@@ -18,12 +22,13 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from mpm_inr.codec.encode import DECODE_MARGIN, largest_passing
+from mpm_inr.codec.encode import DECODE_MARGIN, SCREEN_MARGIN, largest_passing
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
     packed_bytes,
@@ -44,7 +49,8 @@ DEFAULT_BITS = (16, 8, 6, 5, 4, 3)
 #: (10 000 frames) took minutes and, two fields at once, more than the VM's 23 GB
 FULL_BASIS_MAX = 2048
 LEADING_START = 64
-_BUDGET_BISECTIONS = 12  # step bisections against a byte budget: within 2^(24/4096) of the finest step that fits
+#: a budget search stops once the finest fitting code step is known to this many octaves (0.4 %)
+STEP_TOLERANCE_OCTAVES = 24 / 4096
 
 
 @dataclass(frozen=True)
@@ -92,28 +98,49 @@ def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = 
         directions = min(2 * max(directions, first), min(centred.shape))
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """One rank and bits at its coarsest passing step, sized by the fast screen until it is a finalist."""
+
+    screened: int
+    point: QuantisedSVD  # n_bytes: the screened size until `exact` replaces it
+    stored_u: np.ndarray | tuple[np.ndarray, np.ndarray]
+    ints: np.ndarray
+
+    def exact(self) -> QuantisedSVD:
+        return replace(self.point, n_bytes=file_bytes(self.stored_u, self.point.mean, self.ints))
+
+
 def _smallest_file(centred: torch.Tensor, basis: torch.Tensor, first: int, limit: int, bits: tuple[int, ...],
                    ss_tot: float, goal: float, mean: np.ndarray) -> tuple[QuantisedSVD | None, bool]:
     """The smallest file over ranks first..limit and `bits` (None if none reaches the goal), and whether the search
-    stopped before limit: 3 ranks past its best, where more rank costs more than its coarser step saves."""
-    best: QuantisedSVD | None = None
+    stopped before limit: 3 ranks past its best screened size, where more rank costs more than its coarser step
+    saves. The candidates within SCREEN_MARGIN of the smallest screened size are compressed for real."""
+    found: list[_Candidate] = []
+    best = math.inf
     misses = 0
+    stopped = False
     with ThreadPoolExecutor(max_workers=max(1, min(process_workers(), len(bits)))) as pool:
         for rank in range(first, limit + 1):
-            tried = pool.map(lambda b, k=rank: _encode_rank(centred, basis[:, :k], b, ss_tot, goal, mean), bits)
-            point = min((p for p in tried if p is not None), key=lambda p: p.n_bytes, default=None)  # bits' order
-            if point is None:
+            tried = [c for c in pool.map(lambda b, k=rank: _encode_rank(centred, basis[:, :k], b, ss_tot, goal, mean),
+                                         bits) if c is not None]
+            if not tried:
                 continue
-            if best is None or point.n_bytes < best.n_bytes:
-                best, misses = point, 0
+            found += tried
+            smallest = min(c.screened for c in tried)
+            if smallest < best:
+                best, misses = smallest, 0
             elif (misses := misses + 1) >= 3:
-                return best, True
-    return best, False
+                stopped = True
+                break
+        finalists = [c for c in found if c.screened <= best * (1 + SCREEN_MARGIN)]
+        exact = list(pool.map(_Candidate.exact, finalists))
+    return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first in (rank, bits) order
 
 
 def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: float, goal: float,
-                 mean: np.ndarray) -> QuantisedSVD | None:
-    """Rank k at these bits: the stored U_k, W re-solved for it, the largest step reaching goal, the file's bytes."""
+                 mean: np.ndarray) -> _Candidate | None:
+    """Rank k at these bits: the stored U_k, W re-solved for it, the largest step reaching goal, its screened size."""
     stored_u = quantise_tensor(basis.T.numpy(), bits)  # one scale per direction (a row of U_kᵀ)
     temporal = dequantise_tensor(stored_u).T  # (T, k) float32, what the decoder multiplies by
     u = torch.from_numpy(temporal.astype(np.float64))
@@ -134,8 +161,16 @@ def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: 
     if step is None:
         return None
     ints = quantise_uniform(coefs_np, step)
-    n_bytes = file_bytes(stored_u, mean, ints)
-    return QuantisedSVD(int(basis.shape[1]), bits, step, n_bytes, r2_at(step), temporal, ints * step, mean)
+    screened = screened_bytes(stored_u, mean, ints)
+    point = QuantisedSVD(int(basis.shape[1]), bits, step, screened, r2_at(step), temporal, ints * step, mean)
+    return _Candidate(screened, point, stored_u, ints)
+
+
+def _arrays(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray,
+            coefficients: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The file's arrays in its order: the stored U_k (ints and scales, or floats), the mean, the coefficients."""
+    temporal = stored_u if isinstance(stored_u, tuple) else (stored_u,)
+    return (*temporal, mean, np.ascontiguousarray(coefficients))
 
 
 def file_bytes(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray, ints: np.ndarray) -> int:
@@ -145,8 +180,12 @@ def file_bytes(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.nd
     particle-component's k integers together); the header's layout flag tells the decoder which. Until
     2026-12-04 the rival was always packed particle-major, up to 12 % larger than direction-major (Jp and S at R²
     0.999, 100 frames), a handicap our codec did not have; particle-major is still up to 1 % smaller on C."""
-    temporal = stored_u if isinstance(stored_u, tuple) else (stored_u,)
-    return HEADER_BYTES + min(packed_bytes(*temporal, mean, np.ascontiguousarray(layout)) for layout in (ints, ints.T))
+    return HEADER_BYTES + min(packed_bytes(*_arrays(stored_u, mean, layout)) for layout in (ints, ints.T))
+
+
+def screened_bytes(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray, ints: np.ndarray) -> int:
+    """file_bytes by the fast screen (`format.screen_size`): what candidates are ranked by."""
+    return HEADER_BYTES + min(packed_bytes(*_arrays(stored_u, mean, layout), screen=True) for layout in (ints, ints.T))
 
 
 @dataclass(frozen=True)
@@ -183,8 +222,12 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     best: HeldOutSVD | None = None
     misses = 0
     for rank in range(1, min(max_rank, basis.shape[1]) + 1):
-        found = [p for b in bits if (p := _fit_budget(centred, basis[:, :rank], b, mean, budget_bytes, t_train,
-                                                      t_test, test_values)) is not None]
+        found = []
+        for b in bits:
+            guess = found[-1].step if found else (best.step if best else None)
+            if (p := _fit_budget(centred, basis[:, :rank], b, mean, budget_bytes, t_train, t_test, test_values,
+                                 guess)) is not None:
+                found.append(p)
         point = max(found, key=lambda p: p.holdout_r2, default=None)
         if point is None:
             break  # a higher rank costs more bytes at every step: none fits either
@@ -196,27 +239,30 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
 
 
 def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.ndarray, budget: int,
-                t_train: np.ndarray, t_test: np.ndarray, test_values: np.ndarray) -> HeldOutSVD | None:
-    """Rank k at these bits: the finest code step whose file fits `budget`, scored on the held-out frames."""
+                t_train: np.ndarray, t_test: np.ndarray, test_values: np.ndarray,
+                guess: float | None = None) -> HeldOutSVD | None:
+    """Rank k at these bits: the finest code step whose file fits `budget` (searched from `guess`, e.g. the
+    previous rank's step), scored on the held-out frames. The search sizes the coefficients in the layout that
+    screens smaller at the guess; the file then takes the smaller of both (so it fits as well)."""
     stored_u = quantise_tensor(basis.T.numpy(), bits)
     temporal = dequantise_tensor(stored_u).T.astype(np.float64)  # (T_train, k)
     u = torch.from_numpy(temporal)
     coefs = torch.linalg.solve(u.T @ u, u.T @ centred).numpy()  # (k, N·C), least squares for the stored U_k
+    coarsest = math.log2(4.0 * max(float(np.abs(coefs).max()), 1e-30))  # every code rounds to 0
+    start = min(math.log2(guess), coarsest) if guess else coarsest - 8
+    at_start = quantise_uniform(coefs, 2.0 ** start)
+    transpose = (packed_bytes(*_arrays(stored_u, mean, at_start.T), screen=True)
+                 < packed_bytes(*_arrays(stored_u, mean, at_start), screen=True))
 
-    def size(step: float) -> int:
-        return file_bytes(stored_u, mean, quantise_uniform(coefs, step))
+    def size(log2_step: float) -> int:
+        ints = quantise_uniform(coefs, 2.0 ** log2_step)
+        return HEADER_BYTES + packed_bytes(*_arrays(stored_u, mean, ints.T if transpose else ints))
 
-    coarse = 4.0 * max(float(np.abs(coefs).max()), 1e-30)  # every code rounds to 0
-    if size(coarse) > budget:
+    if size(coarsest) > budget:
         return None
-    fine = coarse * 2.0 ** -24
-    if size(fine) <= budget:
-        coarse = fine
-    else:
-        for _ in range(_BUDGET_BISECTIONS):  # fine does not fit, coarse does
-            mid = math.sqrt(fine * coarse)
-            fine, coarse = (fine, mid) if size(mid) <= budget else (mid, coarse)
-    decoded = quantise_uniform(coefs, coarse) * coarse
+    step = 2.0 ** finest_fitting(size, budget, start, coarsest - 24, coarsest, STEP_TOLERANCE_OCTAVES)
+    ints = quantise_uniform(coefs, step)
+    decoded = ints * step
     train_r2 = 1.0 - float(((centred - u @ torch.from_numpy(decoded)) ** 2).sum() / (centred ** 2).sum())
     scores = {}
     for method in INTERPOLATIONS:
@@ -224,7 +270,44 @@ def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.
         predicted = at_test.reshape(test_values.shape) + mean.astype(np.float64)
         scores[method] = r2_score(test_values, predicted)
     method = max(scores, key=scores.get)
-    return HeldOutSVD(int(basis.shape[1]), bits, coarse, size(coarse), train_r2, scores[method], method)
+    return HeldOutSVD(int(basis.shape[1]), bits, step, file_bytes(stored_u, mean, ints), train_r2, scores[method],
+                      method)
+
+
+def finest_fitting(size: Callable[[float], int], budget: int, start: float, lowest: float, highest: float,
+                   tolerance: float) -> float:
+    """The smallest x in [lowest, highest] with size(x) <= budget, to within `tolerance`, for a size that falls
+    as x grows (a file's bytes against log2 of its code step; size(highest) must fit). Secant steps from `start`
+    until the answer is bracketed, then regula falsi (Illinois): a file's bytes are nearly linear in log2 of
+    its step, so 4-6 sizes do what a bisection over 24 octaves did in 14 (each a whole-file LZMA)."""
+    hi, f_hi = highest, size(highest) - budget
+    lo, f_lo = None, 0.0
+    x, previous = min(max(start, lowest), highest), (hi, f_hi)
+    while lo is None:  # walk from start until one size fits and one does not
+        f = size(x) - budget
+        if f > 0:
+            lo, f_lo = x, f
+            break
+        hi, f_hi = x, f
+        if x <= lowest:
+            return lowest
+        slope = (f - previous[1]) / (x - previous[0]) if x != previous[0] else 0.0
+        jump = f / slope if slope < 0 else 1.0  # the secant's root lies below x: f <= 0 and size falls with x
+        previous, x = (x, f), max(lowest, x - min(max(jump, 0.05), 8.0))
+    side = 0
+    while hi - lo > tolerance:
+        x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
+        x = min(max(x, lo + tolerance / 2), hi - tolerance / 2)
+        f = size(x) - budget
+        if f <= 0:
+            hi, f_hi = x, f
+            f_lo = f_lo / 2 if side == 1 else f_lo  # Illinois: the stale end's weight halves
+            side = 1
+        else:
+            lo, f_lo = x, f
+            f_hi = f_hi / 2 if side == -1 else f_hi
+            side = -1
+    return hi
 
 
 def compression(values: np.ndarray, point: QuantisedSVD) -> float:
