@@ -79,9 +79,7 @@ def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = 
     values = np.asarray(values)
     n_frames, n_particles, n_comp = values.shape
     mean = values.reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
-    centred = torch.from_numpy(values.reshape(n_frames, -1).astype(np.float64)) - torch.from_numpy(
-        np.tile(mean.astype(np.float64), n_particles))
-    ss_tot = float((centred ** 2).sum())
+    centred, ss_tot = _centred(values.reshape(n_frames, -1), mean, n_particles)
     goal = 1.0 - (1.0 - target_r2) * (1.0 - DECODE_MARGIN)  # the codec's margin, so the decoded file meets it
     full = min(centred.shape) <= FULL_BASIS_MAX
     directions = min(centred.shape) if full else LEADING_START
@@ -150,10 +148,7 @@ def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: 
     coefs_np, projected_np, gram_np = coefs.numpy(), projected.numpy(), gram.numpy()
 
     def r2_at(step: float) -> float:
-        decoded = quantise_uniform(coefs_np, step) * step
-        ss_res = ss_tot - 2 * float(np.einsum("ij,ij->", decoded, projected_np)) + float(
-            np.einsum("ij,ij->", decoded @ decoded.T, gram_np))
-        return 1.0 - ss_res / ss_tot
+        return 1.0 - _ss_res(quantise_uniform(coefs_np, step) * step, projected_np, gram_np, ss_tot) / ss_tot
 
     if r2_at(1e-12 * max(float(np.abs(coefs_np).max()), 1e-30)) < goal:
         return None  # this rank at these bits cannot reach the goal at any step
@@ -211,10 +206,11 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     The finest step that fits is the best one for the training frames; ranks stop three past the best."""
     values = np.asarray(values)
     _, n_particles, n_comp = values.shape
-    train_values = values[train].reshape(len(train), -1).astype(np.float64)
+    train_values = values[train]
     test_values = values[test].astype(np.float64)
-    mean = values[train].reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
-    centred = torch.from_numpy(train_values) - torch.from_numpy(np.tile(mean.astype(np.float64), n_particles))
+    mean = train_values.reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred, ss_tot = _centred(train_values.reshape(len(train), -1), mean, n_particles)
+    del train_values
     # the search reads at most max_rank directions: beyond FULL_BASIS_MAX, only those are computed
     basis = (temporal_basis(centred) if min(centred.shape) <= FULL_BASIS_MAX
              else leading_temporal_basis(centred, max_rank))[0]
@@ -225,8 +221,8 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
         found = []
         for b in bits:
             guess = found[-1].step if found else (best.step if best else None)
-            if (p := _fit_budget(centred, basis[:, :rank], b, mean, budget_bytes, t_train, t_test, test_values,
-                                 guess)) is not None:
+            if (p := _fit_budget(centred, ss_tot, basis[:, :rank], b, mean, budget_bytes, t_train, t_test,
+                                 test_values, guess)) is not None:
                 found.append(p)
         point = max(found, key=lambda p: p.holdout_r2, default=None)
         if point is None:
@@ -238,8 +234,8 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     return best
 
 
-def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.ndarray, budget: int,
-                t_train: np.ndarray, t_test: np.ndarray, test_values: np.ndarray,
+def _fit_budget(centred: torch.Tensor, ss_tot: float, basis: torch.Tensor, bits: int, mean: np.ndarray,
+                budget: int, t_train: np.ndarray, t_test: np.ndarray, test_values: np.ndarray,
                 guess: float | None = None) -> HeldOutSVD | None:
     """Rank k at these bits: the finest code step whose file fits `budget` (searched from `guess`, e.g. the
     previous rank's step), scored on the held-out frames. The search sizes the coefficients in the layout that
@@ -247,7 +243,8 @@ def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.
     stored_u = quantise_tensor(basis.T.numpy(), bits)
     temporal = dequantise_tensor(stored_u).T.astype(np.float64)  # (T_train, k)
     u = torch.from_numpy(temporal)
-    coefs = torch.linalg.solve(u.T @ u, u.T @ centred).numpy()  # (k, N·C), least squares for the stored U_k
+    gram, projected = u.T @ u, u.T @ centred
+    coefs = torch.linalg.solve(gram, projected).numpy()  # (k, N·C), least squares for the stored U_k
     coarsest = math.log2(4.0 * max(float(np.abs(coefs).max()), 1e-30))  # every code rounds to 0
     start = min(math.log2(guess), coarsest) if guess else coarsest - 8
     at_start = quantise_uniform(coefs, 2.0 ** start)
@@ -263,7 +260,7 @@ def _fit_budget(centred: torch.Tensor, basis: torch.Tensor, bits: int, mean: np.
     step = 2.0 ** finest_fitting(size, budget, start, coarsest - 24, coarsest, STEP_TOLERANCE_OCTAVES)
     ints = quantise_uniform(coefs, step)
     decoded = ints * step
-    train_r2 = 1.0 - float(((centred - u @ torch.from_numpy(decoded)) ** 2).sum() / (centred ** 2).sum())
+    train_r2 = 1.0 - _ss_res(decoded, projected.numpy(), gram.numpy(), ss_tot) / ss_tot
     scores = {}
     for method in INTERPOLATIONS:
         at_test = interpolate(t_train, temporal, t_test, method) @ decoded
@@ -308,6 +305,23 @@ def finest_fitting(size: Callable[[float], int], budget: int, start: float, lowe
             f_hi = f_hi / 2 if side == -1 else f_hi
             side = -1
     return hi
+
+
+def _centred(flat: np.ndarray, mean: np.ndarray, n_particles: int) -> tuple[torch.Tensor, float]:
+    """(T, N·C) float64 values less their per-component mean, centred in place, and their sum of squares: at
+    the whole simulation one float64 copy of the window is 2.9 GB, and the bench ran out of the VM's 23 GB with
+    a few more."""
+    centred = torch.from_numpy(np.array(flat, dtype=np.float64))  # a copy, whatever flat is
+    centred -= torch.from_numpy(np.tile(mean.astype(np.float64), n_particles))
+    flat_view = centred.view(-1)
+    return centred, float(torch.dot(flat_view, flat_view))
+
+
+def _ss_res(decoded: np.ndarray, projected: np.ndarray, gram: np.ndarray, ss_tot: float) -> float:
+    """‖X − U·W‖² of coefficients W = `decoded` from the k×k sums alone (projected = Uᵀ·X, gram = UᵀU),
+    never forming the (T, N·C) residual."""
+    return ss_tot - 2 * float(np.einsum("ij,ij->", decoded, projected)) + float(
+        np.einsum("ij,ij->", decoded @ decoded.T, gram))
 
 
 def compression(values: np.ndarray, point: QuantisedSVD) -> float:
