@@ -246,3 +246,24 @@ def test_the_held_out_rival_spends_its_budget(budget):
     train, test = _held_out_frames()
     point = quantised_svd_holdout(values, train, test, budget)
     assert 0.99 * budget <= point.n_bytes <= budget
+
+
+
+def test_the_held_out_search_recovers_from_a_screen_that_ranks_the_layouts_wrongly(monkeypatch):
+    """The budget search starts in the layout that screens smaller and goes on in the other where that packs
+    smaller for real: with the screen's order reversed, the same files (to the search's tolerance)."""
+    values = _window()
+    train, test = _held_out_frames()
+    honest = [quantised_svd_holdout(values, train, test, budget) for budget in (700, 1100)]
+    real = svd_baseline_module.layout_bytes
+
+    def reversed_screen(*args, screen=False):
+        sizes = real(*args, screen=screen)
+        return sizes[::-1] if screen else sizes
+
+    monkeypatch.setattr(svd_baseline_module, "layout_bytes", reversed_screen)
+    fooled = [quantised_svd_holdout(values, train, test, budget) for budget in (700, 1100)]
+    for a, b in zip(honest, fooled):
+        assert (a.rank, a.bits) == (b.rank, b.bits)
+        assert a.n_bytes == pytest.approx(b.n_bytes, rel=0.01) and b.n_bytes <= a.n_bytes + 8
+        assert b.holdout_r2 == pytest.approx(a.holdout_r2, abs=1e-5)
