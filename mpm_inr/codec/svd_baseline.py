@@ -226,13 +226,14 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     t_train, t_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
     best: HeldOutSVD | None = None
     misses = 0
+    guess = None  # the last step found: the next rank's and bits' is near it
     for rank in range(1, min(max_rank, basis.shape[1]) + 1):
         found = []
         for b in bits:
-            guess = found[-1].step if found else (best.step if best else None)
             if (p := _fit_budget(centred, ss_tot, basis[:, :rank], b, mean, budget_bytes, t_train, t_test,
                                  test_values, guess)) is not None:
                 found.append(p)
+                guess = p.step
         point = max(found, key=lambda p: p.holdout_r2, default=None)
         if point is None:
             break  # a higher rank costs more bytes at every step: none fits either
