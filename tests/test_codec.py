@@ -461,6 +461,26 @@ def test_a_degenerate_series_candidate_is_skipped_not_fatal(f_run, tmp_path, mon
     assert report["target_met"] and load(tmp_path / "s.mpmc").meta["encoding"]["weight_bits"] == 8
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_series_whose_codes_solve_to_non_finite_numbers_is_skipped_without_casting_them(f_run, tmp_path,
+                                                                                          monkeypatch):
+    """Two stored curves that coincide at 3 bits can make the codes' fit solve to NaN without raising (C, 100
+    frames, seed 2): such a point is out of the search like a failed fit, its NaNs never cast to integers."""
+    cfg, window, network = load_run(f_run)
+    real = chebyshev.rotated_series
+
+    def poisoned(curves, bits, fit):
+        series = real(curves, bits, fit)
+        if bits == 3:
+            series.fits[0].coefs[0, 0] = np.nan
+        return series
+
+    monkeypatch.setattr(chebyshev, "rotated_series", poisoned)
+    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
+                          CodecSettings(target_r2=0.99, basis="chebyshev", weight_bits=(8, 3)))
+    assert report["target_met"] and load(tmp_path / "s.mpmc").meta["encoding"]["weight_bits"] == 8
+
+
 def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_files_past_its_best(
         f_run, monkeypatch):
     """Files within DEGREE_PLATEAU of the best do not end the search (a plateau can precede a fall: S, seed 2);

@@ -230,12 +230,15 @@ class KeptSeries:
 
     def stored(self, kept: tuple[tuple[int, ...], ...], bits: int) -> RotatedSeries | None:
         """The curves of `kept` as a file at `bits` stores them, with their codes' fits; None where so few bits
-        leave a stored curve degenerate (its fit fails to converge; seen on C at 3 bits)."""
+        leave a stored curve degenerate (its fit fails to converge, or solves to non-finite codes: seen on C at 3
+        bits, where two stored curves coincide)."""
         if (kept, bits) not in self._stored:
             try:
-                self._stored[kept, bits] = rotated_series(self.curves(kept), bits, self._fit_stored)
+                stored = rotated_series(self.curves(kept), bits, self._fit_stored)
             except np.linalg.LinAlgError:
-                self._stored[kept, bits] = None
+                stored = None
+            finite = stored is not None and all(np.isfinite(fit.coefs).all() for fit in stored.fits)
+            self._stored[kept, bits] = stored if finite else None
         return self._stored[kept, bits]
 
     def _fit_stored(self, group: int, curves: np.ndarray) -> bilinear.GroupFit:
