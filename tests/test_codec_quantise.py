@@ -85,3 +85,11 @@ def test_klt_codes_quantisation_error_is_closed_form():
     targets = values.transpose(1, 0, 2).reshape(200, -1)
     assert codes.ss_res == pytest.approx(float(((targets - decoded @ basis) ** 2).sum()), rel=1e-9)
     assert fits[0].ss_res < codes.ss_res < fits[0].ss_res + 200 * 5 * step ** 2 / 4
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_a_tensor_beyond_fp16_s_range_stays_float32_without_a_warning():
+    """Whether fp16 holds a tensor is tested by casting it; the overflow of that probe is no warning to print."""
+    wide = np.array([1.0, 7e4], np.float32)  # fp16 tops out at 65504
+    stored = quantise_tensor(wide, 16)
+    assert stored.dtype == np.float32 and np.array_equal(stored, wide)

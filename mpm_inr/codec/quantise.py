@@ -87,8 +87,10 @@ def quantise_tensor(x: np.ndarray, bits: int) -> np.ndarray | tuple[np.ndarray, 
 
 
 def _half_if_exactish(x: np.ndarray) -> np.ndarray:
-    """fp16 if every value keeps its magnitude there (no overflow, no non-zero underflowing to 0), else float32."""
-    half = x.astype(np.float16)
+    """fp16 if every value keeps its magnitude there (no overflow, no non-zero underflowing to 0), else float32.
+    The cast is the test: a value beyond fp16's range becomes inf there, which is no error to report."""
+    with np.errstate(over="ignore"):
+        half = x.astype(np.float16)
     return half if np.isfinite(half).all() and not np.any((half == 0) & (x != 0)) else x.astype(np.float32)
 
 
