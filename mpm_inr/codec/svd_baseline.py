@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -98,19 +98,26 @@ def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = 
 
 @dataclass(frozen=True)
 class _Candidate:
-    """One rank and bits at its coarsest passing step, sized by the fast screen until it is a finalist."""
+    """One rank and bits at its coarsest passing step, sized by the fast screen until it is a finalist. It keeps
+    the integers, not the decoded float64 coefficients: a C search at 1 000 frames screens hundreds of them."""
 
     layouts: tuple[int, int]  # screened bytes, direction-major and particle-major
-    point: QuantisedSVD  # n_bytes: the screened size until `exact` replaces it
+    rank: int
+    bits: int
+    step: float
+    r2: float
+    temporal: np.ndarray  # (T, k) float32, the decoded U_k
     stored_u: np.ndarray | tuple[np.ndarray, np.ndarray]
     ints: np.ndarray
+    mean: np.ndarray
 
     @property
     def screened(self) -> int:
         return min(self.layouts)
 
     def exact(self) -> QuantisedSVD:
-        return replace(self.point, n_bytes=file_bytes(self.stored_u, self.point.mean, self.ints))
+        return QuantisedSVD(self.rank, self.bits, self.step, file_bytes(self.stored_u, self.mean, self.ints),
+                            self.r2, self.temporal, self.ints * self.step, self.mean)
 
 
 def _smallest_file(centred: torch.Tensor, basis: torch.Tensor, first: int, limit: int, bits: tuple[int, ...],
@@ -128,15 +135,13 @@ def _smallest_file(centred: torch.Tensor, basis: torch.Tensor, first: int, limit
                                          bits) if c is not None]
             if not tried:
                 continue
-            found += tried
             smallest = min(c.screened for c in tried)
-            if smallest < best:
-                best, misses = smallest, 0
-            elif (misses := misses + 1) >= 3:
+            best, misses = (smallest, 0) if smallest < best else (best, misses + 1)
+            found = [c for c in found + tried if c.screened <= best * (1 + SCREEN_MARGIN)]  # the finalists so far
+            if misses >= 3:
                 stopped = True
                 break
-        finalists = [c for c in found if c.screened <= best * (1 + SCREEN_MARGIN)]
-        exact = list(pool.map(_Candidate.exact, finalists))
+        exact = list(pool.map(_Candidate.exact, found))
     return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first in (rank, bits) order
 
 
@@ -160,9 +165,8 @@ def _encode_rank(centred: torch.Tensor, basis: torch.Tensor, bits: int, ss_tot: 
     if step is None:
         return None
     ints = quantise_uniform(coefs_np, step)
-    layouts = layout_bytes(stored_u, mean, ints, screen=True)
-    point = QuantisedSVD(int(basis.shape[1]), bits, step, min(layouts), r2_at(step), temporal, ints * step, mean)
-    return _Candidate(layouts, point, stored_u, ints)
+    return _Candidate(layout_bytes(stored_u, mean, ints, screen=True), int(basis.shape[1]), bits, step, r2_at(step),
+                      temporal, stored_u, ints, mean)
 
 
 def _arrays(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray,
