@@ -254,3 +254,19 @@ def test_the_bench_trains_s_again_for_r2_0999_and_compares_that_model(data_root,
     low, high = rows["0.995"]["training"], rows["0.999"]["training"]
     assert (low["accuracy"], high["accuracy"]) == ("r2_0995", "r2_0999") and high["steps"] == 5 * low["steps"]
     assert "| ours, training (accuracy=r2_0999) | 0.999 | " in (tmp_path / "train_bench.md").read_text()
+
+
+def test_only_the_held_out_part_of_a_window(data_root, tmp_path):
+    """--only-holdout runs a window's held-out part alone (an interrupted one can be finished), and refuses to
+    run without --only-compression or held-out frames."""
+    s = BenchSettings(fields=["F"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
+                      holdout_every=4, windows=[20], long_cap_s=10.0, only_compression=True, only_holdout=True,
+                      compare_targets=(0.995,))
+    assert s.window_parts() == (4,)
+    run(s, str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    assert [b["holdout_every"] for b in saved["compression"]] == [4]
+    for bad in ({"holdout_every": 0}, {"only_compression": False}):
+        with pytest.raises(ValueError, match="--only-holdout needs"):
+            BenchSettings(**{"fields": ["F"], "scenario": "discs_small", "device": "cpu", "only_compression": True,
+                             "only_holdout": True, "holdout_every": 4, **bad})

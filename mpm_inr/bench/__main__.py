@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--only-compression", action="store_true",
                     help="run only the compression part (every window, every seed, held-out with --holdout-every)")
     tr.add_argument("--holdout-every", type=int, default=4, help="k: hold out every k-th frame (0: skip that part)")
+    tr.add_argument("--only-holdout", action="store_true",
+                    help="with --only-compression: only the windows' held-out part (e.g. to finish an interrupted one)")
     tr.add_argument("--eulerian", default="siren_txy,ngp", help="Eulerian types raced in the held-out part")
     tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
     tr.add_argument("--root", default="data")
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                 fixed_cost=not args.no_fixed_cost, multirun_jobs=args.multirun_jobs,
                 compare_targets=tuple(float(x) for x in _csv(args.compare_targets)),
                 windows=_frame_counts(args.windows or ""), long_cap_s=args.long_cap,
-                only_compression=args.only_compression, only_fixed_cost=args.only_fixed_cost)
+                only_compression=args.only_compression, only_fixed_cost=args.only_fixed_cost,
+                only_holdout=args.only_holdout)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -69,6 +69,7 @@ class BenchSettings:
     long_cap_s: float | None = None  # train.max_time_s of the compression runs on windows longer than `frames`
     only_compression: bool = False  # skip the speed, seeds, held-out race and fixed-cost parts
     only_fixed_cost: bool = False  # skip every part but the fixed cost
+    only_holdout: bool = False  # of the compression windows, only the held-out part (one interrupted, say)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -84,8 +85,17 @@ class BenchSettings:
             raise ValueError("--only-compression and --only-fixed-cost exclude each other")
         if self.only_fixed_cost and not self.fixed_cost:
             raise ValueError("--only-fixed-cost and --no-fixed-cost exclude each other")
+        if self.only_holdout and not (self.only_compression and self.holdout_every > 0):
+            raise ValueError("--only-holdout needs --only-compression and --holdout-every k > 0")
         if self.long_cap_s is not None and not self.long_cap_s > 0:
             raise ValueError(f"--long-cap {self.long_cap_s} must be a positive number of seconds")
+
+
+    def window_parts(self) -> tuple[int, ...]:
+        """The holdout_every of each part a compression window runs: 0 for its training frames, k held out."""
+        if self.only_holdout:
+            return (self.holdout_every,)
+        return (0, self.holdout_every) if self.holdout_every > 0 else (0,)
 
 
 def check_windows(windows: list[int], scenario: str) -> None:
@@ -504,7 +514,7 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
             save()
     if s.compare_targets and not s.only_fixed_cost:
         for window in sorted(s.windows):
-            for held in (0, s.holdout_every) if s.holdout_every > 0 else (0,):
+            for held in s.window_parts():
                 for f in s.fields:
                     if held or s.only_compression or window != s.frames:  # else: the seeds part compared it
                         block(window, held).append(compression_sweep(s, f, window, held))
