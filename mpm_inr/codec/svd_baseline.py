@@ -263,7 +263,7 @@ def _fit_budget(centred: torch.Tensor, ss_tot: float, basis: torch.Tensor, bits:
     coarsest = math.log2(4.0 * max(float(np.abs(coefs).max()), 1e-30))  # every code rounds to 0
     start = min(math.log2(guess), coarsest) if guess else coarsest - 8
     by_row, by_column = layout_bytes(stored_u, mean, quantise_uniform(coefs, 2.0 ** start), screen=True)
-    layouts = [by_column < by_row, by_column >= by_row]  # transposed or not: the one screening smaller first
+    first = bool(by_column < by_row)  # transposed or not: the layout screening smaller is searched first
     sizes: dict[tuple[bool, float], int] = {}
 
     def size(transpose: bool, log2_step: float) -> int:
@@ -273,11 +273,11 @@ def _fit_budget(centred: torch.Tensor, ss_tot: float, basis: torch.Tensor, bits:
                 *_arrays(stored_u, mean, ints.T if transpose else ints))
         return sizes[transpose, log2_step]
 
-    if min(size(layouts[0], coarsest), size(layouts[1], coarsest)) > budget:
+    if min(size(first, coarsest), size(not first, coarsest)) > budget:
         return None
-    found, n_bytes = coarsest, size(layouts[0], coarsest)
-    for transpose in layouts:  # the other layout searched on only where it packs the step found smaller
-        if size(transpose, found) <= budget and (transpose == layouts[0] or size(transpose, found) < n_bytes):
+    found, n_bytes = coarsest, size(first, coarsest)
+    for transpose in (first, not first):  # the other layout searched on only where it packs the step found smaller
+        if size(transpose, found) <= budget and (transpose == first or size(transpose, found) < n_bytes):
             found = finest_fitting(lambda x, tr=transpose: size(tr, x), budget, found if found < coarsest else start,
                                    coarsest - 24, coarsest, STEP_TOLERANCE_OCTAVES)
             n_bytes = size(transpose, found)
