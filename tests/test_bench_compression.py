@@ -270,3 +270,90 @@ def test_only_the_held_out_part_of_a_window(data_root, tmp_path):
         with pytest.raises(ValueError, match="--only-holdout needs"):
             BenchSettings(**{"fields": ["F"], "scenario": "discs_small", "device": "cpu", "only_compression": True,
                              "only_holdout": True, "holdout_every": 4, **bad})
+
+
+# --- an interrupted bench resumes (--resume) ------------------------------------------------------------------
+@pytest.fixture
+def fake_sweep(monkeypatch):
+    """The bench's compression part without training: each seed's comparison is _seed's, the datasets' fingerprints
+    are stand-ins, and `calls` lists the seeds trained; a seed in `crash` raises as a killed run would."""
+    from mpm_inr.bench import train_bench
+    from mpm_inr.data import dataset
+
+    state = {"calls": [], "crash": set(), "fingerprint": "fp"}
+
+    def trained(s, field, seed, extra, targets, compare, frames=None):
+        state["calls"].append(seed)
+        if seed in state["crash"]:
+            raise RuntimeError(f"seed {seed} killed")
+        entry = _seed(seed, (300 + seed, 0.996), 100, 250)
+        return {"status": "ok", **entry["training"], "training_time": 1.0}, 1.0, entry["comparison"]
+
+    monkeypatch.setattr(train_bench, "compare_per_training", trained)
+    monkeypatch.setattr(train_bench, "bench_dataset", lambda s, seed: seed)
+    monkeypatch.setattr(dataset, "recorded_fingerprint", lambda seed: f"{state['fingerprint']}{seed}")
+    return state
+
+
+def _resumable(**extra) -> BenchSettings:
+    return BenchSettings(**{"fields": ["F", "Jp"], "scenario": "discs_small", "device": "cpu", "seeds": [0, 1, 2],
+                            "frames": 20, "holdout_every": 0, "only_compression": True, "compare_targets": (0.995,),
+                            **extra})
+
+
+def test_a_killed_bench_keeps_its_finished_seeds_and_resume_trains_only_the_rest(fake_sweep, tmp_path):
+    fake_sweep["crash"] = {2}
+    with pytest.raises(RuntimeError, match="seed 2 killed"):
+        run(_resumable(), str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    (table,) = saved["compression"][0]["fields"]  # saved after every seed: F's first two survive the kill
+    assert [e["seed"] for e in table["seeds"]] == [0, 1] and table["goal"]["0.995"]["seeds"] == 3
+    assert "(2 of 3 seeds ran)" in (tmp_path / "train_bench.md").read_text()
+    fake_sweep["crash"], fake_sweep["calls"] = set(), []
+    run(_resumable(resume=True), str(tmp_path))
+    assert fake_sweep["calls"] == [2, 0, 1, 2]  # F's seed 2, then all of Jp
+    resumed = json.loads((tmp_path / "train_bench.json").read_text())
+    f_table, jp_table = resumed["compression"][0]["fields"]
+    assert f_table["seeds"][:2] == table["seeds"]  # reused as they were, finish times included
+    assert [e["seed"] for e in jp_table["seeds"]] == [0, 1, 2] and f_table["goal"]["0.995"]["ran"] == 3
+    assert resumed["resumed"] and "Resumed (`--resume`)" in (tmp_path / "train_bench.md").read_text()
+    fake_sweep["calls"] = []
+    run(_resumable(), str(tmp_path))  # without --resume the directory's earlier file is not read
+    assert fake_sweep["calls"] == [0, 1, 2, 0, 1, 2]
+
+
+@pytest.mark.parametrize("flags, change, says", [
+    ([], "device", "was measured with device='cpu, one thread', this run has 'another card'"),
+    (["--long-cap", "60"], None, "was measured with long_cap_s=None, this run has 60.0"),
+    (["--compare-targets", "0.995,0.999"], None, "compared at targets [0.995], this run at [0.995, 0.999]"),
+    ([], "fingerprint", "the dataset of seed(s) 0, 1, 2 changed"),
+])
+def test_resume_refuses_a_file_measured_otherwise_in_one_line(fake_sweep, monkeypatch, tmp_path, capsys, flags,
+                                                              change, says):
+    from mpm_inr.bench import train_bench
+
+    monkeypatch.setattr(train_bench, "device_name", lambda device: "cpu, one thread")
+    run(_resumable(fields=["F"]), str(tmp_path))
+    before = (tmp_path / "train_bench.json").read_text()
+    fake_sweep["calls"] = []
+    if change == "device":
+        monkeypatch.setattr(train_bench, "device_name", lambda device: "another card")
+    if change == "fingerprint":
+        fake_sweep["fingerprint"] = "other"
+    argv = ["train", "--only-compression", "--resume", "--device", "cpu", "--scenario", "discs_small", "--seeds",
+            "0,1,2", "--frames", "20", "--holdout-every", "0", "--fields", "F", "--compare-targets", "0.995",
+            "--out", str(tmp_path), *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: ") and says in err and err.count("\n") == 1
+    assert fake_sweep["calls"] == [] and (tmp_path / "train_bench.json").read_text() == before
+
+
+def test_resume_refuses_a_file_it_cannot_read_and_starts_afresh_without_one(fake_sweep, tmp_path):
+    from mpm_inr.bench.resume import ResumeError
+
+    run(_resumable(fields=["F"], resume=True), str(tmp_path / "new"))  # nothing to resume: every seed runs
+    assert fake_sweep["calls"] == [0, 1, 2]
+    (tmp_path / "train_bench.json").write_text('{"compression": [{"fields": 3}]')
+    with pytest.raises(ResumeError, match="is not a bench result this version can read"):
+        run(_resumable(fields=["F"], resume=True), str(tmp_path))

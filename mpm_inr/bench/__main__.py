@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--holdout-every", type=int, default=4, help="k: hold out every k-th frame (0: skip that part)")
     tr.add_argument("--only-holdout", action="store_true",
                     help="with --only-compression: only the windows' held-out part (e.g. to finish an interrupted one)")
+    tr.add_argument("--resume", action="store_true",
+                    help="reuse the compression seeds that an interrupted run into --out finished (same device, "
+                         "scenario, cap, targets and datasets)")
     tr.add_argument("--eulerian", default="siren_txy,ngp", help="Eulerian types raced in the held-out part")
     tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
     tr.add_argument("--root", default="data")
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         import torch
 
+        from mpm_inr.bench.resume import ResumeError
         from mpm_inr.bench.train_bench import BenchSettings, run
 
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,11 +126,15 @@ def main(argv: list[str] | None = None) -> int:
                 compare_targets=tuple(float(x) for x in _csv(args.compare_targets)),
                 windows=_frame_counts(args.windows or ""), long_cap_s=args.long_cap,
                 only_compression=args.only_compression, only_fixed_cost=args.only_fixed_cost,
-                only_holdout=args.only_holdout)
+                only_holdout=args.only_holdout, resume=args.resume)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        run(settings, args.out)
+        try:
+            run(settings, args.out)
+        except ResumeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     else:
         from mpm_inr.bench.sim_bench import run as run_sim
 

@@ -154,9 +154,10 @@ def median_cell(cells: Iterable[dict[str, Any] | None], keys: tuple[str, ...] = 
 
 
 def summarise(field: str, per_seed: list[dict[str, Any]], targets: tuple[float, ...],
-              holdout_every: int = 0) -> dict[str, Any]:
+              holdout_every: int = 0, n_seeds: int | None = None) -> dict[str, Any]:
     """The field's table for one window: per seed (None where the run failed), the medians over seeds and the
-    goal cell per target."""
+    goal cell per target. n_seeds: the seeds the table is to have (default: those given), so that a table saved
+    part way says how many ran."""
     ok = [r for r in per_seed if r.get("comparison")]
     keys = ("codec", QUANTISED_SVD, *METHODS)
     measure = ("ratio", "r2", "holdout_r2") if holdout_every else ("ratio", "r2")
@@ -168,7 +169,7 @@ def summarise(field: str, per_seed: list[dict[str, Any]], targets: tuple[float, 
         cells = {key: [r["comparison"]["targets"][target][key] for r in ok] for key in keys}
         median["targets"][target] = {key: median_cell(cells[key], measure) for key in keys}
         goals[target] = (holdout_goal if holdout_every else window_goal)(
-            cells["codec"], median["targets"][target], float(target), len(per_seed))
+            cells["codec"], median["targets"][target], float(target), n_seeds or len(per_seed))
     return {"field": field, "targets": list(targets), "holdout_every": holdout_every, "seeds": per_seed,
             "median": median, "goal": goals}
 

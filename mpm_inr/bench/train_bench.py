@@ -37,6 +37,7 @@ from mpm_inr.bench.reference_recipe import (
     ReferenceResult,
     train_reference,
 )
+from mpm_inr.bench.resume import Previous, previous_results
 from mpm_inr.config import choices
 from mpm_inr.threads import AUTO, resolve_threads
 
@@ -70,6 +71,7 @@ class BenchSettings:
     only_compression: bool = False  # skip the speed, seeds, held-out race and fixed-cost parts
     only_fixed_cost: bool = False  # skip every part but the fixed cost
     only_holdout: bool = False  # of the compression windows, only the held-out part (one interrupted, say)
+    resume: bool = False  # reuse the compression seeds an earlier run into the same --out finished (bench.resume)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -304,16 +306,21 @@ def seed_sweep(s: BenchSettings, field: str) -> dict[str, Any]:
 
 
 def _compared(seed: int, metrics: dict[str, Any], comparison: dict[str, Any] | None) -> dict[str, Any]:
-    """One seed's entry of a compression table: its comparison and the training behind it."""
+    """One seed's entry of a compression table: its comparison, the training behind it, and when it finished (a
+    resumed bench's table holds seeds of more than one run)."""
     training = None if metrics["status"] != "ok" else {
         "final_r2": metrics["final_r2"], "training_time_s": metrics["training_time"], "steps": metrics["steps"]}
-    return {"seed": seed, "comparison": comparison, "error": metrics.get("error"), "training": training}
+    return {"seed": seed, "comparison": comparison, "error": metrics.get("error"), "training": training,
+            "finished_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def compression_sweep(s: BenchSettings, field: str, window: int, holdout_every: int = 0) -> dict[str, Any]:
+def compression_sweep(s: BenchSettings, field: str, window: int, holdout_every: int = 0,
+                      finished: dict[int, dict[str, Any]] | None = None,
+                      progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Our default recipe on every seed at `window` training frames (capped at long_cap_s beyond `frames`), each
     model against the baselines at the compare targets: on its training frames, or with holdout_every > 0 on
-    the held-out frames (compression_bench.compare_holdout)."""
+    the held-out frames (compression_bench.compare_holdout). A seed in `finished` (a resumed bench's) is taken as
+    it is; `progress` gets the table of the seeds so far after each one, to be saved."""
     targets = tuple(s.compare_targets)
     cap = [f"train.max_time_s={s.long_cap_s}"] if s.long_cap_s and window > s.frames else []
     extra = [f"data.holdout_every={holdout_every}", "outputs.svd=false", "outputs.baselines=false", *cap]
@@ -323,10 +330,15 @@ def compression_sweep(s: BenchSettings, field: str, window: int, holdout_every: 
             return compression_bench.compare_holdout(run_dir, served, s.device)
         return compression_bench.compare_run(run_dir, metrics, served, s.device)
 
-    compared = []
+    compared: list[dict[str, Any]] = []
     for seed in s.seeds:
-        metrics, _, comparison = compare_per_training(s, field, seed, extra, targets, compare, frames=window)
-        compared.append(_compared(seed, metrics, comparison))
+        entry = (finished or {}).get(seed)
+        if entry is None:
+            metrics, _, comparison = compare_per_training(s, field, seed, extra, targets, compare, frames=window)
+            entry = _compared(seed, metrics, comparison)
+        compared.append(entry)
+        if progress is not None:
+            progress(compression_bench.summarise(field, compared, targets, holdout_every, len(s.seeds)))
     return compression_bench.summarise(field, compared, targets, holdout_every)
 
 
@@ -370,6 +382,9 @@ def markdown(results: dict[str, Any]) -> str:
              "Dataset fingerprints (sha256 of the arrays, first 16 hex digits; the same seed made by another "
              "simulator version, torch build or device is another trajectory): "
              + ", ".join(f"seed {k} `{(v or 'not recorded')[:16]}`" for k, v in results["datasets"].items())]
+    if results.get("resumed"):
+        lines += ["", ("Resumed (`--resume`): the compression tables hold seeds an earlier run into this directory "
+                       "finished, reused as they were; each seed's `finished_utc` in the JSON says when it ran.")]
     if results["speed"]:
         lines += ["", f"## Speed: time to R² ≥ {results['target_r2']} (dataset seed {results['seeds'][0]})", "",
                   ("| field | ours: type | ours: time to target [s] | ours: end-to-end [s] | ours: R² | compression | "
@@ -486,20 +501,27 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
 
     results["datasets"] = {str(seed): recorded_fingerprint(bench_dataset(s, seed)) for seed in s.seeds}
     out = Path(out_dir)
+    previous = previous_results(out / "train_bench.json", results, s.compare_targets) if s.resume else Previous()
+    results["compression"] = previous.blocks
+    results["resumed"] = s.resume and bool(previous.blocks)
     out.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every part, so an interrupted benchmark still leaves what it measured
         (out / "train_bench.json").write_text(json.dumps(results, indent=2))
         (out / "train_bench.md").write_text(markdown(results))
 
-    def block(window: int, holdout_every: int) -> list[dict[str, Any]]:
-        """The field tables of one compression window (made on first use)."""
+    def put(window: int, holdout_every: int, table: dict[str, Any]) -> None:
+        """A field's table into its compression window's block (made on first use), in place of an earlier one of
+        that field, and saved."""
         found = next((b for b in results["compression"]
                       if (b["window"], b["holdout_every"]) == (window, holdout_every)), None)
         if found is None:
             found = {"window": window, "holdout_every": holdout_every, "fields": []}
             results["compression"].append(found)
-        return found["fields"]
+        tables = found["fields"]
+        at = next((i for i, t in enumerate(tables) if t["field"] == table["field"]), len(tables))
+        tables[at:at + 1] = [table]
+        save()
 
     if not (s.only_compression or s.only_fixed_cost):
         for f in s.fields:
@@ -510,15 +532,16 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
             results["seed_sweep"].append(sweep)
             compared = sweep.pop("compression")
             if compared is not None:
-                block(s.frames, 0).append(compared)
+                put(s.frames, 0, compared)
             save()
     if s.compare_targets and not s.only_fixed_cost:
         for window in sorted(s.windows):
             for held in s.window_parts():
                 for f in s.fields:
                     if held or s.only_compression or window != s.frames:  # else: the seeds part compared it
-                        block(window, held).append(compression_sweep(s, f, window, held))
-                        save()
+                        put(window, held, compression_sweep(
+                            s, f, window, held, previous.finished(window, held, f),
+                            lambda table, w=window, h=held: put(w, h, table)))
     if s.holdout_every > 0 and not (s.only_compression or s.only_fixed_cost):
         for f in s.fields:
             results["holdout"].append(holdout(s, f))
