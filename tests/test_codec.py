@@ -226,6 +226,45 @@ def test_series_sums_match_the_evaluated_basis():
         assert a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
 
 
+def test_targets_read_in_blocks_and_by_frame_index_give_the_one_shot_sums(monkeypatch):
+    """The fits and projections read the window a few particles at a time, its training frames by index (no float64
+    copy of the window, none of its training frames): the same sums as from the copied training frames in one go."""
+    rng = np.random.default_rng(3)
+    n_frames, n_particles, n_comp, k = 12, 30, 2, 3
+    values = rng.normal(size=(n_frames, n_particles, n_comp)).astype(np.float32)
+    mean, std = values.mean(axis=(0, 1)), np.array([0.5, 2.0])
+    members = [np.arange(0, 20), np.arange(20, 30), np.arange(0)]
+    train = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
+    u = chebyshev.frame_times(n_frames)[train]
+    bases = [rng.normal(size=(k, train.size * n_comp)) for _ in members]
+    whole = bilinear.fit_groups(bases, values[train], mean, members)
+    projected = chebyshev.ProjectedTargets.build(values[train], mean, std, members, u, 6)
+    monkeypatch.setattr(bilinear, "TARGET_BLOCK_VALUES", 3 * train.size * n_comp)  # three particles a block
+    assert [len(list(bilinear.target_blocks(values, mean, idx, train))) for idx in members] == [7, 4, 0]
+    blocked = bilinear.fit_groups(bases, values, mean, members, train)
+    by_blocks = chebyshev.ProjectedTargets.build(values, mean, std, members, u, 6, train)
+    for a, b in zip(whole, blocked, strict=True):
+        np.testing.assert_allclose(a.target_basis, b.target_basis, rtol=1e-12, atol=1e-12)
+        assert a.target_sq == pytest.approx(b.target_sq, rel=1e-12) and a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
+    for a, b in zip(projected.projections, by_blocks.projections, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert by_blocks.target_sq == pytest.approx(projected.target_sq, rel=1e-12)
+
+
+def test_a_written_file_is_scored_a_block_of_frames_at_a_time(f_run, f_file, monkeypatch):
+    """decoded_r2 decodes the training frames in blocks (the whole simulation's F decoded whole is 1.4 GB): the R²
+    of the whole decoded window, and the one the encoder reports."""
+    path, report = f_file
+    _, window, _ = load_run(f_run)
+    decoded = load(path)
+    gt = window.values[window.train_frames]
+    whole = r2_score(gt, decoded.decode_window()[window.train_frames])
+    monkeypatch.setattr(encode_module, "DECODE_BLOCK_VALUES", 7 * window.values[0].size)  # 7 frames a block
+    ss_tot = float(component_sums(gt, gt)[1].sum())
+    assert encode_module.decoded_r2(decoded, window, ss_tot) == pytest.approx(whole, abs=1e-12)
+    assert report["r2"] == pytest.approx(whole, abs=1e-12)
+
+
 def test_refining_a_series_gives_the_best_basis_of_its_rank_and_degree():
     """Whatever curves it starts from, a refined series is the best rank-r basis of its degree for the training
     frames (the leading singular pairs of the targets projected on the polynomials), orthonormal over the frames

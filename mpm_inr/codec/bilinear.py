@@ -12,6 +12,7 @@ least squares for the decoded basis and the int8 directions (a cheap quantisatio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,9 @@ from mpm_inr.codec.quantise import pack_array, quantise_uniform, unpack_array
 
 ROW_LEVELS = 127  # directions are stored as int8 rows scaled to max |.| = 127
 _RIDGE = 1e-10  # of the mean Gram diagonal: keeps a rank-deficient group basis solvable
+#: float64 values a group's targets are formed in at a time (target_blocks): a float64 copy of the whole
+#: simulation's F (10 000 frames x 9 000 particles x 4 components) is 2.9 GB, and its transpose as much again
+TARGET_BLOCK_VALUES = 1 << 22
 
 
 @dataclass
@@ -76,13 +80,33 @@ def constant_basis(n_frames: int, n_components: int) -> np.ndarray:
     return np.tile(np.eye(n_components), n_frames)
 
 
-def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray,
-               members: list[np.ndarray]) -> list[GroupFit]:
-    """Least-squares codes of every group and their KLT. values: (F, N, C) training frames, original units."""
+def target_blocks(values: np.ndarray, mean: np.ndarray, idx: np.ndarray,
+                  frames: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """(F, m, C) float64 targets (values minus the normalisation mean) of the particles `idx`, a block of them at a
+    time, TARGET_BLOCK_VALUES at most: over `frames` of (T, N, C) `values` (all of them if None), so a window with
+    held-out frames is not copied whole either."""
+    n_frames = values.shape[0] if frames is None else len(frames)
+    per_block = max(1, TARGET_BLOCK_VALUES // max(1, n_frames * values.shape[2]))
+    for lo in range(0, idx.size, per_block):
+        part = idx[lo:lo + per_block]
+        block = values[:, part] if frames is None else values[np.ix_(frames, part)]
+        yield block.astype(np.float64) - mean
+
+
+def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray, members: list[np.ndarray],
+               frames: np.ndarray | None = None) -> list[GroupFit]:
+    """Least-squares codes of every group and their KLT. values: (T, N, C) in original units, of which the
+    training `frames` (None: all) are fitted."""
     fits = []
     for basis, idx in zip(bases, members, strict=True):
-        targets = (values[:, idx, :].astype(np.float64) - mean).transpose(1, 0, 2).reshape(idx.size, basis.shape[1])
-        fits.append(fit_from_sums(basis @ basis.T, targets @ basis.T, float(np.einsum("ij,ij->", targets, targets))))
+        target_basis, target_sq = np.zeros((idx.size, basis.shape[0])), 0.0
+        at = 0
+        for block in target_blocks(values, mean, idx, frames):
+            flat = block.transpose(1, 0, 2).reshape(block.shape[1], basis.shape[1])  # a row per particle
+            target_basis[at:at + flat.shape[0]] = flat @ basis.T
+            target_sq += float(np.einsum("ij,ij->", flat, flat))
+            at += flat.shape[0]
+        fits.append(fit_from_sums(basis @ basis.T, target_basis, target_sq))
     return fits
 
 

@@ -115,14 +115,23 @@ class ProjectedTargets:
 
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
-              u_train: np.ndarray, max_degree: int) -> ProjectedTargets:
+              u_train: np.ndarray, max_degree: int, frames: np.ndarray | None = None) -> ProjectedTargets:
+        """From (T, N, C) `values` in original units, of which the training `frames` (None: all; at times
+        `u_train`) are projected, a block of particles at a time (bilinear.target_blocks)."""
         vander = chebyshev.chebvander(u_train, max_degree)  # (F, D + 1)
+        n_comp = values.shape[2]
         projections, target_sq = [], []
         for idx in members:
-            targets = values[:, idx, :].astype(np.float64) - mean  # (F, n, C)
-            flat = vander.T @ targets.reshape(len(u_train), -1)  # one BLAS product: (D + 1, n·C)
-            projections.append(flat.reshape(max_degree + 1, idx.size, values.shape[2]).transpose(1, 0, 2))
-            target_sq.append(float(np.einsum("fnc,fnc->", targets, targets)))
+            projected, squares = np.zeros((idx.size, max_degree + 1, n_comp)), 0.0
+            at = 0
+            for block in bilinear.target_blocks(values, mean, idx, frames):  # (F, m, C)
+                flat = vander.T @ block.reshape(len(u_train), -1)  # one BLAS product: (D + 1, m·C)
+                projected[at:at + block.shape[1]] = flat.reshape(max_degree + 1, block.shape[1], n_comp
+                                                                 ).transpose(1, 0, 2)
+                squares += float(np.einsum("fnc,fnc->", block, block))
+                at += block.shape[1]
+            projections.append(projected)
+            target_sq.append(squares)
         return cls(projections, target_sq, vander.T @ vander, np.asarray(std, dtype=np.float64),
                    np.asarray(u_train, dtype=np.float64))
 

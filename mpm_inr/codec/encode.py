@@ -91,9 +91,10 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     refuse_positions(str(model_cfg["name"]))
     if settings.basis == "chebyshev" and not network.linear_in_codes:
         raise format.CodecError(SERIES_NEEDS_BILINEAR)
-    train = window.train_frames
-    gt = window.values[train]
+    frames = training_frames(window)
+    gt = window.values if frames is None else window.values[frames]
     ss_tot = float(component_sums(gt, gt)[1].sum())
+    del gt  # with held-out frames a copy: the search reads the window in blocks (bilinear.target_blocks)
     constant = constant_particles(window.values)
     splits = [constant, np.zeros_like(constant)] if constant.any() else [constant]
     candidates = [_encoded(network, model_cfg, window, t_period, settings, ss_tot, split) for split in splits]
@@ -104,14 +105,14 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     encode_s = time.perf_counter() - started
     started = time.perf_counter()
     box = format.read(path)
-    decoded = from_container(box).decode_window()
+    decoded = from_container(box)
+    r2 = decoded_r2(decoded, window, ss_tot)
     decode_s = time.perf_counter() - started
+    test = window.test_frames
     raw = window.values.size * 4
-    r2 = r2_score(gt, decoded[train])
     kind_meta, search = chosen.meta["encoding"], chosen.search
     return {"file": str(path), "bytes": n_bytes, "ratio": raw / n_bytes, "raw_bytes": raw, "r2": r2,
-            "holdout_r2": r2_score(window.values[window.test_frames], decoded[window.test_frames])
-            if len(window.test_frames) else None,
+            "holdout_r2": r2_score(window.values[test], decoded.predict(window.frames[test])) if len(test) else None,
             "target_r2": settings.target_r2, "goal_r2": search["goal_r2"],
             "target_met": r2 >= (settings.target_r2 or search["goal_r2"]) - 1e-9,
             "ceiling_r2": search["ceiling_r2"], "r2_estimate": search["r2_estimate"], "kind": chosen.meta["kind"], "weight_bits": kind_meta["weight_bits"],
@@ -120,6 +121,32 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
             "raw_bytes_by_part": {name: len(blob) for name, blob in chosen.blobs.items()},
             "encode_s": encode_s, "decode_s": decode_s}
 
+
+
+def training_frames(window: FieldWindow) -> np.ndarray | None:
+    """The training frames to index the window by, None where they are all of it: the window itself is then the
+    training values, no copy of it (1.4 GB for the whole simulation's F; bilinear.target_blocks)."""
+    return None if not window.held_out.any() else window.train_frames
+
+
+#: float32 values decoded at a time when a written file is scored: the whole simulation's F decoded whole is 1.4
+#: GB, with float64 residuals of it three times that
+DECODE_BLOCK_VALUES = 1 << 22
+
+
+def decoded_r2(decoded: CodecModel, window: FieldWindow, ss_tot: float) -> float:
+    """R² over the training frames of a file as its decoder reads it, a block of frames at a time, against the
+    training frames' SS_tot (pooled over components about their own means, as r2_score has it)."""
+    if not ss_tot > 0:
+        return float("nan")
+    train = window.train_frames
+    per_block = max(1, DECODE_BLOCK_VALUES // max(1, window.values[0].size))
+    ss_res = 0.0
+    for lo in range(0, train.size, per_block):
+        part = train[lo:lo + per_block]
+        residual = decoded.predict(window.frames[part]).astype(np.float64) - window.values[part]
+        ss_res += float(np.einsum("fnc,fnc->", residual, residual))
+    return 1.0 - ss_res / ss_tot
 
 
 @dataclass(frozen=True)
@@ -187,7 +214,7 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
     """Per basis representation (the network at each weight precision; a Chebyshev series of each degree and
     precision, see codec.chebyshev): fit the KLT codes to the decoded basis, bisect the step to the goal; keep
     the smallest file."""
-    network, train = shell.network, window.train_frames
+    network, train, frames = shell.network, window.train_frames, training_frames(window)
     t_period = float(shell.meta["window"]["t_period"])
     u_samples = chebyshev.sample_times(window.n_frames)
     samples = chebyshev.network_samples(network, u_samples, t_period)  # before any weight is quantised
@@ -195,21 +222,22 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
     basis_names = [n for n in network.state_dict() if n not in ("latents", "latents_shared")]
     weights = {n: v.numpy() for n, v in network.state_dict().items() if n in basis_names}
     members = bilinear.coded_members(network, shell.constant)
-    values = window.values[train]
+    values = window.values  # the training frames are read from it in blocks (bilinear.target_blocks)
     constant_fit = bilinear.fit_groups([bilinear.constant_basis(len(train), window.n_components)], values,
-                                       window.mean, [np.flatnonzero(shell.constant)]) if shell.constant.any() else []
+                                       window.mean, [np.flatnonzero(shell.constant)], frames
+                                       ) if shell.constant.any() else []
 
     def fits_at(bits: int) -> list[bilinear.GroupFit]:
         load_parameters(network, roundtrip_tensors(weights, bits))
         bases = list(bilinear.group_bases(network, t_train, window.std))
-        return bilinear.fit_groups(bases, values, window.mean, members) + constant_fit
+        return bilinear.fit_groups(bases, values, window.mean, members, frames) + constant_fit
 
     ceiling = 1.0 - sum(fit.ss_res for fit in fits_at(32)) / ss_tot  # the model's own accuracy
     projected = None
     if settings.basis in ("auto", "chebyshev"):
         projected = chebyshev.ProjectedTargets.build(values, window.mean, window.std, members,
                                                      chebyshev.frame_times(window.n_frames)[train],
-                                                     max(chebyshev.degrees_for(window.n_frames)))
+                                                     max(chebyshev.degrees_for(window.n_frames)), frames)
         if settings.target_r2 is not None:  # a target is reached wherever some file decodes to it
             ceiling = max(ceiling, _series_ceiling(samples, u_samples, window.n_frames, projected, constant_fit,
                                                    ss_tot))
