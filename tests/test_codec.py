@@ -251,6 +251,17 @@ def test_targets_read_in_blocks_and_by_frame_index_give_the_one_shot_sums(monkey
     assert by_blocks.target_sq == pytest.approx(projected.target_sq, rel=1e-12)
 
 
+def test_constant_particles_are_found_a_block_of_frames_at_a_time(monkeypatch):
+    values = np.ones((10, 6, 2), dtype=np.float32)
+    values[9, 1, 1] = 2.0  # in the last block only
+    values[1, 2, 0] = 0.5  # in the first
+    values[:, 3] = 7.0  # constant at another value
+    expected = np.array([True, False, False, True, True, True])
+    assert (constant_particles(values) == expected).all()
+    monkeypatch.setattr(encode_module, "FRAME_BLOCK_VALUES", 4 * 12)  # four frames a block: 1-4, 5-8, 9
+    assert (constant_particles(values) == expected).all()
+
+
 def test_a_written_file_is_scored_a_block_of_frames_at_a_time(f_run, f_file, monkeypatch):
     """decoded_r2 decodes the training frames in blocks (the whole simulation's F decoded whole is 1.4 GB): the R²
     of the whole decoded window, and the one the encoder reports."""
@@ -259,7 +270,7 @@ def test_a_written_file_is_scored_a_block_of_frames_at_a_time(f_run, f_file, mon
     decoded = load(path)
     gt = window.values[window.train_frames]
     whole = r2_score(gt, decoded.decode_window()[window.train_frames])
-    monkeypatch.setattr(encode_module, "DECODE_BLOCK_VALUES", 7 * window.values[0].size)  # 7 frames a block
+    monkeypatch.setattr(encode_module, "FRAME_BLOCK_VALUES", 7 * window.values[0].size)  # 7 frames a block
     ss_tot = float(component_sums(gt, gt)[1].sum())
     assert encode_module.decoded_r2(decoded, window, ss_tot) == pytest.approx(whole, abs=1e-12)
     assert report["r2"] == pytest.approx(whole, abs=1e-12)
