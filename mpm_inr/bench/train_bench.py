@@ -17,6 +17,7 @@ Three parts, all in the same process, on the same windows and the same device:
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -506,9 +507,11 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
     results["resumed"] = s.resume and bool(previous.blocks)
     out.mkdir(parents=True, exist_ok=True)
 
-    def save() -> None:  # after every part, so an interrupted benchmark still leaves what it measured
-        (out / "train_bench.json").write_text(json.dumps(results, indent=2))
-        (out / "train_bench.md").write_text(markdown(results))
+    def save() -> None:  # after every part and seed, so an interrupted benchmark still leaves what it measured
+        for name, text in (("train_bench.json", json.dumps(results, indent=2)), ("train_bench.md", markdown(results))):
+            partial = out / (name + ".tmp")  # replaced whole: a kill mid-write never leaves a file --resume refuses
+            partial.write_text(text)
+            os.replace(partial, out / name)
 
     def put(window: int, holdout_every: int, table: dict[str, Any]) -> None:
         """A field's table into its compression window's block (made on first use), in place of an earlier one of
