@@ -77,7 +77,7 @@ def constant_particles(values: np.ndarray) -> np.ndarray:
     particle, a resting one): such particles may be stored by value, one per particle, instead of by code.
     Compared a block of frames at a time (a boolean copy of the whole simulation's F is 0.36 GB)."""
     constant = np.ones(values.shape[1], dtype=bool)
-    per_block = max(1, FRAME_BLOCK_VALUES // max(1, values[0].size))
+    per_block = frames_per_block(values)
     for lo in range(1, values.shape[0], per_block):
         constant &= np.all(values[lo:lo + per_block] == values[:1], axis=(0, 2))
     return constant
@@ -139,13 +139,18 @@ def training_frames(window: FieldWindow) -> np.ndarray | None:
 FRAME_BLOCK_VALUES = 1 << 22
 
 
+def frames_per_block(values: np.ndarray) -> int:
+    """Frames of (T, N, C) `values` in one block of FRAME_BLOCK_VALUES (one at least)."""
+    return max(1, FRAME_BLOCK_VALUES // max(1, values[0].size))
+
+
 def decoded_r2(decoded: CodecModel, window: FieldWindow, ss_tot: float) -> float:
     """R² over the training frames of a file as its decoder reads it, a block of frames at a time, against the
     training frames' SS_tot (pooled over components about their own means, as r2_score has it)."""
     if not ss_tot > 0:
         return float("nan")
     train = window.train_frames
-    per_block = max(1, FRAME_BLOCK_VALUES // max(1, window.values[0].size))
+    per_block = frames_per_block(window.values)
     ss_res = 0.0
     for lo in range(0, train.size, per_block):
         part = train[lo:lo + per_block]
