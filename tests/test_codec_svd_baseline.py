@@ -169,6 +169,54 @@ def test_the_held_out_rival_of_a_long_window_reads_only_the_directions_it_may_us
     assert leading.holdout_r2 == pytest.approx(whole.holdout_r2, abs=1e-9)
 
 
+def _many_directions_window() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(T, N, C) = (60, 80, 2), twelve smooth temporal directions of decaying weight: at a few kB the held-out
+    rival's best rank is 10-12, with every 4th frame held out (the frames and held-out frames returned too)."""
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 1, 60)[:, None]
+    curves = np.hstack([0.75 ** k * np.sin((k + 1) * 2.0 * t + k) for k in range(12)])
+    flat = curves @ rng.normal(size=(12, 160)) + 1e-3 * rng.normal(size=(60, 160))
+    values = (flat.reshape(60, 80, 2) * [1.0, 0.3] + [1.0, -2.0]).astype(np.float32)
+    test = np.arange(3, 59, 4)
+    return values, np.setdiff1d(np.arange(60), test), test
+
+
+def test_the_held_out_rival_widens_its_leading_directions_as_far_as_its_search_goes(monkeypatch):
+    """No rank cap: a long window's held-out search starts from LEADING_START directions and widens them when it
+    reaches them (it stopped at rank 64 until 2026-12-05, where C's rival at 1 000 frames still improved), and
+    scores as the search on the whole decomposition does."""
+    values, train, test = _many_directions_window()
+    whole = quantised_svd_holdout(values, train, test, 4000)
+    monkeypatch.setattr(svd_baseline_module, "FULL_BASIS_MAX", 0)
+    monkeypatch.setattr(svd_baseline_module, "LEADING_START", 2)
+    widened = []
+    real = svd_baseline_module.leading_temporal_basis
+    monkeypatch.setattr(svd_baseline_module, "leading_temporal_basis",
+                        lambda matrix, rank: widened.append(rank) or real(matrix, rank))
+    leading = quantised_svd_holdout(values, train, test, 4000)
+    assert widened[0] == 2 and widened == sorted(widened) and widened[-1] > 8
+    assert whole.rank >= 10 and abs(leading.rank - whole.rank) <= 1
+    assert 1 - leading.holdout_r2 == pytest.approx(1 - whole.holdout_r2, rel=0.05)
+
+
+def test_the_held_out_rival_s_rank_grid_finds_the_dense_search_s_neighbourhood(monkeypatch):
+    """Past DENSE_RANKS the search tries a grid of ranks and refines it around the best: a held-out error within a
+    few % of the rank-by-rank search's."""
+    values, train, test = _many_directions_window()
+    tried: list[int] = []
+    real = svd_baseline_module._fit_budget
+    monkeypatch.setattr(svd_baseline_module, "_fit_budget", lambda *a, **k: tried.append(a[2].shape[1]) or real(*a, **k))
+    dense = quantised_svd_holdout(values, train, test, 1500)
+    dense_tried = set(tried)
+    tried.clear()
+    monkeypatch.setattr(svd_baseline_module, "DENSE_RANKS", 4)
+    monkeypatch.setattr(svd_baseline_module, "RANK_GRID", 2)
+    grid = quantised_svd_holdout(values, train, test, 1500)
+    assert 5 in dense_tried and 5 not in tried  # ranks 1-4, then 6, 9, 13, ..., refined around the best
+    assert abs(grid.rank - dense.rank) <= 1 and grid.n_bytes <= 1500
+    assert 1 - grid.holdout_r2 == pytest.approx(1 - dense.holdout_r2, rel=0.05)
+
+
 @pytest.mark.parametrize("target", [0.99, 0.999])
 def test_the_search_on_leading_directions_finds_the_whole_decomposition_s_file(target, monkeypatch):
     """A long window's search reads the leading directions alone, widening them while it needs more (here from 1):

@@ -210,13 +210,19 @@ class HeldOutSVD:
 
 
 def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarray, budget_bytes: int,
-                          bits: tuple[int, ...] = (16, 8), max_rank: int = 64) -> HeldOutSVD | None:
+                          bits: tuple[int, ...] = (16, 8), max_rank: int | None = None) -> HeldOutSVD | None:
     """The held-out rival of a codec file of `budget_bytes`: the truncated SVD of the training frames of (T, N, C)
     `values`, stored as quantised_svd stores it, its temporal factors interpolated (linear or natural cubic) to
-    the `test` frames. Over ranks, temporal-factor bits and code steps whose file fits the budget, the best
-    held-out R² (pooled over components, original units). None if not even a rank-1 file fits.
+    the `test` frames. Over ranks (up to max_rank, None: every rank the window has), temporal-factor bits and
+    code steps whose file fits the budget, the best held-out R² (pooled over components, original units). None
+    if not even a rank-1 file fits.
 
-    The finest step that fits is the best one for the training frames; ranks stop three past the best."""
+    The finest step that fits is the best one for the training frames. Ranks are tried one by one up to
+    DENSE_RANKS, then on a grid of 1/RANK_GRID of the rank (a C file at 1 000 frames wants rank 100-150, and each
+    rank costs a few whole-file compressions), stopping three grid points past the best; the grid is then refined
+    around the best by halving its stride. Beyond FULL_BASIS_MAX frames only the leading directions are
+    decomposed, widened as the search reaches them (until 2026-12-05 the search stopped at rank 64, where the C
+    rival at 1 000 frames was still improving)."""
     values = np.asarray(values)
     _, n_particles, n_comp = values.shape
     train_values = values[train]
@@ -224,28 +230,59 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     mean = train_values.reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
     centred, ss_tot = _centred(train_values.reshape(len(train), -1), mean, n_particles)
     del train_values
-    # the search reads at most max_rank directions: beyond FULL_BASIS_MAX, only those are computed
-    basis = (temporal_basis(centred) if min(centred.shape) <= FULL_BASIS_MAX
-             else leading_temporal_basis(centred, max_rank))[0]
+    limit = min(max_rank or min(centred.shape), min(centred.shape))
+    full = min(centred.shape) <= FULL_BASIS_MAX
+    basis = temporal_basis(centred)[0] if full else leading_temporal_basis(centred, min(LEADING_START, limit))[0]
     t_train, t_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
-    best: HeldOutSVD | None = None
-    misses = 0
+    points: dict[int, HeldOutSVD | None] = {}
     guess = None  # the last step found: the next rank's and bits' is near it
-    for rank in range(1, min(max_rank, basis.shape[1]) + 1):
-        found = []
-        for b in bits:
-            if (p := _fit_budget(centred, ss_tot, basis[:, :rank], b, mean, budget_bytes, t_train, t_test,
-                                 test_values, guess)) is not None:
-                found.append(p)
-                guess = p.step
-        point = max(found, key=lambda p: p.holdout_r2, default=None)
+
+    def at(rank: int) -> HeldOutSVD | None:
+        """The best point of `rank` over the bits (None: no file of this rank fits), each rank computed once."""
+        nonlocal basis, guess
+        if rank not in points:
+            if rank > basis.shape[1]:  # the leading directions so far are too few: widen them
+                basis = leading_temporal_basis(centred, min(max(2 * basis.shape[1], rank), limit))[0]
+            found = []
+            for b in bits:
+                if (p := _fit_budget(centred, ss_tot, basis[:, :rank], b, mean, budget_bytes, t_train, t_test,
+                                     test_values, guess)) is not None:
+                    found.append(p)
+                    guess = p.step
+            points[rank] = max(found, key=lambda p: p.holdout_r2, default=None)
+        return points[rank]
+
+    def better(point: HeldOutSVD | None, than: HeldOutSVD | None) -> bool:
+        return point is not None and (than is None or point.holdout_r2 > than.holdout_r2)
+
+    best: HeldOutSVD | None = None
+    rank, misses = 1, 0
+    while rank <= limit:
+        point = at(rank)
         if point is None:
             break  # a higher rank costs more bytes at every step: none fits either
-        if best is None or point.holdout_r2 > best.holdout_r2:
+        if better(point, best):
             best, misses = point, 0
         elif (misses := misses + 1) >= 3:
             break
+        rank += rank_stride(rank)
+    stride = rank_stride(best.rank) if best is not None else 1
+    while best is not None and stride > 1:  # refine the grid around the best
+        stride //= 2
+        for neighbour in (best.rank - stride, best.rank + stride):
+            if 1 <= neighbour <= limit and better(point := at(neighbour), best):
+                best = point
     return best
+
+
+#: the held-out rival's search tries every rank up to DENSE_RANKS, then every (rank // RANK_GRID)-th
+DENSE_RANKS = 64
+RANK_GRID = 16
+
+
+def rank_stride(rank: int) -> int:
+    """The step from `rank` to the next rank the held-out search tries."""
+    return 1 if rank < DENSE_RANKS else max(1, rank // RANK_GRID)
 
 
 def _fit_budget(centred: torch.Tensor, ss_tot: float, basis: torch.Tensor, bits: int, mean: np.ndarray,
