@@ -169,6 +169,18 @@ def test_the_held_out_rival_of_a_long_window_reads_only_the_directions_it_may_us
     assert leading.holdout_r2 == pytest.approx(whole.holdout_r2, abs=1e-9)
 
 
+def _leading_directions_only(monkeypatch: pytest.MonkeyPatch, start: int) -> list[int]:
+    """Make every window a long one, whose searches decompose only their leading directions, `start` of them
+    first; returns the list of the direction counts they ask for, as they ask."""
+    monkeypatch.setattr(svd_baseline_module, "FULL_BASIS_MAX", 0)
+    monkeypatch.setattr(svd_baseline_module, "LEADING_START", start)
+    widened: list[int] = []
+    real = svd_baseline_module.leading_temporal_basis
+    monkeypatch.setattr(svd_baseline_module, "leading_temporal_basis",
+                        lambda matrix, rank: widened.append(rank) or real(matrix, rank))
+    return widened
+
+
 def _many_directions_window() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(T, N, C) = (60, 80, 2), twelve smooth temporal directions of decaying weight: at a few kB the held-out
     rival's best rank is 10-12, with every 4th frame held out (the frames and held-out frames returned too)."""
@@ -187,12 +199,7 @@ def test_the_held_out_rival_widens_its_leading_directions_as_far_as_its_search_g
     scores as the search on the whole decomposition does."""
     values, train, test = _many_directions_window()
     whole = quantised_svd_holdout(values, train, test, 4000)
-    monkeypatch.setattr(svd_baseline_module, "FULL_BASIS_MAX", 0)
-    monkeypatch.setattr(svd_baseline_module, "LEADING_START", 2)
-    widened = []
-    real = svd_baseline_module.leading_temporal_basis
-    monkeypatch.setattr(svd_baseline_module, "leading_temporal_basis",
-                        lambda matrix, rank: widened.append(rank) or real(matrix, rank))
+    widened = _leading_directions_only(monkeypatch, start=2)
     leading = quantised_svd_holdout(values, train, test, 4000)
     assert widened[0] == 2 and widened == sorted(widened) and widened[-1] > 8
     assert whole.rank >= 10 and abs(leading.rank - whole.rank) <= 1
@@ -223,12 +230,7 @@ def test_the_search_on_leading_directions_finds_the_whole_decomposition_s_file(t
     the same rank, bits and bytes as the search on the whole decomposition, the same R² to 1e-12."""
     values = _window()
     whole = quantised_svd(values, target)
-    monkeypatch.setattr(svd_baseline_module, "FULL_BASIS_MAX", 0)
-    monkeypatch.setattr(svd_baseline_module, "LEADING_START", 1)
-    widened = []
-    real = svd_baseline_module.leading_temporal_basis
-    monkeypatch.setattr(svd_baseline_module, "leading_temporal_basis",
-                        lambda matrix, rank: widened.append(rank) or real(matrix, rank))
+    widened = _leading_directions_only(monkeypatch, start=1)
     leading = quantised_svd(values, target)
     assert len(widened) >= 2 and widened == sorted(widened)  # from 1 direction, widened until the search stopped
     assert (leading.rank, leading.bits, leading.n_bytes) == (whole.rank, whole.bits, whole.n_bytes)
