@@ -26,7 +26,6 @@ Rendering is deterministic: the same journal gives the same bytes (times come fr
 from __future__ import annotations
 
 import math
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,15 +40,9 @@ from agent.study.journal import Journal
 from agent.study.state import BlockState, NodeState, StudyState, data_changes, fold
 from agent.study.stats import beaten_by, best_node, block_stats, effects, fmt_num, grade
 from agent.study.tree import format_r2, format_scores, scores
+from mpm_inr.files import write_atomic
 
 MEMORY_MAX_LINES = 500
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _utc(t: float | None) -> str:

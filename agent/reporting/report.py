@@ -42,7 +42,6 @@ from typing import Any
 from agent.reporting import plots
 from agent.reporting.evidence import quote
 from agent.reporting.findings import TIE_NINES, Finding, findings, r2_text, show
-from agent.reporting.render import write_atomic
 from agent.reporting.report_data import (
     BASELINES,
     SVD_METHODS,
@@ -78,6 +77,7 @@ from agent.reporting.timemodel import (
 from agent.study.plan import plan_budget_text
 from agent.study.stats import beaten_by
 from agent.study.tree import format_r2
+from mpm_inr.files import write_atomic
 
 FILES_DIR = "report_files"
 

@@ -17,7 +17,6 @@ Three parts, all in the same process, on the same windows and the same device:
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 import tempfile
@@ -40,6 +39,7 @@ from mpm_inr.bench.reference_recipe import (
 )
 from mpm_inr.bench.resume import Previous, previous_results
 from mpm_inr.config import choices
+from mpm_inr.files import write_atomic
 from mpm_inr.threads import AUTO, resolve_threads
 
 # Eulerian recipes raced in the held-out comparison: each type's config defaults plus what made it train at
@@ -508,10 +508,9 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every part and seed, so an interrupted benchmark still leaves what it measured
-        for name, text in (("train_bench.json", json.dumps(results, indent=2)), ("train_bench.md", markdown(results))):
-            partial = out / (name + ".tmp")  # replaced whole: a kill mid-write never leaves a file --resume refuses
-            partial.write_text(text)
-            os.replace(partial, out / name)
+        # each replaced whole: a kill mid-write never leaves a file --resume refuses
+        write_atomic(out / "train_bench.json", json.dumps(results, indent=2))
+        write_atomic(out / "train_bench.md", markdown(results))
 
     def put(window: int, holdout_every: int, table: dict[str, Any]) -> None:
         """A field's table into its compression window's block (made on first use), in place of an earlier one of
