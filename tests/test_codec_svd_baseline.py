@@ -213,6 +213,7 @@ def test_the_held_out_rival_s_rank_grid_finds_the_dense_search_s_neighbourhood(m
     tried: list[int] = []
     real = svd_baseline_module._fit_budget
     monkeypatch.setattr(svd_baseline_module, "_fit_budget", lambda *a, **k: tried.append(a[2].shape[1]) or real(*a, **k))
+    monkeypatch.setattr(svd_baseline_module, "DENSE_RANKS", 10 ** 6)  # every rank
     dense = quantised_svd_holdout(values, train, test, 1500)
     dense_tried = set(tried)
     tried.clear()
