@@ -349,3 +349,28 @@ def test_the_search_holds_only_the_candidates_that_may_still_be_finalists(monkey
     n_bits = len(svd_baseline_module.DEFAULT_BITS)
     assert len(made) > 2 * n_bits + 1  # many candidates were made over the ranks
     assert max(peak) <= 2 * n_bits + 1  # alive: two ranks' candidates (the last and the one screening) and the best
+
+
+def test_the_step_guess_extrapolates_the_nearest_ranks_below():
+    found = {10: -3.0, 14: -2.5, 30: 1.0}
+    assert svd_baseline_module.step_guess(found, 16) == pytest.approx(2.0 ** -2.25)  # on the line of 10 and 14
+    assert svd_baseline_module.step_guess({10: -3.0}, 16) == pytest.approx(2.0 ** -3.0)
+    assert svd_baseline_module.step_guess({10: -3.0}, 4) == pytest.approx(2.0 ** -3.0)  # nothing below: the nearest
+    assert svd_baseline_module.step_guess({}, 4) is None
+
+
+@pytest.mark.parametrize("budget", [1500, 4000])
+def test_the_held_out_search_tries_more_bits_in_full_only_where_they_win(budget, monkeypatch):
+    """Ranks are searched at the fewest bits; more bits are tried at that search's best rank and searched in
+    full only if they win there (at 4 kB, near R² 1, 16 bits do; at 1.5 kB they do not): the answer is the best
+    of a full search at each bits."""
+    values, train, test = _many_directions_window()
+    alone = [quantised_svd_holdout(values, train, test, budget, bits=(b,)) for b in (16, 8)]
+    tried: list[tuple[int, int]] = []
+    real = svd_baseline_module._fit_budget
+    monkeypatch.setattr(svd_baseline_module, "_fit_budget",
+                        lambda *a, **k: tried.append((a[2].shape[1], a[3])) or real(*a, **k))
+    point = quantised_svd_holdout(values, train, test, budget, bits=(16, 8))
+    assert point == max(alone, key=lambda p: p.holdout_r2)
+    n_wide = len([r for r, b in tried if b == 16])
+    assert (n_wide == 1) if point.bits == 8 else (n_wide > 3)
