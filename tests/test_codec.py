@@ -28,9 +28,14 @@ from mpm_inr.codec import (
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
 from mpm_inr.codec.encode import constant_particles
-from mpm_inr.codec.meta_dictionary import META_DICTIONARY, META_DICTIONARY_V4
+from mpm_inr.codec.meta_dictionary import (
+    META_DICTIONARY,
+    META_DICTIONARY_V4,
+    META_DICTIONARY_V6,
+)
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
+from mpm_inr.data.window import holdout_mask
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
 from mpm_inr.metrics.regression import component_sums
@@ -372,7 +377,7 @@ def test_a_version_2_or_3_file_still_decodes(version, f_run, tmp_path):
 
 
 def test_a_version_4_file_still_decodes(f_run, tmp_path):
-    """Version 4 listed the arrays' sizes in a table that version 5 derives from their specs: same arrays."""
+    """Version 4 listed the arrays' sizes in a table that versions 5-6 derive from their specs: same arrays."""
     cfg, window, network = load_run(f_run)
     path = tmp_path / "v5.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path)
@@ -384,11 +389,42 @@ def test_a_version_4_file_still_decodes(f_run, tmp_path):
     np.testing.assert_array_equal(load(old).decode_window(), load(path).decode_window())
 
 
+def test_regularly_held_out_frames_are_stored_as_their_rule_and_a_version_5_list_still_decodes(data_root,
+                                                                                                 tmp_path):
+    """Format 6 stores data.holdout_every's frames as the rule (format 5 listed them: 5.2 KB at 10 000 frames);
+    both decode to the same training frames and arrays."""
+    cfg, _ = _train(data_root, tmp_path, "field=F", "data.holdout_every=4")
+    _, window, network = load_run(tmp_path)
+    path = tmp_path / "v6.mpmc"
+    encode_model(network, cfg["model"], window, 1.0, path)
+    box = format.read(path)
+    assert box.meta["window"]["holdout_every"] == 4 and "held_out" not in box.meta["window"]
+    listed = {**{k: v for k, v in box.meta["window"].items() if k != "holdout_every"},
+              "held_out": window.test_frames.tolist()}
+    old = tmp_path / "v5.mpmc"
+    write_legacy(old, {**box.meta, "window": listed}, box.blobs, 5)
+    assert format.read(old).version == 5
+    for model in (load(old), load(path)):
+        np.testing.assert_array_equal(model.train_frames, window.train_frames)
+    np.testing.assert_array_equal(load(old).decode_window(), load(path).decode_window())
+    bad = tmp_path / "bad_rule.mpmc"
+    format.write(bad, {**box.meta, "window": {**box.meta["window"], "holdout_every": 1}}, box.blobs)
+    with pytest.raises(CodecError, match="held-out rule holdout_every=1 is not an integer >= 2") as err:
+        _ = load(bad).train_frames
+    assert "\n" not in str(err.value)
+    long = {**box.meta["window"], "n_frames": 10_000}  # the whole simulation: 2 500 frames held out
+    as_list = {**{k: v for k, v in long.items() if k != "holdout_every"},
+               "held_out": np.flatnonzero(holdout_mask(10_000, 4)).tolist()}
+    by_rule, by_list = (len(format.meta_blob({**box.meta, "window": w})) for w in (long, as_list))
+    assert by_list - by_rule > 5000 and by_rule <= len(format.meta_blob(box.meta)) + 2
+
+
 def test_metadata_is_coded_against_the_fixed_dictionary(f_run, tmp_path):
-    """Version-3 to version-5 files decode only with these exact dictionary bytes, and it pays: a 100-frame
+    """Version-3 to version-6 files decode only with these exact dictionary bytes, and it pays: a 100-frame
     file's metadata (network config, window, blob specs) costs well under half of what LZMA2 alone makes of it."""
     assert hashlib.sha256(META_DICTIONARY).hexdigest() == "dc31e7b60008921e802df20eccf5eab49a62720e762a698d6e00d8283eae92ce"
     assert hashlib.sha256(META_DICTIONARY_V4).hexdigest() == "38f07aa93269937cd3de065fe090526f4cabbba7ca1c0160aacc0db6479fc4f2"
+    assert hashlib.sha256(META_DICTIONARY_V6).hexdigest() == "59e7adea79371c934327aeef19eed0db71411987dd97bcf1547aa30ac2fbcaa4"
     cfg, window, network = load_run(f_run)
     path = tmp_path / "f.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mpm_inr.data.window import FieldWindow, holdout_mask, window_bounds
+from mpm_inr.data.window import FieldWindow, holdout_mask, holdout_rule, window_bounds
 from mpm_inr.errors import ConfigError, DatasetError
 
 
@@ -20,6 +20,25 @@ def test_holdout_is_interior_and_interleaved():
     m = holdout_mask(10, 2)
     assert m.tolist() == [False, True, False, True, False, True, False, True, False, False]
     assert not holdout_mask(10, 0).any()
+
+
+@pytest.mark.parametrize("n", [3, 4, 7, 100, 10_000])
+@pytest.mark.parametrize("every", [2, 3, 4, 7])
+def test_a_holdout_mask_gives_back_its_rule(n, every):
+    """The codec stores a regular held-out set as its rule: whatever rule it recovers makes the same mask."""
+    mask = holdout_mask(n, every)
+    rule = holdout_rule(mask)
+    assert (rule is None) == (not mask.any())
+    if rule is not None:
+        assert np.array_equal(holdout_mask(n, rule), mask)
+
+
+def test_an_irregular_held_out_set_has_no_rule():
+    mask = holdout_mask(20, 4)
+    mask[5] = True
+    assert holdout_rule(mask) is None
+    assert holdout_rule(np.eye(1, 20, 19, dtype=bool)[0]) is None  # the last frame: no rule holds it out
+    assert holdout_rule(np.zeros(20, dtype=bool)) is None
 
 
 def _window(normalize=True, holdout=None):

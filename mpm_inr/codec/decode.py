@@ -19,6 +19,7 @@ from mpm_inr.codec.quantise import (
     unpack_array,
     unpack_tensors,
 )
+from mpm_inr.data.window import holdout_mask
 from mpm_inr.models import (
     CoordinateSource,
     InrType,
@@ -29,6 +30,21 @@ from mpm_inr.models import (
 
 #: blob name of each per-particle label (FieldNetwork.particle_labels)
 LABEL_BLOBS = {"material": "material", "object": "object_id"}
+
+
+def held_out_mask(window: dict[str, Any]) -> np.ndarray:
+    """(n_frames,) bool, True at the frames the model was not fitted on: their rule (`holdout_every`, format 6)
+    or their list (every format; an empty one when nothing is held out)."""
+    n_frames = int(window["n_frames"])
+    if "holdout_every" in window:
+        every = window["holdout_every"]
+        if not isinstance(every, int) or every < 2:
+            raise format.CodecError(f"the file's held-out rule holdout_every={every!r} is not an integer >= 2; the "
+                                    f"file is inconsistent, encode it again")
+        return holdout_mask(n_frames, every)
+    mask = np.zeros(n_frames, dtype=bool)
+    mask[np.asarray(window["held_out"], dtype=np.int64)] = True
+    return mask
 
 
 @dataclass(frozen=True)
@@ -62,7 +78,7 @@ class CodecModel:
     @property
     def train_frames(self) -> np.ndarray:
         """Window indices of the frames the model was fitted on (R² is reported over these)."""
-        return np.setdiff1d(np.arange(self.meta["window"]["n_frames"]), self.meta["window"]["held_out"])
+        return np.flatnonzero(~held_out_mask(self.meta["window"]))
 
     def normalised_time(self, frames: Sequence[float] | np.ndarray) -> torch.Tensor:
         """Absolute (possibly fractional) frame numbers -> the time coordinate the network saw in training: the

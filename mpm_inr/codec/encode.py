@@ -33,7 +33,7 @@ from mpm_inr.codec.quantise import (
     pack_tensors,
     roundtrip_tensors,
 )
-from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window import FieldWindow, holdout_rule
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics.regression import component_sums, r2_score
 from mpm_inr.models import INR_TYPES, get_inr_type
@@ -207,10 +207,14 @@ def goal_r2(target: float | None, ceiling: float, growth: float) -> float:
 
 
 def _window_meta(window: FieldWindow, t_period: float) -> dict[str, Any]:
+    """The window a decoder rebuilds; regularly held-out frames (data.holdout_every) as their rule, any other
+    set as its list (format 6: the list cost 44 bytes of a 1.3-KB Jp file at 100 frames, 5.2 KB at 10 000)."""
+    every = holdout_rule(window.held_out)
+    held_out = {"holdout_every": every} if every else {"held_out": [int(i) for i in window.test_frames]}
     return {"field": window.field, "start": int(window.frames[0]), "n_frames": window.n_frames,
-            "n_particles": window.n_particles, "n_components": window.n_components,
-            "held_out": [int(i) for i in window.test_frames], "t_period": float(t_period),
-            "mean": [short_float(v) for v in window.mean], "std": [short_float(v) for v in window.std]}
+            "n_particles": window.n_particles, "n_components": window.n_components, **held_out,
+            "t_period": float(t_period), "mean": [short_float(v) for v in window.mean],
+            "std": [short_float(v) for v in window.std]}
 
 
 def short_float(value: float) -> float:

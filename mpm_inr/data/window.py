@@ -95,6 +95,19 @@ def holdout_mask(n: int, every: int) -> np.ndarray:
     return mask
 
 
+def holdout_rule(mask: np.ndarray) -> int | None:
+    """The `every` whose holdout_mask this mask is (None if it is no such mask, or holds out nothing): what a
+    codec file stores instead of the held-out frames' list (2 500 numbers over the whole simulation)."""
+    held = np.flatnonzero(mask)
+    if held.size == 0:
+        return None
+    every = int(held[1] - held[0]) if held.size > 1 else 2 * int(held[0])
+    for candidate in {every, every + 1} if held.size == 1 else {every}:
+        if candidate >= 2 and np.array_equal(holdout_mask(mask.size, candidate), mask):
+            return candidate
+    return None
+
+
 def frames_of(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """values[idx] along the frame axis: the array itself when idx is every frame in order (no copy: 14 MB for 100
     frames of a 4-component field, 1.4 GB at 10 000)."""
