@@ -236,8 +236,11 @@ class Hostile:
         return BlockEndDecision(next_field="X", next_n_training_frames=7, instruction_edits="", summary="")
 
 
+#: the keys the agent itself adds to every job (the study's bookkeeping and its per-job settings:
+#: agent.loop.rounds), never a policy's
 ALLOWED_JOB_KEYS = {"study.name", "study.node_id", "study.parent_id", "study.block", "study.iteration",
-                    "study.strategy", "data.root", "hydra.sweep.subdir"}
+                    "study.strategy", "data.root", "hydra.sweep.subdir", "outputs.plot", "trainer.cpu_threads",
+                    "logger.group", "logger.tags"}
 
 
 def _job_problems(jobs_file: Path, validator: Validator) -> list[str]:
