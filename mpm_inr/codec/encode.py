@@ -208,7 +208,8 @@ def goal_r2(target: float | None, ceiling: float, growth: float) -> float:
 
 def _window_meta(window: FieldWindow, t_period: float) -> dict[str, Any]:
     """The window a decoder rebuilds; regularly held-out frames (data.holdout_every) as their rule, any other
-    set as its list (format 6: the list cost 44 bytes of a 1.3-KB Jp file at 100 frames, 5.2 KB at 10 000)."""
+    set as its list (format 6: with every 4th frame held out the list cost 0.4 KB at 1 000 frames and 5.1 KB at
+    10 000; at 100 frames the dictionary already held it)."""
     every = holdout_rule(window.held_out)
     held_out = {"holdout_every": every} if every else {"held_out": [int(i) for i in window.test_frames]}
     return {"field": window.field, "start": int(window.frames[0]), "n_frames": window.n_frames,

@@ -224,7 +224,7 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     step, then falls, so the refined grid lands on the rank-by-rank search's best or its neighbour. The ranks are
     searched at the fewest of `bits`; more bits are searched in full only where they beat it at its best rank:
     at small budgets they cost bytes the codes then lack (C, 1 000 frames, seed 1, 255 kB: 16 bits reach 0.99628
-    at rank 36, 8 bits 0.99668 there and 0.99676 at rank 48: the search took 139 s instead of 293), near R² 1
+    at rank 36, 8 bits 0.99668 there and 0.99676 at rank 48: the search took 136 s instead of 293), near R² 1
     the fewest bits set the floor. Each rank's step search starts where the last two ranks' steps point
     (step_guess). Beyond FULL_BASIS_MAX frames only the leading directions are
     decomposed, widened as the search reaches them (until 2026-12-05 the search stopped at rank 64, where the C
@@ -298,7 +298,7 @@ def step_guess(found: dict[int, float], rank: int) -> float | None:
     """Where the step of `rank` should be, from log2 of the steps found at other ranks: extrapolated from the two
     nearest below it (a file's step coarsens about linearly with its rank at a fixed budget, C at 1 000 frames
     by ~0.13 octave a rank), the nearest one's alone if there is one. Its search then starts ~0.1 octave from
-    the answer instead of ~0.5 (4-6 whole-file sizes per rank and bits instead of 6-8)."""
+    the answer instead of ~0.5 (C, 1 000 frames, seed 1, 255 kB: 9-10 whole-file sizes per rank instead of 11)."""
     below = sorted(r for r in found if r < rank)[-2:]
     if not below:
         return 2.0 ** found[min(found)] if found else None
