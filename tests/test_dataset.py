@@ -7,6 +7,9 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,7 @@ from mpm_inr.data.dataset import (
     FRAME_FIELDS,
     PARTICLE_FIELDS,
     DatasetWriter,
+    clean_stale_temps,
     combined_digest,
     compute_fingerprint,
     recorded_fingerprint,
@@ -272,6 +276,26 @@ def test_killed_generation_temp_dir_is_ignored_and_cleaned(built, tmp_path):
     assert out == target and open_dataset(out).n_frames == N_FRAMES
     assert not stale.exists() and live.exists()
     assert socket.gethostname() in stale.name
+
+
+def test_temp_dir_of_a_killed_unreaped_generator_is_stale(tmp_path):
+    """kill -9 drops the flock at once, but the dead process stays a zombie until its parent reaps it: its pid
+    still answers kill(pid, 0). The waiter that takes the lock must count it as dead and remove its temp dir."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.01)
+        target = dataset_dir(tmp_path, "discs_small", 0)
+        zombie = tmp_path / f"{temp_prefix(target)}{child.pid}-deadbeef"
+        live = tmp_path / f"{temp_prefix(target)}{os.getpid()}-cafecafe"
+        zombie.mkdir()
+        live.mkdir()
+        assert clean_stale_temps(target) == [zombie]
+        assert not zombie.exists() and live.exists()
+    finally:
+        child.wait()
 
 
 def test_incomplete_meta_detected(copy_of):

@@ -254,13 +254,25 @@ def temp_prefix(target: Path) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether `pid` runs here. A zombie (dead, not yet reaped by its parent) counts as dead: a generator killed
+    with -9 drops its lock at once, and its waiter must not keep the dead one's temp dir because the parent is
+    slow to call wait()."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """State 'Z' in /proc/<pid>/stat (Linux); False where /proc does not say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 1:].split()[:1] == ["Z"]  # the command name may hold spaces and ')'
 
 
 def stale_temp_dirs(target: Path) -> Iterator[Path]:
