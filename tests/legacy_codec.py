@@ -1,4 +1,4 @@
-"""A writer of the codec's older layouts (versions 1-5), for the tests that older files still decode: the package
+"""A writer of the codec's older layouts (versions 1-6), for the tests that older files still decode: the package
 only reads them."""
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ def write_legacy(path: Path, meta: dict[str, Any], blobs: dict[str, bytes], vers
     """`blobs` are raw byte planes (as format.Container holds them); versions 1-3 coded each in its own LZMA2
     stream, listed at [offset, size] in the metadata, behind a 22-byte header and before a sha256; version 4
     coded them in one stream, as version 5 does, and listed their sizes in the metadata; version 5 is version
-    6's layout, its metadata listing held-out frames that version 6 may store as their rule."""
-    assert 1 <= version <= 5
+    6's layout, its metadata listing held-out frames that version 6 may store as their rule; version 6 is
+    version 7's, with an older dictionary and never a piecewise series."""
+    assert 1 <= version <= 6
     if version >= 4:
         _write_one_stream(path, meta, blobs, version)
         return

@@ -389,6 +389,74 @@ def test_a_version_4_file_still_decodes(f_run, tmp_path):
     np.testing.assert_array_equal(load(old).decode_window(), load(path).decode_window())
 
 
+def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_version_6_file_still_decodes(
+        f_run, tmp_path, monkeypatch):
+    """A series cut into stretches (format 7, encoding.series_stretches) decodes to the R² the encoder reports, at
+    any t; a file of the plain series written as version 6 decodes to the same arrays; a version-6 reader refuses
+    a version-7 file as newer, since it would read a piecewise series as one."""
+    cfg, window, network = load_run(f_run)
+    monkeypatch.setattr(chebyshev, "STRETCH_COUNTS", (4,))  # 4 stretches only, of 5 frames each
+    monkeypatch.setattr(chebyshev, "MIN_STRETCH_FRAMES", 5)
+    path = tmp_path / "p.mpmc"
+    report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.99, basis="chebyshev"))
+    box = format.read(path)
+    assert box.version == FORMAT_VERSION == 7 and box.meta["encoding"]["series_stretches"] == 4
+    decoded = load(path)
+    assert decoded.series.stretches == chebyshev.Stretches(4)
+    assert r2_score(window.values, decoded.decode_window()) == pytest.approx(report["r2"], abs=1e-12)
+    assert report["r2"] >= 0.99 and report["target_met"]
+    start = int(decoded.frames[0])
+    between = decoded.predict([start + 4.5, start + 4.99, start + 5.0])
+    assert np.isfinite(between).all() and np.allclose(between[2], decoded.decode_window()[5])
+    monkeypatch.setattr(format, "FORMAT_VERSION", 6)
+    with pytest.raises(CodecError, match="format version 7, newer than this reader's 6"):
+        format.read(path)
+    monkeypatch.undo()
+    plain = tmp_path / "plain.mpmc"
+    encode_model(network, cfg["model"], window, 1.0, plain, CodecSettings(target_r2=0.99, basis="chebyshev"))
+    box = format.read(plain)
+    assert "series_stretches" not in box.meta["encoding"]
+    old = tmp_path / "v6.mpmc"
+    write_legacy(old, box.meta, box.blobs, 6)
+    assert format.read(old).version == 6 and format.read(old).meta == box.meta
+    np.testing.assert_array_equal(load(old).decode_window(), load(plain).decode_window())
+    bad = tmp_path / "bad.mpmc"
+    box = format.read(path)
+    format.write(bad, {**box.meta, "encoding": {**box.meta["encoding"], "series_stretches": 3}}, box.blobs)
+    with pytest.raises(CodecError, match="not a multiple of its 3 stretches") as err:
+        load(bad)
+    assert "\n" not in str(err.value)
+
+
+def test_the_stretch_counts_stop_two_clearly_larger_files_past_the_best(f_run, monkeypatch):
+    """Stretch counts are searched fewest first and stop at the first clearly larger file than the best (one
+    within DEGREE_PLATEAU of it does not stop them); a count whose ceiling is known to miss the goal is not
+    searched."""
+    _, window, network = load_run(f_run)
+    sizes = {1: 1000, 2: 800, 4: 810, 8: 950, 16: 100}
+    visited = []
+
+    def fake(samples, u, degrees, projected, *args):
+        visited.append(projected.stretches.count)
+        return [(sizes[projected.stretches.count], {}, {})]
+
+    monkeypatch.setattr(chebyshev, "MIN_STRETCH_FRAMES", 1)
+    monkeypatch.setattr(chebyshev, "DEGREES", (1, 2))
+    monkeypatch.setattr(encode_module, "_series_points", fake)
+    u = chebyshev.sample_times(window.n_frames)
+    members = bilinear.coded_members(network, np.zeros(window.n_particles, dtype=bool))
+    gt = window.values[window.train_frames]
+    search = encode_module.SeriesTargets(window.values, window, members, None, chebyshev.network_samples(network, u, 1.0),
+                                         u, [], float(component_sums(gt, gt)[1].sum()))
+    assert search.counts == [1, 2, 4, 8, 16]
+    assert min(p[0] for p in search.points(0.5, CodecSettings(weight_bits=(8,)))) == 800 and visited == [1, 2, 4, 8]
+    visited.clear()
+    search._ceilings[2] = 0.4  # below the goal: skipped
+    sizes[8] = 820  # within the plateau of 4's 810
+    assert min(p[0] for p in search.points(0.5, CodecSettings(weight_bits=(8,)))) == 100
+    assert visited == [1, 4, 8, 16]
+
+
 def test_regularly_held_out_frames_are_stored_as_their_rule_and_a_version_5_list_still_decodes(data_root,
                                                                                                  tmp_path):
     """Format 6 stores data.holdout_every's frames as the rule (format 5 listed them: 5.2 KB at 10 000 frames);
@@ -588,7 +656,8 @@ def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_
     gt = window.values[window.train_frames]
     projected = chebyshev.ProjectedTargets.build(gt, window.mean, window.std, members,
                                                  chebyshev.frame_times(window.n_frames)[window.train_frames], 9)
-    points = encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u, window.n_frames,
+    points = encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u,
+                                          chebyshev.degrees_for(window.n_frames),
                                           projected, [], float(component_sums(gt, gt)[1].sum()), 0.5,
                                           CodecSettings(weight_bits=(8,)))
     assert sorted(set(visited)) == [1, 2, 3, 4, 5, 6, 7, 8]

@@ -18,6 +18,12 @@ codes are then plain coefficients of the stored curves. The codes are re-fitted 
 they need (the Gram matrix of the basis, the targets projected on it) are linear in the coefficients, so the
 targets are projected on the Chebyshev polynomials once, and another degree or precision costs O(n·K·d·C),
 not another pass over every value of the window.
+
+Over a long window one polynomial cannot follow the curves (the whole simulation: S keeps at most R² 0.988 of
+its variance at degree 256, C 0.946, whatever the rank), so the window may be cut into P equal stretches of u,
+each with its own series (Stretches): a piecewise series, continuous in t within a stretch. Its coefficients are
+ordered degree-major (row j·P + p is degree j of stretch p), so the first (d + 1)·P rows are the series of
+degree d, and every sum above still nests by degree.
 """
 
 from __future__ import annotations
@@ -54,6 +60,82 @@ def degrees_for(n_frames: int) -> list[int]:
     return [d for d in DEGREES if d <= n_frames - 1] or [0]
 
 
+@dataclass(frozen=True)
+class Stretches:
+    """The window's times u in [-1, 1] cut into `count` equal stretches, each with its own Chebyshev series in
+    the stretch's own coordinate x in [-1, 1]. A time on a boundary belongs to the later stretch (u = 1 to the
+    last). One stretch is the plain series, bit for bit."""
+
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.count, int) or isinstance(self.count, bool) or self.count < 1:
+            raise CodecError(f"the file's series has {self.count!r} stretches, not a positive integer; it is "
+                             f"inconsistent, encode it again")
+
+    def n_coefs(self, degree: int) -> int:
+        """Rows of a series of `degree`: d + 1 per stretch."""
+        return (degree + 1) * self.count
+
+    def degree(self, n_coefs: int) -> int:
+        """The degree of a series of `n_coefs` rows."""
+        if n_coefs % self.count or n_coefs < self.count:
+            raise CodecError(f"the file's series has {n_coefs} rows, not a multiple of its {self.count} stretches; "
+                             f"it is inconsistent, encode it again")
+        return n_coefs // self.count - 1
+
+    def locate(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(stretch index, coordinate x in [-1, 1] within it) of each time u."""
+        u = np.asarray(u, dtype=np.float64)
+        if self.count == 1:
+            return np.zeros(u.shape, dtype=np.int64), u  # exactly u: the plain series' arithmetic
+        scaled = (u + 1.0) * (self.count / 2.0)
+        piece = np.clip(np.floor(scaled), 0, self.count - 1).astype(np.int64)
+        return piece, 2.0 * (scaled - piece) - 1.0
+
+    def vander(self, u: np.ndarray, degree: int) -> np.ndarray:
+        """(len(u), (d + 1)·P): each time's Chebyshev polynomials in its stretch's columns, zero elsewhere."""
+        if self.count == 1:
+            return chebyshev.chebvander(np.asarray(u, dtype=np.float64), degree)
+        piece, x = self.locate(u)
+        out = np.zeros((piece.size, degree + 1, self.count))
+        out[np.arange(piece.size), :, piece] = chebyshev.chebvander(x, degree)
+        return out.reshape(piece.size, -1)
+
+    def frames_per_stretch(self, u: np.ndarray) -> np.ndarray:
+        """(P,) how many of the times u fall in each stretch."""
+        return np.bincount(self.locate(u)[0], minlength=self.count)
+
+    def lebesgue_constant(self, u: np.ndarray, degree: int) -> float:
+        """The worst stretch's lebesgue_constant for its own training times, checked up to the stretch's ends (a
+        decoded time between the last frame of a stretch and the boundary is extrapolated by that stretch)."""
+        if self.count == 1:
+            return lebesgue_constant(u, degree)
+        piece, x = self.locate(u)
+        return max(lebesgue_constant(x[piece == p], degree, span=(-1.0, 1.0)) for p in range(self.count))
+
+
+#: the plain series: one stretch over the whole window
+ONE_STRETCH = Stretches()
+#: the stretch counts a window may be cut into, fewest first
+STRETCH_COUNTS = (1, 2, 4, 8, 16, 32, 64, 128)
+#: a window is cut only into stretches of at least this many frames: shorter ones hold too few frames for a
+#: series of useful degree between bounded fits (a degree-d fit stays bounded up to d ~ 2·√m on m frames)
+MIN_STRETCH_FRAMES = 50
+
+
+def stretch_counts(n_frames: int) -> list[int]:
+    """The stretch counts tried for a window of `n_frames` frames."""
+    return [p for p in STRETCH_COUNTS if p == 1 or n_frames // p >= MIN_STRETCH_FRAMES]
+
+
+def degrees_within(n_frames: int, stretches: Stretches) -> list[int]:
+    """The candidate degrees of a series of `stretches` over a window of `n_frames` frames: those the fewest
+    frames of a stretch can pin down."""
+    fewest = int(stretches.frames_per_stretch(frame_times(n_frames)).min())
+    return degrees_for(fewest)
+
+
 @torch.no_grad()
 def network_samples(network: nn.Module, u: np.ndarray, t_period: float) -> np.ndarray:
     """(M, G, K, C) float64: the network's basis at window times u, in normalised units."""
@@ -62,26 +144,38 @@ def network_samples(network: nn.Module, u: np.ndarray, t_period: float) -> np.nd
     return basis.reshape(len(u), basis.shape[1], network.latent_dim, -1)
 
 
-def fit_series(samples: np.ndarray, u: np.ndarray, degree: int) -> np.ndarray:
-    """(degree + 1, G, K, C) least-squares Chebyshev coefficients of the sampled curves."""
-    vander = chebyshev.chebvander(u, degree)
+def fit_series(samples: np.ndarray, u: np.ndarray, degree: int, stretches: Stretches = ONE_STRETCH) -> np.ndarray:
+    """((degree + 1)·P, G, K, C) least-squares Chebyshev coefficients of the sampled curves."""
+    vander = stretches.vander(u, degree)
     coefs = np.linalg.lstsq(vander, samples.reshape(len(u), -1), rcond=None)[0]
-    return coefs.reshape(degree + 1, *samples.shape[1:])
+    return coefs.reshape(vander.shape[1], *samples.shape[1:])
 
 
-def evaluate(coefs: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """(len(u), ...) curves at window times u of a series (d + 1, ...), in normalised units."""
-    vander = chebyshev.chebvander(np.asarray(u, dtype=np.float64), coefs.shape[0] - 1)
-    return (vander @ coefs.reshape(coefs.shape[0], -1)).reshape(len(u), *coefs.shape[1:])
+def evaluate(coefs: np.ndarray, u: np.ndarray, stretches: Stretches = ONE_STRETCH) -> np.ndarray:
+    """(len(u), ...) curves at window times u of a series ((d + 1)·P, ...), in normalised units; a stretch at a
+    time, so the product skips the other stretches' zero columns."""
+    u = np.asarray(u, dtype=np.float64)
+    degree = stretches.degree(coefs.shape[0])
+    flat = coefs.reshape(coefs.shape[0], -1)
+    if stretches.count == 1:
+        return (chebyshev.chebvander(u, degree) @ flat).reshape(len(u), *coefs.shape[1:])
+    piece, x = stretches.locate(u)
+    out = np.zeros((u.size, flat.shape[1]))
+    for p in np.unique(piece):
+        at = piece == p
+        out[at] = chebyshev.chebvander(x[at], degree) @ flat[p::stretches.count]
+    return out.reshape(len(u), *coefs.shape[1:])
 
 
-def lebesgue_constant(u: np.ndarray, degree: int, ends: int = 200) -> float:
+def lebesgue_constant(u: np.ndarray, degree: int, ends: int = 200,
+                      span: tuple[float, float] | None = None) -> float:
     """How much the least-squares polynomial of `degree` through values at times `u` can amplify them anywhere in
     between: max over t of Σ_i |ℓ_i(t)|, ℓ_i the fit's weights, taken at the frames' midpoints (every one for
     short windows; the first and last `ends` gaps and a sparse grid between them for long ones: it peaks near
     the ends). Around 2-6 while the degree is below ~2·√n; then it explodes (100 frames: degree 24 5.5, 32 23,
     48 8 000; every 4th of them held out: 24 25, 32 270). Unbounded (inf) where the degree has more coefficients
-    than there are times: no least-squares fit pins such a polynomial down."""
+    than there are times: no least-squares fit pins such a polynomial down. `span`: also checked at these two
+    ends (a stretch's, which its first and last times need not reach); by default the first and last times."""
     u = np.sort(np.asarray(u, dtype=np.float64))
     if degree + 1 > u.size:
         return math.inf
@@ -90,7 +184,8 @@ def lebesgue_constant(u: np.ndarray, degree: int, ends: int = 200) -> float:
         inner = mids[ends:-ends]
         mids = np.concatenate([mids[:ends], inner[::max(1, inner.size // (2 * ends))], mids[-ends:]])
     q, r = np.linalg.qr(chebyshev.chebvander(u, degree))
-    weights = np.linalg.solve(r.T, chebyshev.chebvander(np.concatenate([u[:1], mids, u[-1:]]), degree).T).T @ q.T
+    first, last = (u[:1], u[-1:]) if span is None else ([min(span[0], u[0])], [max(span[1], u[-1])])
+    weights = np.linalg.solve(r.T, chebyshev.chebvander(np.concatenate([first, mids, last]), degree).T).T @ q.T
     return float(np.abs(weights).sum(axis=1).max())
 
 
@@ -109,31 +204,41 @@ class ProjectedTargets:
     poly_gram: np.ndarray  # (D + 1, D + 1): Σ_f T_j(u_f) T_j'(u_f) over the training frames
     std: np.ndarray  # (C,) the normalisation's std: the series is in normalised units
     u_train: np.ndarray  # window times of the training frames the projections sum over
+    stretches: Stretches = field(default_factory=Stretches)  # the projections' polynomials are per stretch
     _stable: dict[int, bool] = field(default_factory=dict)  # stable(degree), computed once per degree
     _best: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     _flat: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (n_g, (d + 1)·C) per group, degree
 
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
-              u_train: np.ndarray, max_degree: int, frames: np.ndarray | None = None) -> ProjectedTargets:
+              u_train: np.ndarray, max_degree: int, frames: np.ndarray | None = None,
+              stretches: Stretches = ONE_STRETCH) -> ProjectedTargets:
         """From (T, N, C) `values` in original units, of which the training `frames` (None: all; at times
-        `u_train`) are projected, a block of particles at a time (bilinear.target_blocks)."""
-        vander = chebyshev.chebvander(u_train, max_degree)  # (F, D + 1)
-        n_comp = values.shape[2]
+        `u_train`) are projected, a block of particles at a time (bilinear.target_blocks), and a stretch at a
+        time (its frames on its own polynomials: the others' columns are zero there)."""
+        u_train = np.asarray(u_train, dtype=np.float64)
+        piece, x = stretches.locate(u_train)
+        pieces = [(p, np.flatnonzero(piece == p)) for p in range(stretches.count)]
+        local = {p: chebyshev.chebvander(x[rows], max_degree) for p, rows in pieces}  # (F_p, D + 1)
+        n_comp, n_coefs = values.shape[2], stretches.n_coefs(max_degree)
         projections, target_sq = [], []
         for idx in members:
-            projected, squares = np.zeros((idx.size, max_degree + 1, n_comp)), 0.0
+            projected, squares = np.zeros((idx.size, n_coefs, n_comp)), 0.0
             at = 0
             for block in bilinear.target_blocks(values, mean, idx, frames):  # (F, m, C)
-                flat = vander.T @ block.reshape(len(u_train), -1)  # one BLAS product: (D + 1, m·C)
-                projected[at:at + block.shape[1]] = flat.reshape(max_degree + 1, block.shape[1], n_comp
-                                                                 ).transpose(1, 0, 2)
+                rows_of = block.reshape(len(u_train), -1)
+                for p, rows in pieces:
+                    flat = local[p].T @ (rows_of if stretches.count == 1 else rows_of[rows])  # (D + 1, m·C)
+                    projected[at:at + block.shape[1], p::stretches.count] = flat.reshape(
+                        max_degree + 1, block.shape[1], n_comp).transpose(1, 0, 2)
                 squares += float(np.einsum("fnc,fnc->", block, block))
                 at += block.shape[1]
             projections.append(projected)
             target_sq.append(squares)
-        return cls(projections, target_sq, vander.T @ vander, np.asarray(std, dtype=np.float64),
-                   np.asarray(u_train, dtype=np.float64))
+        gram = np.zeros((n_coefs, n_coefs))
+        for p, _ in pieces:  # block-diagonal by stretch, interleaved by the degree-major order
+            gram[p::stretches.count, p::stretches.count] = local[p].T @ local[p]
+        return cls(projections, target_sq, gram, np.asarray(std, dtype=np.float64), u_train, stretches)
 
     def fits(self, per_group: Sequence[np.ndarray], klt: bool = True) -> list[bilinear.GroupFit]:
         """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree (with their
@@ -160,7 +265,7 @@ class ProjectedTargets:
     def stable(self, degree: int) -> bool:
         """Whether a least-squares series of `degree` through the training frames stays bounded between them."""
         if degree not in self._stable:
-            self._stable[degree] = lebesgue_constant(self.u_train, degree) <= MAX_LEBESGUE
+            self._stable[degree] = self.stretches.lebesgue_constant(self.u_train, degree) <= MAX_LEBESGUE
         return self._stable[degree]
 
     def refine(self, per_group: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -174,8 +279,8 @@ class ProjectedTargets:
         out = []
         for g, series in enumerate(per_group):
             series = np.asarray(series, dtype=np.float64)
-            n_coefs, rank = series.shape[:2]
-            out.append(self.best_series(g, n_coefs - 1, rank) if self.refinable(g, n_coefs - 1, rank) else series)
+            degree, rank = self.stretches.degree(series.shape[0]), series.shape[1]
+            out.append(self.best_series(g, degree, rank) if self.refinable(g, degree, rank) else series)
         return out
 
     def refinable(self, group: int, degree: int, rank: int) -> bool:
@@ -184,7 +289,7 @@ class ProjectedTargets:
         degree through the training frames stays bounded between them (stable; unguarded, a degree-32 refined
         series of S, seed 2, every 4th frame held out, swung there: held-out R² 0.99903 -> 0.99543)."""
         n_particles, _, n_comp = self.projections[group].shape
-        return 0 < rank < min(n_particles + 1, n_comp * (degree + 1)) and self.stable(degree)
+        return 0 < rank < min(n_particles + 1, n_comp * self.stretches.n_coefs(degree)) and self.stable(degree)
 
     def best_series(self, group: int, degree: int, rank: int) -> np.ndarray:
         """(d + 1, r, C) in normalised units: the rank-r series of `degree` whose least-squares codes leave the
@@ -193,7 +298,7 @@ class ProjectedTargets:
         of their Gram matrix (P_c L⁻ᵀ per component, side by side), make the fit an ordinary low-rank
         approximation: their leading right singular vectors are the whitened curves."""
         lower, _, vt = self._best_basis(group, degree)
-        n_coefs, n_comp = degree + 1, self.std.size
+        n_coefs, n_comp = self.stretches.n_coefs(degree), self.std.size
         whitened = vt[:rank].reshape(rank, n_comp, n_coefs).transpose(2, 0, 1).reshape(n_coefs, -1)
         return np.linalg.solve(lower.T, whitened).reshape(n_coefs, rank, n_comp) / self.std
 
@@ -213,7 +318,7 @@ class ProjectedTargets:
     def _best_basis(self, group: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(L, singular values, right singular vectors) of the group's whitened projections, once per degree."""
         if (group, degree) not in self._best:
-            n_coefs = degree + 1
+            n_coefs = self.stretches.n_coefs(degree)
             lower = np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
             proj = self.projections[group][:, :n_coefs]  # (n, d + 1, C)
             n_particles, _, n_comp = proj.shape
@@ -316,13 +421,13 @@ def split_groups(flat: np.ndarray, ranks: Sequence[int], n_comp: int) -> list[np
 
 
 def predict(series: Sequence[np.ndarray], codes: Sequence[np.ndarray], members: Sequence[np.ndarray], u: np.ndarray,
-            n_particles: int) -> np.ndarray:
+            n_particles: int, stretches: Stretches = ONE_STRETCH) -> np.ndarray:
     """(len(u), N, C) normalised prediction: each coded group's codes (n_g, r_g) times its curves (d + 1, r_g, C)
     at window times u; particles in no group (the constant ones) are zero here."""
     n_comp = series[0].shape[-1] if len(series) else 1
     out = np.zeros((len(u), n_particles, n_comp))
     for curves, group_codes, idx in zip(series, codes, members, strict=True):
         if idx.size and curves.shape[1]:
-            basis = evaluate(curves, u)  # (len(u), r_g, C)
+            basis = evaluate(curves, u, stretches)  # (len(u), r_g, C)
             out[:, idx] = np.einsum("nr,frc->fnc", group_codes, basis)
     return out

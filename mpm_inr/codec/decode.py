@@ -49,11 +49,13 @@ def held_out_mask(window: dict[str, Any]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SeriesBasis:
-    """A series file's model: per coded basis group, its curves (d + 1, r_g, C), codes (n_g, r_g), particles."""
+    """A series file's model: per coded basis group, its curves ((d + 1)·P, r_g, C), codes (n_g, r_g), particles;
+    the P stretches of the window the curves are piecewise over (format 7; one before)."""
 
     curves: list[np.ndarray]
     codes: list[np.ndarray]
     members: list[np.ndarray]
+    stretches: chebyshev.Stretches = chebyshev.ONE_STRETCH
 
 
 @dataclass
@@ -107,7 +109,7 @@ class CodecModel:
             out = self.inr.predict_frames(self.network, src, torch.arange(t.numel())).double().numpy()
         else:
             out = chebyshev.predict(self.series.curves, self.series.codes, self.series.members,
-                                    self.window_time(frames), win["n_particles"])
+                                    self.window_time(frames), win["n_particles"], self.series.stretches)
         out = (out * as_float32(win["std"]) + as_float32(win["mean"])).astype(np.float32)
         out[:, self.constant] = self.constant_values
         return out
@@ -164,8 +166,11 @@ def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], network: nn.Mod
     codes = bilinear.unpack_codes(blobs, encoding, shapes)
     curves = chebyshev.split_groups(unpack_tensors("series", blobs, encoding["series"])["coefs"],
                                     encoding["series_ranks"], win["n_components"])
+    stretches = chebyshev.Stretches(encoding.get("series_stretches", 1))
+    for group_curves in curves:
+        stretches.degree(group_curves.shape[0])  # rows a whole number of stretches, or one CodecError line
     values = (as_float32(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
-    return SeriesBasis(curves, codes[:len(members)], members), values
+    return SeriesBasis(curves, codes[:len(members)], members, stretches), values
 
 
 def build(meta: dict[str, Any], blobs: dict[str, bytes]) -> nn.Module:

@@ -1,6 +1,6 @@
 """The codec's container: one self-checking file that a decoder can trust or refuse in one line.
 
-Layout of versions 5 and 6 (little endian; 6 differs in the metadata only):
+Layout of versions 5 to 7 (little endian; 6 and 7 differ in the metadata only):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
@@ -51,8 +51,9 @@ MAGIC = b"MPMINRC\x00"
 # against a preset dictionary (~0.45 KB less per file); 4: one payload stream, varint lengths, an 8-byte digest,
 # no provenance or encoder estimates in the metadata (~0.1 KB less per file); 5: no table of the arrays' sizes,
 # which their specs give (array_sizes); 6: regularly held-out frames as their rule (window.holdout_every)
-# instead of their list (0.4 KB at 1 000 frames, 5.1 KB at 10 000)
-FORMAT_VERSION = 6
+# instead of their list (0.4 KB at 1 000 frames, 5.1 KB at 10 000); 7: a series may be piecewise over P stretches
+# of the window (encoding.series_stretches; a version-6 reader would decode such a file as one series, wrongly)
+FORMAT_VERSION = 7
 _PREFIX = struct.Struct("<8sH")  # what every version starts with: magic, version
 _LEGACY_HEAD = struct.Struct("<8sHIQ")  # versions 1-3: magic, version, meta_len, data_len
 _LEGACY_DIGEST = 32  # versions 1-3: sha256
