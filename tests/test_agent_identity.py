@@ -108,6 +108,21 @@ def test_the_view_and_the_claude_check_compare_resolved_configs(app, tmp_path):
     assert errors == [] and len(children) == 1
 
 
+@pytest.mark.parametrize("key,value", [("field", "F"), ("field", "S"), ("data.n_training_frames", 100)])
+def test_the_claude_check_refuses_block_keys_as_the_gate_does(app, tmp_path, key, value):
+    """field and n_training_frames change only at a block-end decision: the loop's gate refuses them, and the
+    Claude policy's reply check now refuses them too (even the block's own value), so the model gets a repair
+    turn instead of its child being dropped at the gate. An empty overrides mapping is the base config: valid."""
+    _, view, _, _ = _study_with_failed_baseline(app, tmp_path)
+    child = {"slot": 0, "parent": None, "strategy": "exploit", "overrides": {key: value}, "mutation": "m",
+             "rationale": "r", "observation": "o"}
+    children, errors = check_children(view, ["auto"], {"children": [child]})
+    assert not children and errors == [f"children[slot 0].overrides: {key} changes only between blocks "
+                                       f"(block-end decision), not within block {view.block.block}"]
+    base = check_children(replace(view, identity=None), ["auto"], {"children": [{**child, "overrides": {}}]})
+    assert len(base[0]) == 1 and base[1] == []
+
+
 def test_the_heuristic_does_not_rerun_a_block_config_spelled_differently(app, tmp_path):
     _, view, _, _ = _study_with_failed_baseline(app, tmp_path)
     b = next(n.node_id for n in view.block_nodes if "optimizer.lr=0.0002" in n.overrides)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.loop.context import StudyContext
-from agent.runs.overrides import FIELDS, OverrideError, Validator, as_dict
+from agent.runs.overrides import BLOCK_KEYS, FIELDS, OverrideError, Validator, as_dict
 from agent.runs.trainconf import ComposeError
 from agent.study.proposal import BlockEndDecision
 from agent.study.state import StudyState
@@ -136,7 +136,7 @@ class BlockKeeper:
         base["data.n_training_frames"] = d["next_n_training_frames"]
         notes = []
         extra = dict(d.get("next_overrides") or {})
-        for k in ("field", "data.n_training_frames"):
+        for k in BLOCK_KEYS:
             extra.pop(k, None)
         try:
             base_list = study.validator.normalise({**base, **extra})

@@ -11,7 +11,7 @@ from typing import Any
 
 from agent.loop.context import StudyContext
 from agent.policies.base import Policy
-from agent.runs.overrides import OverrideError, as_dict, diff, merge
+from agent.runs.overrides import OverrideError, block_key_error, diff, merge
 from agent.runs.trainconf import ComposeError
 from agent.study.proposal import Proposal, Rejection
 from agent.study.state import NodeState, StudyState
@@ -204,10 +204,8 @@ class RoundPlanner:
             changes = self.study.validator.normalise(p.overrides)
         except OverrideError as e:
             raise Rejection(str(e)) from None
-        for k in as_dict(changes):
-            if k in ("field", "data.n_training_frames"):
-                raise Rejection(f"{k} changes only between blocks (block-end decision), not within block "
-                                f"{view.block.block}")
+        if (why := block_key_error(changes, view.block.block)) is not None:
+            raise Rejection(why)
         if p.code_diff and self.study.code_mod_handler is None:
             raise Rejection("code modifications are disabled in this study (no code-modification handler)")
         parent_ov = view.overrides_of(p.parent_id)

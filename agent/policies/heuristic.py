@@ -35,6 +35,7 @@ from typing import Any
 
 from agent.codemod.library import propose_modification
 from agent.runs.overrides import (
+    BLOCK_KEYS,
     FIELDS,
     OverrideError,
     Validator,
@@ -560,7 +561,7 @@ class HeuristicPolicy:
                   f"{st.n_ok} ok, {st.n_failed} failed.")]
         if best is not None:
             ch = ", ".join(f"{k}={v}" for k, v in sorted(as_dict(best.overrides).items())
-                           if k not in ("field", "data.n_training_frames"))
+                           if k not in BLOCK_KEYS)
             beaten = beaten_by(best.metrics)
             parts.append(f"Best R² {format_r2(best.r2)} (node {best.node_id}, {grade(best)}; "
                          f"{ch or 'the block base config'})" + (f", {beaten}." if beaten else "."))

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from agent.codemod.history import CodeHistory, code_history, log_fields, short
-from agent.runs.overrides import as_dict
+from agent.runs.overrides import BLOCK_KEYS, as_dict
 from agent.study.describe import describe_result
 from agent.study.instructions import render_versions
 from agent.study.journal import Journal
@@ -165,7 +165,7 @@ def log_entry(st_dir: Path, st: StudyState, n: NodeState, next_parent: str | Non
     blk = st.block(n.block)
     m = n.metrics
     ov = as_dict(n.overrides)
-    cfg = ", ".join(f"{k}={v}" for k, v in sorted(ov.items()) if k not in ("field", "data.n_training_frames"))
+    cfg = ", ".join(f"{k}={v}" for k, v in sorted(ov.items()) if k not in BLOCK_KEYS)
     lines = [f"## Iter {n.iteration}: {grade(n)}",
              f"Node: id={n.node_id}, parent={'root' if n.parent_id is None else n.parent_id}",
              f"Mode/Strategy: {n.strategy}" + (f" (fallback from {n.fallback})" if n.fallback else ""),

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.runs.overrides import as_dict
+from agent.runs.overrides import BLOCK_KEYS, as_dict
 from agent.study.journal import Journal
 from agent.study.plan import selection_score
 from agent.study.state import StudyState, data_identity, fold
@@ -202,7 +202,7 @@ class RunRecord:
             return self.inr_type
         return _maybe_num(as_dict(self.overrides).get(key))
 
-    def config_text(self, skip: Sequence[str] = ("field", "data.n_training_frames")) -> str:
+    def config_text(self, skip: Sequence[str] = BLOCK_KEYS) -> str:
         ov = as_dict(self.overrides)
         return ", ".join(f"{k}={v}" for k, v in sorted(ov.items()) if k not in skip) or "(trainer defaults)"
 

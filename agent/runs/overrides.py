@@ -269,6 +269,19 @@ def _show(x: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
+#: what a block fixes: they change only at a block-end decision, never in a proposal within the block
+BLOCK_KEYS = ("field", "data.n_training_frames")
+
+
+def block_key_error(changes: Iterable[str], block: int) -> str | None:
+    """Why normalised `changes` may not run within `block` (they change a BLOCK_KEYS key), None if they may: the
+    loop's gate and the Claude policy's reply check give the same reason, so the model can repair its reply."""
+    changed = [key for key in as_dict(changes) if key in BLOCK_KEYS]
+    if not changed:
+        return None
+    return f"{changed[0]} changes only between blocks (block-end decision), not within block {block}"
+
+
 def as_dict(overrides: Iterable[str]) -> dict[str, str]:
     """`["a=1", "b=x"]` -> `{"a": "1", "b": "x"}` (for already-normalised lists)."""
     return dict(o.split("=", 1) for o in overrides)

@@ -16,7 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.runs.overrides import ALLOWED, FIELDS, OverrideError, Validator, as_dict
+from agent.runs.overrides import (
+    ALLOWED,
+    BLOCK_KEYS,
+    FIELDS,
+    OverrideError,
+    Validator,
+    as_dict,
+)
 from agent.study.state import NodeState, StudyState
 from mpm_inr.errors import ConfigError
 
@@ -128,7 +135,7 @@ def parse_plan(raw: Any, validator: Validator) -> StudyPlan | None:
                 validator.normalise(dict(p))
             except OverrideError as e:
                 raise ConfigError(f"plan {where} probe {j}: {e}") from None
-            if any(k in p for k in ("field", "data.n_training_frames")):
+            if any(k in p for k in BLOCK_KEYS):
                 raise ConfigError(f"plan {where} probe {j}: field and n_training_frames are the block's")
             probes.append(dict(p))
         blocks.append(PlanBlock(field=str(fld), inr_type=str(inr), n_training_frames=int(frames), n_iter=n_iter,

@@ -181,7 +181,8 @@ raw_child = st.fixed_dictionaries(
      "parent": st.one_of(st.none(), st.integers(), st.text(max_size=3)),
      "strategy": st.one_of(st.sampled_from(STRATEGIES), st.text(max_size=10)),
      "overrides": st.one_of(st.builds(dict, st.lists(hostile_entry.filter(lambda e: isinstance(e[0], str)),
-                                                     min_size=1, max_size=3)), bad_type),
+                                                     min_size=1, max_size=3)),
+                            bad_type.filter(lambda v: v != {})),  # {}: the base config, a legitimate child
      "mutation": st.one_of(st.text(max_size=10), st.integers()),
      "rationale": st.text(max_size=10), "observation": st.text(max_size=10)},
     optional={"code_diff": st.one_of(st.none(), st.text(max_size=10)), "hydra": st.text(max_size=5),

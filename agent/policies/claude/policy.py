@@ -38,7 +38,7 @@ from agent.policies.claude.prompt import (
 )
 from agent.policies.claude.settings import ClaudeSettings
 from agent.policies.claude.transcripts import TranscriptStore
-from agent.runs.overrides import OverrideError, Validator, merge
+from agent.runs.overrides import OverrideError, Validator, block_key_error, merge
 from agent.study.proposal import BlockEndDecision, Proposal
 from agent.study.view import StudyView
 
@@ -120,6 +120,9 @@ def check_children(view: StudyView, slots: Sequence[str], data: Mapping[str, Any
             normal = validator.normalise(c["overrides"])
         except OverrideError as e:
             errors.append(f"{where}.overrides: {e}")
+            continue
+        if (why := block_key_error(normal, view.block.block)) is not None:
+            errors.append(f"{where}.overrides: {why}")
             continue
         full = merge(view.overrides_of(parent), normal)
         if view.config_id(full) in failed:
