@@ -117,8 +117,8 @@ def test_the_claude_check_refuses_block_keys_as_the_gate_does(app, tmp_path, key
     child = {"slot": 0, "parent": None, "strategy": "exploit", "overrides": {key: value}, "mutation": "m",
              "rationale": "r", "observation": "o"}
     children, errors = check_children(view, ["auto"], {"children": [child]})
-    assert not children and errors == [f"children[slot 0].overrides: {key} changes only between blocks "
-                                       f"(block-end decision), not within block {view.block.block}"]
+    why = f"{key} changes only between blocks (block-end decision), not within block {view.block.block}"
+    assert not children and errors == [f"children[slot 0].overrides: {why}"]
     base = check_children(replace(view, identity=None), ["auto"], {"children": [{**child, "overrides": {}}]})
     assert len(base[0]) == 1 and base[1] == []
 
