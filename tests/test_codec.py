@@ -402,7 +402,7 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     box = format.read(path)
     assert box.version == FORMAT_VERSION == 7 and box.meta["encoding"]["series_stretches"] == 4
     decoded = load(path)
-    assert decoded.series.stretches == chebyshev.Stretches(4)
+    assert decoded.series.stretches == chebyshev.Stretches(4, window.n_frames)
     assert r2_score(window.values, decoded.decode_window()) == pytest.approx(report["r2"], abs=1e-12)
     assert report["r2"] >= 0.99 and report["target_met"]
     start = int(decoded.frames[0])
@@ -422,8 +422,10 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     np.testing.assert_array_equal(load(old).decode_window(), load(plain).decode_window())
     bad = tmp_path / "bad.mpmc"
     box = format.read(path)
-    format.write(bad, {**box.meta, "encoding": {**box.meta["encoding"], "series_stretches": 3}}, box.blobs)
-    with pytest.raises(CodecError, match="not a multiple of its 3 stretches") as err:
+    rows = box.meta["encoding"]["series"]["coefs"]["shape"][0]
+    wrong = next(c for c in range(3, window.n_frames // 2 + 1) if rows % c)
+    format.write(bad, {**box.meta, "encoding": {**box.meta["encoding"], "series_stretches": wrong}}, box.blobs)
+    with pytest.raises(CodecError, match=f"not a multiple of its {wrong} stretches") as err:
         load(bad)
     assert "\n" not in str(err.value)
 
@@ -433,13 +435,14 @@ def test_the_stretch_counts_stop_two_clearly_larger_files_past_the_best(f_run, m
     within DEGREE_PLATEAU of it does not stop them); a count whose ceiling is known to miss the goal is not
     searched."""
     _, window, network = load_run(f_run)
-    sizes = {1: 1000, 2: 800, 4: 810, 8: 950, 16: 100}
+    sizes = {1: 1000, 2: 800, 3: 810, 4: 950, 5: 100}
     visited = []
 
     def fake(samples, u, degrees, projected, *args):
         visited.append(projected.stretches.count)
         return [(sizes[projected.stretches.count], {}, {})]
 
+    monkeypatch.setattr(chebyshev, "STRETCH_COUNTS", tuple(sizes))
     monkeypatch.setattr(chebyshev, "MIN_STRETCH_FRAMES", 1)
     monkeypatch.setattr(chebyshev, "DEGREES", (1, 2))
     monkeypatch.setattr(encode_module, "_series_points", fake)
@@ -448,13 +451,13 @@ def test_the_stretch_counts_stop_two_clearly_larger_files_past_the_best(f_run, m
     gt = window.values[window.train_frames]
     search = encode_module.SeriesTargets(window.values, window, members, None, chebyshev.network_samples(network, u, 1.0),
                                          u, [], float(component_sums(gt, gt)[1].sum()))
-    assert search.counts == [1, 2, 4, 8, 16]
-    assert min(p[0] for p in search.points(0.5, CodecSettings(weight_bits=(8,)))) == 800 and visited == [1, 2, 4, 8]
+    assert search.counts == [1, 2, 3, 4, 5]
+    assert min(p[0] for p in search.points(0.5, CodecSettings(weight_bits=(8,)))) == 800 and visited == [1, 2, 3, 4]
     visited.clear()
     search._ceilings[2] = 0.4  # below the goal: skipped
-    sizes[8] = 820  # within the plateau of 4's 810
+    sizes[4] = 820  # within the plateau of 3's 810
     assert min(p[0] for p in search.points(0.5, CodecSettings(weight_bits=(8,)))) == 100
-    assert visited == [1, 4, 8, 16]
+    assert visited == [1, 3, 4, 5]
 
 
 def test_regularly_held_out_frames_are_stored_as_their_rule_and_a_version_5_list_still_decodes(data_root,

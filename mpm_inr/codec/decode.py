@@ -166,7 +166,7 @@ def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], network: nn.Mod
     codes = bilinear.unpack_codes(blobs, encoding, shapes)
     curves = chebyshev.split_groups(unpack_tensors("series", blobs, encoding["series"])["coefs"],
                                     encoding["series_ranks"], win["n_components"])
-    stretches = chebyshev.Stretches(encoding.get("series_stretches", 1))
+    stretches = chebyshev.Stretches(encoding.get("series_stretches", 1), win["n_frames"])
     for group_curves in curves:
         stretches.degree(group_curves.shape[0])  # rows a whole number of stretches, or one CodecError line
     values = (as_float32(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))

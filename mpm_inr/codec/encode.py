@@ -357,7 +357,7 @@ class SeriesTargets:
         its network's 0.9973), and a target between the two is then reached."""
         best = -math.inf
         for count in self.counts:
-            best = max(best, self._ceiling(chebyshev.Stretches(count)))
+            best = max(best, self._ceiling(chebyshev.Stretches(count, self.window.n_frames)))
             if best >= target:
                 break
         return best
@@ -383,7 +383,7 @@ class SeriesTargets:
         points: list[tuple[int, dict, dict]] = []
         best = math.inf
         for count in self.counts:
-            stretches = chebyshev.Stretches(count)
+            stretches = chebyshev.Stretches(count, self.window.n_frames)
             if self._ceilings.get(count, math.inf) < search_goal:
                 continue
             projected = self.projected(stretches)
