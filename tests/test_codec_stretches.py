@@ -145,10 +145,10 @@ def test_each_stretch_is_guarded_up_to_its_ends():
 
 
 def test_stretch_counts_keep_at_least_the_minimum_frames_per_stretch():
-    assert chebyshev.stretch_counts(20) == [1] and chebyshev.stretch_counts(100) == [1, 2]
-    assert chebyshev.stretch_counts(1000) == [1, 2, 4, 8, 16]
-    assert chebyshev.stretch_counts(10_000)[-1] == 128
-    assert max(chebyshev.degrees_within(1000, chebyshev.Stretches(16, 1000))) <= 61
+    assert chebyshev.stretch_counts(20) == [1] and chebyshev.stretch_counts(199) == [1]
+    assert chebyshev.stretch_counts(1000) == [1, 2, 4, 8]
+    assert chebyshev.stretch_counts(10_000)[-1] == 64
+    assert max(chebyshev.degrees_within(1000, chebyshev.Stretches(8, 1000))) <= 124
 
 
 @pytest.mark.parametrize("count,n_frames,message", [
