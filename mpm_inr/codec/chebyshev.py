@@ -237,6 +237,7 @@ class ProjectedTargets:
     std: np.ndarray  # (C,) the normalisation's std: the series is in normalised units
     u_train: np.ndarray  # window times of the training frames the projections sum over
     stretches: Stretches = field(default_factory=Stretches)  # the projections' polynomials are per stretch
+    max_rank: int | None = None  # the most curves a best series is asked for (None: any): its basis keeps no more
     _stable: dict[int, bool] = field(default_factory=dict)  # stable(degree), computed once per degree
     _best: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     _flat: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (n_g, (d + 1)·C) per group, degree
@@ -244,7 +245,7 @@ class ProjectedTargets:
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
               u_train: np.ndarray, max_degree: int, frames: np.ndarray | None = None,
-              stretches: Stretches = ONE_STRETCH) -> ProjectedTargets:
+              stretches: Stretches = ONE_STRETCH, max_rank: int | None = None) -> ProjectedTargets:
         """From (T, N, C) `values` in original units, of which the training `frames` (None: all; at times
         `u_train`) are projected, a block of particles at a time (bilinear.target_blocks), and a stretch at a
         time (its frames on its own polynomials: the others' columns are zero there)."""
@@ -270,7 +271,7 @@ class ProjectedTargets:
         gram = np.zeros((n_coefs, n_coefs))
         for p, _ in pieces:  # block-diagonal by stretch, interleaved by the degree-major order
             gram[p::stretches.count, p::stretches.count] = local[p].T @ local[p]
-        return cls(projections, target_sq, gram, np.asarray(std, dtype=np.float64), u_train, stretches)
+        return cls(projections, target_sq, gram, np.asarray(std, dtype=np.float64), u_train, stretches, max_rank)
 
     def fits(self, per_group: Sequence[np.ndarray], klt: bool = True) -> list[bilinear.GroupFit]:
         """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree (with their
@@ -321,7 +322,9 @@ class ProjectedTargets:
         degree through the training frames stays bounded between them (stable; unguarded, a degree-32 refined
         series of S, seed 2, every 4th frame held out, swung there: held-out R² 0.99903 -> 0.99543)."""
         n_particles, _, n_comp = self.projections[group].shape
-        return 0 < rank < min(n_particles + 1, n_comp * self.stretches.n_coefs(degree)) and self.stable(degree)
+        within = self.max_rank is None or rank <= self.max_rank
+        return within and 0 < rank < min(n_particles + 1, n_comp * self.stretches.n_coefs(degree)) and self.stable(
+            degree)
 
     def best_series(self, group: int, degree: int, rank: int) -> np.ndarray:
         """(d + 1, r, C) in normalised units: the rank-r series of `degree` whose least-squares codes leave the
@@ -358,7 +361,9 @@ class ProjectedTargets:
             whitened = np.linalg.solve(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp))
             rows = whitened.reshape(n_coefs, n_particles, n_comp).transpose(1, 2, 0).reshape(n_particles, -1)
             _, singular, vt = np.linalg.svd(rows, full_matrices=False)
-            self._best[group, degree] = (lower, singular, vt)
+            # the leading rows only: over the whole simulation, 64 stretches of degree 32 make vt 8 448² (0.57 GB
+            # per degree, and a degree search caches several), where the model has 506 curves
+            self._best[group, degree] = (lower, singular, vt[:self.max_rank].copy())
         return self._best[group, degree]
 
 

@@ -346,7 +346,7 @@ class SeriesTargets:
                 return None
             self._held = held = chebyshev.ProjectedTargets.build(
                 self.values, self.window.mean, self.window.std, self.members, self.u_train, max(degrees),
-                self.frames, stretches)
+                self.frames, stretches, max_rank=self.samples.shape[2])  # no series has more curves than K
         return held
 
     def ceiling(self, target: float) -> float:
