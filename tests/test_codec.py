@@ -211,26 +211,6 @@ def test_basis_as_series_or_network_auto_keeps_the_smaller(f_run, tmp_path, targ
     assert np.isfinite(between).all() and not np.allclose(between, frames[2]) and not np.allclose(between, frames[3])
 
 
-def test_series_sums_match_the_evaluated_basis():
-    """ProjectedTargets' Gram-form sums through the Chebyshev projections equal those of the evaluated basis."""
-    rng = np.random.default_rng(0)
-    n_frames, n_particles, n_comp, k = 12, 30, 2, 3
-    values = rng.normal(size=(n_frames, n_particles, n_comp))
-    mean, std = values.mean(axis=(0, 1)), np.array([0.5, 2.0])
-    members = [np.arange(0, 20), np.arange(20, 30)]
-    coefs = rng.normal(size=(4, 2, k, n_comp))
-    train = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10, 11])
-    u = chebyshev.frame_times(n_frames)[train]
-    via_series = chebyshev.ProjectedTargets.build(values[train], mean, std, members, u, 6).fits([coefs[:, 0], coefs[:, 1]])
-    basis = chebyshev.evaluate(coefs, u) * std  # (F, G, K, C) in original units
-    bases = [basis[:, g].transpose(1, 0, 2).reshape(k, -1) for g in range(2)]
-    direct = bilinear.fit_groups(bases, values[train], mean, members)
-    for a, b in zip(via_series, direct, strict=True):
-        np.testing.assert_allclose(a.gram, b.gram, rtol=1e-10)
-        np.testing.assert_allclose(a.target_basis, b.target_basis, rtol=1e-10, atol=1e-12)
-        assert a.ss_res == pytest.approx(b.ss_res, rel=1e-9)
-
-
 def test_targets_read_in_blocks_and_by_frame_index_give_the_one_shot_sums(monkeypatch):
     """The fits and projections read the window a few particles at a time, its training frames by index (no float64
     copy of the window, none of its training frames): the same sums as from the copied training frames in one go."""

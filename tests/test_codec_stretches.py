@@ -81,12 +81,13 @@ def test_a_kinked_curve_is_exact_in_stretches_and_a_line_across_their_gaps():
     assert np.abs(chebyshev.evaluate(plain, fine)[:, 0, 0] - kinked(fine)).max() > 0.05
 
 
-def test_projected_sums_of_stretches_match_the_evaluated_basis():
-    """The Gram-form sums through the per-stretch projections equal those of the evaluated piecewise basis, with
+@pytest.mark.parametrize("count", [1, 3])
+def test_projected_sums_match_the_evaluated_basis(count):
+    """The Gram-form sums through the (per-stretch) Chebyshev projections equal those of the evaluated basis, with
     held-out frames and several groups."""
     rng = np.random.default_rng(0)
     n_frames, n_particles, n_comp, k = 40, 30, 2, 3
-    stretches = chebyshev.Stretches(3, n_frames)
+    stretches = chebyshev.Stretches(count, n_frames)
     values = rng.normal(size=(n_frames, n_particles, n_comp))
     mean, std = values.mean(axis=(0, 1)), np.array([0.5, 2.0])
     members = [np.arange(0, 20), np.arange(20, 30)]
