@@ -226,6 +226,12 @@ def lebesgue_constant(u: np.ndarray, degree: int, ends: int = 200,
 MAX_LEBESGUE = 10.0
 
 
+def bounded(stretches: Stretches, u_train: np.ndarray, degree: int) -> bool:
+    """Whether a least-squares series of `degree` through the training times stays bounded between them in every
+    stretch (Lebesgue constant at most MAX_LEBESGUE): the one rule for refining a series and cutting a window."""
+    return stretches.lebesgue_constant(u_train, degree) <= MAX_LEBESGUE
+
+
 @dataclass
 class ProjectedTargets:
     """The training targets of each coded group projected on the Chebyshev polynomials up to `max_degree`, in
@@ -298,7 +304,7 @@ class ProjectedTargets:
     def stable(self, degree: int) -> bool:
         """Whether a least-squares series of `degree` through the training frames stays bounded between them."""
         if degree not in self._stable:
-            self._stable[degree] = self.stretches.lebesgue_constant(self.u_train, degree) <= MAX_LEBESGUE
+            self._stable[degree] = bounded(self.stretches, self.u_train, degree)
         return self._stable[degree]
 
     def refine(self, per_group: Sequence[np.ndarray]) -> list[np.ndarray]:

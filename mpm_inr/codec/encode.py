@@ -325,16 +325,18 @@ class SeriesTargets:
         self.u_train = chebyshev.frame_times(window.n_frames)[window.train_frames]
         self.counts = chebyshev.stretch_counts(window.n_frames)
         self._ceilings: dict[int, float] = {}
+        self._degrees: dict[int, list[int]] = {}
         self._held: chebyshev.ProjectedTargets | None = None
 
     def degrees(self, stretches: chebyshev.Stretches) -> list[int]:
         """The degrees searched: every one a stretch's frames pin down for one stretch (the network's own curves
         may hold past the bounded fits' degrees); only refinable ones, whose fits stay bounded between the
         training frames, for more (a longer series of the network's curves alone does not need cutting)."""
-        degrees = chebyshev.degrees_within(self.window.n_frames, stretches)
-        if stretches.count == 1:
-            return degrees
-        return [d for d in degrees if stretches.lebesgue_constant(self.u_train, d) <= chebyshev.MAX_LEBESGUE]
+        if stretches.count not in self._degrees:  # asked for by the ceiling, the projections and the search
+            degrees = chebyshev.degrees_within(self.window.n_frames, stretches)
+            self._degrees[stretches.count] = degrees if stretches.count == 1 else [
+                d for d in degrees if chebyshev.bounded(stretches, self.u_train, d)]
+        return self._degrees[stretches.count]
 
     def projected(self, stretches: chebyshev.Stretches) -> chebyshev.ProjectedTargets | None:
         """The targets projected for `stretches` up to its largest degree (None where it has none)."""
