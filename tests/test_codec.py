@@ -140,24 +140,59 @@ def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
     assert report["ratio"] > 1 and (report["holdout_r2"] is not None) == bool(len(window.test_frames))
 
 
-def test_constant_particles_are_split_off_only_when_the_file_is_smaller(data_root, tmp_path):
-    """Jp is exactly constant for the elastic particles: stored by value (a mask and their values) or coded like
-    the rest, whichever file is smaller; either decodes within budget."""
-    cfg, _ = _train(data_root, tmp_path, "field=Jp")
-    _, window, network = load_run(tmp_path)
+@pytest.fixture(scope="module")
+def jp_run(data_root, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("jp_run")
+    _train(data_root, run_dir, "field=Jp")
+    return run_dir
+
+
+def test_constant_particles_are_split_off_and_the_resting_value_centred_only_where_smaller(jp_run, tmp_path):
+    """Jp is exactly 1 for the elastic particles: stored by value (a mask and their values) or coded like the
+    rest, and centred on the mean or on that resting value, whichever file is smaller; each decodes within
+    budget, and centred on the resting value those particles decode to it exactly."""
+    cfg, window, network = load_run(jp_run)
     settings = CodecSettings(target_r2=0.99)
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "jp.mpmc", settings)
     model = load(tmp_path / "jp.mpmc")
     mask = constant_particles(window.values)
     gt = window.values[window.train_frames].astype(np.float64)
     ss_tot = float(component_sums(gt, gt)[1].sum())  # as encode_model measures it
-    split, whole = (encode_module._encoded(network, cfg["model"], window, 1.0, settings, ss_tot, constant)
-                    for constant in (mask, np.zeros_like(mask)))
-    assert mask.any() and whole.constant.sum() == 0
-    assert report["bytes"] == min(split.n_bytes, whole.n_bytes)
-    assert report["constant_particles"] == int(model.constant.sum()) == (
-        int(mask.sum()) if split.n_bytes <= whole.n_bytes else 0)
+    centrings = encode_module.centrings(window, mask, network.linear_in_codes)
+    assert [name for name, _ in centrings] == ["mean", "rest"] and centrings[1][1].mean.tolist() == [1.0]
+    files = {(name, split): encode_module._encoded(network, cfg["model"], centred, 1.0, settings, ss_tot, constant)
+             for name, centred in centrings for split, constant in (("split", mask), ("whole", np.zeros_like(mask)))}
+    assert mask.any() and files["mean", "whole"].constant.sum() == 0
+    best = min(files, key=lambda key: files[key].n_bytes)
+    assert report["bytes"] == files[best].n_bytes and report["centre"] == best[0]
+    assert report["constant_particles"] == int(model.constant.sum()) == (int(mask.sum()) if best[1] == "split" else 0)
     assert report["r2"] >= 0.99 and np.isfinite(model.decode_window()).all()
+    resting = files["rest", "whole"]
+    format.write(tmp_path / "rest.mpmc", resting.meta, resting.blobs, resting.payload)
+    at_rest = np.all(window.values == 1.0, axis=(0, 2))
+    assert at_rest.sum() >= 0.1 * window.n_particles
+    assert (load(tmp_path / "rest.mpmc").decode_window()[:, at_rest] == 1.0).all()  # exactly, with codes of 0
+
+
+def test_the_resting_value_is_the_commonest_among_constant_particles_and_needs_a_tenth_of_them():
+    frame = np.array([[1, 0], [1, 0], [2, 0], [1, 0], [5, 5], [1, 1]], dtype=np.float32)
+    constant = np.array([True, True, True, True, False, True])
+    assert encode_module.resting_value(frame, constant).tolist() == [1.0, 0.0]  # whole vectors, not per component
+    few = np.zeros(40, dtype=bool)
+    few[:3] = True
+    assert encode_module.resting_value(np.ones((40, 1), np.float32), few) is None  # 3 of 40 rest: under a tenth
+    few[3] = True
+    assert encode_module.resting_value(np.ones((40, 1), np.float32), few).tolist() == [1.0]
+
+
+def test_constant_particles_are_judged_on_the_training_frames_only():
+    """A particle that changes at a held-out frame only is constant for the encoder, which never reads those."""
+    values = np.ones((8, 3, 1), dtype=np.float32)
+    values[4, 1] = 3.0  # at a held-out frame
+    values[5, 2] = 3.0  # at a training frame
+    train = np.array([0, 1, 2, 3, 5, 6, 7])
+    assert constant_particles(values, train).tolist() == [True, True, False]
+    assert constant_particles(values).tolist() == [True, False, False]
 
 
 @pytest.mark.parametrize("inr_type", ["siren_txy", "ngp"])

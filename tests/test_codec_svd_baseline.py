@@ -212,7 +212,7 @@ def test_the_held_out_rival_s_rank_grid_finds_the_dense_search_s_neighbourhood(m
     values, train, test = _many_directions_window()
     tried: list[int] = []
     real = svd_baseline_module._fit_budget
-    monkeypatch.setattr(svd_baseline_module, "_fit_budget", lambda *a, **k: tried.append(a[2].shape[1]) or real(*a, **k))
+    monkeypatch.setattr(svd_baseline_module, "_fit_budget", lambda *a, **k: tried.append(a[1].shape[1]) or real(*a, **k))
     monkeypatch.setattr(svd_baseline_module, "DENSE_RANKS", 10 ** 6)  # every rank
     dense = quantised_svd_holdout(values, train, test, 1500)
     dense_tried = set(tried)
@@ -369,8 +369,48 @@ def test_the_held_out_search_tries_more_bits_in_full_only_where_they_win(budget,
     tried: list[tuple[int, int]] = []
     real = svd_baseline_module._fit_budget
     monkeypatch.setattr(svd_baseline_module, "_fit_budget",
-                        lambda *a, **k: tried.append((a[2].shape[1], a[3])) or real(*a, **k))
+                        lambda *a, **k: tried.append((a[1].shape[1], a[2])) or real(*a, **k))
     point = quantised_svd_holdout(values, train, test, budget, bits=(16, 8))
     assert point == max(alone, key=lambda p: p.holdout_r2)
     n_wide = len([r for r, b in tried if b == 16])
     assert (n_wide == 1) if point.bits == 8 else (n_wide > 3)
+
+
+def _resting_window(seed: int = 0) -> np.ndarray:
+    """(T, N, C) = (30, 60, 1): two thirds of the particles rest at exactly 1 (Jp of the elastic ones), the rest
+    vary slowly about 2.5, so the mean (2.0) is no particle's value."""
+    rng = np.random.default_rng(seed)
+    values = np.ones((30, 60, 1), dtype=np.float32)
+    t = np.linspace(0, 1, 30)[:, None]
+    values[:, 40:, 0] = (2.5 + rng.normal(size=20) * (1 + 0.05 * t)).astype(np.float32)
+    return values
+
+
+def test_the_rival_centres_on_the_resting_value_where_that_file_is_smaller(monkeypatch):
+    """Centred on the mean, every resting particle shares one rounding error; centred on its value, its codes are 0
+    and exact. The rival tries both (as our codec does) and reports the R² of the file it keeps, recomputed here
+    about the window's own mean."""
+    values = _resting_window()
+    point = quantised_svd(values, 0.995)
+    decoded = point.decode(values.shape[1])
+    assert point.centred_on == "rest" and point.mean.tolist() == [1.0]
+    assert (decoded[:, :40] == 1.0).all()  # the resting particles exactly
+    assert point.r2 == pytest.approx(_r2(values, decoded), abs=1e-12) and point.r2 >= 0.995
+    monkeypatch.setattr(svd_baseline_module, "resting_value", lambda *a: None)
+    about_mean = quantised_svd(values, 0.995)
+    assert about_mean.centred_on == "mean" and point.n_bytes < about_mean.n_bytes
+    assert about_mean.r2 == pytest.approx(_r2(values, about_mean.decode(values.shape[1])), abs=1e-12)
+
+
+def test_the_held_out_rival_keeps_the_better_centre(monkeypatch):
+    values = _resting_window(1)
+    test = np.arange(2, 28, 4)
+    train = np.setdiff1d(np.arange(30), test)
+    centred = list(svd_baseline_module.centres(values[train]))
+    assert [c.name for c in centred] == ["mean", "rest"] and centred[1].ss_tot == pytest.approx(centred[0].sumsq)
+    assert centred[1].sumsq > centred[1].ss_tot  # about 1, not the mean: what the residual sums start from
+    point = quantised_svd_holdout(values, train, test, 400)
+    monkeypatch.setattr(svd_baseline_module, "resting_value", lambda *a: None)
+    about_mean = quantised_svd_holdout(values, train, test, 400)
+    assert point.centred_on == "rest" and about_mean.centred_on == "mean"
+    assert point.holdout_r2 > about_mean.holdout_r2 and point.n_bytes <= 400 and 0.99 < point.r2 <= 1

@@ -67,7 +67,7 @@ def _codec_cell(codec: dict[str, Any], raw: int) -> dict[str, Any]:
     """The codec file's numbers in a bench cell: size, ratio, decoded R², and how long it took to code."""
     return {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
             "target_met": codec["target_met"], "coding_s": codec["encode_s"] + codec["decode_s"],
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "centre": codec["centre"]}
 
 
 def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ...], device: str) -> dict[str, Any]:
@@ -100,7 +100,16 @@ def quantised_svd_point(values: np.ndarray, target: float) -> dict[str, Any] | N
     if point is None:
         return None
     return {"bytes": point.n_bytes, "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
-            "bits": point.bits, "setting": f"rank {point.rank}, {point.bits} bits"}
+            "bits": point.bits, "setting": _centred_setting(f"rank {point.rank}, {point.bits} bits", point.centred_on)}
+
+
+#: a file (ours or the quantised SVD's) centred on the value most particles rest at, not on the mean
+RESTING_NOTE = "centred on the resting value"
+
+
+def _centred_setting(setting: str, centred_on: str) -> str:
+    """A quantised SVD's setting, with its centre where it is not the mean."""
+    return setting if centred_on == "mean" else f"{setting}, {RESTING_NOTE}"
 
 
 def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> dict[str, Any]:
@@ -131,7 +140,8 @@ def quantised_svd_holdout_point(source: BaselineSource, budget_bytes: int) -> di
         return None
     return {"bytes": point.n_bytes, "ratio": source.raw_bytes / point.n_bytes, "r2": point.r2,
             "holdout_r2": point.holdout_r2,
-            "setting": f"rank {point.rank}, {point.bits} bits, {point.interpolation}"}
+            "setting": _centred_setting(f"rank {point.rank}, {point.bits} bits, {point.interpolation}",
+                                        point.centred_on)}
 
 
 def _holdout_point(point: dict[str, Any] | None) -> dict[str, Any] | None:

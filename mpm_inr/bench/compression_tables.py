@@ -13,6 +13,7 @@ from mpm_inr.bench.compression_bench import (
     GOAL_RIVALS,
     METHODS,
     QUANTISED_SVD,
+    RESTING_NOTE,
     coding_goal,
 )
 
@@ -146,8 +147,11 @@ def _holdout_cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: s
 
 
 def _coding_note(c: dict[str, Any]) -> list[str]:
-    """A codec file's encode + decode seconds, where the cell has them (a median cell does not)."""
-    return [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else []
+    """A codec file's centre where it is not the mean, and its encode + decode seconds, where the cell has them
+    (a median cell does not)."""
+    return ([RESTING_NOTE] if c.get("centre") == "rest" else []) + (
+        [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else [])
+
 
 
 def _header(t: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None], list[str]]:
