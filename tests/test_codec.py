@@ -342,6 +342,35 @@ def test_a_target_the_networks_basis_misses_is_reached_by_the_best_series_of_its
     assert kept["ceiling_r2"] == pytest.approx(own["ceiling_r2"]) and kept["r2"] < 0.99  # no target: the model's
 
 
+def test_a_held_out_window_s_series_may_keep_the_network_s_curves_past_the_refinable_degrees(data_root, tmp_path,
+                                                                                               monkeypatch):
+    """With frames held out, a series is refined only up to the degrees its fit stays bounded at; past them the
+    network's own curves still make a series (anchored at every frame and half frame), and the ceiling counts
+    them: S, 100 frames, every 4th held out, seed 2, R² 0.999 was out of the refined degree-16 series' reach
+    (0.99798) and went to the network's weights, 41.1 KB; the network's curves at degree 24 make it 30.5 KB. Here
+    no degree is refinable at all."""
+    cfg, _ = _train(data_root, tmp_path, "field=F", "data.holdout_every=4")
+    _, window, network = load_run(tmp_path)
+    monkeypatch.setattr(chebyshev.ProjectedTargets, "stable", lambda self, degree: False)
+    frames, u = window.train_frames, chebyshev.sample_times(window.n_frames)
+    samples = chebyshev.network_samples(network, u, 1.0)
+    members = bilinear.coded_members(network, np.zeros(window.n_particles, dtype=bool))
+    gt = window.values[frames].astype(np.float64)
+    ss_tot = float(component_sums(gt, gt)[1].sum())
+    search = encode_module.SeriesTargets(window.values, window, members, frames, samples, u, [], ss_tot)
+    one = chebyshev.Stretches(1, window.n_frames)
+    top = search.degrees(one)[-1]
+    own = encode_module._reachable_r2(search.projected(one), chebyshev.fit_series(samples, u, top, one), top, [],
+                                      ss_tot)[0]
+    assert search.ceiling(1.0) == own > 0.9
+    target = 1 - 1.5 * (1 - own)
+    report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "h.mpmc",
+                          CodecSettings(target_r2=target, basis="chebyshev"))
+    box = format.read(tmp_path / "h.mpmc")
+    assert report["target_met"] and box.meta["encoding"]["basis_kind"] == "chebyshev"
+    assert report["holdout_r2"] > 0.9
+
+
 def test_a_series_is_refined_only_where_its_fit_stays_bounded_between_the_training_frames(monkeypatch):
     """The least-squares fit's Lebesgue constant: a few units at low degree, exploding past ~2·√n, sooner with
     every 4th frame held out; above MAX_LEBESGUE a series is left as the network's (anchored between frames)."""
