@@ -389,31 +389,35 @@ class SeriesTargets:
 
     def ceiling(self, target: float) -> float:
         """The best R² a series file decodes to, over the stretch counts, fewest first, until one reaches
-        `target`: at each count's highest degree whose fit stays bounded between the training frames (a larger
-        polynomial space holds every smaller one), each group refined to its best basis of the model's rank. It
-        can pass the network's own (Jp over the whole simulation, seed 0, K = 40: 0.99948 at degree 192 against
-        its network's 0.9973), and a target between the two is then reached."""
+        `target` (_ceiling). It can pass the network's own (Jp over the whole simulation, seed 0, K = 40: 0.99948
+        at degree 192 against its network's 0.9973), and a target between the two is then reached."""
         best = -math.inf
         for count in self.counts:
-            best = max(best, self._ceiling(chebyshev.Stretches(count, self.window.n_frames)))
+            best = max(best, self._ceiling(chebyshev.Stretches(count, self.window.n_frames), target))
             if best >= target:
                 break
         return best
 
-    def _ceiling(self, stretches: chebyshev.Stretches) -> float:
-        """The better of the highest refinable degree's best series and the highest degree's series of the
-        network's own curves: with every 4th of 100 frames held out, degrees past 16 are not refined (their fits
-        would swing between the training frames), and S's best degree-16 series stops at R² 0.99798 (seed 2)
-        where the network's curves at degree 24 keep its 0.9994."""
+    def _ceiling(self, stretches: chebyshev.Stretches, target: float) -> float:
+        """At the highest degree whose fit stays bounded between the training frames (a larger polynomial space
+        holds every smaller one), each group refined to its best basis of the model's rank; where that misses
+        `target`, the network's own curves at the highest degree too. With every 4th of 100 frames held out,
+        degrees past 16 are not refined (their fits would swing between the training frames): S's best degree-16
+        series stops at R² 0.99798 (seed 2) where the network's curves at degree 24 keep its 0.9994."""
         if stretches.count not in self._ceilings:
             projected = self.projected(stretches)
             degrees = self.degrees(stretches)
             stable = [d for d in degrees if projected is not None and projected.stable(d)]
-            tops = sorted({stable[-1], degrees[-1]} if stable else ({degrees[-1]} if projected is not None else set()))
-            self._ceilings[stretches.count] = max(
-                (_reachable_r2(projected, chebyshev.fit_series(self.samples, self.u_samples, top, stretches), top,
-                               self.constant_fit, self.ss_tot)[0] for top in tops), default=-math.inf)
+            best = self._reachable_at(projected, stable[-1], stretches) if stable else -math.inf
+            if best < target and projected is not None and (not stable or degrees[-1] > stable[-1]):
+                best = max(best, self._reachable_at(projected, degrees[-1], stretches))
+            self._ceilings[stretches.count] = best
         return self._ceilings[stretches.count]
+
+    def _reachable_at(self, projected: chebyshev.ProjectedTargets, degree: int,
+                      stretches: chebyshev.Stretches) -> float:
+        coefs = chebyshev.fit_series(self.samples, self.u_samples, degree, stretches)
+        return _reachable_r2(projected, coefs, degree, self.constant_fit, self.ss_tot)[0]
 
     def points(self, search_goal: float, settings: CodecSettings) -> list[tuple[int, dict, dict]]:
         """The files of every stretch count (fewest first) that reach the goal (_series_points). A count is
