@@ -153,7 +153,6 @@ def _coding_note(c: dict[str, Any]) -> list[str]:
         [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else [])
 
 
-
 def _header(t: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None], list[str]]:
     seeds = [r["seed"] for r in t["seeds"]]
     lines = ["", f"### Field {t['field']}", "",

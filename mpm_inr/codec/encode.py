@@ -91,12 +91,12 @@ REST_SHARE = 0.1
 
 
 def resting_value(frame: np.ndarray, constant: np.ndarray) -> np.ndarray | None:
-    """(C,) the value that the most particles hold at every frame, of one frame's (N, C) values and the
-    particles constant over the frames (constant_particles), if at least
-    REST_SHARE of them do, else None. A bilinear file centred on it instead of the mean decodes those particles
-    exactly with codes of 0, the cheapest symbol, so the rest of the particles get their error budget: Jp = 1
-    holds for two thirds of discs_3types' particles (every fluid and elastic one) and, centred on the mean,
-    took a third of the file's error at R² 0.995 (100 frames, seed 0)."""
+    """(C,) the value that the most particles hold at every frame, from one frame's (N, C) values and the
+    particles constant over the frames (constant_particles), if at least REST_SHARE of them do; else None. A
+    bilinear file centred on it instead of the mean decodes those particles exactly with codes of 0, the cheapest
+    symbol, and leaves the error budget to the others: Jp = 1 holds for two thirds of discs_3types' particles
+    (every fluid and elastic one) and, centred on the mean, took a third of the file's error at R² 0.995 (100
+    frames, seed 0)."""
     needed = REST_SHARE * frame.shape[0]
     if constant.sum() < needed:
         return None
