@@ -414,3 +414,26 @@ def test_the_held_out_rival_keeps_the_better_centre(monkeypatch):
     about_mean = quantised_svd_holdout(values, train, test, 400)
     assert point.centred_on == "rest" and about_mean.centred_on == "mean"
     assert point.holdout_r2 > about_mean.holdout_r2 and point.n_bytes <= 400 and 0.99 < point.r2 <= 1
+
+
+def test_the_held_out_rival_does_not_hold_its_training_frames_through_the_last_centre_s_search(monkeypatch):
+    """The training frames' copy (1.1 GB of F over the whole simulation) goes once the last centred matrix is made."""
+    values = _resting_window(2)
+    test = np.arange(2, 28, 4)
+    train = np.setdiff1d(np.arange(30), test)
+    refs, alive = [], []
+    real_centres, real_search = svd_baseline_module.centres, svd_baseline_module._best_holdout_about
+
+    def centres(frames):
+        refs.append(weakref.ref(frames))
+        return real_centres(frames)
+
+    def search(centred, *args):
+        gc.collect()
+        alive.append((centred.name, refs[0]() is not None))
+        return real_search(centred, *args)
+
+    monkeypatch.setattr(svd_baseline_module, "centres", centres)
+    monkeypatch.setattr(svd_baseline_module, "_best_holdout_about", search)
+    assert quantised_svd_holdout(values, train, test, 400) is not None
+    assert alive == [("mean", True), ("rest", False)]

@@ -102,8 +102,11 @@ def centres(values: np.ndarray) -> Iterator[Centred]:
     named = [("mean", mean)] + ([("rest", rest.astype(np.float32))]
                                 if rest is not None and not np.array_equal(rest.astype(np.float32), mean) else [])
     ss_tot = None
-    for name, centre in named:
+    for i, (name, centre) in enumerate(named):
         matrix, sumsq = _centred(values.reshape(n_frames, -1), centre, n_particles)
+        if i == len(named) - 1:
+            del values  # a caller's slice (the held-out rival's training frames: 1.1 GB of F over the whole
+            # simulation) is not held through the last search
         ss_tot = sumsq if ss_tot is None else ss_tot  # the mean comes first
         yield Centred(name, centre, matrix, sumsq, ss_tot)
         del matrix
