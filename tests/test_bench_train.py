@@ -9,7 +9,7 @@ import pytest
 
 from mpm_inr.bench.__main__ import main
 from mpm_inr.bench.compose import compose_train_config
-from mpm_inr.bench.compression_bench import RESTING_NOTE
+from mpm_inr.bench.compression_bench import RESTING_NOTE, SPLIT_NOTE
 from mpm_inr.bench.compression_tables import ratio_text
 from mpm_inr.bench.train_bench import BenchSettings, markdown, run
 
@@ -92,7 +92,10 @@ def _check_compression_table(saved: dict, table: str) -> None:
         assert codec["ratio"] == pytest.approx(raw / codec["bytes"])
         assert codec["target_met"] == (codec["r2"] >= float(target) - 1e-9)
         notes = ", ".join([*([] if codec["target_met"] else ["target missed"]),
-                           *([RESTING_NOTE] if codec["centre"] == "rest" else []), f"coded in {codec['coding_s']:.1f} s"])
+                           *([RESTING_NOTE] if codec["centre"] == "rest" else []),
+                           *([SPLIT_NOTE] if codec["components"] == "split" else []),
+                           f"coded in {codec['coding_s']:.1f} s"])
+        assert codec["components"] == "shared"  # one component: the model's layout is already each value alone
         assert codec["coding_s"] > 0 and codec["threads"] >= 1  # the file's encode + decode, timed
         assert f"| ours, codec file | {target} | {_cell(codec, notes)} | {_cell(codec)} |" in table
         for method, name in (("svd_q", "SVD, quantised + lzma (as our codec)"), ("svd", "SVD (centred, float32)"),

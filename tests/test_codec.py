@@ -436,15 +436,15 @@ def test_a_version_4_file_still_decodes(f_run, tmp_path):
 def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_version_6_file_still_decodes(
         f_run, tmp_path, monkeypatch):
     """A series cut into stretches (format 7, encoding.series_stretches) decodes to the R² the encoder reports, at
-    any t; a file of the plain series written as version 6 decodes to the same arrays; a version-6 reader refuses
-    a version-7 file as newer, since it would read a piecewise series as one."""
+    any t, and so does that file written as version 7; a file of the plain series written as version 6 decodes to
+    the same arrays; a version-6 reader refuses a newer file, since it would read a piecewise series as one."""
     cfg, window, network = load_run(f_run)
     monkeypatch.setattr(chebyshev, "STRETCH_COUNTS", (4,))  # 4 stretches only, of 5 frames each
     monkeypatch.setattr(chebyshev, "MIN_STRETCH_FRAMES", 5)
     path = tmp_path / "p.mpmc"
     report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.99, basis="chebyshev"))
     box = format.read(path)
-    assert box.version == FORMAT_VERSION == 7 and box.meta["encoding"]["series_stretches"] == 4
+    assert box.version == FORMAT_VERSION == 8 and box.meta["encoding"]["series_stretches"] == 4
     decoded = load(path)
     assert decoded.series.stretches == chebyshev.Stretches(4, window.n_frames)
     assert r2_score(window.values, decoded.decode_window()) == pytest.approx(report["r2"], abs=1e-12)
@@ -452,9 +452,14 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     start = int(decoded.frames[0])
     between = decoded.predict([start + 4.5, start + 4.99, start + 5.0])
     assert np.isfinite(between).all() and np.allclose(between[2], decoded.decode_window()[5])
+    seven = tmp_path / "v7.mpmc"
+    write_legacy(seven, box.meta, box.blobs, 7)
+    assert format.read(seven).version == 7
+    np.testing.assert_array_equal(load(seven).decode_window(), decoded.decode_window())
     monkeypatch.setattr(format, "FORMAT_VERSION", 6)
-    with pytest.raises(CodecError, match="format version 7, newer than this reader's 6"):
-        format.read(path)
+    for newer, version in ((path, 8), (seven, 7)):
+        with pytest.raises(CodecError, match=f"format version {version}, newer than this reader's 6"):
+            format.read(newer)
     monkeypatch.undo()
     plain = tmp_path / "plain.mpmc"
     encode_model(network, cfg["model"], window, 1.0, plain, CodecSettings(target_r2=0.99, basis="chebyshev"))

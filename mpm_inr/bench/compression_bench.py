@@ -67,7 +67,7 @@ def _codec_cell(codec: dict[str, Any], raw: int) -> dict[str, Any]:
     """The codec file's numbers in a bench cell: size, ratio, decoded R², and how long it took to code."""
     return {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
             "target_met": codec["target_met"], "coding_s": codec["encode_s"] + codec["decode_s"],
-            "threads": torch.get_num_threads(), "centre": codec["centre"]}
+            "threads": torch.get_num_threads(), "centre": codec["centre"], "components": codec["components"]}
 
 
 def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ...], device: str) -> dict[str, Any]:
@@ -105,6 +105,8 @@ def quantised_svd_point(values: np.ndarray, target: float) -> dict[str, Any] | N
 
 #: a file (ours or the quantised SVD's) centred on the value most particles rest at, not on the mean
 RESTING_NOTE = "centred on the resting value"
+#: our file codes each particle's components apart (mpm_inr.codec.components), as the SVD does
+SPLIT_NOTE = "components apart"
 
 
 def _centred_setting(setting: str, centred_on: str) -> str:

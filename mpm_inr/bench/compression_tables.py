@@ -14,6 +14,7 @@ from mpm_inr.bench.compression_bench import (
     METHODS,
     QUANTISED_SVD,
     RESTING_NOTE,
+    SPLIT_NOTE,
     coding_goal,
 )
 
@@ -147,9 +148,10 @@ def _holdout_cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: s
 
 
 def _coding_note(c: dict[str, Any]) -> list[str]:
-    """A codec file's centre where it is not the mean, and its encode + decode seconds, where the cell has them
-    (a median cell does not)."""
+    """A codec file's centre where it is not the mean, its layout where it codes the components apart, and its
+    encode + decode seconds, where the cell has them (a median cell does not)."""
     return ([RESTING_NOTE] if c.get("centre") == "rest" else []) + (
+        [SPLIT_NOTE] if c.get("components") == "split" else []) + (
         [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else [])
 
 

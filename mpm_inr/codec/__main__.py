@@ -11,7 +11,12 @@ import numpy as np
 
 from mpm_inr.codec import format
 from mpm_inr.codec.decode import load
-from mpm_inr.codec.encode import BASIS_KINDS, CodecSettings, encode_model
+from mpm_inr.codec.encode import (
+    BASIS_KINDS,
+    COMPONENT_LAYOUTS,
+    CodecSettings,
+    encode_model,
+)
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.errors import UserError, exit_code_of
 
@@ -30,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--basis", choices=BASIS_KINDS, default=CodecSettings.basis,
                      help="a bilinear model's temporal basis: its network, a Chebyshev series in t fitted to it, "
                           "or whichever file is smaller (auto)")
+    enc.add_argument("--components", choices=COMPONENT_LAYOUTS, default=CodecSettings.components,
+                     help="also try a file that codes each particle's components apart (both), never (shared), or "
+                          "on windows of more than 100 frames (auto)")
     enc.add_argument("--data-root", default=None, help="where the run's dataset lives, if it moved")
     dec = sub.add_parser("decode", help="a file back to the window's arrays")
     dec.add_argument("file")
@@ -57,7 +65,7 @@ def _encode(args) -> dict:
     except ValueError:
         raise UserError(f"--weight-bits={args.weight_bits!r} must be comma-separated integers, e.g. 16,8,4") from None
     settings = CodecSettings.from_config({"target_r2": args.target_r2, "weight_bits": bits,
-                                          "basis": args.basis})
+                                          "basis": args.basis, "components": args.components})
     cfg, window, network = load_run(args.run_dir, args.data_root)
     out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_NAME
     return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], out, settings)

@@ -84,13 +84,14 @@ def target_blocks(values: np.ndarray, mean: np.ndarray, idx: np.ndarray,
                   frames: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """(F, m, C) float64 targets (values minus the normalisation mean) of the particles `idx`, a block of them at a
     time, TARGET_BLOCK_VALUES at most: over `frames` of (T, N, C) `values` (all of them if None), so a window with
-    held-out frames is not copied whole either."""
+    held-out frames is not copied whole either. `mean`: (C,), or (N, C), a centre per particle (a file that codes
+    each particle's components apart centres each on its component's value: encode.split_components)."""
     n_frames = values.shape[0] if frames is None else len(frames)
     per_block = max(1, TARGET_BLOCK_VALUES // max(1, n_frames * values.shape[2]))
     for lo in range(0, idx.size, per_block):
         part = idx[lo:lo + per_block]
         block = values[:, part] if frames is None else values[np.ix_(frames, part)]
-        yield block.astype(np.float64) - mean
+        yield block.astype(np.float64) - (mean if np.ndim(mean) < 2 else mean[part])
 
 
 def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray, members: list[np.ndarray],

@@ -356,6 +356,11 @@ class ProjectedTargets:
                 total += fit.ss_res
         return total
 
+    def singular_values(self, group: int, degree: int) -> np.ndarray:
+        """The group's whitened projections' singular values at `degree`: the best series of rank r leaves
+        ||Y_g||² − Σ_{i<r} s_i² (reachable_ss_res)."""
+        return self._best_basis(group, degree)[1]
+
     def _best_basis(self, group: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(L, singular values, right singular vectors) of the group's whitened projections, once per degree."""
         if (group, degree) not in self._best:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpm_inr.codec import bilinear, chebyshev, format
+from mpm_inr.codec import bilinear, chebyshev, components, format
 from mpm_inr.codec.quantise import (
     pack_array,
     smallest_int,
@@ -50,12 +50,15 @@ def held_out_mask(window: dict[str, Any]) -> np.ndarray:
 @dataclass(frozen=True)
 class SeriesBasis:
     """A series file's model: per coded basis group, its curves ((d + 1)·P, r_g, C), codes (n_g, r_g), particles;
-    the P stretches of the window the curves are piecewise over (format 7; one before)."""
+    the P stretches of the window the curves are piecewise over (format 7; one before). In a file that codes the
+    components apart (format 8, mpm_inr.codec.components) the particles are the N·C particle-components, C is 1
+    and the curves are in original units."""
 
     curves: list[np.ndarray]
     codes: list[np.ndarray]
     members: list[np.ndarray]
     stretches: chebyshev.Stretches = chebyshev.ONE_STRETCH
+    split: bool = False
 
 
 @dataclass
@@ -63,9 +66,9 @@ class CodecModel:
     """A decodable model: the network with its (decoded) parameters and what maps its output to the window."""
 
     meta: dict[str, Any]  # the file's metadata (window, normalisation, model config, encoding)
-    network: nn.Module
-    constant: np.ndarray  # (N,) bool: particles whose values are constant over the window, stored exactly
-    constant_values: np.ndarray  # (n_constant, C) float32
+    network: nn.Module | None  # None for a file that codes the components apart: no network decodes it
+    constant: np.ndarray  # (N,) bool (N·C in a split file): particles whose values are constant over the window
+    constant_values: np.ndarray  # (n_constant, C) float32 (C = 1 in a split file)
     series: SeriesBasis | None = None  # a bilinear basis stored as a Chebyshev series, with its codes
 
     @property
@@ -103,6 +106,13 @@ class CodecModel:
     def predict(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
         """(len(frames), N, C) float32 in original units at absolute (possibly fractional) frame numbers."""
         win = self.meta["window"]
+        if self.series is not None and self.series.split:
+            n_particles, n_comp = win["n_particles"], win["n_components"]
+            out = chebyshev.predict(self.series.curves, self.series.codes, self.series.members,
+                                    self.window_time(frames), n_particles * n_comp, self.series.stretches)
+            out = (out + components.split_centre(win["mean"], n_particles)).astype(np.float32)
+            out[:, self.constant] = self.constant_values
+            return components.join(out, n_comp)
         if self.series is None:
             t = self.normalised_time(frames)
             src = CoordinateSource(t, torch.linspace(-1.0, 1.0, win["n_particles"]), None)
@@ -132,11 +142,18 @@ def load(path: str | os.PathLike) -> CodecModel:
 
 def from_container(box: format.Container) -> CodecModel:
     meta, blobs = box.meta, box.blobs
-    network = build(meta, blobs)
     win, series = meta["window"], None
-    constant = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))[:win["n_particles"]].astype(bool)
-    if meta["kind"] == "bilinear" and meta["encoding"].get("basis_kind", "network") == "chebyshev":
-        series, values = _series_parts(meta, blobs, network, constant)
+    split = meta["kind"] == "bilinear" and components.is_split(meta["encoding"])
+    network = None if split else build(meta, blobs)
+    n_coded = win["n_particles"] * (win["n_components"] if split else 1)
+    constant = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))[:n_coded].astype(bool)
+    if split:
+        series, values = _series_parts(meta, blobs, [np.flatnonzero(~constant)], constant, 1,
+                                       components.split_centre(win["mean"], win["n_particles"])[constant])
+        state = {}
+    elif meta["kind"] == "bilinear" and meta["encoding"].get("basis_kind", "network") == "chebyshev":
+        series, values = _series_parts(meta, blobs, bilinear.coded_members(network, constant), constant,
+                                       win["n_components"], as_float32(win["mean"]))
         state = {}
     elif meta["kind"] == "bilinear":
         members = bilinear.coded_members(network, constant)
@@ -156,21 +173,22 @@ def from_container(box: format.Container) -> CodecModel:
     return CodecModel(meta, network, constant, values.astype(np.float32), series)
 
 
-def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], network: nn.Module,
-                  constant: np.ndarray) -> tuple[SeriesBasis, np.ndarray]:
-    """A series file's basis and codes per coded group, and the constant particles' values."""
+def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], members: list[np.ndarray], constant: np.ndarray,
+                  n_comp: int, constant_centre: np.ndarray) -> tuple[SeriesBasis, np.ndarray]:
+    """A series file's basis and codes per coded group (`members`, of `n_comp` components each), and the constant
+    particles' values (`constant_centre` plus their codes)."""
     win, encoding = meta["window"], meta["encoding"]
-    members = bilinear.coded_members(network, constant)
     shapes = [(idx.size, 0) for idx in members]
-    shapes += [(int(constant.sum()), win["n_components"])] if constant.any() else []
+    shapes += [(int(constant.sum()), n_comp)] if constant.any() else []
     codes = bilinear.unpack_codes(blobs, encoding, shapes)
     curves = chebyshev.split_groups(unpack_tensors("series", blobs, encoding["series"])["coefs"],
-                                    encoding["series_ranks"], win["n_components"])
+                                    encoding["series_ranks"], n_comp)
     stretches = chebyshev.Stretches(encoding.get("series_stretches", 1), win["n_frames"])
     for group_curves in curves:
         stretches.degree(group_curves.shape[0])  # rows a whole number of stretches, or one CodecError line
-    values = (as_float32(win["mean"]) + codes[-1]) if constant.any() else np.zeros((0, win["n_components"]))
-    return SeriesBasis(curves, codes[:len(members)], members, stretches), values
+    values = (constant_centre + codes[-1]) if constant.any() else np.zeros((0, n_comp))
+    split = components.is_split(encoding)
+    return SeriesBasis(curves, codes[:len(members)], members, stretches, split), values
 
 
 def build(meta: dict[str, Any], blobs: dict[str, bytes]) -> nn.Module:

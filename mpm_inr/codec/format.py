@@ -1,6 +1,6 @@
 """The codec's container: one self-checking file that a decoder can trust or refuse in one line.
 
-Layout of versions 5 to 7 (little endian; 6 and 7 differ in the metadata only):
+Layout of versions 5 to 8 (little endian; 6 to 8 differ in the metadata only):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
@@ -52,8 +52,10 @@ MAGIC = b"MPMINRC\x00"
 # no provenance or encoder estimates in the metadata (~0.1 KB less per file); 5: no table of the arrays' sizes,
 # which their specs give (array_sizes); 6: regularly held-out frames as their rule (window.holdout_every)
 # instead of their list (0.4 KB at 1 000 frames, 5.1 KB at 10 000); 7: a series may be piecewise over P stretches
-# of the window (encoding.series_stretches; a version-6 reader would decode such a file as one series, wrongly)
-FORMAT_VERSION = 7
+# of the window (encoding.series_stretches; a version-6 reader would decode such a file as one series, wrongly);
+# 8: a file may code each particle's components apart (encoding.components, mpm_inr.codec.components; a version-7
+# reader would take its N·C codes for N particles' and refuse it as inconsistent at best)
+FORMAT_VERSION = 8
 _PREFIX = struct.Struct("<8sH")  # what every version starts with: magic, version
 _LEGACY_HEAD = struct.Struct("<8sHIQ")  # versions 1-3: magic, version, meta_len, data_len
 _LEGACY_DIGEST = 32  # versions 1-3: sha256
@@ -110,6 +112,11 @@ def screen_size(blobs: dict[str, bytes]) -> int:
     """A fast stand-in for len(payload(blobs)) to rank candidate files by: a C file's encoder compared 40-odd
     candidates at ~0.15 s each; ranked by this, only the near-best are compressed for real."""
     return len(lzma.compress(_in_file_order(blobs), format=lzma.FORMAT_RAW, filters=_SCREEN_FILTERS))
+
+
+def blobs_digest(blobs: dict[str, bytes]) -> bytes:
+    """A digest of the blobs as a payload would hold them: two candidate files with the same one are the same."""
+    return _digest(_in_file_order(blobs) + repr(sorted((name, len(blob)) for name, blob in blobs.items())).encode())
 
 
 def _in_file_order(blobs: dict[str, bytes]) -> bytes:

@@ -77,6 +77,7 @@ class CodecConfig:
     max_error_growth: float = MISSING  #: the file's 1 - R² may exceed the model's by this fraction
     weight_bits: list[int] = MISSING  #: candidate network weight precisions
     basis: str = MISSING  #: a bilinear basis as its network, a Chebyshev series in t, or the smaller (auto)
+    components: str = MISSING  #: also try a file that codes each particle's components apart (both, shared, auto)
     file: str = MISSING  #: file name in the run dir
 
 

@@ -1,0 +1,207 @@
+"""A codec file that codes each particle's components apart (format 8, mpm_inr.codec.components): it decodes to
+what the encoder scored, at any t; the encoder keeps it only where it is the smaller file; an older reader refuses
+it as newer; and the window is viewed, not copied, to build it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mpm_inr.bench.compose import compose_train_config
+from mpm_inr.codec import (
+    CodecError,
+    CodecSettings,
+    bilinear,
+    components,
+    encode_model,
+    format,
+    load,
+)
+from mpm_inr.codec import encode as encode_module
+from mpm_inr.codec.rundir import load_run
+from mpm_inr.data.window import FieldWindow
+from mpm_inr.errors import ConfigError
+from mpm_inr.metrics import r2_score
+from mpm_inr.metrics.regression import component_sums
+from mpm_inr.training.run import run_training
+
+TINY = ["scenario=discs_small", "data.n_training_frames=20", "trainer=cpu", "logger=none", "train.total_steps=20",
+        "train.steps_per_call=10", "train.eval_every=10", "train.batch_size=1", "outputs.plot=false"]
+
+
+@pytest.fixture(scope="module")
+def s_run(data_root, tmp_path_factory) -> Path:
+    """A lagrangian S run: four components, the preset's bilinear codes."""
+    run_dir = tmp_path_factory.mktemp("s_run")
+    overrides = TINY + [f"data.root={data_root}", "field=S"]
+    run_training(compose_train_config(overrides), run_dir, overrides, progress=False)
+    return run_dir
+
+
+def _ss_tot(window: FieldWindow) -> float:
+    gt = window.values[window.train_frames].astype(np.float64)
+    return float(component_sums(gt, gt)[1].sum())
+
+
+def _split_file(run: Path, target: float, path: Path, constant: np.ndarray | None = None):
+    cfg, window, network = load_run(run)
+    apart = np.zeros(window.values[0].size, dtype=bool) if constant is None else constant
+    candidate = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=target),
+                                             _ss_tot(window), apart, network.latent_dim * window.n_components)
+    assert candidate is not None
+    format.write(path, candidate.meta, candidate.blobs, candidate.payload)
+    return window, candidate
+
+
+def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_path, monkeypatch):
+    path = tmp_path / "split.mpmc"
+    window, candidate = _split_file(s_run, 0.99, path)
+    box = format.read(path)
+    assert box.version == format.FORMAT_VERSION == 8 and components.is_split(box.meta["encoding"])
+    model = load(path)
+    assert model.network is None and model.series.split and model.constant.size == window.values[0].size
+    decoded = model.decode_window()
+    assert decoded.shape == window.values.shape and decoded.dtype == np.float32
+    r2 = r2_score(window.values, decoded)
+    assert r2 >= 0.99 and 1 - r2 == pytest.approx(1 - candidate.search["r2_estimate"], rel=1e-3)
+    start = int(model.frames[0])
+    between = model.predict([start + 2.5, start + 3.0])
+    assert np.isfinite(between).all() and np.allclose(between[1], decoded[3])
+    assert not np.allclose(between[0], decoded[2]) and not np.allclose(between[0], decoded[3])
+    assert "components" not in box.meta["model"]  # the model's config is the run's, as in every file
+    monkeypatch.setattr(format, "FORMAT_VERSION", 7)
+    with pytest.raises(CodecError, match="format version 8, newer than this reader's 7"):
+        format.read(path)
+
+
+def test_particle_components_constant_over_the_window_are_stored_by_value(s_run, tmp_path):
+    """Where one component of some particles never moves, the split file may store those particle-components as
+    one value each (a mask of N·C bits and a code per value, sharing the error budget): they decode to a constant
+    over every frame, and the whole within budget."""
+    cfg, window, network = load_run(s_run)
+    values = window.values.copy()
+    values[:, :40, 1] = values[0, :40, 1]  # component 1 of 40 particles held still
+    window = FieldWindow(window.field, window.frames, values, window.positions, window.material, window.object_id,
+                         window.held_out, window.mean, window.std)
+    apart = encode_module.constant_particles(components.split_window(window).values)
+    assert apart.reshape(-1, 4)[:40, 1].all() and apart.sum() >= 40
+    candidate = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=0.99),
+                                             _ss_tot(window), apart, network.latent_dim * 4)
+    format.write(tmp_path / "c.mpmc", candidate.meta, candidate.blobs, candidate.payload)
+    decoded = load(tmp_path / "c.mpmc").decode_window()
+    still = decoded[:, :40, 1]
+    assert (still == still[0]).all()
+    assert load(tmp_path / "c.mpmc").constant.sum() == apart.sum() and r2_score(values, decoded) >= 0.99
+
+
+def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_path, monkeypatch):
+    cfg, window, network = load_run(s_run)
+    settings = {layout: CodecSettings(target_r2=0.99, components=layout) for layout in ("shared", "both", "auto")}
+    reports = {layout: encode_model(network, cfg["model"], window, 1.0, tmp_path / f"{layout}.mpmc", s)
+               for layout, s in settings.items()}
+    _, split = _split_file(s_run, 0.99, tmp_path / "split.mpmc")
+    assert reports["shared"]["components"] == "shared"
+    assert reports["both"]["bytes"] == min(reports["shared"]["bytes"], split.n_bytes)
+    assert reports["both"]["components"] == ("split" if split.n_bytes < reports["shared"]["bytes"] else "shared")
+    assert reports["auto"]["components"] == "shared"  # 20 frames: too short for auto to try the split file
+    monkeypatch.setattr(encode_module, "SPLIT_MIN_FRAMES", 20)
+    auto = encode_model(network, cfg["model"], window, 1.0, tmp_path / "auto20.mpmc", settings["auto"])
+    assert auto["bytes"] == reports["both"]["bytes"] and auto["r2"] >= 0.99
+    without_target = encode_model(network, cfg["model"], window, 1.0, tmp_path / "own.mpmc",
+                                  CodecSettings(components="both"))
+    assert without_target["components"] == "shared"  # no target: the model's own accuracy, in its own layout
+
+
+def test_the_split_view_is_the_window_itself_centred_per_component():
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(6, 5, 3)).astype(np.float32)
+    window = FieldWindow("S", np.arange(6), values, np.zeros((6, 5, 2), np.float32), np.arange(5) % 2,
+                         np.arange(5) % 3, np.zeros(6, bool), np.array([1.0, 2.0, 3.0], np.float32),
+                         np.array([2.0, 2.0, 2.0], np.float32))
+    view = components.split_window(window)
+    assert np.shares_memory(view.values, values) and view.values.shape == (6, 15, 1)
+    assert view.mean[:, 0].tolist() == [1.0, 2.0, 3.0] * 5 and view.std.tolist() == [1.0]
+    assert view.object_id.tolist() == np.repeat(np.arange(5) % 3, 3).tolist()
+    idx = np.array([0, 4, 14])
+    block = np.concatenate(list(bilinear.target_blocks(view.values, view.mean, idx)), axis=1)
+    np.testing.assert_array_equal(block[..., 0], values.reshape(6, 15)[:, idx] - view.mean[idx, 0])
+    np.testing.assert_array_equal(components.join(view.values, 3), values)
+
+
+def test_unknown_component_layouts_are_one_line():
+    with pytest.raises(ConfigError, match="codec.components=apart is not one of auto, both, shared"):
+        CodecSettings.from_config({"components": "apart"})
+    assert CodecSettings.from_config({}).components == "auto"
+
+
+def test_the_window_s_own_curves_start_a_split_search_and_few_of_them(s_run):
+    """The split search starts from the window's best series at its highest refinable degree, as few curves as
+    leave a small share of the error budget: fewer than the model's K·C, more than none."""
+    window = load_run(s_run)[1]
+    view = components.split_window(window)
+    ss_tot = _ss_tot(window)
+    u = encode_module.chebyshev.sample_times(window.n_frames)
+    members = [np.arange(view.n_particles)]
+    loose = encode_module.SeriesTargets(view.values, view, members, None, None, u, [], ss_tot, 40, 0.05 * ss_tot)
+    tight = encode_module.SeriesTargets(view.values, view, members, None, None, u, [], ss_tot, 40, 1e-4 * ss_tot)
+    one = encode_module.chebyshev.ONE_STRETCH
+    few, many = loose.samples_for(one), tight.samples_for(one)
+    assert few.shape[:2] == (u.size, 1) and few.shape[3] == 1 and 1 <= few.shape[2] < many.shape[2] <= 40
+    assert np.isfinite(many).all()
+
+
+def test_many_directions_are_searched_over_the_whole_range_of_caps(monkeypatch):
+    """With many kept directions (a split file's K·C), fewer are searched by quarter steps down to the first cap
+    that misses the goal, then around the best at halving strides: past a local minimum next to K - 1 (where
+    a step at a time stopped), the best cap far below it is found, in a couple of dozen step searches, not K."""
+    visited = []
+    near_top = {71: 5000, 70: 4000, 69: 4500, 68: 4600}
+
+    def fake(kept_series, constant_fit, bits, ss_tot, goal, cap=None):
+        visited.append(cap)
+        return None if cap < 9 else (near_top.get(cap, 1000 + (cap - 20) ** 2), {"cap": cap}, {})
+
+    kept = SimpleNamespace(fits=[bilinear.GroupFit(np.eye(72), np.zeros((5, 72)), 0.0, np.eye(72),
+                                                   np.zeros((5, 72)))])
+    monkeypatch.setattr(encode_module, "_series_at_goal", fake)
+    points = encode_module._fewer_directions(kept, 6, [], 1.0, 0.99)
+    assert min(points, key=lambda p: p[0])[1]["cap"] == 20
+    assert len(visited) == len(set(visited)) <= 24 and all(1 <= cap <= 71 for cap in visited)
+
+
+def test_a_split_search_ends_with_the_curves_frame_by_frame(s_run, monkeypatch):
+    """After the series (stopped at the first clearly larger file), a split search tries the curves' values at
+    every frame with straight lines between (stretches of two frames, degree 1: the SVD's own temporal factors),
+    on windows up to FRAME_WISE_MAX_FRAMES; such a file decodes between frames on the line between them."""
+    window = load_run(s_run)[1]
+    view = components.split_window(window)
+    u = encode_module.chebyshev.sample_times(window.n_frames)
+    visited = []
+
+    def fake(samples, u_samples, degrees, projected, *args):
+        visited.append((projected.stretches.count, tuple(degrees)))
+        return [({1: 1000, 2: 2000}.get(projected.stretches.count, 900), {}, {})]
+
+    monkeypatch.setattr(encode_module.chebyshev, "STRETCH_COUNTS", (1, 2, 4))
+    monkeypatch.setattr(encode_module.chebyshev, "MIN_STRETCH_FRAMES", 5)
+    monkeypatch.setattr(encode_module, "_series_points", fake)
+    search = encode_module.SeriesTargets(view.values, view, [np.arange(view.n_particles)], None, None, u, [],
+                                         _ss_tot(window), 8, frame_wise=True)
+    assert search.frame_wise == window.n_frames // 2 == 10
+    points = search.points(0.5, CodecSettings(weight_bits=(8,)))
+    assert [count for count, _ in visited] == [1, 2, 10] and visited[-1][1] == (1,)  # 4 not: 2 was clearly larger
+    assert min(p[0] for p in points) == 900
+    monkeypatch.setattr(encode_module, "FRAME_WISE_MAX_FRAMES", 19)
+    assert encode_module.SeriesTargets(view.values, view, [np.arange(view.n_particles)], None, None, u, [], 1.0, 8,
+                                       frame_wise=True).frame_wise is None
+    cheb = encode_module.chebyshev
+    pairs, frames = cheb.Stretches(10, 20), cheb.frame_times(20)
+    at_frames = np.sin(np.arange(20.0))[:, None]
+    coefs = np.linalg.solve(pairs.vander(frames, 1), at_frames)  # 20 rows: two per stretch of two frames
+    np.testing.assert_allclose(cheb.evaluate(coefs, frames, pairs), at_frames, atol=1e-12)
+    for a in (0, 1, 6, 7):  # between two frames of a stretch and between two stretches alike
+        between = cheb.evaluate(coefs, (frames[a:a + 1] + frames[a + 1:a + 2]) / 2, pairs)
+        np.testing.assert_allclose(between[0], (at_frames[a] + at_frames[a + 1]) / 2, atol=1e-12)
