@@ -4,6 +4,7 @@ it as newer; and the window is viewed, not copied, to build it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from mpm_inr.codec import (
     load,
 )
 from mpm_inr.codec import encode as encode_module
+from mpm_inr.codec.__main__ import main as codec_main
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError
@@ -205,3 +207,15 @@ def test_a_split_search_ends_with_the_curves_frame_by_frame(s_run, monkeypatch):
     for a in (0, 1, 6, 7):  # between two frames of a stretch and between two stretches alike
         between = cheb.evaluate(coefs, (frames[a:a + 1] + frames[a + 1:a + 2]) / 2, pairs)
         np.testing.assert_allclose(between[0], (at_frames[a] + at_frames[a + 1]) / 2, atol=1e-12)
+
+
+def test_the_cli_takes_the_layouts_and_info_names_a_split_file(s_run, tmp_path, capsys):
+    path = tmp_path / "cli.mpmc"
+    assert codec_main(["encode", str(s_run), "--target-r2", "0.99", "--components", "both", "-o", str(path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert codec_main(["info", str(path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format_version"] == 8 and info["encoding"].get("components", "shared") == report["components"]
+    with pytest.raises(SystemExit):
+        codec_main(["encode", str(s_run), "--components", "apart"])
+    assert "invalid choice: 'apart'" in capsys.readouterr().err
