@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpm_inr.codec import bilinear, format
+from mpm_inr.codec import CodecError, bilinear, format
+from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
     pack_array,
@@ -93,3 +94,27 @@ def test_a_tensor_beyond_fp16_s_range_stays_float32_without_a_warning():
     wide = np.array([1.0, 7e4], np.float32)  # fp16 tops out at 65504
     stored = quantise_tensor(wide, 16)
     assert stored.dtype == np.float32 and np.array_equal(stored, wide)
+
+
+def test_codes_stored_particle_major_decode_alike_and_an_unknown_order_is_refused():
+    """Codes packed each particle's integers together (format 8's codes_order) decode to the same numbers as
+    direction by direction; the encoder keeps the order whose fast-compressed prefix is smaller."""
+    rng = np.random.default_rng(5)
+    ints = [rng.integers(-3, 4, size=(50, 4)).astype(np.int16), rng.integers(-9, 9, size=(7, 2)).astype(np.int16)]
+    codes = bilinear.QuantisedCodes(0.5, [None, None], [None, None], ints, 0.0)
+    shapes = [(50, 0), (7, 0)]
+    by_direction, by_particle = (bilinear.pack_codes(codes, particle_major=p) for p in (False, True))
+    assert "codes_order" not in by_direction[1] and by_particle[1]["codes_order"] == "particle"
+    assert by_direction[0]["codes"] != by_particle[0]["codes"]
+    for blobs, meta in (by_direction, by_particle):
+        decoded = bilinear.unpack_codes(blobs, meta, shapes)
+        for got, want in zip(decoded, ints, strict=True):
+            np.testing.assert_array_equal(got, want * 0.5)
+    with pytest.raises(CodecError, match="codes_order 'diagonal'"):
+        bilinear.unpack_codes(by_particle[0], {**by_particle[1], "codes_order": "diagonal"}, shapes)
+    # a tenth of the particles move, in every direction, the rest code to zeros: particle by particle the zeros
+    # are a few long runs, direction by direction eight times as many short ones (C's still particles)
+    moving = rng.random(4000) < 0.1
+    sparse = [(rng.integers(-60, 60, size=(4000, 8)) * moving[:, None]).astype(np.int16)]
+    chosen = encode_module.packed_codes(bilinear.QuantisedCodes(1.0, [None], [None], sparse, 0.0))
+    assert chosen[1].get("codes_order") == "particle"

@@ -147,12 +147,20 @@ def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
     return QuantisedCodes(step, rows, scales, ints, ss_res)
 
 
-def pack_codes(codes: QuantisedCodes) -> tuple[dict[str, bytes], dict]:
-    """Blobs and metadata: every group's integer columns back to back (column-major, one lzma stream), the
-    directions and their scales likewise. A group whose rows are None has no directions: its codes are the
-    coefficients of the stored basis itself (a Chebyshev series file's coded groups)."""
-    columns = np.concatenate([q.T.ravel() for q in codes.ints])
+#: `codes_order` of a file whose codes are stored particle-major (format 8); absent: direction-major
+PARTICLE_MAJOR = "particle"
+
+
+def pack_codes(codes: QuantisedCodes, particle_major: bool = False) -> tuple[dict[str, bytes], dict]:
+    """Blobs and metadata: every group's integer columns back to back (column-major, direction by direction),
+    or with `particle_major` each particle's integers together (`codes_order`, format 8: C at 1 000 frames, its
+    components apart, 13 % smaller so, as the quantised SVD's coefficients are), one lzma stream; the directions
+    and their scales likewise. A group whose rows are None has no directions: its codes are the coefficients of
+    the stored basis itself (a Chebyshev series file's coded groups)."""
+    columns = np.concatenate([q.ravel() if particle_major else q.T.ravel() for q in codes.ints])
     blobs, meta = {}, {"step": codes.step, "ranks": [int(q.shape[1]) for q in codes.ints]}
+    if particle_major:
+        meta["codes_order"] = PARTICLE_MAJOR
     blobs["codes"], meta["codes"] = pack_array(columns.astype(np.result_type(*[q.dtype for q in codes.ints])))
     rows = [r for r in codes.rows if r is not None]
     if len(rows) < len(codes.rows):
@@ -171,13 +179,18 @@ def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, in
     scales = unpack_array(_blob(blobs, "row_scales"), meta["row_scales"]).astype(np.float64)
     ranks = meta["ranks"]
     directions = meta.get("directions", [True] * len(ranks))
+    by_particle = meta.get("codes_order") == PARTICLE_MAJOR
+    if "codes_order" in meta and not by_particle:
+        raise CodecError(f"the file's codes_order {meta['codes_order']!r} is not one this reader knows; it is "
+                         f"inconsistent, encode it again")
     if len(ranks) != len(shapes) or len(directions) != len(ranks) \
             or columns.size != sum(n * r for (n, _), r in zip(shapes, ranks, strict=True)) \
             or rows.size != sum(k * r for (_, k), r, d in zip(shapes, ranks, directions, strict=True) if d):
         raise CodecError("the file's codes do not match its particle groups; it is inconsistent, encode it again")
     out, at_col, at_row, at_value = [], 0, 0, 0
     for (n, dim), rank, has_rows in zip(shapes, ranks, directions, strict=True):
-        q = columns[at_col:at_col + n * rank].reshape(rank, n).T * meta["step"]
+        part = columns[at_col:at_col + n * rank]
+        q = (part.reshape(n, rank) if by_particle else part.reshape(rank, n).T) * meta["step"]
         at_col += n * rank
         if has_rows:
             rotation = rows[at_value:at_value + rank * dim].reshape(rank, dim) / ROW_LEVELS * scales[
