@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from codec_runs import train_tiny
 from legacy_codec import write_legacy
 
 from mpm_inr.bench.compose import compose_train_config
@@ -39,23 +40,13 @@ from mpm_inr.data.window import holdout_mask
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
 from mpm_inr.metrics.regression import component_sums
-from mpm_inr.training.run import run_training
-
-TINY = ["scenario=discs_small", "data.n_training_frames=20", "trainer=cpu", "logger=none", "train.total_steps=20",
-        "train.steps_per_call=10", "train.eval_every=10", "train.batch_size=1", "outputs.plot=false"]
-
-
-def _train(data_root: Path, run_dir: Path, *extra: str) -> tuple[dict, dict]:
-    overrides = TINY + [f"data.root={data_root}", *extra]
-    cfg = compose_train_config(overrides)
-    return cfg, run_training(cfg, run_dir, overrides, progress=False)
 
 
 @pytest.fixture(scope="module")
 def f_run(data_root, tmp_path_factory) -> Path:
     """A lagrangian F run (the preset: solved codes, one basis) with its predictions saved."""
     run_dir = tmp_path_factory.mktemp("f_run")
-    _train(data_root, run_dir, "field=F", "outputs.save_predictions=true")
+    train_tiny(data_root, run_dir, "field=F", "outputs.save_predictions=true")
     return run_dir
 
 
@@ -130,7 +121,7 @@ def test_decoding_between_frames(f_file):
 ], ids=["lagrangian-object", "lagrangian-material", "lagrangian-learned-shared", "lagrangian-mlp", "siren_t",
         "siren_id-holdout", "lagrangian-holdout"])
 def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
-    cfg, _ = _train(data_root, tmp_path, *variant)
+    cfg, _ = train_tiny(data_root, tmp_path, *variant)
     _, window, network = load_run(tmp_path)
     report = encode_after_training({**cfg, "codec": {"target_r2": 0.9, "file": "m.mpmc"}}, network, window, tmp_path)
     decoded = load(tmp_path / "m.mpmc").decode_window()
@@ -143,7 +134,7 @@ def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
 @pytest.fixture(scope="module")
 def jp_run(data_root, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("jp_run")
-    _train(data_root, run_dir, "field=Jp")
+    train_tiny(data_root, run_dir, "field=Jp")
     return run_dir
 
 
@@ -349,7 +340,7 @@ def test_a_held_out_window_s_series_may_keep_the_network_s_curves_past_the_refin
     them: S, 100 frames, every 4th held out, seed 2, R² 0.999 was out of the refined degree-16 series' reach
     (0.99798) and went to the network's weights, 41.1 KB; the network's curves at degree 24 make it 30.5 KB. Here
     no degree is refinable at all."""
-    cfg, _ = _train(data_root, tmp_path, "field=F", "data.holdout_every=4")
+    cfg, _ = train_tiny(data_root, tmp_path, "field=F", "data.holdout_every=4")
     _, window, network = load_run(tmp_path)
     monkeypatch.setattr(chebyshev.ProjectedTargets, "stable", lambda self, degree: False)
     frames, u = window.train_frames, chebyshev.sample_times(window.n_frames)
@@ -513,7 +504,7 @@ def test_regularly_held_out_frames_are_stored_as_their_rule_and_a_version_5_list
                                                                                                  tmp_path):
     """Format 6 stores data.holdout_every's frames as the rule (format 5 listed them: 5.2 KB at 10 000 frames);
     both decode to the same training frames and arrays."""
-    cfg, _ = _train(data_root, tmp_path, "field=F", "data.holdout_every=4")
+    cfg, _ = train_tiny(data_root, tmp_path, "field=F", "data.holdout_every=4")
     _, window, network = load_run(tmp_path)
     path = tmp_path / "v6.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path)
@@ -615,7 +606,7 @@ def test_cli_encode_decode_info(f_run, tmp_path, capsys):
 
 
 def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
-    _train(data_root, tmp_path, "field=F", "outputs.checkpoint=false")
+    train_tiny(data_root, tmp_path, "field=F", "outputs.checkpoint=false")
     assert codec_main(["encode", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "checkpoint" in err and "outputs.checkpoint=true" in err
@@ -629,7 +620,7 @@ def test_a_file_holds_only_the_particle_labels_its_network_reads(f_file, data_ro
     """One basis (F preset): no labels; per-object bases: the object ids only. A file whose model reads a label
     it lacks is refused in one line."""
     assert {"material", "object_id"}.isdisjoint(format.read(f_file[0]).blobs)
-    cfg, _ = _train(data_root, tmp_path, "field=C", "model.basis_groups=object")
+    cfg, _ = train_tiny(data_root, tmp_path, "field=C", "model.basis_groups=object")
     _, window, network = load_run(tmp_path)
     path = tmp_path / "c.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.9))

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from codec_runs import train_tiny
 
-from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.codec import (
     CodecError,
     CodecSettings,
@@ -28,18 +28,13 @@ from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
 from mpm_inr.metrics.regression import component_sums
-from mpm_inr.training.run import run_training
-
-TINY = ["scenario=discs_small", "data.n_training_frames=20", "trainer=cpu", "logger=none", "train.total_steps=20",
-        "train.steps_per_call=10", "train.eval_every=10", "train.batch_size=1", "outputs.plot=false"]
 
 
 @pytest.fixture(scope="module")
 def s_run(data_root, tmp_path_factory) -> Path:
     """A lagrangian S run: four components, the preset's bilinear codes."""
     run_dir = tmp_path_factory.mktemp("s_run")
-    overrides = TINY + [f"data.root={data_root}", "field=S"]
-    run_training(compose_train_config(overrides), run_dir, overrides, progress=False)
+    train_tiny(data_root, run_dir, "field=S")
     return run_dir
 
 
