@@ -441,7 +441,7 @@ def packed_codes(codes: bilinear.QuantisedCodes) -> tuple[dict[str, bytes], dict
     hundreds of candidates, and the whole of a 1 000-frame C file's codes (3.6 MB) took 0.3 s to screen each
     way. A prefix of each blob is no sample: its byte planes start with the strongest directions' low bytes
     direction-major, and with every direction of the first particles particle-major (S, 1 000 frames, seed 2:
-    particle-major chosen so, its file 12 % larger)."""
+    particle-major chosen so, its file 9 % larger: 119.4 kB against 109.8 kB)."""
     stride = max(1, -(-sum(q.size for q in codes.ints) // CODE_ORDER_PROBE))
     sample = replace(codes, ints=[q[::stride] for q in codes.ints])
 
