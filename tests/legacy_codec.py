@@ -1,4 +1,4 @@
-"""A writer of the codec's older layouts (versions 1-7), for the tests that older files still decode: the package
+"""A writer of the codec's older layouts (versions 1-8), for the tests that older files still decode: the package
 only reads them."""
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ def write_legacy(path: Path, meta: dict[str, Any], blobs: dict[str, bytes], vers
     coded them in one stream, as version 5 does, and listed their sizes in the metadata; version 5 is version
     6's layout, its metadata listing held-out frames that version 6 may store as their rule; version 6 is
     version 7's, with an older dictionary and never a piecewise series; version 7 is version 8's, with an older
-    dictionary and never a file that codes the components apart."""
-    assert 1 <= version <= 7
+    dictionary and never a file that codes the components apart; version 8 is version 9's, with an older
+    dictionary and never a piecewise series stored curve by curve."""
+    assert 1 <= version <= 8
     if version >= 4:
         _write_one_stream(path, meta, blobs, version)
         return

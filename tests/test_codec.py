@@ -426,16 +426,19 @@ def test_a_version_4_file_still_decodes(f_run, tmp_path):
 
 def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_version_6_file_still_decodes(
         f_run, tmp_path, monkeypatch):
-    """A series cut into stretches (format 7, encoding.series_stretches) decodes to the R² the encoder reports, at
-    any t, and so does that file written as version 7; a file of the plain series written as version 6 decodes to
-    the same arrays; a version-6 reader refuses a newer file, since it would read a piecewise series as one."""
+    """A series cut into stretches (format 7, encoding.series_stretches), stored curve by curve (format 9,
+    encoding.series_order), decodes to the R² the encoder reports, at any t; one stored degree-major (as versions
+    7 and 8 stored it) decodes the same written as version 8 or 7; a file of the plain series written as version
+    6 decodes to the same arrays; an older reader refuses a newer file, since it would read its rows wrongly."""
     cfg, window, network = load_run(f_run)
     monkeypatch.setattr(chebyshev, "STRETCH_COUNTS", (4,))  # 4 stretches only, of 5 frames each
     monkeypatch.setattr(chebyshev, "MIN_STRETCH_FRAMES", 5)
     path = tmp_path / "p.mpmc"
     report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.99, basis="chebyshev"))
     box = format.read(path)
-    assert box.version == FORMAT_VERSION == 8 and box.meta["encoding"]["series_stretches"] == 4
+    encoding = box.meta["encoding"]
+    assert box.version == FORMAT_VERSION == 9 and encoding["series_stretches"] == 4
+    assert encoding["series_order"] == "curve" and encoding["series"]["coefs"]["shape"][1] == 4
     decoded = load(path)
     assert decoded.series.stretches == chebyshev.Stretches(4, window.n_frames)
     assert r2_score(window.values, decoded.decode_window()) == pytest.approx(report["r2"], abs=1e-12)
@@ -443,28 +446,44 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     start = int(decoded.frames[0])
     between = decoded.predict([start + 4.5, start + 4.99, start + 5.0])
     assert np.isfinite(between).all() and np.allclose(between[2], decoded.decode_window()[5])
-    seven = tmp_path / "v7.mpmc"
-    write_legacy(seven, box.meta, box.blobs, 7)
-    assert format.read(seven).version == 7
-    np.testing.assert_array_equal(load(seven).decode_window(), decoded.decode_window())
+    by_degree = tmp_path / "rows.mpmc"
+    with monkeypatch.context() as m:
+        m.setattr(chebyshev, "curve_major", lambda stretches: False)
+        rows_report = encode_model(network, cfg["model"], window, 1.0, by_degree,
+                                   CodecSettings(target_r2=0.99, basis="chebyshev"))
+    rows_box = format.read(by_degree)
+    assert "series_order" not in rows_box.meta["encoding"] and rows_report["target_met"]
+    for version in (8, 7):
+        older = tmp_path / f"v{version}.mpmc"
+        write_legacy(older, rows_box.meta, rows_box.blobs, version)
+        assert format.read(older).version == version
+        np.testing.assert_array_equal(load(older).decode_window(), load(by_degree).decode_window())
+    monkeypatch.setattr(format, "FORMAT_VERSION", 8)
+    with pytest.raises(CodecError, match="format version 9, newer than this reader's 8"):
+        format.read(path)
     monkeypatch.setattr(format, "FORMAT_VERSION", 6)
-    for newer, version in ((path, 8), (seven, 7)):
-        with pytest.raises(CodecError, match=f"format version {version}, newer than this reader's 6"):
-            format.read(newer)
+    with pytest.raises(CodecError, match="format version 7, newer than this reader's 6"):
+        format.read(tmp_path / "v7.mpmc")
     monkeypatch.undo()
     plain = tmp_path / "plain.mpmc"
     encode_model(network, cfg["model"], window, 1.0, plain, CodecSettings(target_r2=0.99, basis="chebyshev"))
     box = format.read(plain)
-    assert "series_stretches" not in box.meta["encoding"]
+    assert "series_stretches" not in box.meta["encoding"] and "series_order" not in box.meta["encoding"]
     old = tmp_path / "v6.mpmc"
     write_legacy(old, box.meta, box.blobs, 6)
     assert format.read(old).version == 6 and format.read(old).meta == box.meta
     np.testing.assert_array_equal(load(old).decode_window(), load(plain).decode_window())
-    bad = tmp_path / "bad.mpmc"
-    box = format.read(path)
-    rows = box.meta["encoding"]["series"]["coefs"]["shape"][0]
+    unknown = tmp_path / "unknown_order.mpmc"
+    format.write(unknown, {**box.meta, "encoding": {**encoding, "series_order": "row"}}, format.read(path).blobs)
+    with pytest.raises(CodecError, match="series_order 'row' is not one this reader knows"):
+        load(unknown)
+    with pytest.raises(CodecError, match=r"curve-major series has shape \[5, 4\], not \(degrees x 2 curves"):
+        chebyshev.loaded_coefs(np.zeros((5, 4)), chebyshev.Stretches(4, 20), 2)
+    rows = rows_box.meta["encoding"]["series"]["coefs"]["shape"][0]
     wrong = next(c for c in range(3, window.n_frames // 2 + 1) if rows % c)
-    format.write(bad, {**box.meta, "encoding": {**box.meta["encoding"], "series_stretches": wrong}}, box.blobs)
+    bad = tmp_path / "bad.mpmc"
+    format.write(bad, {**rows_box.meta, "encoding": {**rows_box.meta["encoding"], "series_stretches": wrong}},
+                 rows_box.blobs)
     with pytest.raises(CodecError, match=f"not a multiple of its {wrong} stretches") as err:
         load(bad)
     assert "\n" not in str(err.value)
@@ -647,10 +666,10 @@ def test_a_degenerate_series_candidate_is_skipped_not_fatal(f_run, tmp_path, mon
     cfg, window, network = load_run(f_run)
     real = chebyshev.rotated_series
 
-    def flaky(curves, bits, fit):
+    def flaky(curves, bits, fit, stretches):
         if bits == 3:
             raise np.linalg.LinAlgError("SVD did not converge")
-        return real(curves, bits, fit)
+        return real(curves, bits, fit, stretches)
 
     monkeypatch.setattr(chebyshev, "rotated_series", flaky)
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
@@ -666,8 +685,8 @@ def test_a_series_whose_codes_solve_to_non_finite_numbers_is_skipped_without_cas
     cfg, window, network = load_run(f_run)
     real = chebyshev.rotated_series
 
-    def poisoned(curves, bits, fit):
-        series = real(curves, bits, fit)
+    def poisoned(curves, bits, fit, stretches):
+        series = real(curves, bits, fit, stretches)
         if bits == 3:
             series.fits[0].coefs[0, 0] = np.nan
         return series

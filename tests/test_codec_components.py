@@ -57,7 +57,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     path = tmp_path / "split.mpmc"
     window, candidate = _split_file(s_run, 0.99, path)
     box = format.read(path)
-    assert box.version == format.FORMAT_VERSION == 8 and components.is_split(box.meta["encoding"])
+    assert box.version == format.FORMAT_VERSION == 9 and components.is_split(box.meta["encoding"])
     model = load(path)
     assert model.network is None and model.series.split and model.constant.size == window.values[0].size
     decoded = model.decode_window()
@@ -70,7 +70,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     assert not np.allclose(between[0], decoded[2]) and not np.allclose(between[0], decoded[3])
     assert "components" not in box.meta["model"]  # the model's config is the run's, as in every file
     monkeypatch.setattr(format, "FORMAT_VERSION", 7)
-    with pytest.raises(CodecError, match="format version 8, newer than this reader's 7"):
+    with pytest.raises(CodecError, match="format version 9, newer than this reader's 7"):
         format.read(path)
 
 
@@ -210,7 +210,7 @@ def test_the_cli_takes_the_layouts_and_info_names_a_split_file(s_run, tmp_path, 
     report = json.loads(capsys.readouterr().out)
     assert codec_main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 8 and info["encoding"].get("components", "shared") == report["components"]
+    assert info["format_version"] == 9 and info["encoding"].get("components", "shared") == report["components"]
     with pytest.raises(SystemExit):
         codec_main(["encode", str(s_run), "--components", "apart"])
     assert "invalid choice: 'apart'" in capsys.readouterr().err

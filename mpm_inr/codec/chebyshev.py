@@ -396,7 +396,7 @@ class KeptSeries:
         bits, where two stored curves coincide)."""
         if (kept, bits) not in self._stored:
             try:
-                stored = rotated_series(self.curves(kept), bits, self._fit_stored)
+                stored = rotated_series(self.curves(kept), bits, self._fit_stored, self.projected.stretches)
             except np.linalg.LinAlgError:
                 stored = None
             finite = stored is not None and all(np.isfinite(fit.coefs).all() for fit in stored.fits)
@@ -427,7 +427,7 @@ class RotatedSeries:
     keep a non-zero code (r_g curves per component instead of K: no directions to store, fewer curves), and the
     least-squares fits of the codes to it as stored at `bits`."""
 
-    flat: np.ndarray  # (d + 1, Σ r_g·C) float32: the rotated series before quantisation (pack_tensors quantises)
+    stored: np.ndarray  # float32, the rotated series as the file lays it out (stored_coefs), before quantisation
     fits: list[bilinear.GroupFit]  # per coded group, for the decoded (quantised) series, in its coordinates (no KLT)
 
     def quantise(self, step: float) -> tuple[list[np.ndarray], float]:
@@ -448,14 +448,51 @@ def kept_directions(fits: list[bilinear.GroupFit], step: float) -> tuple[tuple[i
     return tuple(tuple(np.flatnonzero(np.abs(f.coefs).max(axis=0, initial=0.0) >= step / 2).tolist()) for f in fits)
 
 
-def rotated_series(curves: list[np.ndarray], bits: int,
-                   fit: Callable[[int, np.ndarray], bilinear.GroupFit]) -> RotatedSeries:
+def rotated_series(curves: list[np.ndarray], bits: int, fit: Callable[[int, np.ndarray], bilinear.GroupFit],
+                   stretches: Stretches = ONE_STRETCH) -> RotatedSeries:
     """Per-group curves (KeptSeries.curves) quantised at `bits` as the decoder will see them, with the codes'
     fits to that (`fit(group, decoded curves)`)."""
     n_coefs, n_comp = curves[0].shape[0], curves[0].shape[-1]
     flat = np.concatenate([c.reshape(n_coefs, -1) for c in curves], axis=1).astype(np.float32)
-    decoded = split_groups(roundtrip_tensors({"coefs": flat}, bits)["coefs"], [c.shape[1] for c in curves], n_comp)
-    return RotatedSeries(flat, [fit(g, group_curves) for g, group_curves in enumerate(decoded)])
+    stored = stored_coefs(flat, stretches)
+    decoded = loaded_coefs(roundtrip_tensors({"coefs": stored}, bits)["coefs"], stretches, flat.shape[1])
+    ranks = [c.shape[1] for c in curves]
+    return RotatedSeries(stored, [fit(g, group_curves) for g, group_curves in enumerate(split_groups(decoded, ranks,
+                                                                                                      n_comp))])
+
+
+#: `series_order` of a file whose piecewise series is stored curve by curve (format 9)
+CURVE_MAJOR = "curve"
+
+
+def curve_major(stretches: Stretches) -> bool:
+    """Whether a series of `stretches` is stored curve by curve: every piecewise one. Its weight rows are then a
+    curve's coefficients of one degree over every stretch, one scale each, instead of one degree of one stretch
+    over every curve: a curve quiet over most of the window then stores small integers there, which LZMA codes
+    in few bits (C, 1 000 frames, seed 2, frame by frame at 6 bits: 31.6 kB of curves stored by row, 15.3 kB
+    for the truncated SVD's temporal factors, which are scaled per direction)."""
+    return stretches.count > 1
+
+
+def stored_coefs(flat: np.ndarray, stretches: Stretches) -> np.ndarray:
+    """The file's array of a series ((d + 1)·P, columns), degree-major: as it is for one stretch; curve by curve
+    (curve_major) ((d + 1)·columns, P) for more, row j·columns + k holding degree j of column k in each stretch."""
+    if not curve_major(stretches):
+        return flat
+    n_coefs, n_cols = flat.shape
+    count = stretches.count
+    return np.ascontiguousarray(flat.reshape(n_coefs // count, count, n_cols).transpose(0, 2, 1)).reshape(-1, count)
+
+
+def loaded_coefs(stored: np.ndarray, stretches: Stretches, n_cols: int) -> np.ndarray:
+    """stored_coefs undone: the series ((d + 1)·P, `n_cols`), or one CodecError line where the shapes disagree."""
+    if not curve_major(stretches):
+        return stored
+    count = stretches.count
+    if stored.ndim != 2 or stored.shape[1] != count or n_cols < 1 or stored.shape[0] % n_cols:
+        raise CodecError(f"the file's curve-major series has shape {list(stored.shape)}, not (degrees x {n_cols} "
+                         f"curves, {count} stretches); it is inconsistent, encode it again")
+    return np.ascontiguousarray(stored.reshape(-1, n_cols, count).transpose(0, 2, 1)).reshape(-1, n_cols)
 
 
 def split_groups(flat: np.ndarray, ranks: Sequence[int], n_comp: int) -> list[np.ndarray]:

@@ -181,9 +181,15 @@ def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], members: list[n
     shapes = [(idx.size, 0) for idx in members]
     shapes += [(int(constant.sum()), n_comp)] if constant.any() else []
     codes = bilinear.unpack_codes(blobs, encoding, shapes)
-    curves = chebyshev.split_groups(unpack_tensors("series", blobs, encoding["series"])["coefs"],
-                                    encoding["series_ranks"], n_comp)
     stretches = chebyshev.Stretches(encoding.get("series_stretches", 1), win["n_frames"])
+    order = encoding.get("series_order")
+    if order is not None and (order != chebyshev.CURVE_MAJOR or not chebyshev.curve_major(stretches)):
+        raise format.CodecError(f"the file's series_order {order!r} is not one this reader knows for "
+                                f"{stretches.count} stretches; it is inconsistent, encode it again")
+    coefs = unpack_tensors("series", blobs, encoding["series"])["coefs"]
+    if order is not None:
+        coefs = chebyshev.loaded_coefs(coefs, stretches, sum(encoding["series_ranks"]) * n_comp)
+    curves = chebyshev.split_groups(coefs, encoding["series_ranks"], n_comp)
     for group_curves in curves:
         stretches.degree(group_curves.shape[0])  # rows a whole number of stretches, or one CodecError line
     values = (constant_centre + codes[-1]) if constant.any() else np.zeros((0, n_comp))

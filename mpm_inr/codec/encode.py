@@ -735,14 +735,16 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
     step = short_float(step)  # the metadata's step in as few digits as the search tested
     rotated, codes = coded(step)
     assert rotated is not None and codes is not None  # the step passed, so its series was built
-    blobs, specs = pack_tensors("series", {"coefs": rotated.flat}, bits)
+    blobs, specs = pack_tensors("series", {"coefs": rotated.stored}, bits)
     code_blobs, meta = packed_codes(codes)
     blobs.update(code_blobs)
     meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
                 weight_bits=bits, r2_estimate=r2_of(step))
-    count = kept_series.projected.stretches.count
-    if count > 1:  # format 7; a plain series' file keeps version 6's metadata
-        meta["series_stretches"] = count
+    stretches = kept_series.projected.stretches
+    if stretches.count > 1:  # format 7; a plain series' file keeps version 6's metadata
+        meta["series_stretches"] = stretches.count
+    if chebyshev.curve_major(stretches):  # format 9
+        meta["series_order"] = chebyshev.CURVE_MAJOR
     return format.screen_size(blobs), meta, blobs
 
 

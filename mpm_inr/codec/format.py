@@ -1,6 +1,6 @@
 """The codec's container: one self-checking file that a decoder can trust or refuse in one line.
 
-Layout of versions 5 to 8 (little endian; 6 to 8 differ in the metadata only):
+Layout of versions 5 to 9 (little endian; 6 to 9 differ in the metadata only):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
@@ -54,8 +54,9 @@ MAGIC = b"MPMINRC\x00"
 # instead of their list (0.4 KB at 1 000 frames, 5.1 KB at 10 000); 7: a series may be piecewise over P stretches
 # of the window (encoding.series_stretches; a version-6 reader would decode such a file as one series, wrongly);
 # 8: a file may code each particle's components apart (encoding.components, mpm_inr.codec.components; a version-7
-# reader would take its N·C codes for N particles' and refuse it as inconsistent at best)
-FORMAT_VERSION = 8
+# reader would take its N·C codes for N particles' and refuse it as inconsistent at best); 9: a piecewise series is
+# stored curve by curve (encoding.series_order; a version-8 reader would take its rows for degree-major ones)
+FORMAT_VERSION = 9
 _PREFIX = struct.Struct("<8sH")  # what every version starts with: magic, version
 _LEGACY_HEAD = struct.Struct("<8sHIQ")  # versions 1-3: magic, version, meta_len, data_len
 _LEGACY_DIGEST = 32  # versions 1-3: sha256

@@ -1,4 +1,4 @@
-"""The preset dictionaries the codec's metadata is deflated against (format versions 3 to 8).
+"""The preset dictionaries the codec's metadata is deflated against (format versions 3 to 9).
 
 A file's metadata is a few hundred bytes of compact JSON whose keys and structure repeat from file to file (the
 model config, the window, the blobs' dtypes and shapes); deflated on its own it costs ~0.6 KB, a quarter of a
@@ -142,7 +142,11 @@ META_DICTIONARY_V7 = META_DICTIONARY_V6 + b'"series_ranks":[18,18,17,18,18,18,18
 #: would otherwise cost ~14 bytes
 META_DICTIONARY_V8 = META_DICTIONARY_V7 + b'"components":"split","constant":{"dtype":"|u1","shape":[4500]},'
 
+#: version 9's: version 8's and the key of a piecewise series stored curve by curve (encoding.series_order)
+META_DICTIONARY_V9 = META_DICTIONARY_V8 + b'"series_order":"curve",'
+
 #: the dictionary of each format version that has one
 # version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused
 META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4, 5: META_DICTIONARY_V4, 6: META_DICTIONARY_V6,
-                     7: META_DICTIONARY_V7, 8: META_DICTIONARY_V8}
+                     7: META_DICTIONARY_V7, 8: META_DICTIONARY_V8,
+                     9: META_DICTIONARY_V9}
