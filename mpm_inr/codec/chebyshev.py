@@ -466,33 +466,30 @@ CURVE_MAJOR = "curve"
 
 
 def curve_major(stretches: Stretches) -> bool:
-    """Whether a series of `stretches` is stored curve by curve: every piecewise one. Its weight rows are then a
-    curve's coefficients of one degree over every stretch, one scale each, instead of one degree of one stretch
-    over every curve: a curve quiet over most of the window then stores small integers there, which LZMA codes
-    in few bits (C, 1 000 frames, seed 2, frame by frame at 6 bits: 31.6 kB of curves stored by row, 15.3 kB
-    for the truncated SVD's temporal factors, which are scaled per direction)."""
+    """Whether a series of `stretches` is stored curve by curve: every piecewise one. Each curve's coefficients,
+    every degree of every stretch, then share one scale, so its error is one uniform step wherever it lies, as
+    the truncated SVD's temporal factors are scaled per direction. Stored by row (one degree of one stretch over
+    every curve, one scale each), each row's scale spent the integers' range on a stretch where the curves are
+    quiet, and scaled per degree and curve on the small high-degree terms (C, 1 000 frames, seed 2, R² 0.995,
+    frame by frame: the file is 228.6 kB by row, 214.6 kB by degree and curve, 206.5 kB curve by curve; the
+    quantised SVD's 211.8 kB)."""
     return stretches.count > 1
 
 
 def stored_coefs(flat: np.ndarray, stretches: Stretches) -> np.ndarray:
     """The file's array of a series ((d + 1)·P, columns), degree-major: as it is for one stretch; curve by curve
-    (curve_major) ((d + 1)·columns, P) for more, row j·columns + k holding degree j of column k in each stretch."""
-    if not curve_major(stretches):
-        return flat
-    n_coefs, n_cols = flat.shape
-    count = stretches.count
-    return np.ascontiguousarray(flat.reshape(n_coefs // count, count, n_cols).transpose(0, 2, 1)).reshape(-1, count)
+    (curve_major) (columns, (d + 1)·P) for more, one row per column, its coefficients degree-major."""
+    return np.ascontiguousarray(flat.T) if curve_major(stretches) else flat
 
 
 def loaded_coefs(stored: np.ndarray, stretches: Stretches, n_cols: int) -> np.ndarray:
     """stored_coefs undone: the series ((d + 1)·P, `n_cols`), or one CodecError line where the shapes disagree."""
     if not curve_major(stretches):
         return stored
-    count = stretches.count
-    if stored.ndim != 2 or stored.shape[1] != count or n_cols < 1 or stored.shape[0] % n_cols:
-        raise CodecError(f"the file's curve-major series has shape {list(stored.shape)}, not (degrees x {n_cols} "
-                         f"curves, {count} stretches); it is inconsistent, encode it again")
-    return np.ascontiguousarray(stored.reshape(-1, n_cols, count).transpose(0, 2, 1)).reshape(-1, n_cols)
+    if stored.ndim != 2 or stored.shape[0] != n_cols:
+        raise CodecError(f"the file's curve-major series has shape {list(stored.shape)}, not ({n_cols} curves, "
+                         f"coefficients); it is inconsistent, encode it again")
+    return np.ascontiguousarray(stored.T)
 
 
 def split_groups(flat: np.ndarray, ranks: Sequence[int], n_comp: int) -> list[np.ndarray]:
