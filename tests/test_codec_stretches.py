@@ -182,3 +182,18 @@ def test_a_bad_stretch_count_is_one_line(count, n_frames, message):
 def test_rows_that_are_not_whole_stretches_are_one_line():
     with pytest.raises(CodecError, match="not a multiple of its 3 stretches"):
         chebyshev.evaluate(np.zeros((8, 1, 1)), U, chebyshev.Stretches(3, 60))
+
+
+@pytest.mark.parametrize("shape", [(400, 30), (30, 400)])
+def test_right_singular_pairs_match_an_svd_tall_from_the_gram_wide_by_svd(shape):
+    """A tall matrix's pairs come from its small Gram matrix, without the left vectors: the same spectrum as an
+    SVD, its leading right vectors the same up to sign, orthonormal, strongest first."""
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=shape) * np.geomspace(1.0, 1e-4, shape[1])
+    singular, vt = chebyshev.right_singular(rows)
+    _, expected, expected_vt = np.linalg.svd(rows, full_matrices=False)
+    np.testing.assert_allclose(singular, expected, rtol=1e-9, atol=1e-12 * expected[0])
+    assert (np.diff(singular) <= 0).all()
+    lead = 10
+    np.testing.assert_allclose(np.abs(np.sum(vt[:lead] * expected_vt[:lead], axis=1)), 1.0, atol=1e-8)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(vt.shape[0]), atol=1e-9)

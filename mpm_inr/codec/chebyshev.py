@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from numpy.polynomial import chebyshev
+from scipy.linalg import solve_triangular
 from torch import nn
 
 from mpm_inr.codec import bilinear
@@ -295,11 +296,21 @@ class ProjectedTargets:
         by_comp = scaled.transpose(2, 0, 1)  # (C, d + 1, K)
         gram = (by_comp.transpose(0, 2, 1) @ (self.poly_gram[:n_coefs, :n_coefs] @ by_comp)).sum(axis=0)
         by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
-        if (group, n_coefs) not in self._flat:  # one copy per degree: a step search fits hundreds of series
-            self._flat[group, n_coefs] = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0],
-                                                                                          by_row.shape[0])
-        target_basis = self._flat[group, n_coefs] @ by_row
+        target_basis = self._flat_projections(group, n_coefs) @ by_row
         return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group], klt)
+
+    def _flat_projections(self, group: int, n_coefs: int) -> np.ndarray:
+        """(n_g, n_coefs·C) the group's projections on the first `n_coefs` polynomials: a view of one component's
+        (a split file's), else a copy, kept for the last degree asked only: a step search fits hundreds of series
+        at one degree, and over the whole simulation one degree's copy of S is up to 2.4 GB (S, 32 stretches of
+        degree 256; a copy kept per degree took the encoding of a split file past 19 GB)."""
+        proj = self.projections[group]
+        if proj.shape[2] == 1:
+            return proj[:, :n_coefs, 0]
+        if (group, n_coefs) not in self._flat:
+            self._flat = {key: value for key, value in self._flat.items() if key[0] != group}
+            self._flat[group, n_coefs] = np.ascontiguousarray(proj[:, :n_coefs]).reshape(proj.shape[0], -1)
+        return self._flat[group, n_coefs]
 
     def stable(self, degree: int) -> bool:
         """Whether a least-squares series of `degree` through the training frames stays bounded between them."""
@@ -369,13 +380,28 @@ class ProjectedTargets:
             proj = self.projections[group][:, :n_coefs]  # (n, d + 1, C)
             n_particles, _, n_comp = proj.shape
             # L⁻¹ P_cᵀ for every component at once: (d + 1, n·C)
-            whitened = np.linalg.solve(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp))
+            whitened = solve_triangular(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp),
+                                        lower=True, check_finite=False)
             rows = whitened.reshape(n_coefs, n_particles, n_comp).transpose(1, 2, 0).reshape(n_particles, -1)
-            _, singular, vt = np.linalg.svd(rows, full_matrices=False)
+            singular, vt = right_singular(rows)
             # the leading rows only: over the whole simulation, 64 stretches of degree 32 make vt 8 448² (0.57 GB
             # per degree, and a degree search caches several), where the model has 506 curves
             self._best[group, degree] = (lower, singular, vt[:self.max_rank].copy())
         return self._best[group, degree]
+
+
+def right_singular(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(singular values, right singular vectors as rows) of `rows`; for a tall matrix from the eigenvectors of its
+    small Gram matrix rowsᵀ·rows, whose eigenvalues are the squared singular values: an SVD would also make the
+    left vectors, as large as `rows` (a split file of S over the whole simulation: 36 000 x 8 256, 2.4 GB, plus
+    LAPACK's workspace), and the codec needs only the right ones and the spectrum. The Gram squares the spectrum's
+    range, which costs the trailing directions' accuracy (error ~1e-16 of the largest squared value), not the
+    leading ones' the series keeps."""
+    if rows.shape[0] < rows.shape[1]:
+        return np.linalg.svd(rows, full_matrices=False)[1:]
+    values, vectors = np.linalg.eigh(rows.T @ rows)
+    order = np.argsort(values)[::-1]
+    return np.sqrt(np.clip(values[order], 0.0, None)), np.ascontiguousarray(vectors[:, order].T)
 
 
 class KeptSeries:
