@@ -289,7 +289,6 @@ class ProjectedTargets:
 
     def fits_group(self, series: np.ndarray, group: int, klt: bool = True) -> bilinear.GroupFit:
         """One coded group's least-squares codes for its series (d + 1, K, C)."""
-        proj = self.projections[group]
         scaled = series * self.std  # original units
         n_coefs, dim = scaled.shape[:2]
         # Σ_c S_cᵀ G S_c by matmuls: an optimised einsum spent more on its path search than on the product
