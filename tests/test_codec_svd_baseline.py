@@ -23,6 +23,13 @@ from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.svd import leading_temporal_basis, temporal_basis
 
 
+@pytest.fixture
+def without_zero_centre(monkeypatch):
+    """The rival's centres without zero (other_centres): for the tests of one centre's search, and of the resting
+    value's, on windows where not centring would be smaller still."""
+    monkeypatch.setattr(svd_baseline_module, "other_centres", lambda named: named)
+
+
 def _window(seed: int = 0) -> np.ndarray:
     """(T, N, C) = (40, 50, 2): rank 3 in time plus a little noise, components on different scales and means."""
     rng = np.random.default_rng(seed)
@@ -164,7 +171,7 @@ def test_the_held_out_rival_of_a_long_window_reads_only_the_directions_it_may_us
     monkeypatch.setattr(svd_baseline_module, "leading_temporal_basis",
                         lambda matrix, rank: asked.append(rank) or real(matrix, rank))
     leading = quantised_svd_holdout(values, train, test, 3000, max_rank=8)
-    assert asked == [8]
+    assert asked == [8, 8]  # one decomposition per centre: the mean, and zero
     assert (leading.rank, leading.bits) == (whole.rank, whole.bits)
     assert leading.holdout_r2 == pytest.approx(whole.holdout_r2, abs=1e-9)
 
@@ -193,6 +200,7 @@ def _many_directions_window() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return values, np.setdiff1d(np.arange(60), test), test
 
 
+@pytest.mark.usefixtures("without_zero_centre")
 def test_the_held_out_rival_widens_its_leading_directions_as_far_as_its_search_goes(monkeypatch):
     """No rank cap: a long window's held-out search starts from LEADING_START directions and widens them when it
     reaches them (it stopped at rank 64 until 2026-12-05, where C's rival at 1 000 frames still improved), and
@@ -225,6 +233,7 @@ def test_the_held_out_rival_s_rank_grid_finds_the_dense_search_s_neighbourhood(m
     assert 1 - grid.holdout_r2 == pytest.approx(1 - dense.holdout_r2, rel=0.05)
 
 
+@pytest.mark.usefixtures("without_zero_centre")
 @pytest.mark.parametrize("target", [0.99, 0.999])
 def test_the_search_on_leading_directions_finds_the_whole_decomposition_s_file(target, monkeypatch):
     """A long window's search reads the leading directions alone, widening them while it needs more (here from 1):
@@ -359,6 +368,7 @@ def test_the_step_guess_extrapolates_the_nearest_ranks_below():
     assert svd_baseline_module.step_guess({}, 4) is None
 
 
+@pytest.mark.usefixtures("without_zero_centre")
 @pytest.mark.parametrize("budget", [1500, 4000])
 def test_the_held_out_search_tries_more_bits_in_full_only_where_they_win(budget, monkeypatch):
     """Ranks are searched at the fewest bits; more bits are tried at that search's best rank and searched in
@@ -386,6 +396,7 @@ def _resting_window(seed: int = 0) -> np.ndarray:
     return values
 
 
+@pytest.mark.usefixtures("without_zero_centre")
 def test_the_rival_centres_on_the_resting_value_where_that_file_is_smaller(monkeypatch):
     """Centred on the mean, every resting particle shares one rounding error; centred on its value, its codes are 0
     and exact. The rival tries both (as our codec does) and reports the R² of the file it keeps, recomputed here
@@ -402,12 +413,14 @@ def test_the_rival_centres_on_the_resting_value_where_that_file_is_smaller(monke
     assert about_mean.r2 == pytest.approx(_r2(values, about_mean.decode(values.shape[1])), abs=1e-12)
 
 
+@pytest.mark.usefixtures("without_zero_centre")
 def test_the_held_out_rival_keeps_the_better_centre(monkeypatch):
     values = _resting_window(1)
     test = np.arange(2, 28, 4)
     train = np.setdiff1d(np.arange(30), test)
     centred = list(svd_baseline_module.centres(values[train]))
-    assert [c.name for c in centred] == ["mean", "rest"] and centred[1].ss_tot == pytest.approx(centred[0].sumsq)
+    assert [c.name for c in centred] == ["mean", "rest"]
+    assert centred[1].ss_tot == pytest.approx(centred[0].sumsq)
     assert centred[1].sumsq > centred[1].ss_tot  # about 1, not the mean: what the residual sums start from
     point = quantised_svd_holdout(values, train, test, 400)
     monkeypatch.setattr(svd_baseline_module, "resting_value", lambda *a: None)
@@ -436,4 +449,28 @@ def test_the_held_out_rival_does_not_hold_its_training_frames_through_the_last_c
     monkeypatch.setattr(svd_baseline_module, "centres", centres)
     monkeypatch.setattr(svd_baseline_module, "_best_holdout_about", search)
     assert quantised_svd_holdout(values, train, test, 400) is not None
-    assert alive == [("mean", True), ("rest", False)]
+    assert alive == [("mean", True), ("rest", True), ("zero", False)]
+    assert [name for name, _ in alive] == [c.name for c in real_centres(values[train])]
+
+
+def _near_zero_window(seed: int = 0) -> np.ndarray:
+    """(30, 60, 1): 45 particles that stay near zero without resting there (S and C at 1 000 frames keep many
+    such), 15 that move far from it."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 1.0, 30)[:, None]
+    values = 1e-3 * np.sin(3 * t + rng.uniform(0, 6, 60)) * rng.uniform(0.5, 1, 60)
+    values[:, 45:] += 4.0 + 2.0 * np.cos(2 * t + rng.uniform(0, 6, 15))
+    return values[..., None].astype(np.float32)
+
+
+def test_the_rival_may_not_centre_and_keeps_that_file_where_it_is_smaller(monkeypatch):
+    """Particles near zero cost codes near zero in a factorisation of the values themselves, where about the mean
+    each costs the mean's offset: the rival tries zero as a centre (as our split files do) and its R² is still
+    about the window's own mean."""
+    values = _near_zero_window()
+    point = quantised_svd(values, 0.995)
+    assert point.centred_on == "zero" and point.mean.tolist() == [0.0]
+    assert point.r2 == pytest.approx(_r2(values, point.decode(values.shape[1])), abs=1e-12) and point.r2 >= 0.995
+    monkeypatch.setattr(svd_baseline_module, "other_centres", lambda named: named)
+    about_mean = quantised_svd(values, 0.995)
+    assert about_mean.centred_on == "mean" and point.n_bytes < about_mean.n_bytes

@@ -105,13 +105,17 @@ def quantised_svd_point(values: np.ndarray, target: float) -> dict[str, Any] | N
 
 #: a file (ours or the quantised SVD's) centred on the value most particles rest at, not on the mean
 RESTING_NOTE = "centred on the resting value"
+#: a file (ours or the quantised SVD's) not centred: its factorisation is of the values themselves
+ZERO_NOTE = "not centred"
 #: our file codes each particle's components apart (mpm_inr.codec.components), as the SVD does
 SPLIT_NOTE = "components apart"
+#: the note of each centre other than the mean (encode.centrings, svd_baseline.centres)
+CENTRE_NOTES = {"rest": RESTING_NOTE, "zero": ZERO_NOTE}
 
 
 def _centred_setting(setting: str, centred_on: str) -> str:
     """A quantised SVD's setting, with its centre where it is not the mean."""
-    return setting if centred_on == "mean" else f"{setting}, {RESTING_NOTE}"
+    return f"{setting}, {CENTRE_NOTES[centred_on]}" if centred_on in CENTRE_NOTES else setting
 
 
 def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from mpm_inr.bench.compression_bench import (
+    CENTRE_NOTES,
     GOAL_RIVALS,
     METHODS,
     QUANTISED_SVD,
-    RESTING_NOTE,
     SPLIT_NOTE,
     coding_goal,
 )
@@ -150,7 +150,7 @@ def _holdout_cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: s
 def _coding_note(c: dict[str, Any]) -> list[str]:
     """A codec file's centre where it is not the mean, its layout where it codes the components apart, and its
     encode + decode seconds, where the cell has them (a median cell does not)."""
-    return ([RESTING_NOTE] if c.get("centre") == "rest" else []) + (
+    return ([CENTRE_NOTES[c["centre"]]] if c.get("centre") in CENTRE_NOTES else []) + (
         [SPLIT_NOTE] if c.get("components") == "split" else []) + (
         [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else [])
 

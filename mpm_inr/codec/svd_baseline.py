@@ -33,6 +33,7 @@ from mpm_inr.codec.encode import (
     SCREEN_MARGIN,
     constant_particles,
     largest_passing,
+    other_centres,
     resting_value,
 )
 from mpm_inr.codec.quantise import (
@@ -71,7 +72,7 @@ class QuantisedSVD:
     temporal: np.ndarray  # (T, k) float32, the decoded U_k
     coefficients: np.ndarray  # (k, N·C) float64, the decoded W (integers x step)
     mean: np.ndarray  # (C,) float32: the centre the window was factored about
-    centred_on: str = "mean"  # or "rest": the value many particles rest at (Centred)
+    centred_on: str = "mean"  # or "rest", the value many particles rest at, or "zero" (Centred)
 
     def decode(self, n_particles: int) -> np.ndarray:
         """(T, N, C) float64 values in original units."""
@@ -82,11 +83,13 @@ class QuantisedSVD:
 @dataclass
 class Centred:
     """The (T, N·C) float64 window less a centre per component, factored by the rival. The centre is the
-    per-component mean (the best rank-k fit for the reported R², Eckart–Young) or, where many particles rest
-    at one value, that value (`centres`): the codec tries both, and so does its rival, whose rest-centred file
-    is the smaller one wherever the resting particles' error dominates (Jp at 100 frames: ~15 % smaller)."""
+    per-component mean (the best rank-k fit for the reported R², Eckart–Young), where many particles rest at
+    one value that value, or zero (`centres`): the codec tries them too, and the rival's rest-centred file is
+    the smaller one wherever the resting particles' error dominates (Jp at 100 frames: ~15 % smaller), its
+    uncentred one on S and C at 1 000 frames, where many particles stay near zero without resting there
+    (encode.other_centres)."""
 
-    name: str  # "mean" or "rest"
+    name: str  # "mean", "rest" or "zero"
     centre: np.ndarray  # (C,) float32, stored in the file
     matrix: torch.Tensor  # (T, N·C) float64
     sumsq: float  # ‖matrix‖², what the residual sums start from
@@ -94,13 +97,13 @@ class Centred:
 
 
 def centres(values: np.ndarray) -> Iterator[Centred]:
-    """The window of (T, N, C) `values` centred on its mean and, where many particles rest at one value
-    (encode.resting_value), on that one: each a float64 copy of the window, made when iterated."""
+    """The window of (T, N, C) `values` centred on its mean, where many particles rest at one value
+    (encode.resting_value) on that one, and on zero (encode.other_centres): each a float64 copy of the window,
+    made when iterated."""
     n_frames, n_particles, n_comp = values.shape
     mean = values.reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
     rest = resting_value(values[0], constant_particles(values))
-    named = [("mean", mean)] + ([("rest", rest.astype(np.float32))]
-                                if rest is not None and not np.array_equal(rest.astype(np.float32), mean) else [])
+    named = other_centres([("mean", mean)] + ([] if rest is None else [("rest", rest.astype(np.float32))]))
     ss_tot = None
     for i, (name, centre) in enumerate(named):
         matrix, sumsq = _centred(values.reshape(n_frames, -1), centre, n_particles)
@@ -260,7 +263,7 @@ class HeldOutSVD:
     r2: float  # decoded at the training frames
     holdout_r2: float  # decoded at the held-out frames: the temporal factors interpolated there
     interpolation: str  # which interpolation of the temporal factors gave it (interpolate.METHODS)
-    centred_on: str = "mean"  # or "rest" (Centred)
+    centred_on: str = "mean"  # or "rest" or "zero" (Centred)
 
 
 def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarray, budget_bytes: int,
