@@ -101,8 +101,13 @@ def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_pa
     settings = {layout: CodecSettings(target_r2=0.99, components=layout) for layout in ("shared", "both", "auto")}
     reports = {layout: encode_model(network, cfg["model"], window, 1.0, tmp_path / f"{layout}.mpmc", s)
                for layout, s in settings.items()}
-    split = min((_split_file(s_run, 0.99, tmp_path / f"split_{centred}.mpmc", centred=centred)[1]
-                 for centred in (True, False)), key=lambda candidate: candidate.n_bytes)
+    files = {centred: _split_file(s_run, 0.99, tmp_path / f"split_{centred}.mpmc", centred=centred)[1]
+             for centred in (True, False)}
+    uncentred = load(tmp_path / "split_False.mpmc")
+    assert not any(uncentred.meta["window"]["mean"])  # stored as the centre: zero
+    assert 1 - r2_score(window.values, uncentred.decode_window()) == pytest.approx(
+        1 - files[False].search["r2_estimate"], rel=1e-3)
+    split = min(files.values(), key=lambda candidate: candidate.n_bytes)
     assert reports["shared"]["components"] == "shared"
     assert reports["both"]["bytes"] == min(reports["shared"]["bytes"], split.n_bytes)
     assert reports["both"]["components"] == ("split" if split.n_bytes < reports["shared"]["bytes"] else "shared")
