@@ -120,16 +120,20 @@ def test_fingerprint_names_the_bytes(built, tmp_path):
     assert other.meta["fingerprint"]["arrays"]["type"] != fp["arrays"]["type"]  # another seed, other discs
 
 
-#: Fingerprint of discs_small seed 0, 40 frames, per (simulator version, torch build, machine, CPU capability).
-#: Bit-identical output is only promised on one platform: another vector ISA may round differently, and there the
-#: test skips. Where it runs it catches what review missed before (commit 6aad869c): simulator numbers changed
-#: without a GENERATOR_VERSION bump. Changing the numbers: bump GENERATOR_VERSION, then pin the new fingerprint.
+#: Fingerprints of discs_small seed 0, 40 frames, per (simulator version, torch build, machine, CPU capability):
+#: the trajectories seen on hosts of that key. Bit-identical output is only promised on one platform: another
+#: vector ISA may round differently, and there the test skips; one capability name may cover hosts that round
+#: differently (AVX-512 on an Intel host and on an AMD EPYC one), each of its trajectories then pinned. Where it
+#: runs it catches what review missed before (commit 6aad869c): simulator numbers changed without a
+#: GENERATOR_VERSION bump, which gives a fingerprint no host of the key has made. Changing the numbers: bump
+#: GENERATOR_VERSION, then pin the new fingerprints.
+_AVX2_TRAJECTORY = "a8573bd1a26f8a5bfa73687f469a9af7d962bcf3914e10002dd7da8256d62c26"
 PINNED_FINGERPRINTS = {
-    ("mpm_inr.sim/2", "2.13.0+cpu", "x86_64", "AVX2"):
-        "a8573bd1a26f8a5bfa73687f469a9af7d962bcf3914e10002dd7da8256d62c26",
-    # the same VM image on an AVX-512 host (2026-12-04): another trajectory, as promised above, and as stable
-    ("mpm_inr.sim/2", "2.13.0+cpu", "x86_64", "AVX512"):
-        "43694afe7824c2c5d860e4f9c0fbe1ab2135d0c86da3dc545c5c402c1c32a863",
+    ("mpm_inr.sim/2", "2.13.0+cpu", "x86_64", "AVX2"): (_AVX2_TRAJECTORY,),
+    # the same VM image on AVX-512 hosts: another trajectory on the first (2026-12-04), and as stable; the AVX2
+    # one on an AMD EPYC host with AVX-512 (2026-12-06, the discs_3types datasets' fingerprints as before too)
+    ("mpm_inr.sim/2", "2.13.0+cpu", "x86_64", "AVX512"): (
+        "43694afe7824c2c5d860e4f9c0fbe1ab2135d0c86da3dc545c5c402c1c32a863", _AVX2_TRAJECTORY),
 }
 
 
@@ -145,7 +149,7 @@ def test_simulator_output_changes_only_with_a_version_bump(built):
     key = (GENERATOR_VERSION, torch.__version__, platform.machine(), torch.backends.cpu.get_cpu_capability())
     if key not in PINNED_FINGERPRINTS:
         pytest.skip(f"no fingerprint pinned for torch {key[1]} on {key[2]} {key[3]}")
-    assert recorded_fingerprint(open_dataset(built)) == PINNED_FINGERPRINTS[key], (
+    assert recorded_fingerprint(open_dataset(built)) in PINNED_FINGERPRINTS[key], (
         "the simulator's output changed: bump GENERATOR_VERSION in mpm_inr/sim/__init__.py and pin the new "
         "fingerprint, so that datasets of the old trajectory are reported as such")
 
