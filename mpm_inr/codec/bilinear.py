@@ -41,6 +41,11 @@ class GroupFit:
     coefs: np.ndarray  # (n, K) least-squares coefficients in those directions
 
     @property
+    def nbytes(self) -> int:
+        """Bytes its arrays hold (what a memo of fits counts)."""
+        return self.gram.nbytes + self.target_basis.nbytes + self.rotation.nbytes + self.coefs.nbytes
+
+    @property
     def ss_res(self) -> float:
         """Σ squared error of the unquantised least-squares codes: ||Y||² − <Z, Y Bᵀ> at the optimum."""
         codes = self.coefs @ self.rotation

@@ -38,7 +38,7 @@ from numpy.polynomial import chebyshev
 from scipy.linalg import solve_triangular
 from torch import nn
 
-from mpm_inr.codec import bilinear
+from mpm_inr.codec import bilinear, memo
 from mpm_inr.codec.format import CodecError
 from mpm_inr.codec.quantise import quantise_uniform, roundtrip_tensors
 
@@ -409,41 +409,39 @@ class KeptSeries:
     (rotated_series), once per set and bits: the step searches of every weight precision and of fewer directions
     visit the same few sets."""
 
-    def __init__(self, coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets) -> None:
+    def __init__(self, coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets,
+                 memo_bytes: int = memo.DEFAULT_BUDGET) -> None:
         self.coefs, self.fits, self.projected = coefs, fits, projected
-        self._curves: dict[tuple[tuple[int, ...], ...], list[np.ndarray]] = {}
-        self._stored: dict[tuple[tuple[tuple[int, ...], ...], int], RotatedSeries | None] = {}
-        self._fits: dict[tuple[int, tuple[int, ...], bytes], bilinear.GroupFit] = {}
+        self._curves: memo.BytesMemo[list[np.ndarray]] = memo.BytesMemo(lambda c: memo.array_bytes(*c), memo_bytes)
+        self._stored: memo.BytesMemo[RotatedSeries | None] = memo.BytesMemo(
+            lambda s: 0 if s is None else s.nbytes, memo_bytes)
+        self._fits: memo.BytesMemo[bilinear.GroupFit] = memo.BytesMemo(lambda f: f.nbytes, memo_bytes)
 
     def stored(self, kept: tuple[tuple[int, ...], ...], bits: int) -> RotatedSeries | None:
         """The curves of `kept` as a file at `bits` stores them, with their codes' fits; None where so few bits
         leave a stored curve degenerate (its fit fails to converge, or solves to non-finite codes: seen on C at 3
         bits, where two stored curves coincide)."""
-        if (kept, bits) not in self._stored:
-            try:
-                stored = rotated_series(self.curves(kept), bits, self._fit_stored, self.projected.stretches)
-            except np.linalg.LinAlgError:
-                stored = None
-            finite = stored is not None and all(np.isfinite(fit.coefs).all() for fit in stored.fits)
-            self._stored[kept, bits] = stored if finite else None
-        return self._stored[kept, bits]
+        return self._stored.get((kept, bits), lambda: self._stored_now(kept, bits))
+
+    def _stored_now(self, kept: tuple[tuple[int, ...], ...], bits: int) -> RotatedSeries | None:
+        try:
+            stored = rotated_series(self.curves(kept), bits, self._fit_stored, self.projected.stretches)
+        except np.linalg.LinAlgError:
+            return None
+        return stored if all(np.isfinite(fit.coefs).all() for fit in stored.fits) else None
 
     def _fit_stored(self, group: int, curves: np.ndarray) -> bilinear.GroupFit:
         """A group's codes fitted to its stored curves, once per distinct curves: a step search changes the kept
         directions of one group or two at a time, and the others' stored curves stay bit for bit the same
         (C, seed 2, 0.999: 2 475 fits, most of them repeated)."""
-        key = (group, curves.shape, curves.tobytes())
-        if key not in self._fits:
-            self._fits[key] = self.projected.fits_group(curves, group, klt=False)
-        return self._fits[key]
+        return self._fits.get((group, curves.shape, curves.tobytes()),
+                              lambda: self.projected.fits_group(curves, group, klt=False))
 
     def curves(self, kept: tuple[tuple[int, ...], ...]) -> list[np.ndarray]:
         """Per coded group (d + 1, r_g, C) in normalised units, r_g = len(kept[g])."""
-        if kept not in self._curves:
-            rotated = [np.einsum("rk,jkc->jrc", fit.rotation[list(k)], self.coefs[:, g])
-                       for g, (fit, k) in enumerate(zip(self.fits, kept, strict=True))]
-            self._curves[kept] = self.projected.refine(rotated)
-        return self._curves[kept]
+        return self._curves.get(kept, lambda: self.projected.refine([
+            np.einsum("rk,jkc->jrc", fit.rotation[list(k)], self.coefs[:, g])
+            for g, (fit, k) in enumerate(zip(self.fits, kept, strict=True))]))
 
 
 @dataclass
@@ -454,6 +452,10 @@ class RotatedSeries:
 
     stored: np.ndarray  # float32, the rotated series as the file lays it out (stored_coefs), before quantisation
     fits: list[bilinear.GroupFit]  # per coded group, for the decoded (quantised) series, in its coordinates (no KLT)
+
+    @property
+    def nbytes(self) -> int:
+        return self.stored.nbytes + sum(fit.nbytes for fit in self.fits)
 
     def quantise(self, step: float) -> tuple[list[np.ndarray], float]:
         """Per coded group the codes (n_g, r_g) rounded to multiples of `step`, and the squared error they leave

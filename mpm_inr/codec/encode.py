@@ -429,6 +429,14 @@ def finalists(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, dic
     return near[:MAX_FINALISTS]
 
 
+def contenders(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, dict]]:
+    """The points that can still be finalists, in their order: those within SCREEN_MARGIN of the smallest so far.
+    A search drops the rest as it goes, since each point holds its blobs uncompressed (over the whole simulation
+    S's codes alone are tens of MB a point)."""
+    smallest = min((point[0] for point in points), default=math.inf)
+    return [point for point in points if point[0] <= smallest * (1 + SCREEN_MARGIN)]
+
+
 def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
                    basis_blobs: dict[str, bytes]) -> tuple[int, dict, dict] | None:
     """(screened payload bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal,
@@ -595,7 +603,7 @@ class SeriesTargets:
             if self._ceilings.get(count, math.inf) < search_goal:
                 continue
             found = self._count_points(count, search_goal, settings)
-            points += found
+            points = contenders(points + found)
             here = min((point[0] for point in found), default=math.inf)
             if here > best * (1 + DEGREE_PLATEAU):
                 break
@@ -643,22 +651,36 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
         if reachable < search_goal:
             continue  # the series is too coarse at any precision
         kept_series = chebyshev.KeptSeries(coefs, fits, projected)
-        sizes = []
+        sizes: dict[int, int] = {}
         for bits in settings.weight_bits:
             point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal)
             if point is not None:
-                points.append(point)
-                sizes.append(point[0])
-                if point[0] <= min(sizes):
-                    series_here = (kept_series, bits)
-        here = min(sizes) if sizes else math.inf
+                points = contenders([*points, point])
+                sizes[bits] = point[0]
+        here = min(sizes.values(), default=math.inf)
         if here < best:
-            best, misses, best_series = here, 0, series_here
+            best, misses, best_series = here, 0, (kept_series, sizes)
         elif here > best * (1 + DEGREE_PLATEAU) and (misses := misses + 1) >= 2:
             break
     if best_series is not None:
-        points += _fewer_directions(*best_series, constant_fit, ss_tot, search_goal)
+        kept_series, sizes = best_series
+        for bits in near_best(sizes):
+            points = contenders(points + _fewer_directions(kept_series, bits, constant_fit, ss_tot, search_goal))
     return points
+
+
+#: weight precisions whose file is within this share of the best one's are all searched for fewer directions
+FEWER_DIRECTIONS_NEAR = 0.01
+
+
+def near_best(sizes: Mapping[int, int]) -> list[int]:
+    """The weight bits whose file is within FEWER_DIRECTIONS_NEAR of the smallest, smallest first: fewer
+    directions can reorder them, since coarser weights leave a larger code error to make up with a finer step (S,
+    1 000 frames, seed 2, R² 0.995: 122 608 B at 5 bits and 123 016 B at 6 with every direction; with fewer,
+    117 081 B and 114 991 B)."""
+    best = min(sizes.values(), default=math.inf)
+    return sorted((bits for bits, size in sizes.items() if size <= best * (1 + FEWER_DIRECTIONS_NEAR)),
+                  key=lambda bits: sizes[bits])
 
 
 def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
@@ -666,8 +688,9 @@ def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit
     """The best series again with at most r KLT directions per group, r = K - 1, K - 2, ...: a fine code step
     keeps every direction some code reaches, and a weak direction's curves can cost more bytes than a finer step
     on the strong ones (the quantised SVD searches its rank likewise). Stops when fewer directions cannot reach
-    the goal or the file has grown twice in a row; searched only at the best (degree, bits), since each r costs
-    a full step search (Jp, 100 frames, seed 0, R² 0.995: 1 538 -> 1 431 bytes, encoding time unchanged)."""
+    the goal or the file has grown twice in a row; searched only at the best degree and the weight precisions
+    near its best (near_best), since each r costs a full step search (Jp, 100 frames, seed 0, R² 0.995: 1 538 ->
+    1 431 bytes, encoding time unchanged)."""
     top = max(f.coefs.shape[1] for f in kept_series.fits)
     if top >= WIDE_RANK_SEARCH:
         return _fewer_directions_wide(kept_series, bits, constant_fit, ss_tot, search_goal, top)
@@ -696,12 +719,16 @@ def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constan
     nearly unimodal). A step down from K - 1 found only a local minimum where a fine step keeps a weak direction
     for the few of many particles whose code reaches it: S, 1 000 frames, seed 2, its components apart, kept 71
     directions where the quantised SVD's best rank is 20."""
-    found: dict[int, tuple[int, dict, dict] | None] = {}
+    found: dict[int, float] = {}  # the screened bytes of each cap tried (inf: misses the goal)
+    points: list[tuple[int, dict, dict]] = []
 
     def size(cap: int) -> float:
+        nonlocal points
         if cap not in found:
-            found[cap] = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap)
-        return math.inf if found[cap] is None else found[cap][0]
+            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap)
+            found[cap] = math.inf if point is None else point[0]
+            points = points if point is None else contenders([*points, point])
+        return found[cap]
 
     cap = top - 1
     while cap >= 1 and math.isfinite(size(cap)):
@@ -715,7 +742,7 @@ def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constan
                 if 1 <= cap < top and size(cap) < size(best):
                     best = cap
             stride //= 2
-    return [point for point in found.values() if point is not None]
+    return points
 
 
 def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[bilinear.GroupFit], bits: int,

@@ -1,0 +1,87 @@
+"""What bounds the codec search's memory (its memo of stored series and fits, mpm_inr.codec.memo; the candidates
+it keeps, encode.contenders), and what bounding it must not change: a search's results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mpm_inr.codec import chebyshev, memo
+from mpm_inr.codec.encode import SCREEN_MARGIN, contenders, finalists, near_best
+
+
+def sized(n_bytes: int) -> np.ndarray:
+    return np.zeros(n_bytes, dtype=np.uint8)
+
+
+def test_the_least_recently_used_go_first_once_past_the_budget():
+    made: list[str] = []
+    cache: memo.BytesMemo[np.ndarray] = memo.BytesMemo(lambda a: a.nbytes, budget=250)
+
+    def get(key: str, n_bytes: int = 100) -> np.ndarray:
+        return cache.get(key, lambda: made.append(key) or sized(n_bytes))
+
+    get("a"), get("b"), get("a")  # a is now the most recently used
+    get("c")  # 300 bytes: b goes
+    assert "a" in cache and "c" in cache and "b" not in cache and cache.bytes == 200
+    get("a"), get("b")
+    assert made == ["a", "b", "c", "b"] and cache.misses == 4
+    assert "c" not in cache  # b came back after a was used, so c was the oldest
+
+
+def test_the_newest_value_is_kept_whatever_its_size():
+    cache: memo.BytesMemo[np.ndarray] = memo.BytesMemo(lambda a: a.nbytes, budget=10)
+    cache.get("small", lambda: sized(5))
+    big = cache.get("big", lambda: sized(1000))
+    assert len(cache) == 1 and "big" in cache and cache.get("big", lambda: sized(1)) is big
+
+
+def test_a_negative_budget_is_one_line():
+    with pytest.raises(ValueError, match="budget must be >= 0 bytes"):
+        memo.BytesMemo(lambda a: a.nbytes, budget=-1)
+
+
+def test_a_kept_series_with_a_tiny_memo_gives_the_same_files():
+    """Evicting changes only the time a revisit takes: every stored series and fit a search asks for is the same
+    with a memo of one entry as with the default."""
+    rng = np.random.default_rng(3)
+    n_frames, n_particles, k, degree = 30, 50, 4, 5
+    u = chebyshev.frame_times(n_frames)
+    shapes = np.stack([np.cos(np.outer(np.arange(1, k + 1), u)), np.sin(np.outer(np.arange(1, k + 1), u))], -1)
+    values = np.einsum("pk,kfc->fpc", rng.normal(size=(n_particles, k)), shapes)
+    values += 1e-3 * rng.normal(size=values.shape)
+    members = [np.arange(0, 30), np.arange(30, n_particles)]
+    projected = chebyshev.ProjectedTargets.build(values, np.zeros(2), np.ones(2), members, u, degree)
+    coefs = rng.normal(size=(degree + 1, 2, k, 2))
+    fits = projected.fits([coefs[:, 0], coefs[:, 1]])
+    roomy = chebyshev.KeptSeries(coefs, fits, projected)
+    tight = chebyshev.KeptSeries(coefs, fits, projected, memo_bytes=0)
+    visits = [((0, 1, 2, 3), (0, 1)), ((0, 1), (0, 1)), ((0, 1, 2, 3), (0, 1)), ((0,), (0, 1, 2))] * 2
+    for kept in visits:
+        for bits in (8, 5):
+            a, b = roomy.stored(kept, bits), tight.stored(kept, bits)
+            assert a is not None and b is not None
+            np.testing.assert_array_equal(a.stored, b.stored)
+            for fa, fb in zip(a.fits, b.fits, strict=True):
+                np.testing.assert_array_equal(fa.coefs, fb.coefs)
+                np.testing.assert_array_equal(fa.target_basis, fb.target_basis)
+            assert a.quantise(1e-2)[1] == b.quantise(1e-2)[1]
+    assert len(tight._stored) == 1 and tight._stored.misses > roomy._stored.misses
+
+
+def test_fewer_directions_are_searched_at_the_bits_near_the_best():
+    assert near_best({8: 1009, 6: 1000, 5: 1011, 4: 1020}) == [6, 8]
+    assert near_best({16: 500}) == [16]
+    assert near_best({}) == []
+
+
+def test_the_candidates_dropped_as_a_search_goes_could_never_be_finalists():
+    rng = np.random.default_rng(1)
+    sizes = rng.integers(1000, 1300, size=60)
+    points = [(int(size), {"k": i}, {"b": bytes([i % 7])}) for i, size in enumerate(sizes)]
+    kept: list = []
+    for point in points:  # as a search adds them, one at a time
+        kept = contenders([*kept, point])
+    assert finalists(kept) == finalists(points)
+    assert len(kept) < len(points) and all(p[0] <= sizes.min() * (1 + SCREEN_MARGIN) for p in kept)
+    assert contenders([]) == []
