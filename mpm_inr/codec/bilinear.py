@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -39,6 +40,12 @@ class GroupFit:
     target_sq: float  # ||Y||²
     rotation: np.ndarray  # (K, K): KLT directions in code space, strongest first (identity: fit_from_sums klt=False)
     coefs: np.ndarray  # (n, K) least-squares coefficients in those directions
+
+    @cached_property
+    def code_peaks(self) -> np.ndarray:
+        """(K,) the largest |code| in each direction: a step keeps a direction where its peak rounds to non-zero
+        (a step search asks at every step it tries, and this does not depend on the step)."""
+        return np.abs(self.coefs).max(axis=0, initial=0.0)
 
     @property
     def nbytes(self) -> int:
@@ -136,7 +143,7 @@ def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
     directions, round them to multiples of `step`, and measure the decoded error."""
     rows, scales, ints, ss_res = [], [], [], 0.0
     for fit in fits:
-        kept = np.flatnonzero(np.abs(fit.coefs).max(axis=0, initial=0.0) >= step / 2)
+        kept = np.flatnonzero(fit.code_peaks >= step / 2)
         scale = np.abs(fit.rotation[kept]).max(axis=1, initial=0.0).astype(np.float32)
         scale = np.where(scale > 0, scale, np.float32(1.0))
         half = np.rint(fit.rotation[kept] / scale[:, None] * ROW_LEVELS).astype(np.int8)

@@ -472,7 +472,7 @@ class RotatedSeries:
 
 def kept_directions(fits: list[bilinear.GroupFit], step: float) -> tuple[tuple[int, ...], ...]:
     """Per group, the KLT directions some particle's code keeps at `step` (as bilinear.quantise_codes keeps them)."""
-    return tuple(tuple(np.flatnonzero(np.abs(f.coefs).max(axis=0, initial=0.0) >= step / 2).tolist()) for f in fits)
+    return tuple(tuple(np.flatnonzero(f.code_peaks >= step / 2).tolist()) for f in fits)
 
 
 def rotated_series(curves: list[np.ndarray], bits: int, fit: Callable[[int, np.ndarray], bilinear.GroupFit],
