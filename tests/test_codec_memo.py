@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpm_inr.codec import chebyshev, memo
+from mpm_inr.codec import bilinear, chebyshev, memo
 from mpm_inr.codec.encode import SCREEN_MARGIN, contenders, finalists, near_best
 
 
@@ -85,3 +85,19 @@ def test_the_candidates_dropped_as_a_search_goes_could_never_be_finalists():
     assert finalists(kept) == finalists(points)
     assert len(kept) < len(points) and all(p[0] <= sizes.min() * (1 + SCREEN_MARGIN) for p in kept)
     assert contenders([]) == []
+
+
+def test_a_large_fits_klt_from_the_gram_matrix_matches_the_svd(monkeypatch):
+    """Codes of many particles take their KLT from the directions' Gram matrix (no left vectors, as large as the
+    codes): the same directions up to sign, the same codes in them, the same error."""
+    rng = np.random.default_rng(4)
+    basis = rng.normal(size=(6, 40)) * np.array([5.0, 3.0, 2.0, 1.0, 0.5, 0.1])[:, None]
+    target = rng.normal(size=(500, 6)) @ basis + 0.01 * rng.normal(size=(500, 40))
+    sums = (basis @ basis.T, target @ basis.T, float((target ** 2).sum()))
+    by_svd = bilinear.fit_from_sums(*sums)
+    monkeypatch.setattr(bilinear, "GRAM_KLT_VALUES", 0)
+    by_gram = bilinear.fit_from_sums(*sums)
+    signs = np.sign(np.sum(by_svd.rotation * by_gram.rotation, axis=1))
+    np.testing.assert_allclose(by_gram.rotation * signs[:, None], by_svd.rotation, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(by_gram.coefs * signs, by_svd.coefs, rtol=1e-8, atol=1e-10)
+    assert by_gram.ss_res == pytest.approx(by_svd.ss_res, rel=1e-10)

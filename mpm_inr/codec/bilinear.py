@@ -28,6 +28,10 @@ _RIDGE = 1e-10  # of the mean Gram diagonal: keeps a rank-deficient group basis 
 #: float64 values a group's targets are formed in at a time (target_blocks): a float64 copy of the whole
 #: simulation's F (10 000 frames x 9 000 particles x 4 components) is 2.9 GB, and its transpose as much again
 TARGET_BLOCK_VALUES = 1 << 22
+#: codes (particles x directions) from which their KLT comes from the directions' Gram matrix (right_singular):
+#: an SVD would make the left vectors too, as large as the codes (whole simulation, S apart: 36 000 x ~1 000,
+#: plus LAPACK's workspace); smaller ones keep the SVD, so every file of a shorter window stays bit for bit
+GRAM_KLT_VALUES = 1 << 24
 
 
 @dataclass
@@ -123,6 +127,20 @@ def fit_groups(bases: list[np.ndarray], values: np.ndarray, mean: np.ndarray, me
     return fits
 
 
+def right_singular(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(singular values, right singular vectors as rows) of `rows`; for a tall matrix from the eigenvectors of its
+    small Gram matrix rowsᵀ·rows, whose eigenvalues are the squared singular values: an SVD would also make the
+    left vectors, as large as `rows` (a split file of S over the whole simulation: 36 000 x 8 256, 2.4 GB, plus
+    LAPACK's workspace), and the codec needs only the right ones and the spectrum. The Gram squares the spectrum's
+    range, which costs the trailing directions' accuracy (error ~1e-16 of the largest squared value), not the
+    leading ones' the series keeps."""
+    if rows.shape[0] < rows.shape[1]:
+        return np.linalg.svd(rows, full_matrices=False)[1:]
+    values, vectors = np.linalg.eigh(rows.T @ rows)
+    order = np.argsort(values)[::-1]
+    return np.sqrt(np.clip(values[order], 0.0, None)), np.ascontiguousarray(vectors[:, order].T)
+
+
 def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float, klt: bool = True) -> GroupFit:
     """A group's least-squares codes and their KLT from the Gram-form sums alone (B Bᵀ, Y Bᵀ, ||Y||²), whatever
     represents the basis (a network, a Chebyshev series). `klt=False` skips the KLT (rotation = identity, the
@@ -133,9 +151,15 @@ def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float, 
         return GroupFit(gram, target_basis, target_sq, np.eye(gram.shape[0]), codes)
     lower = np.linalg.cholesky(ridged(gram))
     # a group whose particles are all constant has no codes, and no directions
-    vt = np.linalg.svd(codes @ lower, full_matrices=False)[2] if codes.shape[0] else np.zeros((0, gram.shape[0]))
+    whitened = codes @ lower
+    if not codes.shape[0]:
+        vt = np.zeros((0, gram.shape[0]))
+    elif whitened.size >= GRAM_KLT_VALUES:
+        vt = right_singular(whitened)[1]
+    else:
+        vt = np.linalg.svd(whitened, full_matrices=False)[2]
     rotation = np.linalg.solve(lower.T, vt.T).T  # Vᵀ L⁻¹: rows of rotation·basis are orthonormal
-    return GroupFit(gram, target_basis, target_sq, rotation, codes @ lower @ vt.T)
+    return GroupFit(gram, target_basis, target_sq, rotation, whitened @ vt.T)
 
 
 def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:

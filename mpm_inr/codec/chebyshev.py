@@ -246,7 +246,10 @@ class ProjectedTargets:
     stretches: Stretches = field(default_factory=Stretches)  # the projections' polynomials are per stretch
     max_rank: int | None = None  # the most curves a best series is asked for (None: any): its basis keeps no more
     _stable: dict[int, bool] = field(default_factory=dict)  # stable(degree), computed once per degree
-    _best: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # per (group, degree); a degree search asks for a few degrees at a time, and over the whole simulation each
+    # entry is ~70 MB (64 stretches of degree 32)
+    _best: memo.BytesMemo[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=lambda: memo.BytesMemo(lambda entry: memo.array_bytes(*entry), BEST_BASIS_MEMO_BYTES))
     _flat: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (n_g, (d + 1)·C) per group, degree
 
     @classmethod
@@ -373,34 +376,26 @@ class ProjectedTargets:
 
     def _best_basis(self, group: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(L, singular values, right singular vectors) of the group's whitened projections, once per degree."""
-        if (group, degree) not in self._best:
-            n_coefs = self.stretches.n_coefs(degree)
-            lower = np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
-            proj = self.projections[group][:, :n_coefs]  # (n, d + 1, C)
-            n_particles, _, n_comp = proj.shape
-            # L⁻¹ P_cᵀ for every component at once: (d + 1, n·C)
-            whitened = solve_triangular(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp),
-                                        lower=True, check_finite=False)
-            rows = whitened.reshape(n_coefs, n_particles, n_comp).transpose(1, 2, 0).reshape(n_particles, -1)
-            singular, vt = right_singular(rows)
-            # the leading rows only: over the whole simulation, 64 stretches of degree 32 make vt 8 448² (0.57 GB
-            # per degree, and a degree search caches several), where the model has 506 curves
-            self._best[group, degree] = (lower, singular, vt[:self.max_rank].copy())
-        return self._best[group, degree]
+        return self._best.get((group, degree), lambda: self._best_basis_now(group, degree))
+
+    def _best_basis_now(self, group: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n_coefs = self.stretches.n_coefs(degree)
+        lower = np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
+        proj = self.projections[group][:, :n_coefs]  # (n, d + 1, C)
+        n_particles, _, n_comp = proj.shape
+        # L⁻¹ P_cᵀ for every component at once: (d + 1, n·C)
+        whitened = solve_triangular(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp),
+                                    lower=True, check_finite=False)
+        rows = whitened.reshape(n_coefs, n_particles, n_comp).transpose(1, 2, 0).reshape(n_particles, -1)
+        del whitened
+        singular, vt = bilinear.right_singular(rows)
+        # the leading rows only: over the whole simulation, 64 stretches of degree 32 make vt 8 448² (0.57 GB
+        # per degree, and a degree search caches several), where the model has 506 curves
+        return lower, singular, vt[:self.max_rank].copy()
 
 
-def right_singular(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(singular values, right singular vectors as rows) of `rows`; for a tall matrix from the eigenvectors of its
-    small Gram matrix rowsᵀ·rows, whose eigenvalues are the squared singular values: an SVD would also make the
-    left vectors, as large as `rows` (a split file of S over the whole simulation: 36 000 x 8 256, 2.4 GB, plus
-    LAPACK's workspace), and the codec needs only the right ones and the spectrum. The Gram squares the spectrum's
-    range, which costs the trailing directions' accuracy (error ~1e-16 of the largest squared value), not the
-    leading ones' the series keeps."""
-    if rows.shape[0] < rows.shape[1]:
-        return np.linalg.svd(rows, full_matrices=False)[1:]
-    values, vectors = np.linalg.eigh(rows.T @ rows)
-    order = np.argsort(values)[::-1]
-    return np.sqrt(np.clip(values[order], 0.0, None)), np.ascontiguousarray(vectors[:, order].T)
+#: bytes of best bases (ProjectedTargets._best_basis) kept at a time
+BEST_BASIS_MEMO_BYTES = 1 << 29
 
 
 class KeptSeries:
@@ -416,6 +411,12 @@ class KeptSeries:
         self._stored: memo.BytesMemo[RotatedSeries | None] = memo.BytesMemo(
             lambda s: 0 if s is None else s.nbytes, memo_bytes)
         self._fits: memo.BytesMemo[bilinear.GroupFit] = memo.BytesMemo(lambda f: f.nbytes, memo_bytes)
+
+    def forget(self) -> None:
+        """Drops what the memos hold: a degree search keeps its best series for the search of fewer directions
+        after it, which starts again at other sets of directions."""
+        for held in (self._curves, self._stored, self._fits):
+            held.clear()
 
     def stored(self, kept: tuple[tuple[int, ...], ...], bits: int) -> RotatedSeries | None:
         """The curves of `kept` as a file at `bits` stores them, with their codes' fits; None where so few bits

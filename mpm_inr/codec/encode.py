@@ -658,6 +658,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
                 points = contenders([*points, point])
                 sizes[bits] = point[0]
         here = min(sizes.values(), default=math.inf)
+        kept_series.forget()  # one degree's memos at a time (over the whole simulation, GBs)
         if here < best:
             best, misses, best_series = here, 0, (kept_series, sizes)
         elif here > best * (1 + DEGREE_PLATEAU) and (misses := misses + 1) >= 2:

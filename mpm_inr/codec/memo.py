@@ -47,6 +47,10 @@ class BytesMemo(Generic[V]):
             self.bytes -= self._items.popitem(last=False)[1][1]
         return value
 
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
     def __len__(self) -> int:
         return len(self._items)
 
