@@ -591,7 +591,17 @@ def test_a_failing_job_stops_every_worker_at_once() -> None:
     assert time.monotonic() - start < 30 and _children() == before
 
 
+@pytest.fixture
+def ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt whatever started pytest: a shell's background job (`cmd &`) inherits SIGINT
+    ignored, and Python then leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @needs_fork
+@pytest.mark.usefixtures("ctrl_c_interrupts")
 def test_ctrl_c_stops_every_worker_at_once() -> None:
     """During a batch (the parent waits on the workers) and between two (they are idle)."""
     before, start = _children(), time.monotonic()
