@@ -706,10 +706,10 @@ def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_
     sizes = {1: 1000, 2: 900, 3: 905, 4: 910, 5: 905, 6: 700, 7: 950, 8: 1000, 9: 500}
     visited = []
 
-    def fake(kept_series, *args):
+    def fake(kept_series, *args, guess=None):
         degree = kept_series.coefs.shape[0] - 1
         visited.append(degree)
-        return sizes[degree], {"degree": degree}, {}
+        return sizes[degree], {"degree": degree, "step": 1.0}, {}
 
     monkeypatch.setattr(chebyshev, "DEGREES", tuple(sizes))
     monkeypatch.setattr(encode_module, "_series_at_goal", fake)

@@ -165,9 +165,9 @@ def test_many_directions_are_searched_over_the_whole_range_of_caps(monkeypatch):
     visited = []
     near_top = {71: 5000, 70: 4000, 69: 4500, 68: 4600}
 
-    def fake(kept_series, constant_fit, bits, ss_tot, goal, cap=None):
+    def fake(kept_series, constant_fit, bits, ss_tot, goal, cap=None, guess=None):
         visited.append(cap)
-        return None if cap < 9 else (near_top.get(cap, 1000 + (cap - 20) ** 2), {"cap": cap}, {})
+        return None if cap < 9 else (near_top.get(cap, 1000 + (cap - 20) ** 2), {"cap": cap, "step": 1.0}, {})
 
     kept = SimpleNamespace(fits=[bilinear.GroupFit(np.eye(72), np.zeros((5, 72)), 0.0, np.eye(72),
                                                    np.zeros((5, 72)))])

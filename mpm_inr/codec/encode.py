@@ -1,7 +1,7 @@
 """A trained model to a codec file, at the smallest configuration that reaches the requested accuracy.
 
 A user asks for an R², not a number of bits: `target_r2` picks, among the candidate weight precisions, the
-coarsest code step (bisection on the decoded R², cheap for bilinear codes: the error is measured in closed form)
+coarsest code step (mpm_inr.codec.step_search on the decoded R², cheap for bilinear codes: the error is measured in closed form)
 whose file is smallest. A target is reached wherever some file decodes to it: the network's basis, or for a
 bilinear model the best series of its rank (chebyshev.ProjectedTargets.refine), which can pass the network's
 own accuracy. Without a target the codec keeps the model's accuracy, and with one no file reaches it keeps the
@@ -15,7 +15,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,13 +34,13 @@ from mpm_inr.codec.quantise import (
     pack_tensors,
     roundtrip_tensors,
 )
+from mpm_inr.codec.step_search import largest_reaching
 from mpm_inr.data.window import FieldWindow, holdout_rule
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics.regression import component_sums, r2_score
 from mpm_inr.models import INR_TYPES, get_inr_type
 from mpm_inr.models.field_network import FieldNetwork
 
-_BISECTIONS = 10  # step bisections within a factor 2: to 2^(1/1024), a file ~0.1 % above the optimum at most
 #: how a bilinear model's temporal basis is stored: its network's weights, a Chebyshev series fitted to it, or
 #: whichever file is smaller (auto)
 BASIS_KINDS = ("auto", "network", "chebyshev")
@@ -446,7 +446,7 @@ def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: fl
 
     n_coefs = sum(f.coefs.size for f in fits)
     guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
-    step = largest_passing(lambda s: r2_of(short_float(s)) >= search_goal, guess)
+    step = largest_reaching(lambda s: r2_of(short_float(s)), search_goal, guess)
     if step is None:
         return None
     step = short_float(step)
@@ -645,6 +645,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
     degree 24)."""
     points: list[tuple[int, dict, dict]] = []
     best, misses, best_series = math.inf, 0, None
+    guess = None  # the last step found: the next search's starts there (its step differs by a few %)
     for degree in degrees:
         coefs = chebyshev.fit_series(samples, u_samples, degree, projected.stretches)
         reachable, fits = _reachable_r2(projected, coefs, degree, constant_fit, ss_tot)
@@ -653,10 +654,10 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
         kept_series = chebyshev.KeptSeries(coefs, fits, projected)
         sizes: dict[int, int] = {}
         for bits in settings.weight_bits:
-            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal)
+            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, guess=guess)
             if point is not None:
                 points = contenders([*points, point])
-                sizes[bits] = point[0]
+                sizes[bits], guess = point[0], point[1]["step"]
         here = min(sizes.values(), default=math.inf)
         kept_series.forget()  # one degree's memos at a time (over the whole simulation, GBs)
         if here < best:
@@ -698,7 +699,8 @@ def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit
     points: list[tuple[int, dict, dict]] = []
     best, misses = math.inf, 0
     for cap in range(top - 1, 0, -1):
-        point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap)
+        point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap,
+                                points[-1][1]["step"] if points else None)
         if point is None:
             break
         points.append(point)
@@ -722,13 +724,15 @@ def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constan
     directions where the quantised SVD's best rank is 20."""
     found: dict[int, float] = {}  # the screened bytes of each cap tried (inf: misses the goal)
     points: list[tuple[int, dict, dict]] = []
+    guess = None
 
     def size(cap: int) -> float:
-        nonlocal points
+        nonlocal points, guess
         if cap not in found:
-            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap)
+            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap, guess)
             found[cap] = math.inf if point is None else point[0]
-            points = points if point is None else contenders([*points, point])
+            if point is not None:
+                points, guess = contenders([*points, point]), point[1]["step"]
         return found[cap]
 
     cap = top - 1
@@ -747,11 +751,11 @@ def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constan
 
 
 def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[bilinear.GroupFit], bits: int,
-                    ss_tot: float, search_goal: float,
-                    max_directions: int | None = None) -> tuple[int, dict, dict] | None:
+                    ss_tot: float, search_goal: float, max_directions: int | None = None,
+                    guess: float | None = None) -> tuple[int, dict, dict] | None:
     """(screened payload bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching
-    search_goal. The stored series depends on the step only through the kept directions (KeptSeries.stored builds
-    each set once)."""
+    search_goal, searched from `guess` (a neighbouring search's step) where given. The stored series depends on the
+    step only through the kept directions (KeptSeries.stored builds each set once)."""
     fits = kept_series.fits
 
     def coded(step: float) -> tuple[chebyshev.RotatedSeries | None, bilinear.QuantisedCodes | None]:
@@ -771,9 +775,10 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
         codes = coded(step)[1]
         return -math.inf if codes is None or not math.isfinite(codes.ss_res) else 1.0 - codes.ss_res / ss_tot
 
-    n_coefs = sum(f.coefs.size for f in fits + constant_fit)
-    guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
-    step = largest_passing(lambda s: r2_of(short_float(s)) >= search_goal, guess)
+    if guess is None:  # every code's rounding error at the budget's share
+        n_coefs = sum(f.coefs.size for f in fits + constant_fit)
+        guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
+    step = largest_reaching(lambda s: r2_of(short_float(s)), search_goal, guess)
     if step is None:
         return None
     step = short_float(step)  # the metadata's step in as few digits as the search tested
@@ -830,27 +835,3 @@ DEGREE_PLATEAU = 0.02
 
 #: share of the error budget 1 − R² kept back while searching the code step (see _encode_bilinear)
 DECODE_MARGIN = 0.01
-
-
-def largest_passing(passes: Callable[[float], bool], guess: float) -> float | None:
-    """The largest step that passes, by bracketing around `guess` then bisecting in log space; None if even a
-    step 2^-20 times the guess fails."""
-    lo = guess
-    for _ in range(20):
-        if passes(lo):
-            break
-        lo /= 2
-    else:
-        return None
-    hi = lo * 2
-    for _ in range(20):
-        if not passes(hi):
-            break
-        lo, hi = hi, hi * 2
-    else:
-        return lo
-    for _ in range(_BISECTIONS):
-        mid = math.sqrt(lo * hi)
-        lo, hi = (mid, hi) if passes(mid) else (lo, mid)
-    return lo
-

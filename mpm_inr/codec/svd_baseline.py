@@ -4,7 +4,7 @@ A float32 SVD (`mpm_inr.baselines`) pays 32 bits per number; our codec pays a fe
 the SVD gets the same tools: per component centred (the best rank-k fit for the reported R², Eckart–Young), its
 temporal factor U_k (T x k) stored as per-direction integers like our network weights (`quantise_tensor`, the
 codec's candidate bits), its coefficients W (k x N·C) re-solved for the stored U_k, then rounded to multiples of
-one step found by bisection on the decoded R² (as our codes are), and its arrays stored as byte planes coded in
+one step found by the same search on the decoded R² (as our codes are), and its arrays stored as byte planes coded in
 one LZMA stream (`packed_bytes`, as our file's payload), the coefficients in whichever layout packs smaller
 (`file_bytes`). The smallest file over the rank and the bits that reaches the target wins.
 
@@ -32,7 +32,6 @@ from mpm_inr.codec.encode import (
     DECODE_MARGIN,
     SCREEN_MARGIN,
     constant_particles,
-    largest_passing,
     other_centres,
     resting_value,
 )
@@ -42,6 +41,7 @@ from mpm_inr.codec.quantise import (
     quantise_tensor,
     quantise_uniform,
 )
+from mpm_inr.codec.step_search import largest_reaching
 from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
 from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.regression import r2_score
@@ -184,12 +184,14 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
     best = math.inf
     misses = 0
     stopped = False
+    steps: dict[int, float] = {}  # the last rank's step at each bits: the next rank's search starts there
     with ThreadPoolExecutor(max_workers=max(1, min(process_workers(), len(bits)))) as pool:
         for rank in range(first, limit + 1):
-            tried = [c for c in pool.map(lambda b, k=rank: _encode_rank(centred, basis[:, :k], b, goal), bits)
-                     if c is not None]
+            tried = [c for c in pool.map(lambda b, k=rank: _encode_rank(centred, basis[:, :k], b, goal, steps.get(b)),
+                                         bits) if c is not None]
             if not tried:
                 continue
+            steps.update((c.bits, c.step) for c in tried)
             smallest = min(c.screened for c in tried)
             best, misses = (smallest, 0) if smallest < best else (best, misses + 1)
             found = [c for c in found + tried if c.screened <= best * (1 + SCREEN_MARGIN)]  # the finalists so far
@@ -200,8 +202,10 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
     return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first in (rank, bits) order
 
 
-def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float) -> _Candidate | None:
-    """Rank k at these bits: the stored U_k, W re-solved for it, the largest step reaching goal, its screened size."""
+def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float,
+                 guess: float | None = None) -> _Candidate | None:
+    """Rank k at these bits: the stored U_k, W re-solved for it, the largest step reaching goal (searched from
+    `guess`, the step of a neighbouring rank, where given), its screened size."""
     stored_u = quantise_tensor(basis.T.numpy(), bits)  # one scale per direction (a row of U_kᵀ)
     temporal = dequantise_tensor(stored_u).T  # (T, k) float32, what the decoder multiplies by
     u = torch.from_numpy(temporal.astype(np.float64))
@@ -217,7 +221,7 @@ def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float) 
 
     if r2_at(1e-12 * max(float(np.abs(coefs_np).max()), 1e-30)) < goal:
         return None  # this rank at these bits cannot reach the goal at any step
-    step = largest_passing(lambda s: r2_at(s) >= goal, float(np.abs(coefs_np).max()) / 64)
+    step = largest_reaching(r2_at, goal, guess or float(np.abs(coefs_np).max()) / 64)
     if step is None:
         return None
     ints = quantise_uniform(coefs_np, step)
