@@ -107,7 +107,9 @@ def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_pa
     assert not any(uncentred.meta["window"]["mean"])  # stored as the centre: zero
     assert 1 - r2_score(window.values, uncentred.decode_window()) == pytest.approx(
         1 - files[False].search["r2_estimate"], rel=1e-3)
-    split = min(files.values(), key=lambda candidate: candidate.n_bytes)
+    frames, constant = encode_module.training_frames(window), encode_module.constant_particles(window.values, None)
+    chosen = encode_module.split_centre(window, constant, frames, _ss_tot(window), 0.99)[0]
+    split = files[chosen == "mean"]  # the split file is searched about one centre only
     assert reports["shared"]["components"] == "shared"
     assert reports["both"]["bytes"] == min(reports["shared"]["bytes"], split.n_bytes)
     assert reports["both"]["components"] == ("split" if split.n_bytes < reports["shared"]["bytes"] else "shared")
@@ -134,6 +136,25 @@ def test_the_split_view_is_the_window_itself_centred_per_component():
     block = np.concatenate(list(bilinear.target_blocks(view.values, view.mean, idx)), axis=1)
     np.testing.assert_array_equal(block[..., 0], values.reshape(6, 15)[:, idx] - view.mean[idx, 0])
     np.testing.assert_array_equal(components.join(view.values, 3), values)
+
+
+def test_a_split_file_is_searched_about_the_centre_most_particles_sit_near():
+    """split_centre: zero where most particles stay near zero and a few far off pull the mean away (S, C), the
+    mean where the particles cluster away from zero (F near the identity)."""
+    rng = np.random.default_rng(0)
+    n_frames, n_particles = 20, 400
+    near_zero = rng.normal(0.0, 1e-3, (n_frames, n_particles, 2)).astype(np.float32)
+    near_zero[:, :20] += 5.0  # a few loaded particles
+    near_one = (1.0 + rng.normal(0.0, 0.05, (n_frames, n_particles, 2))).astype(np.float32)
+    for values, expected in ((near_zero, "zero"), (near_one, "mean")):
+        window = FieldWindow(field="S", frames=np.arange(n_frames), values=values,
+                             positions=np.zeros((n_frames, n_particles, 2), dtype=np.float32),
+                             material=np.zeros(n_particles, dtype=np.int64),
+                             object_id=np.zeros(n_particles, dtype=np.int64), held_out=np.zeros(n_frames, dtype=bool),
+                             mean=values.reshape(-1, 2).mean(axis=0), std=values.reshape(-1, 2).std(axis=0))
+        constant = np.zeros(n_particles, dtype=bool)
+        name, centred = encode_module.split_centre(window, constant, None, _ss_tot(window), 0.995)
+        assert name == expected and centred.values is window.values
 
 
 def test_unknown_component_layouts_are_one_line():
