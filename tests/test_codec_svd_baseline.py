@@ -474,3 +474,24 @@ def test_the_rival_may_not_centre_and_keeps_that_file_where_it_is_smaller(monkey
     monkeypatch.setattr(svd_baseline_module, "other_centres", lambda named: named)
     about_mean = quantised_svd(values, 0.995)
     assert about_mean.centred_on == "mean" and point.n_bytes < about_mean.n_bytes
+
+
+def test_projections_on_the_stored_directions_are_kept_from_rank_to_rank():
+    """ProjectedDirections projects only the directions it has not seen: a rank more costs one row, and a stored
+    direction that changed (its scale's storage flipped with the others) and every one after it are projected
+    afresh; either way the rows are the window's projections."""
+    rng = np.random.default_rng(0)
+    matrix = torch.from_numpy(rng.normal(size=(40, 30)))
+    temporal = torch.from_numpy(rng.normal(size=(40, 8)))
+    kept = svd_baseline_module.ProjectedDirections(matrix)
+    projected_columns = []
+    real_project = kept.project
+    kept.project = lambda columns: projected_columns.append(columns.shape[1]) or real_project(columns)
+    for k in (3, 4, 6):
+        rows = kept.projected(temporal[:, :k])
+        assert torch.allclose(rows, temporal[:, :k].T @ matrix, rtol=1e-12, atol=1e-12)
+    changed = temporal[:, :7].clone()
+    changed[:, 2] *= 1.0 + 1e-3
+    rows = kept.projected(changed)
+    assert torch.allclose(rows, changed.T @ matrix, rtol=1e-12, atol=1e-12)
+    assert projected_columns == [3, 1, 2, 5]  # then from the changed third direction on

@@ -405,12 +405,14 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
     search_goal = _search_goal(goal)
     found: list[tuple[int, dict, dict]] = []
     if settings.basis in ("auto", "network"):
+        guess = None  # the last precision's step: the next one's search starts there
         for bits in settings.weight_bits:
             weight_blobs, specs = pack_tensors("basis", weights, bits)
-            point = _codes_at_goal(fits_at(bits), ss_tot, search_goal, weight_blobs)
+            point = _codes_at_goal(fits_at(bits), ss_tot, search_goal, weight_blobs, guess)
             if point is not None:
                 found.append((point[0], {**point[1], "basis_kind": "network", "basis": specs, "weight_bits": bits},
                               point[2]))
+                guess = point[1]["step"]
     if series is not None:
         found += series.points(search_goal, settings)
     if not found:
@@ -471,14 +473,15 @@ def contenders(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, di
 
 
 def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
-                   basis_blobs: dict[str, bytes]) -> tuple[int, dict, dict] | None:
+                   basis_blobs: dict[str, bytes], guess: float | None = None) -> tuple[int, dict, dict] | None:
     """(screened payload bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal,
-    with this basis's blobs; None if no step does."""
+    searched from `guess` where given, with this basis's blobs; None if no step does."""
     def r2_of(step: float) -> float:
         return 1.0 - bilinear.quantise_codes(fits, step).ss_res / ss_tot
 
-    n_coefs = sum(f.coefs.size for f in fits)
-    guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
+    if guess is None:  # every code's rounding error at the budget's share
+        n_coefs = sum(f.coefs.size for f in fits)
+        guess = math.sqrt(12.0 * max(ss_tot * (1.0 - search_goal), 1e-300) / max(n_coefs, 1))
     step = largest_reaching(lambda s: r2_of(short_float(s)), search_goal, guess)
     if step is None:
         return None
