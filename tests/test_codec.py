@@ -8,6 +8,7 @@ import json
 import math
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -762,3 +763,18 @@ def test_only_candidates_near_the_smallest_screened_size_are_compressed_for_real
     assert format.screen_size(blobs) >= len(format.payload(blobs))  # the fast preset codes no better
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc", CodecSettings(target_r2=0.99))
     assert report["bytes"] == (tmp_path / "s.mpmc").stat().st_size and report["target_met"]
+
+
+def test_the_series_ceiling_search_goes_on_until_the_goal_is_the_target_itself(monkeypatch):
+    """A stretch count whose best series just passes the target would make the goal fall below it (goal_r2 keeps
+    1 - R² within 1 + growth of the ceiling's): the counts go on until one leaves the target itself as the goal."""
+    search = object.__new__(encode_module.SeriesTargets)
+    search.counts, search.frame_wise, search.window = (1, 2, 4), None, SimpleNamespace(n_frames=100)
+    best = {1: 0.9952, 2: 0.9960, 4: 0.9970}
+    asked = []
+    search._ceiling = lambda stretches, target: asked.append(stretches.count) or best[stretches.count]
+    assert search.ceiling(0.995) == 0.9952 and asked == [1]  # no growth: the target itself is enough
+    asked.clear()
+    ceiling = search.ceiling(0.995, 0.1)
+    assert ceiling == 0.9960 and asked == [1, 2]
+    assert encode_module.goal_r2(0.995, ceiling, 0.1) == 0.995 > encode_module.goal_r2(0.995, best[1], 0.1)

@@ -325,7 +325,7 @@ def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: 
     series = SeriesTargets(view.values, view, [np.flatnonzero(~constant)], frames, None,
                            chebyshev.sample_times(window.n_frames), constant_fit, ss_tot, max_rank,
                            ss_tot * (1.0 - settings.target_r2), frame_wise=True)
-    ceiling = series.ceiling(settings.target_r2)
+    ceiling = series.ceiling(settings.target_r2, settings.max_error_growth)
     goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
     points = series.points(_search_goal(goal), settings) if math.isfinite(ceiling) else []
     if not points:
@@ -400,7 +400,7 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
     if settings.basis in ("auto", "chebyshev"):
         series = SeriesTargets(values, window, members, frames, samples, u_samples, constant_fit, ss_tot)
         if settings.target_r2 is not None:  # a target is reached wherever some file decodes to it
-            ceiling = max(ceiling, series.ceiling(settings.target_r2))
+            ceiling = max(ceiling, series.ceiling(settings.target_r2, settings.max_error_growth))
     goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
     search_goal = _search_goal(goal)
     found: list[tuple[int, dict, dict]] = []
@@ -590,17 +590,22 @@ class SeriesTargets:
                 self.frames, stretches, max_rank=self.max_rank)
         return held
 
-    def ceiling(self, target: float) -> float:
-        """The best R² a series file decodes to, over the stretch counts, fewest first, until one reaches
-        `target` (_ceiling). It can pass the network's own (Jp over the whole simulation, seed 0, K = 40: 0.99948
-        at degree 192 against its network's 0.9973), and a target between the two is then reached."""
+    def ceiling(self, target: float, growth: float = 0.0) -> float:
+        """The best R² a series file decodes to, over the stretch counts, fewest first, until one is high
+        enough that the goal is `target` itself (goal_r2, with error `growth`: 1 - R² within 1 / (1 + growth) of
+        the target's) (_ceiling). It can pass the network's own (Jp over the whole simulation, seed 0, K = 40:
+        0.99948 at degree 192 against its network's 0.9973), and a target between the two is then reached. Until
+        2026-12-06 it stopped at the first count reaching the target itself, and the goal then fell below it: S
+        over the whole simulation, seed 2, R² 0.995, a split file aimed at 0.99502 instead of 0.99505 (its
+        goal ~0.99497, 1.1 x the error of a ceiling ~0.99543), though it ended at 64 stretches, past that count."""
+        enough = 1.0 - (1.0 - target) / (1.0 + growth)
         best = -math.inf
         for count in self.counts:
-            best = max(best, self._ceiling(chebyshev.Stretches(count, self.window.n_frames), target))
-            if best >= target:
+            best = max(best, self._ceiling(chebyshev.Stretches(count, self.window.n_frames), enough))
+            if best >= enough:
                 break
-        if best < target and self.frame_wise is not None:
-            best = max(best, self._ceiling(chebyshev.Stretches(self.frame_wise, self.window.n_frames), target))
+        if best < enough and self.frame_wise is not None:
+            best = max(best, self._ceiling(chebyshev.Stretches(self.frame_wise, self.window.n_frames), enough))
         return best
 
     def _ceiling(self, stretches: chebyshev.Stretches, target: float) -> float:
