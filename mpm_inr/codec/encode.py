@@ -211,7 +211,7 @@ def split_centre(window: FieldWindow, constant: np.ndarray, frames: np.ndarray |
     if len(named) == 1:
         return named[0]
     means = particle_means(window.values, frames)
-    delta = math.sqrt(12.0 * ss_tot * (1.0 - target_r2) / max(means.size * (len(window.train_frames)), 1))
+    delta = math.sqrt(12.0 * ss_tot * (1.0 - target_r2) / max(means.size * len(window.train_frames), 1))
     return min(named, key=lambda item: centre_cost(means, item[1].mean, delta))
 
 
