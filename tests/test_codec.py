@@ -26,6 +26,7 @@ from mpm_inr.codec import (
     encode_model,
     format,
     load,
+    step_search,
 )
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
@@ -745,8 +746,8 @@ def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, t
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "fewer.mpmc", settings)
     assert seen and any(points for _, points in seen)  # one search per particle split encode_model tries
     for k, points in seen:
-        assert all(max(meta["series_ranks"]) <= k - 1 for _, meta, _ in points)
-        assert all(meta["r2_estimate"] >= 0.995 for _, meta, _ in points)
+        assert all(max(point.meta["series_ranks"]) <= k - 1 for point in points)
+        assert all(point.meta["r2_estimate"] >= 0.995 for point in points)
     monkeypatch.setattr(encode_module, "_fewer_directions", lambda *args: [])
     without = encode_model(network, cfg["model"], window, 1.0, tmp_path / "all.mpmc", settings)
     assert report["bytes"] <= without["bytes"]
@@ -763,6 +764,28 @@ def test_only_candidates_near_the_smallest_screened_size_are_compressed_for_real
     assert format.screen_size(blobs) >= len(format.payload(blobs))  # the fast preset codes no better
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc", CodecSettings(target_r2=0.99))
     assert report["bytes"] == (tmp_path / "s.mpmc").stat().st_size and report["target_met"]
+
+
+def test_the_finalists_are_written_at_the_largest_passing_step_past_their_own():
+    """A search's point keeps how to make it again past its step (encode.looked_past); the finalists are, and the
+    file written is the smallest of them so made: here the error passes again on an island of steps 1.3-1.4
+    times the first crossing's, so that file's step is 1.4 and its codes fewer. Points of more codes than
+    scan_points allows no scan keep their step."""
+    def r2_of(step: float) -> float:
+        return 1.0 - (0.004 if 1.3 <= step <= 1.4 else 0.005 * step * step)
+
+    def point_at(step: float) -> encode_module.Point:
+        blobs = {"codes": np.arange(int(20000 / step), dtype=np.int16).tobytes()}
+        return encode_module.Point(format.screen_size(blobs), {"step": step}, blobs)
+
+    made = encode_module.looked_past(point_at, r2_of, 0.995, 1.0, n_codes=10)
+    assert made.meta["step"] == 1.0 and made.rescan is not None
+    named = made.with_meta({"weight_bits": 6})
+    meta, blobs = encode_module._smallest([named], {"kind": "bilinear"})
+    assert meta["step"] == pytest.approx(1.4, rel=2e-3) and meta["weight_bits"] == 6
+    assert len(blobs["codes"]) < len(made.blobs["codes"]) and r2_of(meta["step"]) >= 0.995
+    many = encode_module.looked_past(point_at, r2_of, 0.995, 1.0, n_codes=step_search.SCAN_CODE_BUDGET)
+    assert many.rescan is None and many.rescanned() is many
 
 
 def test_the_series_ceiling_search_goes_on_until_the_goal_is_the_target_itself(monkeypatch):

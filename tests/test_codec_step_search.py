@@ -5,7 +5,17 @@ import math
 
 import pytest
 
-from mpm_inr.codec.step_search import SEARCH_RANGE, TOLERANCE, largest_reaching
+from mpm_inr.codec.step_search import (
+    SCAN_CODE_BUDGET,
+    SCAN_MIN_POINTS,
+    SCAN_POINTS,
+    SCAN_REACH,
+    SEARCH_RANGE,
+    TOLERANCE,
+    largest_beyond,
+    largest_reaching,
+    scan_points,
+)
 
 GOAL = 0.995
 
@@ -95,3 +105,42 @@ def test_an_error_that_is_not_monotone_in_the_step_still_ends_in_a_bracket():
     for guess in (0.01, 1.0, 1.8, 2.5, 50.0):
         r2_of = Counted(error_of)
         assert_bracketed(r2_of, largest_reaching(r2_of, GOAL, guess))
+
+
+def islands(crossing: float, island: tuple[float, float] | None):
+    """Quadratic error crossing the budget at `crossing`, and passing again on `island` (lo, hi) past it: codes
+    sitting near one value that a step in the island nearly divides."""
+    def error_of(step: float) -> float:
+        if island is not None and island[0] <= step <= island[1]:
+            return 0.004
+        return 0.005 * (step / crossing) ** 2
+    return error_of
+
+
+def test_looking_past_a_crossing_finds_the_island_of_passing_steps_beyond_it():
+    """A search lands on the first crossing (2.0); the scan past it finds the island 2.6-2.9 and ends bracketed
+    at its top, within its SCAN_POINTS evaluations and a handful more."""
+    r2_of = Counted(islands(2.0, (2.6, 2.9)))
+    first = largest_reaching(r2_of, GOAL, 1.0)
+    assert first == pytest.approx(2.0, rel=2 * (TOLERANCE - 1))
+    scan = Counted(islands(2.0, (2.6, 2.9)))
+    found = largest_beyond(scan, GOAL, first)
+    assert found == pytest.approx(2.9, rel=2 * (TOLERANCE - 1))
+    assert_bracketed(scan, found)
+    assert len(scan.steps) <= SCAN_POINTS + 12
+
+
+def test_looking_past_gives_the_step_back_where_nothing_larger_passes_and_stops_at_its_reach():
+    r2_of = Counted(islands(2.0, None))
+    assert largest_beyond(r2_of, GOAL, 2.0) == 2.0
+    assert len(r2_of.steps) == SCAN_POINTS
+    everything = Counted(lambda s: 0.0)
+    beyond = largest_beyond(everything, GOAL, 1.0)
+    assert SCAN_REACH < beyond <= SCAN_REACH * SCAN_REACH ** (1 / SCAN_POINTS) * (1 + 1e-12)
+
+
+def test_many_codes_are_scanned_at_fewer_steps_and_too_many_not_at_all():
+    assert scan_points(9_000) == SCAN_POINTS  # Jp at 100 frames, rank 1
+    assert SCAN_MIN_POINTS <= scan_points(240_000) < SCAN_POINTS  # C at 100 frames, the model's layout
+    assert scan_points(SCAN_CODE_BUDGET // SCAN_MIN_POINTS + 1) == 0
+    assert scan_points(720_000) == 0  # C at 100 frames, components apart

@@ -343,8 +343,8 @@ def test_the_search_holds_only_the_candidates_that_may_still_be_finalists(monkey
     peak = []
     real = svd_baseline_module._encode_rank
 
-    def tracked(*args):
-        candidate = real(*args)
+    def tracked(*args, **kwargs):
+        candidate = real(*args, **kwargs)
         gc.collect()
         peak.append(sum(ref() is not None for ref in made))
         if candidate is not None:
@@ -495,3 +495,27 @@ def test_projections_on_the_stored_directions_are_kept_from_rank_to_rank():
     rows = kept.projected(changed)
     assert torch.allclose(rows, changed.T @ matrix, rtol=1e-12, atol=1e-12)
     assert projected_columns == [3, 1, 2, 5]  # then from the changed third direction on
+
+
+def _atoms(seed: int) -> np.ndarray:
+    """(30, 400, 1) of rank one in time, four particles in five at the same value: uncentred, their rank-1 codes
+    sit at one value, and steps that nearly divide it pass again past the first crossing."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 1, 30)[:, None]
+    codes = np.where(rng.random(400) < 0.8, 5.0, rng.normal(size=400))
+    return ((1.0 + 0.3 * np.sin(6 * t)) * codes + 0.002 * rng.normal(size=(30, 400))).reshape(30, 400, 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_finalist_is_looked_past_for_a_larger_passing_step(seed, monkeypatch):
+    """The search lands on the first crossing of the goal; its finalists are encoded again at the largest passing
+    step up to twice it (step_search.largest_beyond), as the codec's are, so neither side keeps a step that
+    happened to be found first. Where the codes are too many to scan (scan_points) they keep theirs."""
+    centred = next(c for c in svd_baseline_module.centres(_atoms(seed).astype(np.float32)) if c.name == "zero")
+    basis, _ = temporal_basis(centred.matrix)
+    first = svd_baseline_module._encode_rank(centred, basis[:, :1], 8, 0.995)
+    projections = svd_baseline_module.ProjectedDirections(centred.matrix)
+    again = svd_baseline_module._looked_past(centred, basis, first, 0.995, projections)
+    assert again.r2 >= 0.995 and again.step > 1.15 * first.step and again.screened <= first.screened
+    monkeypatch.setattr(svd_baseline_module, "scan_points", lambda n_codes: 0)
+    assert svd_baseline_module._looked_past(centred, basis, first, 0.995, projections) is first

@@ -15,9 +15,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from mpm_inr.codec.quantise import (
     pack_tensors,
     roundtrip_tensors,
 )
-from mpm_inr.codec.step_search import largest_reaching
+from mpm_inr.codec.step_search import largest_beyond, largest_reaching, scan_points
 from mpm_inr.data.window import FieldWindow, holdout_rule
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics.regression import component_sums, r2_score
@@ -53,6 +53,42 @@ COMPONENT_LAYOUTS = ("auto", "both", "shared")
 SPLIT_MIN_FRAMES = 101
 SERIES_NEEDS_BILINEAR = ("codec.basis=chebyshev stores a bilinear model's temporal basis as a series; this model "
                          "is not bilinear (inr_type=lagrangian model.decoder=bilinear), use codec.basis=auto")
+
+
+class Point(NamedTuple):
+    """One candidate file of a search: its screened payload bytes (format.screen_size), its encoding metadata
+    and blobs, and, where its codes are few enough to scan (step_search.scan_points), how to make it again at the
+    largest passing step past its own (step_search.largest_beyond), which only finalists are asked (_smallest)."""
+
+    screened: int
+    meta: dict[str, Any]
+    blobs: dict[str, bytes]
+    rescan: Callable[[], Point] | None = None
+
+    def with_meta(self, extra: Mapping[str, Any]) -> Point:
+        """The point with `extra` metadata, kept by its rescan too."""
+        again = self.rescan
+        return Point(self.screened, {**self.meta, **extra}, self.blobs,
+                     None if again is None else lambda: again().with_meta(extra))
+
+    def rescanned(self) -> Point:
+        return self if self.rescan is None else self.rescan()
+
+
+def looked_past(point_at: Callable[[float], Point], r2_of: Callable[[float], float], goal: float, step: float,
+                n_codes: int) -> Point:
+    """The point of `step`, a passing step of a search, with its rescan: point_at the largest passing step past
+    it, or the same point where none is (point_at(step) is built once)."""
+    point = point_at(step)
+    points = scan_points(n_codes)
+    if not points:
+        return point
+
+    def rescan() -> Point:
+        larger = short_float(largest_beyond(lambda s: r2_of(short_float(s)), goal, step, points=points))
+        return point_at(larger) if larger > step else point
+
+    return point._replace(rescan=rescan)
 
 
 @dataclass(frozen=True)
@@ -403,15 +439,14 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
             ceiling = max(ceiling, series.ceiling(settings.target_r2, settings.max_error_growth))
     goal = goal_r2(settings.target_r2, ceiling, settings.max_error_growth)
     search_goal = _search_goal(goal)
-    found: list[tuple[int, dict, dict]] = []
+    found: list[Point] = []
     if settings.basis in ("auto", "network"):
         guess = None  # the last precision's step: the next one's search starts there
         for bits in settings.weight_bits:
             weight_blobs, specs = pack_tensors("basis", weights, bits)
             point = _codes_at_goal(fits_at(bits), ss_tot, search_goal, weight_blobs, guess)
             if point is not None:
-                found.append((point[0], {**point[1], "basis_kind": "network", "basis": specs, "weight_bits": bits},
-                              point[2]))
+                found.append(point.with_meta({"basis_kind": "network", "basis": specs, "weight_bits": bits}))
                 guess = point[1]["step"]
     if series is not None:
         found += series.points(search_goal, settings)
@@ -429,16 +464,16 @@ def _search_goal(goal: float) -> float:
     return 1.0 - (1.0 - goal) * (1.0 - DECODE_MARGIN)
 
 
-def _smallest(points: list[tuple[int, dict, dict]], meta: dict[str, Any]) -> tuple[dict, dict]:
+def _smallest(points: list[Point], meta: dict[str, Any]) -> tuple[dict, dict]:
     """The (encoding meta, blobs) of the smallest file among the finalists, each with its metadata packed as the
     file will hold it (`meta`: the file's other metadata; the particle blobs, the same for every candidate,
     aside): two candidates a few payload bytes apart can differ as much in metadata."""
-    def file_bytes(point: tuple[int, dict, dict]) -> int:
+    def file_bytes(point: Point) -> int:
         encoding = {k: v for k, v in point[1].items() if k not in SEARCH_KEYS}
         return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(format.payload(point[2])))
 
-    _, encoding, blobs = min(finalists(points), key=file_bytes)
-    return encoding, blobs
+    chosen = min((point.rescanned() for point in finalists(points)), key=file_bytes)
+    return chosen.meta, chosen.blobs
 
 
 #: candidates whose fast-compressed payload is within this share of the smallest are compressed for real
@@ -449,7 +484,7 @@ SCREEN_MARGIN = 0.05
 MAX_FINALISTS = 6
 
 
-def finalists(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, dict]]:
+def finalists(points: list[Point]) -> list[Point]:
     """The candidates (screened payload bytes, meta, blobs) worth compressing for real: those within
     SCREEN_MARGIN of the smallest screened size (format.screen_size), whose ratio to the real size varies far
     less than that between the candidates of one encoding; the same file found twice (a search with fewer
@@ -464,7 +499,7 @@ def finalists(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, dic
     return near[:MAX_FINALISTS]
 
 
-def contenders(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, dict]]:
+def contenders(points: list[Point]) -> list[Point]:
     """The points that can still be finalists, in their order: those within SCREEN_MARGIN of the smallest so far.
     A search drops the rest as it goes, since each point holds its blobs uncompressed (over the whole simulation
     S's codes alone are tens of MB a point)."""
@@ -473,7 +508,7 @@ def contenders(points: list[tuple[int, dict, dict]]) -> list[tuple[int, dict, di
 
 
 def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: float,
-                   basis_blobs: dict[str, bytes], guess: float | None = None) -> tuple[int, dict, dict] | None:
+                   basis_blobs: dict[str, bytes], guess: float | None = None) -> Point | None:
     """(screened payload bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal,
     searched from `guess` where given, with this basis's blobs; None if no step does."""
     def r2_of(step: float) -> float:
@@ -485,10 +520,13 @@ def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: fl
     step = largest_reaching(lambda s: r2_of(short_float(s)), search_goal, guess)
     if step is None:
         return None
-    step = short_float(step)
-    code_blobs, code_meta = packed_codes(bilinear.quantise_codes(fits, step))
-    blobs = {**code_blobs, **basis_blobs}
-    return format.screen_size(blobs), {**code_meta, "r2_estimate": r2_of(step)}, blobs
+
+    def point_at(step: float) -> Point:
+        code_blobs, code_meta = packed_codes(bilinear.quantise_codes(fits, step))
+        blobs = {**code_blobs, **basis_blobs}
+        return Point(format.screen_size(blobs), {**code_meta, "r2_estimate": r2_of(step)}, blobs)
+
+    return looked_past(point_at, r2_of, search_goal, short_float(step), sum(f.coefs.size for f in fits))
 
 
 #: codes of an evenly spaced subset of the particles that are fast-compressed in each order (packed_codes)
@@ -632,13 +670,13 @@ class SeriesTargets:
         coefs = chebyshev.fit_series(samples, self.u_samples, degree, stretches)
         return _reachable_r2(projected, coefs, degree, self.constant_fit, self.ss_tot)[0]
 
-    def points(self, search_goal: float, settings: CodecSettings) -> list[tuple[int, dict, dict]]:
+    def points(self, search_goal: float, settings: CodecSettings) -> list[Point]:
         """The files of every stretch count (fewest first) that reach the goal (_series_points). A count is
         skipped where its ceiling is known to miss the goal; the counts stop at the first whose file is clearly
         larger than the best (DEGREE_PLATEAU), or that misses the goal after one reached it: each count doubles
         the last, and its search costs as much as the plain series' (S, 1 000 frames, seed 0, R² 0.995: 15 s
         for one stretch, 6 s and 8 s for two and four, whose files were 3 % and 4 % larger)."""
-        points: list[tuple[int, dict, dict]] = []
+        points: list[Point] = []
         best = math.inf
         for count in self.counts:
             if self._ceilings.get(count, math.inf) < search_goal:
@@ -654,7 +692,7 @@ class SeriesTargets:
         self._held = None
         return points
 
-    def _count_points(self, count: int, search_goal: float, settings: CodecSettings) -> list[tuple[int, dict, dict]]:
+    def _count_points(self, count: int, search_goal: float, settings: CodecSettings) -> list[Point]:
         """The files of one stretch count."""
         stretches = chebyshev.Stretches(count, self.window.n_frames)
         projected = self.projected(stretches)
@@ -676,7 +714,7 @@ def _reachable_r2(projected: chebyshev.ProjectedTargets, coefs: np.ndarray, degr
 
 def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence[int],
                    projected: chebyshev.ProjectedTargets, constant_fit: list[bilinear.GroupFit], ss_tot: float,
-                   search_goal: float, settings: CodecSettings) -> list[tuple[int, dict, dict]]:
+                   search_goal: float, settings: CodecSettings) -> list[Point]:
     """The Chebyshev series of the network's basis at each degree (smallest first) and weight precision that
     reaches the goal, stored in each group's kept KLT directions (chebyshev.rotated_series) and refined to the
     window's best basis of that many directions (chebyshev.ProjectedTargets.refine). A degree is skipped where
@@ -684,7 +722,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
     only files clearly larger (DEGREE_PLATEAU): a longer series costs more coefficients than its error saves in
     codes, but a plateau can precede a fall (S, 100 frames, seed 2, R² 0.995: 24.0 KB at degrees 3-8, 18.6 KB at
     degree 24)."""
-    points: list[tuple[int, dict, dict]] = []
+    points: list[Point] = []
     best, misses, best_series = math.inf, 0, None
     guess = None  # the last step found: the next search's starts there (its step differs by a few %)
     for degree in degrees:
@@ -727,7 +765,7 @@ def near_best(sizes: Mapping[int, int]) -> list[int]:
 
 
 def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
-                      ss_tot: float, search_goal: float) -> list[tuple[int, dict, dict]]:
+                      ss_tot: float, search_goal: float) -> list[Point]:
     """The best series again with at most r KLT directions per group, r = K - 1, K - 2, ...: a fine code step
     keeps every direction some code reaches, and a weak direction's curves can cost more bytes than a finer step
     on the strong ones (the quantised SVD searches its rank likewise). Stops when fewer directions cannot reach
@@ -737,7 +775,7 @@ def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit
     top = max(f.coefs.shape[1] for f in kept_series.fits)
     if top >= WIDE_RANK_SEARCH:
         return _fewer_directions_wide(kept_series, bits, constant_fit, ss_tot, search_goal, top)
-    points: list[tuple[int, dict, dict]] = []
+    points: list[Point] = []
     best, misses = math.inf, 0
     for cap in range(top - 1, 0, -1):
         point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap,
@@ -757,14 +795,14 @@ WIDE_RANK_SEARCH = 24
 
 
 def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
-                           ss_tot: float, search_goal: float, top: int) -> list[tuple[int, dict, dict]]:
+                           ss_tot: float, search_goal: float, top: int) -> list[Point]:
     """_fewer_directions over many directions: the caps K - 1, then a quarter fewer each time, down to the first
     that cannot reach the goal, then around the best cap at halving strides (the file's bytes against the cap are
     nearly unimodal). A step down from K - 1 found only a local minimum where a fine step keeps a weak direction
     for the few of many particles whose code reaches it: S, 1 000 frames, seed 2, its components apart, kept 71
     directions where the quantised SVD's best rank is 20."""
     found: dict[int, float] = {}  # the screened bytes of each cap tried (inf: misses the goal)
-    points: list[tuple[int, dict, dict]] = []
+    points: list[Point] = []
     guess = None
 
     def size(cap: int) -> float:
@@ -793,7 +831,7 @@ def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constan
 
 def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[bilinear.GroupFit], bits: int,
                     ss_tot: float, search_goal: float, max_directions: int | None = None,
-                    guess: float | None = None) -> tuple[int, dict, dict] | None:
+                    guess: float | None = None) -> Point | None:
     """(screened payload bytes, meta, blobs) of the series at `bits` with the coarsest code step reaching
     search_goal, searched from `guess` (a neighbouring search's step) where given. The stored series depends on the
     step only through the kept directions (KeptSeries.stored builds each set once)."""
@@ -823,19 +861,36 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
     if step is None:
         return None
     step = short_float(step)  # the metadata's step in as few digits as the search tested
-    rotated, codes = coded(step)
-    assert rotated is not None and codes is not None  # the step passed, so its series was built
-    blobs, specs = pack_tensors("series", {"coefs": rotated.stored}, bits)
-    code_blobs, meta = packed_codes(codes)
-    blobs.update(code_blobs)
-    meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
-                weight_bits=bits, r2_estimate=r2_of(step))
+    rotated = coded(step)[0]
+    assert rotated is not None  # the step passed, so its series was built
     stretches = kept_series.projected.stretches
-    if stretches.count > 1:  # format 7; a plain series' file keeps version 6's metadata
-        meta["series_stretches"] = stretches.count
-    if chebyshev.curve_major(stretches):  # format 9
-        meta["series_order"] = chebyshev.CURVE_MAJOR
-    return format.screen_size(blobs), meta, blobs
+
+    def stored_codes(step: float) -> bilinear.QuantisedCodes:
+        """The codes of `rotated` (this step's kept directions: a larger step past it keeps them, each maybe
+        all zero) at `step`."""
+        ints, ss_res = rotated.quantise(step)
+        constant = bilinear.quantise_codes(constant_fit, step)
+        return bilinear.QuantisedCodes(step, [None] * len(ints) + constant.rows,
+                                       [None] * len(ints) + constant.row_scales, ints + constant.ints,
+                                       ss_res + constant.ss_res)
+
+    def stored_r2(step: float) -> float:
+        return 1.0 - stored_codes(step).ss_res / ss_tot
+
+    def point_at(step: float) -> Point:
+        blobs, specs = pack_tensors("series", {"coefs": rotated.stored}, bits)
+        code_blobs, meta = packed_codes(stored_codes(step))
+        blobs.update(code_blobs)
+        meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
+                    weight_bits=bits, r2_estimate=stored_r2(step))
+        if stretches.count > 1:  # format 7; a plain series' file keeps version 6's metadata
+            meta["series_stretches"] = stretches.count
+        if chebyshev.curve_major(stretches):  # format 9
+            meta["series_order"] = chebyshev.CURVE_MAJOR
+        return Point(format.screen_size(blobs), meta, blobs)
+
+    n_codes = sum(f.coefs.size for f in rotated.fits + constant_fit)
+    return looked_past(point_at, stored_r2, search_goal, step, n_codes)
 
 
 def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,

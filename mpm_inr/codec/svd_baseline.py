@@ -41,7 +41,7 @@ from mpm_inr.codec.quantise import (
     quantise_tensor,
     quantise_uniform,
 )
-from mpm_inr.codec.step_search import largest_reaching
+from mpm_inr.codec.step_search import largest_beyond, largest_reaching, scan_points
 from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
 from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.regression import r2_score
@@ -199,8 +199,19 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
             if misses >= 3:
                 stopped = True
                 break
+        found = [_looked_past(centred, basis, candidate, goal, projections[candidate.bits]) for candidate in found]
         exact = list(pool.map(_Candidate.exact, found))
     return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first in (rank, bits) order
+
+
+def _looked_past(centred: Centred, basis: torch.Tensor, candidate: _Candidate, goal: float,
+                 projections: ProjectedDirections) -> _Candidate:
+    """A finalist at the largest passing step past its own (step_search.largest_beyond), as the codec's
+    finalists are (encode.looked_past), where its codes are few enough to scan (step_search.scan_points)."""
+    if not scan_points(candidate.ints.size):
+        return candidate
+    return _encode_rank(centred, basis[:, :candidate.rank], candidate.bits, goal, projections=projections,
+                        past=candidate.step) or candidate
 
 
 class ProjectedDirections:
@@ -235,10 +246,11 @@ class ProjectedDirections:
 
 
 def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float, guess: float | None = None,
-                 projections: ProjectedDirections | None = None) -> _Candidate | None:
+                 projections: ProjectedDirections | None = None, past: float | None = None) -> _Candidate | None:
     """Rank k at these bits: the stored U_k, W re-solved for it, the largest step reaching goal (searched from
-    `guess`, the step of a neighbouring rank, where given), its screened size. `projections` keeps the window's
-    projections on this precision's directions from rank to rank."""
+    `guess`, the step of a neighbouring rank, where given; with `past`, a passing step found before, the largest
+    passing one past it: largest_beyond), its screened size. `projections` keeps the window's projections on
+    this precision's directions from rank to rank."""
     stored_u = quantise_tensor(basis.T.numpy(), bits)  # one scale per direction (a row of U_kᵀ)
     temporal = dequantise_tensor(stored_u).T  # (T, k) float32, what the decoder multiplies by
     u = torch.from_numpy(temporal.astype(np.float64))
@@ -252,9 +264,12 @@ def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float, 
         decoded = quantise_uniform(coefs_np, step) * step
         return 1.0 - _ss_res(decoded, projected_np, gram_np, centred.sumsq) / centred.ss_tot
 
-    if r2_at(1e-12 * max(float(np.abs(coefs_np).max()), 1e-30)) < goal:
+    if past is not None:
+        step = largest_beyond(r2_at, goal, past, points=scan_points(coefs_np.size))
+    elif r2_at(1e-12 * max(float(np.abs(coefs_np).max()), 1e-30)) < goal:
         return None  # this rank at these bits cannot reach the goal at any step
-    step = largest_reaching(r2_at, goal, guess or float(np.abs(coefs_np).max()) / 64)
+    else:
+        step = largest_reaching(r2_at, goal, guess or float(np.abs(coefs_np).max()) / 64)
     if step is None:
         return None
     ints = quantise_uniform(coefs_np, step)
