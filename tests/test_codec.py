@@ -768,9 +768,9 @@ def test_only_candidates_near_the_smallest_screened_size_are_compressed_for_real
 
 def test_the_finalists_are_written_at_the_largest_passing_step_past_their_own():
     """A search's point keeps how to make it again past its step (encode.looked_past); the finalists are, and the
-    file written is the smallest of them so made: here the error passes again on an island of steps 1.3-1.4
-    times the first crossing's, so that file's step is 1.4 and its codes fewer. Points of more codes than
-    scan_points allows no scan keep their step."""
+    file written is the smallest of them and of the points so made: here the error passes again on an island of
+    steps 1.3-1.4 times the first crossing's, so that file's step is 1.4 and its codes fewer, unless its file is
+    larger. Points of more codes than scan_points allows no scan keep their step."""
     def r2_of(step: float) -> float:
         return 1.0 - (0.004 if 1.3 <= step <= 1.4 else 0.005 * step * step)
 
@@ -786,6 +786,14 @@ def test_the_finalists_are_written_at_the_largest_passing_step_past_their_own():
     assert len(blobs["codes"]) < len(made.blobs["codes"]) and r2_of(meta["step"]) >= 0.995
     many = encode_module.looked_past(point_at, r2_of, 0.995, 1.0, n_codes=step_search.SCAN_CODE_BUDGET)
     assert many.rescan is None and many.rescanned() is many
+
+    def larger_at(step: float) -> encode_module.Point:  # a larger step need not make a smaller file
+        blobs = {"codes": np.arange(int(20000 * step), dtype=np.int16).tobytes()}
+        return encode_module.Point(format.screen_size(blobs), {"step": step}, blobs)
+
+    both = encode_module.looked_past(larger_at, r2_of, 0.995, 1.0, n_codes=10)
+    assert both.rescanned().meta["step"] > 1.3
+    assert encode_module._smallest([both], {"kind": "bilinear"})[0]["step"] == 1.0
 
 
 def test_the_series_ceiling_search_goes_on_until_the_goal_is_the_target_itself(monkeypatch):

@@ -465,14 +465,18 @@ def _search_goal(goal: float) -> float:
 
 
 def _smallest(points: list[Point], meta: dict[str, Any]) -> tuple[dict, dict]:
-    """The (encoding meta, blobs) of the smallest file among the finalists, each with its metadata packed as the
-    file will hold it (`meta`: the file's other metadata; the particle blobs, the same for every candidate,
-    aside): two candidates a few payload bytes apart can differ as much in metadata."""
+    """The (encoding meta, blobs) of the smallest file among the finalists, each also at the largest passing step
+    past its own where one is (Point.rescan), each with its metadata packed as the file will hold it (`meta`: the
+    file's other metadata; the particle blobs, the same for every candidate, aside): two candidates a few payload
+    bytes apart can differ as much in metadata."""
     def file_bytes(point: Point) -> int:
         encoding = {k: v for k, v in point[1].items() if k not in SEARCH_KEYS}
         return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(format.payload(point[2])))
 
-    chosen = min((point.rescanned() for point in finalists(points)), key=file_bytes)
+    near = finalists(points)
+    again = [point.rescanned() for point in near]  # a larger step need not make a smaller file: both compete
+    chosen = min(near + [point for point, first in zip(again, near, strict=True) if point is not first],
+                 key=file_bytes)
     return chosen.meta, chosen.blobs
 
 

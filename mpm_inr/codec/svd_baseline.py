@@ -179,7 +179,8 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
                    goal: float) -> tuple[QuantisedSVD | None, bool]:
     """The smallest file over ranks first..limit and `bits` (None if none reaches the goal), and whether the search
     stopped before limit: 3 ranks past its best screened size, where more rank costs more than its coarser step
-    saves. The candidates within SCREEN_MARGIN of the smallest screened size are compressed for real."""
+    saves. The candidates within SCREEN_MARGIN of the smallest screened size are compressed for real, each also at
+    the largest passing step past its own where one is (_looked_past)."""
     found: list[_Candidate] = []
     best = math.inf
     misses = 0
@@ -199,7 +200,8 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
             if misses >= 3:
                 stopped = True
                 break
-        found = [_looked_past(centred, basis, candidate, goal, projections[candidate.bits]) for candidate in found]
+        again = [_looked_past(centred, basis, candidate, goal, projections[candidate.bits]) for candidate in found]
+        found += [candidate for candidate, first in zip(again, found, strict=True) if candidate is not first]
         exact = list(pool.map(_Candidate.exact, found))
     return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first in (rank, bits) order
 
@@ -210,8 +212,9 @@ def _looked_past(centred: Centred, basis: torch.Tensor, candidate: _Candidate, g
     finalists are (encode.looked_past), where its codes are few enough to scan (step_search.scan_points)."""
     if not scan_points(candidate.ints.size):
         return candidate
-    return _encode_rank(centred, basis[:, :candidate.rank], candidate.bits, goal, projections=projections,
-                        past=candidate.step) or candidate
+    again = _encode_rank(centred, basis[:, :candidate.rank], candidate.bits, goal, projections=projections,
+                         past=candidate.step)
+    return candidate if again is None or again.step <= candidate.step else again
 
 
 class ProjectedDirections:
