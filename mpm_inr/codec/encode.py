@@ -72,6 +72,7 @@ class Point(NamedTuple):
                      None if again is None else lambda: again().with_meta(extra))
 
     def rescanned(self) -> Point:
+        """The point at the largest passing step past its own; itself where none is, or where it is not scanned."""
         return self if self.rescan is None else self.rescan()
 
 
@@ -470,8 +471,8 @@ def _smallest(points: list[Point], meta: dict[str, Any]) -> tuple[dict, dict]:
     file's other metadata; the particle blobs, the same for every candidate, aside): two candidates a few payload
     bytes apart can differ as much in metadata."""
     def file_bytes(point: Point) -> int:
-        encoding = {k: v for k, v in point[1].items() if k not in SEARCH_KEYS}
-        return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(format.payload(point[2])))
+        encoding = {k: v for k, v in point.meta.items() if k not in SEARCH_KEYS}
+        return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(format.payload(point.blobs)))
 
     near = finalists(points)
     again = [point.rescanned() for point in near]  # a larger step need not make a smaller file: both compete
