@@ -700,11 +700,25 @@ def test_a_series_whose_codes_solve_to_non_finite_numbers_is_skipped_without_cas
     assert report["target_met"] and load(tmp_path / "s.mpmc").meta["encoding"]["weight_bits"] == 8
 
 
+def faked_series_points(run: Path, monkeypatch, degrees: tuple[int, ...], bits: tuple[int, ...]) -> list:
+    """_series_points of the run's network over `degrees` at `bits` (its step searches faked by the caller)."""
+    _, window, network = load_run(run)
+    monkeypatch.setattr(chebyshev, "DEGREES", degrees)
+    u = chebyshev.sample_times(window.n_frames)
+    members = bilinear.coded_members(network, np.zeros(window.n_particles, dtype=bool))
+    gt = window.values[window.train_frames]
+    projected = chebyshev.ProjectedTargets.build(gt, window.mean, window.std, members,
+                                                 chebyshev.frame_times(window.n_frames)[window.train_frames],
+                                                 max(degrees))
+    return encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u,
+                                        chebyshev.degrees_for(window.n_frames), projected, [],
+                                        float(component_sums(gt, gt)[1].sum()), 0.5, CodecSettings(weight_bits=bits))
+
+
 def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_files_past_its_best(
         f_run, monkeypatch):
     """Files within DEGREE_PLATEAU of the best do not end the search (a plateau can precede a fall: S, seed 2);
     two clearly larger ones in a row do."""
-    _, window, network = load_run(f_run)
     sizes = {1: 1000, 2: 900, 3: 905, 4: 910, 5: 905, 6: 700, 7: 950, 8: 1000, 9: 500}
     visited = []
 
@@ -713,20 +727,35 @@ def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_
         visited.append(degree)
         return sizes[degree], {"degree": degree, "step": 1.0}, {}
 
-    monkeypatch.setattr(chebyshev, "DEGREES", tuple(sizes))
     monkeypatch.setattr(encode_module, "_series_at_goal", fake)
     monkeypatch.setattr(encode_module, "_fewer_directions", lambda *args: [])
-    u = chebyshev.sample_times(window.n_frames)
-    members = bilinear.coded_members(network, np.zeros(window.n_particles, dtype=bool))
-    gt = window.values[window.train_frames]
-    projected = chebyshev.ProjectedTargets.build(gt, window.mean, window.std, members,
-                                                 chebyshev.frame_times(window.n_frames)[window.train_frames], 9)
-    points = encode_module._series_points(chebyshev.network_samples(network, u, 1.0), u,
-                                          chebyshev.degrees_for(window.n_frames),
-                                          projected, [], float(component_sums(gt, gt)[1].sum()), 0.5,
-                                          CodecSettings(weight_bits=(8,)))
+    points = faked_series_points(f_run, monkeypatch, tuple(sizes), (8,))
     assert sorted(set(visited)) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert min(p[0] for p in points) == 700
+
+
+WALKED_BITS = (16, 8, 6, 5, 4, 3)
+
+
+def test_each_degree_walks_from_the_last_ones_best_precision(monkeypatch, f_run):
+    """With the file's size unimodal in the precision at every degree, the degree search asks fewer step searches
+    than degrees x precisions and ends on the same smallest file as asking them all."""
+    best_bits = {1: 16, 2: 8, 3: 6, 4: 6, 5: 5, 6: 5}
+    table = {(d, b): 1000 - 10 * d + 7 * abs(WALKED_BITS.index(b) - WALKED_BITS.index(best_bits[d]))
+             for d in best_bits for b in WALKED_BITS}
+    asked = []
+
+    def fake(kept_series, constant_fit, bits, ss_tot, goal, cap=None, guess=None):
+        degree = kept_series.coefs.shape[0] - 1
+        asked.append((degree, bits, cap))
+        return table[degree, bits] - (cap or 0), {"step": 1.0, "series_ranks": [3]}, {}
+
+    monkeypatch.setattr(encode_module, "_series_at_goal", fake)
+    points = faked_series_points(f_run, monkeypatch, tuple(best_bits), WALKED_BITS)
+    uncapped = [(d, b) for d, b, cap in asked if cap is None]
+    assert len(uncapped) == len(set(uncapped)) < len(best_bits) * len(WALKED_BITS)
+    assert min(p[0] for p in points if "series_ranks" in p[1]) <= min(table.values()) - 1  # and fewer directions
+    assert (6, 5) in uncapped and all(cap < 3 for _, _, cap in asked if cap is not None)
 
 
 def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, tmp_path, monkeypatch):
@@ -781,9 +810,11 @@ def test_the_finalists_are_written_at_the_largest_passing_step_past_their_own():
     made = encode_module.looked_past(point_at, r2_of, 0.995, 1.0, n_codes=10)
     assert made.meta["step"] == 1.0 and made.rescan is not None
     named = made.with_meta({"weight_bits": 6})
-    meta, blobs = encode_module._smallest([named], {"kind": "bilinear"})
+    shared = {"material": bytes(range(200))}
+    meta, blobs, packed = encode_module._smallest([named], {"kind": "bilinear"}, shared)
     assert meta["step"] == pytest.approx(1.4, rel=2e-3) and meta["weight_bits"] == 6
     assert len(blobs["codes"]) < len(made.blobs["codes"]) and r2_of(meta["step"]) >= 0.995
+    assert packed == format.payload({**shared, **blobs})  # the chosen file's payload, the shared blobs in it
     many = encode_module.looked_past(point_at, r2_of, 0.995, 1.0, n_codes=step_search.SCAN_CODE_BUDGET)
     assert many.rescan is None and many.rescanned() is many
 
@@ -793,7 +824,7 @@ def test_the_finalists_are_written_at_the_largest_passing_step_past_their_own():
 
     both = encode_module.looked_past(larger_at, r2_of, 0.995, 1.0, n_codes=10)
     assert both.rescanned().meta["step"] > 1.3
-    assert encode_module._smallest([both], {"kind": "bilinear"})[0]["step"] == 1.0
+    assert encode_module._smallest([both], {"kind": "bilinear"}, {})[0]["step"] == 1.0
 
 
 def test_the_series_ceiling_search_goes_on_until_the_goal_is_the_target_itself(monkeypatch):

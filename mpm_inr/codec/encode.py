@@ -332,18 +332,21 @@ def _encoded(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldW
     blobs, meta = particle_blobs(window.material, window.object_id, constant, network.particle_labels)
     meta.update(model=dict(model_cfg), window=_window_meta(window, t_period))
     shell = CodecModel(meta, network, constant, window.values[0, constant])  # constants exact while searching
-    encoder = _encode_bilinear if network.linear_in_codes else _encode_weights
-    kind_meta, kind_blobs = encoder(shell, window, ss_tot, settings)
-    return _candidate(meta, blobs, "bilinear" if network.linear_in_codes else "weights", kind_meta, kind_blobs,
-                      constant)
+    if network.linear_in_codes:
+        kind_meta, kind_blobs, packed = _encode_bilinear(shell, window, ss_tot, settings, blobs)
+        return _candidate(meta, blobs, "bilinear", kind_meta, kind_blobs, constant, packed)
+    kind_meta, kind_blobs = _encode_weights(shell, window, ss_tot, settings)
+    return _candidate(meta, blobs, "weights", kind_meta, kind_blobs, constant)
 
 
 def _candidate(meta: dict[str, Any], blobs: dict[str, bytes], kind: str, kind_meta: dict[str, Any],
-               kind_blobs: dict[str, bytes], constant: np.ndarray) -> _Candidate:
+               kind_blobs: dict[str, bytes], constant: np.ndarray, packed: bytes | None = None) -> _Candidate:
+    """The file of `blobs` (the particles') and `kind_blobs`, whose payload is `packed` where it was compressed
+    already (_smallest: 0.1-0.4 s a C file at 100 frames)."""
     search = {key: kind_meta.pop(key) for key in SEARCH_KEYS}
     meta.update(kind=kind, encoding=kind_meta)
     blobs = {**blobs, **kind_blobs}
-    packed = format.payload(blobs)
+    packed = format.payload(blobs) if packed is None else packed
     n_bytes = format.file_bytes(len(format.meta_blob(meta)), len(packed))
     return _Candidate(meta, blobs, packed, search, constant, n_bytes)
 
@@ -367,9 +370,9 @@ def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: 
     points = series.points(_search_goal(goal), settings) if math.isfinite(ceiling) else []
     if not points:
         return None
-    kind_meta, kind_blobs = _smallest(points, {**meta, "kind": "bilinear"})
+    kind_meta, kind_blobs, packed = _smallest(points, {**meta, "kind": "bilinear"}, blobs)
     kind_meta = {**kind_meta, components.KEY: components.SPLIT, "goal_r2": goal, "ceiling_r2": ceiling}
-    return _candidate(meta, blobs, "bilinear", kind_meta, kind_blobs, constant)
+    return _candidate(meta, blobs, "bilinear", kind_meta, kind_blobs, constant, packed)
 
 
 #: what the encoders find besides the file's contents: reported in metrics.json, not stored (a decoder needs none)
@@ -409,11 +412,11 @@ def short_float(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
-                     settings: CodecSettings) -> tuple[dict[str, Any], dict[str, bytes]]:
+def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float, settings: CodecSettings,
+                     shared: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
     """Per basis representation (the network at each weight precision; a Chebyshev series of each degree and
     precision, see codec.chebyshev): fit the KLT codes to the decoded basis, bisect the step to the goal; keep
-    the smallest file."""
+    the smallest file: its encoding's meta and blobs, and the payload they make with the `shared` blobs."""
     network, train, frames = shell.network, window.train_frames, training_frames(window)
     t_period = float(shell.meta["window"]["t_period"])
     u_samples = chebyshev.sample_times(window.n_frames)
@@ -455,8 +458,8 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float,
         raise format.CodecError(f"no weight precision in codec.weight_bits={list(settings.weight_bits)} reaches "
                                 f"R² {goal:.6f} (codec.basis={settings.basis}); add 32 (float32 weights) to "
                                 f"codec.weight_bits")
-    meta, blobs = _smallest(found, {**shell.meta, "kind": "bilinear"})
-    return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs
+    meta, blobs, packed = _smallest(found, {**shell.meta, "kind": "bilinear"}, shared)
+    return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs, packed
 
 
 def _search_goal(goal: float) -> float:
@@ -465,20 +468,23 @@ def _search_goal(goal: float) -> float:
     return 1.0 - (1.0 - goal) * (1.0 - DECODE_MARGIN)
 
 
-def _smallest(points: list[Point], meta: dict[str, Any]) -> tuple[dict, dict]:
-    """The (encoding meta, blobs) of the smallest file among the finalists, each also at the largest passing step
-    past its own where one is (Point.rescan), each with its metadata packed as the file will hold it (`meta`: the
-    file's other metadata; the particle blobs, the same for every candidate, aside): two candidates a few payload
-    bytes apart can differ as much in metadata."""
-    def file_bytes(point: Point) -> int:
+def _smallest(points: list[Point], meta: dict[str, Any],
+              shared: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
+    """The encoding meta and blobs of the smallest file among the finalists, each also at the largest passing
+    step past its own where one is (Point.rescan), and its payload: each compressed for real with the `shared`
+    blobs (the particles', the same for every candidate) as the file will hold them, and with its metadata
+    packed as the file will (`meta`: the file's other metadata): two candidates a few payload bytes apart can
+    differ as much in metadata."""
+    def sized(point: Point) -> tuple[int, bytes, Point]:
         encoding = {k: v for k, v in point.meta.items() if k not in SEARCH_KEYS}
-        return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(format.payload(point.blobs)))
+        packed = format.payload({**shared, **point.blobs})
+        return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(packed)), packed, point
 
     near = finalists(points)
     again = [point.rescanned() for point in near]  # a larger step need not make a smaller file: both compete
-    chosen = min(near + [point for point, first in zip(again, near, strict=True) if point is not first],
-                 key=file_bytes)
-    return chosen.meta, chosen.blobs
+    _, packed, chosen = min((sized(point) for point in near + [point for point, first in zip(again, near, strict=True)
+                                                                 if point is not first]), key=lambda sized: sized[0])
+    return chosen.meta, chosen.blobs, packed
 
 
 #: candidates whose fast-compressed payload is within this share of the smallest are compressed for real
@@ -720,39 +726,97 @@ def _reachable_r2(projected: chebyshev.ProjectedTargets, coefs: np.ndarray, degr
 def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence[int],
                    projected: chebyshev.ProjectedTargets, constant_fit: list[bilinear.GroupFit], ss_tot: float,
                    search_goal: float, settings: CodecSettings) -> list[Point]:
-    """The Chebyshev series of the network's basis at each degree (smallest first) and weight precision that
-    reaches the goal, stored in each group's kept KLT directions (chebyshev.rotated_series) and refined to the
-    window's best basis of that many directions (chebyshev.ProjectedTargets.refine). A degree is skipped where
-    not even its best series reaches the goal. Degrees stop two past the one with the smallest file, counting
-    only files clearly larger (DEGREE_PLATEAU): a longer series costs more coefficients than its error saves in
-    codes, but a plateau can precede a fall (S, 100 frames, seed 2, R² 0.995: 24.0 KB at degrees 3-8, 18.6 KB at
-    degree 24)."""
+    """The Chebyshev series of the network's basis at each degree (smallest first) that reaches the goal, stored
+    in each group's kept KLT directions (chebyshev.rotated_series) and refined to the window's best basis of that
+    many directions (chebyshev.ProjectedTargets.refine). A degree is skipped where not even its best series
+    reaches the goal. Degrees stop two past the one with the smallest file, counting only files clearly larger
+    (DEGREE_PLATEAU): a longer series costs more coefficients than its error saves in codes, but a plateau can
+    precede a fall (S, 100 frames, seed 2, R² 0.995: 24.0 KB at degrees 3-8, 18.6 KB at degree 24). At each
+    degree the weight precisions are walked from the last degree's best (precision_walk), not each searched:
+    they move the file as much as the degree does (S, 100 frames, seed 0: 1.5 % between 16 and 5 bits at degree
+    2, where 5 bits stay best up to degree 24, 2.6 % below degree 1's file)."""
     points: list[Point] = []
-    best, misses, best_series = math.inf, 0, None
     guess = None  # the last step found: the next search's starts there (its step differs by a few %)
+
+    def searched(kept_series: chebyshev.KeptSeries, kept: dict[int, int | None]) -> Callable[[int], float]:
+        """The screened bytes of the series at `bits` (inf where it misses the goal), its point kept, and the
+        most directions a group keeps in it (`kept`, by bits)."""
+        def size_at(bits: int) -> float:
+            nonlocal points, guess
+            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, guess=guess)
+            if point is None:
+                return math.inf
+            points, guess = contenders([*points, point]), point[1]["step"]
+            kept[bits] = max(point[1].get("series_ranks") or [0]) or None
+            return point[0]
+        return size_at
+
+    best, misses, best_bits = math.inf, 0, None
+    best_degree: tuple[chebyshev.KeptSeries, dict[int, int | None], dict[int, float]] | None = None
     for degree in degrees:
         coefs = chebyshev.fit_series(samples, u_samples, degree, projected.stretches)
         reachable, fits = _reachable_r2(projected, coefs, degree, constant_fit, ss_tot)
         if reachable < search_goal:
             continue  # the series is too coarse at any precision
-        kept_series = chebyshev.KeptSeries(coefs, fits, projected)
-        sizes: dict[int, int] = {}
-        for bits in settings.weight_bits:
-            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, guess=guess)
-            if point is not None:
-                points = contenders([*points, point])
-                sizes[bits], guess = point[0], point[1]["step"]
+        kept_series, kept = chebyshev.KeptSeries(coefs, fits, projected), {}
+        sizes = precision_walk(settings.weight_bits, searched(kept_series, kept), best_bits)
         here = min(sizes.values(), default=math.inf)
         kept_series.forget()  # one degree's memos at a time (over the whole simulation, GBs)
         if here < best:
-            best, misses, best_series = here, 0, (kept_series, sizes)
+            best, misses, best_degree, best_bits = here, 0, (kept_series, kept, sizes), smallest(sizes)
         elif here > best * (1 + DEGREE_PLATEAU) and (misses := misses + 1) >= 2:
             break
-    if best_series is not None:
-        kept_series, sizes = best_series
-        for bits in near_best(sizes):
-            points = contenders(points + _fewer_directions(kept_series, bits, constant_fit, ss_tot, search_goal))
+    if best_degree is None:
+        return points
+    kept_series, kept, sizes = best_degree
+    around = None  # the best cap at the first precision: the others are searched about it
+    for bits in near_best(sizes):
+        found = _fewer_directions(kept_series, bits, constant_fit, ss_tot, search_goal, kept.get(bits), around)
+        points = contenders(points + found)
+        if found and around is None:
+            around = max(min(found, key=lambda p: p[0])[1].get("series_ranks") or [0]) or None
     return points
+
+
+def smallest(sizes: Mapping[int, float]) -> int:
+    """The weight bits of the smallest file, the coarsest of a tie (a series whose coefficients are too few to
+    matter makes the same file at any precision, and the coarsest walks on from there)."""
+    return min(sizes, key=lambda bits: (sizes[bits], bits))
+
+
+def precision_walk(bits: Sequence[int], size_at: Callable[[int], float], start: int | None = None) -> dict[int, float]:
+    """The file's size (size_at: screened bytes, inf where nothing reaches the goal) at the weight precisions
+    searched: from `start` (the last degree's best; else the finest) one precision at a time towards coarser
+    weights while the file shrinks, else towards finer ones, stopping where it grows. Finer weights cost series
+    bytes and coarser ones a finer code step, so the size is unimodal in the precision (up to screening noise
+    of ~0.5 %): C, 100 frames, seed 0, R² 0.995, its components apart, searched 6 precisions at each of 8
+    degrees (48 step searches, 3.2 s of its 6 s) where the walk searches 3-4 and picks the same file."""
+    order = sorted(set(bits), reverse=True)
+    at = order.index(start) if start in order else 0
+    sizes: dict[int, float] = {}
+
+    def size_of(b: int) -> float:
+        if b not in sizes:
+            sizes[b] = size_at(b)
+        return sizes[b]
+
+    size_of(order[at])
+
+    def walk(direction: int) -> None:
+        """One precision at a time that way while the file does not grow (the same size where the series'
+        coefficients are too few to matter: S, 100 frames, seed 0, degree 1 at 16 and 8 bits, then 5 % smaller
+        at 5 bits)."""
+        i = at
+        while 0 <= i + direction < len(order):
+            i += direction
+            size = size_of(order[i])
+            if math.isinf(size) or size > sizes[order[i - direction]]:
+                break
+
+    walk(1)
+    if not min(sizes.values()) < sizes[order[at]]:  # no coarser precision made the file smaller
+        walk(-1)
+    return {b: size for b, size in sizes.items() if math.isfinite(size)}
 
 
 #: weight precisions whose file is within this share of the best one's are all searched for fewer directions
@@ -770,68 +834,90 @@ def near_best(sizes: Mapping[int, int]) -> list[int]:
 
 
 def _fewer_directions(kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
-                      ss_tot: float, search_goal: float) -> list[Point]:
-    """The best series again with at most r KLT directions per group, r = K - 1, K - 2, ...: a fine code step
-    keeps every direction some code reaches, and a weak direction's curves can cost more bytes than a finer step
-    on the strong ones (the quantised SVD searches its rank likewise). Stops when fewer directions cannot reach
-    the goal or the file has grown twice in a row; searched only at the best degree and the weight precisions
-    near its best (near_best), since each r costs a full step search (Jp, 100 frames, seed 0, R² 0.995: 1 538 ->
-    1 431 bytes, encoding time unchanged)."""
-    top = max(f.coefs.shape[1] for f in kept_series.fits)
-    if top >= WIDE_RANK_SEARCH:
-        return _fewer_directions_wide(kept_series, bits, constant_fit, ss_tot, search_goal, top)
-    points: list[Point] = []
-    best, misses = math.inf, 0
-    for cap in range(top - 1, 0, -1):
-        point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap,
-                                points[-1][1]["step"] if points else None)
-        if point is None:
-            break
-        points.append(point)
-        if point[0] < best:
-            best, misses = point[0], 0
-        elif (misses := misses + 1) >= 2:
-            break
-    return points
+                      ss_tot: float, search_goal: float, top: int | None = None,
+                      around: int | None = None) -> list[Point]:
+    """The best series again with at most r KLT directions per group, r < `top` (the most any group keeps at
+    the uncapped file's step: a cap at or past it is that file again; default K): a fine code step keeps every
+    direction some code reaches, and a weak direction's curves can cost more bytes than a finer step on the strong
+    ones (the quantised SVD searches its rank likewise). Searched only at the best degree and the weight
+    precisions near its best (near_best), since each r costs a full step search (Jp, 100 frames, seed 0, R²
+    0.995: 1 538 -> 1 431 bytes, encoding time unchanged): r = top - 1, top - 2, ... until fewer directions cannot
+    reach the goal or the file has grown twice in a row; from WIDE_RANK_SEARCH directions over the whole range
+    (_CapSearch.wide); `around` a cap (the best at the first precision searched), at halving strides from it."""
+    top = max(f.coefs.shape[1] for f in kept_series.fits) if top is None else top
+    caps = _CapSearch(kept_series, bits, constant_fit, ss_tot, search_goal, top)
+    if around is not None:
+        caps.refine(min(around, top - 1), AROUND_STRIDE)
+    elif top >= WIDE_RANK_SEARCH:
+        caps.wide()
+    else:
+        caps.step_down()
+    return caps.points
 
 
-#: from this many kept directions, fewer are searched over the whole range (_fewer_directions_wide)
+#: from this many kept directions, fewer are searched over the whole range (_CapSearch.wide)
 WIDE_RANK_SEARCH = 24
+#: the first stride of a search around a known good cap (_fewer_directions' `around`)
+AROUND_STRIDE = 1
 
 
-def _fewer_directions_wide(kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
-                           ss_tot: float, search_goal: float, top: int) -> list[Point]:
-    """_fewer_directions over many directions: the caps K - 1, then a quarter fewer each time, down to the first
-    that cannot reach the goal, then around the best cap at halving strides (the file's bytes against the cap are
-    nearly unimodal). A step down from K - 1 found only a local minimum where a fine step keeps a weak direction
-    for the few of many particles whose code reaches it: S, 1 000 frames, seed 2, its components apart, kept 71
-    directions where the quantised SVD's best rank is 20."""
-    found: dict[int, float] = {}  # the screened bytes of each cap tried (inf: misses the goal)
-    points: list[Point] = []
-    guess = None
+class _CapSearch:
+    """Step searches of one series at one weight precision with at most `cap` directions per group, each cap
+    searched once (its screened bytes; inf where it misses the goal), the next started at the last step found."""
 
-    def size(cap: int) -> float:
-        nonlocal points, guess
-        if cap not in found:
-            point = _series_at_goal(kept_series, constant_fit, bits, ss_tot, search_goal, cap, guess)
-            found[cap] = math.inf if point is None else point[0]
+    def __init__(self, kept_series: chebyshev.KeptSeries, bits: int, constant_fit: list[bilinear.GroupFit],
+                 ss_tot: float, search_goal: float, top: int) -> None:
+        self.kept_series, self.bits, self.constant_fit = kept_series, bits, constant_fit
+        self.ss_tot, self.search_goal, self.top = ss_tot, search_goal, top
+        self.found: dict[int, float] = {}
+        self.points: list[Point] = []
+        self.guess: float | None = None
+
+    def size(self, cap: int) -> float:
+        if cap not in self.found:
+            point = _series_at_goal(self.kept_series, self.constant_fit, self.bits, self.ss_tot, self.search_goal,
+                                    cap, self.guess)
+            self.found[cap] = math.inf if point is None else point[0]
             if point is not None:
-                points, guess = contenders([*points, point]), point[1]["step"]
-        return found[cap]
+                self.points, self.guess = contenders([*self.points, point]), point[1]["step"]
+        return self.found[cap]
 
-    cap = top - 1
-    while cap >= 1 and math.isfinite(size(cap)):
-        cap = min(cap - 1, int(cap * 0.75))
-    tried = sorted(c for c in found if math.isfinite(size(c)))
-    if tried:
-        best = min(tried, key=size)
-        stride = max(1, max(abs(c - best) for c in found) // 4)
+    def step_down(self) -> None:
+        """top - 1, top - 2, ... until a cap misses the goal or the file has grown twice in a row."""
+        best, misses = math.inf, 0
+        for cap in range(self.top - 1, 0, -1):
+            size = self.size(cap)
+            if not math.isfinite(size):
+                break
+            if size < best:
+                best, misses = size, 0
+            elif (misses := misses + 1) >= 2:
+                break
+
+    def wide(self) -> None:
+        """The caps top - 1, then a quarter fewer each time, down to the first that cannot reach the goal, then
+        around the best cap at halving strides (the file's bytes against the cap are nearly unimodal). A step
+        down from K - 1 found only a local minimum where a fine step keeps a weak direction for the few of many
+        particles whose code reaches it: S, 1 000 frames, seed 2, its components apart, kept 71 directions where
+        the quantised SVD's best rank is 20."""
+        cap = self.top - 1
+        while cap >= 1 and math.isfinite(self.size(cap)):
+            cap = min(cap - 1, int(cap * 0.75))
+        tried = [c for c in self.found if math.isfinite(self.found[c])]
+        if tried:
+            best = min(tried, key=self.size)
+            self.refine(best, max(1, max(abs(c - best) for c in self.found) // 4))
+
+    def refine(self, best: int, stride: int) -> None:
+        """Around `best` at halving strides from `stride`, moving to any smaller file."""
+        if not 1 <= best < self.top:
+            return
+        self.size(best)
         while stride >= 1:
             for cap in (best - stride, best + stride):
-                if 1 <= cap < top and size(cap) < size(best):
+                if 1 <= cap < self.top and self.size(cap) < self.size(best):
                     best = cap
             stride //= 2
-    return points
 
 
 def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[bilinear.GroupFit], bits: int,
