@@ -11,7 +11,7 @@ import numpy as np
 
 from mpm_inr.codec import bilinear
 from mpm_inr.codec import encode as encode_module
-from mpm_inr.codec.encode import precision_walk, smallest
+from mpm_inr.codec.encode import precision_walk, smallest_bits
 
 BITS = (16, 8, 6, 5, 4, 3)
 
@@ -28,26 +28,26 @@ def walked(sizes: dict[int, float], start: int | None = None) -> tuple[dict[int,
 
 def test_the_walk_goes_coarser_while_the_file_shrinks_and_stops_where_it_grows():
     found, asked = walked({16: 1000, 8: 900, 6: 850, 5: 870, 4: 800, 3: 990})
-    assert asked == [16, 8, 6, 5] and smallest(found) == 6  # 4 bits, past a larger file, is not searched
+    assert asked == [16, 8, 6, 5] and smallest_bits(found) == 6  # 4 bits, past a larger file, is not searched
 
 
 def test_the_walk_turns_finer_where_a_coarser_file_is_larger_and_asks_each_precision_once():
     sizes = {16: 1000, 8: 900, 6: 850, 5: 870, 4: 880, 3: 990}
     found, asked = walked(sizes, start=5)
-    assert asked == [5, 4, 6, 8] and smallest(found) == 6
+    assert asked == [5, 4, 6, 8] and smallest_bits(found) == 6
     assert len(asked) == len(set(asked)) and found == {b: sizes[b] for b in asked}
 
 
 def test_the_walk_goes_on_through_equal_files_and_stops_at_one_that_misses_the_goal():
     found, asked = walked({16: 500, 8: 500, 6: 500, 5: 450, 4: math.inf, 3: 100})
-    assert asked == [16, 8, 6, 5, 4] and smallest(found) == 5 and 4 not in found  # only files that reach it
+    assert asked == [16, 8, 6, 5, 4] and smallest_bits(found) == 5 and 4 not in found  # only files that reach it
     found, asked = walked({16: 500, 8: 500, 6: 500, 5: 500, 4: 500, 3: 500})
-    assert smallest(found) == 3  # a tie goes to the coarsest, where the next degree's walk starts
+    assert smallest_bits(found) == 3  # a tie goes to the coarsest, where the next degree's walk starts
 
 
 def test_the_walk_from_a_precision_that_misses_the_goal_goes_finer():
     found, asked = walked({16: 700, 8: 600, 6: 650, 5: math.inf, 4: math.inf, 3: math.inf}, start=5)
-    assert asked == [5, 4, 6, 8, 16] and smallest(found) == 8
+    assert asked == [5, 4, 6, 8, 16] and smallest_bits(found) == 8
 
 
 def capped_series(top: int) -> SimpleNamespace:

@@ -765,7 +765,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
         here = min(sizes.values(), default=math.inf)
         kept_series.forget()  # one degree's memos at a time (over the whole simulation, GBs)
         if here < best:
-            best, misses, best_degree, best_bits = here, 0, (kept_series, kept, sizes), smallest(sizes)
+            best, misses, best_degree, best_bits = here, 0, (kept_series, kept, sizes), smallest_bits(sizes)
         elif here > best * (1 + DEGREE_PLATEAU) and (misses := misses + 1) >= 2:
             break
     if best_degree is None:
@@ -780,7 +780,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
     return points
 
 
-def smallest(sizes: Mapping[int, float]) -> int:
+def smallest_bits(sizes: Mapping[int, float]) -> int:
     """The weight bits of the smallest file, the coarsest of a tie (a series whose coefficients are too few to
     matter makes the same file at any precision, and the coarsest walks on from there)."""
     return min(sizes, key=lambda bits: (sizes[bits], bits))
