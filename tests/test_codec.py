@@ -645,12 +645,12 @@ def test_a_file_holds_only_the_particle_labels_its_network_reads(f_file, data_ro
     cfg, _ = train_tiny(data_root, tmp_path, "field=C", "model.basis_groups=object")
     _, window, network = load_run(tmp_path)
     path = tmp_path / "c.mpmc"
-    encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.9))
+    encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.9, components="shared"))
     box = format.read(path)
     assert "object_id" in box.blobs and "material" not in box.blobs
     # a series per object group, each in its own kept directions, decodes to what the encoder measured
     series = encode_model(network, cfg["model"], window, 1.0, tmp_path / "s.mpmc",
-                          CodecSettings(target_r2=0.9, basis="chebyshev"))
+                          CodecSettings(target_r2=0.9, basis="chebyshev", components="shared"))
     decoded = load(tmp_path / "s.mpmc")
     assert len(decoded.series.curves) == network.n_basis_groups > 1
     assert series["r2"] == pytest.approx(r2_score(window.values[window.train_frames],

@@ -96,7 +96,7 @@ def test_particle_components_constant_over_the_window_are_stored_by_value(s_run,
     assert load(tmp_path / "c.mpmc").constant.sum() == apart.sum() and r2_score(values, decoded) >= 0.99
 
 
-def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_path, monkeypatch):
+def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_path):
     cfg, window, network = load_run(s_run)
     settings = {layout: CodecSettings(target_r2=0.99, components=layout) for layout in ("shared", "both", "auto")}
     reports = {layout: encode_model(network, cfg["model"], window, 1.0, tmp_path / f"{layout}.mpmc", s)
@@ -113,13 +113,48 @@ def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_pa
     assert reports["shared"]["components"] == "shared"
     assert reports["both"]["bytes"] == min(reports["shared"]["bytes"], split.n_bytes)
     assert reports["both"]["components"] == ("split" if split.n_bytes < reports["shared"]["bytes"] else "shared")
-    assert reports["auto"]["components"] == "shared"  # 20 frames: too short for auto to try the split file
-    monkeypatch.setattr(encode_module, "SPLIT_MIN_FRAMES", 20)
-    auto = encode_model(network, cfg["model"], window, 1.0, tmp_path / "auto20.mpmc", settings["auto"])
-    assert auto["bytes"] == reports["both"]["bytes"] and auto["r2"] >= 0.99
+    assert reports["auto"]["bytes"] >= reports["both"]["bytes"] and reports["auto"]["r2"] >= 0.99  # one search
     without_target = encode_model(network, cfg["model"], window, 1.0, tmp_path / "own.mpmc",
                                   CodecSettings(components="both"))
     assert without_target["components"] == "shared"  # no target: the model's own accuracy, in its own layout
+
+
+def test_auto_searches_a_short_windows_split_file_once_with_its_still_components_by_value():
+    constant, first_long = np.array([True, False, False, True]), encode_module.SPLIT_BOTH_CONSTANTS_MIN_FRAMES
+    [only] = encode_module.split_constants(constant, first_long - 1, "auto")
+    assert only.tolist() == constant.tolist()
+    for n_frames, layouts in ((first_long, "auto"), (first_long - 1, "both"), (first_long, "both")):
+        by_value, coded = encode_module.split_constants(constant, n_frames, layouts)
+        assert by_value.tolist() == constant.tolist() and not coded.any()
+    assert len(encode_module.split_constants(np.zeros(4, bool), first_long, "both")) == 1
+
+
+def test_encode_model_searches_the_split_file_as_split_constants_says(s_run, tmp_path, monkeypatch):
+    """A window with still particle-components: `both` searches its split file with and without them stored by
+    value, `auto` on a short window only with (one search: the 10-s budget of a 100-frame encoding)."""
+    cfg, window, network = load_run(s_run)
+    values = window.values.copy()
+    values[:, :40, 1] = values[0, :40, 1]
+    window = replace(window, values=values)
+    still = int(encode_module.constant_particles(components.split_window(window).values).sum())
+    assert still >= 40
+    searched: list[int] = []
+    real = encode_module._encoded_split
+
+    def recording(model_cfg, centred, t_period, settings, ss_tot, constant, max_rank):
+        searched.append(int(constant.sum()))
+        return real(model_cfg, centred, t_period, settings, ss_tot, constant, max_rank)
+
+    monkeypatch.setattr(encode_module, "_encoded_split", recording)
+    assert window.n_frames < encode_module.SPLIT_BOTH_CONSTANTS_MIN_FRAMES
+    reports = {}
+    for layouts in ("both", "auto"):
+        searched.clear()
+        reports[layouts] = encode_model(network, cfg["model"], window, 1.0, tmp_path / f"{layouts}.mpmc",
+                                        CodecSettings(target_r2=0.99, components=layouts))
+        assert reports[layouts]["r2"] >= 0.99
+        assert searched == ([still, 0] if layouts == "both" else [still])
+    assert reports["auto"]["bytes"] >= reports["both"]["bytes"]
 
 
 def test_the_split_view_is_the_window_itself_centred_per_component():

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                           "or whichever file is smaller (auto)")
     enc.add_argument("--components", choices=COMPONENT_LAYOUTS, default=CodecSettings.components,
                      help="also try a file that codes each particle's components apart (both), never (shared), or "
-                          "on windows of more than 100 frames (auto)")
+                          "so, searched once on windows of up to 100 frames (auto)")
     enc.add_argument("--data-root", default=None, help="where the run's dataset lives, if it moved")
     dec = sub.add_parser("decode", help="a file back to the window's arrays")
     dec.add_argument("file")

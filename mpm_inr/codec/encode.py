@@ -45,14 +45,17 @@ from mpm_inr.models.field_network import FieldNetwork
 #: whichever file is smaller (auto)
 BASIS_KINDS = ("auto", "network", "chebyshev")
 #: which layouts a bilinear model's file is tried in: the model's own (one code per particle, `shared`), and the
-#: one that codes each particle's components apart (mpm_inr.codec.components): `both`, or `auto`, both on windows
-#: of more than SPLIT_MIN_FRAMES frames only
+#: one that codes each particle's components apart (mpm_inr.codec.components): `both`, or `auto`, both with the
+#: split file's search shortened on windows of fewer than SPLIT_BOTH_CONSTANTS_MIN_FRAMES frames (split_constants)
 COMPONENT_LAYOUTS = ("auto", "both", "shared")
-#: a 100-frame window's encoding must stay within 10 s on one thread: the model's layout takes up to 4.1 s there
-#: (C, R² 0.999, 46dccad), and the split one 3-5 s more for C and 5-7 s for S (two searches where particles are
-#: constant: with and without storing them by value), so it is tried on longer windows only where `auto`. At 100
-#: frames it would make C's file at R² 0.995 577x instead of 451x on seed 0 (the quantised SVD's: 576x)
-SPLIT_MIN_FRAMES = 101
+#: a 100-frame window's encoding must stay within 10 s on one thread. The model's layout takes 1-4 s there and
+#: the split file's search 3-5 s for each way of storing the constant particle-components (S: ~6 000 of 36 000;
+#: with and without storing them by value), so S's two searches made its encoding 8.5-10.3 s (seeds 0-2, both
+#: targets, an idle core, 3aa6819). Below this many frames `auto` searches the by-value way alone: it made the
+#: smaller split file on 5 of those 6 S files (by 1.4-6 %), and on the sixth (seed 1, R² 0.995) the model's file
+#: was 9 % smaller than either. C has no constant components (one search: its encoding 5.5-8.9 s), and its split
+#: file is what wins at 100 frames on seed 0: 577x at R² 0.995 against the model's 451x (the quantised SVD: 576x)
+SPLIT_BOTH_CONSTANTS_MIN_FRAMES = 101
 SERIES_NEEDS_BILINEAR = ("codec.basis=chebyshev stores a bilinear model's temporal basis as a series; this model "
                          "is not bilinear (inr_type=lagrangian model.decoder=bilinear), use codec.basis=auto")
 
@@ -182,7 +185,7 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
         centre, centred = split_centre(window, constant, frames, ss_tot, settings.target_r2)
         found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
                                          network.latent_dim * window.n_components))
-                 for split in constant_splits(apart)]
+                 for split in split_constants(apart, window.n_frames, settings.components)]
         candidates += [(centre, candidate) for centre, candidate in found if candidate is not None]
     # the same accuracy: an unsplit file whose goal is lower (no target: its best decodable R² is) does not count
     goal = candidates[0][1].search["goal_r2"]
@@ -216,13 +219,18 @@ def constant_splits(constant: np.ndarray) -> list[np.ndarray]:
     return [constant, np.zeros_like(constant)] if constant.any() else [constant]
 
 
+def split_constants(constant: np.ndarray, n_frames: int, layouts: str) -> list[np.ndarray]:
+    """The particle-components a split file is searched with stored by value (constant_splits of the (N·C,)
+    `constant`): with `auto` on windows shorter than SPLIT_BOTH_CONSTANTS_MIN_FRAMES, the by-value way alone."""
+    splits = constant_splits(constant)
+    return splits[:1] if layouts == "auto" and n_frames < SPLIT_BOTH_CONSTANTS_MIN_FRAMES else splits
+
+
 def splits_components(network: FieldNetwork, window: FieldWindow, settings: CodecSettings) -> bool:
     """Whether a file that codes the components apart (codec.components) is tried too: for a bilinear model's
     series basis, a target to reach (its ceiling is the window's, not the model's), and more than one component
-    (with one, the model's own layout is that split); with `auto`, on windows of SPLIT_MIN_FRAMES or more."""
-    wanted = settings.components == "both" or (settings.components == "auto"
-                                               and window.n_frames >= SPLIT_MIN_FRAMES)
-    return (wanted and network.linear_in_codes and settings.basis in ("auto", "chebyshev")
+    (with one, the model's own layout is that split); not with `shared`."""
+    return (settings.components != "shared" and network.linear_in_codes and settings.basis in ("auto", "chebyshev")
             and settings.target_r2 is not None and window.n_components > 1)
 
 
