@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from codec_runs import train_tiny
+from scipy.interpolate import CubicSpline
 
 from mpm_inr.codec import (
     CodecError,
@@ -25,7 +26,7 @@ from mpm_inr.codec import (
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
 from mpm_inr.codec.rundir import load_run
-from mpm_inr.data.window import FieldWindow
+from mpm_inr.data.window import FieldWindow, holdout_mask
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
 from mpm_inr.metrics.regression import component_sums
@@ -47,6 +48,10 @@ def _ss_tot(window: FieldWindow) -> float:
 def _split_file(run: Path, target: float, path: Path, constant: np.ndarray | None = None, centred: bool = True):
     cfg, window, network = load_run(run)
     window = window if centred else replace(window, mean=np.zeros_like(window.mean))
+    return _split_file_of(cfg, window, network, target, path, constant)
+
+
+def _split_file_of(cfg, window: FieldWindow, network, target: float, path: Path, constant: np.ndarray | None = None):
     apart = np.zeros(window.values[0].size, dtype=bool) if constant is None else constant
     candidate = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=target),
                                              _ss_tot(window), apart, network.latent_dim * window.n_components)
@@ -59,7 +64,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     path = tmp_path / "split.mpmc"
     window, candidate = _split_file(s_run, 0.99, path)
     box = format.read(path)
-    assert box.version == format.FORMAT_VERSION == 9 and components.is_split(box.meta["encoding"])
+    assert box.version == format.FORMAT_VERSION == 10 and components.is_split(box.meta["encoding"])
     model = load(path)
     assert model.network is None and model.series.split and model.constant.size == window.values[0].size
     decoded = model.decode_window()
@@ -72,7 +77,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     assert not np.allclose(between[0], decoded[2]) and not np.allclose(between[0], decoded[3])
     assert "components" not in box.meta["model"]  # the model's config is the run's, as in every file
     monkeypatch.setattr(format, "FORMAT_VERSION", 7)
-    with pytest.raises(CodecError, match="format version 9, newer than this reader's 7"):
+    with pytest.raises(CodecError, match="format version 10, newer than this reader's 7"):
         format.read(path)
 
 
@@ -251,7 +256,7 @@ def test_a_split_search_ends_with_the_curves_frame_by_frame(s_run, monkeypatch):
     monkeypatch.setattr(encode_module, "_series_points", fake)
     search = encode_module.SeriesTargets(view.values, view, [np.arange(view.n_particles)], None, None, u, [],
                                          _ss_tot(window), 8, frame_wise=True)
-    assert search.frame_wise == window.n_frames // 2 == 10
+    assert search.frame_wise == encode_module.chebyshev.Stretches(10, 20)  # stretches of two frames, degree 1
     points = search.points(0.5, CodecSettings(weight_bits=(8,)))
     assert [count for count, _ in visited] == [1, 2, 10] and visited[-1][1] == (1,)  # 4 not: 2 was clearly larger
     assert min(p[0] for p in points) == 900
@@ -268,13 +273,60 @@ def test_a_split_search_ends_with_the_curves_frame_by_frame(s_run, monkeypatch):
         np.testing.assert_allclose(between[0], (at_frames[a] + at_frames[a + 1]) / 2, atol=1e-12)
 
 
+def test_knots_hold_a_curve_at_the_training_frames_and_a_natural_cubic_spline_between():
+    cheb = encode_module.chebyshev
+    train = np.flatnonzero(~holdout_mask(20, 4))
+    knots = cheb.Knots.at_frames(train, 20)
+    assert knots.count == train.size == 15 and cheb.curve_major(knots) and knots.meta() == {"series_knots": "training"}
+    assert cheb.frame_by_frame(20, train) == knots and cheb.frame_by_frame(20, np.arange(20)) == cheb.Stretches(10, 20)
+    frames = cheb.frame_times(20)
+    values = np.cos(np.arange(15.0) / 3)[:, None] * np.array([[1.0, -2.0]])  # two curves' values at the knots
+    np.testing.assert_allclose(cheb.evaluate(values, frames[train], knots), values, atol=1e-12)
+    u = np.linspace(-1.0, 1.0, 77)
+    spline = CubicSpline(train.astype(float), values, bc_type="natural")((u + 1.0) * 19 / 2)
+    np.testing.assert_allclose(cheb.evaluate(values, u, knots), spline, atol=1e-12)
+    assert cheb.degrees_within(20, knots) == [0] and cheb.bounded(knots, frames[train], 0)
+    assert cheb.file_stretches({"series_knots": "training"}, 20, train) == knots
+    assert cheb.file_stretches({"series_stretches": 4}, 20, train) == cheb.Stretches(4, 20)
+    with pytest.raises(CodecError, match="series_knots 'frames' is not one this reader knows"):
+        cheb.file_stretches({"series_knots": "frames"}, 20, train)
+    with pytest.raises(CodecError, match="not its window's training frames"):
+        cheb.Knots(3, 20, (0, 5, 5))
+    with pytest.raises(CodecError, match="degree 1 on its knots"):
+        knots.vander(u, 1)
+
+
+def test_a_split_file_of_a_window_with_held_out_frames_may_hold_its_curves_at_the_knots(s_run, tmp_path,
+                                                                                       monkeypatch):
+    """With frames held out, stretches of two frames leave some stretch one training frame; the split file's
+    frame-by-frame curves are then Knots (format 10): it decodes to what the encoder scored on the training
+    frames, and at a held-out frame to the spline through its training frames; a version-9 reader refuses it."""
+    cfg, window, network = load_run(s_run)
+    window = replace(window, held_out=holdout_mask(window.n_frames, 4))
+    monkeypatch.setattr(encode_module.chebyshev, "STRETCH_COUNTS", ())  # the knots alone
+    path = tmp_path / "knots.mpmc"
+    _, candidate = _split_file_of(cfg, window, network, 0.99, path)
+    box = format.read(path)
+    assert box.version == 10 and box.meta["encoding"]["series_knots"] == "training"
+    model = load(path)
+    train, test = window.train_frames, window.test_frames
+    decoded = model.decode_window()
+    assert 1 - r2_score(window.values[train], decoded[train]) == pytest.approx(
+        1 - candidate.search["r2_estimate"], rel=1e-3)
+    spline = CubicSpline(train.astype(float), decoded[train], bc_type="natural")(test.astype(float))
+    np.testing.assert_allclose(decoded[test], spline, rtol=1e-4, atol=1e-4 * np.abs(decoded).max())
+    monkeypatch.setattr(format, "FORMAT_VERSION", 9)
+    with pytest.raises(CodecError, match="format version 10, newer than this reader's 9"):
+        format.read(path)
+
+
 def test_the_cli_takes_the_layouts_and_info_names_a_split_file(s_run, tmp_path, capsys):
     path = tmp_path / "cli.mpmc"
     assert codec_main(["encode", str(s_run), "--target-r2", "0.99", "--components", "both", "-o", str(path)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert codec_main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 9 and info["encoding"].get("components", "shared") == report["components"]
+    assert info["format_version"] == 10 and info["encoding"].get("components", "shared") == report["components"]
     with pytest.raises(SystemExit):
         codec_main(["encode", str(s_run), "--components", "apart"])
     assert "invalid choice: 'apart'" in capsys.readouterr().err

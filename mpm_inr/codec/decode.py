@@ -181,7 +181,7 @@ def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], members: list[n
     shapes = [(idx.size, 0) for idx in members]
     shapes += [(int(constant.sum()), n_comp)] if constant.any() else []
     codes = bilinear.unpack_codes(blobs, encoding, shapes)
-    stretches = chebyshev.Stretches(encoding.get("series_stretches", 1), win["n_frames"])
+    stretches = chebyshev.file_stretches(encoding, win["n_frames"], np.flatnonzero(~held_out_mask(win)))
     order = encoding.get("series_order")
     if order is not None and (order != chebyshev.CURVE_MAJOR or not chebyshev.curve_major(stretches)):
         raise format.CodecError(f"the file's series_order {order!r} is not one this reader knows for "

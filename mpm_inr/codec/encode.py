@@ -590,22 +590,22 @@ class SeriesTargets:
             raise ValueError("SeriesTargets needs the network's samples or a max_rank")
         self.u_train = chebyshev.frame_times(window.n_frames)[window.train_frames]
         self.counts = chebyshev.stretch_counts(window.n_frames)
-        # the curves' values at every frame, straight lines between (stretches of two frames, degree 1): the
-        # truncated SVD's temporal factors, interpolated as its held-out rival's are; tried after the series
-        self.frame_wise = window.n_frames // 2 if frame_wise and 4 <= window.n_frames <= FRAME_WISE_MAX_FRAMES \
-            else None
-        self._ceilings: dict[int, float] = {}
-        self._degrees: dict[int, list[int]] = {}
+        # the curves' values frame by frame (chebyshev.frame_by_frame): the truncated SVD's temporal factors,
+        # interpolated as its held-out rival's are; tried after the series
+        self.frame_wise = chebyshev.frame_by_frame(window.n_frames, window.train_frames) if frame_wise and (
+            4 <= window.n_frames <= FRAME_WISE_MAX_FRAMES) else None
+        self._ceilings: dict[chebyshev.Stretches, float] = {}
+        self._degrees: dict[chebyshev.Stretches, list[int]] = {}
         self._held: chebyshev.ProjectedTargets | None = None
-        self._window_samples: tuple[int, np.ndarray | None] | None = None  # (stretch count, its samples)
+        self._window_samples: tuple[chebyshev.Stretches, np.ndarray | None] | None = None  # stretches, samples
 
     def samples_for(self, stretches: chebyshev.Stretches) -> np.ndarray | None:
         """(M, G, K, C) curves at u_samples the series of `stretches` start from (None: the window's own, and
         no degree of this count is refinable)."""
         if self.samples is not None:
             return self.samples
-        if self._window_samples is None or self._window_samples[0] != stretches.count:
-            self._window_samples = (stretches.count, self.window_samples(stretches))
+        if self._window_samples is None or self._window_samples[0] != stretches:
+            self._window_samples = (stretches, self.window_samples(stretches))
         return self._window_samples[1]
 
     def window_samples(self, stretches: chebyshev.Stretches) -> np.ndarray | None:
@@ -630,11 +630,11 @@ class SeriesTargets:
         """The degrees searched: every one a stretch's frames pin down for one stretch (the network's own curves
         may hold past the bounded fits' degrees); only refinable ones, whose fits stay bounded between the
         training frames, for more (a longer series of the network's curves alone does not need cutting)."""
-        if stretches.count not in self._degrees:  # asked for by the ceiling, the projections and the search
+        if stretches not in self._degrees:  # asked for by the ceiling, the projections and the search
             degrees = chebyshev.degrees_within(self.window.n_frames, stretches)
-            self._degrees[stretches.count] = degrees if stretches.count == 1 else [
+            self._degrees[stretches] = degrees if stretches.count == 1 else [
                 d for d in degrees if chebyshev.bounded(stretches, self.u_train, d)]
-        return self._degrees[stretches.count]
+        return self._degrees[stretches]
 
     def projected(self, stretches: chebyshev.Stretches) -> chebyshev.ProjectedTargets | None:
         """The targets projected for `stretches` up to its largest degree (None where it has none)."""
@@ -664,7 +664,7 @@ class SeriesTargets:
             if best >= enough:
                 break
         if best < enough and self.frame_wise is not None:
-            best = max(best, self._ceiling(chebyshev.Stretches(self.frame_wise, self.window.n_frames), enough))
+            best = max(best, self._ceiling(self.frame_wise, enough))
         return best
 
     def _ceiling(self, stretches: chebyshev.Stretches, target: float) -> float:
@@ -673,15 +673,15 @@ class SeriesTargets:
         `target`, the network's own curves at the highest degree too. With every 4th of 100 frames held out,
         degrees past 16 are not refined (their fits would swing between the training frames): S's best degree-16
         series stops at R² 0.99798 (seed 2) where the network's curves at degree 24 keep its 0.9994."""
-        if stretches.count not in self._ceilings:
+        if stretches not in self._ceilings:
             projected = self.projected(stretches)
             degrees = self.degrees(stretches)
             stable = [d for d in degrees if projected is not None and projected.stable(d)]
             best = self._reachable_at(projected, stable[-1], stretches) if stable else -math.inf
             if best < target and projected is not None and (not stable or degrees[-1] > stable[-1]):
                 best = max(best, self._reachable_at(projected, degrees[-1], stretches))
-            self._ceilings[stretches.count] = best
-        return self._ceilings[stretches.count]
+            self._ceilings[stretches] = best
+        return self._ceilings[stretches]
 
     def _reachable_at(self, projected: chebyshev.ProjectedTargets, degree: int,
                       stretches: chebyshev.Stretches) -> float:
@@ -700,9 +700,10 @@ class SeriesTargets:
         points: list[Point] = []
         best = math.inf
         for count in self.counts:
-            if self._ceilings.get(count, math.inf) < search_goal:
+            stretches = chebyshev.Stretches(count, self.window.n_frames)
+            if self._ceilings.get(stretches, math.inf) < search_goal:
                 continue
-            found = self._count_points(count, search_goal, settings)
+            found = self._count_points(stretches, search_goal, settings)
             points = contenders(points + found)
             here = min((point[0] for point in found), default=math.inf)
             if here > best * (1 + DEGREE_PLATEAU):
@@ -713,9 +714,9 @@ class SeriesTargets:
         self._held = None
         return points
 
-    def _count_points(self, count: int, search_goal: float, settings: CodecSettings) -> list[Point]:
-        """The files of one stretch count."""
-        stretches = chebyshev.Stretches(count, self.window.n_frames)
+    def _count_points(self, stretches: chebyshev.Stretches, search_goal: float,
+                      settings: CodecSettings) -> list[Point]:
+        """The files of one way of cutting the window."""
         projected = self.projected(stretches)
         samples = None if projected is None else self.samples_for(stretches)
         return [] if samples is None else _series_points(
@@ -984,8 +985,7 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
         blobs.update(code_blobs)
         meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
                     weight_bits=bits, r2_estimate=stored_r2(step))
-        if stretches.count > 1:  # format 7; a plain series' file keeps version 6's metadata
-            meta["series_stretches"] = stretches.count
+        meta.update(stretches.meta())  # format 7 (10: knots); a plain series' file keeps version 6's metadata
         if chebyshev.curve_major(stretches):  # format 9
             meta["series_order"] = chebyshev.CURVE_MAJOR
         return Point(format.screen_size(blobs), meta, blobs)

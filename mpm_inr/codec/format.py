@@ -1,6 +1,6 @@
 """The codec's container: one self-checking file that a decoder can trust or refuse in one line.
 
-Layout of versions 5 to 9 (little endian; 6 to 9 differ in the metadata only):
+Layout of versions 5 to 10 (little endian; 6 to 10 differ in the metadata only):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
@@ -55,8 +55,10 @@ MAGIC = b"MPMINRC\x00"
 # of the window (encoding.series_stretches; a version-6 reader would decode such a file as one series, wrongly);
 # 8: a file may code each particle's components apart (encoding.components, mpm_inr.codec.components; a version-7
 # reader would take its N·C codes for N particles' and refuse it as inconsistent at best); 9: a piecewise series is
-# stored curve by curve (encoding.series_order; a version-8 reader would take its rows for degree-major ones)
-FORMAT_VERSION = 9
+# stored curve by curve (encoding.series_order; a version-8 reader would take its rows for degree-major ones); 10:
+# curves may be their values at the training frames, a cubic spline between (encoding.series_knots,
+# chebyshev.Knots; a version-9 reader would take them for one series)
+FORMAT_VERSION = 10
 _PREFIX = struct.Struct("<8sH")  # what every version starts with: magic, version
 _LEGACY_HEAD = struct.Struct("<8sHIQ")  # versions 1-3: magic, version, meta_len, data_len
 _LEGACY_DIGEST = 32  # versions 1-3: sha256

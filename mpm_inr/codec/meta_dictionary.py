@@ -1,4 +1,4 @@
-"""The preset dictionaries the codec's metadata is deflated against (format versions 3 to 9).
+"""The preset dictionaries the codec's metadata is deflated against (format versions 3 to 10).
 
 A file's metadata is a few hundred bytes of compact JSON whose keys and structure repeat from file to file (the
 model config, the window, the blobs' dtypes and shapes); deflated on its own it costs ~0.6 KB, a quarter of a
@@ -145,8 +145,13 @@ META_DICTIONARY_V8 = META_DICTIONARY_V7 + b'"components":"split","constant":{"dt
 #: version 9's: version 8's and the key of a piecewise series stored curve by curve (encoding.series_order)
 META_DICTIONARY_V9 = META_DICTIONARY_V8 + b'"series_order":"curve",'
 
+#: version 10's: the key of a file whose curves are their values at the training frames (encoding.series_knots),
+#: then version 9's: put first, it leaves every back-reference into version 9's as far back as it was, so a file
+#: without knots packs to the same metadata bytes
+META_DICTIONARY_V10 = b'"series_knots":"training",' + META_DICTIONARY_V9
+
 #: the dictionary of each format version that has one
 # version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused
 META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4, 5: META_DICTIONARY_V4, 6: META_DICTIONARY_V6,
                      7: META_DICTIONARY_V7, 8: META_DICTIONARY_V8,
-                     9: META_DICTIONARY_V9}
+                     9: META_DICTIONARY_V9, 10: META_DICTIONARY_V10}
