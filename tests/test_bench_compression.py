@@ -11,7 +11,7 @@ import pytest
 
 from mpm_inr.bench import compression_tables
 from mpm_inr.bench.__main__ import main
-from mpm_inr.bench.compression_bench import coding_goal, summarise
+from mpm_inr.bench.compression_bench import coding_goal, slope_goal, summarise
 from mpm_inr.bench.train_bench import (
     BenchSettings,
     accuracy_option,
@@ -154,6 +154,33 @@ def test_coding_time_of_100_frame_files_is_read_against_its_bound():
     busy = coding_goal([{"window": 100, "holdout_every": 0, "fields": [summarise("C", [_coded(0, 1.0, 2)], (0.995,))]}])
     assert not slow["met"] and not busy["met"] and busy["threads"] == 2
     assert coding_goal([{"window": 1000, "holdout_every": 0, "fields": [long]}]) is None
+
+
+def _sloped(seed: int, slope: float, holdout_slope: float | None = None) -> dict:
+    run = _seed(seed, (300, 0.996), 100, 250) if holdout_slope is None else _held(seed, 0.996, 0.99, 0.9, None)
+    run["comparison"]["targets"]["0.995"]["codec"].update(slope=slope, holdout_slope=holdout_slope)
+    return run
+
+
+def test_decoded_slopes_are_read_against_their_bound_held_out_ones_too():
+    """Issue #19: slope within [0.99, 1.01] throughout: every file's decoded slope, at the held-out frames too; the
+    one farthest from 1 is named, and results saved before slopes were recorded give no line."""
+    window = summarise("S", [_sloped(0, 0.9951), _sloped(1, 0.9990)], (0.995,))
+    held = summarise("S", [_sloped(2, 0.9960, 1.0120)], (0.995,), 4)
+    blocks = [{"window": 100, "holdout_every": 0, "fields": [window]},
+              {"window": 100, "holdout_every": 4, "fields": [held]}]
+    goal = slope_goal(blocks)
+    assert not goal["met"] and goal["slopes"] == 4 and goal["farthest"] == 1.0120
+    assert goal["where"] == {"window": 100, "holdout_every": 4, "field": "S", "seed": 2, "target": "0.995",
+                             "frames": "held-out"}
+    assert ("Slope of the decoded values on the truth within [0.99, 1.01] for every file: no, 0.9951 to 1.0120 "
+            "over 4 slopes (the farthest from 1: 1.0120, S, 100 frames, held-out (every 4th frame), seed 2, "
+            "R² 0.995, held-out frames).") in compression_tables.markdown(blocks)
+    assert any("slope 0.9951, coded" not in line and "300× (R² 0.99600, slope 0.9951)" in line
+               for line in compression_tables.markdown(blocks))
+    assert slope_goal(blocks[:1])["met"]
+    assert slope_goal([{"window": 100, "holdout_every": 0, "fields": [summarise("S", [_seed(0, (300, 0.996), 100,
+                                                                                             250)], (0.995,))]}]) is None
 
 
 @pytest.mark.parametrize("windows, says", [("100,abc", "comma-separated frame counts"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -94,7 +95,8 @@ def _check_compression_table(saved: dict, table: str) -> None:
         notes = ", ".join([*([] if codec["target_met"] else ["target missed"]),
                            *([RESTING_NOTE] if codec["centre"] == "rest" else []),
                            *([SPLIT_NOTE] if codec["components"] == "split" else []),
-                           f"coded in {codec['coding_s']:.1f} s"])
+                           f"slope {codec['slope']:.4f}", f"coded in {codec['coding_s']:.1f} s"])
+        assert 0.99 <= codec["slope"] <= 1.01  # issue #19's bound, recomputed from the decoded file
         assert codec["components"] == "shared"  # one component: the model's layout is already each value alone
         assert codec["coding_s"] > 0 and codec["threads"] >= 1  # the file's encode + decode, timed
         assert f"| ours, codec file | {target} | {_cell(codec, notes)} | {_cell(codec)} |" in table
@@ -122,9 +124,10 @@ def _check_compression_table(saved: dict, table: str) -> None:
         got = h["targets"][target]
         for method in ("svd", "sz3", "zfp"):  # matched size: within the codec file's bytes
             assert got[method] is None or got[method]["bytes"] <= got["codec"]["bytes"]
-        assert -1.0 < got["codec"]["holdout_r2"] <= 1.0
+        assert -1.0 < got["codec"]["holdout_r2"] <= 1.0 and math.isfinite(got["codec"]["holdout_slope"])
     goal_rows = table.split("## Goal", 1)[1].split("\n## ", 1)[0]
     assert "| 20 frames | 0.995: " in goal_rows and "| 20 frames, held-out (every 4th frame) | 0.995: " in goal_rows
+    assert "Slope of the decoded values on the truth within [0.99, 1.01] for every file: " in goal_rows
 
 
 def test_bench_cli_rejects_unknown_eulerian_type(capsys):

@@ -41,7 +41,7 @@ from mpm_inr.codec.training import encode_after_training, validate_codec_config
 from mpm_inr.data.window import holdout_mask
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
-from mpm_inr.metrics.regression import component_sums
+from mpm_inr.metrics.regression import component_sums, slope_intercept
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +129,15 @@ def test_every_time_only_type_round_trips(variant, data_root, tmp_path):
     decoded = load(tmp_path / "m.mpmc").decode_window()
     train = window.train_frames
     assert report["r2"] == pytest.approx(r2_score(window.values[train], decoded[train]), abs=1e-12)
+    assert report["slope"] == pytest.approx(slope_intercept(window.values[train], decoded[train])[0], abs=1e-12)
     assert report["r2"] >= min(0.9, 1 - 1.1 * (1 - report["ceiling_r2"])) - 1e-9
     assert report["ratio"] > 1 and (report["holdout_r2"] is not None) == bool(len(window.test_frames))
+    test = window.test_frames
+    if len(test):  # decoded at the held-out times, as the file is read there
+        assert report["holdout_slope"] == pytest.approx(slope_intercept(window.values[test], decoded[test])[0],
+                                                        abs=1e-9)
+    else:
+        assert report["holdout_slope"] is None
 
 
 @pytest.fixture(scope="module")
@@ -276,17 +283,20 @@ def test_constant_particles_are_found_a_block_of_frames_at_a_time(monkeypatch):
 
 
 def test_a_written_file_is_scored_a_block_of_frames_at_a_time(f_run, f_file, monkeypatch):
-    """decoded_r2 decodes the training frames in blocks (the whole simulation's F decoded whole is 1.4 GB): the R²
-    of the whole decoded window, and the one the encoder reports."""
+    """decoded_fit decodes the training frames in blocks (the whole simulation's F decoded whole is 1.4 GB): the
+    R² and slope of the whole decoded window, and the ones the encoder reports."""
     path, report = f_file
     _, window, _ = load_run(f_run)
     decoded = load(path)
     gt = window.values[window.train_frames]
-    whole = r2_score(gt, decoded.decode_window()[window.train_frames])
+    pred = decoded.decode_window()[window.train_frames]
+    whole, slope = r2_score(gt, pred), slope_intercept(gt, pred)[0]
     monkeypatch.setattr(encode_module, "FRAME_BLOCK_VALUES", 7 * window.values[0].size)  # 7 frames a block
     ss_tot = float(component_sums(gt, gt)[1].sum())
-    assert encode_module.decoded_r2(decoded, window, ss_tot) == pytest.approx(whole, abs=1e-12)
-    assert report["r2"] == pytest.approx(whole, abs=1e-12)
+    fit = encode_module.decoded_fit(decoded, window, ss_tot, gt.reshape(-1, gt.shape[-1]).mean(axis=0, dtype=np.float64))
+    assert fit.r2 == pytest.approx(whole, abs=1e-12) and fit.slope == pytest.approx(slope, abs=1e-12)
+    assert report["r2"] == pytest.approx(whole, abs=1e-12) and report["slope"] == pytest.approx(slope, abs=1e-12)
+    assert 0.99 <= report["slope"] <= 1.01  # issue #19's bound, here at the fixture's target
 
 
 def test_refining_a_series_gives_the_best_basis_of_its_rank_and_degree():

@@ -40,6 +40,8 @@ from mpm_inr.data.window import FieldWindow
 COMPARE_TARGETS = (0.995, 0.999)
 #: issue #19: encode + decode of a window of CODING_FRAMES frames within CODING_LIMIT_S on one CPU thread
 CODING_FRAMES, CODING_LIMIT_S = 100, 10.0
+#: issue #19: every decoded file's slope (of its values on the truth) within these bounds, throughout
+SLOPE_BOUNDS = (0.99, 1.01)
 METHODS = {"svd": "SVD (centred, float32)", "sz3": "SZ3", "zfp": "ZFP"}
 QUANTISED_SVD = "svd_q"
 #: the rivals a window's goal cell must beat in bytes (issue #19: SZ3 and the quantised SVD)
@@ -65,7 +67,7 @@ def _encode(run_dir: Path, cfg: dict[str, Any], window: FieldWindow, network: nn
 
 def _codec_cell(codec: dict[str, Any], raw: int) -> dict[str, Any]:
     """The codec file's numbers in a bench cell: size, ratio, decoded R², and how long it took to code."""
-    return {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"],
+    return {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"], "slope": codec["slope"],
             "target_met": codec["target_met"], "coding_s": codec["encode_s"] + codec["decode_s"],
             "threads": torch.get_num_threads(), "centre": codec["centre"], "components": codec["components"]}
 
@@ -129,7 +131,8 @@ def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> d
     for target in targets:
         codec = _encode(run_dir, cfg, window, network, target)
         block = classical_baselines(source, target, codec["bytes"], cache_dirs(cfg["dataset"]), device=device)
-        row: dict[str, Any] = {"codec": {**_codec_cell(codec, raw), "holdout_r2": codec["holdout_r2"]}}
+        row: dict[str, Any] = {"codec": {**_codec_cell(codec, raw), "holdout_r2": codec["holdout_r2"],
+                                         "holdout_slope": codec["holdout_slope"]}}
         for method in METHODS:
             row[method] = _holdout_point((block.get(method) or {}).get("matched_size"))
         row[QUANTISED_SVD] = quantised_svd_holdout_point(source, codec["bytes"])
@@ -235,3 +238,23 @@ def coding_goal(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"met": seconds <= CODING_LIMIT_S and threads == 1, "seconds": seconds, "threads": threads,
             "field": field, "seed": seed, "target": target, "files": len(cells), "limit_s": CODING_LIMIT_S,
             "frames": CODING_FRAMES}
+
+
+def slope_goal(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Issue #19's bound on slope: every codec file's decoded slope within SLOPE_BOUNDS, on the training frames
+    and, on a held-out window, at the held-out frames too; the range over the files and the one farthest from 1.
+    None where no cell records a slope (results saved before slopes were)."""
+    slopes = [(value, {"window": block["window"], "holdout_every": block["holdout_every"], "field": table["field"],
+                       "seed": run["seed"], "target": target, "frames": frames})
+              for block in blocks for table in block["fields"] for run in table["seeds"] if run.get("comparison")
+              for target, row in run["comparison"]["targets"].items() if (cell := row["codec"])
+              for frames, value in (("training", cell.get("slope")), ("held-out", cell.get("holdout_slope")))
+              if value is not None]
+    if not slopes:
+        return None
+    low, high = SLOPE_BOUNDS
+    value, where = max(slopes, key=lambda s: abs(s[0] - 1.0))
+    return {"met": all(low <= v <= high for v, _ in slopes), "slopes": len(slopes), "bounds": SLOPE_BOUNDS,
+            "lowest": min(v for v, _ in slopes), "highest": max(v for v, _ in slopes), "farthest": value,
+            "where": where}
+

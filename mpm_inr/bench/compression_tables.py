@@ -16,6 +16,7 @@ from mpm_inr.bench.compression_bench import (
     QUANTISED_SVD,
     SPLIT_NOTE,
     coding_goal,
+    slope_goal,
 )
 
 _NAMES = {QUANTISED_SVD: "SVD, quantised + lzma (as our codec)", **METHODS}
@@ -83,7 +84,7 @@ def goal_table(blocks: list[dict[str, Any]]) -> list[str]:
             cells.append("not run" if table is None else "<br>".join(
                 f"{target}: {goal_text(table['goal'][str(target)])}" for target in table["targets"]))
         lines.append(f"| {window_label(block)} | " + " | ".join(cells) + " |")
-    return lines + coding_text(coding_goal(blocks))
+    return lines + coding_text(coding_goal(blocks)) + slope_text(slope_goal(blocks))
 
 
 def coding_text(goal: dict[str, Any] | None) -> list[str]:
@@ -96,6 +97,19 @@ def coding_text(goal: dict[str, Any] | None) -> list[str]:
     return ["", (f"Encode + decode of a {goal['frames']}-frame window within {goal['limit_s']:g} s on one CPU "
                  f"thread: {verdict}, the slowest of {goal['files']} files took {goal['seconds']:.1f} s ({where}; "
                  f"{threads}).")]
+
+
+def slope_text(goal: dict[str, Any] | None) -> list[str]:
+    """The slope bound under the goal table: met, or where it is not (compression_bench.slope_goal)."""
+    if goal is None:
+        return []
+    low, high = goal["bounds"]
+    w = goal["where"]
+    where = f"{w['field']}, {window_label(w)}, seed {w['seed']}, R² {w['target']}, {w['frames']} frames"
+    verdict = "**met**" if goal["met"] else "no"
+    return ["", (f"Slope of the decoded values on the truth within [{low:g}, {high:g}] for every file: {verdict}, "
+                 f"{goal['lowest']:.4f} to {goal['highest']:.4f} over {goal['slopes']} slopes (the farthest from 1: "
+                 f"{goal['farthest']:.4f}, {where}).")]
 
 
 def goal_text(goal: dict[str, Any]) -> str:
@@ -148,10 +162,12 @@ def _holdout_cell(c: dict[str, Any] | None, n_seeds: int | None = None, extra: s
 
 
 def _coding_note(c: dict[str, Any]) -> list[str]:
-    """A codec file's centre where it is not the mean, its layout where it codes the components apart, and its
-    encode + decode seconds, where the cell has them (a median cell does not)."""
+    """A codec file's centre where it is not the mean, its layout where it codes the components apart, its
+    decoded slopes and its encode + decode seconds, where the cell has them (a median cell does not)."""
     return ([CENTRE_NOTES[c["centre"]]] if c.get("centre") in CENTRE_NOTES else []) + (
         [SPLIT_NOTE] if c.get("components") == "split" else []) + (
+        [f"slope {c['slope']:.4f}"] if c.get("slope") is not None else []) + (
+        [f"held-out slope {c['holdout_slope']:.4f}"] if c.get("holdout_slope") is not None else []) + (
         [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else [])
 
 

@@ -37,7 +37,7 @@ def write_metrics(run_dir: Path, metrics: Mapping[str, Any]) -> Path:
 
 ANALYSIS_KEYS = ("status", "field_name", "inr_type", "final_r2", "r2_min_component", "final_mse", "pearson_r2",
                  "slope", "intercept", "total_params", "compression_ratio", "codec_ratio", "codec_bytes", "codec_r2",
-                 "svd_r2_same_params", "svd_ratio_same_r2", "sz3_ratio_same_r2", "zfp_ratio_same_r2",
+                 "codec_slope", "svd_r2_same_params", "svd_ratio_same_r2", "sz3_ratio_same_r2", "zfp_ratio_same_r2",
                  "svd_r2_same_bytes", "sz3_r2_same_bytes", "zfp_r2_same_bytes", "training_time",
                  "training_time_min", "wall_time", "steps", "steps_per_s", "ssim_mean", "kinograph_r2", "kinograph_ssim",
                  "holdout_r2", "n_training_frames", "device")
@@ -69,7 +69,7 @@ def metrics_table(metrics: Mapping[str, Any]) -> str:
     """A short fixed-width table for the console; compression always sits beside R²."""
     keys = [("status", "status"), ("final_r2", "R² (1-SSres/SStot)"), ("r2_min_component", "R² worst component"),
             ("compression_ratio", "compression (values/params)"), ("codec_ratio", "codec file ratio (bytes)"),
-            ("codec_r2", "codec R² (decoded file)"), ("slope", "slope"), ("pearson_r2", "Pearson r² (ref.)"),
+            ("codec_r2", "codec R² (decoded file)"), ("codec_slope", "codec slope (decoded file)"), ("slope", "slope"), ("pearson_r2", "Pearson r² (ref.)"),
             ("svd_r2_same_params", "SVD R² at as many params"),
             ("svd_ratio_same_r2", "SVD compression at this R²"), ("sz3_ratio_same_r2", "SZ3 compression at this R²"),
             ("zfp_ratio_same_r2", "ZFP compression at this R²"), ("svd_r2_same_bytes", "SVD R² at these bytes"),

@@ -268,7 +268,8 @@ def _fit_and_report(cfg, dm: FieldWindowDataModule, window: FieldWindow, module:
     if cfg["outputs"].get("codec", False):
         with clock.phase("codec"):  # the model as a file of bytes, re-scored from what the file decodes to
             codec = metrics["codec"] = encode_after_training(cfg, module.network, window, run_dir)
-            metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"])
+            metrics.update(codec_bytes=codec["bytes"], codec_ratio=codec["ratio"], codec_r2=codec["r2"],
+                           codec_slope=codec["slope"])
     if isinstance(metrics["kinograph_ssim"], LowPriorityCall):
         with clock.phase("evaluation"):
             metrics["kinograph_ssim"] = metrics["kinograph_ssim"].result()
