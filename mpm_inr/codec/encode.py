@@ -163,6 +163,10 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     """Encode a trained network of `window` into `path`; returns the numbers for metrics.json, with the R²
     recomputed from the arrays decoded from the written file.
 
+    From a target of SLOPE_MIN_TARGET, the smallest file whose decoded slope lies within SLOPE_BOUNDS is kept, so
+    that no file meets its R² by a gain error: where the search's smallest file is out of bounds, the others are tried in order of size, and the
+    search is run again at a smaller error (SLOPE_TIGHTEN) while that may find a smaller one that is within.
+
     Particles constant over the window can be stored as their own group (their values, and a mask of one bit
     per particle) or coded like every other particle: the mask pays where few particles are constant or they
     hold many values, and not where thousands hold the same value (Jp = 1 of every elastic particle) while the
@@ -178,27 +182,28 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     gt_mean = gt.reshape(-1, window.n_components).mean(axis=0, dtype=np.float64)
     del gt  # with held-out frames a copy: the search reads the window in blocks (bilinear.target_blocks)
     constant = constant_particles(window.values, frames)
-    candidates = [(centre, _encoded(network, model_cfg, centred, t_period, settings, ss_tot, split))
-                  for centre, centred in centrings(window, constant, network.linear_in_codes)
-                  for split in constant_splits(constant)]
-    if splits_components(network, window, settings):
-        apart = constant_particles(components.split_window(window).values, frames)
-        centre, centred = split_centre(window, constant, frames, ss_tot, settings.target_r2)
-        found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
-                                         network.latent_dim * window.n_components))
-                 for split in split_constants(apart, window.n_frames, settings.components)]
-        candidates += [(centre, candidate) for centre, candidate in found if candidate is not None]
-    # the same accuracy: an unsplit file whose goal is lower (no target: its best decodable R² is) does not count
-    goal = candidates[0][1].search["goal_r2"]
-    centre, chosen = min((c for c in candidates if c[1].search["goal_r2"] >= goal - 1e-12),
-                         key=lambda c: c[1].n_bytes)
-    n_bytes = format.write(path, chosen.meta, chosen.blobs, chosen.payload)
-    encode_s = time.perf_counter() - started
-    started = time.perf_counter()
-    box = format.read(path)
-    decoded = from_container(box)
-    fit = decoded_fit(decoded, window, ss_tot, gt_mean)
-    decode_s = time.perf_counter() - started
+    aim, kept, closest, written = settings, None, None, None
+    guarded = (settings.target_r2 or 0.0) >= SLOPE_MIN_TARGET
+    for searches in range(1, SLOPE_RETRIES + 2):
+        ranked = _ranked(network, model_cfg, window, t_period, aim, ss_tot, constant)
+        for centre, candidate in ranked:
+            if kept is not None and candidate.n_bytes >= kept[1].n_bytes:
+                break  # no smaller file in this search
+            written = (centre, candidate, *_written(path, candidate, window, ss_tot, gt_mean))
+            if closest is None or abs(written[-2].slope - 1.0) < abs(closest[-2].slope - 1.0):
+                closest = written
+            if not guarded or slope_within(written[-2].slope):
+                kept = written
+                break
+        # a search at a smaller error makes larger files: it can only help where this one's smallest file failed
+        if kept is not None and (kept[1] is ranked[0][1] or ranked[0][1].n_bytes >= kept[1].n_bytes):
+            break
+        aim = replace(aim, target_r2=1.0 - SLOPE_TIGHTEN * (1.0 - aim.target_r2))
+    chosen_file = kept or closest
+    if chosen_file is not written:  # the file on disk is another one
+        written = (chosen_file[0], chosen_file[1], *_written(path, chosen_file[1], window, ss_tot, gt_mean))
+    centre, chosen, n_bytes, box, decoded, fit, decode_s = written
+    encode_s = time.perf_counter() - started - decode_s
     test = window.test_frames
     held = (window.values[test], decoded.predict(window.frames[test])) if len(test) else None
     raw = window.values.size * 4
@@ -213,8 +218,56 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
             "centre": centre, "components": kind_meta.get(components.KEY, "shared"),
             "bytes_by_part": box.parts,
             "raw_bytes_by_part": {name: len(blob) for name, blob in chosen.blobs.items()},
-            "encode_s": encode_s, "decode_s": decode_s}
+            "slope_searches": searches, "encode_s": encode_s, "decode_s": decode_s}
 
+
+#: issue #19: a decoded file's slope of its values on the truth within these bounds
+SLOPE_BOUNDS = (0.99, 1.01)
+#: where a search's smallest file decodes to a slope outside SLOPE_BOUNDS, the search runs again aiming at this
+#: share of the last aim's error, at most SLOPE_RETRIES times: R² allows a gain error, and rounding many codes near
+#: one value to the same multiple of a coarse step is one (F, 100 frames, seed 1, R² 0.995: slope 1.021 at 0.99506,
+#: 3 333 B; aiming at 0.996, slope 1.0007 at 0.99604, 3 283 B; at 0.9975 4 392 B, and the next-smallest file of the
+#: first search 4 497 B)
+SLOPE_TIGHTEN, SLOPE_RETRIES = 0.8, 4
+#: the bounds are kept from this target on: a least-squares fit of R² r shrinks toward the means with slope about r,
+#: so they cannot be asked of a target much below 1 - 0.01 (issue #19's targets are 0.995 and 0.999)
+SLOPE_MIN_TARGET = 0.995
+
+
+def slope_within(slope: float) -> bool:
+    """Within SLOPE_BOUNDS, or undefined (a window without variance has no slope to keep)."""
+    return not (slope < SLOPE_BOUNDS[0] or slope > SLOPE_BOUNDS[1])
+
+
+def _ranked(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
+            settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> list[tuple[str, _Candidate]]:
+    """Every file the search makes (centre, candidate) that reaches its goal, smallest first: the model's layout
+    about each centre with and without its constant particles stored by value, and the split file."""
+    frames = training_frames(window)
+    candidates = [(centre, _encoded(network, model_cfg, centred, t_period, settings, ss_tot, split))
+                  for centre, centred in centrings(window, constant, network.linear_in_codes)
+                  for split in constant_splits(constant)]
+    if splits_components(network, window, settings):
+        apart = constant_particles(components.split_window(window).values, frames)
+        centre, centred = split_centre(window, constant, frames, ss_tot, settings.target_r2)
+        found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
+                                         network.latent_dim * window.n_components))
+                 for split in split_constants(apart, window.n_frames, settings.components)]
+        candidates += [(centre, candidate) for centre, candidate in found if candidate is not None]
+    # the same accuracy: an unsplit file whose goal is lower (no target: its best decodable R² is) does not count
+    goal = candidates[0][1].search["goal_r2"]
+    return sorted((c for c in candidates if c[1].search["goal_r2"] >= goal - 1e-12), key=lambda c: c[1].n_bytes)
+
+
+def _written(path: str | os.PathLike, candidate: _Candidate, window: FieldWindow, ss_tot: float,
+             gt_mean: np.ndarray) -> tuple[int, format.Container, CodecModel, DecodedFit, float]:
+    """Write the candidate to `path` and score what the file decodes to: its bytes on disk, the container, the
+    decoder, its fit to the training frames, and the seconds reading and scoring it took."""
+    n_bytes = format.write(path, candidate.meta, candidate.blobs, candidate.payload)
+    started = time.perf_counter()
+    box = format.read(path)
+    decoded = from_container(box)
+    return n_bytes, box, decoded, decoded_fit(decoded, window, ss_tot, gt_mean), time.perf_counter() - started
 
 
 def constant_splits(constant: np.ndarray) -> list[np.ndarray]:
