@@ -239,10 +239,10 @@ def coding_goal(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def slope_goal(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Issue #19's bound on slope: every codec file's decoded slope within SLOPE_BOUNDS (which the encoder keeps
-    on the training frames: encode.slope_within), on the training frames
-    and, on a held-out window, at the held-out frames too; the range over the files and the one farthest from 1.
-    None where no cell records a slope (results saved before slopes were)."""
+    """Issue #19's bound on slope: every codec file's decoded slope within SLOPE_BOUNDS (which the encoder keeps on
+    the training frames: encode.slope_within), there and, on a held-out window, at the held-out frames too; the
+    range over the files and the one farthest from 1. None where no cell records a slope (results saved before
+    slopes were)."""
     slopes = [(value, {"window": block["window"], "holdout_every": block["holdout_every"], "field": table["field"],
                        "seed": run["seed"], "target": target, "frames": frames})
               for block in blocks for table in block["fields"] for run in table["seeds"] if run.get("comparison")
@@ -256,4 +256,3 @@ def slope_goal(blocks: list[dict[str, Any]]) -> dict[str, Any] | None:
     return {"met": all(low <= v <= high for v, _ in slopes), "slopes": len(slopes), "bounds": SLOPE_BOUNDS,
             "lowest": min(v for v, _ in slopes), "highest": max(v for v, _ in slopes), "farthest": value,
             "where": where}
-

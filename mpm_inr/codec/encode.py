@@ -164,8 +164,8 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     recomputed from the arrays decoded from the written file.
 
     From a target of SLOPE_MIN_TARGET, the smallest file whose decoded slope lies within SLOPE_BOUNDS is kept, so
-    that no file meets its R² by a gain error: where the search's smallest file is out of bounds, the others are tried in order of size, and the
-    search is run again at a smaller error (SLOPE_TIGHTEN) while that may find a smaller one that is within.
+    that no file meets its R² by a gain error: where the search's smallest file is out of bounds, the others are
+    tried by size, and the search runs again at a smaller error (SLOPE_TIGHTEN) while that can find a smaller one.
 
     Particles constant over the window can be stored as their own group (their values, and a mask of one bit
     per particle) or coded like every other particle: the mask pays where few particles are constant or they
@@ -187,22 +187,22 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     for searches in range(1, SLOPE_RETRIES + 2):
         ranked = _ranked(network, model_cfg, window, t_period, aim, ss_tot, constant)
         for centre, candidate in ranked:
-            if kept is not None and candidate.n_bytes >= kept[1].n_bytes:
+            if kept is not None and candidate.n_bytes >= kept.candidate.n_bytes:
                 break  # no smaller file in this search
-            written = (centre, candidate, *_written(path, candidate, window, ss_tot, gt_mean))
-            if closest is None or abs(written[-2].slope - 1.0) < abs(closest[-2].slope - 1.0):
+            written = _written(path, centre, candidate, window, ss_tot, gt_mean)
+            if closest is None or abs(written.fit.slope - 1.0) < abs(closest.fit.slope - 1.0):
                 closest = written
-            if not guarded or slope_within(written[-2].slope):
+            if not guarded or slope_within(written.fit.slope):
                 kept = written
                 break
         # a search at a smaller error makes larger files: it can only help where this one's smallest file failed
-        if kept is not None and (kept[1] is ranked[0][1] or ranked[0][1].n_bytes >= kept[1].n_bytes):
+        if kept is not None and (kept.candidate is ranked[0][1] or ranked[0][1].n_bytes >= kept.candidate.n_bytes):
             break
         aim = replace(aim, target_r2=1.0 - SLOPE_TIGHTEN * (1.0 - aim.target_r2))
-    chosen_file = kept or closest
-    if chosen_file is not written:  # the file on disk is another one
-        written = (chosen_file[0], chosen_file[1], *_written(path, chosen_file[1], window, ss_tot, gt_mean))
-    centre, chosen, n_bytes, box, decoded, fit, decode_s = written
+    final = kept or closest
+    if final is not written:  # the file on disk is another one
+        final = _written(path, final.centre, final.candidate, window, ss_tot, gt_mean)
+    centre, chosen, n_bytes, box, decoded, fit, decode_s = final
     encode_s = time.perf_counter() - started - decode_s
     test = window.test_frames
     held = (window.values[test], decoded.predict(window.frames[test])) if len(test) else None
@@ -259,15 +259,26 @@ def _ranked(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWi
     return sorted((c for c in candidates if c[1].search["goal_r2"] >= goal - 1e-12), key=lambda c: c[1].n_bytes)
 
 
-def _written(path: str | os.PathLike, candidate: _Candidate, window: FieldWindow, ss_tot: float,
-             gt_mean: np.ndarray) -> tuple[int, format.Container, CodecModel, DecodedFit, float]:
-    """Write the candidate to `path` and score what the file decodes to: its bytes on disk, the container, the
-    decoder, its fit to the training frames, and the seconds reading and scoring it took."""
+class _Written(NamedTuple):
+    """A candidate written to the output path and scored from what the file decodes to."""
+
+    centre: str
+    candidate: _Candidate
+    n_bytes: int  # on disk
+    box: format.Container
+    decoded: CodecModel
+    fit: DecodedFit  # to the training frames
+    decode_s: float  # reading and scoring it
+
+
+def _written(path: str | os.PathLike, centre: str, candidate: _Candidate, window: FieldWindow, ss_tot: float,
+             gt_mean: np.ndarray) -> _Written:
     n_bytes = format.write(path, candidate.meta, candidate.blobs, candidate.payload)
     started = time.perf_counter()
     box = format.read(path)
     decoded = from_container(box)
-    return n_bytes, box, decoded, decoded_fit(decoded, window, ss_tot, gt_mean), time.perf_counter() - started
+    return _Written(centre, candidate, n_bytes, box, decoded, decoded_fit(decoded, window, ss_tot, gt_mean),
+                    time.perf_counter() - started)
 
 
 def constant_splits(constant: np.ndarray) -> list[np.ndarray]:
