@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from mpm_inr.threads import check_threads, torch_threads
+from mpm_inr.threads import check_threads, pinned_threads
 
 
 def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, warmup: int = 20,
@@ -22,7 +22,7 @@ def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, wa
     On CUDA the step is replayed from a CUDA graph (as generation does) and the timing syncs only at the ends.
     `threads` sets torch's CPU threads for the measurement (None: as configured; generation uses 1).
     """
-    with torch_threads(check_threads(threads)):
+    with pinned_threads(check_threads(threads)):
         return _bench(scenario_cfg, device, n_steps, warmup, seed, repeats)
 
 

@@ -50,7 +50,7 @@ from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import holdout_mask
 from mpm_inr.metrics import r2_score, svd_baseline, svd_holdout
 from mpm_inr.metrics.svd import svd_baseline_streamed, svd_holdout_streamed
-from mpm_inr.threads import process_workers, torch_threads
+from mpm_inr.threads import pinned_threads, process_workers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -511,7 +511,7 @@ def test_processes_give_the_serial_numbers_on_a_multi_chunk_window(name: str, da
     assert between.any() and not between.all()
     values, held_out = smooth_window(frames=22), np.array([0, 7, 20, 21])
     ends = BaselineSource(values, np.setdiff1d(np.arange(22), held_out), held_out)  # 18 training frames: 5+5+5+3
-    with torch_threads(2):
+    with pinned_threads(2):
         torch.ones(256, 256) @ torch.ones(256, 256)
     pools, before = _spy_on_forks(monkeypatch), _children()
     for src in (mapped, ends):
@@ -541,7 +541,7 @@ def test_the_baselines_use_as_many_processes_as_the_run_has_torch_threads(thread
     one chunk of CHUNK_FRAMES training frames), and none is left when the report is done."""
     src = source(smooth_window(frames=evaluate_module.CHUNK_FRAMES + 8, particles=4, components=1))
     before = _children()
-    with torch_threads(threads):
+    with pinned_threads(threads):
         assert process_workers() == threads
         out = classical_baselines(src, 0.99, src.raw_bytes // 4)
     assert out["sz3"]["workers"] == out["zfp"]["workers"] == (threads if can_fork() else 1)

@@ -8,8 +8,9 @@ import statistics
 
 import numpy as np
 import pytest
+import torch
 
-from mpm_inr.bench import compression_tables
+from mpm_inr.bench import compression_bench, compression_tables
 from mpm_inr.bench.__main__ import main
 from mpm_inr.bench.compression_bench import coding_goal, slope_goal, summarise
 from mpm_inr.bench.train_bench import (
@@ -19,6 +20,7 @@ from mpm_inr.bench.train_bench import (
     run_overrides,
     trainings_for,
 )
+from mpm_inr.threads import available_cores, blas_threads, pinned_threads
 
 RAW = 1_000_000
 
@@ -154,6 +156,23 @@ def test_coding_time_of_100_frame_files_is_read_against_its_bound():
     busy = coding_goal([{"window": 100, "holdout_every": 0, "fields": [summarise("C", [_coded(0, 1.0, 2)], (0.995,))]}])
     assert not slow["met"] and not busy["met"] and busy["threads"] == 2
     assert coding_goal([{"window": 1000, "holdout_every": 0, "fields": [long]}]) is None
+
+
+def test_the_bench_codes_every_file_on_one_pinned_thread_whatever_the_process_runs_with(monkeypatch, tmp_path):
+    """The coding bound is on one CPU thread: torch's and numpy's BLAS alike (OpenBLAS starts one per core on its
+    own), and the cell records the most either had."""
+    seen = []
+
+    def fake_encode(*args, **kwargs):
+        seen.append((torch.get_num_threads(), blas_threads()))
+        return {"bytes": 1}
+
+    monkeypatch.setattr(compression_bench, "encode_model", fake_encode)
+    outside = min(2, available_cores())
+    with pinned_threads(outside):
+        codec = compression_bench._encode(tmp_path, {"model": {}, "data": {"t_period": 1.0}}, None, None, 0.995)
+        assert (torch.get_num_threads(), blas_threads()) == (outside, outside)  # given back after the file
+    assert seen == [(1, 1)] and codec == {"bytes": 1, "threads": 1}
 
 
 def _sloped(seed: int, slope: float, holdout_slope: float | None = None) -> dict:

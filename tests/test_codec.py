@@ -28,6 +28,7 @@ from mpm_inr.codec import (
     load,
     step_search,
 )
+from mpm_inr.codec import __main__ as codec_cli
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
 from mpm_inr.codec.encode import constant_particles
@@ -42,6 +43,7 @@ from mpm_inr.data.window import holdout_mask
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics import r2_score
 from mpm_inr.metrics.regression import component_sums, slope_intercept
+from mpm_inr.threads import auto_threads, available_cores, blas_threads, pinned_threads
 
 
 @pytest.fixture(scope="module")
@@ -694,6 +696,28 @@ def test_run_dir_without_checkpoint_is_one_line(data_root, tmp_path, capsys):
     assert "metrics.json" in capsys.readouterr().err
     assert codec_main(["encode", str(tmp_path), "--weight-bits", "8,x"]) == 2
     assert "comma-separated integers" in capsys.readouterr().err
+
+
+def test_cli_codes_on_pinned_threads_and_refuses_a_bad_count_in_one_line(f_run, tmp_path, capsys, monkeypatch):
+    """auto (the default) pins torch and numpy's BLAS to trainer.cpu_threads=auto's count for the coding, as a
+    training run does: OpenBLAS alone would start a thread per core."""
+    seen = []
+
+    def fake_encode(*args, **kwargs):
+        seen.append((torch.get_num_threads(), blas_threads()))
+        return {"bytes": 1}
+
+    monkeypatch.setattr(codec_cli, "encode_model", fake_encode)
+    with pinned_threads(available_cores()):
+        assert codec_main(["encode", str(f_run), "-o", str(tmp_path / "m.mpmc")]) == 0
+        assert codec_main(["encode", str(f_run), "-o", str(tmp_path / "m.mpmc"), "--threads", "null"]) == 0
+    assert seen == [(auto_threads(), auto_threads()), (available_cores(), available_cores())]
+    capsys.readouterr()
+    for bad, message in (("x", "must be auto, null or an integer"), (str(available_cores() + 1), "out of range")):
+        assert codec_main(["encode", str(f_run), "--threads", bad]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err and "--threads" in err
+    assert len(seen) == 2
 
 
 def test_a_file_holds_only_the_particle_labels_its_network_reads(f_file, data_root, tmp_path):

@@ -21,8 +21,9 @@ from mpm_inr.threads import (
     LoadSamples,
     auto_threads,
     available_cores,
+    blas_threads,
     core_to_spare,
-    torch_threads,
+    pinned_threads,
 )
 from mpm_inr.training import run as run_module
 from mpm_inr.training.cost import DataShape, step_flops
@@ -39,7 +40,7 @@ CONTRACT_KEYS = {"status", "error", "diverged_step", "field", "inr_type", "n_tra
                  "steps", "steps_per_s", "ssim", "ssim_mean", "kinograph_r2", "kinograph_ssim", "holdout_r2",
                  "holdout_mse", "holdout_frames", "svd", "svd_r2_same_params", "flops_per_step", "overrides",
                  "config", "study", "wandb_run_id", "dataset_provenance", "timings", "cpu_threads",
-                 "cpu_interop_threads"}
+                 "cpu_interop_threads", "blas_threads"}
 
 
 @pytest.mark.parametrize("field", FIELDS)
@@ -122,23 +123,24 @@ def test_cpu_threads_are_applied_inside_the_run_and_recorded(threads, tiny_train
     process its own setting back."""
     if threads == "2" and available_cores() < 2:
         pytest.skip("needs 2 cores")
-    seen: list[int] = []
+    seen: list[tuple[int, int]] = []
     real_fit = run_module._fit
 
     def fit_and_count(*args, **kwargs):
-        seen.append(torch.get_num_threads())
+        seen.append((torch.get_num_threads(), blas_threads()))
         return real_fit(*args, **kwargs)
 
     monkeypatch.setattr(run_module, "_fit", fit_and_count)
-    before = torch.get_num_threads()
+    before, blas_before = torch.get_num_threads(), blas_threads()
     overrides = tiny_train_overrides + ["field=Jp", f"trainer.cpu_threads={threads}", "outputs.plot=false",
                                         "outputs.checkpoint=false"]
     m = run_training(compose_train_config(overrides), tmp_path, overrides, progress=False)
     want = auto_threads() if threads == "auto" else int(threads)
     recorded = json.loads((tmp_path / "metrics.json").read_text())
-    assert seen == [want] and m["cpu_threads"] == recorded["cpu_threads"] == want
+    assert seen == [(want, want)] and m["cpu_threads"] == recorded["cpu_threads"] == want
+    assert recorded["blas_threads"] == want  # numpy's BLAS pinned too: its own pool spins like torch's
     assert recorded["cpu_interop_threads"] == torch.get_num_interop_threads()  # set once per process: what it got
-    assert torch.get_num_threads() == before
+    assert (torch.get_num_threads(), blas_threads()) == (before, blas_before)
 
 
 def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
@@ -361,7 +363,7 @@ def test_work_goes_beside_the_fit_only_on_a_spare_core_unless_told(tiny_train_ov
     monkeypatch.setattr(run_module.BaselinesAside, "start_for", lambda *a: calls.append("baselines") or "baselines")
     monkeypatch.setattr(run_module.KinographAside, "start_for", lambda gt: calls.append("kinograph") or "kinograph")
     window = types.SimpleNamespace(values=np.zeros((4, 3, 1)), train_frames=np.arange(4), cache_key=None)
-    with torch_threads(1):
+    with pinned_threads(1):
         asides = run_module._start_asides(cfg, None, window, None)
     assert (asides.plot is not None) == beside and (asides.kinograph is not None) == beside
     assert sorted(calls) == (["baselines", "kinograph", "plot"] if beside else [])

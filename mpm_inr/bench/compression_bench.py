@@ -14,8 +14,8 @@ decoded at the held-out times against the baselines' interpolated held-out R² a
 interpolated; `codec.svd_baseline.quantised_svd_holdout`), the rival the float32 SVD cannot be at a few kB.
 
 `goal` reads the medians over seeds as issue #19's goal table does: met, or how far. Every codec cell also
-keeps the seconds its file took to encode and to decode again (with the torch threads they ran on), which issue
-#19 bounds at 100 frames (coding_goal).
+keeps the seconds its file took to encode and to decode again, on CODING_THREADS pinned threads (torch's and the
+BLAS numpy calls: mpm_inr.threads.pinned_threads), which issue #19 bounds at 100 frames (coding_goal).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
@@ -36,10 +35,13 @@ from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
 from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import FieldWindow
+from mpm_inr.threads import pinned_threads, threads_in_use
 
 COMPARE_TARGETS = (0.995, 0.999)
 #: issue #19: encode + decode of a window of CODING_FRAMES frames within CODING_LIMIT_S on one CPU thread
 CODING_FRAMES, CODING_LIMIT_S = 100, 10.0
+#: and on this many CPU threads: the bench codes every file so, whatever the machine's cores
+CODING_THREADS = 1
 METHODS = {"svd": "SVD (centred, float32)", "sz3": "SZ3", "zfp": "ZFP"}
 QUANTISED_SVD = "svd_q"
 #: the rivals a window's goal cell must beat in bytes (issue #19: SZ3 and the quantised SVD)
@@ -57,17 +59,21 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], FieldWindow, nn.Module, Baseli
 
 def _encode(run_dir: Path, cfg: dict[str, Any], window: FieldWindow, network: nn.Module,
             target: float) -> dict[str, Any]:
-    """The run's codec file at `target`: its numbers (R² decoded from the written file)."""
+    """The run's codec file at `target`: its numbers (R² decoded from the written file), coded on CODING_THREADS
+    pinned threads (`threads`: the most any library had)."""
     settings = CodecSettings.from_config({**(cfg.get("codec") or {}), "target_r2": target})
-    return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], run_dir / f"model_{target}.mpmc",
-                        settings)
+    with pinned_threads(CODING_THREADS):
+        threads = threads_in_use()
+        codec = encode_model(network, cfg["model"], window, cfg["data"]["t_period"],
+                             run_dir / f"model_{target}.mpmc", settings)
+    return {**codec, "threads": max(threads["cpu_threads"], threads["blas_threads"])}
 
 
 def _codec_cell(codec: dict[str, Any], raw: int) -> dict[str, Any]:
     """The codec file's numbers in a bench cell: size, ratio, decoded R², and how long it took to code."""
     return {"bytes": codec["bytes"], "ratio": raw / codec["bytes"], "r2": codec["r2"], "slope": codec["slope"],
             "target_met": codec["target_met"], "coding_s": codec["encode_s"] + codec["decode_s"],
-            "threads": torch.get_num_threads(), "centre": codec["centre"], "components": codec["components"]}
+            "threads": codec["threads"], "centre": codec["centre"], "components": codec["components"]}
 
 
 def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ...], device: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from mpm_inr.codec.encode import (
 )
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.errors import UserError, exit_code_of
+from mpm_inr.threads import AUTO, check_threads, pinned_threads, resolve_threads
 
 DEFAULT_NAME = "model.mpmc"
 
@@ -39,24 +40,48 @@ def main(argv: list[str] | None = None) -> int:
                      help="also try a file that codes each particle's components apart (both), never (shared), or "
                           "so, searched once on windows of up to 100 frames (auto)")
     enc.add_argument("--data-root", default=None, help="where the run's dataset lives, if it moved")
+    _threads_option(enc)
     dec = sub.add_parser("decode", help="a file back to the window's arrays")
     dec.add_argument("file")
     dec.add_argument("-o", "--out", required=True, help="directory for <field>.npy (T, N, C) and frames.npy")
     dec.add_argument("--t", type=float, action="append", help="absolute frame time(s), fractional allowed "
                      "(default: every frame of the window)")
+    _threads_option(dec)
     info = sub.add_parser("info", help="print a file's header and metadata")
     info.add_argument("file")
     args = parser.parse_args(argv)
     return exit_code_of(lambda: _command(args))
 
 
+def _threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", default=AUTO, help="CPU threads, torch's and numpy's BLAS alike: auto (as "
+                        "training's trainer.cpu_threads=auto), an integer up to the cores available, or null "
+                        "(the libraries' own choice)")
+
+
+def _threads(value: str) -> int | None:
+    """--threads as mpm_inr.threads reads a setting (one line where it is out of range)."""
+    if value in (AUTO, "null"):
+        return resolve_threads(None if value == "null" else AUTO)
+    try:
+        return resolve_threads(check_threads(int(value), "--threads", allow_auto=True))
+    except ValueError:
+        raise UserError(f"--threads={value!r} must be auto, null or an integer") from None
+
+
 def _command(args: argparse.Namespace) -> None:
+    if args.command == "info":
+        print(json.dumps(_info(args.file), indent=1))
+        return
+    with pinned_threads(_threads(args.threads)):  # unpinned, OpenBLAS spins a thread per core beside torch's
+        _coded(args)
+
+
+def _coded(args: argparse.Namespace) -> None:
     if args.command == "encode":
         print(json.dumps(_encode(args), indent=1, default=str))
-    elif args.command == "decode":
-        _decode(args)
     else:
-        print(json.dumps(_info(args.file), indent=1))
+        _decode(args)
 
 
 def _encode(args) -> dict:

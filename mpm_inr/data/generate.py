@@ -33,7 +33,7 @@ from mpm_inr.data.dataset import (
 )
 from mpm_inr.data.lock import generation_lock
 from mpm_inr.errors import ConfigError, DatasetError
-from mpm_inr.threads import check_threads, torch_threads
+from mpm_inr.threads import check_threads, pinned_threads
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def generate_dataset(scenario_cfg: Mapping, seed: int, target: str | os.PathLike
     Frame k is the state after k steps; frame 0 is the initial condition. Raises `DatasetError` if the
     simulation produces a non-finite value (the scenario is unstable), leaving nothing behind.
     """
-    with torch_threads(check_threads(threads)):
+    with pinned_threads(check_threads(threads)):
         return _generate(scenario_cfg, seed, target, device, progress, replace)
 
 

@@ -43,7 +43,7 @@ from mpm_inr.threads import (
     core_to_spare,
     resolve_threads,
     threads_in_use,
-    torch_threads,
+    pinned_threads,
 )
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
@@ -133,7 +133,7 @@ def run_training(cfg: Mapping[str, Any], run_dir: str | Path, overrides: list[st
     try:
         validate_train_config(cfg)
         validate_codec_config(cfg)
-        with torch_threads(resolve_threads(cfg["trainer"].get("cpu_threads", AUTO))):
+        with pinned_threads(resolve_threads(cfg["trainer"].get("cpu_threads", AUTO))):
             base.update(threads_in_use())  # what the run got, which the agent's time model reads
             device = clock.device = resolve_device(cfg["trainer"])
             base["device"] = torch.cuda.get_device_name() if device == "cuda" else "cpu"
