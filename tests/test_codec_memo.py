@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mpm_inr.codec import bilinear, chebyshev, memo
+from mpm_inr.codec import format as codec_format
 from mpm_inr.codec.encode import SCREEN_MARGIN, contenders, finalists, near_best
 
 
@@ -103,3 +104,16 @@ def test_a_large_fits_klt_from_the_gram_matrix_matches_the_svd(monkeypatch):
     # ss_res is the target's sum of squares less the part explained, so both are exact only to that sum's rounding
     # (a host without AVX-512 differed by 2e-10 relative to ss_res, 4e-16 relative to the sum)
     assert by_gram.ss_res == pytest.approx(by_svd.ss_res, rel=0, abs=1e-14 * sums[2])
+
+
+def test_a_content_is_screened_once_and_the_least_recently_asked_goes_first(monkeypatch):
+    compressed = []
+    real = codec_format.lzma.compress
+    monkeypatch.setattr(codec_format.lzma, "compress", lambda data, **kw: compressed.append(data) or real(data, **kw))
+    monkeypatch.setattr(codec_format, "SCREENED_MEMO", 2)
+    monkeypatch.setattr(codec_format, "_SCREENED", {})
+    a, b, c = ({"codes": bytes([k]) * 5000, "rows": bytes(range(k + 9))} for k in range(3))
+    sizes = [codec_format.screen_size(blobs) for blobs in (a, dict(a), b, a, c, b)]
+    assert sizes[0] == sizes[1] == sizes[3] and len(compressed) == 4  # a, b, c, and b again (past the memo's 2)
+    assert sizes[5] == sizes[2] == len(real(compressed[1], format=codec_format.lzma.FORMAT_RAW,
+                                            filters=codec_format._SCREEN_FILTERS))

@@ -85,3 +85,40 @@ def test_fewer_directions_at_the_next_precision_are_searched_about_the_best_cap(
     visited.clear()
     encode_module._fewer_directions(capped_series(72), 6, [], 1.0, 0.99, top=12, around=30)
     assert visited and max(visited) == 11  # never at or past the top
+
+
+def _layout(n_bytes: int, seed: int, constant: int = 0) -> encode_module._Searched:
+    """A layout's search with two points of incompressible codes (`n_bytes` and 5 % more), as _Ranked gets it."""
+    rng = np.random.default_rng(seed)
+    points = [encode_module.Point(size, {"step": 1.0, "r2_estimate": 0.999}, {"codes": rng.bytes(size)})
+              for size in (n_bytes, int(n_bytes * 1.05))]
+    return encode_module._Searched({"kind": "bilinear", "layout": seed}, {"mask": bytes(constant)}, points,
+                                   {"goal_r2": 0.995, "ceiling_r2": 0.999}, np.zeros(1, dtype=bool))
+
+
+def test_a_layout_screening_far_above_the_best_is_compressed_only_once_the_nearer_files_are_used(monkeypatch):
+    """Compressing for real costs 0.3 s a C file at 100 frames: a layout whose best point (with its particle
+    blobs) screens beyond SCREEN_MARGIN of the best layout's waits until the slope guard asks past the others."""
+    compressed = []
+    real = encode_module.format.payload
+    monkeypatch.setattr(encode_module.format, "payload", lambda blobs: compressed.append(len(blobs["codes"])) or
+                        real(blobs))
+    near, close, far = _layout(20_000, 0), _layout(20_400, 1), _layout(24_000, 2)
+    ranked = encode_module._Ranked([("mean", far), ("mean", close), ("value", near)])
+    assert sorted(compressed) == [20_000, 20_400, 21_000, 21_420]  # each near layout's two finalists
+    assert ranked.smallest.meta["layout"] == 0
+    files = ranked.by_size()
+    assert [next(files)[1].meta["layout"] for _ in range(2)] == [0, 1] and len(compressed) == 4
+    centre, last = next(files)
+    assert (centre, last.meta["layout"], len(compressed)) == ("mean", 2, 6)
+    assert last.n_bytes > ranked.smallest.n_bytes and next(files, None) is None
+
+
+def test_a_layout_whose_finalists_hold_many_bytes_is_compressed_when_its_search_ends(monkeypatch):
+    """Over the whole simulation a point's codes are tens of MB: such a layout is not held past its search."""
+    monkeypatch.setattr(encode_module, "HELD_MAX_BYTES", 30_000)
+    small, large = _layout(10_000, 0), _layout(20_000, 1)
+    assert encode_module._held(small) is small
+    finished = encode_module._held(large)
+    assert isinstance(finished, encode_module._Candidate) and finished.n_bytes > 20_000
+    assert finished.search["goal_r2"] == 0.995 and finished.meta["encoding"]["step"] == 1.0

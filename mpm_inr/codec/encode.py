@@ -15,8 +15,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -186,7 +187,7 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     guarded = (settings.target_r2 or 0.0) >= SLOPE_MIN_TARGET
     for searches in range(1, SLOPE_RETRIES + 2):
         ranked = _ranked(network, model_cfg, window, t_period, aim, ss_tot, constant)
-        for centre, candidate in ranked:
+        for centre, candidate in ranked.by_size():
             if kept is not None and candidate.n_bytes >= kept.candidate.n_bytes:
                 break  # no smaller file in this search
             written = _written(path, centre, candidate, window, ss_tot, gt_mean)
@@ -196,7 +197,8 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
                 kept = written
                 break
         # a search at a smaller error makes larger files: it can only help where this one's smallest file failed
-        if kept is not None and (kept.candidate is ranked[0][1] or ranked[0][1].n_bytes >= kept.candidate.n_bytes):
+        smallest = ranked.smallest
+        if kept is not None and (kept.candidate is smallest or smallest.n_bytes >= kept.candidate.n_bytes):
             break
         aim = replace(aim, target_r2=1.0 - SLOPE_TIGHTEN * (1.0 - aim.target_r2))
     final = kept or closest
@@ -240,23 +242,61 @@ def slope_within(slope: float) -> bool:
 
 
 def _ranked(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
-            settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> list[tuple[str, _Candidate]]:
-    """Every file the search makes (centre, candidate) that reaches its goal, smallest first: the model's layout
-    about each centre with and without its constant particles stored by value, and the split file."""
+            settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Ranked:
+    """Every file the search makes (centre, candidate) that reaches its goal: the model's layout about each centre
+    with and without its constant particles stored by value, and the split file."""
     frames = training_frames(window)
-    candidates = [(centre, _encoded(network, model_cfg, centred, t_period, settings, ss_tot, split))
-                  for centre, centred in centrings(window, constant, network.linear_in_codes)
-                  for split in constant_splits(constant)]
+    found = [(centre, _held(_encoded(network, model_cfg, centred, t_period, settings, ss_tot, split)))
+             for centre, centred in centrings(window, constant, network.linear_in_codes)
+             for split in constant_splits(constant)]
     if splits_components(network, window, settings):
         apart = constant_particles(components.split_window(window).values, frames)
         centre, centred = split_centre(window, constant, frames, ss_tot, settings.target_r2)
-        found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
-                                         network.latent_dim * window.n_components))
-                 for split in split_constants(apart, window.n_frames, settings.components)]
-        candidates += [(centre, candidate) for centre, candidate in found if candidate is not None]
+        split_found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
+                                               network.latent_dim * window.n_components))
+                       for split in split_constants(apart, window.n_frames, settings.components)]
+        found += [(centre, _held(searched)) for centre, searched in split_found if searched is not None]
     # the same accuracy: an unsplit file whose goal is lower (no target: its best decodable R² is) does not count
-    goal = candidates[0][1].search["goal_r2"]
-    return sorted((c for c in candidates if c[1].search["goal_r2"] >= goal - 1e-12), key=lambda c: c[1].n_bytes)
+    goal = found[0][1].goal_r2
+    return _Ranked([f for f in found if f[1].goal_r2 >= goal - 1e-12])
+
+
+#: a layout's finalists are held uncompressed (_Ranked) up to this many bytes of blobs; a larger layout's are
+#: compressed when its search ends, before the next one's holds its own (over the whole simulation a point's codes
+#: are tens of MB, and the fits its rescan keeps several times that)
+HELD_MAX_BYTES = 1 << 26
+
+
+def _held(searched: _Candidate | _Searched) -> _Candidate | _Searched:
+    """A layout's search as _Ranked gets it: held uncompressed within HELD_MAX_BYTES, else its file now."""
+    if isinstance(searched, _Searched) and searched.held_bytes > HELD_MAX_BYTES:
+        return searched.finished()
+    return searched
+
+
+class _Ranked:
+    """The searches' files, smallest first, each layout's finalists compressed for real (0.3 s each for C at 100
+    frames, R² 0.999) only when needed: those of a layout whose best point, with its particle blobs, screens
+    beyond SCREEN_MARGIN of the best layout's are compressed once the nearer files are all used up (the slope
+    guard asks for the next-smallest file). The same margin already keeps a layout's own points from being
+    compressed (finalists): C, seed 0, R² 0.999, its model layout screened 26 % above the split one and came out
+    24 % larger after 2.1 s of compression."""
+
+    def __init__(self, found: list[tuple[str, _Candidate | _Searched]]) -> None:
+        screened = [s.screened for _, s in found if isinstance(s, _Searched)]
+        limit = min(screened, default=math.inf) * (1 + SCREEN_MARGIN)
+        self._near = sorted(((c, s.finished() if isinstance(s, _Searched) else s) for c, s in found
+                             if not isinstance(s, _Searched) or s.screened <= limit), key=lambda f: f[1].n_bytes)
+        self._far = [(c, s) for c, s in found if isinstance(s, _Searched) and s.screened > limit]
+
+    @property
+    def smallest(self) -> _Candidate:
+        return self._near[0][1]
+
+    def by_size(self) -> Iterator[tuple[str, _Candidate]]:
+        """(centre, candidate), smallest file first: the near layouts', then the far ones', compressed now."""
+        yield from self._near
+        yield from sorted(((c, s.finished()) for c, s in self._far), key=lambda f: f[1].n_bytes)
 
 
 class _Written(NamedTuple):
@@ -412,17 +452,60 @@ class _Candidate:
     n_bytes: int  # of the file it would write
 
 
+    @property
+    def goal_r2(self) -> float:
+        return self.search["goal_r2"]
+
+
+@dataclass
+class _Searched:
+    """A bilinear layout's search before its finalists are compressed for real (_Ranked decides whether): the
+    file's metadata and particle blobs (`blobs`, the same for every point), the points reaching its goal (only
+    its finalists are kept: all _smallest looks at), and the encoding metadata the chosen point's gets
+    (`extra`: goal_r2, ceiling_r2, the components' layout)."""
+
+    meta: dict[str, Any]
+    blobs: dict[str, bytes]
+    points: list[Point]
+    extra: dict[str, Any]
+    constant: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.points = finalists(self.points)
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(blob) for point in self.points for blob in point.blobs.values())
+
+    @property
+    def goal_r2(self) -> float:
+        return self.extra["goal_r2"]
+
+    @cached_property
+    def screened(self) -> int:
+        """The fast-compressed payload of its best screened point with the particle blobs: comparable between
+        layouts, whose particle blobs differ (a point screens its own blobs only)."""
+        best = min(self.points, key=lambda point: point[0])
+        return format.screen_size({**self.blobs, **best.blobs})
+
+    def finished(self) -> _Candidate:
+        """The smallest file among its finalists (_smallest), compressed."""
+        kind_meta, kind_blobs, packed = _smallest(self.points, {**self.meta, "kind": "bilinear"}, self.blobs)
+        return _candidate(dict(self.meta), self.blobs, "bilinear", {**kind_meta, **self.extra}, kind_blobs,
+                          self.constant, packed)
+
+
 def _encoded(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float,
-             settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Candidate:
+             settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Candidate | _Searched:
     """The file's metadata and blobs with `constant` as the particles stored by value (a copy of the network:
-    the search loads quantised weights into it)."""
+    the search loads quantised weights into it); a bilinear model's as its search's points."""
     network = copy.deepcopy(network).cpu().float().eval()
     blobs, meta = particle_blobs(window.material, window.object_id, constant, network.particle_labels)
     meta.update(model=dict(model_cfg), window=_window_meta(window, t_period))
     shell = CodecModel(meta, network, constant, window.values[0, constant])  # constants exact while searching
     if network.linear_in_codes:
-        kind_meta, kind_blobs, packed = _encode_bilinear(shell, window, ss_tot, settings, blobs)
-        return _candidate(meta, blobs, "bilinear", kind_meta, kind_blobs, constant, packed)
+        points, extra = _encode_bilinear(shell, window, ss_tot, settings)
+        return _Searched(meta, blobs, points, extra, constant)
     kind_meta, kind_blobs = _encode_weights(shell, window, ss_tot, settings)
     return _candidate(meta, blobs, "weights", kind_meta, kind_blobs, constant)
 
@@ -440,7 +523,7 @@ def _candidate(meta: dict[str, Any], blobs: dict[str, bytes], kind: str, kind_me
 
 
 def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float, settings: CodecSettings,
-                   ss_tot: float, constant: np.ndarray, max_rank: int) -> _Candidate | None:
+                   ss_tot: float, constant: np.ndarray, max_rank: int) -> _Searched | None:
     """The file that codes each particle's components apart (mpm_inr.codec.components), with `constant` (N·C,)
     the particle-components stored by value, at most `max_rank` curves (the model's K·C); None where no series
     reaches the goal. The network's weights take no part: its curves are the window's best series."""
@@ -458,9 +541,8 @@ def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: 
     points = series.points(_search_goal(goal), settings) if math.isfinite(ceiling) else []
     if not points:
         return None
-    kind_meta, kind_blobs, packed = _smallest(points, {**meta, "kind": "bilinear"}, blobs)
-    kind_meta = {**kind_meta, components.KEY: components.SPLIT, "goal_r2": goal, "ceiling_r2": ceiling}
-    return _candidate(meta, blobs, "bilinear", kind_meta, kind_blobs, constant, packed)
+    return _Searched(meta, blobs, points, {components.KEY: components.SPLIT, "goal_r2": goal, "ceiling_r2": ceiling},
+                     constant)
 
 
 #: what the encoders find besides the file's contents: reported in metrics.json, not stored (a decoder needs none)
@@ -500,11 +582,11 @@ def short_float(value: float) -> float:
     return float(str(np.float32(value)))
 
 
-def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float, settings: CodecSettings,
-                     shared: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
+def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float, settings: CodecSettings
+                     ) -> tuple[list[Point], dict[str, Any]]:
     """Per basis representation (the network at each weight precision; a Chebyshev series of each degree and
-    precision, see codec.chebyshev): fit the KLT codes to the decoded basis, bisect the step to the goal; keep
-    the smallest file: its encoding's meta and blobs, and the payload they make with the `shared` blobs."""
+    precision, see codec.chebyshev): fit the KLT codes to the decoded basis, bisect the step to the goal. The
+    points found, and the goal and ceiling (_Searched.extra)."""
     network, train, frames = shell.network, window.train_frames, training_frames(window)
     t_period = float(shell.meta["window"]["t_period"])
     u_samples = chebyshev.sample_times(window.n_frames)
@@ -546,8 +628,7 @@ def _encode_bilinear(shell: CodecModel, window: FieldWindow, ss_tot: float, sett
         raise format.CodecError(f"no weight precision in codec.weight_bits={list(settings.weight_bits)} reaches "
                                 f"R² {goal:.6f} (codec.basis={settings.basis}); add 32 (float32 weights) to "
                                 f"codec.weight_bits")
-    meta, blobs, packed = _smallest(found, {**shell.meta, "kind": "bilinear"}, shared)
-    return {**meta, "goal_r2": goal, "ceiling_r2": ceiling}, blobs, packed
+    return found, {"goal_r2": goal, "ceiling_r2": ceiling}
 
 
 def _search_goal(goal: float) -> float:

@@ -113,8 +113,24 @@ def payload(blobs: dict[str, bytes]) -> bytes:
 
 def screen_size(blobs: dict[str, bytes]) -> int:
     """A fast stand-in for len(payload(blobs)) to rank candidate files by: a C file's encoder compared 40-odd
-    candidates at ~0.15 s each; ranked by this, only the near-best are compressed for real."""
-    return len(lzma.compress(_in_file_order(blobs), format=lzma.FORMAT_RAW, filters=_SCREEN_FILTERS))
+    candidates at ~0.15 s each; ranked by this, only the near-best are compressed for real. Each content is
+    screened once (_SCREENED)."""
+    data = _in_file_order(blobs)
+    key = hashlib.blake2b(data, digest_size=16).digest()  # ~1 ms a MB, where the screen takes ~20
+    size = _SCREENED.pop(key, None)
+    if size is None:
+        size = len(lzma.compress(data, format=lzma.FORMAT_RAW, filters=_SCREEN_FILTERS))
+        if len(_SCREENED) >= SCREENED_MEMO:
+            del _SCREENED[next(iter(_SCREENED))]  # the least recently asked
+    _SCREENED[key] = size
+    return size
+
+
+#: screened sizes kept by content digest: a search screens the same bytes again (a direction cap that keeps
+#: every direction, a code order probed at the same codes: C, 100 frames, seed 0, R² 0.999, 14 of 158 screens;
+#: S seed 0, 48 of 269)
+SCREENED_MEMO = 4096
+_SCREENED: dict[bytes, int] = {}
 
 
 def blobs_digest(blobs: dict[str, bytes]) -> bytes:
