@@ -117,3 +117,24 @@ def test_a_content_is_screened_once_and_the_least_recently_asked_goes_first(monk
     assert sizes[0] == sizes[1] == sizes[3] and len(compressed) == 4  # a, b, c, and b again (past the memo's 2)
     assert sizes[5] == sizes[2] == len(real(compressed[1], format=codec_format.lzma.FORMAT_RAW,
                                             filters=codec_format._SCREEN_FILTERS))
+
+
+def test_steps_keeping_the_same_directions_solve_them_once_and_give_the_same_codes(monkeypatch):
+    rng = np.random.default_rng(3)
+    basis = rng.normal(size=(4, 30))
+    codes = rng.normal(size=(200, 4)) * np.array([5.0, 2.0, 0.5, 0.01])
+    fit = bilinear.fit_from_sums(basis @ basis.T, codes @ basis @ basis.T, float(np.sum((codes @ basis) ** 2)))
+    fresh = bilinear.GroupFit(fit.gram, fit.target_basis, fit.target_sq, fit.rotation, fit.coefs)
+    solves = []
+    real = bilinear.StoredDirections.solved
+    monkeypatch.setattr(bilinear.StoredDirections, "solved", lambda f, kept: solves.append(kept.size) or real(f, kept))
+    peaks = np.sort(fit.code_peaks)[::-1]
+    same = [peaks[2] * 2.5, peaks[2] * 3.0]  # both keep the two strongest directions (a peak of half a step)
+    memoised = [bilinear.quantise_codes([fit], step) for step in (*same, same[0])]
+    assert solves == [2]
+    again = bilinear.quantise_codes([fit], peaks[1] * 2.5)  # one direction: solved anew
+    assert solves == [2, 1] and again.ints[0].shape[1] == 1
+    for step, got in zip((*same, same[0]), memoised, strict=True):
+        want = bilinear.quantise_codes([fresh], step)
+        fresh._stored = None
+        assert got.ss_res == want.ss_res and all((a == b).all() for a, b in zip(got.ints, want.ints, strict=True))

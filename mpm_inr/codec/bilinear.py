@@ -13,7 +13,7 @@ least squares for the decoded basis and the int8 directions (a cheap quantisatio
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -44,12 +44,21 @@ class GroupFit:
     target_sq: float  # ||Y||²
     rotation: np.ndarray  # (K, K): KLT directions in code space, strongest first (identity: fit_from_sums klt=False)
     coefs: np.ndarray  # (n, K) least-squares coefficients in those directions
+    _stored: tuple[bytes, StoredDirections] | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def code_peaks(self) -> np.ndarray:
         """(K,) the largest |code| in each direction: a step keeps a direction where its peak rounds to non-zero
         (a step search asks at every step it tries, and this does not depend on the step)."""
         return np.abs(self.coefs).max(axis=0, initial=0.0)
+
+    def stored_directions(self, kept: np.ndarray) -> StoredDirections:
+        """The `kept` directions as a file stores them and the codes re-solved for them (quantise_codes), kept for
+        the last set asked: a step search tries many steps that keep the same directions."""
+        key = kept.tobytes()
+        if self._stored is None or self._stored[0] != key:
+            self._stored = (key, StoredDirections.solved(self, kept))
+        return self._stored[1]
 
     @property
     def nbytes(self) -> int:
@@ -162,23 +171,40 @@ def fit_from_sums(gram: np.ndarray, target_basis: np.ndarray, target_sq: float, 
     return GroupFit(gram, target_basis, target_sq, rotation, whitened @ vt.T)
 
 
-def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
-    """Drop the directions whose coefficients would all round to zero, re-solve the rest for the stored (int8)
-    directions, round them to multiples of `step`, and measure the decoded error."""
-    rows, scales, ints, ss_res = [], [], [], 0.0
-    for fit in fits:
-        kept = np.flatnonzero(fit.code_peaks >= step / 2)
+@dataclass(frozen=True)
+class StoredDirections:
+    """A group's kept KLT directions as int8 rows with float32 scales (what the decoder multiplies by), and the
+    least-squares codes in them with their Gram-form sums: all a step needs but the rounding."""
+
+    half: np.ndarray  # (r, K) int8
+    scale: np.ndarray  # (r,) float32
+    gram: np.ndarray  # (r, r)
+    rhs: np.ndarray  # (n, r) Y (stored rows · B)ᵀ
+    coefs: np.ndarray  # (n, r)
+
+    @classmethod
+    def solved(cls, fit: GroupFit, kept: np.ndarray) -> StoredDirections:
         scale = np.abs(fit.rotation[kept]).max(axis=1, initial=0.0).astype(np.float32)
         scale = np.where(scale > 0, scale, np.float32(1.0))
         half = np.rint(fit.rotation[kept] / scale[:, None] * ROW_LEVELS).astype(np.int8)
         stored = half.astype(np.float64) / ROW_LEVELS * scale[:, None]  # (r, K): what the decoder multiplies by
         gram, rhs = stored @ fit.gram @ stored.T, fit.target_basis @ stored.T
         coefs = np.linalg.solve(ridged(gram), rhs.T).T if kept.size else rhs
-        q = quantise_uniform(coefs, step)
+        return cls(half, scale, gram, rhs, coefs)
+
+
+def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
+    """Drop the directions whose coefficients would all round to zero, re-solve the rest for the stored (int8)
+    directions, round them to multiples of `step`, and measure the decoded error."""
+    rows, scales, ints, ss_res = [], [], [], 0.0
+    for fit in fits:
+        solved = fit.stored_directions(np.flatnonzero(fit.code_peaks >= step / 2))
+        q = quantise_uniform(solved.coefs, step)
         decoded = q * step
-        ss_res += fit.target_sq - 2 * float(np.vdot(decoded, rhs)) + float(np.vdot(decoded.T @ decoded, gram))
-        rows.append(half)
-        scales.append(scale)
+        ss_res += fit.target_sq - 2 * float(np.vdot(decoded, solved.rhs)) + float(
+            np.vdot(decoded.T @ decoded, solved.gram))
+        rows.append(solved.half)
+        scales.append(solved.scale)
         ints.append(q)
     return QuantisedCodes(step, rows, scales, ints, ss_res)
 

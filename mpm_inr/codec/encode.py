@@ -451,7 +451,6 @@ class _Candidate:
     constant: np.ndarray  # the particles stored as constant values
     n_bytes: int  # of the file it would write
 
-
     @property
     def goal_r2(self) -> float:
         return self.search["goal_r2"]
