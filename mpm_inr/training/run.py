@@ -41,9 +41,9 @@ from mpm_inr.threads import (
     LoadSamples,
     available_cores,
     core_to_spare,
+    pinned_threads,
     resolve_threads,
     threads_in_use,
-    pinned_threads,
 )
 from mpm_inr.training.cost import DataShape, step_flops
 from mpm_inr.training.datamodule import FieldWindowDataModule
