@@ -162,7 +162,8 @@ def test_constant_particles_are_split_off_and_the_resting_value_centred_only_whe
     ss_tot = float(component_sums(gt, gt)[1].sum())  # as encode_model measures it
     centrings = encode_module.centrings(window, mask, network.linear_in_codes)
     assert [name for name, _ in centrings] == ["mean", "rest"] and centrings[1][1].mean.tolist() == [1.0]
-    files = {(name, split): encode_module._encoded(network, cfg["model"], centred, 1.0, settings, ss_tot, constant)
+    files = {(name, split): encode_module._encoded(network, cfg["model"], centred, 1.0, settings, ss_tot,
+                                                   constant).finished()
              for name, centred in centrings for split, constant in (("split", mask), ("whole", np.zeros_like(mask)))}
     assert mask.any() and files["mean", "whole"].constant.sum() == 0
     best = min(files, key=lambda key: files[key].n_bytes)

@@ -53,9 +53,10 @@ def _split_file(run: Path, target: float, path: Path, constant: np.ndarray | Non
 
 def _split_file_of(cfg, window: FieldWindow, network, target: float, path: Path, constant: np.ndarray | None = None):
     apart = np.zeros(window.values[0].size, dtype=bool) if constant is None else constant
-    candidate = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=target),
-                                             _ss_tot(window), apart, network.latent_dim * window.n_components)
-    assert candidate is not None
+    searched = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=target),
+                                            _ss_tot(window), apart, network.latent_dim * window.n_components)
+    assert searched is not None
+    candidate = searched.finished()
     format.write(path, candidate.meta, candidate.blobs, candidate.payload)
     return window, candidate
 
@@ -93,7 +94,7 @@ def test_particle_components_constant_over_the_window_are_stored_by_value(s_run,
     apart = encode_module.constant_particles(components.split_window(window).values)
     assert apart.reshape(-1, 4)[:40, 1].all() and apart.sum() >= 40
     candidate = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=0.99),
-                                             _ss_tot(window), apart, network.latent_dim * 4)
+                                             _ss_tot(window), apart, network.latent_dim * 4).finished()
     format.write(tmp_path / "c.mpmc", candidate.meta, candidate.blobs, candidate.payload)
     decoded = load(tmp_path / "c.mpmc").decode_window()
     still = decoded[:, :40, 1]
