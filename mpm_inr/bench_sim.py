@@ -20,7 +20,7 @@ def bench_sim(scenario_cfg: Mapping, device: Any = "cpu", n_steps: int = 500, wa
     """Time `n_steps` steps `repeats` times after `warmup` steps; report the best repeat (least disturbed).
 
     On CUDA the step is replayed from a CUDA graph (as generation does) and the timing syncs only at the ends.
-    `threads` sets torch's CPU threads for the measurement (None: as configured; generation uses 1).
+    `threads` pins torch's CPU threads and numpy's BLAS for the measurement (None: as configured; generation uses 1).
     """
     with pinned_threads(check_threads(threads)):
         return _bench(scenario_cfg, device, n_steps, warmup, seed, repeats)

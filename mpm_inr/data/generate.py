@@ -182,7 +182,7 @@ def ensure_dataset(scenario_cfg: Mapping, seed: int, root: str | os.PathLike, de
     reference layout) are taken as they are. Temporary directories of crashed generations are removed. The root
     must be writable only when the dataset has to be generated.
     Generation holds the dataset's lock (`generation_lock`): a second caller waits for it and reuses the result.
-    `threads` sets torch's CPU threads for the generation only (None: leave them as they are).
+    `threads` pins torch's CPU threads and numpy's BLAS for the generation only (None: leave them as they are).
     """
     return _ensure_dataset(scenario_cfg, seed, root, device, progress, overwrite, threads)[0]
 
