@@ -119,6 +119,20 @@ def test_a_content_is_screened_once_and_the_least_recently_asked_goes_first(monk
                                             filters=codec_format._SCREEN_FILTERS))
 
 
+def test_a_finalist_s_payload_is_compressed_once_per_content(monkeypatch):
+    """A finalist and its rescan often hold the same blobs under another step: the payload is compressed once,
+    and is the payload a file of either would hold."""
+    compressed = []
+    real = codec_format.compress
+    monkeypatch.setattr(codec_format, "compress", lambda data: compressed.append(data) or real(data))
+    payload_of = codec_format.payloads_once()
+    a, b = {"codes": bytes(range(200)) * 30, "rows": b"xyz"}, {"codes": bytes(range(100)) * 60, "rows": b"xyz"}
+    packed = [payload_of(blobs) for blobs in (a, dict(a), b, a)]
+    assert len(compressed) == 2 and packed[0] is packed[1] is packed[3]
+    assert packed[0] == real(compressed[0]) and codec_format.decompress(packed[2]) == compressed[1]
+    assert packed[2] == codec_format.payload(b)
+
+
 def test_steps_keeping_the_same_directions_solve_them_once_and_give_the_same_codes(monkeypatch):
     rng = np.random.default_rng(3)
     basis = rng.normal(size=(4, 30))

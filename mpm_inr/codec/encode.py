@@ -643,9 +643,11 @@ def _smallest(points: list[Point], meta: dict[str, Any],
     blobs (the particles', the same for every candidate) as the file will hold them, and with its metadata
     packed as the file will (`meta`: the file's other metadata): two candidates a few payload bytes apart can
     differ as much in metadata."""
+    payload = format.payloads_once()
+
     def sized(point: Point) -> tuple[int, bytes, Point]:
         encoding = {k: v for k, v in point.meta.items() if k not in SEARCH_KEYS}
-        packed = format.payload({**shared, **point.blobs})
+        packed = payload({**shared, **point.blobs})
         return format.file_bytes(len(format.meta_blob({**meta, "encoding": encoding})), len(packed)), packed, point
 
     near = finalists(points)

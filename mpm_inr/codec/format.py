@@ -111,6 +111,22 @@ def payload(blobs: dict[str, bytes]) -> bytes:
     return compress(_in_file_order(blobs))
 
 
+def payloads_once() -> Callable[[dict[str, bytes]], bytes]:
+    """payload(), each content compressed once: a search's finalist and the same point at a larger step
+    (encode.Point.rescan) often hold the same blobs under another step in their metadata (S, 100 frames, seed 2,
+    R² 0.995: 12 finalists, 6 distinct payloads, 0.2-0.4 s each compressed for real)."""
+    packed: dict[bytes, bytes] = {}
+
+    def payload_of(blobs: dict[str, bytes]) -> bytes:
+        data = _in_file_order(blobs)
+        key = hashlib.blake2b(data, digest_size=16).digest()
+        if key not in packed:
+            packed[key] = compress(data)
+        return packed[key]
+
+    return payload_of
+
+
 def screen_size(blobs: dict[str, bytes]) -> int:
     """A fast stand-in for len(payload(blobs)) to rank candidate files by: a C file's encoder compared 40-odd
     candidates at ~0.15 s each; ranked by this, only the near-best are compressed for real. Each content is
