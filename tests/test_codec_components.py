@@ -220,6 +220,25 @@ def test_the_window_s_own_curves_start_a_split_search_and_few_of_them(s_run):
     assert np.isfinite(many).all()
 
 
+def test_a_split_search_stops_at_the_degree_of_the_window_s_own_curves(s_run):
+    """The window's own curves are polynomials of window_degree: a longer series fits them with extra
+    coefficients that are rounding noise (each costing bytes), so its search ends there; a network's curves
+    are searched at every degree."""
+    window = load_run(s_run)[1]
+    view = components.split_window(window)
+    u = encode_module.chebyshev.sample_times(window.n_frames)
+    members, one = [np.arange(view.n_particles)], encode_module.chebyshev.ONE_STRETCH
+    own = encode_module.SeriesTargets(view.values, view, members, None, None, u, [], _ss_tot(window), 8)
+    top, every = own.window_degree(one), own.degrees(one)
+    assert top is not None and every[-1] > top  # degrees past the window's exist, and are not searched
+    assert own.searched_degrees(one) == [d for d in every if d <= top]
+    samples = own.samples_for(one)
+    longer = encode_module.chebyshev.fit_series(samples, u, every[-1])
+    assert np.abs(longer[top + 1:]).max() <= 1e-9 * np.abs(longer).max()
+    network = encode_module.SeriesTargets(view.values, view, members, None, samples, u, [], _ss_tot(window), 8)
+    assert network.searched_degrees(one) == every
+
+
 def test_many_directions_are_searched_over_the_whole_range_of_caps(monkeypatch):
     """With many kept directions (a split file's K·C), fewer are searched by quarter steps down to the first cap
     that misses the goal, then around the best at halving strides: past a local minimum next to K - 1 (where
