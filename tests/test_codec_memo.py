@@ -152,3 +152,21 @@ def test_steps_keeping_the_same_directions_solve_them_once_and_give_the_same_cod
         want = bilinear.quantise_codes([fresh], step)
         fresh._stored = None
         assert got.ss_res == want.ss_res and all((a == b).all() for a, b in zip(got.ints, want.ints, strict=True))
+
+
+def test_a_step_search_s_error_is_the_packed_codes_error_bit_for_bit():
+    """A step search scores each step without making its integers (quantised_ss_res, RotatedSeries.ss_res):
+    the step it keeps must decode to exactly the error it was kept for, so both ways agree to the last bit, at
+    steps that keep every direction, some or none."""
+    rng = np.random.default_rng(5)
+    fits = []
+    for n in (300, 41):
+        basis = rng.normal(size=(5, 40))
+        codes = rng.normal(size=(n, 5)) * np.array([40.0, 6.0, 1.0, 0.2, 0.003]) + 1e-3 * rng.normal(size=(n, 5))
+        fits.append(bilinear.fit_from_sums(basis @ basis.T, codes @ basis @ basis.T,
+                                           float(np.sum((codes @ basis) ** 2)) + 1.0))
+    plain = [bilinear.fit_from_sums(f.gram, f.target_basis, f.target_sq, klt=False) for f in fits]
+    rotated = chebyshev.RotatedSeries(np.zeros(1, np.float32), plain)
+    for step in (1e-4, 3e-3, 0.07, 0.9, 13.0, 500.0):
+        assert bilinear.quantised_ss_res(fits, step) == bilinear.quantise_codes(fits, step).ss_res
+        assert rotated.ss_res(step) == rotated.quantise(step)[1]

@@ -100,9 +100,8 @@ def test_a_layout_screening_far_above_the_best_is_compressed_only_once_the_neare
     """Compressing for real costs 0.3 s a C file at 100 frames: a layout whose best point (with its particle
     blobs) screens beyond SCREEN_MARGIN of the best layout's waits until the slope guard asks past the others."""
     compressed = []
-    real = encode_module.format.payload
-    monkeypatch.setattr(encode_module.format, "payload", lambda blobs: compressed.append(len(blobs["codes"])) or
-                        real(blobs))
+    real = encode_module.format.compress  # a payload's bytes here: the codes and an empty mask
+    monkeypatch.setattr(encode_module.format, "compress", lambda data: compressed.append(len(data)) or real(data))
     near, close, far = _layout(20_000, 0), _layout(20_400, 1), _layout(24_000, 2)
     ranked = encode_module._Ranked([("mean", far), ("mean", close), ("value", near)])
     assert sorted(compressed) == [20_000, 20_400, 21_000, 21_420]  # each near layout's two finalists

@@ -200,13 +200,32 @@ def quantise_codes(fits: list[GroupFit], step: float) -> QuantisedCodes:
     for fit in fits:
         solved = fit.stored_directions(np.flatnonzero(fit.code_peaks >= step / 2))
         q = quantise_uniform(solved.coefs, step)
-        decoded = q * step
-        ss_res += fit.target_sq - 2 * float(np.vdot(decoded, solved.rhs)) + float(
-            np.vdot(decoded.T @ decoded, solved.gram))
+        ss_res += decoded_ss_res(fit.target_sq, q * step, solved.rhs, solved.gram)
         rows.append(solved.half)
         scales.append(solved.scale)
         ints.append(q)
     return QuantisedCodes(step, rows, scales, ints, ss_res)
+
+
+def quantised_ss_res(fits: list[GroupFit], step: float) -> float:
+    """quantise_codes(fits, step).ss_res, bit for bit, without making the integers: a step search asks it at
+    every step it tries, and only the step it keeps is packed."""
+    ss_res = 0.0
+    for fit in fits:
+        solved = fit.stored_directions(np.flatnonzero(fit.code_peaks >= step / 2))
+        ss_res += decoded_ss_res(fit.target_sq, rounded(solved.coefs, step), solved.rhs, solved.gram)
+    return ss_res
+
+
+def rounded(coefs: np.ndarray, step: float) -> np.ndarray:
+    """The codes as the file decodes them, q·step with q = quantise_uniform(coefs, step), as floats: the
+    integers are exact in float64, so the products are the same bits."""
+    return np.rint(np.asarray(coefs, dtype=np.float64) / step) * step
+
+
+def decoded_ss_res(target_sq: float, decoded: np.ndarray, rhs: np.ndarray, gram: np.ndarray) -> float:
+    """Σ squared error of codes `decoded` (n, r) from the Gram-form sums: ||Y||² − 2<Z, Y Bᵀ> + <ZᵀZ, B Bᵀ>."""
+    return target_sq - 2 * float(np.vdot(decoded, rhs)) + float(np.vdot(decoded.T @ decoded, gram))
 
 
 #: `codes_order` of a file whose codes are stored particle-major (format 8); absent: direction-major

@@ -554,11 +554,17 @@ class RotatedSeries:
         ints, ss_res = [], 0.0
         for fit in self.fits:
             q = quantise_uniform(fit.coefs, step)  # least squares in the stored curves' coordinates (klt=False)
-            values = q * step
-            ss_res += fit.target_sq - 2 * float(np.vdot(values, fit.target_basis)) + float(
-                np.vdot(values.T @ values, fit.gram))
+            ss_res += bilinear.decoded_ss_res(fit.target_sq, q * step, fit.target_basis, fit.gram)
             ints.append(q)
         return ints, ss_res
+
+    def ss_res(self, step: float) -> float:
+        """quantise(step)'s squared error, bit for bit, without making the integers (a step search's every try)."""
+        ss_res = 0.0
+        for fit in self.fits:
+            ss_res += bilinear.decoded_ss_res(fit.target_sq, bilinear.rounded(fit.coefs, step), fit.target_basis,
+                                              fit.gram)
+        return ss_res
 
 
 def kept_directions(fits: list[bilinear.GroupFit], step: float) -> tuple[tuple[int, ...], ...]:

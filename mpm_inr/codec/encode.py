@@ -693,7 +693,7 @@ def _codes_at_goal(fits: list[bilinear.GroupFit], ss_tot: float, search_goal: fl
     """(screened payload bytes, meta, blobs) of the coarsest code step whose closed-form R² reaches search_goal,
     searched from `guess` where given, with this basis's blobs; None if no step does."""
     def r2_of(step: float) -> float:
-        return 1.0 - bilinear.quantise_codes(fits, step).ss_res / ss_tot
+        return 1.0 - bilinear.quantised_ss_res(fits, step) / ss_tot
 
     if guess is None:  # every code's rounding error at the budget's share
         n_coefs = sum(f.coefs.size for f in fits)
@@ -1114,22 +1114,22 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
     step only through the kept directions (KeptSeries.stored builds each set once)."""
     fits = kept_series.fits
 
-    def coded(step: float) -> tuple[chebyshev.RotatedSeries | None, bilinear.QuantisedCodes | None]:
+    def stored_at(step: float) -> chebyshev.RotatedSeries | None:
+        """The series as stored with the directions `step` keeps; None where so few bits leave a stored curve
+        degenerate (a point there fails)."""
         kept = chebyshev.kept_directions(fits, step)
         if max_directions is not None:  # KLT order: the strongest directions first
             kept = tuple(tuple(d for d in k if d < max_directions) for k in kept)
-        stored = kept_series.stored(kept, bits)
-        if stored is None:  # so few bits that a stored curve is degenerate: this point fails
-            return None, None
-        ints, ss_res = stored.quantise(step)
-        constant = bilinear.quantise_codes(constant_fit, step)  # the constant particles keep their directions
-        return stored, bilinear.QuantisedCodes(step, [None] * len(ints) + constant.rows,
-                                               [None] * len(ints) + constant.row_scales,
-                                               ints + constant.ints, ss_res + constant.ss_res)
+        return kept_series.stored(kept, bits)
+
+    def ss_res_at(stored: chebyshev.RotatedSeries, step: float) -> float:
+        # the constant particles keep their directions
+        return stored.ss_res(step) + bilinear.quantised_ss_res(constant_fit, step)
 
     def r2_of(step: float) -> float:
-        codes = coded(step)[1]
-        return -math.inf if codes is None or not math.isfinite(codes.ss_res) else 1.0 - codes.ss_res / ss_tot
+        stored = stored_at(step)
+        ss_res = math.inf if stored is None else ss_res_at(stored, step)
+        return 1.0 - ss_res / ss_tot if math.isfinite(ss_res) else -math.inf
 
     if guess is None:  # every code's rounding error at the budget's share
         n_coefs = sum(f.coefs.size for f in fits + constant_fit)
@@ -1138,7 +1138,7 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
     if step is None:
         return None
     step = short_float(step)  # the metadata's step in as few digits as the search tested
-    rotated = coded(step)[0]
+    rotated = stored_at(step)
     assert rotated is not None  # the step passed, so its series was built
     stretches = kept_series.projected.stretches
 
@@ -1152,7 +1152,7 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
                                        ss_res + constant.ss_res)
 
     def stored_r2(step: float) -> float:
-        return 1.0 - stored_codes(step).ss_res / ss_tot
+        return 1.0 - ss_res_at(rotated, step) / ss_tot
 
     def point_at(step: float) -> Point:
         blobs, specs = pack_tensors("series", {"coefs": rotated.stored}, bits)
