@@ -801,8 +801,8 @@ def faked_series_points(run: Path, monkeypatch, degrees: tuple[int, ...], bits: 
 def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_files_past_its_best(
         f_run, monkeypatch):
     """Files within DEGREE_PLATEAU of the best do not end the search (a plateau can precede a fall: S, seed 2);
-    two clearly larger ones in a row do."""
-    sizes = {1: 1000, 2: 900, 3: 905, 4: 910, 5: 905, 6: 700, 7: 950, 8: 1000, 9: 500}
+    two clearly larger ones in a row do, and one far larger (DEGREE_JUMP) at once."""
+    sizes = {1: 1000, 2: 900, 3: 905, 4: 910, 5: 905, 6: 700, 7: 720, 8: 730, 9: 500}
     visited = []
 
     def fake(kept_series, *args, guess=None):
@@ -815,6 +815,10 @@ def test_the_degree_search_walks_through_a_plateau_but_stops_two_clearly_larger_
     points = faked_series_points(f_run, monkeypatch, tuple(sizes), (8,))
     assert sorted(set(visited)) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert min(p[0] for p in points) == 700
+    visited.clear()
+    sizes.update({7: 740})  # 5.7 % past the best: the size is climbing
+    faked_series_points(f_run, monkeypatch, tuple(sizes), (8,))
+    assert sorted(set(visited)) == [1, 2, 3, 4, 5, 6, 7]
 
 
 WALKED_BITS = (16, 8, 6, 5, 4, 3)
