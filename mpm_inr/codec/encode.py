@@ -796,7 +796,8 @@ class SeriesTargets:
         """The degrees a count's search tries: every one for the network's curves; for the window's own, none
         past the degree they are a series of (window_degree): a longer series fits the same polynomials, and
         its extra coefficients, rounding noise, each cost bytes (C, 100 frames, seed 0, R² 0.999, its components
-        apart: degrees 32-96 after 24 made files 0.2-0.9 % larger and took 2.3 s of the encoding's 12.8)."""
+        apart: degrees 32-96 after 24 made files 0.2-0.9 % larger; the split search took 7.6 s with them, 4.1 s
+        without)."""
         degrees = self.degrees(stretches)
         if self.samples is not None:
             return degrees
