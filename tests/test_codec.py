@@ -20,6 +20,7 @@ from mpm_inr.bench.compose import compose_train_config
 from mpm_inr.codec import (
     FORMAT_VERSION,
     CodecError,
+    CodecModel,
     CodecSettings,
     bilinear,
     chebyshev,
@@ -166,6 +167,11 @@ def test_constant_particles_are_split_off_and_the_resting_value_centred_only_whe
                                                    constant).finished()
              for name, centred in centrings for split, constant in (("split", mask), ("whole", np.zeros_like(mask)))}
     assert mask.any() and files["mean", "whole"].constant.sum() == 0
+    whole, split = files["mean", "whole"], files["mean", "split"]
+    assert "constant" not in whole.meta and "constant" not in whole.blobs  # format 11: no mask of no particles
+    assert split.meta["constant"]["shape"] == [-(-window.n_particles // 8)]
+    np.testing.assert_array_equal(load_file(tmp_path, split).constant, mask)
+    assert not load_file(tmp_path, whole).constant.any()
     best = min(files, key=lambda key: files[key].n_bytes)
     assert report["bytes"] == files[best].n_bytes and report["centre"] == best[0]
     assert report["constant_particles"] == int(model.constant.sum()) == (int(mask.sum()) if best[1] == "split" else 0)
@@ -175,6 +181,13 @@ def test_constant_particles_are_split_off_and_the_resting_value_centred_only_whe
     at_rest = np.all(window.values == 1.0, axis=(0, 2))
     assert at_rest.sum() >= 0.1 * window.n_particles
     assert (load(tmp_path / "rest.mpmc").decode_window()[:, at_rest] == 1.0).all()  # exactly, with codes of 0
+
+
+def load_file(tmp_path: Path, candidate) -> CodecModel:
+    """An encoder's candidate file, written and decoded."""
+    path = tmp_path / "candidate.mpmc"
+    format.write(path, candidate.meta, candidate.blobs, candidate.payload)
+    return load(path)
 
 
 def test_the_resting_value_is_the_commonest_among_constant_particles_and_needs_a_tenth_of_them():
@@ -500,7 +513,7 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.99, basis="chebyshev"))
     box = format.read(path)
     encoding = box.meta["encoding"]
-    assert box.version == FORMAT_VERSION == 10 and encoding["series_stretches"] == 4
+    assert box.version == FORMAT_VERSION == 11 and encoding["series_stretches"] == 4
     n_curves = sum(encoding["series_ranks"]) * window.n_components
     assert encoding["series_order"] == "curve" and encoding["series"]["coefs"]["shape"][0] == n_curves
     decoded = load(path)
@@ -523,7 +536,7 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
         assert format.read(older).version == version
         np.testing.assert_array_equal(load(older).decode_window(), load(by_degree).decode_window())
     monkeypatch.setattr(format, "FORMAT_VERSION", 8)
-    with pytest.raises(CodecError, match="format version 10, newer than this reader's 8"):
+    with pytest.raises(CodecError, match=f"format version {FORMAT_VERSION}, newer than this reader's 8"):
         format.read(path)
     monkeypatch.setattr(format, "FORMAT_VERSION", 6)
     with pytest.raises(CodecError, match="format version 7, newer than this reader's 6"):

@@ -65,7 +65,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     path = tmp_path / "split.mpmc"
     window, candidate = _split_file(s_run, 0.99, path)
     box = format.read(path)
-    assert box.version == format.FORMAT_VERSION == 10 and components.is_split(box.meta["encoding"])
+    assert box.version == format.FORMAT_VERSION == 11 and components.is_split(box.meta["encoding"])
     model = load(path)
     assert model.network is None and model.series.split and model.constant.size == window.values[0].size
     decoded = model.decode_window()
@@ -78,7 +78,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     assert not np.allclose(between[0], decoded[2]) and not np.allclose(between[0], decoded[3])
     assert "components" not in box.meta["model"]  # the model's config is the run's, as in every file
     monkeypatch.setattr(format, "FORMAT_VERSION", 7)
-    with pytest.raises(CodecError, match="format version 10, newer than this reader's 7"):
+    with pytest.raises(CodecError, match=f"format version {box.version}, newer than this reader's 7"):
         format.read(path)
 
 
@@ -327,7 +327,7 @@ def test_a_split_file_of_a_window_with_held_out_frames_may_hold_its_curves_at_th
     path = tmp_path / "knots.mpmc"
     _, candidate = _split_file_of(cfg, window, network, 0.99, path)
     box = format.read(path)
-    assert box.version == 10 and box.meta["encoding"]["series_knots"] == "training"
+    assert box.version == 11 and box.meta["encoding"]["series_knots"] == "training"
     model = load(path)
     train, test = window.train_frames, window.test_frames
     decoded = model.decode_window()
@@ -336,7 +336,7 @@ def test_a_split_file_of_a_window_with_held_out_frames_may_hold_its_curves_at_th
     spline = CubicSpline(train.astype(float), decoded[train], bc_type="natural")(test.astype(float))
     np.testing.assert_allclose(decoded[test], spline, rtol=1e-4, atol=1e-4 * np.abs(decoded).max())
     monkeypatch.setattr(format, "FORMAT_VERSION", 9)
-    with pytest.raises(CodecError, match="format version 10, newer than this reader's 9"):
+    with pytest.raises(CodecError, match=f"format version {box.version}, newer than this reader's 9"):
         format.read(path)
 
 
@@ -346,7 +346,7 @@ def test_the_cli_takes_the_layouts_and_info_names_a_split_file(s_run, tmp_path, 
     report = json.loads(capsys.readouterr().out)
     assert codec_main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 10 and info["encoding"].get("components", "shared") == report["components"]
+    assert info["format_version"] == 11 and info["encoding"].get("components", "shared") == report["components"]
     with pytest.raises(SystemExit):
         codec_main(["encode", str(s_run), "--components", "apart"])
     assert "invalid choice: 'apart'" in capsys.readouterr().err

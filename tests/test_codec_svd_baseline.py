@@ -12,6 +12,7 @@ import torch
 
 from mpm_inr.codec import format
 from mpm_inr.codec import svd_baseline as svd_baseline_module
+from mpm_inr.codec.decode import load
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
     pack_array,
@@ -19,6 +20,7 @@ from mpm_inr.codec.quantise import (
     quantise_uniform,
 )
 from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
+from mpm_inr.codec.svd_file import SVDParts
 from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.svd import leading_temporal_basis, temporal_basis
 
@@ -118,27 +120,36 @@ def test_candidates_encoded_in_threads_give_the_serial_file(monkeypatch):
     np.testing.assert_array_equal(threaded.decode(values.shape[1]), serial.decode(values.shape[1]))
 
 
-def test_the_rival_file_is_one_stream_with_the_smaller_coefficient_layout():
-    """The rival's file is its header and one LZMA stream (as our codec's payload) of the stored U_k, the mean and
-    the coefficients, direction-major (our codec's layout) or particle-major where that packs smaller; packed by
-    hand here."""
+def test_the_rival_is_sized_as_its_real_file_with_the_smaller_coefficient_layout(tmp_path):
+    """The rival's bytes are those of its file in our container (svd_file), written here and decoded: the stored
+    U_k, the integers of its coefficients direction-major (our codec's layout) or particle-major where that packs
+    smaller, its step and centre; the decoded file gives back the point's values and R²."""
     values = _window()
     point = quantised_svd(values, 0.999)
     ints = quantise_uniform(point.coefficients, point.step)
     centred = torch.from_numpy((values.reshape(40, -1) - np.tile(point.mean, 50)).astype(np.float64))
     basis, _ = temporal_basis(centred)
     stored_u = quantise_tensor(basis[:, :point.rank].T.numpy(), point.bits)
-    stored = stored_u if isinstance(stored_u, tuple) else (stored_u,)
+    np.testing.assert_array_equal(dequantise_tensor(stored_u).T, point.temporal)
 
     def by_hand(coefficients: np.ndarray) -> int:
-        arrays = (*stored, point.mean, np.ascontiguousarray(coefficients))
-        return svd_baseline_module.HEADER_BYTES + len(format.compress(b"".join(pack_array(a)[0] for a in arrays)))
+        """Header, metadata and one LZMA stream of the arrays in name order: basis (and its scale), codes."""
+        stored = stored_u if isinstance(stored_u, tuple) else (stored_u,)
+        data = b"".join(pack_array(a)[0] for a in (*stored, np.ascontiguousarray(coefficients)))
+        meta, _ = point.parts.contents(point.window, coefficients.shape[0] != point.rank)
+        return format.file_bytes(len(format.meta_blob(meta)), len(format.compress(data)))
 
     assert point.n_bytes == min(by_hand(ints), by_hand(ints.T))
+    assert point.write(tmp_path / "rival.mpmc") == point.n_bytes == (tmp_path / "rival.mpmc").stat().st_size
+    decoded = load(tmp_path / "rival.mpmc")
+    np.testing.assert_allclose(decoded.decode_window(), point.decode(values.shape[1]), rtol=1e-6, atol=1e-6)
+    assert _r2(values, decoded.decode_window().astype(np.float64)) == pytest.approx(point.r2, abs=1e-7)
     # a direction whose integers are all zero packs to almost nothing direction-major, not particle-major
-    sparse = np.zeros((3, 3000), np.int8)
-    sparse[0] = np.random.default_rng(0).integers(-20, 20, 3000)
-    assert svd_baseline_module.file_bytes(stored_u, point.mean, sparse) == by_hand(sparse) < by_hand(sparse.T)
+    sparse = np.zeros((point.rank, 100), np.int8)
+    sparse[0] = np.random.default_rng(0).integers(-20, 20, 100)
+    sparse_parts = SVDParts(stored_u, sparse, point.step, point.mean)
+    by_direction, by_particle = sparse_parts.layout_bytes(point.window)
+    assert by_direction == by_hand(sparse) < by_particle == by_hand(sparse.T)
 
 
 def test_the_leading_directions_hold_the_optimal_energy_on_a_slowly_decaying_spectrum():
@@ -253,13 +264,13 @@ def test_screened_candidates_give_the_file_of_an_all_exact_search(target, monkey
     when every candidate is compressed for real (an infinite margin), with fewer exact compressions."""
     values = _window(1)
     exact_calls = []
-    real = svd_baseline_module.packed_bytes
+    real = SVDParts.file_bytes
 
-    def counted(*arrays: np.ndarray, screen: bool = False) -> int:
+    def counted(parts: SVDParts, window: dict, transposed: bool, screen: bool = False) -> int:
         exact_calls.extend([] if screen else [1])
-        return real(*arrays, screen=screen)
+        return real(parts, window, transposed, screen)
 
-    monkeypatch.setattr(svd_baseline_module, "packed_bytes", counted)
+    monkeypatch.setattr(SVDParts, "file_bytes", counted)
     screened = quantised_svd(values, target)
     n_screened = len(exact_calls)
     exact_calls.clear()
@@ -317,13 +328,13 @@ def test_the_held_out_search_recovers_from_a_screen_that_ranks_the_layouts_wrong
     values = _window()
     train, test = _held_out_frames()
     honest = [quantised_svd_holdout(values, train, test, budget) for budget in (700, 1100)]
-    real = svd_baseline_module.layout_bytes
+    real = SVDParts.layout_bytes
 
-    def reversed_screen(*args, screen=False):
-        sizes = real(*args, screen=screen)
+    def reversed_screen(parts: SVDParts, window: dict, screen: bool = False) -> tuple[int, int]:
+        sizes = real(parts, window, screen)
         return sizes[::-1] if screen else sizes
 
-    monkeypatch.setattr(svd_baseline_module, "layout_bytes", reversed_screen)
+    monkeypatch.setattr(SVDParts, "layout_bytes", reversed_screen)
     fooled = [quantised_svd_holdout(values, train, test, budget) for budget in (700, 1100)]
     for a, b in zip(honest, fooled):
         assert (a.rank, a.bits) == (b.rank, b.bits)
@@ -441,9 +452,9 @@ def test_the_held_out_rival_does_not_hold_its_training_frames_through_the_last_c
     refs, alive = [], []
     real_centres, real_search = svd_baseline_module.centres, svd_baseline_module._best_holdout_about
 
-    def centres(frames):
+    def centres(frames, window=None):
         refs.append(weakref.ref(frames))
-        return real_centres(frames)
+        return real_centres(frames, window)
 
     def search(centred, *args):
         gc.collect()

@@ -33,6 +33,7 @@ from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec.encode import SLOPE_BOUNDS, CodecSettings, encode_model
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
+from mpm_inr.codec.window_meta import field_window_section
 from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import FieldWindow
 from mpm_inr.threads import pinned_threads, threads_in_use
@@ -87,8 +88,9 @@ def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ..
     for target in targets:
         codec = _encode(run_dir, cfg, window, network, target)
         block = classical_baselines(source, target, float32_bytes, cache_dirs(cfg["dataset"]), device=device)
-        row: dict[str, Any] = {"codec": _codec_cell(codec, raw),
-                               QUANTISED_SVD: quantised_svd_point(train_values, target)}
+        rival_window = field_window_section(window, cfg["data"]["t_period"])
+        row: dict[str, Any] = {"codec": _codec_cell(codec, raw), QUANTISED_SVD: quantised_svd_point(
+            train_values, target, rival_window, run_dir / f"{RIVAL_FILE}_{target}.mpmc")}
         for method in METHODS:
             point = (block.get(method) or {}).get("matched_accuracy")
             row[method] = None if point is None else {
@@ -100,12 +102,18 @@ def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ..
     return out
 
 
-def quantised_svd_point(values: np.ndarray, target: float) -> dict[str, Any] | None:
-    """The smallest quantised, lzma-coded SVD file of the training frames reaching `target` (None: no rank does)."""
-    point = quantised_svd(values, target)
+#: the quantised SVD's file beside the codec's in a run dir: RIVAL_FILE_<target>.mpmc, decodable as ours are
+RIVAL_FILE = "quantised_svd"
+
+
+def quantised_svd_point(values: np.ndarray, target: float, window: dict[str, Any], path: Path
+                        ) -> dict[str, Any] | None:
+    """The smallest quantised, lzma-coded SVD file of the training frames reaching `target` (None: no rank does),
+    with the window section `window`, written to `path`: its bytes are those on disk."""
+    point = quantised_svd(values, target, window=window)
     if point is None:
         return None
-    return {"bytes": point.n_bytes, "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
+    return {"bytes": point.write(path), "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
             "bits": point.bits, "setting": _centred_setting(f"rank {point.rank}, {point.bits} bits", point.centred_on)}
 
 
@@ -139,16 +147,19 @@ def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> d
                                          "holdout_slope": codec["holdout_slope"]}}
         for method in METHODS:
             row[method] = _holdout_point((block.get(method) or {}).get("matched_size"))
-        row[QUANTISED_SVD] = quantised_svd_holdout_point(source, codec["bytes"])
+        row[QUANTISED_SVD] = quantised_svd_holdout_point(source, codec["bytes"],
+                                                         field_window_section(window, cfg["data"]["t_period"]))
         out["targets"][str(target)] = row
     out["time_s"] = time.perf_counter() - started
     return out
 
 
-def quantised_svd_holdout_point(source: BaselineSource, budget_bytes: int) -> dict[str, Any] | None:
-    """The quantised SVD within the codec file's bytes that predicts the held-out frames best (None: no file fits)."""
+def quantised_svd_holdout_point(source: BaselineSource, budget_bytes: int, window: dict[str, Any]
+                                ) -> dict[str, Any] | None:
+    """The quantised SVD within the codec file's bytes that predicts the held-out frames best (None: no file fits),
+    its file carrying the window section `window`."""
     values = np.asarray(source.values)
-    point = quantised_svd_holdout(values, source.train, source.test, budget_bytes)
+    point = quantised_svd_holdout(values, source.train, source.test, budget_bytes, window=window)
     if point is None:
         return None
     return {"bytes": point.n_bytes, "ratio": source.raw_bytes / point.n_bytes, "r2": point.r2,

@@ -114,14 +114,14 @@ def _info(path: str) -> dict:
     box = format.read(path)
     meta = box.meta
     return {"file": path, "bytes": box.n_bytes, "format_version": box.version, "kind": meta["kind"],
-            "field": meta["window"]["field"], "inr_type": meta["model"]["name"],
+            "field": meta["window"]["field"], "inr_type": meta.get("model", {}).get("name"),
             "window": {k: meta["window"][k] for k in ("start", "n_frames", "n_particles", "n_components")},
             "ratio": meta["window"]["n_frames"] * meta["window"]["n_particles"] * meta["window"]["n_components"] * 4
             / box.n_bytes,
             "encoding": {k: v for k, v in meta["encoding"].items() if not isinstance(v, dict)},
             "bytes_by_part": box.parts,
             "raw_bytes_by_part": {k: len(v) for k, v in box.blobs.items()},
-            "model": meta["model"], **({"source": meta["source"]} if "source" in meta else {})}
+            **{key: meta[key] for key in ("model", "source") if key in meta}}
 
 
 if __name__ == "__main__":

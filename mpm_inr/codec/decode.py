@@ -12,14 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpm_inr.codec import bilinear, chebyshev, components, format
+from mpm_inr.codec import bilinear, chebyshev, components, format, svd_file
 from mpm_inr.codec.quantise import (
     pack_array,
     smallest_int,
     unpack_array,
     unpack_tensors,
 )
-from mpm_inr.data.window import holdout_mask
+from mpm_inr.codec.window_meta import held_out_mask, window_offsets
 from mpm_inr.models import (
     CoordinateSource,
     InrType,
@@ -30,21 +30,6 @@ from mpm_inr.models import (
 
 #: blob name of each per-particle label (FieldNetwork.particle_labels)
 LABEL_BLOBS = {"material": "material", "object": "object_id"}
-
-
-def held_out_mask(window: dict[str, Any]) -> np.ndarray:
-    """(n_frames,) bool, True at the frames the model was not fitted on: their rule (`holdout_every`, format 6)
-    or their list (every format; an empty one when nothing is held out)."""
-    n_frames = int(window["n_frames"])
-    if "holdout_every" in window:
-        every = window["holdout_every"]
-        if not isinstance(every, int) or every < 2:
-            raise format.CodecError(f"the file's held-out rule holdout_every={every!r} is not an integer >= 2; the "
-                                    f"file is inconsistent, encode it again")
-        return holdout_mask(n_frames, every)
-    mask = np.zeros(n_frames, dtype=bool)
-    mask[np.asarray(window["held_out"], dtype=np.int64)] = True
-    return mask
 
 
 @dataclass(frozen=True)
@@ -93,12 +78,7 @@ class CodecModel:
     def window_time(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
         """Absolute (possibly fractional) frame numbers -> u in [-1, 1] over the window (float64)."""
         win = self.meta["window"]
-        offset = np.asarray(frames, dtype=np.float64) - win["start"]
-        last = win["n_frames"] - 1
-        if offset.size and (offset.min() < 0 or offset.max() > last or not np.isfinite(offset).all()):
-            raise format.CodecError(f"frame times must lie in the window [{win['start']}, {win['start'] + last}] "
-                                    f"(the model does not extrapolate); got {np.asarray(frames).min()}.."
-                                    f"{np.asarray(frames).max()}")
+        offset = window_offsets(win, frames)
         grid = torch.linspace(-1.0, 1.0, win["n_frames"]).double().numpy()
         return np.interp(offset, np.arange(win["n_frames"]), grid)
 
@@ -135,9 +115,11 @@ def as_float32(numbers: Sequence[float]) -> np.ndarray:
     return np.asarray(numbers, dtype=np.float32).astype(np.float64)
 
 
-def load(path: str | os.PathLike) -> CodecModel:
-    """Read, verify and rebuild a codec file (one CodecError line for anything wrong with it)."""
-    return from_container(format.read(path))
+def load(path: str | os.PathLike) -> CodecModel | svd_file.SVDModel:
+    """Read, verify and rebuild a codec file, ours or the quantised SVD's (svd_file): one CodecError line for
+    anything wrong with it."""
+    box = format.read(path)
+    return svd_file.from_container(box) if box.meta.get("kind") == svd_file.KIND else from_container(box)
 
 
 def from_container(box: format.Container) -> CodecModel:
@@ -146,7 +128,7 @@ def from_container(box: format.Container) -> CodecModel:
     split = meta["kind"] == "bilinear" and components.is_split(meta["encoding"])
     network = None if split else build(meta, blobs)
     n_coded = win["n_particles"] * (win["n_components"] if split else 1)
-    constant = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))[:n_coded].astype(bool)
+    constant = constant_mask(meta, blobs, n_coded)
     if split:
         series, values = _series_parts(meta, blobs, [np.flatnonzero(~constant)], constant, 1,
                                        components.split_centre(win["mean"], win["n_particles"])[constant])
@@ -171,6 +153,19 @@ def from_container(box: format.Container) -> CodecModel:
     if state:
         load_parameters(network, state)
     return CodecModel(meta, network, constant, values.astype(np.float32), series)
+
+
+def constant_mask(meta: dict[str, Any], blobs: dict[str, bytes], n_coded: int) -> np.ndarray:
+    """(n_coded,) bool, the particles (or particle-components) stored by value; none where the file has no mask
+    (format 11: a file without such particles stores none, where every earlier one stored a mask of zeros, ~10-13
+    bytes of a 1-2 KB Jp file at 100 frames)."""
+    if "constant" not in meta:
+        return np.zeros(n_coded, dtype=bool)
+    bits = np.unpackbits(unpack_array(blobs["constant"], meta["constant"]))
+    if bits.size < n_coded:
+        raise format.CodecError(f"the file's constant-particle mask holds {bits.size} bits for {n_coded} coded "
+                                f"particles; it is inconsistent, encode it again")
+    return bits[:n_coded].astype(bool)
 
 
 def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], members: list[np.ndarray], constant: np.ndarray,
@@ -226,11 +221,12 @@ def load_parameters(network: nn.Module, state: dict[str, np.ndarray]) -> None:
 def particle_blobs(material: np.ndarray, object_id: np.ndarray, constant: np.ndarray,
                    labels: frozenset[str]) -> tuple[dict[str, bytes], dict[str, Any]]:
     """Per-particle data a file holds: the labels the network reads (`labels`, FieldNetwork.particle_labels), and
-    which particles are constant over the window."""
+    which particles are constant over the window, where any is (constant_mask)."""
     blobs, meta = {}, {}
     for label, values in (("material", material), ("object", object_id)):
         if label in labels:
             name = LABEL_BLOBS[label]
             blobs[name], meta[name] = pack_array(smallest_int(np.asarray(values, dtype=np.int64)))
-    blobs["constant"], meta["constant"] = pack_array(np.packbits(constant))
+    if constant.any():
+        blobs["constant"], meta["constant"] = pack_array(np.packbits(constant))
     return blobs, meta

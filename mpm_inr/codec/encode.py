@@ -36,7 +36,8 @@ from mpm_inr.codec.quantise import (
     roundtrip_tensors,
 )
 from mpm_inr.codec.step_search import largest_beyond, largest_reaching, scan_points
-from mpm_inr.data.window import FieldWindow, holdout_rule
+from mpm_inr.codec.window_meta import field_window_section
+from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import ConfigError
 from mpm_inr.metrics.regression import component_sums, r2_score, slope_intercept
 from mpm_inr.models import INR_TYPES, get_inr_type
@@ -564,15 +565,9 @@ def goal_r2(target: float | None, ceiling: float, growth: float) -> float:
 
 
 def _window_meta(window: FieldWindow, t_period: float) -> dict[str, Any]:
-    """The window a decoder rebuilds; regularly held-out frames (data.holdout_every) as their rule, any other
-    set as its list (format 6: with every 4th frame held out the list cost 0.4 KB at 1 000 frames and 5.1 KB at
-    10 000; at 100 frames the dictionary already held it)."""
-    every = holdout_rule(window.held_out)
-    held_out = {"holdout_every": every} if every else {"held_out": [int(i) for i in window.test_frames]}
-    return {"field": window.field, "start": int(window.frames[0]), "n_frames": window.n_frames,
-            "n_particles": window.n_particles, "n_components": window.n_components, **held_out,
-            "t_period": float(t_period), "mean": [short_float(v) for v in window.mean],
-            "std": [short_float(v) for v in window.std]}
+    """The window section (window_meta.window_section) and the normalisation the network's outputs undo."""
+    return {**field_window_section(window, t_period),
+            "mean": [short_float(v) for v in window.mean], "std": [short_float(v) for v in window.std]}
 
 
 def short_float(value: float) -> float:

@@ -1,4 +1,4 @@
-"""The preset dictionaries the codec's metadata is deflated against (format versions 3 to 10).
+"""The preset dictionaries the codec's metadata is deflated against (format versions 3 to 11).
 
 A file's metadata is a few hundred bytes of compact JSON whose keys and structure repeat from file to file (the
 model config, the window, the blobs' dtypes and shapes); deflated on its own it costs ~0.6 KB, a quarter of a
@@ -150,8 +150,17 @@ META_DICTIONARY_V9 = META_DICTIONARY_V8 + b'"series_order":"curve",'
 #: without knots packs to the same metadata bytes
 META_DICTIONARY_V10 = b'"series_knots":"training",' + META_DICTIONARY_V9
 
+#: version 11's: the metadata of a file of the quantised SVD (svd_file, kind "svd", new in format 11), then version
+#: 10's: put first, it leaves every back-reference into version 10's as far back as it was
+META_DICTIONARY_V11 = (
+    b'{"encoding":{"basis":{"dtype":"|i1","scale":{"dtype":"<f2","shape":[2]},"shape":[2,100],"zigzag":true},"centr'
+    b'e":[1.0],"codes":{"dtype":"|i1","shape":[2,9000],"zigzag":true},"interpolation":"cubic","step":0.0,"transpos'
+    b'ed":true},"kind":"svd","window":{"field":"Jp","held_out":[],"n_components":1,"n_frames":100,"n_particles":90'
+    b'00,"start":4950,"t_period":1.0}}'
+) + META_DICTIONARY_V10
+
 #: the dictionary of each format version that has one
 # version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused
 META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4, 5: META_DICTIONARY_V4, 6: META_DICTIONARY_V6,
                      7: META_DICTIONARY_V7, 8: META_DICTIONARY_V8,
-                     9: META_DICTIONARY_V9, 10: META_DICTIONARY_V10}
+                     9: META_DICTIONARY_V9, 10: META_DICTIONARY_V10, 11: META_DICTIONARY_V11}

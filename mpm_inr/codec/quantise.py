@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from mpm_inr.codec.format import CodecError, payload, screen_size
+from mpm_inr.codec.format import CodecError
 
 _SMALL = 64  # tensors with fewer values (biases, embeddings, scalars) are stored as floats: a scale would cost as much
 FLOAT_BITS = (32, 16)  # bits that mean "store as IEEE floats", below that per-row integers
@@ -42,13 +42,6 @@ def unpack_array(blob: bytes, spec: dict[str, Any]) -> np.ndarray:
         wide = arr.astype(np.int64)
         arr = np.where(wide % 2 == 0, wide // 2, -(wide + 1) // 2).astype(dtype)
     return arr
-
-
-def packed_bytes(*arrays: np.ndarray, screen: bool = False) -> int:
-    """The payload bytes of these arrays stored together in one file (the quantised SVD's size); with `screen`,
-    the fast stand-in that candidates are ranked by (`format.screen_size`)."""
-    blobs = {f"{i:04d}": pack_array(a)[0] for i, a in enumerate(arrays)}
-    return screen_size(blobs) if screen else len(payload(blobs))
 
 
 def smallest_int(q: np.ndarray) -> np.ndarray:

@@ -4,9 +4,10 @@ A float32 SVD (`mpm_inr.baselines`) pays 32 bits per number; our codec pays a fe
 the SVD gets the same tools: per component centred (the best rank-k fit for the reported R², Eckart–Young), its
 temporal factor U_k (T x k) stored as per-direction integers like our network weights (`quantise_tensor`, the
 codec's candidate bits), its coefficients W (k x N·C) re-solved for the stored U_k, then rounded to multiples of
-one step found by the same search on the decoded R² (as our codes are), and its arrays stored as byte planes coded in
-one LZMA stream (`packed_bytes`, as our file's payload), the coefficients in whichever layout packs smaller
-(`file_bytes`). The smallest file over the rank and the bits that reaches the target wins.
+one step found by the same search on the decoded R² (as our codes are), and the whole written as a real file in
+our container (svd_file: header, checksum, metadata against the format's dictionary, one LZMA payload of byte
+planes), the coefficients in whichever layout packs smaller (svd_file.SVDParts.layout_bytes). The smallest file
+over the rank and the bits that reaches the target wins.
 
 Candidates are ranked by a fast LZMA size (`format.screen_size`, as our encoder ranks its own), and only those
 within `encode.SCREEN_MARGIN` of the smallest are compressed for real: at 1 000 frames of C the search had spent
@@ -24,10 +25,12 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from mpm_inr.codec import format
 from mpm_inr.codec.encode import (
     DECODE_MARGIN,
     SCREEN_MARGIN,
@@ -37,19 +40,18 @@ from mpm_inr.codec.encode import (
 )
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
-    packed_bytes,
     quantise_tensor,
     quantise_uniform,
 )
 from mpm_inr.codec.step_search import largest_beyond, largest_reaching, scan_points
+from mpm_inr.codec.svd_file import SVDParts
+from mpm_inr.codec.window_meta import window_section
 from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
 from mpm_inr.metrics.interpolate import interpolate
 from mpm_inr.metrics.regression import r2_score
 from mpm_inr.metrics.svd import leading_temporal_basis, temporal_basis
 from mpm_inr.threads import process_workers
 
-#: bytes a decoder needs besides the arrays: rank, bits, step, shapes (a generous fixed header)
-HEADER_BYTES = 32
 DEFAULT_BITS = (16, 8, 6, 5, 4, 3)
 #: beyond this many frames (or columns), the search reads the leading directions alone (`leading_temporal_basis`),
 #: LEADING_START of them first, doubled while the search needs more: the whole decomposition of the whole simulation
@@ -72,7 +74,13 @@ class QuantisedSVD:
     temporal: np.ndarray  # (T, k) float32, the decoded U_k
     coefficients: np.ndarray  # (k, N·C) float64, the decoded W (integers x step)
     mean: np.ndarray  # (C,) float32: the centre the window was factored about
+    parts: SVDParts  # what its file stores
+    window: dict[str, Any]  # the window section its file carries (window_meta.window_section)
     centred_on: str = "mean"  # or "rest", the value many particles rest at, or "zero" (Centred)
+
+    def write(self, path: Any) -> int:
+        """The file on disk (its bytes are n_bytes)."""
+        return self.parts.write(path, self.window)
 
     def decode(self, n_particles: int) -> np.ndarray:
         """(T, N, C) float64 values in original units."""
@@ -94,13 +102,23 @@ class Centred:
     matrix: torch.Tensor  # (T, N·C) float64
     sumsq: float  # ‖matrix‖², what the residual sums start from
     ss_tot: float  # the window's Σ_c SS_tot,c about the component means, what R² divides by
+    window: dict[str, Any]  # the window section a file of it carries (window_meta.window_section)
 
 
-def centres(values: np.ndarray) -> Iterator[Centred]:
+def bare_window(n_frames: int, n_particles: int, n_components: int, held_out: np.ndarray | None = None
+                ) -> dict[str, Any]:
+    """The window section of a window known only by its shape (no field name, frames from 0), for files sized
+    without a dataset: a named window's differs by a few bytes of metadata."""
+    mask = np.zeros(n_frames, dtype=bool) if held_out is None else held_out
+    return window_section("", 0, n_frames, n_particles, n_components, mask, 1.0)
+
+
+def centres(values: np.ndarray, window: dict[str, Any] | None = None) -> Iterator[Centred]:
     """The window of (T, N, C) `values` centred on its mean, where many particles rest at one value
     (encode.resting_value) on that one, and on zero (encode.other_centres): each a float64 copy of the window,
-    made when iterated."""
+    made when iterated. `window`: the window section its files carry (bare_window of `values` by default)."""
     n_frames, n_particles, n_comp = values.shape
+    window = bare_window(n_frames, n_particles, n_comp) if window is None else window
     mean = values.reshape(-1, n_comp).mean(axis=0, dtype=np.float64).astype(np.float32)
     rest = resting_value(values[0], constant_particles(values))
     named = other_centres([("mean", mean)] + ([] if rest is None else [("rest", rest.astype(np.float32))]))
@@ -111,17 +129,17 @@ def centres(values: np.ndarray) -> Iterator[Centred]:
             del values  # a caller's slice (the held-out rival's training frames: 1.1 GB of F over the whole
             # simulation) is not held through the last search
         ss_tot = sumsq if ss_tot is None else ss_tot  # the mean comes first
-        yield Centred(name, centre, matrix, sumsq, ss_tot)
+        yield Centred(name, centre, matrix, sumsq, ss_tot, window)
         del matrix
 
 
 def quantised_svd(values: np.ndarray, target_r2: float, bits: tuple[int, ...] = DEFAULT_BITS,
-                  max_rank: int | None = None) -> QuantisedSVD | None:
+                  max_rank: int | None = None, window: dict[str, Any] | None = None) -> QuantisedSVD | None:
     """The smallest quantised, lzma-coded truncated SVD of (T, N, C) `values` whose decoded R² reaches target_r2
     (R² = 1 - Σ_c SS_res,c / Σ_c SS_tot,c, as every run reports it), over its centres (`centres`); None if no
-    rank up to max_rank does."""
+    rank up to max_rank does. `window`: the window section its file carries (bare_window by default)."""
     best = None
-    for centred in centres(np.asarray(values)):
+    for centred in centres(np.asarray(values), window):
         point = _smallest_about(centred, target_r2, bits, max_rank)
         del centred  # before the next centre's copy of the window is made
         if point is not None and (best is None or point.n_bytes < best.n_bytes):
@@ -161,9 +179,8 @@ class _Candidate:
     step: float
     r2: float
     temporal: np.ndarray  # (T, k) float32, the decoded U_k
-    stored_u: np.ndarray | tuple[np.ndarray, np.ndarray]
-    ints: np.ndarray
-    mean: np.ndarray
+    parts: SVDParts
+    window: dict[str, Any]
     centred_on: str
 
     @property
@@ -171,8 +188,9 @@ class _Candidate:
         return min(self.layouts)
 
     def exact(self) -> QuantisedSVD:
-        return QuantisedSVD(self.rank, self.bits, self.step, file_bytes(self.stored_u, self.mean, self.ints),
-                            self.r2, self.temporal, self.ints * self.step, self.mean, self.centred_on)
+        parts = self.parts
+        return QuantisedSVD(self.rank, self.bits, self.step, min(parts.layout_bytes(self.window)), self.r2,
+                            self.temporal, parts.ints * self.step, parts.centre, parts, self.window, self.centred_on)
 
 
 def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int, bits: tuple[int, ...],
@@ -210,7 +228,7 @@ def _looked_past(centred: Centred, basis: torch.Tensor, candidate: _Candidate, g
                  projections: ProjectedDirections) -> _Candidate:
     """A finalist at the largest passing step past its own (step_search.largest_beyond), as the codec's
     finalists are (encode.looked_past), where its codes are few enough to scan (step_search.scan_points)."""
-    if not scan_points(candidate.ints.size):
+    if not scan_points(candidate.parts.ints.size):
         return candidate
     again = _encode_rank(centred, basis[:, :candidate.rank], candidate.bits, goal, projections=projections,
                          past=candidate.step)
@@ -264,6 +282,7 @@ def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float, 
     mean = centred.centre
 
     def r2_at(step: float) -> float:
+        step = stored_step(step)
         decoded = quantise_uniform(coefs_np, step) * step
         return 1.0 - _ss_res(decoded, projected_np, gram_np, centred.sumsq) / centred.ss_tot
 
@@ -275,36 +294,15 @@ def _encode_rank(centred: Centred, basis: torch.Tensor, bits: int, goal: float, 
         step = largest_reaching(r2_at, goal, guess or float(np.abs(coefs_np).max()) / 64)
     if step is None:
         return None
-    ints = quantise_uniform(coefs_np, step)
-    return _Candidate(layout_bytes(stored_u, mean, ints, screen=True), int(basis.shape[1]), bits, step, r2_at(step),
-                      temporal, stored_u, ints, mean, centred.name)
+    step = stored_step(step)
+    parts = SVDParts(stored_u, quantise_uniform(coefs_np, step), step, mean)
+    return _Candidate(parts.layout_bytes(centred.window, screen=True), int(basis.shape[1]), bits, step, r2_at(step),
+                      temporal, parts, centred.window, centred.name)
 
 
-def _arrays(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray,
-            coefficients: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The file's arrays in its order: the stored U_k (ints and scales, or floats), the mean, the coefficients."""
-    temporal = stored_u if isinstance(stored_u, tuple) else (stored_u,)
-    return (*temporal, mean, np.ascontiguousarray(coefficients))
-
-
-def file_bytes(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray, ints: np.ndarray) -> int:
-    """The file of the stored U_k (`quantise_tensor`), the mean and the (k, N·C) integer coefficients: the header
-    and one LZMA stream of the arrays, the coefficients in the better of two layouts, direction-major (each
-    direction's integers back to back, as our codec stores its codes) or particle-major (each
-    particle-component's k integers together); the header's layout flag tells the decoder which. Until
-    2026-12-04 the rival was always packed particle-major, up to 12 % larger than direction-major (Jp and S at R²
-    0.999, 100 frames), a handicap our codec did not have; particle-major is still up to 1 % smaller on C. Both
-    are compressed for real: the fast screen ranks the two layouts of one candidate wrongly by about that 1 %
-    (C, 100 frames, seed 0, R² 0.995)."""
-    return min(layout_bytes(stored_u, mean, ints))
-
-
-def layout_bytes(stored_u: np.ndarray | tuple[np.ndarray, np.ndarray], mean: np.ndarray, ints: np.ndarray,
-                 screen: bool = False) -> tuple[int, int]:
-    """The file's bytes with the coefficients direction-major and particle-major (file_bytes), exact or by the
-    fast screen (`format.screen_size`) that candidates are ranked by."""
-    return (HEADER_BYTES + packed_bytes(*_arrays(stored_u, mean, ints), screen=screen),
-            HEADER_BYTES + packed_bytes(*_arrays(stored_u, mean, ints.T), screen=screen))
+def stored_step(step: float) -> float:
+    """The code step as a file stores it (float32): the search scores what the decoder will multiply by."""
+    return float(np.float32(step))
 
 
 @dataclass(frozen=True)
@@ -322,12 +320,14 @@ class HeldOutSVD:
 
 
 def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarray, budget_bytes: int,
-                          bits: tuple[int, ...] = (16, 8), max_rank: int | None = None) -> HeldOutSVD | None:
+                          bits: tuple[int, ...] = (16, 8), max_rank: int | None = None,
+                          window: dict[str, Any] | None = None) -> HeldOutSVD | None:
     """The held-out rival of a codec file of `budget_bytes`: the truncated SVD of the training frames of (T, N, C)
     `values`, stored as quantised_svd stores it, its temporal factors interpolated (linear or natural cubic) to
     the `test` frames. Over ranks (up to max_rank, None: every rank the window has), temporal-factor bits and
     code steps whose file fits the budget, the best held-out R² (pooled over components, original units). None
-    if not even a rank-1 file fits.
+    if not even a rank-1 file fits. `window`: the window section its file carries (bare_window, the `test`
+    frames held out, by default).
 
     The finest step that fits is the best one for the training frames. Ranks are tried one by one up to
     DENSE_RANKS, then on a grid of 1/RANK_GRID of the rank (a C file at 1 000 frames wants rank 100-150, and each
@@ -344,8 +344,12 @@ def quantised_svd_holdout(values: np.ndarray, train: np.ndarray, test: np.ndarra
     values = np.asarray(values)
     test_values = values[test].astype(np.float64)
     t_train, t_test = np.asarray(train, dtype=np.float64), np.asarray(test, dtype=np.float64)
+    if window is None:
+        held_out = np.zeros(values.shape[0], dtype=bool)
+        held_out[test] = True
+        window = bare_window(*values.shape, held_out)
     best = None
-    for centred in centres(values[train]):
+    for centred in centres(values[train], window):
         point = _best_holdout_about(centred, t_train, t_test, test_values, budget_bytes, bits, max_rank)
         del centred  # before the next centre's copy of the training frames is made
         if _better(point, best):
@@ -439,37 +443,42 @@ def _fit_budget(centred: Centred, basis: torch.Tensor, bits: int, budget: int, t
     """Rank k at these bits: the finest code step whose file fits `budget` (searched from `guess`, e.g. the
     previous rank's step), scored on the held-out frames. The search sizes the coefficients in the layout that
     screens smaller at the guess, then goes on in the other where that packs the step found smaller (the fast
-    screen misranks the layouts by ~1 % on C)."""
+    screen misranks the layouts by ~1 % on C). A file is sized as if it named the cubic interpolation (the
+    larger metadata), so whichever interpolation it keeps fits."""
     stored_u = quantise_tensor(basis.T.numpy(), bits)
     temporal = dequantise_tensor(stored_u).T.astype(np.float64)  # (T_train, k)
     u = torch.from_numpy(temporal)
     gram, projected = u.T @ u, u.T @ centred.matrix
     coefs = torch.linalg.solve(gram, projected).numpy()  # (k, N·C), least squares for the stored U_k
     mean = centred.centre
+
+    def parts(log2_step: float, interpolation: str = INTERPOLATIONS[-1]) -> SVDParts:
+        step = stored_step(2.0 ** log2_step)
+        return SVDParts(stored_u, quantise_uniform(coefs, step), step, mean, interpolation)
+
     coarsest = math.log2(4.0 * max(float(np.abs(coefs).max()), 1e-30))  # every code rounds to 0
     start = min(math.log2(guess), coarsest) if guess else coarsest - 8
-    by_row, by_column = layout_bytes(stored_u, mean, quantise_uniform(coefs, 2.0 ** start), screen=True)
+    by_row, by_column = parts(start).layout_bytes(centred.window, screen=True)
     first = bool(by_column < by_row)  # transposed or not: the layout screening smaller is searched first
-    sizes: dict[tuple[bool, float], int] = {}
+    payloads: dict[tuple[bool, float], int] = {}
 
-    def size(transpose: bool, log2_step: float) -> int:
-        if (transpose, log2_step) not in sizes:
-            ints = quantise_uniform(coefs, 2.0 ** log2_step)
-            sizes[transpose, log2_step] = HEADER_BYTES + packed_bytes(
-                *_arrays(stored_u, mean, ints.T if transpose else ints))
-        return sizes[transpose, log2_step]
+    def size(transpose: bool, log2_step: float, interpolation: str = INTERPOLATIONS[-1]) -> int:
+        """The file's bytes; its payload compressed once per layout and step."""
+        meta, blobs = parts(log2_step, interpolation).contents(centred.window, transpose)
+        if (transpose, log2_step) not in payloads:
+            payloads[transpose, log2_step] = len(format.payload(blobs))
+        return format.file_bytes(len(format.meta_blob(meta)), payloads[transpose, log2_step])
 
     if min(size(first, coarsest), size(not first, coarsest)) > budget:
         return None
-    found, n_bytes = coarsest, size(first, coarsest)
+    found, layout, n_bytes = coarsest, first, size(first, coarsest)
     for transpose in (first, not first):  # the other layout searched on only where it packs the step found smaller
         if size(transpose, found) <= budget and (transpose == first or size(transpose, found) < n_bytes):
             found = finest_fitting(lambda x, tr=transpose: size(tr, x), budget, found if found < coarsest else start,
                                    coarsest - 24, coarsest, STEP_TOLERANCE_OCTAVES)
-            n_bytes = size(transpose, found)
-    step = 2.0 ** found
-    ints = quantise_uniform(coefs, step)
-    decoded = ints * step
+            layout, n_bytes = transpose, size(transpose, found)
+    chosen = parts(found)
+    decoded = chosen.ints * chosen.step
     train_r2 = 1.0 - _ss_res(decoded, projected.numpy(), gram.numpy(), centred.sumsq) / centred.ss_tot
     scores = {}
     for method in INTERPOLATIONS:
@@ -477,7 +486,9 @@ def _fit_budget(centred: Centred, basis: torch.Tensor, bits: int, budget: int, t
         predicted = at_test.reshape(test_values.shape) + mean.astype(np.float64)
         scores[method] = r2_score(test_values, predicted)
     method = max(scores, key=scores.get)
-    return HeldOutSVD(int(basis.shape[1]), bits, step, n_bytes, train_r2, scores[method], method, centred.name)
+    n_bytes = size(layout, found, method)
+    return HeldOutSVD(int(basis.shape[1]), bits, chosen.step, n_bytes, train_r2, scores[method], method,
+                      centred.name)
 
 
 def finest_fitting(size: Callable[[float], int], budget: int, start: float, lowest: float, highest: float,
