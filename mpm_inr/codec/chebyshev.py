@@ -341,6 +341,8 @@ class ProjectedTargets:
     _best: memo.BytesMemo[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=lambda: memo.BytesMemo(lambda entry: memo.array_bytes(*entry), BEST_BASIS_MEMO_BYTES))
     _flat: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (n_g, (d + 1)·C) per group, degree
+    # per (group, degree) the whitened directions orthogonal to T0, strongest first (_constant_first_basis)
+    _off_constant: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
@@ -410,9 +412,10 @@ class ProjectedTargets:
             self._stable[degree] = bounded(self.stretches, self.u_train, degree)
         return self._stable[degree]
 
-    def refine(self, per_group: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def refine(self, per_group: Sequence[np.ndarray], constant_first: bool = False) -> list[np.ndarray]:
         """Each group's series (d + 1, r_g, C) replaced by the best series of its rank and degree for the training
-        frames (best_series), where that is defined (refinable); the others as they are. r curves taken from the
+        frames (best_series), where that is defined (refinable); the others as they are; with `constant_first`,
+        the best one whose first curve is constant where that applies (constant_first_series). r curves taken from the
         network's basis become the window's best rank-r basis of that degree (the truncated SVD's, were the
         degree unbounded), in KLT form (orthonormal, strongest first, decorrelated codes, as one uniform step
         wants them). Until 2026-12-05 five rounds of alternating least squares from the network's curves moved
@@ -422,8 +425,50 @@ class ProjectedTargets:
         for g, series in enumerate(per_group):
             series = np.asarray(series, dtype=np.float64)
             degree, rank = self.stretches.degree(series.shape[0]), series.shape[1]
-            out.append(self.best_series(g, degree, rank) if self.refinable(g, degree, rank) else series)
+            if not self.refinable(g, degree, rank):
+                out.append(series)
+            elif constant_first and self.holds_constant_first(rank):
+                out.append(self.constant_first_series(g, degree, rank))
+            else:
+                out.append(self.best_series(g, degree, rank))
         return out
+
+    @property
+    def constant_first_possible(self) -> bool:
+        """Whether some series of these targets can hold a constant first curve (holds_constant_first)."""
+        return self.std.size == 1 and type(self.stretches) is Stretches and self.stretches.count == 1
+
+    def holds_constant_first(self, rank: int) -> bool:
+        """Whether a group's rank-r series is re-spanned about a constant curve (constant_first_series): one
+        component, one stretch (a piecewise series' T0 is constant per stretch only), and a curve left besides it."""
+        return self.constant_first_possible and rank >= 2
+
+    def constant_first_series(self, group: int, degree: int, rank: int) -> np.ndarray:
+        """(d + 1, r, 1) in normalised units: the best rank-r series of `degree` (as best_series) among those
+        whose first curve is T0, exactly constant in t (its higher coefficients exactly 0, as stored at any bits),
+        the others orthonormal to it over the training frames. A particle constant over the window at a value off
+        the centre then takes one code, where the best series' first curve tilts a little toward the field's drift
+        and such a particle pays a second non-zero code and both codes' rounding (Jp, 100 frames, R² 0.999,
+        seed 1: its first curve moved 0.7 % over the window). Whitened by the Cholesky factor L of the polynomials'
+        Gram matrix, T0 is the first coordinate: the other curves are the leading right singular vectors of the
+        whitened projections without it."""
+        lower = self._best_basis(group, degree)[0]
+        n_coefs = self.stretches.n_coefs(degree)
+        whitened = np.zeros((n_coefs, rank))
+        whitened[0, 0] = 1.0
+        whitened[1:, 1:] = self._constant_first_basis(group, degree)[:, :rank - 1]
+        return solve_triangular(lower.T, whitened, lower=False, check_finite=False)[:, :, None] / self.std
+
+    def _constant_first_basis(self, group: int, degree: int) -> np.ndarray:
+        """(d, d) the right singular vectors (as columns, strongest first) of the group's whitened projections
+        without their T0 coordinate, once per degree."""
+        if (group, degree) not in self._off_constant:
+            lower = self._best_basis(group, degree)[0]
+            n_coefs = self.stretches.n_coefs(degree)
+            whitened = solve_triangular(lower, self.projections[group][:, :n_coefs, 0].T, lower=True,
+                                        check_finite=False)
+            self._off_constant[group, degree] = bilinear.right_singular(whitened[1:].T)[1].T
+        return self._off_constant[group, degree]
 
     def refinable(self, group: int, degree: int, rank: int) -> bool:
         """Whether a rank-r series of `degree` of this group is replaced by the best one: it has particles, fewer
@@ -495,8 +540,9 @@ class KeptSeries:
     visit the same few sets."""
 
     def __init__(self, coefs: np.ndarray, fits: list[bilinear.GroupFit], projected: ProjectedTargets,
-                 memo_bytes: int = memo.DEFAULT_BUDGET) -> None:
+                 memo_bytes: int = memo.DEFAULT_BUDGET, constant_first: bool = False) -> None:
         self.coefs, self.fits, self.projected = coefs, fits, projected
+        self.constant_first = constant_first  # refined with a constant first curve (ProjectedTargets.refine)
         self._curves: memo.BytesMemo[list[np.ndarray]] = memo.BytesMemo(lambda c: memo.array_bytes(*c), memo_bytes)
         self._stored: memo.BytesMemo[RotatedSeries | None] = memo.BytesMemo(
             lambda s: 0 if s is None else s.nbytes, memo_bytes)
@@ -532,7 +578,7 @@ class KeptSeries:
         """Per coded group (d + 1, r_g, C) in normalised units, r_g = len(kept[g])."""
         return self._curves.get(kept, lambda: self.projected.refine([
             np.einsum("rk,jkc->jrc", fit.rotation[list(k)], self.coefs[:, g])
-            for g, (fit, k) in enumerate(zip(self.fits, kept, strict=True))]))
+            for g, (fit, k) in enumerate(zip(self.fits, kept, strict=True))], self.constant_first))
 
 
 @dataclass
