@@ -1,14 +1,18 @@
 """The constant-first candidate of a one-component series file (chebyshev.ProjectedTargets.constant_first_series):
 each group's curves re-spanned to start with T0, exactly constant in t, so that a particle holding its value over
-the window off the centre takes one code instead of two (Jp at 100 frames)."""
+the window off the centre takes one code instead of two (Jp at 100 frames), searched beside the plain best series
+(encode.SeriesTargets._count_points), the smaller file kept."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mpm_inr.codec import chebyshev
+from mpm_inr.codec import chebyshev, format
+from mpm_inr.codec import encode as encode_module
+from mpm_inr.codec.encode import CodecSettings
 from mpm_inr.codec.quantise import roundtrip_tensors
+from mpm_inr.data.window import FieldWindow
 
 N_FRAMES, N_PARTICLES = 40, 400
 
@@ -87,3 +91,44 @@ def test_only_one_component_one_stretch_series_of_two_curves_or_more_are_re_span
                                                  chebyshev.frame_times(N_FRAMES), 4, stretches=chebyshev.Stretches(
                                                      2, N_FRAMES))
     assert not piecewise.constant_first_possible
+
+
+def synthetic_window(values: np.ndarray) -> FieldWindow:
+    n_frames, n_particles, n_comp = values.shape
+    flat = values.reshape(-1, n_comp)
+    return FieldWindow("Jp", np.arange(n_frames), values, np.zeros((n_frames, n_particles, 2), np.float32),
+                       np.zeros(n_particles, np.int64), np.zeros(n_particles, np.int64),
+                       np.zeros(n_frames, dtype=bool), flat.mean(axis=0).astype(np.float32),
+                       flat.std(axis=0).astype(np.float32))
+
+
+def file_bytes(points: list[encode_module.Point]) -> int:
+    """The bytes of the smallest file among a search's finalists, compressed for real (encode._smallest)."""
+    meta, _, packed = encode_module._smallest(points, {"kind": "bilinear"}, {})
+    encoding = {k: v for k, v in meta.items() if k not in encode_module.SEARCH_KEYS}
+    return format.file_bytes(len(format.meta_blob({"kind": "bilinear", "encoding": encoding})), len(packed))
+
+
+@pytest.mark.parametrize("target", [0.995, 0.999])
+def test_the_search_with_the_candidate_makes_no_larger_file_and_here_a_smaller_one(target):
+    """Particles resting off the centre and others drifting, one component, network curves [1, u, u²]: searched
+    with the constant-first candidate beside the plain series, the file compressed for real is never larger than
+    without it, and here smaller (the plain first curve tilts toward the drift, so each resting particle pays a
+    second code)."""
+    values = resting_and_drifting(seed=3)
+    window = synthetic_window(values)
+    u = chebyshev.sample_times(N_FRAMES)
+    samples = np.stack([np.ones_like(u), u, u ** 2], axis=-1)[:, None, :, None]  # (M, G, K, C)
+    gt = values.astype(np.float64)
+    ss_tot = float(((gt - gt.mean()) ** 2).sum())
+    settings = CodecSettings(target_r2=target)
+    goal = encode_module._search_goal(target)
+
+    def searched(constant_first: bool) -> list[encode_module.Point]:
+        series = encode_module.SeriesTargets(window.values, window, [np.arange(N_PARTICLES)], None, samples, u, [],
+                                             ss_tot, constant_first=constant_first)
+        return series.points(goal, settings)
+
+    plain, both = searched(False), searched(True)
+    assert plain and both
+    assert file_bytes(both) < file_bytes(plain)
