@@ -37,6 +37,8 @@ from mpm_inr.codec.meta_dictionary import (
     META_DICTIONARY,
     META_DICTIONARY_V4,
     META_DICTIONARY_V6,
+    META_DICTIONARY_V10,
+    META_DICTIONARY_V11,
 )
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.training import encode_after_training, validate_codec_config
@@ -169,6 +171,9 @@ def test_constant_particles_are_split_off_and_the_resting_value_centred_only_whe
     assert mask.any() and files["mean", "whole"].constant.sum() == 0
     whole, split = files["mean", "whole"], files["mean", "split"]
     assert "constant" not in whole.meta and "constant" not in whole.blobs  # format 11: no mask of no particles
+    assert whole.meta["window"]["std"] == [1.0]  # one component: the codes carry the scale (unit_scaled)
+    if whole.meta["encoding"].get("basis_kind") == "chebyshev":  # no directions, no series_ranks = ranks
+        assert {"rows", "row_scales", "directions", "series_ranks"}.isdisjoint(whole.meta["encoding"])
     assert split.meta["constant"]["shape"] == [-(-window.n_particles // 8)]
     np.testing.assert_array_equal(load_file(tmp_path, split).constant, mask)
     assert not load_file(tmp_path, whole).constant.any()
@@ -514,7 +519,7 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     box = format.read(path)
     encoding = box.meta["encoding"]
     assert box.version == FORMAT_VERSION == 11 and encoding["series_stretches"] == 4
-    n_curves = sum(encoding["series_ranks"]) * window.n_components
+    n_curves = sum(chebyshev.file_series_ranks(encoding)) * window.n_components
     assert encoding["series_order"] == "curve" and encoding["series"]["coefs"]["shape"][0] == n_curves
     decoded = load(path)
     assert decoded.series.stretches == chebyshev.Stretches(4, window.n_frames)
@@ -632,6 +637,8 @@ def test_metadata_is_coded_against_the_fixed_dictionary(f_run, tmp_path):
     assert hashlib.sha256(META_DICTIONARY).hexdigest() == "dc31e7b60008921e802df20eccf5eab49a62720e762a698d6e00d8283eae92ce"
     assert hashlib.sha256(META_DICTIONARY_V4).hexdigest() == "38f07aa93269937cd3de065fe090526f4cabbba7ca1c0160aacc0db6479fc4f2"
     assert hashlib.sha256(META_DICTIONARY_V6).hexdigest() == "59e7adea79371c934327aeef19eed0db71411987dd97bcf1547aa30ac2fbcaa4"
+    assert hashlib.sha256(META_DICTIONARY_V10).hexdigest() == "939bde802c914eeb1d852fa30ba39f4c5d08be76cd2dbd490404ad1b43b1089a"
+    assert hashlib.sha256(META_DICTIONARY_V11).hexdigest() == "13682c2338b81ddf657b8241edee07e6693872b293a22d51df52a3d25d35f8ae"
     cfg, window, network = load_run(f_run)
     path = tmp_path / "f.mpmc"
     encode_model(network, cfg["model"], window, 1.0, path)
@@ -875,7 +882,7 @@ def test_fewer_klt_directions_are_tried_and_only_a_smaller_file_is_kept(f_run, t
     report = encode_model(network, cfg["model"], window, 1.0, tmp_path / "fewer.mpmc", settings)
     assert seen and any(points for _, points in seen)  # one search per particle split encode_model tries
     for k, points in seen:
-        assert all(max(point.meta["series_ranks"]) <= k - 1 for point in points)
+        assert all(max(chebyshev.file_series_ranks(point.meta)) <= k - 1 for point in points)
         assert all(point.meta["r2_estimate"] >= 0.995 for point in points)
     monkeypatch.setattr(encode_module, "_fewer_directions", lambda *args: [])
     without = encode_model(network, cfg["model"], window, 1.0, tmp_path / "all.mpmc", settings)

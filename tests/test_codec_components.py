@@ -66,6 +66,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     window, candidate = _split_file(s_run, 0.99, path)
     box = format.read(path)
     assert box.version == format.FORMAT_VERSION == 11 and components.is_split(box.meta["encoding"])
+    assert box.meta["window"]["std"] == [1.0] * window.n_components  # its curves are in original units
     model = load(path)
     assert model.network is None and model.series.split and model.constant.size == window.values[0].size
     decoded = model.decode_window()

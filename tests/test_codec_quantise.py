@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpm_inr.codec import CodecError, bilinear, format
+from mpm_inr.codec import CodecError, bilinear, chebyshev, format
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.quantise import (
     dequantise_tensor,
@@ -118,3 +118,28 @@ def test_codes_stored_particle_major_decode_alike_and_an_unknown_order_is_refuse
     sparse = [(rng.integers(-60, 60, size=(4000, 8)) * moving[:, None]).astype(np.int16)]
     chosen = encode_module.packed_codes(bilinear.QuantisedCodes(1.0, [None], [None], sparse, 0.0))
     assert chosen[1].get("codes_order") == "particle"
+
+
+def test_codes_without_directions_store_no_arrays_of_them_and_decode_alike():
+    """Format 11: where no group keeps directions (a series file's coded groups) the file holds no rows, no row
+    scales and no `directions` flags; where one does, the flags say which, as before."""
+    rng = np.random.default_rng(7)
+    ints = [rng.integers(-5, 6, size=(30, 2)).astype(np.int8), rng.integers(-5, 6, size=(6, 1)).astype(np.int8)]
+    bare = bilinear.QuantisedCodes(0.25, [None, None], [None, None], ints, 0.0)
+    blobs, meta = bilinear.pack_codes(bare)
+    assert {"rows", "row_scales", "directions"}.isdisjoint(meta) and set(blobs) == {"codes"}
+    for got, want in zip(bilinear.unpack_codes(blobs, meta, [(30, 0), (6, 0)]), ints, strict=True):
+        np.testing.assert_array_equal(got, want * 0.25)
+    rows = np.array([[bilinear.ROW_LEVELS, 0, 0]], np.int8)
+    mixed = bilinear.QuantisedCodes(0.25, [None, rows], [None, np.ones(1, np.float32)], ints, 0.0)
+    blobs, meta = bilinear.pack_codes(mixed)
+    assert meta["directions"] == [False, True] and meta["rows"]["shape"] == [3]
+    decoded = bilinear.unpack_codes(blobs, meta, [(30, 0), (6, 3)])
+    np.testing.assert_array_equal(decoded[1], ints[1] * 0.25 * [[1.0, 0.0, 0.0]])
+
+
+def test_a_series_file_names_its_curves_per_group_only_where_they_are_not_its_codes_ranks():
+    assert chebyshev.series_ranks_meta([2, 3], [2, 3]) == {}
+    assert chebyshev.series_ranks_meta([2], [2, 1]) == {"series_ranks": [2]}  # the constant particles' group
+    assert chebyshev.file_series_ranks({"ranks": [2, 1], "series_ranks": [2]}) == [2]
+    assert chebyshev.file_series_ranks({"ranks": [4]}) == [4]

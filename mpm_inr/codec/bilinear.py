@@ -237,18 +237,21 @@ def pack_codes(codes: QuantisedCodes, particle_major: bool = False) -> tuple[dic
     or with `particle_major` each particle's integers together (`codes_order`, format 8: C at 1 000 frames, its
     components apart, 13 % smaller so, as the quantised SVD's coefficients are), one lzma stream; the directions
     and their scales likewise. A group whose rows are None has no directions: its codes are the coefficients of
-    the stored basis itself (a Chebyshev series file's coded groups)."""
+    the stored basis itself (a Chebyshev series file's coded groups); where no group has any, the file holds no
+    arrays of them (format 11)."""
     columns = np.concatenate([q.ravel() if particle_major else q.T.ravel() for q in codes.ints])
     blobs, meta = {}, {"step": codes.step, "ranks": [int(q.shape[1]) for q in codes.ints]}
     if particle_major:
         meta["codes_order"] = PARTICLE_MAJOR
     blobs["codes"], meta["codes"] = pack_array(columns.astype(np.result_type(*[q.dtype for q in codes.ints])))
     rows = [r for r in codes.rows if r is not None]
+    if not rows:  # format 11: no directions, no (empty) arrays of them: ~3-6 bytes of a 1 KB Jp file's metadata
+        return blobs, meta
     if len(rows) < len(codes.rows):
         meta["directions"] = [r is not None for r in codes.rows]
-    blobs["rows"], meta["rows"] = pack_array(np.concatenate([r.ravel() for r in rows] or [np.zeros(0, np.int8)]))
+    blobs["rows"], meta["rows"] = pack_array(np.concatenate([r.ravel() for r in rows]))
     blobs["row_scales"], meta["row_scales"] = pack_array(np.concatenate(
-        [s for s in codes.row_scales if s is not None] or [np.zeros(0, np.float32)]))
+        [s for s in codes.row_scales if s is not None]))
     return blobs, meta
 
 
@@ -256,10 +259,13 @@ def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, in
     """Per group (n_g, K_g) float64 codes q·δ·R, for the (particles, code size) of each group; a group stored
     without directions (pack_codes) gives its (n_g, rank_g) coefficients q·δ, whatever K_g says."""
     columns = unpack_array(_blob(blobs, "codes"), meta["codes"]).astype(np.float64)
-    rows = unpack_array(_blob(blobs, "rows"), meta["rows"]).astype(np.float64)
-    scales = unpack_array(_blob(blobs, "row_scales"), meta["row_scales"]).astype(np.float64)
     ranks = meta["ranks"]
-    directions = meta.get("directions", [True] * len(ranks))
+    if "rows" in meta:
+        rows = unpack_array(_blob(blobs, "rows"), meta["rows"]).astype(np.float64)
+        scales = unpack_array(_blob(blobs, "row_scales"), meta["row_scales"]).astype(np.float64)
+        directions = meta.get("directions", [True] * len(ranks))
+    else:  # format 11: no group stores directions
+        rows, scales, directions = np.zeros(0), np.zeros(0), meta.get("directions", [False] * len(ranks))
     by_particle = meta.get("codes_order") == PARTICLE_MAJOR
     if "codes_order" in meta and not by_particle:
         raise CodecError(f"the file's codes_order {meta['codes_order']!r} is not one this reader knows; it is "

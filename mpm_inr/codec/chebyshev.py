@@ -631,6 +631,17 @@ def rotated_series(curves: list[np.ndarray], bits: int, fit: Callable[[int, np.n
                                                                                                       n_comp))])
 
 
+def series_ranks_meta(series_ranks: list[int], code_ranks: list[int]) -> dict[str, list[int]]:
+    """The file's `series_ranks` (curves per coded group) where it needs them: not where they are its codes'
+    ranks, as in every file without constant particles (format 11; 1-5 bytes of a 1 KB Jp file's metadata)."""
+    return {} if list(series_ranks) == list(code_ranks) else {"series_ranks": list(series_ranks)}
+
+
+def file_series_ranks(encoding: dict[str, Any]) -> list[int]:
+    """A series file's curves per coded group (series_ranks_meta)."""
+    return encoding.get("series_ranks", encoding.get("ranks", []))
+
+
 #: `series_order` of a file whose piecewise series is stored curve by curve (format 9)
 CURVE_MAJOR = "curve"
 

@@ -183,8 +183,8 @@ def _series_parts(meta: dict[str, Any], blobs: dict[str, bytes], members: list[n
                                 f"{stretches.count} stretches; it is inconsistent, encode it again")
     coefs = unpack_tensors("series", blobs, encoding["series"])["coefs"]
     if order is not None:
-        coefs = chebyshev.loaded_coefs(coefs, stretches, sum(encoding["series_ranks"]) * n_comp)
-    curves = chebyshev.split_groups(coefs, encoding["series_ranks"], n_comp)
+        coefs = chebyshev.loaded_coefs(coefs, stretches, sum(chebyshev.file_series_ranks(encoding)) * n_comp)
+    curves = chebyshev.split_groups(coefs, chebyshev.file_series_ranks(encoding), n_comp)
     for group_curves in curves:
         stretches.degree(group_curves.shape[0])  # rows a whole number of stretches, or one CodecError line
     values = (constant_centre + codes[-1]) if constant.any() else np.zeros((0, n_comp))

@@ -347,12 +347,22 @@ def centrings(window: FieldWindow, constant: np.ndarray, linear_in_codes: bool,
     """("mean", the window) centred on its mean, what the network was trained about, and for a bilinear model,
     whose codes the encoder solves afresh for any centre, ("rest", the window centred on the value many
     particles rest at: resting_value) where there is one, and with `zero` ("zero", not centred: other_centres).
-    A file stores its centre as the window's `mean`, so each decodes alike."""
+    A file stores its centre as the window's `mean`, so each decodes alike; a bilinear model's one-component
+    window its scale as 1 (unit_scaled)."""
     rest = resting_value(window.values[window.train_frames[0]], constant) if linear_in_codes else None
     named = [("mean", window.mean)] + ([] if rest is None else [("rest", rest.astype(window.mean.dtype))])
     named = other_centres(named) if zero else named
-    return [(name, window if name == "mean" else replace(window, mean=centre)) for name, centre in named
+    scaled = unit_scaled(window) if linear_in_codes else window
+    return [(name, scaled if name == "mean" else replace(scaled, mean=centre)) for name, centre in named
             if name == "mean" or not np.array_equal(centre, window.mean)]
+
+
+def unit_scaled(window: FieldWindow) -> FieldWindow:
+    """A one-component window at scale 1, its codes carrying the window's std: a bilinear model's codes are
+    solved afresh for the file, so the scale the network was trained at is free there, but its digits are not
+    (the std cost 6-9 bytes of a 100-frame Jp file's 31-47 bytes of metadata; 1.0 is one back-reference into the
+    dictionary). Several components keep their scales: one code serves them all, and the scales balance them."""
+    return replace(window, std=np.ones_like(window.std)) if window.n_components == 1 else window
 
 
 def split_centre(window: FieldWindow, constant: np.ndarray, frames: np.ndarray | None, ss_tot: float,
@@ -530,7 +540,9 @@ def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: 
     view = components.split_window(window)
     frames = training_frames(window)
     blobs, meta = particle_blobs(window.material, window.object_id, constant, frozenset())
-    meta.update(model=dict(model_cfg), window=_window_meta(window, t_period))
+    # its curves are in original units and its decoder reads no scale: 1.0 is one back-reference (S and C's four
+    # stds cost ~30 bytes)
+    meta.update(model=dict(model_cfg), window=_window_meta(replace(window, std=np.ones_like(window.std)), t_period))
     constant_fit = bilinear.fit_groups([bilinear.constant_basis(len(window.train_frames), 1)], view.values,
                                        view.mean, [np.flatnonzero(constant)], frames) if constant.any() else []
     series = SeriesTargets(view.values, view, [np.flatnonzero(~constant)], frames, None,
@@ -949,7 +961,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
             if point is None:
                 return math.inf
             points, guess = contenders([*points, point]), point[1]["step"]
-            kept[bits] = max(point[1].get("series_ranks") or [0]) or None
+            kept[bits] = max(chebyshev.file_series_ranks(point[1]) or [0]) or None
             return point[0]
         return size_at
 
@@ -977,7 +989,7 @@ def _series_points(samples: np.ndarray, u_samples: np.ndarray, degrees: Sequence
         found = _fewer_directions(kept_series, bits, constant_fit, ss_tot, search_goal, kept.get(bits), around)
         points = contenders(points + found)
         if found and around is None:
-            around = max(min(found, key=lambda p: p[0])[1].get("series_ranks") or [0]) or None
+            around = max(chebyshev.file_series_ranks(min(found, key=lambda p: p[0])[1]) or [0]) or None
     return points
 
 
@@ -1175,8 +1187,8 @@ def _series_at_goal(kept_series: chebyshev.KeptSeries, constant_fit: list[biline
         blobs, specs = pack_tensors("series", {"coefs": rotated.stored}, bits)
         code_blobs, meta = packed_codes(stored_codes(step))
         blobs.update(code_blobs)
-        meta.update(basis_kind="chebyshev", series=specs, series_ranks=[f.gram.shape[0] for f in rotated.fits],
-                    weight_bits=bits, r2_estimate=stored_r2(step))
+        meta.update(basis_kind="chebyshev", series=specs, weight_bits=bits, r2_estimate=stored_r2(step),
+                    **chebyshev.series_ranks_meta([f.gram.shape[0] for f in rotated.fits], meta["ranks"]))
         meta.update(stretches.meta())  # format 7 (10: knots); a plain series' file keeps version 6's metadata
         if chebyshev.curve_major(stretches):  # format 9
             meta["series_order"] = chebyshev.CURVE_MAJOR

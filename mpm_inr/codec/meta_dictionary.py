@@ -150,14 +150,23 @@ META_DICTIONARY_V9 = META_DICTIONARY_V8 + b'"series_order":"curve",'
 #: without knots packs to the same metadata bytes
 META_DICTIONARY_V10 = b'"series_knots":"training",' + META_DICTIONARY_V9
 
-#: version 11's: the metadata of a file of the quantised SVD (svd_file, kind "svd", new in format 11), then version
-#: 10's: put first, it leaves every back-reference into version 10's as far back as it was
-META_DICTIONARY_V11 = (
+#: version 11's: version 10's, then the metadata of a one-component series file as format 11 writes it (no arrays
+#: of directions, no constant-particle mask, series_ranks only where they differ from the codes' ranks) and of a
+#: file of the quantised SVD (svd_file, kind "svd", new in format 11), numbers zeroed: last, nearest the metadata
+#: that refers back to them, each such file's keys cost a few short back-references (a 100-frame Jp file's
+#: metadata 40-47 -> 28-42 bytes, the quantised SVD's 20-33 -> 18-30)
+META_DICTIONARY_V11 = META_DICTIONARY_V10 + (
+    b'{"encoding":{"basis_kind":"chebyshev","codes":{"dtype":"|i1","shape":[18000],"zigzag":true},"ranks":[2],"ser'
+    b'ies":{"coefs":{"dtype":"<f2","shape":[2,2]}},"step":0.0,"weight_bits":16},"kind":"bilinear","model":{"basis_g'
+    b'roups":"none","codes":"solved","decoder":"bilinear","decoder_hidden":64,"group_embedding_dim":4,"hidden_dim":'
+    b'64,"latent_dim":4,"latent_init_std":0.1,"latent_lr_mult":30.0,"learn_omega":false,"n_layers":3,"name":"lagra'
+    b'ngian","omega":10.0,"shared_codes":"none","time_scale":1},"window":{"field":"Jp","held_out":[],"mean":[1.0],"'
+    b'n_components":1,"n_frames":100,"n_particles":9000,"start":4950,"std":[1.0],"t_period":1.0}}'
     b'{"encoding":{"basis":{"dtype":"|i1","scale":{"dtype":"<f2","shape":[2]},"shape":[2,100],"zigzag":true},"centr'
     b'e":[1.0],"codes":{"dtype":"|i1","shape":[2,9000],"zigzag":true},"interpolation":"cubic","step":0.0,"transpos'
     b'ed":true},"kind":"svd","window":{"field":"Jp","held_out":[],"n_components":1,"n_frames":100,"n_particles":90'
     b'00,"start":4950,"t_period":1.0}}'
-) + META_DICTIONARY_V10
+)
 
 #: the dictionary of each format version that has one
 # version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused
