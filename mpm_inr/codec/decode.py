@@ -19,7 +19,7 @@ from mpm_inr.codec.quantise import (
     unpack_array,
     unpack_tensors,
 )
-from mpm_inr.codec.window_meta import held_out_mask, window_offsets
+from mpm_inr.codec.window_meta import WindowFrames, held_out_mask, window_offsets
 from mpm_inr.models import (
     CoordinateSource,
     InrType,
@@ -47,7 +47,7 @@ class SeriesBasis:
 
 
 @dataclass
-class CodecModel:
+class CodecModel(WindowFrames):
     """A decodable model: the network with its (decoded) parameters and what maps its output to the window."""
 
     meta: dict[str, Any]  # the file's metadata (window, normalisation, model config, encoding)
@@ -59,16 +59,6 @@ class CodecModel:
     @property
     def inr(self) -> InrType:
         return get_inr_type(self.meta["model"]["name"])
-
-    @property
-    def frames(self) -> np.ndarray:
-        """Absolute dataset frame numbers of the window."""
-        return self.meta["window"]["start"] + np.arange(self.meta["window"]["n_frames"])
-
-    @property
-    def train_frames(self) -> np.ndarray:
-        """Window indices of the frames the model was fitted on (R² is reported over these)."""
-        return np.flatnonzero(~held_out_mask(self.meta["window"]))
 
     def normalised_time(self, frames: Sequence[float] | np.ndarray) -> torch.Tensor:
         """Absolute (possibly fractional) frame numbers -> the time coordinate the network saw in training: the
@@ -103,11 +93,6 @@ class CodecModel:
         out = (out * as_float32(win["std"]) + as_float32(win["mean"])).astype(np.float32)
         out[:, self.constant] = self.constant_values
         return out
-
-    def decode_window(self) -> np.ndarray:
-        """Every frame of the window, (T, N, C)."""
-        return self.predict(self.frames)
-
 
 def as_float32(numbers: Sequence[float]) -> np.ndarray:
     """The window's statistics as the encoder used them: float32 values (a file may write them as the shortest

@@ -154,7 +154,8 @@ META_DICTIONARY_V10 = b'"series_knots":"training",' + META_DICTIONARY_V9
 #: of directions, no constant-particle mask, series_ranks only where they differ from the codes' ranks) and of a
 #: file of the quantised SVD (svd_file, kind "svd", new in format 11), numbers zeroed: last, nearest the metadata
 #: that refers back to them, each such file's keys cost a few short back-references (a 100-frame Jp file's
-#: metadata 40-47 -> 28-42 bytes, the quantised SVD's 20-33 -> 18-30)
+#: metadata, the rest of format 11 written: 40-56 -> 28-47 bytes, 22-34 at scale 1; the quantised SVD's 20-33 ->
+#: 18-30)
 META_DICTIONARY_V11 = META_DICTIONARY_V10 + (
     b'{"encoding":{"basis_kind":"chebyshev","codes":{"dtype":"|i1","shape":[18000],"zigzag":true},"ranks":[2],"ser'
     b'ies":{"coefs":{"dtype":"<f2","shape":[2,2]}},"step":0.0,"weight_bits":16},"kind":"bilinear","model":{"basis_g'

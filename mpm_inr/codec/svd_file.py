@@ -27,7 +27,7 @@ import numpy as np
 
 from mpm_inr.codec import format
 from mpm_inr.codec.quantise import dequantise_tensor, pack_array, unpack_array
-from mpm_inr.codec.window_meta import held_out_mask, window_offsets
+from mpm_inr.codec.window_meta import WindowFrames, held_out_mask, window_offsets
 from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
 from mpm_inr.metrics.interpolate import interpolate
 
@@ -89,23 +89,14 @@ def _float32(value: float) -> float:
 
 
 @dataclass
-class SVDModel:
-    """A decoded file of the quantised SVD, with the interface of decode.CodecModel that a decode uses."""
+class SVDModel(WindowFrames):
+    """A decoded file of the quantised SVD: U at its fitted frames (WindowFrames.train_frames), interpolated
+    between them."""
 
     meta: dict[str, Any]
     temporal: np.ndarray  # (T_fit, k) float64, U at the frames the file was fitted on
     coefficients: np.ndarray  # (k, N·C) float64, codes · step
     centre: np.ndarray  # (C,) float64
-
-    @property
-    def frames(self) -> np.ndarray:
-        """Absolute dataset frame numbers of the window."""
-        return self.meta["window"]["start"] + np.arange(self.meta["window"]["n_frames"])
-
-    @property
-    def train_frames(self) -> np.ndarray:
-        """Window indices of the frames the file was fitted on (U's rows)."""
-        return np.flatnonzero(~held_out_mask(self.meta["window"]))
 
     def predict(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
         """(len(frames), N, C) float32 in original units at absolute (possibly fractional) frame numbers."""
@@ -115,10 +106,6 @@ class SVDModel:
         temporal = interpolate(self.train_frames.astype(np.float64), self.temporal, offsets, method)
         flat = temporal @ self.coefficients
         return (flat.reshape(len(offsets), win["n_particles"], win["n_components"]) + self.centre).astype(np.float32)
-
-    def decode_window(self) -> np.ndarray:
-        """Every frame of the window, (T, N, C)."""
-        return self.predict(self.frames)
 
 
 def from_container(box: format.Container) -> SVDModel:

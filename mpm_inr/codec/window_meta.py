@@ -56,3 +56,28 @@ def window_offsets(window: dict[str, Any], frames: Sequence[float] | np.ndarray)
                          f"(the model does not extrapolate); got {np.asarray(frames).min()}.."
                          f"{np.asarray(frames).max()}")
     return offset
+
+
+class WindowFrames:
+    """The frames of a decoded file's window, from its metadata: shared by our models (decode.CodecModel) and the
+    quantised SVD's (svd_file.SVDModel), which differ only in how they predict."""
+
+    meta: dict[str, Any]
+
+    @property
+    def frames(self) -> np.ndarray:
+        """Absolute dataset frame numbers of the window."""
+        return self.meta["window"]["start"] + np.arange(self.meta["window"]["n_frames"])
+
+    @property
+    def train_frames(self) -> np.ndarray:
+        """Window indices of the frames the file was fitted on (R² is reported over these)."""
+        return np.flatnonzero(~held_out_mask(self.meta["window"]))
+
+    def predict(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
+        """(len(frames), N, C) float32 in original units at absolute (possibly fractional) frame numbers."""
+        raise NotImplementedError
+
+    def decode_window(self) -> np.ndarray:
+        """Every frame of the window, (T, N, C)."""
+        return self.predict(self.frames)
