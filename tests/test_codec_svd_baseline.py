@@ -534,3 +534,18 @@ def test_a_finalist_is_looked_past_for_a_larger_passing_step(seed, monkeypatch):
     assert again.r2 >= 0.995 and again.step > 1.15 * first.step and again.screened <= first.screened
     monkeypatch.setattr(svd_baseline_module, "scan_points", lambda n_codes: 0)
     assert svd_baseline_module._looked_past(centred, basis, first, 0.995, projections) is first
+
+
+def test_the_held_out_rival_scans_finer_steps_where_a_small_file_s_size_jitters(monkeypatch):
+    """A small file's LZMA size jitters with its code step, so the budget search's answer need not be the best
+    file that fits: the finer steps scanned at the best rank and bits keep every file within its budget, never
+    predict the held-out frames worse, and here predict them better."""
+    values = _window(3)
+    train, test = _held_out_frames()
+    budgets = (500, 650, 800, 950, 1100)
+    scanned = [quantised_svd_holdout(values, train, test, budget) for budget in budgets]
+    monkeypatch.setattr(svd_baseline_module, "JITTER_SCAN_MAX_BYTES", 0)
+    plain = [quantised_svd_holdout(values, train, test, budget) for budget in budgets]
+    for budget, a, b in zip(budgets, scanned, plain, strict=True):
+        assert a.n_bytes <= budget and a.holdout_r2 >= b.holdout_r2
+    assert any(a.holdout_r2 > b.holdout_r2 for a, b in zip(scanned, plain, strict=True))
