@@ -55,7 +55,8 @@ _WINDOW_NOTE = (
     "from that training, shown in its own row), R² decoded from it; \"target missed\": the decoded R² falls short of the target "
     "(where the model itself does not reach it, the file keeps the model's accuracy). SVD, quantised: the "
     "truncated SVD with our codec's quantisation and lzma (`mpm_inr.codec.svd_baseline`), the smallest file "
-    "reaching the target. SVD (float32), SZ3, ZFP: the smallest stored size whose training R² reaches the target "
+    "reaching the target, written in our file's container (`mpm_inr.codec.svd_file`) beside the codec file in the "
+    "run dir (`quantised_svd_<target>.mpmc`). SVD (float32), SZ3, ZFP: the smallest stored size whose training R² reaches the target "
     "(`mpm_inr.baselines.classical_baselines`, matched accuracy); \"none reaches it\": no rank or bound tried "
     "does. Median over the seeds that have a value.")
 _HOLDOUT_NOTE = (
