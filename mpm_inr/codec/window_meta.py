@@ -5,6 +5,7 @@ so the two are compared on the same container, not on what each chose to record.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,7 +59,7 @@ def window_offsets(window: dict[str, Any], frames: Sequence[float] | np.ndarray)
     return offset
 
 
-class WindowFrames:
+class WindowFrames(ABC):
     """The frames of a decoded file's window, from its metadata: shared by our models (decode.CodecModel) and the
     quantised SVD's (svd_file.SVDModel), which differ only in how they predict."""
 
@@ -74,9 +75,9 @@ class WindowFrames:
         """Window indices of the frames the file was fitted on (R² is reported over these)."""
         return np.flatnonzero(~held_out_mask(self.meta["window"]))
 
+    @abstractmethod
     def predict(self, frames: Sequence[float] | np.ndarray) -> np.ndarray:
         """(len(frames), N, C) float32 in original units at absolute (possibly fractional) frame numbers."""
-        raise NotImplementedError
 
     def decode_window(self) -> np.ndarray:
         """Every frame of the window, (T, N, C)."""
