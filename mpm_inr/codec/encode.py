@@ -911,7 +911,7 @@ class SeriesTargets:
     def _count_points(self, stretches: chebyshev.Stretches, search_goal: float,
                       settings: CodecSettings) -> list[Point]:
         """The files of one way of cutting the window, and where they may hold one, those whose curves start
-        with a constant one (searched_constant_first)."""
+        with a constant one (the constant_first search)."""
         projected = self.projected(stretches)
         samples = None if projected is None else self.samples_for(stretches)
         if samples is None:
