@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ from mpm_inr.codec.quantise import (
     quantise_uniform,
 )
 from mpm_inr.codec.step_search import largest_beyond, largest_reaching, scan_points
-from mpm_inr.codec.svd_file import SVDParts
+from mpm_inr.codec.svd_file import SVDParts, interpolated
 from mpm_inr.codec.window_meta import window_section
 from mpm_inr.metrics.interpolate import METHODS as INTERPOLATIONS
 from mpm_inr.metrics.interpolate import interpolate
@@ -483,12 +483,11 @@ def _fit_budget(centred: Centred, basis: torch.Tensor, bits: int, budget: int, t
     def size(transpose: bool, log2_step: float, interpolation: str | None = None) -> int:
         """The file's bytes naming `interpolation` (None: the larger of any), its payload compressed once per
         layout and step."""
-        step_parts = parts(log2_step)
+        meta, blobs = parts(log2_step).contents(centred.window, transpose)
         if (transpose, log2_step) not in payloads:
-            payloads[transpose, log2_step] = len(format.payload(step_parts.contents(centred.window, transpose)[1]))
+            payloads[transpose, log2_step] = len(format.payload(blobs))
         named = INTERPOLATIONS if interpolation is None else (interpolation,)
-        meta_bytes = max(len(format.meta_blob(replace(step_parts, interpolation=method).contents(
-            centred.window, transpose)[0])) for method in named)
+        meta_bytes = max(len(format.meta_blob(interpolated(meta, method))) for method in named)
         return format.file_bytes(meta_bytes, payloads[transpose, log2_step])
 
     if min(size(first, coarsest), size(not first, coarsest)) > budget:

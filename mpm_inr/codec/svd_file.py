@@ -58,9 +58,7 @@ class SVDParts:
                                     "centre": [_float32(v) for v in self.centre]}
         if transposed:
             encoding["transposed"] = True
-        if self.interpolation != LINEAR:
-            encoding["interpolation"] = self.interpolation
-        return {"kind": KIND, "window": window, "encoding": encoding}, blobs
+        return interpolated({"kind": KIND, "window": window, "encoding": encoding}, self.interpolation), blobs
 
     def file_bytes(self, window: dict[str, Any], transposed: bool, screen: bool = False) -> int:
         """The file's bytes in one layout: exact, or with the payload's fast stand-in (format.screen_size) that
@@ -81,6 +79,15 @@ class SVDParts:
         """The file in the layout that packs smaller, written atomically; its bytes on disk."""
         by_direction, by_particle = self.layout_bytes(window)
         return format.write(path, *self.contents(window, by_particle < by_direction))
+
+
+def interpolated(meta: dict[str, Any], method: str) -> dict[str, Any]:
+    """A file's metadata naming `method` as its interpolation (linear by its absence): a search sizes one file's
+    metadata for either without packing its arrays again."""
+    encoding = {key: value for key, value in meta["encoding"].items() if key != "interpolation"}
+    if method != LINEAR:
+        encoding["interpolation"] = method
+    return {**meta, "encoding": encoding}
 
 
 def _float32(value: float) -> float:
