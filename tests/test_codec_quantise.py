@@ -120,6 +120,43 @@ def test_codes_stored_particle_major_decode_alike_and_an_unknown_order_is_refuse
     assert chosen[1].get("codes_order") == "particle"
 
 
+def test_reordering_packed_codes_gives_the_other_order_s_packing_and_back():
+    """bilinear.reordered_codes turns one order's blob into exactly what pack_codes writes in the other, groups of
+    other sizes and ranks (one of rank 0) included, keeping the rest of the metadata; twice is the original."""
+    rng = np.random.default_rng(11)
+    ints = [rng.integers(-300, 300, size=(40, 3)).astype(np.int16), np.zeros((5, 0), dtype=np.int16),
+            rng.integers(-9, 9, size=(9, 2)).astype(np.int16)]
+    codes = bilinear.QuantisedCodes(0.5, [None] * 3, [None] * 3, ints, 0.0)
+    assert codes.particles == (40, 5, 9)
+    by_direction, by_particle = (bilinear.pack_codes(codes, particle_major=p) for p in (False, True))
+    extra = {"weight_bits": 6, "series": {"coefs": {"shape": [2, 2]}}}
+    turned = bilinear.reordered_codes({**by_direction[0], "series/coefs": b"kept"}, {**by_direction[1], **extra},
+                                      codes.particles)
+    assert turned == ({**by_particle[0], "series/coefs": b"kept"}, {**by_particle[1], **extra})
+    back = bilinear.reordered_codes(*by_particle, codes.particles)
+    assert back[0] == by_direction[0] and back[1] == by_direction[1] and "codes_order" not in back[1]
+    with pytest.raises(ValueError, match="not groups of"):
+        bilinear.reordered_codes(*by_direction, (40, 5, 8))
+
+
+def test_the_finalists_are_compressed_in_both_orders_and_the_smaller_file_kept():
+    """The encoder's fast screen can pick the order that compresses worse for real (encode.in_both_orders): the
+    file written is the smaller of each finalist's two orders, whichever order its point was found in."""
+    rng = np.random.default_rng(5)
+    moving = rng.random(4000) < 0.1  # particle by particle the zeros are a few long runs (as packed_codes' test)
+    sparse = [(rng.integers(-60, 60, size=(4000, 8)) * moving[:, None]).astype(np.int16)]
+    codes = bilinear.QuantisedCodes(1.0, [None], [None], sparse, 0.0)
+    blobs, meta = bilinear.pack_codes(codes, particle_major=False)  # the worse order, as if the screen chose it
+    found = encode_module.Point(1, meta, blobs, particles=codes.particles)
+    both = encode_module.in_both_orders([found])
+    assert [p.meta.get("codes_order") for p in both] == [None, "particle"]
+    kind_meta, kind_blobs, packed = encode_module._smallest([found], {"kind": "bilinear"}, {})
+    assert kind_meta.get("codes_order") == "particle"
+    assert len(packed) < len(format.payload(blobs)) and packed == format.payload(kind_blobs)
+    decoded = bilinear.unpack_codes(kind_blobs, kind_meta, [(4000, 0)])
+    np.testing.assert_array_equal(decoded[0], sparse[0])
+
+
 def test_codes_without_directions_store_no_arrays_of_them_and_decode_alike():
     """Format 11: where no group keeps directions (a series file's coded groups) the file holds no rows, no row
     scales and no `directions` flags; where one does, the flags say which, as before."""

@@ -82,6 +82,11 @@ class QuantisedCodes:
     ints: list[np.ndarray]  # (n_g, r_g) integers
     ss_res: float  # Σ squared error over the coded particles and training frames, original units
 
+    @property
+    def particles(self) -> tuple[int, ...]:
+        """Each group's coded particles (n_g): with the ranks, the shapes its stored codes are cut into."""
+        return tuple(int(q.shape[0]) for q in self.ints)
+
 
 def coded_members(network: nn.Module, constant: np.ndarray) -> list[np.ndarray]:
     """The particles of each basis group that carry codes (not constant ones), in index order; the encoder and
@@ -253,6 +258,29 @@ def pack_codes(codes: QuantisedCodes, particle_major: bool = False) -> tuple[dic
     blobs["row_scales"], meta["row_scales"] = pack_array(np.concatenate(
         [s for s in codes.row_scales if s is not None]))
     return blobs, meta
+
+
+def reordered_codes(blobs: dict[str, bytes], meta: dict, particles: tuple[int, ...]) -> tuple[dict[str, bytes], dict]:
+    """`blobs` and `meta` (pack_codes' and more) with the codes in the other order, direction- <-> particle-major,
+    for groups of `particles` particles each, nothing else changed. Which order LZMA codes smaller is known only by
+    compressing both: the encoder's fast screen (format.screen_size) prefers direction-major where the real coder
+    packs particle-major 2.5 % smaller (C, 100 frames, seed 0, every 4th frame held out, R² 0.995: 24 468 B
+    against 25 104 B), as the quantised SVD's file, sized both ways for real, was stored."""
+    ranks = meta["ranks"]
+    by_particle = meta.get("codes_order") == PARTICLE_MAJOR
+    columns = unpack_array(_blob(blobs, "codes"), meta["codes"])
+    ends = np.cumsum([n * r for n, r in zip(particles, ranks, strict=True)])
+    if columns.ndim != 1 or (ends[-1] if ends.size else 0) != columns.size:
+        raise ValueError(f"codes of {columns.size} integers are not groups of {particles} particles × {ranks} ranks")
+    # a group's block is its (n, r) codes row-major (particle-major) or their transpose's (direction-major)
+    flipped = [(block.reshape(n, r) if by_particle else block.reshape(r, n)).T.ravel()
+               for block, n, r in zip(np.split(columns, ends[:-1]), particles, ranks, strict=True)]
+    packed, spec = pack_array(np.concatenate(flipped).astype(columns.dtype) if flipped else columns)
+    reordered = {key: value for key, value in meta.items() if key != "codes_order"}
+    reordered["codes"] = spec
+    if not by_particle:
+        reordered["codes_order"] = PARTICLE_MAJOR
+    return {**blobs, "codes": packed}, reordered
 
 
 def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, int]]) -> list[np.ndarray]:
