@@ -157,6 +157,26 @@ def test_the_finalists_are_compressed_in_both_orders_and_the_smaller_file_kept()
     np.testing.assert_array_equal(decoded[0], sparse[0])
 
 
+def test_the_finalists_are_compressed_in_the_order_of_their_calibrated_estimates_while_near_the_best():
+    """encode.calibrated_smallest: the smallest screened point of each codes order is compressed first; each
+    point's real size is estimated with its order's real/screened ratio, and points are compressed, smallest
+    estimate first, only while the estimate is within CALIBRATED_MARGIN of the best real size so far. A point
+    that screens larger in an order the screen misjudges is still the one kept."""
+    real = {"a": 900, "b": 905, "c": 990, "p": 800, "q": 790, "r": 1000}
+    screened = {"a": 1000, "b": 1001, "c": 1100, "p": 1000, "q": 1002, "r": 1250}
+    points = [encode_module.Point(screened[n], {"name": n, **({"codes_order": "particle"} if n in "pqr" else {})}, {})
+              for n in "abcpqr"]
+    asked = []
+
+    def sized(point):
+        asked.append(point.meta["name"])
+        return real[point.meta["name"]], b"", point
+
+    n_bytes, _, chosen = encode_module.calibrated_smallest(points, sized)
+    assert (n_bytes, chosen.meta["name"]) == (790, "q")
+    assert asked[:2] == ["a", "p"] and "q" in asked and not {"c", "r", "b"} & set(asked)
+
+
 def test_codes_without_directions_store_no_arrays_of_them_and_decode_alike():
     """Format 11: where no group keeps directions (a series file's coded groups) the file holds no rows, no row
     scales and no `directions` flags; where one does, the flags say which, as before."""
