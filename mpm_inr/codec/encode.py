@@ -653,10 +653,11 @@ def _search_goal(goal: float) -> float:
 def _smallest(points: list[Point], meta: dict[str, Any],
               shared: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
     """The encoding meta and blobs of the smallest file among the finalists, each also at the largest passing
-    step past its own where one is (Point.rescan), and its payload: each compressed for real with the `shared`
-    blobs (the particles', the same for every candidate) as the file will hold them, and with its metadata
-    packed as the file will (`meta`: the file's other metadata): two candidates a few payload bytes apart can
-    differ as much in metadata."""
+    step past its own where one is (Point.rescan) and with its codes in either order (in_both_orders), and its
+    payload: those near the best compressed for real (calibrated_smallest) with the `shared` blobs (the
+    particles', the same for every candidate) as the file will hold them, and with its metadata packed as the
+    file will (`meta`: the file's other metadata): two candidates a few payload bytes apart can differ as much
+    in metadata."""
     payload = format.payloads_once()
 
     def sized(point: Point) -> tuple[int, bytes, Point]:
