@@ -149,8 +149,9 @@ def _set_interop(n: int) -> None:
 @contextlib.contextmanager
 def pinned_threads(n: int | None) -> Iterator[None]:
     """Run a block with n torch CPU threads and at most n BLAS threads (None: both unchanged), restoring both
-    after. The BLAS libraries are those loaded when the block starts (numpy's at its import, scipy's at
-    scipy.linalg's).
+    after. The BLAS libraries loaded when the block starts are limited through threadpoolctl; one loaded inside
+    it (scipy's at the first scipy.linalg import) sizes its pool from the environment when it loads, so the
+    block sets `BLAS_THREAD_VARIABLES` to n as well (restored after; that library keeps n threads).
 
     The inter-op count is set too where torch still allows it (see `_set_interop`); it cannot be restored.
     """
@@ -163,10 +164,31 @@ def pinned_threads(n: int | None) -> Iterator[None]:
     torch.set_num_threads(n)
     _set_interop(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with threadpool_limits(limits=n, user_api="blas"), _environment(dict.fromkeys(BLAS_THREAD_VARIABLES, str(n))):
             yield
     finally:
         torch.set_num_threads(before)
+
+
+#: the variables a BLAS library reads its pool size from as it loads (OpenBLAS, numpy's and scipy's bundled
+#: builds among them, MKL, BLIS); not OMP_NUM_THREADS, which torch read at its import and a process started
+#: inside the block (a warm server, a train.py) would take as its torch default
+BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Environment variables set for a block and put back as they were after it (unset where they were)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def cpu_share(parallel_jobs: int, cores: int | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -142,6 +143,33 @@ def test_cpu_threads_are_applied_inside_the_run_and_recorded(threads, tiny_train
     assert recorded["cpu_interop_threads"] == torch.get_num_interop_threads()  # set once per process: what it got
     assert (torch.get_num_threads(), blas_threads()) == (before, blas_before)
 
+
+
+def test_a_blas_library_loaded_inside_a_pinned_block_gets_its_threads_too():
+    """scipy's bundled OpenBLAS loads at the first scipy.linalg import, often inside a pinned block (a codec's
+    first least-squares fit), where threadpoolctl's limits, set as the block began, do not reach it: it reads its
+    pool size from the environment as it loads. A fresh process, so that nothing has loaded it yet."""
+    if available_cores() < 2:
+        pytest.skip("needs 2 cores: one is every library's default")
+    script = (
+        "import json, os, sys\n"
+        "import torch\n"  # and numpy's BLAS with it: limited as the block begins, restored after
+        "from threadpoolctl import threadpool_info\n"
+        "from mpm_inr.threads import BLAS_THREAD_VARIABLES, pinned_threads\n"
+        "def blas(): return {p['filepath']: p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}\n"
+        "assert 'scipy' not in sys.modules\n"
+        "before = blas()\n"
+        "with pinned_threads(1):\n"
+        "    import scipy.linalg\n"
+        "loaded = [n for path, n in blas().items() if path not in before]\n"
+        "print(json.dumps([loaded, [os.environ.get(v) for v in BLAS_THREAD_VARIABLES]]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}  # every library's default
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, check=True)
+    loaded, environment = json.loads(out.stdout.splitlines()[-1])
+    if not loaded:
+        pytest.skip("scipy shares numpy's BLAS here: no library loads inside the block")
+    assert loaded == [1] * len(loaded) and environment == [None] * len(environment)  # the variables put back as they were
 
 def test_longer_training_improves_r2(tiny_train_overrides, tmp_path):
     base = tiny_train_overrides + ["field=F", "model.codes=learned", "outputs.plot=false", "outputs.checkpoint=false"]
