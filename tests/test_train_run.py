@@ -144,7 +144,6 @@ def test_cpu_threads_are_applied_inside_the_run_and_recorded(threads, tiny_train
     assert (torch.get_num_threads(), blas_threads()) == (before, blas_before)
 
 
-
 def test_a_blas_library_loaded_inside_a_pinned_block_gets_its_threads_too():
     """scipy's bundled OpenBLAS loads at the first scipy.linalg import, often inside a pinned block (a codec's
     first least-squares fit), where threadpoolctl's limits, set as the block began, do not reach it: it reads its
