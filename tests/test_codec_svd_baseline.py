@@ -258,6 +258,39 @@ def test_the_search_on_leading_directions_finds_the_whole_decomposition_s_file(t
     assert leading.r2 == pytest.approx(whole.r2, abs=1e-12) and leading.r2 >= target
 
 
+def _slowly_decaying_window() -> np.ndarray:
+    """(T, N, C) = (80, 100, 2), 60 random temporal directions of weights 0.97^k: at R² 0.999 the search's first
+    rank is in the fifties, past DENSE_RANKS, and 64 leading directions are widened once."""
+    rng = np.random.default_rng(0)
+    flat = (rng.normal(size=(80, 60)) * 0.97 ** np.arange(60)) @ rng.normal(size=(60, 200))
+    flat += 1e-4 * rng.normal(size=flat.shape)
+    return (flat.reshape(80, 100, 2) * [1.0, 0.3] + [1.0, -2.0]).astype(np.float32)
+
+
+@pytest.mark.parametrize("start", [None, 64])
+def test_the_search_tries_a_grid_of_ranks_past_dense_ranks_and_finds_the_rank_by_rank_file(start, monkeypatch):
+    """Past DENSE_RANKS the search at a target tries every (rank // RANK_GRID)-th rank, refines around its best and
+    walks from there (rank by rank over the whole simulation, C's search from rank ~290 ran over 2 h unfinished),
+    and on more leading directions (`start`) goes on from its best: ranks skipped, a file within 1 % of the rank by
+    rank search's."""
+    values = _slowly_decaying_window()
+    tried: list[int] = []
+    real = svd_baseline_module._encode_rank
+    monkeypatch.setattr(svd_baseline_module, "_encode_rank",
+                        lambda centred, basis, *a, **k: tried.append(basis.shape[1]) or real(centred, basis, *a, **k))
+    with monkeypatch.context() as every_rank:
+        every_rank.setattr(svd_baseline_module, "DENSE_RANKS", 10 ** 6)
+        dense = quantised_svd(values, 0.999, bits=(6,))
+    dense_tried = sorted(set(tried))
+    tried.clear()
+    if start is not None:
+        _leading_directions_only(monkeypatch, start)
+    grid = quantised_svd(values, 0.999, bits=(6,))
+    assert dense_tried == list(range(dense_tried[0], dense_tried[-1] + 1)) and dense.rank > svd_baseline_module.DENSE_RANKS
+    assert set(range(dense_tried[0], dense.rank)) - set(tried)  # a rank below the best skipped
+    assert grid.r2 >= 0.999 and grid.n_bytes <= dense.n_bytes * 1.01
+
+
 @pytest.mark.parametrize("target", [0.99, 0.999])
 def test_screened_candidates_give_the_file_of_an_all_exact_search(target, monkeypatch):
     """Candidates are ranked by the fast screen and only the near-best compressed for real: the same file as

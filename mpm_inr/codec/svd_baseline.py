@@ -7,7 +7,8 @@ codec's candidate bits), its coefficients W (k x N·C) re-solved for the stored 
 one step found by the same search on the decoded R² (as our codes are), and the whole written as a real file in
 our container (svd_file: header, checksum, metadata against the format's dictionary, one LZMA payload of byte
 planes), the coefficients in whichever layout packs smaller (svd_file.SVDParts.layout_bytes). The smallest file
-over the rank and the bits that reaches the target wins.
+over the rank and the bits that reaches the target wins (past DENSE_RANKS the ranks are tried on a grid refined
+around its best: `rank_stride`).
 
 Candidates are ranked by a fast LZMA size (`format.screen_size`, as our encoder ranks its own), and only those
 within `encode.SCREEN_MARGIN` of the smallest are compressed for real: at 1 000 frames of C the search had spent
@@ -154,6 +155,7 @@ def _smallest_about(centred: Centred, target_r2: float, bits: tuple[int, ...],
     shape = centred.matrix.shape
     full = min(shape) <= FULL_BASIS_MAX
     directions = min(shape) if full else LEADING_START
+    best, start = None, 1
     while True:
         basis, coefficients = (temporal_basis(centred.matrix) if full
                                else leading_temporal_basis(centred.matrix, directions))
@@ -161,10 +163,13 @@ def _smallest_about(centred: Centred, target_r2: float, bits: tuple[int, ...],
         float_r2 = 1.0 - (centred.sumsq - torch.cumsum((coefficients ** 2).sum(dim=1), 0)) / centred.ss_tot
         first = int(torch.searchsorted(float_r2, torch.tensor([goal], dtype=float_r2.dtype))[0]) + 1
         limit = min(max_rank or basis.shape[1], basis.shape[1])
-        best, stopped = _smallest_file(centred, basis, first, limit, bits, goal)
+        found, stopped = _smallest_file(centred, basis, max(first, start), limit, bits, goal, rank_stride)
+        best = min((p for p in (best, found) if p is not None), key=lambda p: p.n_bytes, default=None)
         whole = full or directions >= min(shape) or (max_rank is not None and directions >= max_rank)
         if whole or stopped:  # every rank it may need was there, or it stopped past its best
             return best
+        if best is not None:  # on more directions the search goes on from its best, not from the first rank again
+            start = best.rank - rank_stride(best.rank)
         directions = min(2 * max(directions, first), min(shape))
 
 
@@ -194,34 +199,59 @@ class _Candidate:
 
 
 def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int, bits: tuple[int, ...],
-                   goal: float) -> tuple[QuantisedSVD | None, bool]:
+                   goal: float, stride: Callable[[int], int] = lambda rank: 1
+                   ) -> tuple[QuantisedSVD | None, bool]:
     """The smallest file over ranks first..limit and `bits` (None if none reaches the goal), and whether the search
-    stopped before limit: 3 ranks past its best screened size, where more rank costs more than its coarser step
-    saves. The candidates within SCREEN_MARGIN of the smallest screened size are compressed for real, each also at
-    the largest passing step past its own where one is (_looked_past)."""
+    stopped before limit: 3 ranks tried past its best screened size, where more rank costs more than its coarser
+    step saves. It tries every `stride(rank)`-th rank, refines the best at halving strides, then walks from it one
+    rank at a time each way until 3 in a row are no smaller (where stride is 1, the walk only reads sizes it has).
+    The candidates within SCREEN_MARGIN of the smallest screened size are compressed for real, each also at the
+    largest passing step past its own where one is (_looked_past)."""
     found: list[_Candidate] = []
-    best = math.inf
-    misses = 0
-    stopped = False
+    sizes: dict[int, float] = {}  # rank -> its smallest screened size (inf where no bits reach the goal)
     steps: dict[int, float] = {}  # the last rank's step at each bits: the next rank's search starts there
     projections = {b: ProjectedDirections(centred.matrix) for b in bits}  # one per precision (and thread)
     with ThreadPoolExecutor(max_workers=max(1, min(process_workers(), len(bits)))) as pool:
-        for rank in range(first, limit + 1):
-            tried = [c for c in pool.map(lambda b, k=rank: _encode_rank(centred, basis[:, :k], b, goal, steps.get(b),
-                                                                        projections[b]), bits) if c is not None]
-            if not tried:
-                continue
-            steps.update((c.bits, c.step) for c in tried)
-            smallest = min(c.screened for c in tried)
-            best, misses = (smallest, 0) if smallest < best else (best, misses + 1)
-            found = [c for c in found + tried if c.screened <= best * (1 + SCREEN_MARGIN)]  # the finalists so far
-            if misses >= 3:
-                stopped = True
-                break
+
+        def size(rank: int) -> float:
+            """Rank `rank` at every bits, encoded once: its smallest screened size; the finalists kept."""
+            nonlocal found
+            if rank not in sizes:
+                tried = [c for c in pool.map(lambda b: _encode_rank(centred, basis[:, :rank], b, goal, steps.get(b),
+                                                                    projections[b]), bits) if c is not None]
+                steps.update((c.bits, c.step) for c in tried)
+                sizes[rank] = min((c.screened for c in tried), default=math.inf)
+                smallest = min(sizes.values())
+                found = [c for c in found + tried if c.screened <= smallest * (1 + SCREEN_MARGIN)]
+            return sizes[rank]
+
+        def walked(start: int, direction: int, best: int, patience: int) -> tuple[int, bool]:
+            """From `start` one rank at a time `direction` (direction 0: stride(rank) ranks up) until `patience`
+            ranks in a row reaching the goal are no smaller than the best: (the best rank, whether that stopped it
+            before the end of the range)."""
+            rank, misses = start, 0
+            while first <= rank <= limit:
+                if rank == best or size(rank) < size(best):
+                    best, misses = rank, 0
+                elif size(rank) < math.inf and (misses := misses + 1) >= patience:
+                    return best, True
+                rank += direction or stride(rank)
+            return best, False
+
+        if first > limit:
+            return None, False
+        best, stopped = walked(first, 0, first, 3)
+        width = stride(best)
+        while width > 1:  # the grid's best refined: the ranks halfway to its neighbours, and so on down to 1
+            width //= 2
+            best = min((best, best - width, best + width), key=lambda r: size(r) if first <= r <= limit else math.inf)
+        if math.isfinite(size(best)):  # where more rank stops paying is the last walk's to say
+            best = walked(best - 1, -1, best, 3)[0]
+            best, stopped = walked(best + 1, 1, best, 3)
         again = [_looked_past(centred, basis, candidate, goal, projections[candidate.bits]) for candidate in found]
         found += [candidate for candidate, first in zip(again, found, strict=True) if candidate is not first]
         exact = list(pool.map(_Candidate.exact, found))
-    return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first in (rank, bits) order
+    return min(exact, key=lambda p: p.n_bytes, default=None), stopped  # ties: the first found
 
 
 def _looked_past(centred: Centred, basis: torch.Tensor, candidate: _Candidate, goal: float,
@@ -425,7 +455,11 @@ JITTER_SCAN_OCTAVES = 0.5
 
 #: the held-out rival's search tries every rank up to DENSE_RANKS, then every (rank // RANK_GRID)-th: at 1 000
 #: frames of C a rank costs 10-25 s (two bits, 10-13 whole-file LZMA sizes of 1.45 MB each), and until 2026-12-05
-#: ranks 1-64 were all tried (DENSE_RANKS 64, RANK_GRID 16: over 30 min for one budget)
+#: ranks 1-64 were all tried (DENSE_RANKS 64, RANK_GRID 16: over 30 min for one budget). So does the search at a
+#: target (_smallest_file), refined around the grid's best and walked from there rank by rank: rank by rank from
+#: the float SVD's first rank reaching the goal, 3 ranks past its best, it stopped where the LZMA sizes jitter (C,
+#: 1 000 frames, seed 0, R² 0.995: rank 104, 304 552 B, where rank 112 makes 302 407 B), and over the whole
+#: simulation, C's first rank ~290 at 12 fast-LZMA sizes of ~15 MB each, it ran over 2 h unfinished (2026-12-07)
 DENSE_RANKS = 16
 RANK_GRID = 8
 
