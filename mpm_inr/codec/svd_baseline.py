@@ -163,7 +163,7 @@ def _smallest_about(centred: Centred, target_r2: float, bits: tuple[int, ...],
         float_r2 = 1.0 - (centred.sumsq - torch.cumsum((coefficients ** 2).sum(dim=1), 0)) / centred.ss_tot
         first = int(torch.searchsorted(float_r2, torch.tensor([goal], dtype=float_r2.dtype))[0]) + 1
         limit = min(max_rank or basis.shape[1], basis.shape[1])
-        found, stopped = _smallest_file(centred, basis, max(first, start), limit, bits, goal, rank_stride)
+        found, stopped = _smallest_file(centred, basis, max(first, start), limit, bits, goal)
         best = min((p for p in (best, found) if p is not None), key=lambda p: p.n_bytes, default=None)
         whole = full or directions >= min(shape) or (max_rank is not None and directions >= max_rank)
         if whole or stopped:  # every rank it may need was there, or it stopped past its best
@@ -199,12 +199,11 @@ class _Candidate:
 
 
 def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int, bits: tuple[int, ...],
-                   goal: float, stride: Callable[[int], int] = lambda rank: 1
-                   ) -> tuple[QuantisedSVD | None, bool]:
+                   goal: float) -> tuple[QuantisedSVD | None, bool]:
     """The smallest file over ranks first..limit and `bits` (None if none reaches the goal), and whether the search
     stopped before limit: 3 ranks tried past its best screened size, where more rank costs more than its coarser
-    step saves. It tries every `stride(rank)`-th rank, refines the best at halving strides, then walks from it one
-    rank at a time each way until 3 in a row are no smaller (where stride is 1, the walk only reads sizes it has).
+    step saves. It tries every `rank_stride(rank)`-th rank, refines the best at halving strides, then walks from it
+    one rank at a time each way until 3 in a row are no smaller (below DENSE_RANKS the walk reads only sizes it has).
     The candidates within SCREEN_MARGIN of the smallest screened size are compressed for real, each also at the
     largest passing step past its own where one is (_looked_past)."""
     found: list[_Candidate] = []
@@ -226,7 +225,7 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
             return sizes[rank]
 
         def walked(start: int, direction: int, best: int, patience: int) -> tuple[int, bool]:
-            """From `start` one rank at a time `direction` (direction 0: stride(rank) ranks up) until `patience`
+            """From `start` one rank at a time `direction` (direction 0: rank_stride(rank) up) until `patience`
             ranks in a row reaching the goal are no smaller than the best: (the best rank, whether that stopped it
             before the end of the range)."""
             rank, misses = start, 0
@@ -235,13 +234,13 @@ def _smallest_file(centred: Centred, basis: torch.Tensor, first: int, limit: int
                     best, misses = rank, 0
                 elif size(rank) < math.inf and (misses := misses + 1) >= patience:
                     return best, True
-                rank += direction or stride(rank)
+                rank += direction or rank_stride(rank)
             return best, False
 
         if first > limit:
             return None, False
         best, stopped = walked(first, 0, first, 3)
-        width = stride(best)
+        width = rank_stride(best)
         while width > 1:  # the grid's best refined: the ranks halfway to its neighbours, and so on down to 1
             width //= 2
             best = min((best, best - width, best + width), key=lambda r: size(r) if first <= r <= limit else math.inf)
@@ -458,7 +457,7 @@ JITTER_SCAN_OCTAVES = 0.5
 #: ranks 1-64 were all tried (DENSE_RANKS 64, RANK_GRID 16: over 30 min for one budget). So does the search at a
 #: target (_smallest_file), refined around the grid's best and walked from there rank by rank: rank by rank from
 #: the float SVD's first rank reaching the goal, 3 ranks past its best, it stopped where the LZMA sizes jitter (C,
-#: 1 000 frames, seed 0, R² 0.995: rank 104, 304 552 B, where rank 112 makes 302 407 B), and over the whole
+#: 1 000 frames, seed 0, R² 0.995: rank 104, 304 552 B, where rank 112 makes 302 576 B), and over the whole
 #: simulation, C's first rank ~290 at 12 fast-LZMA sizes of ~15 MB each, it ran over 2 h unfinished (2026-12-07)
 DENSE_RANKS = 16
 RANK_GRID = 8
@@ -483,7 +482,7 @@ def step_guess(found: dict[int, float], rank: int) -> float | None:
 
 
 def rank_stride(rank: int) -> int:
-    """The step from `rank` to the next rank the held-out search tries."""
+    """The step from `rank` to the next rank the rivals' searches try (at a target and within a budget)."""
     return 1 if rank < DENSE_RANKS else max(1, rank // RANK_GRID)
 
 
