@@ -10,7 +10,7 @@ import pytest
 
 from mpm_inr.bench.__main__ import main
 from mpm_inr.bench.compose import compose_train_config
-from mpm_inr.bench.compression_bench import RESTING_NOTE, SPLIT_NOTE
+from mpm_inr.bench.compression_bench import RESTING_NOTE, SPLIT_NOTES
 from mpm_inr.bench.compression_tables import ratio_text
 from mpm_inr.bench.train_bench import BenchSettings, markdown, run
 
@@ -94,7 +94,7 @@ def _check_compression_table(saved: dict, table: str) -> None:
         assert codec["target_met"] == (codec["r2"] >= float(target) - 1e-9)
         notes = ", ".join([*([] if codec["target_met"] else ["target missed"]),
                            *([RESTING_NOTE] if codec["centre"] == "rest" else []),
-                           *([SPLIT_NOTE] if codec["components"] == "split" else []),
+                           *([SPLIT_NOTES[codec["components"]]] if codec["components"] in SPLIT_NOTES else []),
                            f"slope {codec['slope']:.4f}", f"coded in {codec['coding_s']:.1f} s"])
         assert 0.99 <= codec["slope"] <= 1.01  # issue #19's bound, recomputed from the decoded file
         assert codec["components"] == "shared"  # one component: the model's layout is already each value alone

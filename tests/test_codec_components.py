@@ -53,7 +53,7 @@ def _split_file(run: Path, target: float, path: Path, constant: np.ndarray | Non
 
 def _split_file_of(cfg, window: FieldWindow, network, target: float, path: Path, constant: np.ndarray | None = None):
     apart = np.zeros(window.values[0].size, dtype=bool) if constant is None else constant
-    searched = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=target),
+    searched = encode_module._encoded_split(cfg["model"], components.in_parts(window), 1.0, CodecSettings(target_r2=target),
                                             _ss_tot(window), apart, network.latent_dim * window.n_components)
     assert searched is not None
     candidate = searched.finished()
@@ -65,7 +65,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     path = tmp_path / "split.mpmc"
     window, candidate = _split_file(s_run, 0.99, path)
     box = format.read(path)
-    assert box.version == format.FORMAT_VERSION == 11 and components.is_split(box.meta["encoding"])
+    assert box.version == format.FORMAT_VERSION == 12 and components.is_split(box.meta["encoding"])
     assert box.meta["window"]["std"] == [1.0] * window.n_components  # its curves are in original units
     model = load(path)
     assert model.network is None and model.series.split and model.constant.size == window.values[0].size
@@ -89,16 +89,18 @@ def test_particle_components_constant_over_the_window_are_stored_by_value(s_run,
     over every frame, and the whole within budget."""
     cfg, window, network = load_run(s_run)
     values = window.values.copy()
-    values[:, :40, 1] = values[0, :40, 1]  # component 1 of 40 particles held still
+    values[:, :40, 0] = values[0, :40, 0]  # S00 and S11 of 40 particles held still: their tensor's first two parts
+    values[:, :40, 3] = values[0, :40, 3]
     window = FieldWindow(window.field, window.frames, values, window.positions, window.material, window.object_id,
                          window.held_out, window.mean, window.std)
-    apart = encode_module.constant_particles(components.split_window(window).values)
-    assert apart.reshape(-1, 4)[:40, 1].all() and apart.sum() >= 40
-    candidate = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=0.99),
+    parts = components.in_parts(window)
+    apart = encode_module.constant_particles(components.split_window(parts).values)
+    assert apart.reshape(-1, 4)[:40, :2].all() and apart.sum() >= 80
+    candidate = encode_module._encoded_split(cfg["model"], parts, 1.0, CodecSettings(target_r2=0.99),
                                              _ss_tot(window), apart, network.latent_dim * 4).finished()
     format.write(tmp_path / "c.mpmc", candidate.meta, candidate.blobs, candidate.payload)
     decoded = load(tmp_path / "c.mpmc").decode_window()
-    still = decoded[:, :40, 1]
+    still = decoded[:, :40, 0::3]
     assert (still == still[0]).all()
     assert load(tmp_path / "c.mpmc").constant.sum() == apart.sum() and r2_score(values, decoded) >= 0.99
 
@@ -115,11 +117,11 @@ def test_the_encoder_keeps_the_split_file_only_where_it_is_smaller(s_run, tmp_pa
     assert 1 - r2_score(window.values, uncentred.decode_window()) == pytest.approx(
         1 - files[False].search["r2_estimate"], rel=1e-3)
     frames, constant = encode_module.training_frames(window), encode_module.constant_particles(window.values, None)
-    chosen = encode_module.split_centre(window, constant, frames, _ss_tot(window), 0.99)[0]
+    chosen = encode_module.split_centre(components.in_parts(window), constant, frames, _ss_tot(window), 0.99)[0]
     split = files[chosen == "mean"]  # the split file is searched about one centre only
     assert reports["shared"]["components"] == "shared"
     assert reports["both"]["bytes"] == min(reports["shared"]["bytes"], split.n_bytes)
-    assert reports["both"]["components"] == ("split" if split.n_bytes < reports["shared"]["bytes"] else "shared")
+    assert reports["both"]["components"] == ("parts" if split.n_bytes < reports["shared"]["bytes"] else "shared")
     assert reports["auto"]["bytes"] >= reports["both"]["bytes"] and reports["auto"]["r2"] >= 0.99  # one search
     without_target = encode_model(network, cfg["model"], window, 1.0, tmp_path / "own.mpmc",
                                   CodecSettings(components="both"))
@@ -141,10 +143,11 @@ def test_encode_model_searches_the_split_file_as_split_constants_says(s_run, tmp
     value, `auto` on a short window only with (one search: the 10-s budget of a 100-frame encoding)."""
     cfg, window, network = load_run(s_run)
     values = window.values.copy()
-    values[:, :40, 1] = values[0, :40, 1]
+    values[:, :40, 0] = values[0, :40, 0]
+    values[:, :40, 3] = values[0, :40, 3]
     window = replace(window, values=values)
-    still = int(encode_module.constant_particles(components.split_window(window).values).sum())
-    assert still >= 40
+    still = int(encode_module.constant_particles(components.split_window(components.in_parts(window)).values).sum())
+    assert still >= 80
     searched: list[int] = []
     real = encode_module._encoded_split
 
@@ -328,7 +331,7 @@ def test_a_split_file_of_a_window_with_held_out_frames_may_hold_its_curves_at_th
     path = tmp_path / "knots.mpmc"
     _, candidate = _split_file_of(cfg, window, network, 0.99, path)
     box = format.read(path)
-    assert box.version == 11 and box.meta["encoding"]["series_knots"] == "training"
+    assert box.version == 12 and box.meta["encoding"]["series_knots"] == "training"
     model = load(path)
     train, test = window.train_frames, window.test_frames
     decoded = model.decode_window()
@@ -347,7 +350,60 @@ def test_the_cli_takes_the_layouts_and_info_names_a_split_file(s_run, tmp_path, 
     report = json.loads(capsys.readouterr().out)
     assert codec_main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 11 and info["encoding"].get("components", "shared") == report["components"]
+    assert info["format_version"] == 12 and info["encoding"].get("components", "shared") == report["components"]
     with pytest.raises(SystemExit):
         codec_main(["encode", str(s_run), "--components", "apart"])
     assert "invalid choice: 'apart'" in capsys.readouterr().err
+
+
+def test_a_tensor_fields_split_file_codes_its_parts_and_a_symmetric_tensor_decodes_symmetric(s_run, tmp_path,
+                                                                                            monkeypatch):
+    """S is symmetric: in its parts (format 12) the rotation part is zero for every particle, stored by value, so
+    the file decodes S01 and S10 to the same numbers, to the R² its encoder scored, and a version-11 reader
+    refuses it."""
+    cfg, window, network = load_run(s_run)
+    assert np.array_equal(window.values[..., 1], window.values[..., 2])
+    parts = components.in_parts(window)
+    np.testing.assert_allclose(components.from_parts(parts.values, {components.KEY: components.PARTS}),
+                               window.values, rtol=1e-6, atol=1e-6 * np.abs(window.values).max())
+    assert _ss_tot(parts) == pytest.approx(_ss_tot(window), rel=1e-6)  # an orthonormal change of components
+    apart = encode_module.constant_particles(components.split_window(parts).values)
+    assert apart.reshape(-1, 4)[:, 3].all()  # the rotation part of every particle
+    _, in_parts = _split_file_of(cfg, window, network, 0.99, tmp_path / "parts.mpmc", apart)
+    model = load(tmp_path / "parts.mpmc")
+    assert model.meta["encoding"][components.KEY] == components.PARTS and model.constant.sum() == apart.sum()
+    decoded = model.decode_window()
+    assert np.array_equal(decoded[..., 1], decoded[..., 2])
+    assert 1 - r2_score(window.values, decoded) == pytest.approx(1 - in_parts.search["r2_estimate"], rel=1e-3)
+    monkeypatch.setattr(format, "FORMAT_VERSION", 11)
+    with pytest.raises(CodecError, match="format version 12, newer than this reader's 11"):
+        load(tmp_path / "parts.mpmc")
+
+
+def test_a_file_of_a_tensor_fields_components_apart_still_decodes(s_run, tmp_path, monkeypatch):
+    """Formats 8-11 coded a 2×2 tensor's components apart (`components: split`): such a file decodes as it was
+    scored, its components not taken for parts."""
+    cfg, window, network = load_run(s_run)
+    monkeypatch.setattr(components, "split_kind", lambda n_components: components.SPLIT)
+    searched = encode_module._encoded_split(cfg["model"], window, 1.0, CodecSettings(target_r2=0.99),
+                                            _ss_tot(window), np.zeros(window.values[0].size, bool),
+                                            network.latent_dim * 4)
+    candidate = searched.finished()
+    format.write(tmp_path / "split.mpmc", candidate.meta, candidate.blobs, candidate.payload)
+    monkeypatch.undo()
+    model = load(tmp_path / "split.mpmc")
+    assert model.meta["encoding"][components.KEY] == components.SPLIT
+    decoded = model.decode_window()
+    assert 1 - r2_score(window.values, decoded) == pytest.approx(1 - candidate.search["r2_estimate"], rel=1e-3)
+
+
+def test_only_a_four_component_field_is_coded_in_tensor_parts():
+    rng = np.random.default_rng(1)
+    jp = FieldWindow("Jp", np.arange(3), rng.normal(size=(3, 5, 1)).astype(np.float32), np.zeros((3, 5, 2), np.float32),
+                     np.zeros(5, int), np.zeros(5, int), np.zeros(3, bool), np.zeros(1, np.float32),
+                     np.ones(1, np.float32))
+    assert components.in_parts(jp) is jp and components.split_kind(1) == components.SPLIT
+    assert components.split_kind(4) == components.PARTS
+    np.testing.assert_allclose(components.TENSOR_PARTS.T @ components.TENSOR_PARTS, np.eye(4), atol=1e-15)
+    values = jp.values[..., :1]
+    assert components.from_parts(values, {components.KEY: components.SPLIT}) is values

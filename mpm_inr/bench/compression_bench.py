@@ -122,7 +122,8 @@ RESTING_NOTE = "centred on the resting value"
 #: a file (ours or the quantised SVD's) not centred: its factorisation is of the values themselves
 ZERO_NOTE = "not centred"
 #: our file codes each particle's components apart (mpm_inr.codec.components), as the SVD does
-SPLIT_NOTE = "components apart"
+#: the note of each split layout (codec.components): components, or a 2×2 tensor's parts, apart
+SPLIT_NOTES = {"split": "components apart", "parts": "tensor parts apart"}
 #: the note of each centre other than the mean (encode.centrings, svd_baseline.centres)
 CENTRE_NOTES = {"rest": RESTING_NOTE, "zero": ZERO_NOTE}
 

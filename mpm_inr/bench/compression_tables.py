@@ -14,7 +14,7 @@ from mpm_inr.bench.compression_bench import (
     GOAL_RIVALS,
     METHODS,
     QUANTISED_SVD,
-    SPLIT_NOTE,
+    SPLIT_NOTES,
     coding_goal,
     slope_goal,
 )
@@ -166,7 +166,7 @@ def _coding_note(c: dict[str, Any]) -> list[str]:
     """A codec file's centre where it is not the mean, its layout where it codes the components apart, its
     decoded slopes and its encode + decode seconds, where the cell has them (a median cell does not)."""
     return ([CENTRE_NOTES[c["centre"]]] if c.get("centre") in CENTRE_NOTES else []) + (
-        [SPLIT_NOTE] if c.get("components") == "split" else []) + (
+        [SPLIT_NOTES[c["components"]]] if c.get("components") in SPLIT_NOTES else []) + (
         [f"slope {c['slope']:.4f}"] if c.get("slope") is not None else []) + (
         [f"held-out slope {c['holdout_slope']:.4f}"] if c.get("holdout_slope") is not None else []) + (
         [f"coded in {c['coding_s']:.1f} s"] if "coding_s" in c else [])

@@ -82,7 +82,7 @@ class CodecModel(WindowFrames):
                                     self.window_time(frames), n_particles * n_comp, self.series.stretches)
             out = (out + components.split_centre(win["mean"], n_particles)).astype(np.float32)
             out[:, self.constant] = self.constant_values
-            return components.join(out, n_comp)
+            return components.from_parts(components.join(out, n_comp), self.meta["encoding"])
         if self.series is None:
             t = self.normalised_time(frames)
             src = CoordinateSource(t, torch.linspace(-1.0, 1.0, win["n_particles"]), None)

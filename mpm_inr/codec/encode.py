@@ -257,8 +257,9 @@ def _ranked(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWi
              for centre, centred in centrings(window, constant, network.linear_in_codes)
              for split in constant_splits(constant)]
     if splits_components(network, window, settings):
-        apart = constant_particles(components.split_window(window).values, frames)
-        centre, centred = split_centre(window, constant, frames, ss_tot, settings.target_r2)
+        parts = components.in_parts(window)
+        apart = constant_particles(components.split_window(parts).values, frames)
+        centre, centred = split_centre(parts, constant, frames, ss_tot, settings.target_r2)
         split_found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
                                                network.latent_dim * window.n_components))
                        for split in split_constants(apart, window.n_frames, settings.components)]
@@ -540,9 +541,10 @@ def _candidate(meta: dict[str, Any], blobs: dict[str, bytes], kind: str, kind_me
 
 def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float, settings: CodecSettings,
                    ss_tot: float, constant: np.ndarray, max_rank: int) -> _Searched | None:
-    """The file that codes each particle's components apart (mpm_inr.codec.components), with `constant` (N·C,)
-    the particle-components stored by value, at most `max_rank` curves (the model's K·C); None where no series
-    reaches the goal. The network's weights take no part: its curves are the window's best series."""
+    """The file that codes each particle's components apart (mpm_inr.codec.components), a 2×2 tensor's by its
+    parts: `window` holds them (components.in_parts), with `constant` (N·C,) the particle-parts stored by value,
+    at most `max_rank` curves (the model's K·C); None where no series reaches the goal. The network's weights take
+    no part: its curves are the window's best series."""
     view = components.split_window(window)
     frames = training_frames(window)
     blobs, meta = particle_blobs(window.material, window.object_id, constant, frozenset())
@@ -559,7 +561,7 @@ def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: 
     points = series.points(_search_goal(goal), settings) if math.isfinite(ceiling) else []
     if not points:
         return None
-    return _Searched(meta, blobs, points, {components.KEY: components.SPLIT, "goal_r2": goal, "ceiling_r2": ceiling},
+    return _Searched(meta, blobs, points, {components.KEY: components.split_kind(window.n_components), "goal_r2": goal, "ceiling_r2": ceiling},
                      constant)
 
 
