@@ -15,11 +15,14 @@ A 2×2 tensor field's file codes its parts instead of its components (format 12,
 isotropic, normal-deviatoric, shear and rotation parts of each particle's tensor (TENSOR_PARTS). They are an
 orthonormal basis of 2×2 matrices, so every error, SS_tot and R² is the same in either set, and the float truncated
 SVD of the window is unchanged (a rotation of each particle's columns); what changes is what the codes quantise.
-S is symmetric, so its rotation part is exactly zero; C's trace (the velocity divergence) varies far less than its
-deviatoric part (C00 and C11 correlate at -0.89); F stays near a rotation (F00 ≈ F11, F01 ≈ -F10). Coding
-correlated components one by one spends bits on what they share: at the same R², C at 1 000 frames (seed 2, R²
-0.995) 206.6 -> 196.7 kB, S 98.5 -> 93.6 kB; at 100 frames S (seed 0, R² 0.999) 35.3 -> 31.5 kB, C 60.6 -> 58.5
-kB, F (R² 0.995) 4.3 -> 3.6 kB.
+S is symmetric, so its rotation part is exactly zero, and a liquid particle's stress is a pressure, so its
+deviatoric parts are zero too (at 1 000 frames 15 000 of 36 000 particle-parts are constant and stored by value,
+where 6 000 particle-components were: a liquid's S01 and S10); C's trace (the velocity divergence) varies far
+less than its deviatoric part (C00 and C11 correlate at -0.89); F stays near a rotation (F00 ≈ F11, F01 ≈ -F10).
+Coding correlated components one by one spends bits on what they share: at the same R², C at 1 000 frames (seed
+2, R² 0.995) 206.6 -> 196.7 kB, S 98.5 -> 85.6 kB; at 100 frames S (seed 0, R² 0.999) 34.6 -> 28.7 kB, C 60.6 ->
+58.5 kB, F (seed 2, R² 0.999) 7.4 -> 7.1 kB (`compression_cpu_avx2_discs_3types_tensor_parts_2026-12-07.md` in
+docs/benchmarks). The quantised SVD given the same parts gains as much: they are a choice of what to factorise.
 """
 
 from __future__ import annotations
