@@ -327,4 +327,9 @@ def ridged(gram: np.ndarray) -> np.ndarray:
     """The Gram matrix with a relative ridge: solvable when a basis or a set of codes is rank-deficient."""
     if gram.size == 0:
         return gram
-    return gram + _RIDGE * max(float(np.mean(np.diag(gram))), 1e-300) * np.eye(gram.shape[0])
+    return gram + ridge(float(np.mean(np.diag(gram)))) * np.eye(gram.shape[0])
+
+
+def ridge(mean_diagonal: float) -> float:
+    """The ridge ridged adds to a Gram matrix of this mean diagonal (block_gram adds it block by block)."""
+    return _RIDGE * max(mean_diagonal, 1e-300)

@@ -41,7 +41,7 @@ from scipy.interpolate import CubicSpline
 from scipy.linalg import solve_triangular
 from torch import nn
 
-from mpm_inr.codec import bilinear, memo
+from mpm_inr.codec import bilinear, block_gram, memo
 from mpm_inr.codec.format import CodecError
 from mpm_inr.codec.quantise import quantise_uniform, roundtrip_tensors
 
@@ -276,10 +276,15 @@ def network_samples(network: nn.Module, u: np.ndarray, t_period: float) -> np.nd
 
 
 def fit_series(samples: np.ndarray, u: np.ndarray, degree: int, stretches: Stretches = ONE_STRETCH) -> np.ndarray:
-    """((degree + 1)·P, G, K, C) least-squares Chebyshev coefficients of the sampled curves."""
-    vander = stretches.vander(u, degree)
-    coefs = np.linalg.lstsq(vander, samples.reshape(len(u), -1), rcond=None)[0]
-    return coefs.reshape(vander.shape[1], *samples.shape[1:])
+    """((degree + 1)·P, G, K, C) least-squares Chebyshev coefficients of the sampled curves (past
+    block_gram.BLOCKWISE_MIN_COEFS, a stretch's on its sparse Vandermonde matrix)."""
+    flat = samples.reshape(len(u), -1)
+    n_coefs = stretches.n_coefs(degree)
+    if type(stretches) is Stretches and block_gram.blockwise(n_coefs):
+        coefs = block_gram.sparse_lstsq(block_gram.sparse_vander(*stretches.locate(u), stretches.count, degree), flat)
+    else:
+        coefs = np.linalg.lstsq(stretches.vander(u, degree), flat, rcond=None)[0]
+    return coefs.reshape(n_coefs, *samples.shape[1:])
 
 
 def evaluate(coefs: np.ndarray, u: np.ndarray, stretches: Stretches = ONE_STRETCH) -> np.ndarray:
@@ -330,7 +335,8 @@ class ProjectedTargets:
 
     projections: list[np.ndarray]  # per group (n_g, D + 1, C): Σ_f Y[p, f, c] T_j(u_f)
     target_sq: list[float]  # per group ||Y_g||²
-    poly_gram: np.ndarray  # (D + 1, D + 1): Σ_f T_j(u_f) T_j'(u_f) over the training frames
+    # (P, D + 1, D + 1): Σ_f T_j(u_f) T_j'(u_f) over each stretch's training frames (block_gram)
+    gram_blocks: np.ndarray
     std: np.ndarray  # (C,) the normalisation's std: the series is in normalised units
     u_train: np.ndarray  # window times of the training frames the projections sum over
     stretches: Stretches = field(default_factory=Stretches)  # the projections' polynomials are per stretch
@@ -343,6 +349,28 @@ class ProjectedTargets:
     _flat: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)  # (n_g, (d + 1)·C) per group, degree
     # per (group, degree) the whitened directions orthogonal to T0, strongest first (_constant_first_basis)
     _off_constant: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
+    _dense_gram: np.ndarray | None = None  # poly_gram, made once
+
+    @property
+    def poly_gram(self) -> np.ndarray:
+        """((D + 1)·P, (D + 1)·P) the polynomials' Gram matrix over the training frames, dense, degree-major."""
+        if self._dense_gram is None:
+            self._dense_gram = block_gram.dense(self.gram_blocks)
+        return self._dense_gram
+
+    def gram_times(self, x: np.ndarray) -> np.ndarray:
+        """G @ x for (..., n_coefs, K) `x`, G the Gram matrix of a series of n_coefs coefficients."""
+        n_coefs = x.shape[-2]
+        if block_gram.blockwise(n_coefs):
+            return block_gram.times(block_gram.leading(self.gram_blocks, n_coefs), x)
+        return self.poly_gram[:n_coefs, :n_coefs] @ x
+
+    def gram_factor(self, n_coefs: int) -> np.ndarray:
+        """The lower Cholesky factor of the (ridged) Gram matrix of a series of `n_coefs` coefficients: dense, or
+        its blocks past block_gram.BLOCKWISE_MIN_COEFS (block_gram.whiten and unwhiten take either)."""
+        if block_gram.blockwise(n_coefs):
+            return block_gram.cholesky(block_gram.leading(self.gram_blocks, n_coefs))
+        return np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
 
     @classmethod
     def build(cls, values: np.ndarray, mean: np.ndarray, std: np.ndarray, members: list[np.ndarray],
@@ -370,10 +398,8 @@ class ProjectedTargets:
                 at += block.shape[1]
             projections.append(projected)
             target_sq.append(squares)
-        gram = np.zeros((n_coefs, n_coefs))
-        for p, _ in pieces:  # block-diagonal by stretch, interleaved by the degree-major order
-            gram[p::stretches.count, p::stretches.count] = local[p].T @ local[p]
-        return cls(projections, target_sq, gram, np.asarray(std, dtype=np.float64), u_train, stretches, max_rank)
+        blocks = np.stack([local[p].T @ local[p] for p, _ in pieces])  # block-diagonal by stretch
+        return cls(projections, target_sq, blocks, np.asarray(std, dtype=np.float64), u_train, stretches, max_rank)
 
     def fits(self, per_group: Sequence[np.ndarray], klt: bool = True) -> list[bilinear.GroupFit]:
         """Every coded group's least-squares codes for its series (d + 1, K_g, C), d <= max_degree (with their
@@ -388,7 +414,7 @@ class ProjectedTargets:
         n_coefs, dim = scaled.shape[:2]
         # Σ_c S_cᵀ G S_c by matmuls: an optimised einsum spent more on its path search than on the product
         by_comp = scaled.transpose(2, 0, 1)  # (C, d + 1, K)
-        gram = (by_comp.transpose(0, 2, 1) @ (self.poly_gram[:n_coefs, :n_coefs] @ by_comp)).sum(axis=0)
+        gram = (by_comp.transpose(0, 2, 1) @ self.gram_times(by_comp)).sum(axis=0)
         by_row = scaled.transpose(0, 2, 1).reshape(n_coefs * scaled.shape[2], dim)  # rows as the projections' (j, c)
         target_basis = self._flat_projections(group, n_coefs) @ by_row
         return bilinear.fit_from_sums(gram, target_basis, self.target_sq[group], klt)
@@ -489,7 +515,7 @@ class ProjectedTargets:
         lower, _, vt = self._best_basis(group, degree)
         n_coefs, n_comp = self.stretches.n_coefs(degree), self.std.size
         whitened = vt[:rank].reshape(rank, n_comp, n_coefs).transpose(2, 0, 1).reshape(n_coefs, -1)
-        return np.linalg.solve(lower.T, whitened).reshape(n_coefs, rank, n_comp) / self.std
+        return block_gram.unwhiten(lower, whitened).reshape(n_coefs, rank, n_comp) / self.std
 
     def reachable_ss_res(self, fits: Sequence[bilinear.GroupFit], degree: int) -> float:
         """The least error over the coded groups that any codes reach with a series of `degree` holding each fit's
@@ -515,15 +541,9 @@ class ProjectedTargets:
 
     def _best_basis_now(self, group: int, degree: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_coefs = self.stretches.n_coefs(degree)
-        lower = np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
+        lower = self.gram_factor(n_coefs)
         proj = self.projections[group][:, :n_coefs]  # (n, d + 1, C)
-        n_particles, _, n_comp = proj.shape
-        # L⁻¹ P_cᵀ for every component at once: (d + 1, n·C)
-        whitened = solve_triangular(lower, proj.transpose(1, 0, 2).reshape(n_coefs, n_particles * n_comp),
-                                    lower=True, check_finite=False)
-        rows = whitened.reshape(n_coefs, n_particles, n_comp).transpose(1, 2, 0).reshape(n_particles, -1)
-        del whitened
-        singular, vt = bilinear.right_singular(rows)
+        singular, vt = bilinear.right_singular(block_gram.whitened_rows(lower, proj))
         # the leading rows only: over the whole simulation, 64 stretches of degree 32 make vt 8 448² (0.57 GB
         # per degree, and a degree search caches several), where the model has 506 curves
         return lower, singular, vt[:self.max_rank].copy()
