@@ -14,13 +14,22 @@ from mpm_inr.bench.compression_bench import (
     GOAL_RIVALS,
     METHODS,
     QUANTISED_SVD,
+    QUANTISED_SVD_PARTS,
     SPLIT_NOTES,
     coding_goal,
     slope_goal,
 )
 
-_NAMES = {QUANTISED_SVD: "SVD, quantised + lzma (as our codec)", **METHODS}
+_NAMES = {QUANTISED_SVD: "SVD, quantised + lzma (as our codec)",
+          QUANTISED_SVD_PARTS: "SVD, quantised + lzma, given the tensor parts (labelled comparison, not a goal rival)",
+          **METHODS}
 _SHORT = {QUANTISED_SVD: GOAL_RIVALS[QUANTISED_SVD], **{k: name.split(" ")[0] for k, name in METHODS.items()}}
+
+
+def _rows(comps: list[dict[str, Any] | None], target: str) -> list[tuple[str, str]]:
+    """The baselines' rows of a target: every one some seed ran (the tensor parts' SVD only for a tensor field)."""
+    return [(method, name) for method, name in _NAMES.items()
+            if any(c is not None and method in c["targets"][target] for c in comps)]
 
 
 def ratio_text(ratio: float) -> str:
@@ -218,12 +227,12 @@ def _window_table(t: dict[str, Any]) -> list[str]:
         codec = [_cell(c["targets"][target]["codec"], extra="" if c["targets"][target]["codec"]["target_met"]
                        else "target missed") if c else f for c, f in zip(comps, failed)]
         row("ours, codec file", target, codec, _cell(med["codec"], n))
-        for method, name in _NAMES.items():
+        for method, name in _rows(comps, target):
             cells = []
             for c, f in zip(comps, failed):
-                point = c["targets"][target][method] if c else None
+                point = c["targets"][target].get(method) if c else None
                 cells.append(f if not c else _cell(point, extra=point["setting"] if point else ""))
-            row(name, target, cells, _cell(med[method], n))
+            row(name, target, cells, _cell(med.get(method), n))
     return lines
 
 
@@ -233,10 +242,10 @@ def _holdout_table(t: dict[str, Any]) -> list[str]:
     for target in map(str, t["targets"]):
         lines += _own_training(t, comps, failed, target)
         med = t["median"]["targets"][target]
-        for method, name in (("codec", "ours, codec file"), *_NAMES.items()):
+        for method, name in (("codec", "ours, codec file"), *_rows(comps, target)):
             cells = []
             for c, f in zip(comps, failed):
-                point = c["targets"][target][method] if c else None
+                point = c["targets"][target].get(method) if c else None
                 cells.append(f if not c else _holdout_cell(point, extra=(point or {}).get("setting", "")))
-            lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {_holdout_cell(med[method], n)} |")
+            lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {_holdout_cell(med.get(method), n)} |")
     return lines

@@ -63,12 +63,19 @@ def in_parts(window: FieldWindow) -> FieldWindow:
     window as it is."""
     if split_kind(window.n_components) != PARTS:
         return window
-    parts = np.empty(window.values.shape, dtype=np.float32)
-    per_block = max(1, (1 << 25) // max(window.values[0].size, 1))
-    for lo in range(0, window.n_frames, per_block):
-        parts[lo:lo + per_block] = _butterflies(window.values[lo:lo + per_block], _TENSOR_PAIRS, _PART_PAIRS)
     mean = _butterflies(np.asarray(window.mean), _TENSOR_PAIRS, _PART_PAIRS)
-    return dataclasses.replace(window, values=parts, mean=mean, std=np.ones_like(window.std), cache_key=None)
+    return dataclasses.replace(window, values=values_in_parts(window.values), mean=mean,
+                               std=np.ones_like(window.std), cache_key=None)
+
+
+def values_in_parts(values: np.ndarray) -> np.ndarray:
+    """(T, N, 4) a 2×2 tensor field's values as TENSOR_PARTS' parts, a float32 copy written a block of frames at
+    a time."""
+    parts = np.empty(values.shape, dtype=np.float32)
+    per_block = max(1, (1 << 25) // max(values[0].size, 1))
+    for lo in range(0, values.shape[0], per_block):
+        parts[lo:lo + per_block] = _butterflies(values[lo:lo + per_block], _TENSOR_PAIRS, _PART_PAIRS)
+    return parts
 
 
 def from_parts(values: np.ndarray, encoding: dict) -> np.ndarray:
