@@ -287,6 +287,11 @@ def test_a_split_search_ends_with_the_curves_frame_by_frame(s_run, monkeypatch):
     monkeypatch.setattr(encode_module, "FRAME_WISE_MAX_FRAMES", 19)
     assert encode_module.SeriesTargets(view.values, view, [np.arange(view.n_particles)], None, None, u, [], 1.0, 8,
                                        frame_wise=True).frame_wise is None
+    held = replace(view, held_out=holdout_mask(view.n_frames, 4))  # knots: dense splines, a shorter limit
+    monkeypatch.setattr(encode_module, "FRAME_WISE_MAX_FRAMES", 20)
+    assert encode_module.frame_wise_allowed(view) and encode_module.frame_wise_allowed(held)
+    monkeypatch.setattr(encode_module, "KNOTS_MAX_FRAMES", 19)
+    assert encode_module.frame_wise_allowed(view) and not encode_module.frame_wise_allowed(held)
     cheb = encode_module.chebyshev
     pairs, frames = cheb.Stretches(10, 20), cheb.frame_times(20)
     at_frames = np.sin(np.arange(20.0))[:, None]
@@ -295,6 +300,17 @@ def test_a_split_search_ends_with_the_curves_frame_by_frame(s_run, monkeypatch):
     for a in (0, 1, 6, 7):  # between two frames of a stretch and between two stretches alike
         between = cheb.evaluate(coefs, (frames[a:a + 1] + frames[a + 1:a + 2]) / 2, pairs)
         np.testing.assert_allclose(between[0], (at_frames[a] + at_frames[a + 1]) / 2, atol=1e-12)
+
+
+def test_the_whole_simulation_may_hold_its_curves_frame_by_frame_but_not_at_knots():
+    """10 000 frames: frame by frame (block_gram keeps its sums small) where every frame trains, never as knots
+    (a spline's dense fit), which stay at windows of at most 2 048 frames."""
+    def window(n_frames: int, every: int = 0) -> SimpleNamespace:
+        return SimpleNamespace(n_frames=n_frames, held_out=holdout_mask(n_frames, every))
+
+    assert encode_module.frame_wise_allowed(window(10_000)) and encode_module.frame_wise_allowed(window(2048, 4))
+    assert not encode_module.frame_wise_allowed(window(10_000, 4)) and not encode_module.frame_wise_allowed(window(3))
+    assert not encode_module.frame_wise_allowed(window(10_001))
 
 
 def test_knots_hold_a_curve_at_the_training_frames_and_a_natural_cubic_spline_between():

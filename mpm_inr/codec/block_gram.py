@@ -8,8 +8,8 @@ couples only a stretch's own polynomials: the Gram matrix is P blocks of (d + 1)
 per fit of a step search that makes hundreds. Block by block each is O(P·(d + 1)²) per column.
 
 Up to BLOCKWISE_MIN_COEFS coefficients the dense matrix is used as before, so every file of a window of at most
-2 048 frames (FRAME_WISE_MAX_FRAMES) is the same bit for bit; past it the blocks, whose results agree with the
-dense ones to rounding (tests/test_codec_block_gram.py).
+4 096 frames (and every series of fewer coefficients) is the same bit for bit; past it the blocks, whose results
+agree with the dense ones to rounding (tests/test_codec_block_gram.py).
 """
 
 from __future__ import annotations
