@@ -367,7 +367,7 @@ class ProjectedTargets:
 
     def gram_factor(self, n_coefs: int) -> np.ndarray:
         """The lower Cholesky factor of the (ridged) Gram matrix of a series of `n_coefs` coefficients: dense, or
-        its blocks past block_gram.BLOCKWISE_MIN_COEFS (block_gram.whiten and unwhiten take either)."""
+        its blocks past block_gram.BLOCKWISE_MIN_COEFS (block_gram.whitened_rows and unwhiten take either)."""
         if block_gram.blockwise(n_coefs):
             return block_gram.cholesky(block_gram.leading(self.gram_blocks, n_coefs))
         return np.linalg.cholesky(bilinear.ridged(self.poly_gram[:n_coefs, :n_coefs]))
