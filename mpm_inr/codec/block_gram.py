@@ -83,7 +83,8 @@ def whitened_rows(lower: np.ndarray, proj: np.ndarray) -> np.ndarray:
 
 
 def unwhiten(lower: np.ndarray, whitened: np.ndarray) -> np.ndarray:
-    """L⁻ᵀ w for (n_coefs, m) `whitened` (whiten's inverse transpose), by back substitution for blocks."""
+    """L⁻ᵀ w for (n_coefs, m) `whitened`: a whitened basis back in the polynomials (whitened_rows' inverse
+    transpose), by back substitution for blocks."""
     if lower.ndim == 2:
         return np.linalg.solve(lower.T, whitened)
     count, per = lower.shape[0], lower.shape[1]
