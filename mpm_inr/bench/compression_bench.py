@@ -33,7 +33,12 @@ from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec import components
 from mpm_inr.codec.encode import SLOPE_BOUNDS, CodecSettings, encode_model
 from mpm_inr.codec.rundir import load_run
-from mpm_inr.codec.svd_baseline import compression, quantised_svd, quantised_svd_holdout
+from mpm_inr.codec.svd_baseline import (
+    QuantisedSVD,
+    compression,
+    quantised_svd,
+    quantised_svd_holdout,
+)
 from mpm_inr.codec.window_meta import field_window_section
 from mpm_inr.data.dataset import open_dataset
 from mpm_inr.data.window import FieldWindow
@@ -118,9 +123,12 @@ def quantised_svd_point(values: np.ndarray, target: float, window: dict[str, Any
     """The smallest quantised, lzma-coded SVD file of the training frames reaching `target` (None: no rank does),
     with the window section `window`, written to `path`: its bytes are those on disk."""
     point = quantised_svd(values, target, window=window)
-    if point is None:
-        return None
-    return {"bytes": point.write(path), "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
+    return None if point is None else _quantised_svd_cell(point, values, point.write(path))
+
+
+def _quantised_svd_cell(point: QuantisedSVD, values: np.ndarray, n_bytes: int) -> dict[str, Any]:
+    """A quantised SVD's bench cell: its file's bytes, the window's ratio, R² and setting."""
+    return {"bytes": n_bytes, "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
             "bits": point.bits, "setting": _centred_setting(f"rank {point.rank}, {point.bits} bits", point.centred_on)}
 
 
@@ -129,10 +137,7 @@ def quantised_svd_parts_point(values: np.ndarray, target: float, window: dict[st
     components, an orthonormal basis of 2×2 matrices), sized in memory: a file of the parts would not decode to
     the window."""
     point = quantised_svd(components.values_in_parts(values), target, window=window)
-    if point is None:
-        return None
-    return {"bytes": point.n_bytes, "ratio": compression(values, point), "r2": point.r2, "rank": point.rank,
-            "bits": point.bits, "setting": _centred_setting(f"rank {point.rank}, {point.bits} bits", point.centred_on)}
+    return None if point is None else _quantised_svd_cell(point, values, point.n_bytes)
 
 
 #: a file (ours or the quantised SVD's) centred on the value most particles rest at, not on the mean

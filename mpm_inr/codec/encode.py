@@ -1297,8 +1297,8 @@ def _encode_weights(shell: CodecModel, window: FieldWindow, ss_tot: float,
 #: 428 curves, 18 min) against the series' 4 978 653 B (64 stretches of degree 32, 500 curves, 28 min)
 FRAME_WISE_MAX_FRAMES = 10_000
 #: the longest window with held-out frames whose curves are held at its training frames (chebyshev.Knots): a
-#: natural cubic spline's cardinal functions are dense, so a fit to them is a dense least-squares problem (the
-#: whole simulation's, 20 000 x 7 500, did not finish in 20 minutes)
+#: natural cubic spline's cardinal functions are dense, so a fit to them is a dense least-squares problem (20 000
+#: x 7 500 over the whole simulation, where the dense 20 000 x 10 000 fit frame by frame did not finish in 20 min)
 KNOTS_MAX_FRAMES = 2048
 
 
