@@ -135,7 +135,7 @@ def test_reordering_packed_codes_gives_the_other_order_s_packing_and_back():
     assert turned == ({**by_particle[0], "series/coefs": b"kept"}, {**by_particle[1], **extra})
     back = bilinear.reordered_codes(*by_particle, codes.particles)
     assert back[0] == by_direction[0] and back[1] == by_direction[1] and "codes_order" not in back[1]
-    with pytest.raises(ValueError, match="not groups of"):
+    with pytest.raises(CodecError, match="not groups of"):
         bilinear.reordered_codes(*by_direction, (40, 5, 8))
 
 

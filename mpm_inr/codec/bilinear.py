@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from mpm_inr.codec.format import CodecError
-from mpm_inr.codec.quantise import pack_array, quantise_uniform, unpack_array
+from mpm_inr.codec.quantise import pack_array, quantise_uniform, smallest_int, unpack_array
 
 ROW_LEVELS = 127  # directions are stored as int8 rows scaled to max |.| = 127
 _RIDGE = 1e-10  # of the mean Gram diagonal: keeps a rank-deficient group basis solvable
@@ -266,21 +266,34 @@ def reordered_codes(blobs: dict[str, bytes], meta: dict, particles: tuple[int, .
     compressing both: the encoder's fast screen (format.screen_size) prefers direction-major where the real coder
     packs particle-major 2.5 % smaller (C, 100 frames, seed 0, every 4th frame held out, R² 0.995: 24 468 B
     against 25 104 B), as the quantised SVD's file, sized both ways for real, was stored."""
+    groups = code_groups(blobs, meta, particles)
+    reordered = {key: value for key, value in meta.items() if key != "codes_order"}
+    if meta.get("codes_order") != PARTICLE_MAJOR:
+        reordered["codes_order"] = PARTICLE_MAJOR
+    packed, reordered["codes"] = packed_code_groups(groups, reordered, meta["codes"]["dtype"])
+    return {**blobs, "codes": packed}, reordered
+
+
+def code_groups(blobs: dict[str, bytes], meta: dict, particles: tuple[int, ...]) -> list[np.ndarray]:
+    """Each group's (n, rank) integer codes as `meta`'s order (codes_order) stores them, for groups of `particles`
+    particles each; one CodecError line where they do not add up."""
     ranks = meta["ranks"]
-    by_particle = meta.get("codes_order") == PARTICLE_MAJOR
     columns = unpack_array(_blob(blobs, "codes"), meta["codes"])
     ends = np.cumsum([n * r for n, r in zip(particles, ranks, strict=True)])
     if columns.ndim != 1 or (ends[-1] if ends.size else 0) != columns.size:
-        raise ValueError(f"codes of {columns.size} integers are not groups of {particles} particles × {ranks} ranks")
+        raise CodecError(f"codes of {columns.size} integers are not groups of {particles} particles × {ranks} ranks")
+    by_particle = meta.get("codes_order") == PARTICLE_MAJOR
     # a group's block is its (n, r) codes row-major (particle-major) or their transpose's (direction-major)
-    flipped = [(block.reshape(n, r) if by_particle else block.reshape(r, n)).T.ravel()
-               for block, n, r in zip(np.split(columns, ends[:-1]), particles, ranks, strict=True)]
-    packed, spec = pack_array(np.concatenate(flipped).astype(columns.dtype) if flipped else columns)
-    reordered = {key: value for key, value in meta.items() if key != "codes_order"}
-    reordered["codes"] = spec
-    if not by_particle:
-        reordered["codes_order"] = PARTICLE_MAJOR
-    return {**blobs, "codes": packed}, reordered
+    return [block.reshape(n, r) if by_particle else block.reshape(r, n).T
+            for block, n, r in zip(np.split(columns, ends[:-1]), particles, ranks, strict=True)]
+
+
+def packed_code_groups(groups: list[np.ndarray], meta: dict, dtype: str | None = None) -> tuple[bytes, dict]:
+    """(blob, spec) of the groups' (n, rank) integer codes in `meta`'s order (codes_order), as `dtype` where given
+    (the type they were read as), else the narrowest that holds them."""
+    by_particle = meta.get("codes_order") == PARTICLE_MAJOR
+    columns = np.concatenate([(q if by_particle else q.T).ravel() for q in groups]) if groups else np.zeros(0, int)
+    return pack_array(columns.astype(dtype) if dtype is not None else smallest_int(columns))
 
 
 def unpack_codes(blobs: dict[str, bytes], meta: dict, shapes: list[tuple[int, int]]) -> list[np.ndarray]:

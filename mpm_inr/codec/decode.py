@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpm_inr.codec import bilinear, chebyshev, components, format, svd_file
+from mpm_inr.codec import bilinear, chebyshev, components, format, neighbour_codes, svd_file
 from mpm_inr.codec.quantise import (
     pack_array,
     smallest_int,
@@ -115,7 +115,11 @@ def from_container(box: format.Container) -> CodecModel:
     n_coded = win["n_particles"] * (win["n_components"] if split else 1)
     constant = constant_mask(meta, blobs, n_coded)
     if split:
-        series, values = _series_parts(meta, blobs, [np.flatnonzero(~constant)], constant, 1,
+        coded = np.flatnonzero(~constant)
+        blobs, encoding = neighbour_codes.restored_blobs(
+            blobs, meta["encoding"], (coded.size,) + ((int(constant.sum()),) if constant.any() else ()),
+            neighbour_codes.RowMap.of_split(constant, win["n_components"]))
+        series, values = _series_parts({**meta, "encoding": encoding}, blobs, [coded], constant, 1,
                                        components.split_centre(win["mean"], win["n_particles"])[constant])
         state = {}
     elif meta["kind"] == "bilinear" and meta["encoding"].get("basis_kind", "network") == "chebyshev":

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mpm_inr.codec import bilinear, chebyshev, components, format
+from mpm_inr.codec import bilinear, chebyshev, components, format, neighbour_codes
 from mpm_inr.codec.decode import (
     CodecModel,
     from_container,
@@ -87,6 +87,16 @@ class Point(NamedTuple):
         """The same file with its codes in the other order (bilinear.reordered_codes), its screened size kept."""
         blobs, meta = bilinear.reordered_codes(self.blobs, self.meta, self.particles)
         return Point(self.screened, meta, blobs, None, self.particles)
+
+    def predicted(self, prediction: CodePrediction) -> Point:
+        """The same file with its coded particle-parts' codes as residuals of their neighbours' (neighbour_codes),
+        screened."""
+        blobs, meta = neighbour_codes.predicted_blobs(self.blobs, self.meta, self.particles, *prediction)
+        return Point(format.screen_size(blobs), meta, blobs, None, self.particles)
+
+
+#: what predicting a split file's codes from the particles' neighbours needs (neighbour_codes)
+CodePrediction = tuple[neighbour_codes.RowMap, neighbour_codes.Neighbours]
 
 
 def looked_past(point_at: Callable[[float], Point], r2_of: Callable[[float], float], goal: float, step: float,
@@ -486,6 +496,7 @@ class _Searched:
     points: list[Point]
     extra: dict[str, Any]
     constant: np.ndarray
+    prediction: CodePrediction | None = None  # where the codes may be stored as neighbours' residuals
 
     def __post_init__(self) -> None:
         self.points = finalists(self.points)
@@ -507,7 +518,8 @@ class _Searched:
 
     def finished(self) -> _Candidate:
         """The smallest file among its finalists (_smallest), compressed."""
-        kind_meta, kind_blobs, packed = _smallest(self.points, {**self.meta, "kind": "bilinear"}, self.blobs)
+        kind_meta, kind_blobs, packed = _smallest(self.points, {**self.meta, "kind": "bilinear"}, self.blobs,
+                                                  self.prediction)
         return _candidate(dict(self.meta), self.blobs, "bilinear", {**kind_meta, **self.extra}, kind_blobs,
                           self.constant, packed)
 
@@ -561,8 +573,10 @@ def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: 
     points = series.points(_search_goal(goal), settings) if math.isfinite(ceiling) else []
     if not points:
         return None
+    prediction = (neighbour_codes.RowMap.of_split(constant, window.n_components),
+                  neighbour_codes.Neighbours.at(window.positions[0], window.material))
     return _Searched(meta, blobs, points, {components.KEY: components.split_kind(window.n_components), "goal_r2": goal, "ceiling_r2": ceiling},
-                     constant)
+                     constant, prediction)
 
 
 #: what the encoders find besides the file's contents: reported in metrics.json, not stored (a decoder needs none)
@@ -652,11 +666,11 @@ def _search_goal(goal: float) -> float:
     return 1.0 - (1.0 - goal) * (1.0 - DECODE_MARGIN)
 
 
-def _smallest(points: list[Point], meta: dict[str, Any],
-              shared: Mapping[str, bytes]) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
+def _smallest(points: list[Point], meta: dict[str, Any], shared: Mapping[str, bytes],
+              prediction: CodePrediction | None = None) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
     """The encoding meta and blobs of the smallest file among the finalists, each also at the largest passing
-    step past its own where one is (Point.rescan) and with its codes in either order (in_both_orders), and its
-    payload: those near the best compressed for real (calibrated_smallest) with the `shared` blobs (the
+    step past its own where one is (Point.rescan), with its codes in either order (in_both_orders) and, where
+    `prediction` is given, as their neighbours' residuals (with_predicted_codes), and its payload: those near the best compressed for real (calibrated_smallest) with the `shared` blobs (the
     particles', the same for every candidate) as the file will hold them, and with its metadata packed as the
     file will (`meta`: the file's other metadata): two candidates a few payload bytes apart can differ as much
     in metadata."""
@@ -670,6 +684,7 @@ def _smallest(points: list[Point], meta: dict[str, Any],
     near = finalists(points)
     again = [point.rescanned() for point in near]  # a larger step need not make a smaller file: both compete
     candidates = in_both_orders(near + [point for point, first in zip(again, near, strict=True) if point is not first])
+    candidates = with_predicted_codes(candidates, prediction)
     _, packed, chosen = calibrated_smallest(candidates, sized)
     return chosen.meta, chosen.blobs, packed
 
@@ -685,6 +700,21 @@ def in_both_orders(points: list[Point]) -> list[Point]:
     return points + [point._replace(screened=format.screen_size(point.blobs)) for point in flipped]
 
 
+def with_predicted_codes(points: list[Point], prediction: CodePrediction | None) -> list[Point]:
+    """The finalists, each large enough (neighbour_codes.MIN_SCREENED_BYTES) also with its codes as residuals of
+    their neighbours' (Point.predicted): whether that codes smaller is known only by compressing both (C over the
+    whole simulation, seed 0, R² 0.995: 7 % smaller codes, 0.4 % of side information)."""
+    if prediction is None:
+        return points
+    return points + [point.predicted(prediction) for point in points
+                     if point.particles and point.screened >= neighbour_codes.MIN_SCREENED_BYTES]
+
+
+def _layout(point: Point) -> tuple[Any, bool]:
+    """What a point's fast screen's ratio to its real size depends on: its codes' order and prediction."""
+    return point.meta.get("codes_order"), neighbour_codes.KEY in point.meta
+
+
 def calibrated_smallest(points: list[Point], sized: Callable[[Point], tuple[int, bytes, Point]]
                         ) -> tuple[int, bytes, Point]:
     """The smallest of `points` compressed for real (`sized`), without compressing each: the fast screen's ratio to
@@ -695,12 +725,12 @@ def calibrated_smallest(points: list[Point], sized: Callable[[Point], tuple[int,
     Compressing every finalist in both orders took half of a 100-frame C file's encoding."""
     orders: dict[Any, list[Point]] = {}
     for point in points:
-        orders.setdefault(point.meta.get("codes_order"), []).append(point)
+        orders.setdefault(_layout(point), []).append(point)
     found = [sized(min(group, key=lambda point: point.screened)) for group in orders.values()]
-    ratio = {point.meta.get("codes_order"): n_bytes / max(point.screened, 1) for n_bytes, _, point in found}
+    ratio = {_layout(point): n_bytes / max(point.screened, 1) for n_bytes, _, point in found}
     best = min(n_bytes for n_bytes, _, _ in found)
-    for point in sorted(points, key=lambda point: point.screened * ratio[point.meta.get("codes_order")]):
-        if point.screened * ratio[point.meta.get("codes_order")] > best * (1 + CALIBRATED_MARGIN):
+    for point in sorted(points, key=lambda point: point.screened * ratio[_layout(point)]):
+        if point.screened * ratio[_layout(point)] > best * (1 + CALIBRATED_MARGIN):
             break
         found.append(sized(point))
         best = min(best, found[-1][0])

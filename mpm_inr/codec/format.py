@@ -1,6 +1,6 @@
 """The codec's container: one self-checking file that a decoder can trust or refuse in one line.
 
-Layout of versions 5 to 12 (little endian; 6 to 12 differ in the metadata only):
+Layout of versions 5 to 13 (little endian; 6 to 13 differ in the metadata only):
 
     magic     8 bytes  b"MPMINRC\\0"
     version   u16      FORMAT_VERSION of the writer; a reader refuses any newer one
@@ -61,8 +61,10 @@ MAGIC = b"MPMINRC\x00"
 # (kind "svd", svd_file), whose keys the dictionary knows, and a file without constant particles stores no mask of
 # them (decode.constant_mask; ~10-13 bytes of a 100-frame Jp file, which a version-10 reader would refuse to miss);
 # 12: a 2×2 tensor's split file codes its parts (encoding.components "parts", components.TENSOR_PARTS; a version-11
-# reader would decode them as the components), with version 11's dictionary
-FORMAT_VERSION = 12
+# reader would decode them as the components), with version 11's dictionary; 13: a split file's codes may be
+# residuals of a prediction from each particle's neighbours (encoding.codes_predicted, mpm_inr.codec.neighbour_codes;
+# a version-12 reader would decode the residuals as the codes), with version 11's dictionary
+FORMAT_VERSION = 13
 _PREFIX = struct.Struct("<8sH")  # what every version starts with: magic, version
 _LEGACY_HEAD = struct.Struct("<8sHIQ")  # versions 1-3: magic, version, meta_len, data_len
 _LEGACY_DIGEST = 32  # versions 1-3: sha256

@@ -170,10 +170,10 @@ META_DICTIONARY_V11 = META_DICTIONARY_V10 + (
 )
 
 #: the dictionary of each format version that has one
-# version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused; version
-# 12 keeps version 11's (its one new value, "parts", costs ~5 bytes of a split file's metadata; a new dictionary
+# version 5 drops version 4's table of array sizes and keeps its dictionary: the table's entries go unused; versions
+# 12 and 13 keep version 11's (12's one new value, "parts", costs ~5 bytes of a split file's metadata; a new dictionary
 # would move every other file's metadata by a byte or two)
 META_DICTIONARIES = {3: META_DICTIONARY, 4: META_DICTIONARY_V4, 5: META_DICTIONARY_V4, 6: META_DICTIONARY_V6,
                      7: META_DICTIONARY_V7, 8: META_DICTIONARY_V8,
                      9: META_DICTIONARY_V9, 10: META_DICTIONARY_V10, 11: META_DICTIONARY_V11,
-                     12: META_DICTIONARY_V11}
+                     12: META_DICTIONARY_V11, 13: META_DICTIONARY_V11}
