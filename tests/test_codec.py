@@ -518,7 +518,7 @@ def test_a_piecewise_series_file_decodes_to_what_the_encoder_scored_and_a_versio
     report = encode_model(network, cfg["model"], window, 1.0, path, CodecSettings(target_r2=0.99, basis="chebyshev"))
     box = format.read(path)
     encoding = box.meta["encoding"]
-    assert box.version == FORMAT_VERSION == 12 and encoding["series_stretches"] == 4
+    assert box.version == FORMAT_VERSION == 13 and encoding["series_stretches"] == 4
     n_curves = sum(chebyshev.file_series_ranks(encoding)) * window.n_components
     assert encoding["series_order"] == "curve" and encoding["series"]["coefs"]["shape"][0] == n_curves
     decoded = load(path)

@@ -22,9 +22,11 @@ from mpm_inr.codec import (
     encode_model,
     format,
     load,
+    neighbour_codes,
 )
 from mpm_inr.codec import encode as encode_module
 from mpm_inr.codec.__main__ import main as codec_main
+from mpm_inr.codec.decode import constant_mask
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.data.window import FieldWindow, holdout_mask
 from mpm_inr.errors import ConfigError
@@ -65,7 +67,7 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     path = tmp_path / "split.mpmc"
     window, candidate = _split_file(s_run, 0.99, path)
     box = format.read(path)
-    assert box.version == format.FORMAT_VERSION == 12 and components.is_split(box.meta["encoding"])
+    assert box.version == format.FORMAT_VERSION == 13 and components.is_split(box.meta["encoding"])
     assert box.meta["window"]["std"] == [1.0] * window.n_components  # its curves are in original units
     model = load(path)
     assert model.network is None and model.series.split and model.constant.size == window.values[0].size
@@ -81,6 +83,31 @@ def test_a_split_file_decodes_to_what_its_encoder_scored_at_any_t(s_run, tmp_pat
     monkeypatch.setattr(format, "FORMAT_VERSION", 7)
     with pytest.raises(CodecError, match=f"format version {box.version}, newer than this reader's 7"):
         format.read(path)
+
+
+def test_a_split_file_may_store_its_codes_as_their_neighbours_residuals(s_run, tmp_path, monkeypatch):
+    """A split file's codes as residuals of a prediction from each particle's earlier neighbours
+    (neighbour_codes) decode bit for bit as the codes themselves, in a format-13 file an older reader refuses; a
+    small file never tries them (the cells cost ~2 bytes a particle), and where tried the smaller file is kept."""
+    plain_path = tmp_path / "plain.mpmc"
+    window, plain = _split_file(s_run, 0.99, plain_path)
+    assert neighbour_codes.KEY not in plain.meta["encoding"]
+    box = format.read(plain_path)
+    n_coded = window.n_particles * window.n_components
+    constant = constant_mask(box.meta, box.blobs, n_coded)
+    particles = (int((~constant).sum()),) + ((int(constant.sum()),) if constant.any() else ())
+    rows = neighbour_codes.RowMap.of_split(constant, window.n_components)
+    near = neighbour_codes.Neighbours.at(window.positions[0], window.material)
+    blobs, encoding = neighbour_codes.predicted_blobs(box.blobs, box.meta["encoding"], particles, rows, near)
+    predicted_path = tmp_path / "predicted.mpmc"
+    format.write(predicted_path, {**box.meta, "encoding": encoding}, blobs)
+    assert np.array_equal(load(predicted_path).decode_window(), load(plain_path).decode_window())
+    monkeypatch.setattr(neighbour_codes, "MIN_SCREENED_BYTES", 0)
+    _, tried = _split_file(s_run, 0.99, tmp_path / "tried.mpmc")
+    assert tried.n_bytes <= plain.n_bytes
+    monkeypatch.setattr(format, "FORMAT_VERSION", 12)
+    with pytest.raises(CodecError, match="format version 13, newer than this reader's 12"):
+        load(predicted_path)
 
 
 def test_particle_components_constant_over_the_window_are_stored_by_value(s_run, tmp_path):
@@ -347,7 +374,7 @@ def test_a_split_file_of_a_window_with_held_out_frames_may_hold_its_curves_at_th
     path = tmp_path / "knots.mpmc"
     _, candidate = _split_file_of(cfg, window, network, 0.99, path)
     box = format.read(path)
-    assert box.version == 12 and box.meta["encoding"]["series_knots"] == "training"
+    assert box.version == format.FORMAT_VERSION and box.meta["encoding"]["series_knots"] == "training"
     model = load(path)
     train, test = window.train_frames, window.test_frames
     decoded = model.decode_window()
@@ -366,7 +393,7 @@ def test_the_cli_takes_the_layouts_and_info_names_a_split_file(s_run, tmp_path, 
     report = json.loads(capsys.readouterr().out)
     assert codec_main(["info", str(path)]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["format_version"] == 12 and info["encoding"].get("components", "shared") == report["components"]
+    assert info["format_version"] == format.FORMAT_VERSION and info["encoding"].get("components", "shared") == report["components"]
     with pytest.raises(SystemExit):
         codec_main(["encode", str(s_run), "--components", "apart"])
     assert "invalid choice: 'apart'" in capsys.readouterr().err
@@ -392,7 +419,7 @@ def test_a_tensor_fields_split_file_codes_its_parts_and_a_symmetric_tensor_decod
     assert np.array_equal(decoded[..., 1], decoded[..., 2])
     assert 1 - r2_score(window.values, decoded) == pytest.approx(1 - in_parts.search["r2_estimate"], rel=1e-3)
     monkeypatch.setattr(format, "FORMAT_VERSION", 11)
-    with pytest.raises(CodecError, match="format version 12, newer than this reader's 11"):
+    with pytest.raises(CodecError, match="format version 13, newer than this reader's 11"):
         load(tmp_path / "parts.mpmc")
 
 

@@ -21,7 +21,12 @@ import torch
 from torch import nn
 
 from mpm_inr.codec.format import CodecError
-from mpm_inr.codec.quantise import pack_array, quantise_uniform, smallest_int, unpack_array
+from mpm_inr.codec.quantise import (
+    pack_array,
+    quantise_uniform,
+    smallest_int,
+    unpack_array,
+)
 
 ROW_LEVELS = 127  # directions are stored as int8 rows scaled to max |.| = 127
 _RIDGE = 1e-10  # of the mean Gram diagonal: keeps a rank-deficient group basis solvable

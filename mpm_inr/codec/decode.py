@@ -12,7 +12,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from mpm_inr.codec import bilinear, chebyshev, components, format, neighbour_codes, svd_file
+from mpm_inr.codec import (
+    bilinear,
+    chebyshev,
+    components,
+    format,
+    neighbour_codes,
+    svd_file,
+)
 from mpm_inr.codec.quantise import (
     pack_array,
     smallest_int,
