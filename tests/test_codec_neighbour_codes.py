@@ -58,6 +58,10 @@ def test_each_particle_is_predicted_from_its_nearest_earlier_particles_ties_by_o
         got = found[i][found[i] >= 0]
         assert np.array_equal(got, expect)
         assert weights[i].sum() == (0 if got.size == 0 else pytest.approx(neighbour_codes.WEIGHT_TOTAL, abs=2))
+        if got.size:  # integers in proportion to 1/d², to within their rounding
+            inverse = 1.0 / np.maximum(((cells[got] - cells[i]) ** 2).sum(1), 1)
+            share = neighbour_codes.WEIGHT_TOTAL * inverse / inverse.sum()
+            assert weights[i].dtype == np.int64 and np.abs(weights[i][:got.size] - share).max() <= 0.5
     assert (found[near.order[0]] == -1).all()  # the first particle has no one to be predicted from
 
 

@@ -703,7 +703,7 @@ def in_both_orders(points: list[Point]) -> list[Point]:
 def with_predicted_codes(points: list[Point], prediction: CodePrediction | None) -> list[Point]:
     """The finalists, each large enough (neighbour_codes.MIN_SCREENED_BYTES) also with its codes as residuals of
     their neighbours' (Point.predicted): whether that codes smaller is known only by compressing both (C over the
-    whole simulation, seed 0, R² 0.995: 7 % smaller codes, 0.4 % of side information)."""
+    whole simulation, seed 0, R² 0.995: the codes 7 % smaller, the cells, materials and gains 0.5 % of the file)."""
     if prediction is None:
         return points
     return points + [point.predicted(prediction) for point in points

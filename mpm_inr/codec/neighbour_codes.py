@@ -8,9 +8,9 @@ already decoded: the particles go in Morton order of their cells at the window's
 the inverse-square-distance mean of its NEIGHBOURS nearest earlier particles, times a gain per material, part and
 curve. The transform is lossless on the integers (the decoded values are the file's without it, bit for bit),
 so it changes the bytes only, and a file keeps it only where it comes out smaller (encode._smallest): the cells
-and materials it stores cost ~19 KB for 9 000 particles, against 261 KB saved on the codes of that file (3.73 ->
-3.47 MB; NEIGHBOURS 2: 3.46 MB, 6: 3.58 MB; cells of 1/256 share a cell for a third of the particles and saved
-half as much).
+and materials it stores cost ~18 KB for 9 000 particles (compressed), against 280 KB saved on the codes of that file (3.727 ->
+3.447 MB; NEIGHBOURS 2: 3.458 MB, 4 to 10 larger in a first floating-point version; cells of 1/256 put a third of
+the particles in a shared cell and saved half as much).
 
 Everything a decoder recomputes is integer arithmetic (cells, Morton order, squared distances, weights rounded
 once from them, floor divisions), so the encoder's prediction, made for every particle at once, and the decoder's,
@@ -111,10 +111,7 @@ class Neighbours:
             earlier = keys != never
             found[rows, :k] = np.where(earlier, nearest, -1)
             dist2[rows, :k] = np.where(earlier, keys // n, 0)
-        inverse = np.where(found >= 0, 1.0 / np.maximum(dist2, 1), 0.0)
-        total = inverse.sum(axis=1, keepdims=True)
-        weights = np.rint(WEIGHT_TOTAL * inverse / np.where(total > 0, total, 1.0)).astype(np.int64)
-        return found, weights
+        return found, _inverse_square_weights(found >= 0, np.maximum(dist2, 1))
 
     def sums(self, dense: np.ndarray) -> np.ndarray:
         """(P, parts, r) each particle's weighted sum of its earlier neighbours' codes."""
@@ -142,6 +139,20 @@ class Neighbours:
         if cells.ndim != 2 or cells.shape[1] != 2 or groups.shape != (cells.shape[0],) or (groups < 0).any():
             raise CodecError("the file's neighbour cells and groups do not match; it is inconsistent, encode it again")
         return cls(cells, groups)
+
+
+def _inverse_square_weights(valid: np.ndarray, dist2: np.ndarray) -> np.ndarray:
+    """(P, K) integer weights ∝ 1/d² adding up to about WEIGHT_TOTAL, in integers alone: 1/d_j² ∝ the product of
+    the other neighbours' d² (at most (2·CELLS²)^(K-1), 4.4e12 for three), rounded half up."""
+    others = np.zeros(dist2.shape, dtype=np.int64)
+    for j in range(dist2.shape[1]):
+        product = np.ones(dist2.shape[0], dtype=np.int64)
+        for k in range(dist2.shape[1]):
+            if k != j:
+                product *= np.where(valid[:, k], dist2[:, k], 1)
+        others[:, j] = np.where(valid[:, j], product, 0)
+    total = np.maximum(others.sum(axis=1, keepdims=True), 1)
+    return (2 * WEIGHT_TOTAL * others + total) // (2 * total)
 
 
 def _predictions(sums: np.ndarray, gains: np.ndarray, weight_sums: np.ndarray) -> np.ndarray:
