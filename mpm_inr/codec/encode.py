@@ -670,10 +670,10 @@ def _smallest(points: list[Point], meta: dict[str, Any], shared: Mapping[str, by
               prediction: CodePrediction | None = None) -> tuple[dict[str, Any], dict[str, bytes], bytes]:
     """The encoding meta and blobs of the smallest file among the finalists, each also at the largest passing
     step past its own where one is (Point.rescan), with its codes in either order (in_both_orders) and, where
-    `prediction` is given, as their neighbours' residuals (with_predicted_codes), and its payload: those near the best compressed for real (calibrated_smallest) with the `shared` blobs (the
-    particles', the same for every candidate) as the file will hold them, and with its metadata packed as the
-    file will (`meta`: the file's other metadata): two candidates a few payload bytes apart can differ as much
-    in metadata."""
+    `prediction` is given, as their neighbours' residuals (with_predicted_codes), and its payload: those near the
+    best compressed for real (calibrated_smallest) with the `shared` blobs (the particles', the same for every
+    candidate) as the file will hold them, and with its metadata packed as the file will (`meta`: the file's
+    other metadata): two candidates a few payload bytes apart can differ as much in metadata."""
     payload = format.payloads_once()
 
     def sized(point: Point) -> tuple[int, bytes, Point]:
