@@ -683,8 +683,9 @@ def _smallest(points: list[Point], meta: dict[str, Any], shared: Mapping[str, by
 
     near = finalists(points)
     again = [point.rescanned() for point in near]  # a larger step need not make a smaller file: both compete
-    candidates = in_both_orders(near + [point for point, first in zip(again, near, strict=True) if point is not first])
-    candidates = with_predicted_codes(candidates, prediction)
+    # predicted before the orders are flipped: a point's two orders share one prediction
+    candidates = in_both_orders(with_predicted_codes(
+        near + [point for point, first in zip(again, near, strict=True) if point is not first], prediction))
     _, packed, chosen = calibrated_smallest(candidates, sized)
     return chosen.meta, chosen.blobs, packed
 

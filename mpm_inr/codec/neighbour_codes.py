@@ -8,12 +8,12 @@ already decoded: the particles go in Morton order of their cells at the window's
 the inverse-square-distance mean of its NEIGHBOURS nearest earlier particles, times a gain per material, part and
 curve. The transform is lossless on the integers (the decoded values are the file's without it, bit for bit),
 so it changes the bytes only, and a file keeps it only where it comes out smaller (encode._smallest): the cells
-and materials it stores cost ~18 KB for 9 000 particles (compressed), against 280 KB saved on the codes of that file (3.727 ->
-3.447 MB; NEIGHBOURS 2: 3.458 MB, 4 to 10 larger in a first floating-point version; cells of 1/256 put a third of
-the particles in a shared cell and saved half as much).
+and materials it stores cost ~18 KB for 9 000 particles (compressed), against 280 KB saved on the codes of that
+file (3.727 -> 3.447 MB; NEIGHBOURS 2: 3.458 MB, 4 to 10 larger in a first floating-point version; cells of 1/256
+put a third of the particles in a shared cell and saved half as much).
 
-Everything a decoder recomputes is integer arithmetic (cells, Morton order, squared distances, weights rounded
-once from them, floor divisions), so the encoder's prediction, made for every particle at once, and the decoder's,
+Everything a decoder recomputes is integer arithmetic (cells, Morton order, squared distances, weights from
+their products, floor divisions), so the encoder's prediction, made for every particle at once, and the decoder's,
 made one particle at a time, agree exactly on every machine.
 """
 
@@ -170,8 +170,26 @@ def _dense(ints: np.ndarray, rows: RowMap, n_particles: int) -> np.ndarray:
 
 def fitted_gains(ints: np.ndarray, rows: RowMap, near: Neighbours) -> np.ndarray:
     """(groups, parts, r) uint8 gains, least squares per material, part and curve, in steps of 1/GAIN_LEVELS."""
-    dense = _dense(ints, rows, near.cells.shape[0]).astype(np.float64)
-    mean = near.sums(dense.astype(np.int64)) / np.maximum(near.weight_sums, 1)[:, None, None]
+    dense = _dense(np.asarray(ints, dtype=np.int64), rows, near.cells.shape[0])
+    return _gains(dense, near.sums(dense), near)
+
+
+def residuals(ints: np.ndarray, rows: RowMap, near: Neighbours, gains: np.ndarray) -> np.ndarray:
+    """The (n, r) codes less their predictions from the earlier neighbours' codes (all at once)."""
+    dense = _dense(np.asarray(ints, dtype=np.int64), rows, near.cells.shape[0])
+    return _residuals(dense, near.sums(dense), rows, near, gains)
+
+
+def predicted(ints: np.ndarray, rows: RowMap, near: Neighbours) -> tuple[np.ndarray, np.ndarray]:
+    """(residuals, gains) of fitted_gains and residuals, the neighbours' sums formed once."""
+    dense = _dense(np.asarray(ints, dtype=np.int64), rows, near.cells.shape[0])
+    sums = near.sums(dense)
+    gains = _gains(dense, sums, near)
+    return _residuals(dense, sums, rows, near, gains), gains
+
+
+def _gains(dense: np.ndarray, sums: np.ndarray, near: Neighbours) -> np.ndarray:
+    mean = sums / np.maximum(near.weight_sums, 1)[:, None, None]
     gains = np.zeros((near.n_groups,) + dense.shape[1:], dtype=np.float64)
     for group in range(near.n_groups):
         of = near.groups == group
@@ -179,10 +197,9 @@ def fitted_gains(ints: np.ndarray, rows: RowMap, near: Neighbours) -> np.ndarray
     return np.rint(np.clip(gains, 0, GAIN_MAX) * GAIN_LEVELS).astype(np.uint8)
 
 
-def residuals(ints: np.ndarray, rows: RowMap, near: Neighbours, gains: np.ndarray) -> np.ndarray:
-    """The (n, r) codes less their predictions from the earlier neighbours' codes (all at once)."""
-    dense = _dense(np.asarray(ints, dtype=np.int64), rows, near.cells.shape[0])
-    predicted = _predictions(near.sums(dense), gains.astype(np.int64)[near.groups], near.weight_sums)
+def _residuals(dense: np.ndarray, sums: np.ndarray, rows: RowMap, near: Neighbours,
+               gains: np.ndarray) -> np.ndarray:
+    predicted = _predictions(sums, gains.astype(np.int64)[near.groups], near.weight_sums)
     return (dense - predicted)[rows.particle, rows.part]
 
 
@@ -212,8 +229,7 @@ def predicted_blobs(blobs: dict[str, bytes], meta: dict, particles: tuple[int, .
     groups = bilinear.code_groups(blobs, meta, particles)
     if groups[0].shape[0] != rows.particle.size:
         raise ValueError(f"the first code group has {groups[0].shape[0]} rows, the row map {rows.particle.size}")
-    gains = fitted_gains(groups[0], rows, near)
-    groups[0] = residuals(groups[0], rows, near, gains)
+    groups[0], gains = predicted(groups[0], rows, near)
     out_meta = dict(meta)
     packed, out_meta["codes"] = bilinear.packed_code_groups(groups, meta)
     side, out_meta[KEY] = near.blobs()
