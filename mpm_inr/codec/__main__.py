@@ -1,4 +1,5 @@
-"""`python -m mpm_inr.codec encode RUN_DIR | decode FILE | info FILE`: a trained model as bytes on disk."""
+"""`python -m mpm_inr.codec encode RUN_DIR | encode-window DATASET | decode FILE | info FILE`: a trained model
+(or a dataset's window, with no model) as bytes on disk."""
 
 from __future__ import annotations
 
@@ -14,10 +15,16 @@ from mpm_inr.codec.decode import load
 from mpm_inr.codec.encode import (
     BASIS_KINDS,
     COMPONENT_LAYOUTS,
+    WINDOW_MAX_RANK,
     CodecSettings,
+    check_max_rank,
     encode_model,
+    encode_window,
 )
 from mpm_inr.codec.rundir import load_run
+from mpm_inr.config.fields import FIELDS
+from mpm_inr.data.dataset import open_dataset
+from mpm_inr.data.window import FieldWindow
 from mpm_inr.errors import UserError, exit_code_of
 from mpm_inr.threads import AUTO, check_threads, pinned_threads, resolve_threads
 
@@ -36,11 +43,23 @@ def main(argv: list[str] | None = None) -> int:
     enc.add_argument("--basis", choices=BASIS_KINDS, default=CodecSettings.basis,
                      help="a bilinear model's temporal basis: its network, a Chebyshev series in t fitted to it, "
                           "or whichever file is smaller (auto)")
-    enc.add_argument("--components", choices=COMPONENT_LAYOUTS, default=CodecSettings.components,
-                     help="also try a file that codes each particle's components apart (both), never (shared), or "
-                          "so, searched once on windows of up to 100 frames (auto)")
+    _components_option(enc, "also try a file that codes each particle's components apart (both), never (shared), "
+                            "or so, searched once on windows of up to 100 frames (auto)")
     enc.add_argument("--data-root", default=None, help="where the run's dataset lives, if it moved")
     _threads_option(enc)
+    win = sub.add_parser("encode-window", help="write a dataset's window as one file, with no model trained: "
+                         "each particle's components apart over the window's own curves")
+    win.add_argument("dataset", help="a dataset directory (generate.py's output)")
+    win.add_argument("--field", required=True, choices=sorted(FIELDS))
+    win.add_argument("--frames", type=int, required=True, help="the window's frames, about the simulation's middle "
+                     "(as training's data.n_training_frames)")
+    win.add_argument("--holdout-every", type=int, default=0, help="hold out every k-th frame (0: none)")
+    win.add_argument("--target-r2", type=float, required=True, help="decoded R² to reach on the training frames")
+    win.add_argument("--max-rank", type=int, default=WINDOW_MAX_RANK, help="most curves the file may keep")
+    _components_option(win, "store the constant particle-components by value only (auto, on windows of up to "
+                            "100 frames) or both ways, keeping the smaller file (both)")
+    win.add_argument("-o", "--out", required=True, help="file to write")
+    _threads_option(win)
     dec = sub.add_parser("decode", help="a file back to the window's arrays")
     dec.add_argument("file")
     dec.add_argument("-o", "--out", required=True, help="directory for <field>.npy (T, N, C) and frames.npy")
@@ -51,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("file")
     args = parser.parse_args(argv)
     return exit_code_of(lambda: _command(args))
+
+
+def _components_option(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--components", choices=COMPONENT_LAYOUTS, default=CodecSettings.components, help=text)
 
 
 def _threads_option(parser: argparse.ArgumentParser) -> None:
@@ -78,8 +101,9 @@ def _command(args: argparse.Namespace) -> None:
 
 
 def _coded(args: argparse.Namespace) -> None:
-    if args.command == "encode":
-        print(json.dumps(_encode(args), indent=1, default=str))
+    if args.command in ("encode", "encode-window"):
+        encoded = _encode(args) if args.command == "encode" else _encode_window(args)
+        print(json.dumps(encoded, indent=1, default=str))
     else:
         _decode(args)
 
@@ -94,6 +118,15 @@ def _encode(args) -> dict:
     cfg, window, network = load_run(args.run_dir, args.data_root)
     out = Path(args.out) if args.out else Path(args.run_dir) / DEFAULT_NAME
     return encode_model(network, cfg["model"], window, cfg["data"]["t_period"], out, settings)
+
+
+def _encode_window(args) -> dict:
+    settings = CodecSettings.from_config({"target_r2": args.target_r2, "components": args.components})
+    if args.holdout_every < 0:
+        raise UserError(f"--holdout-every {args.holdout_every} must be 0 (none) or a positive k")
+    check_max_rank(args.max_rank)
+    window = FieldWindow.from_dataset(open_dataset(args.dataset), args.field, args.frames, args.holdout_every)
+    return encode_window(window, Path(args.out), settings, args.max_rank)
 
 
 def _decode(args) -> None:

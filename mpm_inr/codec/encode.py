@@ -190,10 +190,53 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     hold many values, and not where thousands hold the same value (Jp = 1 of every elastic particle) while the
     rest are scattered (1 bit each). Both are encoded and the smaller file is written, at the same goal. Where
     many particles rest at one value (resting_value), a bilinear file centred on it is encoded too, both ways."""
-    started = time.perf_counter()
     refuse_positions(str(model_cfg["name"]))
     if settings.basis == "chebyshev" and not network.linear_in_codes:
         raise format.CodecError(SERIES_NEEDS_BILINEAR)
+
+    def search(aim: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Ranked:
+        return _ranked(network, model_cfg, window, t_period, aim, ss_tot, constant)
+
+    return _encode_smallest(search, window, path, settings)
+
+
+#: a window encoded without a network (encode_window) keeps at most this many curves: the leading directions its
+#: search projects the window on are kept this many at a time (C over the whole simulation at R² 0.995 kept 428)
+WINDOW_MAX_RANK = 1024
+
+
+def encode_window(window: FieldWindow, path: str | os.PathLike, settings: CodecSettings,
+                  max_rank: int = WINDOW_MAX_RANK) -> dict[str, Any]:
+    """Encode `window` into `path` with no network trained: the split file alone (_encoded_split: the truncated
+    SVD's layout with our quantisation, its curves a series or frame by frame, its codes maybe predicted from
+    each particle's neighbours), at most `max_rank` curves, with encode_model's slope guard and decoded score.
+    It is what our files over the whole simulation are where they win (S and C: nothing in them came from a
+    network, and training one at 10 000 frames is capped), so this encodes them in minutes, not after hours of
+    training. Needs a target: without one there is no model accuracy to keep."""
+    if settings.target_r2 is None:
+        raise format.CodecError("encoding a window without a model needs a target R² (--target-r2)")
+    check_max_rank(max_rank)
+
+    def search(aim: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Ranked:
+        found = _split_files(None, window, 1.0, aim, ss_tot, constant, max_rank)
+        if not found:
+            raise format.CodecError(f"no file of at most {max_rank} curves reaches R² {aim.target_r2} on this "
+                                    "window; raise --max-rank")
+        return _Ranked(found)
+
+    return _encode_smallest(search, window, path, settings)
+
+
+def check_max_rank(max_rank: int) -> None:
+    """encode_window's cap on its curves: at least one (checked before a long window is read)."""
+    if max_rank < 1:
+        raise format.CodecError(f"--max-rank {max_rank} must be at least 1")
+
+
+def _encode_smallest(search: Callable[[CodecSettings, float, np.ndarray], _Ranked], window: FieldWindow,
+                     path: str | os.PathLike, settings: CodecSettings) -> dict[str, Any]:
+    """The slope-guarded loop of encode_model over the files `search(aim, ss_tot, constant)` ranks."""
+    started = time.perf_counter()
     frames = training_frames(window)
     gt = window.values if frames is None else window.values[frames]
     ss_tot = float(component_sums(gt, gt)[1].sum())
@@ -203,7 +246,7 @@ def encode_model(network: FieldNetwork, model_cfg: Mapping[str, Any], window: Fi
     aim, kept, closest, written = settings, None, None, None
     guarded = (settings.target_r2 or 0.0) >= SLOPE_MIN_TARGET
     for searches in range(1, SLOPE_RETRIES + 2):
-        ranked = _ranked(network, model_cfg, window, t_period, aim, ss_tot, constant)
+        ranked = search(aim, ss_tot, constant)
         for centre, candidate in ranked.by_size():
             if kept is not None and candidate.n_bytes >= kept.candidate.n_bytes:
                 break  # no smaller file in this search
@@ -262,21 +305,30 @@ def _ranked(network: FieldNetwork, model_cfg: Mapping[str, Any], window: FieldWi
             settings: CodecSettings, ss_tot: float, constant: np.ndarray) -> _Ranked:
     """Every file the search makes (centre, candidate) that reaches its goal: the model's layout about each centre
     with and without its constant particles stored by value, and the split file."""
-    frames = training_frames(window)
     found = [(centre, _held(_encoded(network, model_cfg, centred, t_period, settings, ss_tot, split)))
              for centre, centred in centrings(window, constant, network.linear_in_codes)
              for split in constant_splits(constant)]
     if splits_components(network, window, settings):
-        parts = components.in_parts(window)
-        apart = constant_particles(components.split_window(parts).values, frames)
-        centre, centred = split_centre(parts, constant, frames, ss_tot, settings.target_r2)
-        split_found = [(centre, _encoded_split(model_cfg, centred, t_period, settings, ss_tot, split,
-                                               network.latent_dim * window.n_components))
-                       for split in split_constants(apart, window.n_frames, settings.components)]
-        found += [(centre, _held(searched)) for centre, searched in split_found if searched is not None]
+        found += _split_files(model_cfg, window, t_period, settings, ss_tot, constant,
+                              network.latent_dim * window.n_components)
     # the same accuracy: an unsplit file whose goal is lower (no target: its best decodable R² is) does not count
     goal = found[0][1].goal_r2
     return _Ranked([f for f in found if f[1].goal_r2 >= goal - 1e-12])
+
+
+def _split_files(model_cfg: Mapping[str, Any] | None, window: FieldWindow, t_period: float,
+                 settings: CodecSettings, ss_tot: float, constant: np.ndarray, max_rank: int
+                 ) -> list[tuple[str, _Candidate | _Searched]]:
+    """(centre, search) of the split file (its components, a 2×2 tensor's parts, apart) about its one centre
+    (split_centre), with and without its constant particle-parts stored by value (split_constants); each search
+    held before the next one runs (over the whole simulation its finalists are tens of MB)."""
+    frames = training_frames(window)
+    parts = components.in_parts(window)
+    apart = constant_particles(components.split_window(parts).values, frames)
+    centre, centred = split_centre(parts, constant, frames, ss_tot, settings.target_r2)
+    searches = (_encoded_split(model_cfg, centred, t_period, settings, ss_tot, split, max_rank)
+                for split in split_constants(apart, window.n_frames, settings.components))
+    return [(centre, _held(searched)) for searched in searches if searched is not None]
 
 
 #: a layout's finalists are held uncompressed (_Ranked) up to this many bytes of blobs; a larger layout's are
@@ -551,18 +603,21 @@ def _candidate(meta: dict[str, Any], blobs: dict[str, bytes], kind: str, kind_me
     return _Candidate(meta, blobs, packed, search, constant, n_bytes)
 
 
-def _encoded_split(model_cfg: Mapping[str, Any], window: FieldWindow, t_period: float, settings: CodecSettings,
+def _encoded_split(model_cfg: Mapping[str, Any] | None, window: FieldWindow, t_period: float, settings: CodecSettings,
                    ss_tot: float, constant: np.ndarray, max_rank: int) -> _Searched | None:
     """The file that codes each particle's components apart (mpm_inr.codec.components), a 2×2 tensor's by its
     parts: `window` holds them (components.in_parts), with `constant` (N·C,) the particle-parts stored by value,
-    at most `max_rank` curves (the model's K·C); None where no series reaches the goal. The network's weights take
+    at most `max_rank` curves (the model's K·C, or encode_window's cap); None where no series reaches the goal; its
+    metadata names `model_cfg` where there is one (encode_window has none). The network's weights take
     no part: its curves are the window's best series."""
     view = components.split_window(window)
     frames = training_frames(window)
     blobs, meta = particle_blobs(window.material, window.object_id, constant, frozenset())
     # its curves are in original units and its decoder reads no scale: 1.0 is one back-reference (S and C's four
     # stds cost ~30 bytes)
-    meta.update(model=dict(model_cfg), window=_window_meta(replace(window, std=np.ones_like(window.std)), t_period))
+    meta.update(window=_window_meta(replace(window, std=np.ones_like(window.std)), t_period))
+    if model_cfg is not None:  # a window encoded without a model (encode_window) has none to name
+        meta["model"] = dict(model_cfg)
     constant_fit = bilinear.fit_groups([bilinear.constant_basis(len(window.train_frames), 1)], view.values,
                                        view.mean, [np.flatnonzero(constant)], frames) if constant.any() else []
     series = SeriesTargets(view.values, view, [np.flatnonzero(~constant)], frames, None,
