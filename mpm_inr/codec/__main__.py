@@ -126,7 +126,11 @@ def _encode_window(args) -> dict:
         raise UserError(f"--holdout-every {args.holdout_every} must be 0 (none) or a positive k")
     check_max_rank(args.max_rank)
     window = FieldWindow.from_dataset(open_dataset(args.dataset), args.field, args.frames, args.holdout_every)
-    return encode_window(window, Path(args.out), settings, args.max_rank)
+    encoded = encode_window(window, Path(args.out), settings, args.max_rank)
+    if not encoded["target_met"]:
+        print(f"note: R² {args.target_r2} not reached: the best file of at most {args.max_rank} curves decodes to "
+              f"{encoded['r2']:.6f}; raise --max-rank", file=sys.stderr)
+    return encoded
 
 
 def _decode(args) -> None:
