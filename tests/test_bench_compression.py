@@ -447,3 +447,55 @@ def test_resume_refuses_a_file_it_cannot_read_and_starts_afresh_without_one(fake
     (tmp_path / "train_bench.json").write_text('{"compression": [{"fields": 3}]')
     with pytest.raises(ResumeError, match="is not a bench result this version can read"):
         run(_resumable(fields=["F"], resume=True), str(tmp_path))
+
+
+# --- a window encoded with no model trained (--window-only) ---------------------------------------------------
+def test_a_window_only_field_is_encoded_from_its_window_against_the_same_rivals(data_root, tmp_path):
+    """No training: the seed's file is the window's own (codec.encode_window), scored against the quantised SVD,
+    SZ3 and ZFP of the same window, on its training frames and held out; the tables say there was no model."""
+    s = BenchSettings(fields=["C"], scenario="discs_small", device="cpu", seeds=[0], frames=20, root=str(data_root),
+                      holdout_every=4, windows=[20], only_compression=True, compare_targets=(0.995,),
+                      window_only=["C"])
+    run(s, str(tmp_path))
+    saved = json.loads((tmp_path / "train_bench.json").read_text())
+    blocks = {b["holdout_every"]: b["fields"][0]["seeds"][0] for b in saved["compression"]}
+    for held, entry in blocks.items():
+        assert entry["window_only"] and entry["training"] is None
+        row = entry["comparison"]["targets"]["0.995"]
+        assert row["codec"]["target_met"] and row["codec"]["components"] == components.PARTS
+        assert row["svd_q"] is not None and row["sz3"] is not None
+        if held:
+            assert row["codec"]["holdout_r2"] > 0.99 and row["svd_q"]["bytes"] <= row["codec"]["bytes"]
+        else:
+            assert entry["comparison"]["ours"] is None and row["codec"]["r2"] >= 0.995
+    table = (tmp_path / "train_bench.md").read_text()
+    assert "Fields encoded with no model trained, from each window itself (`--window-only`" in table
+    assert f"| ours, training | - | {compression_tables.NO_MODEL} |" in table
+    assert f"| ours, float32 parameters | its own | {compression_tables.NO_MODEL} | - |" in table
+
+
+def test_window_only_names_fields_of_the_bench(capsys):
+    assert main(["train", "--device", "cpu", "--scenario", "discs_small", "--fields", "S",
+                 "--window-only", "C"]) == 2
+    assert capsys.readouterr().err == "error: --window-only C: not among --fields S\n"
+
+
+def test_resume_measures_again_a_seed_measured_the_other_way(fake_sweep, monkeypatch, tmp_path):
+    """A seed a trained model measured is not reused where the field is now --window-only (and back)."""
+    from mpm_inr.bench import train_bench
+
+    windowed = []
+
+    def window_compared(s, field, seed, window, holdout_every):
+        windowed.append(seed)
+        return {**_seed(seed, (400 + seed, 0.996), 100, 250), "window_only": True, "training": None}
+
+    monkeypatch.setattr(train_bench, "window_compared", window_compared)
+    run(_resumable(fields=["F"]), str(tmp_path))
+    run(_resumable(fields=["F"], window_only=["F"], resume=True), str(tmp_path))
+    assert windowed == [0, 1, 2]
+    fake_sweep["calls"] = []
+    run(_resumable(fields=["F"], window_only=["F"], resume=True), str(tmp_path))
+    assert windowed == [0, 1, 2] and fake_sweep["calls"] == []  # measured that way already: reused
+    run(_resumable(fields=["F"], resume=True), str(tmp_path))
+    assert fake_sweep["calls"] == [0, 1, 2]

@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--resume", action="store_true",
                     help="reuse the compression seeds that an interrupted run into --out finished (same device, "
                          "scenario, cap, targets and datasets)")
+    tr.add_argument("--window-only", default="", help="fields whose compression windows are encoded with no "
+                    "model trained (python -m mpm_inr.codec encode-window), e.g. S,C over the whole simulation")
     tr.add_argument("--eulerian", default="siren_txy,ngp", help="Eulerian types raced in the held-out part")
     tr.add_argument("--eulerian-cap", type=float, default=30.0, help="training seconds per Eulerian run")
     tr.add_argument("--root", default="data")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 compare_targets=tuple(float(x) for x in _csv(args.compare_targets)),
                 windows=_frame_counts(args.windows or ""), long_cap_s=args.long_cap,
                 only_compression=args.only_compression, only_fixed_cost=args.only_fixed_cost,
-                only_holdout=args.only_holdout, resume=args.resume)
+                only_holdout=args.only_holdout, resume=args.resume, window_only=_csv(args.window_only))
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

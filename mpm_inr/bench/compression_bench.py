@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,12 @@ from torch import nn
 
 from mpm_inr.baselines import BaselineSource, cache_dirs, classical_baselines
 from mpm_inr.codec import components
-from mpm_inr.codec.encode import SLOPE_BOUNDS, CodecSettings, encode_model
+from mpm_inr.codec.encode import (
+    SLOPE_BOUNDS,
+    CodecSettings,
+    encode_model,
+    encode_window,
+)
 from mpm_inr.codec.rundir import load_run
 from mpm_inr.codec.svd_baseline import (
     QuantisedSVD,
@@ -70,13 +75,17 @@ def _load(run_dir: Path) -> tuple[dict[str, Any], FieldWindow, nn.Module, Baseli
 
 def _encode(run_dir: Path, cfg: dict[str, Any], window: FieldWindow, network: nn.Module,
             target: float) -> dict[str, Any]:
-    """The run's codec file at `target`: its numbers (R² decoded from the written file), coded on CODING_THREADS
-    pinned threads (`threads`: the most any library had)."""
+    """The run's codec file at `target`: its numbers (R² decoded from the written file)."""
     settings = CodecSettings.from_config({**(cfg.get("codec") or {}), "target_r2": target})
+    return _coded(lambda: encode_model(network, cfg["model"], window, cfg["data"]["t_period"],
+                                       run_dir / f"model_{target}.mpmc", settings))
+
+
+def _coded(encode: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A codec file's numbers, coded on CODING_THREADS pinned threads (`threads`: the most any library had)."""
     with pinned_threads(CODING_THREADS):
         threads = threads_in_use()
-        codec = encode_model(network, cfg["model"], window, cfg["data"]["t_period"],
-                             run_dir / f"model_{target}.mpmc", settings)
+        codec = encode()
     return {**codec, "threads": max(threads["cpu_threads"], threads["blas_threads"])}
 
 
@@ -91,18 +100,51 @@ def compare_run(run_dir: Path, metrics: dict[str, Any], targets: tuple[float, ..
     """One trained run (its run dir holds the checkpoint) against the baselines of its window at each target."""
     started = time.perf_counter()
     cfg, window, network, source = _load(run_dir)
-    raw, float32_bytes = source.raw_bytes, 4 * int(metrics["total_params"])
+    float32_bytes = 4 * int(metrics["total_params"])
+    ours = {"r2": metrics["final_r2"], "bytes": float32_bytes, "ratio": source.raw_bytes / float32_bytes}
+    return _compared_training(lambda target: _encode(run_dir, cfg, window, network, target), source,
+                              field_window_section(window, cfg["data"]["t_period"]), cfg["dataset"], run_dir,
+                              targets, device, started, ours)
+
+
+def compare_window(dataset: Path, field: str, n_frames: int, holdout_every: int, targets: tuple[float, ...],
+                   device: str, out_dir: Path) -> dict[str, Any]:
+    """A dataset's window encoded with no model trained (codec.encode_window: the split file, which takes nothing
+    from a network) against the baselines of that window at each target, as compare_run and compare_holdout
+    compare a run's: what the bench measures where training at the window's length is capped short of the
+    target (S and C over the whole simulation) and the file would not use the network anyway. Its files go to
+    `out_dir` (window_<target>.mpmc, the rival's beside them)."""
+    started = time.perf_counter()
+    window = FieldWindow.from_dataset(open_dataset(dataset), field, n_frames, holdout_every)
+    source = BaselineSource.from_dataset(open_dataset(dataset), field, n_frames, holdout_every)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def encode(target: float) -> dict[str, Any]:
+        return _coded(lambda: encode_window(window, out_dir / f"window_{target}.mpmc",
+                                            CodecSettings(target_r2=target)))
+
+    section = field_window_section(window, 1.0)
+    if holdout_every:
+        return _compared_holdout(encode, source, section, str(dataset), targets, device, started)
+    return _compared_training(encode, source, section, str(dataset), out_dir, targets, device, started, None)
+
+
+def _compared_training(encode: Callable[[float], dict[str, Any]], source: BaselineSource, section: dict[str, Any],
+                       dataset: str, out_dir: Path, targets: tuple[float, ...], device: str, started: float,
+                       ours: dict[str, Any] | None) -> dict[str, Any]:
+    """Our file at each target (`encode`) and the rivals' on the window's training frames (the quantised SVD's
+    file written to `out_dir` with window section `section`); `ours`: the float32 model's cell (None: no model)."""
+    raw = source.raw_bytes
     train_values = np.asarray(source.values[source.train])
-    out: dict[str, Any] = {"raw_bytes": raw, "ours": {"r2": metrics["final_r2"], "bytes": float32_bytes,
-                                                      "ratio": raw / float32_bytes}, "targets": {}}
+    out: dict[str, Any] = {"raw_bytes": raw, "ours": ours, "targets": {}}
     for target in targets:
-        codec = _encode(run_dir, cfg, window, network, target)
-        block = classical_baselines(source, target, float32_bytes, cache_dirs(cfg["dataset"]), device=device)
-        rival_window = field_window_section(window, cfg["data"]["t_period"])
+        codec = encode(target)
+        block = classical_baselines(source, target, ours["bytes"] if ours else codec["bytes"], cache_dirs(dataset),
+                                    device=device)
         row: dict[str, Any] = {"codec": _codec_cell(codec, raw), QUANTISED_SVD: quantised_svd_point(
-            train_values, target, rival_window, run_dir / f"{RIVAL_FILE}_{target}.mpmc")}
-        if components.split_kind(window.n_components) == components.PARTS:
-            row[QUANTISED_SVD_PARTS] = quantised_svd_parts_point(train_values, target, rival_window)
+            train_values, target, section, out_dir / f"{RIVAL_FILE}_{target}.mpmc")}
+        if components.split_kind(source.values.shape[-1]) == components.PARTS:
+            row[QUANTISED_SVD_PARTS] = quantised_svd_parts_point(train_values, target, section)
         for method in METHODS:
             point = (block.get(method) or {}).get("matched_accuracy")
             row[method] = None if point is None else {
@@ -161,18 +203,25 @@ def compare_holdout(run_dir: Path, targets: tuple[float, ...], device: str) -> d
     the baselines' interpolated held-out R² within the codec file's bytes (matched size)."""
     started = time.perf_counter()
     cfg, window, network, source = _load(run_dir)
+    return _compared_holdout(lambda target: _encode(run_dir, cfg, window, network, target), source,
+                             field_window_section(window, cfg["data"]["t_period"]), cfg["dataset"], targets, device,
+                             started)
+
+
+def _compared_holdout(encode: Callable[[float], dict[str, Any]], source: BaselineSource, section: dict[str, Any],
+                      dataset: str, targets: tuple[float, ...], device: str, started: float) -> dict[str, Any]:
+    """Our file at each target (`encode`) decoded at the held-out times, and the rivals within its bytes."""
     raw = source.raw_bytes
-    out: dict[str, Any] = {"raw_bytes": raw, "holdout_every": cfg["data"]["holdout_every"],
+    out: dict[str, Any] = {"raw_bytes": raw, "holdout_every": source.key["holdout_every"],
                            "holdout_frames": int(source.test.size), "targets": {}}
     for target in targets:
-        codec = _encode(run_dir, cfg, window, network, target)
-        block = classical_baselines(source, target, codec["bytes"], cache_dirs(cfg["dataset"]), device=device)
+        codec = encode(target)
+        block = classical_baselines(source, target, codec["bytes"], cache_dirs(dataset), device=device)
         row: dict[str, Any] = {"codec": {**_codec_cell(codec, raw), "holdout_r2": codec["holdout_r2"],
                                          "holdout_slope": codec["holdout_slope"]}}
         for method in METHODS:
             row[method] = _holdout_point((block.get(method) or {}).get("matched_size"))
-        row[QUANTISED_SVD] = quantised_svd_holdout_point(source, codec["bytes"],
-                                                         field_window_section(window, cfg["data"]["t_period"]))
+        row[QUANTISED_SVD] = quantised_svd_holdout_point(source, codec["bytes"], section)
         out["targets"][str(target)] = row
     out["time_s"] = time.perf_counter() - started
     return out

@@ -191,8 +191,15 @@ def _header(t: dict[str, Any]) -> tuple[list[str], list[dict[str, Any] | None], 
     return lines, [r.get("comparison") for r in t["seeds"]], [f"failed: {r.get('error')}" for r in t["seeds"]]
 
 
+#: a seed's training cell, and its float32 model's, where its file was encoded with no model
+#: (bench.train_bench.window_compared)
+NO_MODEL = "no model: the window's own file (encode-window)"
+
+
 def _training(r: dict[str, Any]) -> str:
     run = r.get("training")
+    if r.get("window_only") and r.get("comparison"):
+        return NO_MODEL
     if not run:
         return f"failed: {r.get('error')}"
     return f"R² {run['final_r2']:.5f}, {run['training_time_s']:.1f} s, {run['steps']} steps"
@@ -219,8 +226,8 @@ def _window_table(t: dict[str, Any]) -> list[str]:
     def row(name: str, target: str, cells: list[str], median: str) -> None:
         lines.append(f"| {name} | {target} | " + " | ".join(cells) + f" | {median} |")
 
-    row("ours, float32 parameters", "its own", [_cell(c["ours"]) if c else f for c, f in zip(comps, failed)],
-        _cell(t["median"]["ours"], n))
+    row("ours, float32 parameters", "its own", [(_cell(c["ours"]) if c["ours"] else NO_MODEL) if c else f
+                                                for c, f in zip(comps, failed)], _cell(t["median"]["ours"], n))
     for target in map(str, t["targets"]):
         lines += _own_training(t, comps, failed, target)
         med = t["median"]["targets"][target]

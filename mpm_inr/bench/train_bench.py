@@ -73,6 +73,8 @@ class BenchSettings:
     only_fixed_cost: bool = False  # skip every part but the fixed cost
     only_holdout: bool = False  # of the compression windows, only the held-out part (one interrupted, say)
     resume: bool = False  # reuse the compression seeds an earlier run into the same --out finished (bench.resume)
+    #: fields whose compression windows are encoded with no model trained (compression_bench.compare_window)
+    window_only: list[str] = dc_field(default_factory=list)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.eulerian if t not in EULERIAN_RECIPES]
@@ -92,6 +94,9 @@ class BenchSettings:
             raise ValueError("--only-holdout needs --only-compression and --holdout-every k > 0")
         if self.long_cap_s is not None and not self.long_cap_s > 0:
             raise ValueError(f"--long-cap {self.long_cap_s} must be a positive number of seconds")
+        stray = [f for f in self.window_only if f not in self.fields]
+        if stray:
+            raise ValueError(f"--window-only {','.join(stray)}: not among --fields {','.join(self.fields)}")
 
 
     def window_parts(self) -> tuple[int, ...]:
@@ -334,13 +339,36 @@ def compression_sweep(s: BenchSettings, field: str, window: int, holdout_every: 
     compared: list[dict[str, Any]] = []
     for seed in s.seeds:
         entry = (finished or {}).get(seed)
-        if entry is None:
+        if entry is not None and bool(entry.get(WINDOW_ONLY)) != (field in s.window_only):
+            entry = None  # measured the other way (a model trained, or none): measured again
+        if entry is None and field in s.window_only:
+            entry = window_compared(s, field, seed, window, holdout_every)
+        elif entry is None:
             metrics, _, comparison = compare_per_training(s, field, seed, extra, targets, compare, frames=window)
             entry = _compared(seed, metrics, comparison)
         compared.append(entry)
         if progress is not None:
             progress(compression_bench.summarise(field, compared, targets, holdout_every, len(s.seeds)))
     return compression_bench.summarise(field, compared, targets, holdout_every)
+
+
+#: a compression table's seed entry whose file was encoded with no model trained (window_compared)
+WINDOW_ONLY = "window_only"
+
+
+def window_compared(s: BenchSettings, field: str, seed: int, window: int, holdout_every: int) -> dict[str, Any]:
+    """One seed's entry of a compression table with no model trained: the window's own file
+    (compression_bench.compare_window) against the baselines; a file that cannot be made (a constant field, say)
+    is recorded, not fatal, as a failed training is."""
+    from mpm_inr.errors import UserError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            comparison = compression_bench.compare_window(bench_dataset(s, seed).path, field, window, holdout_every,
+                                                          tuple(s.compare_targets), s.device, Path(tmp))
+        except UserError as err:
+            return {**_compared(seed, {"status": "failed", "error": str(err)}, None), WINDOW_ONLY: True}
+    return {**_compared(seed, {"status": WINDOW_ONLY}, comparison), WINDOW_ONLY: True}
 
 
 def holdout(s: BenchSettings, field: str) -> dict[str, Any]:
@@ -379,7 +407,10 @@ def markdown(results: dict[str, Any]) -> str:
               f"dataset seeds {seeds}. Times are training seconds unless marked end-to-end."
               + (f" Compression windows: {', '.join(map(str, results['windows']))} frames"
                  + (f", training capped at {results['long_cap_s']:g} s per run beyond {results['frames']}."
-                    if results.get("long_cap_s") else ".") if results.get("windows") else "")), "",
+                    if results.get("long_cap_s") else ".") if results.get("windows") else "")
+              + (f" Fields encoded with no model trained, from each window itself (`--window-only`, `python -m "
+                 f"mpm_inr.codec encode-window`): {', '.join(results['window_only'])}."
+                 if results.get("window_only") else "")), "",
              "Dataset fingerprints (sha256 of the arrays, first 16 hex digits; the same seed made by another "
              "simulator version, torch build or device is another trajectory): "
              + ", ".join(f"seed {k} `{(v or 'not recorded')[:16]}`" for k, v in results["datasets"].items())]
@@ -497,7 +528,7 @@ def run(s: BenchSettings, out_dir: str) -> dict[str, Any]:
         "device": device_name(s.device), "torch": torch.__version__,
         "date": datetime.now(UTC).strftime("%Y-%m-%d"), "scenario": s.scenario, "frames": s.frames,
         "seeds": s.seeds, "target_r2": s.target, "speed": [], "seed_sweep": [], "holdout": [], "fixed_cost": [],
-        "compression": [], "windows": s.windows, "long_cap_s": s.long_cap_s}
+        "compression": [], "windows": s.windows, "long_cap_s": s.long_cap_s, "window_only": s.window_only}
     from mpm_inr.data.dataset import recorded_fingerprint
 
     results["datasets"] = {str(seed): recorded_fingerprint(bench_dataset(s, seed)) for seed in s.seeds}
