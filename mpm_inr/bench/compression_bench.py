@@ -115,8 +115,9 @@ def compare_window(dataset: Path, field: str, n_frames: int, holdout_every: int,
     target (S and C over the whole simulation) and the file would not use the network anyway. Its files go to
     `out_dir` (window_<target>.mpmc, the rival's beside them)."""
     started = time.perf_counter()
-    window = FieldWindow.from_dataset(open_dataset(dataset), field, n_frames, holdout_every)
-    source = BaselineSource.from_dataset(open_dataset(dataset), field, n_frames, holdout_every)
+    opened = open_dataset(dataset)
+    window = FieldWindow.from_dataset(opened, field, n_frames, holdout_every)
+    source = BaselineSource.from_dataset(opened, field, n_frames, holdout_every)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def encode(target: float) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from mpm_inr.bench.reference_recipe import (
 )
 from mpm_inr.bench.resume import Previous, previous_results
 from mpm_inr.config import choices
+from mpm_inr.errors import UserError
 from mpm_inr.files import write_atomic
 from mpm_inr.threads import AUTO, resolve_threads
 
@@ -128,7 +129,6 @@ def train_and_inspect(s: BenchSettings, field: str, seed: int, extra: list[str],
     """train_once, and then (for an ok run, with its checkpoint written) `inspect(run_dir, metrics)` before the
     temporary run dir goes; returns metrics, wall time of the training and what inspect returned (or None).
     frames: the window's training frames (default: the bench's `frames`)."""
-    from mpm_inr.errors import UserError
     from mpm_inr.training.run import run_training
 
     overrides = [*run_overrides(s, field, seed, frames), "outputs.checkpoint=" + ("true" if inspect else "false"),
@@ -360,7 +360,6 @@ def window_compared(s: BenchSettings, field: str, seed: int, window: int, holdou
     """One seed's entry of a compression table with no model trained: the window's own file
     (compression_bench.compare_window) against the baselines; a file that cannot be made (a constant field, say)
     is recorded, not fatal, as a failed training is."""
-    from mpm_inr.errors import UserError
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
